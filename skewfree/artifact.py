@@ -15,19 +15,24 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
+from mlflow.pyfunc import PythonModel
 from omegaconf import DictConfig
 
 from .core import project_root
 from .forecaster import Forecaster
 
 # %% auto #0
-__all__ = ['setup_tracking', 'SkewfreeModel', 'input_example', 'log_forecaster', 'register']
+__all__ = ['tracking_uri', 'setup_tracking', 'SkewfreeModel', 'input_example', 'log_forecaster', 'register']
 
 # %% ../nbs/07_artifact.ipynb #0005
+def tracking_uri(configured:str|None=None) -> str:
+    "`MLFLOW_TRACKING_URI`, else `configured`, else the sqlite store in the project root."
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{project_root()/'mlflow.db'}"
+
 def setup_tracking(cfg:DictConfig) -> str:
     "Point MLflow at the configured store and experiment; return the tracking URI."
-    root = project_root()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.mlflow.get("tracking_uri") or f"sqlite:///{root/'mlflow.db'}"
+    root, uri = project_root(), tracking_uri(cfg.mlflow.get("tracking_uri"))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs and notebooks
     mlflow.set_tracking_uri(uri)
     name = cfg.mlflow.experiment
     if mlflow.get_experiment_by_name(name) is None:
@@ -37,7 +42,7 @@ def setup_tracking(cfg:DictConfig) -> str:
     return uri
 
 # %% ../nbs/07_artifact.ipynb #0007
-class SkewfreeModel(mlflow.pyfunc.PythonModel):
+class SkewfreeModel(PythonModel):
     "MLflow pyfunc wrapper: hydrates the `Forecaster` from the artifact and forecasts raw rows."
     def load_context(self, context):
         "Hydrate the forecaster from the logged folder."

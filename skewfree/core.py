@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -46,9 +45,9 @@ def project_root(start:Path|None=None) -> Path:
 
 # %% ../nbs/00_core.ipynb #0011
 def quiet_lightning():
-    "Silence PyTorch Lightning's per-call banners and tips."
-    os.environ.setdefault("PL_DISABLE_FORK", "1")
-    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*litlogger.*")
+    "Import PyTorch Lightning and silence its per-call banners, tips and known-harmless warnings."
+    import pytorch_lightning  # noqa: F401  (its import sets the levels we override)
+    for name in ("pytorch_lightning", "lightning_fabric", "pytorch_lightning.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*pin_memory.*", ".*LeafSpec.*", ".*litlogger.*"):
+        warnings.filterwarnings("ignore", pattern)

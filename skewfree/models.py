@@ -91,8 +91,8 @@ def build_model(cfg:DictConfig):
 
 def load_model(family:str, path:str):
     "A fitted model saved by darts at `path`, on the CPU."
-    quiet_lightning()
     if family == "torch":
+        quiet_lightning()
         from darts.models.forecasting.torch_forecasting_model import TorchForecastingModel
         return TorchForecastingModel.load(path, map_location="cpu", pl_trainer_kwargs={"accelerator": "cpu"})
     from darts.models.forecasting.forecasting_model import ForecastingModel

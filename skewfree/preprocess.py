@@ -65,6 +65,7 @@ class Preprocessor:
     def __init__(self,
                  time_col:str="date", # timestamp column
                  target:str="OT", # the column to forecast
+                 *,
                  id_col:str|None="series_id", # series id column; None for a single series
                  past_covariates:Sequence[str]=(), # columns observed only up to the forecast time
                  scaler:str="standard", # per-series, per-column scaling; `standard` in this version
@@ -96,8 +97,8 @@ class Preprocessor:
         if len(df) == 0: raise InputError("input", "no rows")
         ids = df[self.id_col].astype(str) if self.id_col else pd.Series(SINGLE_SERIES, index=df.index)
         frames = {}
-        for sid, rows in df[needed].groupby(ids, sort=True):
-            sid = str(sid)
+        for key, rows in df[needed].groupby(ids, sort=True):
+            sid = str(key)
             times = _parse_times(rows[self.time_col], self.time_col, sid)
             dup = times.duplicated()
             if dup.any(): raise InputError(self.time_col, f"duplicate timestamp {times[_first_bad(dup)]}", sid, _first_bad(dup))
@@ -113,7 +114,7 @@ class Preprocessor:
         for sid, frame in frames.items():
             if len(frame) < max(3, self.history_length):
                 raise InputError(self.time_col, f"needs at least {max(3, self.history_length)} rows to fit, got {len(frame)}", sid)
-            inferred = pd.infer_freq(frame.index)
+            inferred = pd.infer_freq(pd.DatetimeIndex(frame.index))
             if inferred is None: raise InputError(self.time_col, "timestamps are not regular: no frequency can be inferred", sid)
             freq[sid] = inferred
             std = frame.std(ddof=0)
@@ -130,7 +131,8 @@ class Preprocessor:
         off = frame.index != expected
         if off.any():
             first = int(np.argmax(off))
-            raise InputError(self.time_col, f"timestamp {frame.index[first]} is off the fitted frequency {self.freq_[sid]!r} or follows a gap (expected {expected[first]})", sid, frame.index[first])
+            raise InputError(self.time_col, f"timestamp {frame.index[first]} is off the fitted frequency {self.freq_[sid]!r} "
+                                            f"or follows a gap (expected {expected[first]})", sid, frame.index[first])
         if len(frame) < self.history_length_:
             raise InputError(self.time_col, f"needs at least {self.history_length_} rows of history, got {len(frame)}", sid)
         return frame
@@ -139,8 +141,8 @@ class Preprocessor:
         "Raw long rows → scaled float32 darts series, per series id."
         self._check_fitted()
         ids, target, past = [], [], []
-        for sid, frame in self.frames(df).items():
-            frame = self._checked(sid, frame)
+        for sid, raw in self.frames(df).items():
+            frame = self._checked(sid, raw)
             stats = np.array([self.scale_[sid][c] for c in self.columns_])
             scaled = ((frame[self.columns_].to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)
             ids.append(sid)

@@ -1,0 +1,79 @@
+"Shared fixtures: one smoke model trained into a throw-away MLflow store, and a real server on a loopback port."
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    "A free TCP port on 127.0.0.1."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def exact_json_body(frame, horizon) -> str:
+    "MLflow `dataframe_split` body with every float at full precision (json uses repr, which round-trips)."
+    rows = frame.astype({"date": str}).to_dict(orient="split", index=False)
+    return json.dumps({"dataframe_split": {"columns": rows["columns"], "data": rows["data"]}, "params": {"horizon": horizon}})
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> str:
+    "A sqlite MLflow store for this test session, exported to subprocesses through the environment."
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
+
+
+@pytest.fixture(scope="session")
+def trained(store):
+    "A smoke NLinear trained, logged and registered through `skewfree.train`."
+    from skewfree.config import compose_config
+    from skewfree.train import train
+    return train(compose_config(["profile=smoke"]))
+
+
+class Server:
+    "A `skewfree serve` process on a loopback port."
+    def __init__(self, model_uri: str, store: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(ROOT / "tests" / f".server-{self.port}.log", "w+")  # noqa: SIM115
+        env = dict(os.environ, MLFLOW_TRACKING_URI=store)
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "skewfree"), "serve", "--model-uri", model_uri,
+                                      "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200: return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise RuntimeError("server did not become healthy in 120 s")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def server(trained, store):
+    "The registered champion served by `skewfree serve` in its own process."
+    srv = Server("models:/skewfree-ett@champion", store)
+    yield srv
+    srv.stop()

@@ -1,0 +1,51 @@
+"The training notebook runs under papermill from the project root and prints a servable model URI."
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from skewfree.config import compose_config
+from skewfree.core import InputError
+from skewfree.data import load_ett
+from skewfree.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def papermill(out: Path, *args: str, store: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "nbs" / "train.ipynb"), str(out), *args],
+                          cwd=ROOT, env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_smoke_run_prints_a_model_uri_that_serves(store, tmp_path):
+    done = papermill(tmp_path / "smoke.ipynb", "-p", "model", "nlinear", "-p", "overrides", '["profile=smoke"]', store=store)
+    assert done.returncode == 0, done.stderr[-3000:]
+    uris = re.findall(r"MODEL_URI=(models:/[^\"\\\s]+)", (tmp_path / "smoke.ipynb").read_text())
+    assert len(uris) == 1
+    model = mlflow.pyfunc.load_model(uris[0])
+    forecast = model.predict(model.input_example, params={"horizon": 4})
+    assert list(forecast.columns) == ["series_id", "date", "forecast"] and len(forecast) == 8
+
+
+def test_unknown_model_fails_naming_the_registered_ones(store, tmp_path):
+    done = papermill(tmp_path / "bad.ipynb", "-p", "model", "prophet", store=store)
+    assert done.returncode != 0
+    assert "nlinear" in done.stderr
+
+
+@pytest.mark.parametrize("breakage, column", [
+    (lambda df: df.drop(columns="OT"), "OT"),
+    (lambda df: df.drop(columns="date"), "date"),
+    (lambda df: df.astype({"date": str}).assign(date=lambda d: d.date.where(d.index != 7, "31/02/2017 25:00")), "date"),
+])
+def test_training_on_bad_frames_names_the_column(store, breakage, column):
+    with pytest.raises(InputError) as err:
+        train(compose_config(["profile=smoke"]), data=breakage(load_ett(max_rows=1000)))
+    assert err.value.field == column
+    assert column in str(err.value)
