@@ -25,10 +25,10 @@ def temporal_split(df:pd.DataFrame, # raw long rows
     tr, va, te = int(split["train_rows"]), int(split["val_rows"]), int(split["test_rows"])
     frames = pre.frames(df)  # validates columns and timestamps before any row is assigned to a side
     if va < forecaster.max_horizon or te < forecaster.max_horizon:
-        raise InputError("split", f"val_rows and test_rows must each be at least the horizon {forecaster.max_horizon}, got {va} and {te}")
+        raise InputError("cv", f"val_rows and test_rows must each be at least the horizon {forecaster.max_horizon}, got {va} and {te}")
     for sid, frame in frames.items():
         if len(frame) < tr + va + te:
-            raise InputError("split", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {len(frame)}", sid)
+            raise InputError("cv", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {len(frame)}", sid)
     ids = df[pre.id_col].astype(str) if pre.id_col else pd.Series("series", index=df.index)
     order = pd.to_datetime(df[pre.time_col], format="ISO8601") if not pd.api.types.is_datetime64_any_dtype(df[pre.time_col]) else df[pre.time_col]
     ordered = df.assign(_order=order, _id=ids).sort_values(["_id", "_order"], kind="stable")

@@ -55,7 +55,7 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
     setup_tracking(cfg)
     raw = load_data(cfg.data) if data is None else data
     forecaster = Forecaster.from_config(cfg)
-    train_rows, val_rows, test_rows = temporal_split(raw, cfg.split, forecaster)
+    train_rows, val_rows, test_rows = temporal_split(raw, cfg.cv, forecaster)
     with mlflow.start_run() as run:
         config = resolved(cfg)
         mlflow.log_params(_flat(config))
@@ -65,7 +65,7 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
         forecaster.fit(train_rows, val_rows)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
-        metrics = evaluate(forecaster, test_rows, stride=cfg.split.eval_stride)
+        metrics = evaluate(forecaster, test_rows, stride=cfg.cv.eval_stride)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         # the request example is the look-back right before the test span: a real window, never seen as a target
         info = log_forecaster(forecaster, input_example(forecaster, val_rows))
