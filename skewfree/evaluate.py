@@ -44,17 +44,21 @@ def evaluate(forecaster:Forecaster, # fitted
     "MSE/MAE on the standardised scale and MAE/RMSE in original units, over every test window."
     pre, model, horizon = forecaster.preprocessor, forecaster.model, forecaster.max_horizon
     batch = pre.transform(test)
+    extra = {"predict_likelihood_parameters": True} if forecaster.quantiles else {}
     windows = model.historical_forecasts(series=batch.target, past_covariates=batch.past_covariates,
+                                         future_covariates=batch.future_covariates, **extra,
                                          forecast_horizon=horizon, stride=int(stride), retrain=False,
                                          last_points_only=False, start=forecaster.history_length,
                                          start_format="position", verbose=False)
     raw = pre.frames(test)
     scaled_err, orig_err = [], []
-    for sid, target, forecasts in zip(batch.ids, batch.target, windows):
+    for i, (sid, target, forecasts) in enumerate(zip(batch.ids, batch.target, windows)):
         for window in forecasts:
             actual_scaled = target.slice_intersect_values(window, copy=False)[:, 0, 0]
-            scaled_err.append(window.values(copy=False)[:, 0] - actual_scaled)
-            orig = pre.inverse_transform([window], [sid])
+            orig = pre.inverse_transform([window], batch.subset([i]))
+            # the point forecast in scaled units, recovered from the original-unit answer the user sees
+            center, scale = batch.target_scale[i]
+            scaled_err.append((orig.forecast.to_numpy() - center) / scale - actual_scaled)
             orig_err.append(orig.forecast.to_numpy() - raw[sid].loc[window.time_index, pre.target].to_numpy())
     s, o = np.concatenate(scaled_err).astype(np.float64), np.concatenate(orig_err)
     return {"mse_std": float(np.mean(s**2)), "mae_std": float(np.mean(np.abs(s))),

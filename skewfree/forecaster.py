@@ -16,8 +16,8 @@ from omegaconf import DictConfig
 import skewfree
 from .config import resolved
 from .core import InputError
-from .models import build_model, load_model, model_entry
-from .preprocess import Preprocessor
+from .models import build_model, drop_training_callbacks, load_model, model_entry
+from .preprocess import Preprocessor, SeriesBatch
 
 # %% auto #0
 __all__ = ['Forecaster']
@@ -33,10 +33,7 @@ class Forecaster:
     def from_config(cls, cfg:DictConfig) -> Forecaster:
         "An unfitted forecaster: the model from the factory, a preprocessor for the columns it will use."
         model = build_model(cfg)
-        roles = list(cfg.model.get("covariates", []))
-        pre = Preprocessor(time_col=cfg.data.time_col, target=cfg.data.target, id_col=cfg.data.id_col,
-                           past_covariates=list(cfg.data.past_covariates) if "past" in roles else [],
-                           scaler=cfg.data.scaler, history_length=-model.extreme_lags[0])
+        pre = Preprocessor.from_config(cfg.data, roles=list(cfg.model.get("covariates", [])), history_length=-model.extreme_lags[0])
         return cls(pre, model, cfg.model.name, resolved(cfg))
 
     @property
@@ -63,9 +60,17 @@ class Forecaster:
         extra = {}
         if val is not None:
             vb = self.preprocessor.transform(val)
-            extra = {"val_series": vb.target, "val_past_covariates": vb.past_covariates}
-        self.model.fit(series=batch.target, past_covariates=batch.past_covariates, verbose=False, **extra)
+            extra = {"val_series": vb.target, "val_past_covariates": vb.past_covariates, "val_future_covariates": vb.future_covariates}
+        self.model.fit(series=batch.target, past_covariates=batch.past_covariates, future_covariates=batch.future_covariates,
+                       verbose=False, **self._fit_kwargs(extra))
+        drop_training_callbacks(self.model)
         return self
+
+    def _fit_kwargs(self, extra:dict[str, Any]) -> dict[str, Any]:
+        "Validation arguments for models whose `fit` takes them (torch models and boosted trees)."
+        import inspect
+        accepted = inspect.signature(self.model.fit).parameters
+        return {k: v for k, v in extra.items() if k in accepted and v is not None}
 
     def check_horizon(self, horizon:Any) -> int:
         "`horizon` as an int in 1..max_horizon, or an `InputError` saying the limit."
@@ -75,16 +80,27 @@ class Forecaster:
             raise InputError("horizon", f"must be between 1 and {self.max_horizon} (the model's output length), got {horizon}")
         return int(horizon)
 
+    @property
+    def quantiles(self) -> list[float]:
+        "The quantiles the model forecasts directly, or [] for a point forecaster."
+        likelihood = getattr(self.model, "likelihood", None)
+        return [float(q) for q in getattr(likelihood, "quantiles", None) or []]
+
+    def predict_batch(self, batch:SeriesBatch, horizon:int):
+        "Model output in scaled units for a transformed batch (quantile components for probabilistic models)."
+        extra = {"predict_likelihood_parameters": True} if self.quantiles else {}
+        with self._lock:
+            return self.model.predict(n=horizon, series=batch.target, past_covariates=batch.past_covariates,
+                                      future_covariates=batch.future_covariates, verbose=False, **extra)
+
     def predict(self,
-                history:pd.DataFrame, # raw long rows: at least `history_length` recent rows per series
+                history:pd.DataFrame, # raw long rows: at least `history_length` recent rows per series (plus planned rows)
                 horizon:int, # steps to forecast, at most `max_horizon`
                ) -> pd.DataFrame:
         "Forecast `horizon` steps after each series' history, in original units."
         horizon = self.check_horizon(horizon)
-        batch = self.preprocessor.transform(history)
-        with self._lock:
-            scaled = self.model.predict(n=horizon, series=batch.target, past_covariates=batch.past_covariates, verbose=False)
-        return self.preprocessor.inverse_transform(scaled, batch.ids)
+        batch = self.preprocessor.transform(history, horizon=horizon)
+        return self.preprocessor.inverse_transform(self.predict_batch(batch, horizon), batch)
 
     def save(self, folder:str|Path) -> Path:
         "Write the preprocessor state, the model files and the resolved config to `folder`."

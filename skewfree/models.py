@@ -14,7 +14,7 @@ from .core import InputError, quiet_lightning
 
 # %% auto #0
 __all__ = ['MODELS', 'TRAINERS', 'COVARIATE_ROLES', 'ModelEntry', 'register_model', 'register_trainer', 'model_entry',
-           'torch_training', 'build_nlinear', 'build_model', 'load_model']
+           'torch_training', 'build_nlinear', 'build_model', 'drop_training_callbacks', 'load_model']
 
 # %% ../nbs/04_models.ipynb #0005
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ def build_model(cfg:DictConfig):
         if not getattr(model, f"supports_{role}_covariates"):
             raise InputError("model.covariates", f"model {entry.name!r} cannot use {role} covariates")
     return model
+
+def drop_training_callbacks(model) -> None:
+    "Forget training-only callbacks (early stopping) after fit: they are not needed to predict, and darts' safe loader refuses them."
+    for params in (getattr(model, "trainer_params", None), getattr(model, "_model_params", {}).get("pl_trainer_kwargs")):
+        if params: params.pop("callbacks", None)
 
 def load_model(family:str, path:str):
     "A fitted model saved by darts at `path`, on the CPU."

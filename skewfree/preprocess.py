@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,15 +18,26 @@ from darts import TimeSeries
 from .core import InputError
 
 # %% auto #0
-__all__ = ['SINGLE_SERIES', 'SeriesBatch', 'Preprocessor']
+__all__ = ['SCALERS', 'CALENDAR', 'SINGLE_SERIES', 'MISSING_POLICIES', 'GAP_POLICIES', 'UNKNOWN_POLICIES', 'SeriesBatch',
+           'Preprocessor']
 
 # %% ../nbs/03_preprocess.ipynb #0005
 @dataclass
 class SeriesBatch:
-    "Model-ready series, one entry per series id, in the preprocessor's column order."
+    "Model-ready series, one entry per series id, and the report of what was repaired to make them."
     ids: list[str]
     target: list[TimeSeries]
     past_covariates: list[TimeSeries]|None
+    future_covariates: list[TimeSeries]|None
+    target_scale: list[tuple[float, float]]  # (center, scale) used for each series' target
+    report: dict[str, dict[str, int]] = field(default_factory=dict)  # series → {what was repaired: count}
+
+    def subset(self, positions:Sequence[int]) -> SeriesBatch:
+        "The series at `positions`, in that order."
+        def pick(xs): return None if xs is None else [xs[i] for i in positions]
+        return SeriesBatch([self.ids[i] for i in positions], pick(self.target), pick(self.past_covariates),  # type: ignore[arg-type]
+                           pick(self.future_covariates), pick(self.target_scale),  # type: ignore[arg-type]
+                           {self.ids[i]: self.report[self.ids[i]] for i in positions if self.ids[i] in self.report})
 
 # %% ../nbs/03_preprocess.ipynb #0007
 def _first_bad(mask:pd.Series) -> Any:
@@ -39,46 +51,91 @@ def _parse_times(values:pd.Series, col:str, sid:str) -> pd.Series:
         except (ValueError, TypeError) as e: raise InputError(col, f"timestamps mix time zones or formats ({e})", sid) from None
         bad = parsed.isna() & values.notna()
         if bad.any(): raise InputError(col, f"timestamp {values[_first_bad(bad)]!r} does not parse", sid, _first_bad(bad))
-        if parsed.isna().any(): raise InputError(col, "missing timestamp", sid, _first_bad(parsed.isna()))
         values = parsed
+    if values.isna().any(): raise InputError(col, "missing timestamp", sid, _first_bad(values.isna()))
     if getattr(values.dt, "tz", None) is not None: values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     return values.astype("datetime64[ns]")
 
 def _parse_numbers(values:pd.Series, col:str, sid:str) -> pd.Series:
-    "Finite float64 values, or an `InputError` naming the first value that is not one."
+    "Float64 values (NaN where missing), or an `InputError` naming the first value that is not a number."
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
         raise InputError(col, f"expected numbers, got dtype {values.dtype}", sid)
-    parsed = pd.to_numeric(values, errors="coerce").astype("float64")
-    bad = parsed.isna() & values.notna()
-    if bad.any(): raise InputError(col, f"value {values[_first_bad(bad)]!r} is not a number", sid, _first_bad(bad))
-    if parsed.isna().all(): raise InputError(col, "every value is missing", sid)
-    if parsed.isna().any(): raise InputError(col, "missing value (NaN); this version refuses gaps in values", sid, _first_bad(parsed.isna()))
+    if pd.api.types.is_float_dtype(values) or pd.api.types.is_integer_dtype(values): parsed = values.astype("float64")
+    else:
+        parsed = pd.to_numeric(values, errors="coerce").astype("float64")
+        bad = parsed.isna() & values.notna()
+        if bad.any(): raise InputError(col, f"value {values[_first_bad(bad)]!r} is not a number", sid, _first_bad(bad))
     infinite = pd.Series(np.isinf(parsed.to_numpy()), index=parsed.index)
     if infinite.any(): raise InputError(col, "infinite value", sid, _first_bad(infinite))
     return parsed
 
 # %% ../nbs/03_preprocess.ipynb #0010
+def _scaler_stats(values:np.ndarray, kind:str) -> tuple[float, float]:
+    "(center, scale) of the non-missing `values` for scaler `kind`."
+    v = values[~np.isnan(values)]
+    if kind == "standard": center, scale = float(v.mean()), float(v.std())
+    elif kind == "robust":
+        q25, q50, q75 = np.percentile(v, [25, 50, 75])
+        center, scale = float(q50), float(q75 - q25)
+    else: center, scale = float(v.min()), float(v.max() - v.min())
+    return center, (scale if scale > 0 else 1.0)
+
+SCALERS = ("standard", "robust", "minmax")
+
+def _fixed_freq(freq:str) -> str:
+    "`freq`, with calendar days as 24-hour steps: pandas 3 made `D` calendar-aware, and darts divides timedeltas by it."
+    offset = pd.tseries.frequencies.to_offset(freq)
+    return f"{24 * offset.n}h" if isinstance(offset, pd.offsets.Day) else freq
+CALENDAR = {"hour": 24, "dayofweek": 7, "day": 31, "month": 12, "dayofyear": 366}  # feature → cycle length
+
+def _calendar(times:pd.DatetimeIndex, features:Sequence[str]) -> np.ndarray:
+    "Sine/cosine encodings of the calendar `features` at `times`, two columns per feature."
+    cols = []
+    for name in features:
+        position = getattr(times, name).to_numpy().astype(np.float64) - (1 if name in ("day", "month", "dayofyear") else 0)
+        angle = 2 * np.pi * position / CALENDAR[name]
+        cols += [np.sin(angle), np.cos(angle)]
+    return np.column_stack(cols) if cols else np.empty((len(times), 0))
+
+# %% ../nbs/03_preprocess.ipynb #0013
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
+MISSING_POLICIES, GAP_POLICIES, UNKNOWN_POLICIES = ("error", "interpolate", "ffill", "fitted"), ("error", "reindex"), ("error", "own_history")
+
+def _choice(name:str, value:str, allowed:Sequence[str]) -> str:
+    if value not in allowed: raise InputError(f"data.{name}", f"unknown value {value!r}; allowed: {list(allowed)}")
+    return value
 
 class Preprocessor:
-    "Stateful raw → model-ready transform: per-series frequency and scaling, learnt on training rows only."
+    "Stateful raw → model-ready transform: learnt on training rows only, plain-data state."
     def __init__(self,
                  time_col:str="date", # timestamp column
                  target:str="OT", # the column to forecast
                  *,
                  id_col:str|None="series_id", # series id column; None for a single series
                  past_covariates:Sequence[str]=(), # columns observed only up to the forecast time
-                 scaler:str="standard", # per-series, per-column scaling; `standard` in this version
+                 future_covariates:Sequence[str]=(), # planned values, supplied for the horizon rows too
+                 static_covariates:Sequence[str]=(), # constant per series, numeric or categorical
+                 calendar:Sequence[str]=(), # calendar features derived from timestamps: hour, dayofweek, day, month, dayofyear
+                 scaler:str="standard", # standard | robust | minmax, per series and column
+                 missing:str="error", # error | interpolate | ffill | fitted
+                 gaps:str="error", # error | reindex
+                 unknown_series:str="error", # error | own_history (scale a new series with its own window)
                  history_length:int=1, # rows of history the model needs to forecast
                 ):
-        if scaler != "standard": raise InputError("data.scaler", f"unknown scaler {scaler!r}; known: ['standard']")
         self.time_col, self.target, self.id_col = time_col, target, id_col
-        self.past_covariates, self.scaler, self.history_length = list(past_covariates), scaler, int(history_length)
+        self.past_covariates, self.future_covariates = list(past_covariates), list(future_covariates)
+        self.static_covariates = list(static_covariates)
+        for name in calendar:
+            if name not in CALENDAR: raise InputError("data.calendar", f"unknown calendar feature {name!r}; known: {list(CALENDAR)}")
+        self.calendar = list(calendar)
+        self.scaler = _choice("scaler", scaler, SCALERS)
+        self.missing, self.gaps = _choice("missing", missing, MISSING_POLICIES), _choice("gaps", gaps, GAP_POLICIES)
+        self.unknown_series, self.history_length = _choice("unknown_series", unknown_series, UNKNOWN_POLICIES), int(history_length)
 
     @property
-    def columns(self) -> list[str]:
-        "The numeric columns, target first, in the order the model sees them."
-        return [self.target, *self.past_covariates]
+    def numeric(self) -> list[str]:
+        "The time-varying numeric columns, target first: the ones that are scaled."
+        return [self.target, *self.past_covariates, *self.future_covariates]
 
     @property
     def is_fitted(self) -> bool:
@@ -89,96 +146,206 @@ class Preprocessor:
         if not self.is_fitted: raise RuntimeError("This Preprocessor is not fitted yet: call `fit` on training rows first.")
 
     def frames(self, df:pd.DataFrame) -> dict[str, pd.DataFrame]:
-        "Validated raw values per series, indexed by parsed timestamp, in original units (float64)."
+        "Validated raw values per series, indexed by parsed timestamp, in original units; statics unparsed."
         if not isinstance(df, pd.DataFrame): raise InputError("input", f"expected a DataFrame of rows, got {type(df).__name__}")
-        needed = [c for c in [self.id_col, self.time_col, *self.columns] if c is not None]
+        needed = [c for c in [self.id_col, self.time_col, *self.numeric, *self.static_covariates] if c is not None]
         missing = [c for c in needed if c not in df.columns]
         if missing: raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
         if len(df) == 0: raise InputError("input", "no rows")
         ids = df[self.id_col].astype(str) if self.id_col else pd.Series(SINGLE_SERIES, index=df.index)
         frames = {}
-        for key, rows in df[needed].groupby(ids, sort=True):
+        first = ids.iloc[0]
+        groups = [(first, df[needed])] if (ids == first).all() else df[needed].groupby(ids, sort=True)  # one series: no groupby
+        for key, rows in groups:
             sid = str(key)
             times = _parse_times(rows[self.time_col], self.time_col, sid)
             dup = times.duplicated()
             if dup.any(): raise InputError(self.time_col, f"duplicate timestamp {times[_first_bad(dup)]}", sid, _first_bad(dup))
-            frame = pd.DataFrame({c: _parse_numbers(rows[c], c, sid) for c in self.columns})
-            frame.index = pd.DatetimeIndex(times.to_numpy(), name=self.time_col)
+            block = rows[self.numeric]
+            if all(pd.api.types.is_float_dtype(t) or pd.api.types.is_integer_dtype(t) for t in block.dtypes):
+                values = block.to_numpy(dtype=np.float64)  # fast path: already numbers, only infinities to refuse
+                if np.isinf(values).any():
+                    r, c = np.argwhere(np.isinf(values))[0]
+                    raise InputError(self.numeric[c], "infinite value", sid, block.index[r])
+            else: values = np.column_stack([_parse_numbers(rows[c], c, sid).to_numpy() for c in self.numeric])
+            frame = pd.DataFrame(values, columns=self.numeric, index=pd.DatetimeIndex(times.to_numpy(), name=self.time_col))
+            for c in self.static_covariates: frame[c] = rows[c].to_numpy()
             frames[sid] = frame.sort_index()
         return frames
 
+    def _statics(self, sid:str, frame:pd.DataFrame) -> dict[str, Any]:
+        "The static values of one series, which must be constant over its rows."
+        out = {}
+        for c in self.static_covariates:
+            values = frame[c].dropna().unique()
+            if len(values) != 1: raise InputError(c, f"a static covariate must have exactly one value per series, got {len(values)}", sid)
+            out[c] = values[0].item() if hasattr(values[0], "item") else values[0]
+        return out
+
     def fit(self, df:pd.DataFrame) -> Preprocessor:
-        "Learn per-series frequency and scaling statistics from the training rows `df`."
+        "Learn frequency, scaling, fallback values and static encodings from the training rows `df` only."
         frames = self.frames(df)
-        freq, scale = {}, {}
+        freq, scale, fallback, statics = {}, {}, {}, {}
         for sid, frame in frames.items():
             if len(frame) < max(3, self.history_length):
                 raise InputError(self.time_col, f"needs at least {max(3, self.history_length)} rows to fit, got {len(frame)}", sid)
             inferred = pd.infer_freq(pd.DatetimeIndex(frame.index))
-            if inferred is None: raise InputError(self.time_col, "timestamps are not regular: no frequency can be inferred", sid)
-            freq[sid] = inferred
-            std = frame.std(ddof=0)
-            # a constant column scales by 1, so transform stays finite and invertible
-            scale[sid] = {c: [float(frame[c].mean()), float(std[c]) if std[c] > 0 else 1.0] for c in self.columns}
-        self.series_, self.freq_, self.scale_ = sorted(frames), freq, scale
-        self.columns_, self.history_length_ = self.columns, self.history_length
+            if inferred is None:  # a gappy training span still has a dominant step
+                steps = pd.Series(np.diff(pd.DatetimeIndex(frame.index).asi8)).mode()
+                if self.gaps == "error" or steps.empty: raise InputError(self.time_col, "timestamps are not regular: no frequency can be inferred", sid)
+                inferred = pd.tseries.frequencies.to_offset(pd.Timedelta(int(steps.iloc[0]))).freqstr
+            freq[sid] = _fixed_freq(inferred)
+            for c in self.numeric:
+                if frame[c].isna().all(): raise InputError(c, "every value is missing", sid)
+            scale[sid] = {c: list(_scaler_stats(frame[c].to_numpy(), self.scaler)) for c in self.numeric}
+            fallback[sid] = {c: float(frame[c].mean()) for c in self.numeric}
+            statics[sid] = self._statics(sid, frame)
+        categorical = [c for c in self.static_covariates if any(isinstance(s[c], str) for s in statics.values())]
+        self.categories_ = {c: sorted({str(s[c]) for s in statics.values()}) for c in categorical}
+        numeric_static = [c for c in self.static_covariates if c not in categorical]
+        self.static_scale_ = {c: list(_scaler_stats(np.array([float(s[c]) for s in statics.values()]), "standard")) for c in numeric_static}
+        self.series_, self.freq_, self.scale_, self.fallback_ = sorted(frames), freq, scale, fallback
+        self.calendar_ = list(self.calendar)
+        self.columns_ = {"target": [self.target], "past": list(self.past_covariates),
+                         "future": [f"{n}_{f}" for n in self.calendar for f in ("sin", "cos")] + list(self.future_covariates),
+                         "static": list(self.static_covariates)}
+        self.history_length_ = self.history_length
         return self
 
-    def _checked(self, sid:str, frame:pd.DataFrame) -> pd.DataFrame:
-        "`frame` if its series is known, on the fitted frequency with no gap, and long enough."
-        if sid not in self.scale_: raise InputError(self.id_col or "series", f"series was not seen at fit time; known: {self.series_}", sid)
-        expected = pd.date_range(frame.index[0], periods=len(frame), freq=self.freq_[sid])
-        off = frame.index != expected
-        if off.any():
-            first = int(np.argmax(off))
-            raise InputError(self.time_col, f"timestamp {frame.index[first]} is off the fitted frequency {self.freq_[sid]!r} "
-                                            f"or follows a gap (expected {expected[first]})", sid, frame.index[first])
-        if len(frame) < self.history_length_:
-            raise InputError(self.time_col, f"needs at least {self.history_length_} rows of history, got {len(frame)}", sid)
+    def _series_state(self, sid:str, frame:pd.DataFrame) -> tuple[str, dict[str, list[float]], dict[str, float]]:
+        "(frequency, scaling, fallback values) for one series: fitted, or from its own window for a new series."
+        if sid in self.scale_: return self.freq_[sid], self.scale_[sid], self.fallback_[sid]
+        if self.unknown_series == "error":
+            raise InputError(self.id_col or "series", f"series was not seen at fit time; known: {self.series_}", sid)
+        inferred = pd.infer_freq(pd.DatetimeIndex(frame.index)) if len(frame) >= 3 else None
+        if inferred is None: raise InputError(self.time_col, "a new series needs at least 3 regular rows to infer its frequency", sid)
+        for c in self.numeric:
+            if frame[c].isna().all(): raise InputError(c, "every value is missing", sid)
+        return (_fixed_freq(inferred), {c: list(_scaler_stats(frame[c].to_numpy(), self.scaler)) for c in self.numeric},
+                {c: float(frame[c].mean()) for c in self.numeric})
+
+    def _repaired(self, sid:str, frame:pd.DataFrame, freq:str, fallback:dict[str, float], report:dict[str, int]) -> pd.DataFrame:
+        "`frame` on its frequency with no gap and no missing value, every repair counted in `report`."
+        if self.missing == "error":
+            for c in self.numeric:
+                if frame[c].isna().any():
+                    raise InputError(c, f"missing value; set data.missing to one of {list(MISSING_POLICIES[1:])} to repair", sid, _first_bad(frame[c].isna()))
+        grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq)
+        if len(grid) != len(frame) or not (grid == frame.index).all():
+            off = ~frame.index.isin(grid)
+            if off.any():
+                first = frame.index[int(np.argmax(off))]
+                raise InputError(self.time_col, f"timestamp {first} is off the fitted frequency {freq!r}", sid, first)
+            if self.gaps == "error":
+                first = grid[int(np.argmax(~grid.isin(frame.index)))]
+                raise InputError(self.time_col, f"gap in timestamps: {first} is missing (frequency {freq!r}); set data.gaps=reindex to repair", sid, first)
+            report["reindexed_rows"] = len(grid) - len(frame)
+            frame = frame.reindex(grid)
+            if self.static_covariates: frame[self.static_covariates] = frame[self.static_covariates].ffill().bfill()
+        for c in self.numeric:
+            gaps = frame[c].isna()
+            if not gaps.any(): continue
+            # rows inserted by reindexing under `missing: error` are interpolated: the gap policy allowed them
+            filled = frame[c].ffill() if self.missing == "ffill" else frame[c] if self.missing == "fitted" else frame[c].interpolate(limit_area="inside")
+            frame[c] = filled.fillna(fallback[c])
+            report[f"filled_{c}"] = int(gaps.sum())
         return frame
 
-    def transform(self, df:pd.DataFrame) -> SeriesBatch:
-        "Raw long rows → scaled float32 darts series, per series id."
+    def _static_values(self, sid:str, frame:pd.DataFrame) -> pd.DataFrame|None:
+        "Encoded static covariates of one series as darts expects them: one row, numeric."
+        if not self.static_covariates: return None
+        raw, row = self._statics(sid, frame), {}
+        for c in self.static_covariates:
+            if c in self.categories_:
+                if str(raw[c]) not in self.categories_[c]:
+                    raise InputError(c, f"category {raw[c]!r} was not seen at fit time; known: {self.categories_[c]}", sid)
+                row[c] = float(self.categories_[c].index(str(raw[c])))
+            else:
+                center, scale = self.static_scale_[c]
+                row[c] = (float(raw[c]) - center) / scale
+        return pd.DataFrame([row])
+
+    def transform(self,
+                  df:pd.DataFrame, # raw long rows
+                  horizon:int=0, # when forecasting: steps ahead, so future covariates are built to cover them
+                 ) -> SeriesBatch:
+        "Raw long rows → repaired, scaled float32 darts series per series id, with a repair report."
         self._check_fitted()
-        ids, target, past = [], [], []
+        ids, target, past, future, scales, report = [], [], [], [], [], {}
+        has_future = bool(self.columns_["future"])
         for sid, raw in self.frames(df).items():
-            frame = self._checked(sid, raw)
-            stats = np.array([self.scale_[sid][c] for c in self.columns_])
-            scaled = ((frame[self.columns_].to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)
-            ids.append(sid)
-            target.append(TimeSeries.from_times_and_values(frame.index, scaled[:, :1], columns=[self.target], freq=self.freq_[sid]))
+            freq, scale, fallback = self._series_state(sid, raw)
+            observed = np.flatnonzero(raw[self.target].notna().to_numpy())
+            if len(observed) == 0: raise InputError(self.target, "every value is missing", sid)
+            # when forecasting with planned covariates, rows after the last observed target carry the horizon's plan
+            cut = observed[-1] + 1 if horizon and self.future_covariates else len(raw)
+            repairs: dict[str, int] = {}
+            hist = self._repaired(sid, raw.iloc[:cut], freq, fallback, repairs)
+            if len(hist) < self.history_length_:
+                raise InputError(self.time_col, f"needs at least {self.history_length_} rows of history, got {len(hist)}", sid)
+            stats = np.array([scale[c] for c in self.numeric])
+            values = ((hist[self.numeric].to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)
+            n_past = 1 + len(self.past_covariates)
+            ts = TimeSeries.from_times_and_values(hist.index, values[:, :1], columns=[self.target], freq=freq)
+            statics = self._static_values(sid, raw)
+            target.append(ts.with_static_covariates(statics) if statics is not None else ts)
             if self.past_covariates:
-                past.append(TimeSeries.from_times_and_values(frame.index, scaled[:, 1:], columns=self.past_covariates, freq=self.freq_[sid]))
-        return SeriesBatch(ids, target, past if self.past_covariates else None)
+                past.append(TimeSeries.from_times_and_values(hist.index, values[:, 1:n_past], columns=self.past_covariates, freq=freq))
+            if has_future:
+                future.append(self._future(sid, raw.iloc[cut:], hist, hist_values=values[:, n_past:], freq=freq, stats=stats[n_past:], horizon=horizon))
+            ids.append(sid); scales.append((float(stats[0, 0]), float(stats[0, 1])))
+            if repairs: report[sid] = repairs
+        return SeriesBatch(ids, target, past if self.past_covariates else None, future if has_future else None, scales, report)
+
+    def _future(self, sid:str, plan:pd.DataFrame, hist:pd.DataFrame, *, hist_values:np.ndarray, freq:str,
+                stats:np.ndarray, horizon:int) -> TimeSeries:
+        "Calendar features and planned covariates over the history and `horizon` steps beyond it."
+        times = pd.date_range(hist.index[0], periods=len(hist) + horizon, freq=freq)
+        planned = hist_values
+        if self.future_covariates and horizon:
+            if len(plan) < horizon or not (plan.index[:horizon] == times[len(hist):]).all():
+                raise InputError(self.future_covariates[0], f"future covariates must cover the horizon: {horizon} rows on frequency "
+                                 f"{freq!r} after the last observed target, got {len(plan)}", sid)
+            ahead = plan.iloc[:horizon][self.future_covariates]
+            if ahead.isna().any().any():
+                raise InputError(self.future_covariates[0], "missing planned value in the horizon", sid, _first_bad(ahead.isna().any(axis=1)))
+            planned = np.vstack([hist_values, ((ahead.to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)])
+        calendar = _calendar(times, self.calendar_).astype(np.float32)
+        values = np.hstack([calendar, planned]) if self.future_covariates else calendar
+        return TimeSeries.from_times_and_values(times, values, columns=self.columns_["future"], freq=freq)
 
     def inverse_transform(self,
                           forecasts:Sequence[TimeSeries], # model output in scaled units, one per series
-                          ids:Sequence[str], # the series id of each forecast
-                          quantiles:Sequence[float]=(), # quantile columns to add, for probabilistic forecasts
+                          batch:SeriesBatch, # the batch the forecasts were made from: ids and target scaling
+                          quantiles:Sequence[float]=(), # quantile columns to add (probabilistic forecasts)
                          ) -> pd.DataFrame:
         "Model output → long frame `id, time, forecast[, q…]` in original units."
         self._check_fitted()
         parts = []
-        for sid, ts in zip(ids, forecasts):
-            mean, std = self.scale_[sid][self.target]
-            # a stochastic forecast is summarised by its median; quantiles come from the same samples
-            point = ts.quantile(0.5) if ts.is_stochastic else ts
-            part = {self.id_col or "series_id": sid, self.time_col: ts.time_index,
-                    "forecast": point.values(copy=False)[:, 0].astype(np.float64) * std + mean}
-            for q in quantiles:
-                qs = ts.quantile(q) if ts.is_stochastic else ts
-                part[f"q{q}"] = qs.values(copy=False)[:, 0].astype(np.float64) * std + mean
+        for sid, (center, scale), ts in zip(batch.ids, batch.target_scale, forecasts):
+            part = {self.id_col or "series_id": sid, self.time_col: ts.time_index}
+            named = {float(m.group(1)): c for c in ts.components if (m := re.search(r"_q([0-9.]+)$", str(c)))}
+            if named:  # quantile components, e.g. OT_q0.10, from `predict_likelihood_parameters=True`
+                levels = {q: ts[named[q]].values(copy=False)[:, 0].astype(np.float64) * scale + center for q in sorted(named)}
+                part["forecast"] = levels[0.5] if 0.5 in levels else np.mean(list(levels.values()), axis=0)
+                part.update({f"q{q:g}": v for q, v in levels.items() if not quantiles or q in quantiles})
+            else:
+                # a stochastic forecast is summarised by its median; quantiles come from the same samples
+                point = ts.quantile(0.5) if ts.is_stochastic else ts
+                part["forecast"] = point.values(copy=False)[:, 0].astype(np.float64) * scale + center
+                for q in quantiles if ts.is_stochastic else ():
+                    part[f"q{q:g}"] = ts.quantile(q).values(copy=False)[:, 0].astype(np.float64) * scale + center
             parts.append(pd.DataFrame(part))
         return pd.concat(parts, ignore_index=True)
 
     def to_dict(self) -> dict[str, Any]:
         "Configuration and fitted state as plain data, readable by a person and stable to hash."
         self._check_fitted()
-        return {"config": {"time_col": self.time_col, "target": self.target, "id_col": self.id_col,
-                           "past_covariates": self.past_covariates, "scaler": self.scaler,
-                           "history_length": self.history_length},
-                "state": {"series_": self.series_, "freq_": self.freq_, "scale_": self.scale_,
-                          "columns_": self.columns_, "history_length_": self.history_length_}}
+        config = {k: getattr(self, k) for k in ("time_col", "target", "id_col", "past_covariates", "future_covariates", "static_covariates",
+                                                "calendar", "scaler", "missing", "gaps", "unknown_series", "history_length")}
+        state = {k: getattr(self, k) for k in ("series_", "freq_", "scale_", "fallback_", "categories_", "static_scale_",
+                                               "calendar_", "columns_", "history_length_")}
+        return {"config": config, "state": state}
 
     @classmethod
     def from_dict(cls, d:dict[str, Any]) -> Preprocessor:
@@ -190,3 +357,15 @@ class Preprocessor:
     def state_hash(self) -> str:
         "SHA-256 of the canonical JSON of `to_dict()`: which state produced a forecast."
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def from_config(cls, data:Any, roles:Sequence[str], history_length:int) -> Preprocessor:
+        "A preprocessor for a data config (`params/data/*.yaml`), feeding the model only the covariate `roles` it uses."
+        cov = data.get("covariates", {})
+        return cls(time_col=data.time_col, target=data.target, id_col=data.get("id_col"),
+                   past_covariates=list(cov.get("past", [])) if "past" in roles else [],
+                   future_covariates=list(cov.get("future", [])) if "future" in roles else [],
+                   static_covariates=list(cov.get("static", [])) if "static" in roles else [],
+                   calendar=list(data.get("calendar", [])) if "future" in roles else [],
+                   scaler=data.get("scaler", "standard"), missing=data.get("missing", "error"), gaps=data.get("gaps", "error"),
+                   unknown_series=data.get("unknown_series", "error"), history_length=history_length)

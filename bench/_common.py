@@ -1,0 +1,34 @@
+"Shared plumbing for benchmarks: where results go and what machine measured them."
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    "The machine a figure was measured on."
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "memory_gib": round(mem, 1), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def git_commit() -> str:
+    try: return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError): return "unknown"
+
+
+def write(name: str, command: str, results: dict) -> Path:
+    "Write `results` with the command that reproduces them and the machine, to bench/results/<name>.json."
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, "command": command, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                                "commit": git_commit(), "machine": machine(), "results": results}, indent=1) + "\n")
+    print(f"wrote {path}")
+    return path
