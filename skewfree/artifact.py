@@ -31,12 +31,13 @@ def tracking_uri(configured:str|None=None) -> str:
 
 def setup_tracking(cfg:DictConfig) -> str:
     "Point MLflow at the configured store and experiment; return the tracking URI."
-    root, uri = project_root(), tracking_uri(cfg.mlflow.get("tracking_uri"))
+    uri = tracking_uri(cfg.mlflow.get("tracking_uri"))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs and notebooks
     mlflow.set_tracking_uri(uri)
     name = cfg.mlflow.experiment
     if mlflow.get_experiment_by_name(name) is None:
-        location = (root/"mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        # a sqlite store keeps its artifacts beside the database file, so one folder holds the whole store
+        location = (Path(uri.removeprefix("sqlite:///")).parent/"mlartifacts").as_uri() if uri.startswith("sqlite:///") else None
         mlflow.create_experiment(name, artifact_location=location)
     mlflow.set_experiment(name)
     return uri

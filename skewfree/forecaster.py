@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 import skewfree
 from .config import resolved
 from .core import InputError
-from .models import build_model, drop_training_callbacks, load_model, model_entry
+from .models import ModelEntry, Training, build_model, drop_training_callbacks, load_model, model_entry
 from .preprocess import Preprocessor, SeriesBatch
 
 # %% auto #0
@@ -25,66 +25,60 @@ __all__ = ['Forecaster']
 # %% ../nbs/05_forecaster.ipynb #0005
 class Forecaster:
     "A preprocessor and a model, fitted together and used together."
-    def __init__(self, preprocessor:Preprocessor, model:Any, model_name:str, config:dict[str, Any]):
+    def __init__(self, preprocessor:Preprocessor, model:Any, model_name:str, config:dict[str, Any], *, max_horizon:int,
+                 training:Training|None=None):
         self.preprocessor, self.model, self.model_name, self.config = preprocessor, model, model_name, config
+        self.max_horizon, self.training = int(max_horizon), training  # `training` is only needed to fit
         self._lock = threading.Lock()  # torch/Lightning predict builds a trainer on the model: one call at a time
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
         "An unfitted forecaster: the model from the factory, a preprocessor for the columns it will use."
-        model = build_model(cfg)
-        pre = Preprocessor.from_config(cfg.data, roles=list(cfg.model.get("covariates", [])), history_length=-model.extreme_lags[0])
-        return cls(pre, model, cfg.model.name, resolved(cfg))
+        built = build_model(cfg)
+        pre = Preprocessor.from_config(cfg.data, roles=list(cfg.model.get("covariates", [])), history_length=built.history_length)
+        return cls(pre, built.model, cfg.model.name, resolved(cfg), max_horizon=built.max_horizon, training=built.training)
 
     @property
-    def family(self) -> str:
-        "The trainer family of the model."
-        return model_entry(self.model_name).family
-
-    @property
-    def max_horizon(self) -> int:
-        "The longest horizon the model forecasts in one shot."
-        return int(self.model.output_chunk_length)
+    def entry(self) -> ModelEntry:
+        "The registry entry of the model."
+        return model_entry(self.model_name)
 
     @property
     def history_length(self) -> int:
         "Rows of history each series needs in a request."
         return self.preprocessor.history_length
 
+    @property
+    def quantiles(self) -> list[float]:
+        "The quantiles the model forecasts directly, or [] for a point forecaster."
+        likelihood = getattr(self.model, "likelihood", None)
+        return [float(q) for q in getattr(likelihood, "quantiles", None) or []]
+
     def fit(self,
             train:pd.DataFrame, # raw training rows: the preprocessor learns from these only
             val:pd.DataFrame|None=None, # raw validation rows (with look-back context) for early stopping
            ) -> Forecaster:
         "Fit the preprocessor on `train`, then the model on the transformed rows."
+        if self.training is None: raise RuntimeError("This forecaster was loaded, not built: it cannot be refitted. Build one with `from_config`.")
+        if self.training.needs_validation and val is None:
+            raise InputError("val", f"model {self.model_name!r} stops early on validation rows: pass `val`")
         batch = self.preprocessor.fit(train).transform(train)
-        extra = {}
+        extra = dict(self.training.fit_kwargs)
         if val is not None:
             vb = self.preprocessor.transform(val)
-            extra = {"val_series": vb.target, "val_past_covariates": vb.past_covariates, "val_future_covariates": vb.future_covariates}
-        self.model.fit(series=batch.target, past_covariates=batch.past_covariates, future_covariates=batch.future_covariates,
-                       verbose=False, **self._fit_kwargs(extra))
+            extra |= {k: v for k, v in {"val_series": vb.target, "val_past_covariates": vb.past_covariates,
+                                        "val_future_covariates": vb.future_covariates}.items() if v is not None}
+        self.model.fit(series=batch.target, past_covariates=batch.past_covariates, future_covariates=batch.future_covariates, **extra)
         drop_training_callbacks(self.model)
         return self
-
-    def _fit_kwargs(self, extra:dict[str, Any]) -> dict[str, Any]:
-        "Validation arguments for models whose `fit` takes them (torch models and boosted trees)."
-        import inspect
-        accepted = inspect.signature(self.model.fit).parameters
-        return {k: v for k, v in extra.items() if k in accepted and v is not None}
 
     def check_horizon(self, horizon:Any) -> int:
         "`horizon` as an int in 1..max_horizon, or an `InputError` saying the limit."
         if isinstance(horizon, bool) or not isinstance(horizon, int | float) or int(horizon) != horizon:
             raise InputError("horizon", f"must be an integer, got {horizon!r}")
         if not 1 <= int(horizon) <= self.max_horizon:
-            raise InputError("horizon", f"must be between 1 and {self.max_horizon} (the model's output length), got {horizon}")
+            raise InputError("horizon", f"must be between 1 and {self.max_horizon} (the model's longest forecast), got {horizon}")
         return int(horizon)
-
-    @property
-    def quantiles(self) -> list[float]:
-        "The quantiles the model forecasts directly, or [] for a point forecaster."
-        likelihood = getattr(self.model, "likelihood", None)
-        return [float(q) for q in getattr(likelihood, "quantiles", None) or []]
 
     def predict_batch(self, batch:SeriesBatch, horizon:int):
         "Model output in scaled units for a transformed batch (quantile components for probabilistic models)."
@@ -93,13 +87,18 @@ class Forecaster:
             return self.model.predict(n=horizon, series=batch.target, past_covariates=batch.past_covariates,
                                       future_covariates=batch.future_covariates, verbose=False, **extra)
 
+    def future_steps(self, horizon:int) -> int:
+        "Steps of future covariates the model reads to forecast `horizon` steps: it always reads whole output windows."
+        lags = self.model.extreme_lags
+        return max(horizon, self.max_horizon) + max(0, int(lags[5]) + 1 if lags[5] is not None else 0)
+
     def predict(self,
                 history:pd.DataFrame, # raw long rows: at least `history_length` recent rows per series (plus planned rows)
                 horizon:int, # steps to forecast, at most `max_horizon`
                ) -> pd.DataFrame:
         "Forecast `horizon` steps after each series' history, in original units."
         horizon = self.check_horizon(horizon)
-        batch = self.preprocessor.transform(history, horizon=horizon)
+        batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon))
         return self.preprocessor.inverse_transform(self.predict_batch(batch, horizon), batch)
 
     def save(self, folder:str|Path) -> Path:
@@ -107,16 +106,17 @@ class Forecaster:
         folder = Path(folder); (folder/"model").mkdir(parents=True, exist_ok=True)
         (folder/"preprocessor.json").write_text(json.dumps(self.preprocessor.to_dict(), indent=1, sort_keys=True))
         (folder/"config.json").write_text(json.dumps(self.config, indent=1, sort_keys=True))
-        (folder/"forecaster.json").write_text(json.dumps({"model_name": self.model_name, "family": self.family,
+        (folder/"forecaster.json").write_text(json.dumps({"model_name": self.model_name, "saved_as": self.entry.saved_as,
+                                                          "max_horizon": self.max_horizon, "quantiles": self.quantiles,
                                                           "skewfree_version": skewfree.__version__}, indent=1))
         self.model.save(str(folder/"model"/"model.pt"))
         return folder
 
     @classmethod
     def load(cls, folder:str|Path) -> Forecaster:
-        "Hydrate a forecaster written by `save`: no refitting, no config composition."
+        "Hydrate a forecaster written by `save`: no refitting, no config composition, no registry lookup."
         folder = Path(folder)
         meta = json.loads((folder/"forecaster.json").read_text())
         pre = Preprocessor.from_dict(json.loads((folder/"preprocessor.json").read_text()))
-        model = load_model(meta["family"], str(folder/"model"/"model.pt"))
-        return cls(pre, model, meta["model_name"], json.loads((folder/"config.json").read_text()))
+        model = load_model(meta["saved_as"], str(folder/"model"/"model.pt"))
+        return cls(pre, model, meta["model_name"], json.loads((folder/"config.json").read_text()), max_horizon=meta["max_horizon"])

@@ -13,31 +13,51 @@ from omegaconf import DictConfig, OmegaConf
 from .core import InputError, quiet_lightning
 
 # %% auto #0
-__all__ = ['MODELS', 'TRAINERS', 'COVARIATE_ROLES', 'ModelEntry', 'register_model', 'register_trainer', 'model_entry',
-           'torch_training', 'build_nlinear', 'build_model', 'drop_training_callbacks', 'load_model']
+__all__ = ['MODELS', 'TRAINERS', 'COVARIATE_ROLES', 'Training', 'ModelEntry', 'register_model', 'register_trainer', 'model_entry',
+           'torch_training', 'boosted_training', 'baseline_training', 'build_nlinear', 'build_tft', 'build_xgboost',
+           'build_seasonal_naive', 'capabilities', 'BuiltModel', 'build_model', 'drop_training_callbacks', 'load_model']
 
 # %% ../nbs/04_models.ipynb #0005
 @dataclass(frozen=True)
+class Training:
+    "What a trainer family contributes to a model: constructor arguments, fit arguments, whether it needs validation rows."
+    model_kwargs: dict[str, Any]
+    fit_kwargs: dict[str, Any]
+    needs_validation: bool = False
+
+def _lookback(model) -> int:
+    "Rows of history a darts model needs to forecast: its largest target lag."
+    return -int(model.extreme_lags[0])
+
+def _output_length(model, hyperparameters:dict[str, Any]) -> int:
+    "The longest horizon a model forecasts in one shot."
+    return int(model.output_chunk_length)
+
+@dataclass(frozen=True)
 class ModelEntry:
-    "How to build one kind of model, and which trainer family trains it."
+    "How to build one kind of model, which trainer family trains it, and how much history and horizon it has."
     name: str
     family: str
-    build: Callable[[dict[str, Any], dict[str, Any]], Any]  # (hyperparameters, training arguments) → unfitted darts model
+    build: Callable[[dict[str, Any], Training], Any]  # (hyperparameters, training) → unfitted darts model
+    saved_as: str = "torch"  # how darts saves it: "torch" (TorchForecastingModel) or "pickle"
+    history_length: Callable[[Any], int] = _lookback
+    max_horizon: Callable[[Any, dict[str, Any]], int] = _output_length
 
 MODELS: dict[str, ModelEntry] = {}
-TRAINERS: dict[str, Callable[[DictConfig, int], dict[str, Any]]] = {}
+TRAINERS: dict[str, Callable[[DictConfig, int], Training]] = {}
 
 def register_model(name:str, # registry key: the YAML file name under `params/model/`
                    family:str, # the trainer family that trains it
+                   **options, # `saved_as`, `history_length`, `max_horizon`: see `ModelEntry`
                   ):
     "Decorator: register `build(hyperparameters, training) -> model` under `name`."
     def _register(build):
-        MODELS[name] = ModelEntry(name, family, build)
+        MODELS[name] = ModelEntry(name, family, build, **options)
         return build
     return _register
 
 def register_trainer(family:str):
-    "Decorator: register `training(trainer_cfg, seed) -> constructor kwargs` for a model family."
+    "Decorator: register `training(trainer_cfg, seed) -> Training` for a model family."
     def _register(training):
         TRAINERS[family] = training
         return training
@@ -50,53 +70,121 @@ def model_entry(name:str) -> ModelEntry:
 
 # %% ../nbs/04_models.ipynb #0007
 @register_trainer("torch")
-def torch_training(trainer:DictConfig, seed:int) -> dict[str, Any]:
-    "darts constructor arguments for a torch model, from `params/trainer/torch.yaml`."
+def torch_training(trainer:DictConfig, seed:int) -> Training:
+    "darts arguments for a torch model, from `trainer.torch` (plus the model's own overrides)."
     quiet_lightning()
     import torch
     from pytorch_lightning.callbacks import EarlyStopping
-    return dict(n_epochs=int(trainer.max_epochs), batch_size=int(trainer.batch_size), random_state=int(seed),
-                optimizer_kwargs={"lr": float(trainer.learning_rate)},
-                lr_scheduler_cls=torch.optim.lr_scheduler.ExponentialLR,
-                lr_scheduler_kwargs={"gamma": float(trainer.lr_decay)},
-                pl_trainer_kwargs={"accelerator": trainer.accelerator, "enable_progress_bar": bool(trainer.progress_bar),
-                                   "enable_model_summary": False, "logger": False, "enable_checkpointing": False,
-                                   # checked after validation only, so a fit without a validation span simply runs all epochs
-                                   "callbacks": [EarlyStopping(monitor="val_loss", patience=int(trainer.patience), mode="min",
-                                                               check_on_train_epoch_end=False, strict=False)]})
+    pl = {"accelerator": trainer.accelerator, "enable_progress_bar": bool(trainer.progress_bar),
+          "enable_model_summary": False, "logger": False, "enable_checkpointing": False,
+          # checked after validation only, so a fit without a validation span simply runs all epochs
+          "callbacks": [EarlyStopping(monitor="val_loss", patience=int(trainer.patience), mode="min", check_on_train_epoch_end=False, strict=False)]}
+    fit = {"max_samples_per_ts": int(trainer.max_samples_per_ts)} if trainer.get("max_samples_per_ts") else {}
+    return Training({"n_epochs": int(trainer.max_epochs), "batch_size": int(trainer.batch_size), "random_state": int(seed),
+                     "optimizer_kwargs": {"lr": float(trainer.learning_rate)},
+                     "lr_scheduler_cls": torch.optim.lr_scheduler.ExponentialLR,
+                     "lr_scheduler_kwargs": {"gamma": float(trainer.lr_decay)}, "pl_trainer_kwargs": pl}, fit)
 
-@register_model("nlinear", family="torch")
-def build_nlinear(hyperparameters:dict[str, Any], training:dict[str, Any]):
-    "darts `NLinearModel`: a linear map from the look-back window, after subtracting its last value."
-    from darts.models import NLinearModel
-    return NLinearModel(**hyperparameters, **training)
+@register_trainer("boosted")
+def boosted_training(trainer:DictConfig, seed:int) -> Training:
+    "darts arguments for a boosted-tree model: seed, threads, early stopping on the validation span."
+    return Training({"random_state": int(seed), "n_jobs": int(trainer.n_jobs), "early_stopping_rounds": int(trainer.early_stopping_rounds)},
+                    {"verbose": bool(trainer.get("verbose", False))}, needs_validation=True)
+
+@register_trainer("baseline")
+def baseline_training(trainer:DictConfig, seed:int) -> Training:
+    "A baseline learns nothing: it only needs a quiet CPU trainer to run its forward pass."
+    quiet_lightning()
+    return Training({"random_state": int(seed), "pl_trainer_kwargs": {"accelerator": "cpu", "enable_progress_bar": False, "logger": False,
+                                                                      "enable_model_summary": False, "enable_checkpointing": False}}, {})
 
 # %% ../nbs/04_models.ipynb #0009
+@register_model("nlinear", family="torch")
+def build_nlinear(hyperparameters:dict[str, Any], training:Training):
+    "darts `NLinearModel`: a linear map from the look-back window, after subtracting its last value."
+    from darts.models import NLinearModel
+    return NLinearModel(**hyperparameters, **training.model_kwargs)
+
+@register_model("tft", family="torch")
+def build_tft(hyperparameters:dict[str, Any], training:Training):
+    "darts `TFTModel` with quantile outputs (default 0.1 / 0.5 / 0.9), past, future and static covariates."
+    from darts.models import TFTModel
+    from darts.utils.likelihood_models import QuantileRegression
+    hp = dict(hyperparameters)
+    quantiles = hp.pop("quantiles", [0.1, 0.5, 0.9])
+    return TFTModel(**hp, likelihood=QuantileRegression(quantiles=list(quantiles)), **training.model_kwargs)
+
+def _xgb_history(model) -> int:
+    "XGBoost with one booster for all steps shifts its lags by the output length: it needs that much more history."
+    return -int(model.extreme_lags[0]) + (0 if model.multi_models else int(model.output_chunk_length) - 1)
+
+@register_model("xgboost", family="boosted", saved_as="pickle", history_length=_xgb_history)
+def build_xgboost(hyperparameters:dict[str, Any], training:Training):
+    "darts `XGBModel`: lags of the target, past covariates and calendar features; quantile loss when `quantiles` is set."
+    import inspect
+
+    from darts.models import XGBModel
+    from xgboost import XGBRegressor
+    hp = dict(hyperparameters)
+    unknown = set(hp) - {"quantiles"} - set(inspect.signature(XGBModel.__init__).parameters) - set(XGBRegressor().get_params())
+    if unknown: raise TypeError(f"unexpected hyperparameter(s) {sorted(unknown)}")
+    quantiles = list(hp.pop("quantiles", []) or [])
+    if hp.get("lags_future_covariates") is not None: hp["lags_future_covariates"] = tuple(hp["lags_future_covariates"])
+    extra = {"likelihood": "quantile", "quantiles": quantiles} if quantiles else {}
+    return XGBModel(**hp, **extra, **training.model_kwargs)
+
+@register_model("seasonal_naive", family="baseline", max_horizon=lambda model, hp: int(hp["max_horizon"]))
+def build_seasonal_naive(hyperparameters:dict[str, Any], training:Training):
+    "Seasonal naive: each step repeats the value one season earlier (darts `GlobalNaiveSeasonal`, one step, autoregressive)."
+    from darts.models import GlobalNaiveSeasonal
+    unknown = set(hyperparameters) - {"season_length", "max_horizon"}
+    if unknown: raise TypeError(f"unexpected hyperparameter(s) {sorted(unknown)}")
+    return GlobalNaiveSeasonal(input_chunk_length=int(hyperparameters["season_length"]), output_chunk_length=1, **training.model_kwargs)
+
+# %% ../nbs/04_models.ipynb #0011
 COVARIATE_ROLES = ("past", "future", "static")
 
-def build_model(cfg:DictConfig):
-    "An unfitted darts model from a composed config, with its capabilities checked against the request."
+def capabilities(model) -> dict[str, bool]:
+    "What a darts model can do: covariate roles, probabilistic output, one model across many series."
+    from darts.models.forecasting.forecasting_model import GlobalForecastingModel
+    return {"past_covariates": bool(model.supports_past_covariates), "future_covariates": bool(model.supports_future_covariates),
+            "static_covariates": bool(model.supports_static_covariates),
+            "probabilistic": bool(model.supports_probabilistic_prediction or getattr(getattr(model, "likelihood", None), "quantiles", None)),
+            "global": isinstance(model, GlobalForecastingModel)}
+
+@dataclass
+class BuiltModel:
+    "An unfitted model with everything the pipeline needs to train and serve it."
+    model: Any
+    entry: ModelEntry
+    training: Training
+    history_length: int
+    max_horizon: int
+
+def build_model(cfg:DictConfig) -> BuiltModel:
+    "An unfitted darts model from a composed config, hyperparameters and covariate roles checked before any training."
     entry = model_entry(cfg.model.name)
-    if cfg.trainer.family != entry.family:
-        raise InputError("trainer.family", f"model {entry.name!r} is trained by the {entry.family!r} trainer, not {cfg.trainer.family!r}")
-    hyperparameters = OmegaConf.to_container(cfg.model.hyperparameters, resolve=True)
-    try: model = entry.build(hyperparameters, TRAINERS[entry.family](cfg.trainer, cfg.seed))  # type: ignore[arg-type]
+    if entry.family not in TRAINERS: raise InputError("trainer", f"no trainer registered for family {entry.family!r}; known: {sorted(TRAINERS)}")
+    trainer = OmegaConf.merge(cfg.trainer.get(entry.family, {}), cfg.model.get("trainer") or {})
+    hyperparameters: dict[str, Any] = OmegaConf.to_container(cfg.model.hyperparameters, resolve=True)  # type: ignore[assignment]
+    training = TRAINERS[entry.family](trainer, cfg.seed)  # type: ignore[arg-type]
+    try: model = entry.build(hyperparameters, training)
     except (TypeError, ValueError) as e:
         raise InputError("model.hyperparameters", f"model {entry.name!r} refused its hyperparameters: {e}") from None
+    can = capabilities(model)
     for role in cfg.model.get("covariates", []):
         if role not in COVARIATE_ROLES: raise InputError("model.covariates", f"unknown covariate role {role!r}; known: {list(COVARIATE_ROLES)}")
-        if not getattr(model, f"supports_{role}_covariates"):
-            raise InputError("model.covariates", f"model {entry.name!r} cannot use {role} covariates")
-    return model
+        if not can[f"{role}_covariates"]: raise InputError("model.covariates", f"model {entry.name!r} cannot use {role} covariates")
+    return BuiltModel(model, entry, training, entry.history_length(model), entry.max_horizon(model, hyperparameters))
 
 def drop_training_callbacks(model) -> None:
     "Forget training-only callbacks (early stopping) after fit: they are not needed to predict, and darts' safe loader refuses them."
     for params in (getattr(model, "trainer_params", None), getattr(model, "_model_params", {}).get("pl_trainer_kwargs")):
         if params: params.pop("callbacks", None)
 
-def load_model(family:str, path:str):
+def load_model(saved_as:str, path:str):
     "A fitted model saved by darts at `path`, on the CPU."
-    if family == "torch":
+    if saved_as == "torch":
         quiet_lightning()
         from darts.models.forecasting.torch_forecasting_model import TorchForecastingModel
         return TorchForecastingModel.load(path, map_location="cpu", pl_trainer_kwargs={"accelerator": "cpu"})

@@ -267,7 +267,7 @@ class Preprocessor:
 
     def transform(self,
                   df:pd.DataFrame, # raw long rows
-                  horizon:int=0, # when forecasting: steps ahead, so future covariates are built to cover them
+                  horizon:int=0, # when forecasting: steps of future covariates to build beyond the last observed target
                  ) -> SeriesBatch:
         "Raw long rows → repaired, scaled float32 darts series per series id, with a repair report."
         self._check_fitted()

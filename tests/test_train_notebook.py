@@ -23,14 +23,16 @@ def papermill(out: Path, *args: str, store: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True, timeout=600, check=False)
 
 
-def test_smoke_run_prints_a_model_uri_that_serves(store, tmp_path):
-    done = papermill(tmp_path / "smoke.ipynb", "-p", "model", "nlinear", "-p", "overrides", '["profile=smoke"]', store=store)
+@pytest.mark.parametrize("model", ["nlinear", "tft", "xgboost", "seasonal_naive"])
+def test_smoke_run_prints_a_model_uri_that_serves(store, tmp_path, model):
+    done = papermill(tmp_path / "smoke.ipynb", "-p", "model", model, "-p", "overrides", '["profile=smoke"]', store=store)
     assert done.returncode == 0, done.stderr[-3000:]
     uris = re.findall(r"MODEL_URI=(models:/[^\"\\\s]+)", (tmp_path / "smoke.ipynb").read_text())
     assert len(uris) == 1
-    model = mlflow.pyfunc.load_model(uris[0])
-    forecast = model.predict(model.input_example, params={"horizon": 4})
-    assert list(forecast.columns) == ["series_id", "date", "forecast"] and len(forecast) == 8
+    served = mlflow.pyfunc.load_model(uris[0])
+    forecast = served.predict(served.input_example, params={"horizon": 4})
+    assert list(forecast.columns)[:3] == ["series_id", "date", "forecast"] and len(forecast) == 8
+    assert mlflow.get_run(mlflow.MlflowClient().get_model_version("skewfree-ett", uris[0].rsplit("/", 1)[1]).run_id).data.tags["skewfree.model"] == model
 
 
 def test_unknown_model_fails_naming_the_registered_ones(store, tmp_path):
