@@ -92,14 +92,25 @@ class Forecaster:
         lags = self.model.extreme_lags
         return max(horizon, self.max_horizon) + max(0, int(lags[5]) + 1 if lags[5] is not None else 0)
 
+    def check_quantiles(self, quantiles:Any) -> list[float]:
+        "Requested quantiles, each one the model forecasts, or an `InputError` listing those it does."
+        if quantiles is None: return self.quantiles
+        if not isinstance(quantiles, list | tuple) or not all(isinstance(q, int | float) and not isinstance(q, bool) for q in quantiles):
+            raise InputError("quantiles", f"must be a list of numbers, got {quantiles!r}")
+        unknown = [q for q in quantiles if float(q) not in self.quantiles]
+        if unknown: raise InputError("quantiles", f"{unknown} not forecast by model {self.model_name!r}; available: {self.quantiles}")
+        return [float(q) for q in quantiles]
+
     def predict(self,
                 history:pd.DataFrame, # raw long rows: at least `history_length` recent rows per series (plus planned rows)
                 horizon:int, # steps to forecast, at most `max_horizon`
+                quantiles:list[float]|None=None, # quantile columns to return (probabilistic models); default: all it forecasts
                ) -> pd.DataFrame:
         "Forecast `horizon` steps after each series' history, in original units."
-        horizon = self.check_horizon(horizon)
+        horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
         batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon))
-        return self.preprocessor.inverse_transform(self.predict_batch(batch, horizon), batch)
+        out = self.preprocessor.inverse_transform(self.predict_batch(batch, horizon), batch, quantiles=levels)
+        return out.drop(columns=[c for c in out.columns if c.startswith("q") and float(c[1:]) not in levels]) if self.quantiles else out
 
     def save(self, folder:str|Path) -> Path:
         "Write the preprocessor state, the model files and the resolved config to `folder`."

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import infer_and_parse_data, predictions_to_json
 
+from .artifact import mlflow_reason
 from .core import InputError
 
 # %% auto #0
@@ -27,11 +28,6 @@ __all__ = ['create_app']
 # %% ../nbs/09_serve.ipynb #0005
 def _error(status:int, field:str|None, reason:str, series:str|None=None, row:Any=None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"field": field, "series": series, "row": row, "reason": reason}})
-
-def _mlflow_reason(e:MlflowException) -> str:
-    "MLflow's message without the echo of the whole input frame."
-    message = e.message
-    return message.split("Error: ", 1)[-1].strip() if "Error: " in message else message
 
 def create_app(model:PyFuncModel|str, # a loaded pyfunc model, or a model URI to load
                max_workers:int=4, # threads for CPU-bound predict calls
@@ -60,7 +56,7 @@ def create_app(model:PyFuncModel|str, # a loaded pyfunc model, or a model URI to
             frame = infer_and_parse_data(body, schema)
             result = await asyncio.get_running_loop().run_in_executor(pool, partial(loaded.predict, frame, params=params))
         except InputError as e: return _error(422, e.field, e.reason, e.series, None if e.row is None else str(e.row))
-        except MlflowException as e: return _error(400, "input", _mlflow_reason(e))
+        except MlflowException as e: return _error(400, "input", mlflow_reason(e))
         out = io.StringIO()
         predictions_to_json(result, out)
         return Response(content=out.getvalue(), media_type="application/json")

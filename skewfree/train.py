@@ -68,6 +68,7 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
         metrics = evaluate(forecaster, test_rows, stride=cfg.cv.eval_stride)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         # the request example is the look-back right before the test span: a real window, never seen as a target
-        info = log_forecaster(forecaster, input_example(forecaster, val_rows))
-        version, aliases = register(info.model_uri, cfg.mlflow.registered_model)
+        info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores={f"test_{k}": v for k, v in metrics.items()},
+                              tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
+        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, {f"test_{k}": v for k, v in metrics.items()})
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)

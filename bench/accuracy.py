@@ -1,0 +1,253 @@
+"""Accuracy against the LTSF-Linear paper's table (Zeng et al., AAAI 2023), through skewfree's own pipeline.
+
+    python bench/accuracy.py [--quick] [--settings S,M] [--horizons 96,192,336,720] [--datasets ETTh1,ETTh2]
+                             [--models nlinear] [--csv PATH --name NAME] [--cell-timeout SECONDS]
+
+Every cell goes through the library exactly as a training run does: `compose_config` (Hydra overrides) →
+`Forecaster.from_config` (ModelFactory + TrainerFactory + Preprocessor) → `temporal_split` → `Forecaster.fit(train, val)`
+→ `evaluate(forecaster, test, stride=1)`. Nothing is scaled, windowed or scored outside the library.
+
+Protocol (bench/ltsf_linear_reference.md, a verbatim copy of the published table and protocol):
+- look-back L = 336; train rows [0, 8640), validation [8640-L, 11520), test [11520-L, 14400) per series, i.e.
+  `cv.train_rows=8640 cv.val_rows=2880 cv.test_rows=2880` (temporal_split adds the look-back context itself);
+  rows from 14400 on are dropped before anything else sees the data;
+- per-series (= per-column) standard scaling fitted on the training rows only (the library's Preprocessor);
+- scored on every stride-1 test window (2880-H+1 of them), MSE / MAE on the standardised scale (`mse_std`, `mae_std`);
+- torch recipe from params/trainer/default.yaml (Adam lr 0.005, batch 32, 10 epochs, lr halved every epoch,
+  early stopping patience 3 on the validation loss) = the paper's scripts. The paper's scripts train ETTh2 "M" with
+  lr 0.05: that override is applied to that setting only and recorded in the cell.
+
+Settings:
+- "S" (univariate): the target OT only, one model per dataset. NLinear uses no covariates (its YAML's `covariates: []`);
+  xgboost / tft / seasonal_naive use the covariate roles their own YAML lists (so xgboost and tft also read the six
+  load columns as past covariates, and calendar features): they are comparisons, not the paper's models.
+- "M" (multivariate, NLinear only): the paper forecasts all 7 columns with one channel-independent linear map shared
+  by every channel. We RESHAPE the wide frame into long format with ONE SERIES PER CHANNEL:
+  series_id = f"{dataset}:{column}", date, OT = that column's values (the data config's target is OT), and train one
+  nlinear with `model.hyperparameters.shared_weights=true` over the 7 channel-series of the dataset. The library's
+  per-series scaling is then per-column scaling fitted on the training rows, as in the paper. One difference remains:
+  darts samples training windows from the 7 series independently, so a batch of 32 holds 32 channel-windows, where the
+  paper's batch of 32 holds 32 time windows x 7 channels.
+
+A cell that fails or exceeds `--cell-timeout` seconds (fit + evaluation, each cell runs in its own process) is recorded
+with status "skipped"/"failed" and the reason. Results merge into bench/results/accuracy.json cell by cell, each cell
+keeping the command that produced it, so partial runs accumulate. `python bench/report.py` renders bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import re
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import RESULTS, git_commit, write  # noqa: E402
+
+REFERENCE = HERE / "ltsf_linear_reference.md"
+LOOKBACK = 336
+ROWS = (8640, 2880, 2880)  # train, val, test rows per series: the paper's ETTh borders
+HORIZONS = (96, 192, 336, 720)
+MODELS = ("nlinear", "xgboost", "tft", "seasonal_naive")
+CHANNELS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+PAPER_LR = {("ETTh2", "M"): 0.05}  # the paper's scripts/EXP-LongForecasting/Linear/etth2.sh; every other cell: 0.005
+
+
+def paper_table(path: Path = REFERENCE) -> dict[tuple[str, str, int], dict[str, float]]:
+    "The published NLinear (and DLinear) figures, parsed from the reference copy: (dataset, setting, H) → figures."
+    table, setting = {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            m = re.search(r'\("([SM])"', line)
+            setting = m.group(1) if m else None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if setting and len(cells) == 6 and cells[1].isdigit():
+            nl_mse, nl_mae, dl_mse, dl_mae = map(float, cells[2:])
+            table[(cells[0], setting, int(cells[1]))] = {"nlinear_mse": nl_mse, "nlinear_mae": nl_mae, "dlinear_mse": dl_mse, "dlinear_mae": dl_mae}
+    if not table: raise SystemExit(f"no paper figures parsed from {path}")
+    return table
+
+
+def load_frame(dataset: str, csv: str | None, max_rows: int) -> pd.DataFrame:
+    "One dataset as the library's long frame (series_id, date, numeric columns…, OT), first `max_rows` rows only."
+    if csv is None:
+        from skewfree.data import load_ett
+        return load_ett([dataset], max_rows=max_rows)
+    df = pd.read_csv(csv)
+    if "date" not in df.columns or "OT" not in df.columns: raise SystemExit(f"{csv}: needs a `date` column and an `OT` column (ETT format)")
+    df["date"] = pd.to_datetime(df["date"]).astype("datetime64[ns]")
+    numeric = [c for c in df.columns if c != "date" and pd.api.types.is_numeric_dtype(df[c])]
+    df = df.iloc[:max_rows][["date", *numeric]].assign(series_id=dataset)
+    return df[["series_id", "date", *[c for c in numeric if c != "OT"], "OT"]]
+
+
+def channels_long(wide: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    "The 'M' reshape: one series per channel, series_id=f'{dataset}:{column}', the channel's values under OT."
+    cols = [c for c in wide.columns if c not in ("series_id", "date")]
+    return pd.concat([pd.DataFrame({"series_id": f"{dataset}:{c}", "date": wide["date"].to_numpy(), "OT": wide[c].to_numpy()}) for c in cols],
+                     ignore_index=True)
+
+
+def overrides_for(dataset: str, setting: str, horizon: int, model: str, *, rows: tuple[int, int, int], past: list[str]) -> list[str]:
+    "The Hydra overrides of one cell: the split, the horizon (and the paper's look-back), the setting."
+    tr, va, te = rows
+    o = [f"model={model}", f"data.names=[{dataset}]", f"cv.train_rows={tr}", f"cv.val_rows={va}", f"cv.test_rows={te}", "cv.eval_stride=1",
+         f"data.covariates.past=[{','.join(past)}]"]
+    if model == "nlinear":
+        o += [f"model.hyperparameters.input_chunk_length={LOOKBACK}", f"model.hyperparameters.output_chunk_length={horizon}"]
+        if setting == "M": o.append("model.hyperparameters.shared_weights=true")
+        if (dataset, setting) in PAPER_LR: o.append(f"trainer.torch.learning_rate={PAPER_LR[(dataset, setting)]}")
+    elif model == "xgboost": o.append(f"model.hyperparameters.output_chunk_length={horizon}")
+    elif model == "tft": o += [f"model.hyperparameters.input_chunk_length={LOOKBACK}", f"model.hyperparameters.output_chunk_length={horizon}"]
+    elif model == "seasonal_naive": o.append(f"model.hyperparameters.max_horizon={horizon}")
+    return o
+
+
+def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str | None, rows: tuple[int, int, int]) -> dict:
+    "Fit and score one cell through the library; returns its measurements."
+    from skewfree.config import compose_config
+    from skewfree.evaluate import evaluate, temporal_split
+    from skewfree.forecaster import Forecaster
+    wide = load_frame(dataset, csv, max_rows=sum(rows))
+    past = [c for c in wide.columns if c not in ("series_id", "date", "OT")]
+    raw = channels_long(wide, dataset) if setting == "M" else wide
+    overrides = overrides_for(dataset, setting, horizon, model, rows=rows, past=past)
+    cfg = compose_config(overrides)
+    forecaster = Forecaster.from_config(cfg)
+    train, val, test = temporal_split(raw, cfg.cv, forecaster)
+    t = time.perf_counter(); forecaster.fit(train, val); fit_s = time.perf_counter() - t
+    trainer = getattr(forecaster.model, "trainer", None)  # torch models: epochs run before early stopping / max_epochs
+    epochs = int(trainer.current_epoch) if trainer is not None else None
+    t = time.perf_counter(); m = evaluate(forecaster, test, stride=1); eval_s = time.perf_counter() - t
+    out = {"mse": m["mse_std"], "mae": m["mae_std"], "mae_original_units": m["mae"], "rmse_original_units": m["rmse"],
+           "n_windows": int(m["n_windows"]), "n_series": int(raw["series_id"].nunique()), "fit_s": fit_s, "eval_s": eval_s,
+           "overrides": overrides, "covariates": list(cfg.model.get("covariates", [])), "history_length": forecaster.history_length,
+           "train_rows_seen": int(len(train)), "val_rows_seen": int(len(val)), "test_rows_seen": int(len(test))}
+    if epochs is not None: out["epochs_trained"] = epochs
+    return out
+
+
+def _child(conn, cell: dict) -> None:
+    try: conn.send({"status": "ok", **run_cell(**cell)})
+    except Exception as e:  # noqa: BLE001  (recorded in the cell, never silent)
+        conn.send({"status": "failed", "reason": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)})
+    conn.close()
+
+
+def run_isolated(cell: dict, timeout: float) -> dict:
+    "`run_cell(**cell)` in its own process, killed after `timeout` seconds (recorded as skipped, with the reason)."
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, cell))
+    t = time.perf_counter(); proc.start(); send.close()
+    if recv.poll(timeout):
+        try: result = recv.recv()
+        except EOFError: result = {"status": "failed", "reason": "the cell's process died without a result (out of memory?)"}
+    else: result = {"status": "skipped", "reason": f"exceeded the time budget of {timeout:.0f} s per cell (fit + evaluation) on this machine"}
+    if proc.is_alive(): proc.kill()
+    proc.join()
+    result["wall_s"] = time.perf_counter() - t
+    return result
+
+
+def working_tree_changes() -> str | None:
+    "A short hash of the uncommitted changes to the library and its configs, or None when there are none."
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "skewfree", "params"], capture_output=True, text=True, check=True).stdout
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "skewfree", "params"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError): return None
+    return hashlib.sha256((status + diff).encode()).hexdigest()[:12] if status.strip() else None
+
+
+def fmt(x, spec=".4f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def print_table(cells: list[dict]) -> None:
+    head = ["dataset", "setting", "H", "model", "our MSE", "our MAE", "paper MSE", "paper MAE", "MSE ratio", "MAE ratio", "fit s", "status"]
+    rows = [[c["dataset"], c["setting"], str(c["horizon"]), c["model"], fmt(c.get("mse")), fmt(c.get("mae")), fmt(c.get("paper_mse"), ".3f"),
+             fmt(c.get("paper_mae"), ".3f"), fmt(c.get("ratio_mse"), ".3f"), fmt(c.get("ratio_mae"), ".3f"), fmt(c.get("fit_s"), ".1f"),
+             c["status"] + (f" ({c['reason']})" if c.get("reason") else "")] for c in cells]
+    width = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
+    for r in [head, *rows]: print("  ".join(v.rjust(w) for v, w in zip(r, width)) + "  " + r[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="H=96 only")
+    ap.add_argument("--settings", default="S,M")
+    ap.add_argument("--horizons", default=",".join(map(str, HORIZONS)))
+    ap.add_argument("--datasets", default="ETTh1,ETTh2")
+    ap.add_argument("--models", default="nlinear")
+    ap.add_argument("--csv", help="a CSV in the ETT format (date, numeric columns, target OT) instead of the embedded data")
+    ap.add_argument("--name", help="the dataset name of --csv")
+    ap.add_argument("--rows", default=",".join(map(str, ROWS)), help="train,val,test rows per series (default: the paper's ETTh borders)")
+    ap.add_argument("--cell-timeout", type=float, default=1200, help="seconds per cell (fit + evaluation) before it is skipped")
+    args = ap.parse_args()
+    if bool(args.csv) != bool(args.name): ap.error("--csv and --name go together")
+    settings = [s.strip().upper() for s in args.settings.split(",") if s.strip()]
+    horizons = [96] if args.quick else [int(h) for h in args.horizons.split(",")]
+    datasets = [args.name] if args.csv else [d.strip() for d in args.datasets.split(",") if d.strip()]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    rows = tuple(int(r) for r in args.rows.split(","))
+    if len(rows) != 3: ap.error("--rows needs train,val,test")
+    unknown = [m for m in models if m not in MODELS] + [s for s in settings if s not in ("S", "M")]
+    if unknown: ap.error(f"unknown model/setting {unknown}; models: {list(MODELS)}, settings: S, M")
+    command = "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]).as_posix()), *sys.argv[1:]])
+    paper = paper_table()
+    commit, dirty = git_commit(), working_tree_changes()
+
+    path = RESULTS / "accuracy.json"
+    previous = json.loads(path.read_text())["results"].get("cells", {}) if path.exists() else {}
+    cells, started = dict(previous), time.perf_counter()
+    measured = []
+    for setting in settings:
+        for dataset in datasets:
+            for horizon in horizons:
+                for model in models:
+                    key = f"{dataset}|{setting}|{horizon}|{model}"
+                    ref = paper.get((dataset, setting, horizon)) if rows == ROWS else None  # a --csv named ETTh1/ETTh2 is compared too
+                    cell = {"dataset": dataset, "setting": setting, "horizon": horizon, "model": model, "rows": list(rows),
+                            "paper_model": "NLinear" if ref else None, "paper_mse": ref and ref["nlinear_mse"], "paper_mae": ref and ref["nlinear_mae"],
+                            "command": command, "commit": commit, "library_uncommitted_changes": dirty,  # hash of `git diff HEAD -- skewfree params`, or None
+                            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+                    if args.csv: cell["csv"] = args.csv
+                    if setting == "M" and model != "nlinear":
+                        cell |= {"status": "skipped", "reason": "the M setting is run for nlinear only (channel-independent, shared weights)"}
+                    else:
+                        print(f"--- {key}", flush=True)
+                        cell |= run_isolated({"dataset": dataset, "setting": setting, "horizon": horizon, "model": model, "csv": args.csv, "rows": rows},
+                                              args.cell_timeout)
+                    if cell.get("mse") is not None and cell.get("paper_mse"):
+                        cell |= {"ratio_mse": cell["mse"] / cell["paper_mse"], "ratio_mae": cell["mae"] / cell["paper_mae"]}
+                    cells[key] = cell
+                    measured.append(cell)
+                    print_table([cell])
+                    if cell.get("traceback"): print(cell["traceback"], file=sys.stderr)
+                    # written after every cell, so an interrupted run keeps what it measured
+                    write("accuracy", command, {"protocol": PROTOCOL, "cells": cells})
+    print(f"\nthis run: {len(measured)} cells in {time.perf_counter() - started:.0f} s wall\n")
+    print_table(measured)
+
+
+PROTOCOL = {
+    "source": "bench/ltsf_linear_reference.md (copy of the project's reference: LTSF-Linear, Zeng et al. AAAI 2023, cure-lab/LTSF-Linear)",
+    "lookback": LOOKBACK, "split_rows": "train [0, 8640), val [8640-L, 11520), test [11520-L, 14400); rows >= 14400 unused",
+    "metric": "MSE / MAE on the per-series standard scale fitted on training rows, every stride-1 test window (skewfree.evaluate.evaluate)",
+    "M_setting": "one series per channel (series_id=dataset:column, values under OT), one nlinear with shared_weights=true over the 7 series",
+    "pass_rule": "MSE <= paper MSE x 1.02",
+}
+
+
+if __name__ == "__main__":
+    main()

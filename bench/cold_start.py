@@ -1,0 +1,63 @@
+"""Cold start of a served artifact: load + self-check (hashes, hydration, golden replay) in a fresh process.
+
+    python bench/cold_start.py [--runs 5]
+
+Trains one artifact per model into a throw-away MLflow store — NLinear and XGBoost with their default
+configs, TFT with its default architecture but one short epoch (training length does not change what is
+loaded) — then starts `--runs` fresh Python processes per artifact, each timing `import mlflow` and
+`mlflow.pyfunc.load_model(uri)` separately. Target: NLinear load + self-check <= 2 s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+PROBE = """
+import json, time
+t0 = time.perf_counter()
+import mlflow
+t1 = time.perf_counter()
+model = mlflow.pyfunc.load_model({uri!r})
+t2 = time.perf_counter()
+print(json.dumps({{"import_mlflow_s": t1 - t0, "load_and_check_s": t2 - t1,
+                   "hydration_s": model.unwrap_python_model().hydration_seconds}}))
+"""
+
+MODELS = {"nlinear": [], "xgboost": [], "tft": ["model.trainer.max_epochs=1", "model.trainer.max_samples_per_ts=200"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    store = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
+    os.environ["MLFLOW_TRACKING_URI"] = store
+    from skewfree.config import compose_config
+    from skewfree.train import train
+    results = {}
+    for name, overrides in MODELS.items():
+        result = train(compose_config([f"model={name}", f"mlflow.registered_model=cold-{name}", *overrides]))
+        runs = []
+        for _ in range(args.runs):
+            done = subprocess.run([sys.executable, "-c", PROBE.format(uri=result.model_uri)], capture_output=True, text=True, check=True,
+                                  env=dict(os.environ, MLFLOW_TRACKING_URI=store))
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        results[name] = {key: statistics.median(r[key] for r in runs) for key in runs[0]} | {"runs": args.runs, "overrides": overrides}
+        print(name, results[name], flush=True)
+    write("cold_start", f"python bench/cold_start.py --runs {args.runs}", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Render bench/RESULTS.md from every bench/results/*.json: one section per benchmark, every figure read from the files.
+
+    python bench/report.py
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import RESULTS  # noqa: E402
+
+OUT = HERE / "RESULTS.md"
+TOLERANCE = 1.02  # a cell matches the paper when our MSE <= paper MSE x 1.02
+
+
+def num(x, spec: str = ".4f") -> str:
+    if x is None: return "-"
+    if isinstance(x, bool): return str(x)
+    if isinstance(x, float): return format(x, spec)
+    return str(x)
+
+
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
+    esc = [[str(v).replace("|", "\\|") for v in r] for r in rows]
+    return ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |", *["| " + " | ".join(r) + " |" for r in esc]]
+
+
+def header(d: dict) -> list[str]:
+    m = d.get("machine", {})
+    where = ", ".join(f"{k} {v}" for k, v in m.items()) if isinstance(m, dict) else str(m)
+    return [f"## {d.get('benchmark', '?')}", "", f"- command: `{d.get('command', '?')}`", f"- machine: {where}",
+            f"- commit: `{d.get('commit', '?')}`", f"- measured at: {d.get('measured_at', '?')}", ""]
+
+
+def flatten(x, prefix: str = "") -> list[tuple[str, object]]:
+    if isinstance(x, dict) and x:
+        return [kv for k, v in x.items() for kv in flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(x, list) and any(isinstance(v, dict | list) for v in x):
+        return [kv for i, v in enumerate(x) for kv in flatten(v, f"{prefix}[{i}]")]
+    return [(prefix, x)]
+
+
+def generic(d: dict) -> list[str]:
+    rows = [[k, ", ".join(map(num, v)) if isinstance(v, list) else num(v)] for k, v in flatten(d.get("results", {}))]
+    return [*header(d), *table(["key", "value"], rows), ""]
+
+
+def preprocess(d: dict) -> list[str]:
+    rows = [[label, case, num(m.get("median_ms"), ".2f"), num(m.get("p95_ms"), ".2f"), num(m.get("repeats"))]
+            for label, cases in d.get("results", {}).items() for case, m in cases.items()]
+    return [*header(d), "Preprocessor `transform` time.", "", *table(["covariates", "case", "median ms", "p95 ms", "repeats"], rows), ""]
+
+
+def accuracy(d: dict) -> list[str]:
+    res = d.get("results", {})
+    cells = sorted(res.get("cells", {}).values(), key=lambda c: (c["setting"] != "S", c["dataset"], c["horizon"], c["model"]))
+    out = header(d)
+    protocol = res.get("protocol", {})
+    if protocol:
+        out += ["Protocol:", "", *[f"- {k}: {v}" for k, v in protocol.items()], ""]
+    out += ["The **M** setting is run by reshaping each dataset's wide frame into long format with one series per channel "
+            "(`series_id = dataset:column`, the channel's values under `OT`) and training one `nlinear` with "
+            "`shared_weights=true` over the 7 channel-series, through the same Forecaster / temporal_split / evaluate path. "
+            "Per-series scaling is then per-column scaling fitted on the training rows, as in the paper.", "",
+            f"MSE/MAE are on the standardised scale (the paper's metric); *ok* = our MSE <= paper MSE x {TOLERANCE}. "
+            "Paper figures are NLinear's; for the other models they are only a yardstick.", ""]
+    rows = []
+    for c in cells:
+        paper, ours = c.get("paper_mse"), c.get("mse")
+        verdict = "-" if paper is None or ours is None else ("ok" if ours <= paper * TOLERANCE else "MISS")
+        status = c.get("status", "?") + (f": {c['reason']}" if c.get("reason") else "")
+        rows.append([c["dataset"], c["setting"], num(c["horizon"]), c["model"], num(ours), num(c.get("mae")), num(paper, ".3f"),
+                     num(c.get("paper_mae"), ".3f"), num(c.get("ratio_mse"), ".3f"), num(c.get("ratio_mae"), ".3f"), verdict,
+                     num(c.get("fit_s"), ".1f"), num(c.get("eval_s"), ".1f"), num(c.get("epochs_trained")), num(c.get("n_windows")), status])
+    out += table(["dataset", "setting", "H", "model", "our MSE", "our MAE", "paper MSE", "paper MAE", "MSE ratio", "MAE ratio",
+                  f"MSE <= paper x {TOLERANCE}", "fit s", "eval s", "epochs", "test windows", "status"], rows)
+    out += ["", "Original units (the scale a user sees):", ""]
+    out += table(["dataset", "setting", "H", "model", "MAE", "RMSE"],
+                 [[c["dataset"], c["setting"], num(c["horizon"]), c["model"], num(c.get("mae_original_units")), num(c.get("rmse_original_units"))]
+                  for c in cells if c.get("mse") is not None])
+    commands: dict[str, list[str]] = {}
+    for c in cells:
+        commands.setdefault(c.get("command", "?"), []).append(f"{c['dataset']} {c['setting']} H={c['horizon']} {c['model']}")
+    out += ["", "Commands that produced the cells (each cell records its own; runs of a subset merge into the file):", ""]
+    def provenance(c: dict) -> str:
+        changes = c.get("library_uncommitted_changes")
+        suffix = "" if not changes else " + uncommitted library changes" + (f" (diff {changes})" if isinstance(changes, str) else "")
+        return f"`{c.get('commit')}`{suffix}"
+    out += table(["command", "commit", "cells"], [[f"`{cmd}`", ", ".join(sorted({provenance(c) for c in cells if c.get("command") == cmd})), "; ".join(which)]
+                                                  for cmd, which in commands.items()])
+    with_overrides = [c for c in cells if c.get("overrides")]
+    if with_overrides:
+        out += ["", "Hydra overrides per cell:", ""]
+        out += table(["dataset", "setting", "H", "model", "overrides"],
+                     [[c["dataset"], c["setting"], num(c["horizon"]), c["model"], " ".join(f"`{o}`" for o in c["overrides"])] for c in with_overrides])
+    return [*out, ""]
+
+
+RENDERERS = {"accuracy": accuracy, "preprocess": preprocess}
+
+
+def main() -> None:
+    files = sorted(RESULTS.glob("*.json"))
+    lines = ["# Benchmark results", "", "Generated by `python bench/report.py` from " + ", ".join(f"`bench/results/{f.name}`" for f in files)
+             + ". Every figure below is read from those files; rerun the command of a section to reproduce it.", ""]
+    for f in files:
+        d = json.loads(f.read_text())
+        lines += RENDERERS.get(d.get("benchmark"), generic)(d)
+    OUT.write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {OUT} ({len(files)} benchmarks)")
+
+
+if __name__ == "__main__":
+    main()
