@@ -31,8 +31,9 @@ from .forecaster import Forecaster
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'tracking_uri', 'setup_tracking', 'ArtifactCheckError', 'golden_requests', 'write_artifact', 'check_parts',
-           'replay_golden', 'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'register', 'promote']
+__all__ = ['log', 'tracking_uri', 'setup_tracking', 'ArtifactCheckError', 'golden_requests', 'request_window', 'write_artifact',
+           'check_parts', 'replay_golden', 'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason',
+           'register', 'promote']
 
 # %% ../nbs/07_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -70,11 +71,18 @@ def golden_requests(forecaster:Forecaster, raw:pd.DataFrame, extra_rows:int=24) 
     pre = forecaster.preprocessor
     ordered = raw.sort_values([c for c in (pre.id_col, pre.time_col) if c], kind="stable")
     ids = ordered[pre.id_col].astype(str) if pre.id_col else pd.Series("series", index=ordered.index)
-    requests = {f"series-{sid}": rows.tail(forecaster.history_length + extra_rows).reset_index(drop=True)
+    requests = {f"series-{sid}": request_window(forecaster, rows, forecaster.history_length + extra_rows)
                 for sid, rows in ordered.groupby(ids, sort=True)}
-    first = next(iter(requests.values()))
-    requests["shortest-history"] = first.tail(forecaster.history_length).reset_index(drop=True)
+    first = ordered[ids == ids.iloc[0]]
+    requests["shortest-history"] = request_window(forecaster, first, forecaster.history_length)
     return requests
+
+def request_window(forecaster:Forecaster, rows:pd.DataFrame, history:int) -> pd.DataFrame:
+    "The last rows of one series as a request: `history` observed rows, then — for planned covariates — the plan, target left empty."
+    ahead = forecaster.future_steps(forecaster.max_horizon) if forecaster.preprocessor.future_covariates else 0
+    window = rows.tail(history + ahead).reset_index(drop=True)
+    if ahead: window.loc[len(window) - ahead:, forecaster.preprocessor.target] = float("nan")
+    return window
 
 def write_artifact(forecaster:Forecaster, # fitted
                    folder:Path, # an empty folder to write to
@@ -151,8 +159,8 @@ def input_example(forecaster:Forecaster, raw:pd.DataFrame) -> pd.DataFrame:
     "The last `history_length` raw rows of each series in `raw`: a real request."
     pre = forecaster.preprocessor
     ordered = raw.sort_values([pre.id_col, pre.time_col] if pre.id_col else [pre.time_col], kind="stable")
-    example = ordered.groupby(pre.id_col).tail(forecaster.history_length) if pre.id_col else ordered.tail(forecaster.history_length)
-    return example.reset_index(drop=True)
+    groups = [rows for _, rows in ordered.groupby(pre.id_col, sort=True)] if pre.id_col else [ordered]
+    return pd.concat([request_window(forecaster, rows, forecaster.history_length) for rows in groups], ignore_index=True)
 
 def log_forecaster(forecaster:Forecaster, # fitted
                    example:pd.DataFrame, # raw request rows, see `input_example`; also the source of golden requests

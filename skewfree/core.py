@@ -28,6 +28,10 @@ class InputError(ValueError):
                          f", first bad row {row}" if row is not None else ""])
         super().__init__(f"{field}: {reason}{where}")
 
+    def __reduce__(self):
+        "Rebuild from the fields, so the error crosses process boundaries (Ray, multiprocessing) intact."
+        return (type(self), (self.field, self.reason, self.series, self.row))
+
     def to_dict(self) -> dict[str, Any]:
         "JSON-ready description, used as the body of a 4xx answer."
         return {"field": self.field, "series": self.series,

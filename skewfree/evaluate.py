@@ -43,7 +43,8 @@ def evaluate(forecaster:Forecaster, # fitted
             ) -> dict[str, float]:
     "MSE/MAE on the standardised scale and MAE/RMSE in original units, over every test window."
     pre, model, horizon = forecaster.preprocessor, forecaster.model, forecaster.max_horizon
-    batch = pre.transform(test, horizon=forecaster.future_steps(horizon))  # calendar covariates reach past the last window
+    # calendar covariates can reach past the last window; planned ones exist only as far as the data goes
+    batch = pre.transform(test, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
     extra = {"predict_likelihood_parameters": True} if forecaster.quantiles else {}
     windows = model.historical_forecasts(series=batch.target, past_covariates=batch.past_covariates,
                                          future_covariates=batch.future_covariates, **extra,

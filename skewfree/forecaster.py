@@ -5,6 +5,7 @@
 # %% ../nbs/05_forecaster.ipynb #0002
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from pathlib import Path
@@ -82,7 +83,10 @@ class Forecaster:
 
     def predict_batch(self, batch:SeriesBatch, horizon:int):
         "Model output in scaled units for a transformed batch (quantile components for probabilistic models)."
-        extra = {"predict_likelihood_parameters": True} if self.quantiles else {}
+        extra: dict[str, Any] = {"predict_likelihood_parameters": True} if self.quantiles else {}
+        # a series' forecast must not depend on which other series share its request: float32 matrix products round
+        # differently for different batch sizes (~1e-7 here), so torch models run each series in its own forward pass
+        if "batch_size" in inspect.signature(self.model.predict).parameters: extra["batch_size"] = 1
         with self._lock:
             return self.model.predict(n=horizon, series=batch.target, past_covariates=batch.past_covariates,
                                       future_covariates=batch.future_covariates, verbose=False, **extra)
@@ -107,9 +111,17 @@ class Forecaster:
                 quantiles:list[float]|None=None, # quantile columns to return (probabilistic models); default: all it forecasts
                ) -> pd.DataFrame:
         "Forecast `horizon` steps after each series' history, in original units."
+        batch, horizon, levels = self.prepare(history, horizon, quantiles)
+        return self.finish(self.predict_batch(batch, horizon), batch, levels)
+
+    def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False) -> tuple[SeriesBatch, int, list[float]]:
+        "The CPU half of a forecast: check the parameters, transform the raw rows."
         horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
-        batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon))
-        out = self.preprocessor.inverse_transform(self.predict_batch(batch, horizon), batch, quantiles=levels)
+        return self.preprocessor.transform(history, horizon=self.future_steps(horizon), ordered=ordered), horizon, levels
+
+    def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
+        "Model output → the answer in original units, with the requested quantile columns only."
+        out = self.preprocessor.inverse_transform(scaled, batch, quantiles=levels)
         return out.drop(columns=[c for c in out.columns if c.startswith("q") and float(c[1:]) not in levels]) if self.quantiles else out
 
     def save(self, folder:str|Path) -> Path:

@@ -145,7 +145,10 @@ class Preprocessor:
     def _check_fitted(self):
         if not self.is_fitted: raise RuntimeError("This Preprocessor is not fitted yet: call `fit` on training rows first.")
 
-    def frames(self, df:pd.DataFrame) -> dict[str, pd.DataFrame]:
+    def frames(self,
+               df:pd.DataFrame, # raw long rows
+               ordered:bool=False, # refuse rows whose timestamps do not increase within a series (typed requests promise order)
+              ) -> dict[str, pd.DataFrame]:
         "Validated raw values per series, indexed by parsed timestamp, in original units; statics unparsed."
         if not isinstance(df, pd.DataFrame): raise InputError("input", f"expected a DataFrame of rows, got {type(df).__name__}")
         needed = [c for c in [self.id_col, self.time_col, *self.numeric, *self.static_covariates] if c is not None]
@@ -161,6 +164,9 @@ class Preprocessor:
             times = _parse_times(rows[self.time_col], self.time_col, sid)
             dup = times.duplicated()
             if dup.any(): raise InputError(self.time_col, f"duplicate timestamp {times[_first_bad(dup)]}", sid, _first_bad(dup))
+            if ordered and not times.is_monotonic_increasing:
+                back = times.diff() < pd.Timedelta(0)
+                raise InputError(self.time_col, f"timestamps must increase: {times[_first_bad(back)]} comes after a later one", sid, _first_bad(back))
             block = rows[self.numeric]
             if all(pd.api.types.is_float_dtype(t) or pd.api.types.is_integer_dtype(t) for t in block.dtypes):
                 values = block.to_numpy(dtype=np.float64)  # fast path: already numbers, only infinities to refuse
@@ -268,12 +274,13 @@ class Preprocessor:
     def transform(self,
                   df:pd.DataFrame, # raw long rows
                   horizon:int=0, # when forecasting: steps of future covariates to build beyond the last observed target
+                  ordered:bool=False, # refuse timestamps that do not increase within a series
                  ) -> SeriesBatch:
         "Raw long rows → repaired, scaled float32 darts series per series id, with a repair report."
         self._check_fitted()
         ids, target, past, future, scales, report = [], [], [], [], [], {}
         has_future = bool(self.columns_["future"])
-        for sid, raw in self.frames(df).items():
+        for sid, raw in self.frames(df, ordered).items():
             freq, scale, fallback = self._series_state(sid, raw)
             observed = np.flatnonzero(raw[self.target].notna().to_numpy())
             if len(observed) == 0: raise InputError(self.target, "every value is missing", sid)

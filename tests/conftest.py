@@ -46,14 +46,14 @@ def trained(store):
 
 class Server:
     "A `skewfree serve` process on a loopback port."
-    def __init__(self, model_uri: str, store: str):
+    def __init__(self, model_uri: str, store: str, *extra: str, backend: str = "fastapi", timeout: float = 120):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(ROOT / "tests" / f".server-{self.port}.log", "w+")  # noqa: SIM115
-        env = dict(os.environ, MLFLOW_TRACKING_URI=store)
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "skewfree"), "serve", "--model-uri", model_uri,
-                                      "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 120
+        env = dict(os.environ, MLFLOW_TRACKING_URI=store, RAY_AUTH_MODE="disabled")
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "skewfree"), "serve", "--backend", backend, "--model-uri", model_uri,
+                                      "--port", str(self.port), *extra], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.log.seek(0)
@@ -62,11 +62,13 @@ class Server:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200: return
             except httpx.HTTPError:
                 time.sleep(0.3)
-        raise RuntimeError("server did not become healthy in 120 s")
+        self.stop()
+        raise RuntimeError(f"server did not become healthy in {timeout} s")
 
     def stop(self):
         self.proc.terminate()
-        self.proc.wait(timeout=30)
+        try: self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired: self.proc.kill()
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
 
@@ -75,5 +77,13 @@ class Server:
 def server(trained, store):
     "The registered champion served by `skewfree serve` in its own process."
     srv = Server("models:/skewfree-ett@champion", store)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_server(trained, store):
+    "The same champion served by the Ray Serve app (one local Ray instance for the whole test session)."
+    srv = Server("models:/skewfree-ett@champion", store, backend="ray", timeout=240)
     yield srv
     srv.stop()

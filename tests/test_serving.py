@@ -1,0 +1,192 @@
+"Both servers, started for real on loopback ports: same contract, same numbers, 4xx for bad input, load, hot reload."
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pytest
+from conftest import Server, exact_json_body
+
+from skewfree.config import compose_config
+from skewfree.data import load_ett
+from skewfree.train import train
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(params=["fastapi", "ray"])
+def srv(request):
+    return request.getfixturevalue("server" if request.param == "fastapi" else "ray_server")
+
+
+@pytest.fixture(scope="module")
+def history(trained):
+    return load_ett(max_rows=930).groupby("series_id").tail(trained.forecaster.history_length).reset_index(drop=True)
+
+
+def typed(history, horizon=3, **changes):
+    series = []
+    for sid, rows in history.groupby("series_id"):
+        series.append({"id": sid, "timestamps": rows.date.astype(str).tolist(), "target": rows.OT.tolist()})
+    body = {"series": series, "horizon": horizon}
+    body.update(changes)
+    return body
+
+
+def test_health_ready_metadata_metrics(srv, trained):
+    assert httpx.get(f"{srv.url}/health", timeout=60).json() == {"status": "ok"}
+    assert httpx.get(f"{srv.url}/ready", timeout=60).json()["status"] == "ready"
+    meta = httpx.get(f"{srv.url}/metadata", timeout=60).json()
+    assert meta["model_name"] == "nlinear" and meta["model_version"] == trained.version
+    assert meta["scores"]["test_mse_std"] == pytest.approx(trained.metrics["mse_std"])
+    assert [c["name"] for c in meta["input_schema"]][:2] == ["series_id", "date"]
+    httpx.post(f"{srv.url}/predict", json={"series": [], "horizon": 1}, timeout=60)
+    metrics = httpx.get(f"{srv.url}/metrics", timeout=60).text
+    assert 'skewfree_requests_total{route="/predict",status="422"}' in metrics
+    assert "skewfree_request_latency_seconds_bucket" in metrics and 'skewfree_errors_total{kind="input"}' in metrics
+
+
+def test_openapi_is_the_contract(srv):
+    spec = httpx.get(f"{srv.url}/openapi.json", timeout=60).json()
+    assert {"/predict", "/invocations", "/health", "/ready", "/metadata", "/metrics"} <= set(spec["paths"])
+    assert "PredictRequest" in spec["components"]["schemas"]
+
+
+def test_typed_predict_matches_the_artifact_and_reports_latency(srv, trained, history):
+    answer = httpx.post(f"{srv.url}/predict", json=typed(history, 5), timeout=60)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    offline = trained.forecaster.predict(history, 5)
+    got = [v for s in body["series"] for v in s["forecast"]]
+    assert np.max(np.abs(np.array(got) - offline.forecast.to_numpy())) == 0.0
+    assert body["model_version"] == trained.version and body["run_id"] == trained.run_id
+    assert set(body["latency_ms"]) == {"validate", "preprocess", "model", "postprocess"}
+
+
+def test_verify_command_against_each_server(srv, trained, store, tmp_path):
+    data = tmp_path / "raw.parquet"
+    load_ett(max_rows=960).to_parquet(data)
+    done = subprocess.run([str(BIN / "skewfree"), "verify", "--model-uri", trained.model_uri, "--url", srv.url, "--data", str(data)],
+                          env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.strip().endswith(": 0.0")
+
+
+BAD_TYPED = {
+    "extra field": (lambda b: b["series"][0].update(colour="red"), "series.0.colour"),
+    "wrong JSON type": (lambda b: b["series"][0].update(target=["warm"] * len(b["series"][0]["target"])), "series.0.target.0"),
+    "string horizon": (lambda b: b.update(horizon="3"), "horizon"),
+    "zero horizon": (lambda b: b.update(horizon=0), "between 1 and 24"),
+    "horizon beyond the model": (lambda b: b.update(horizon=25), "between 1 and 24"),
+    "short history": (lambda b: b["series"][0].update(timestamps=b["series"][0]["timestamps"][-10:], target=b["series"][0]["target"][-10:]),
+                      "needs at least 48 rows of history, got 10"),
+    "infinite value": (lambda b: b["series"][0]["target"].__setitem__(5, float("inf")), "infinite value"),
+    "duplicate timestamp": (lambda b: b["series"][0]["timestamps"].__setitem__(5, b["series"][0]["timestamps"][4]), "duplicate timestamp"),
+    "timestamps not increasing": (lambda b: b["series"][0]["timestamps"].reverse(), "timestamps must increase"),
+    "off the fitted frequency": (lambda b: b["series"][0]["timestamps"].__setitem__(5, b["series"][0]["timestamps"][5][:-2] + "30"),
+                                 "off the fitted frequency"),
+    "unknown series": (lambda b: b["series"][0].update(id="ETTh9"), "series was not seen at fit time"),
+    "unparsable timestamp": (lambda b: b["series"][0]["timestamps"].__setitem__(2, "tea time"), "'tea time' does not parse"),
+    "covariate the model does not take": (lambda b: b["series"][0].update(past_covariates={"HUFL": b["series"][0]["target"]}),
+                                          "takes no past covariate 'HUFL'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TYPED))
+def test_bad_typed_requests_get_a_4xx_naming_the_problem(srv, history, case):
+    change, expected = BAD_TYPED[case]
+    body = typed(history)
+    change(body)
+    answer = httpx.post(f"{srv.url}/predict", content=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=60)
+    assert 400 <= answer.status_code < 500, (case, answer.status_code, answer.text)
+    error = answer.json()["error"]
+    assert expected in f"{error['field']} {error['reason']}", (case, error)
+
+
+def test_bad_invocations_get_a_4xx(srv, history):
+    post = lambda body: httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=60)  # noqa: E731
+    assert "OT" in post(exact_json_body(history.drop(columns="OT"), 3)).json()["error"]["reason"]
+    assert post(exact_json_body(history.assign(extra=1.0), 3)).status_code == 200  # extra columns are ignored, as MLflow does
+    assert post(exact_json_body(history, 3).replace('"horizon": 3', '"horizon": 2.5')).status_code == 400
+    assert post("{broken").status_code == 400
+
+
+def test_oversized_body_is_a_413(srv):
+    answer = httpx.post(f"{srv.url}/predict", content=b" " * 10_000_001, headers={"Content-Type": "application/json"}, timeout=60)
+    assert answer.status_code == 413
+
+
+async def _many(url: str, bodies: list[dict], concurrency: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+        return await asyncio.gather(*(client.post(f"{url}/predict", json=b) for b in bodies))
+
+
+def test_200_concurrent_requests_all_answered_and_identical(srv, history, trained):
+    answers = asyncio.run(_many(srv.url, [typed(history, 4)] * 200, concurrency=200))
+    assert [a.status_code for a in answers] == [200] * 200
+    expected = trained.forecaster.predict(history, 4).forecast.tolist()
+    assert all([v for s in a.json()["series"] for v in s["forecast"]] == expected for a in answers)
+
+
+def test_planned_future_covariates_must_cover_the_horizon(store):
+    result = train(compose_config(["model=xgboost", "profile=smoke", "data.covariates.future=[HUFL]", "model.covariates=[past,future]",
+                                   "data.covariates.past=[HULL]", "mlflow.registered_model=planned"]))
+    srv = Server(result.model_uri, store)
+    try:
+        raw = load_ett(max_rows=960)
+        rows = raw[raw.series_id == "ETTh1"]
+        need = result.forecaster.history_length
+        steps = result.forecaster.future_steps(3)
+        hist, plan = rows.iloc[-need - steps:-steps], rows.iloc[-steps:]
+        body = {"series": [{"id": "ETTh1", "timestamps": rows.date.iloc[-need - steps:].astype(str).tolist(), "target": hist.OT.tolist(),
+                            "past_covariates": {"HULL": hist.HULL.tolist()},
+                            "future_covariates": {"HUFL": rows.HUFL.iloc[-need - steps:].tolist()}}], "horizon": 3}
+        ok = httpx.post(f"{srv.url}/predict", json=body, timeout=60)
+        assert ok.status_code == 200, ok.text
+        short = json.loads(json.dumps(body))
+        short["series"][0]["timestamps"] = short["series"][0]["timestamps"][:-steps + 1]
+        short["series"][0]["future_covariates"]["HUFL"] = short["series"][0]["future_covariates"]["HUFL"][:-steps + 1]
+        refused = httpx.post(f"{srv.url}/predict", json=short, timeout=60)
+        assert refused.status_code == 422 and "future covariates must cover the horizon" in refused.json()["error"]["reason"], refused.text
+        assert plan is not None
+    finally:
+        srv.stop()
+
+
+def test_hot_reload_under_load_fails_no_request(store, history):
+    first = train(compose_config(["profile=smoke", "mlflow.registered_model=reloading"]))
+    srv = Server("models:/reloading@champion", store, "--admin-token", "s3cret")
+    failures, versions, stop = [], set(), threading.Event()
+
+    def hammer():
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                answer = client.post(f"{srv.url}/predict", json=typed(history, 2))
+                if answer.status_code != 200: failures.append(answer.text)
+                else: versions.add(answer.json()["model_version"])
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    try:
+        for t in threads: t.start()
+        time.sleep(1)
+        second = train(compose_config(["profile=smoke", "seed=3", "mlflow.registered_model=reloading"]))
+        mlflow.MlflowClient().set_registered_model_alias("reloading", "champion", second.version)
+        assert httpx.post(f"{srv.url}/admin/reload").status_code == 401  # no token, no reload
+        swap = httpx.post(f"{srv.url}/admin/reload", headers={"Authorization": "Bearer s3cret"}, timeout=300)
+        assert swap.status_code == 200 and swap.json()["reloaded"], swap.text
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads: t.join()
+        srv.stop()
+    assert failures == []
+    assert versions == {first.version, second.version}
