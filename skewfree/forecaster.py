@@ -5,7 +5,6 @@
 # %% ../nbs/05_forecaster.ipynb #0002
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 from pathlib import Path
@@ -17,7 +16,7 @@ from omegaconf import DictConfig
 import skewfree
 from .config import resolved
 from .core import InputError
-from .models import ModelEntry, Training, build_model, drop_training_callbacks, load_model, model_entry
+from .models import ModelEntry, Training, build_model, drop_training_callbacks, load_model, model_entry, predict_options
 from .preprocess import Preprocessor, SeriesBatch
 
 # %% auto #0
@@ -30,7 +29,8 @@ class Forecaster:
                  training:Training|None=None):
         self.preprocessor, self.model, self.model_name, self.config = preprocessor, model, model_name, config
         self.max_horizon, self.training = int(max_horizon), training  # `training` is only needed to fit
-        self._lock = threading.Lock()  # torch/Lightning predict builds a trainer on the model: one call at a time
+        self._lock = threading.Lock()  # torch/Lightning predict runs a trainer on the model: one call at a time
+        self._predict_options: dict[str, Any]|None = None  # built on first predict, after fit or load
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
@@ -84,12 +84,10 @@ class Forecaster:
     def predict_batch(self, batch:SeriesBatch, horizon:int):
         "Model output in scaled units for a transformed batch (quantile components for probabilistic models)."
         extra: dict[str, Any] = {"predict_likelihood_parameters": True} if self.quantiles else {}
-        # a series' forecast must not depend on which other series share its request: float32 matrix products round
-        # differently for different batch sizes (~1e-7 here), so torch models run each series in its own forward pass
-        if "batch_size" in inspect.signature(self.model.predict).parameters: extra["batch_size"] = 1
         with self._lock:
+            if self._predict_options is None: self._predict_options = predict_options(self.model)
             return self.model.predict(n=horizon, series=batch.target, past_covariates=batch.past_covariates,
-                                      future_covariates=batch.future_covariates, verbose=False, **extra)
+                                      future_covariates=batch.future_covariates, verbose=False, **extra, **self._predict_options)
 
     def future_steps(self, horizon:int) -> int:
         "Steps of future covariates the model reads to forecast `horizon` steps: it always reads whole output windows."

@@ -13,9 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 from .core import InputError, quiet_lightning
 
 # %% auto #0
-__all__ = ['MODELS', 'TRAINERS', 'COVARIATE_ROLES', 'Training', 'ModelEntry', 'register_model', 'register_trainer', 'model_entry',
-           'torch_training', 'boosted_training', 'baseline_training', 'build_nlinear', 'build_tft', 'build_xgboost',
-           'build_seasonal_naive', 'capabilities', 'BuiltModel', 'build_model', 'drop_training_callbacks', 'load_model']
+__all__ = ['MODELS', 'TRAINERS', 'COVARIATE_ROLES', 'QUIET_TRAINER', 'Training', 'ModelEntry', 'register_model',
+           'register_trainer', 'model_entry', 'torch_training', 'boosted_training', 'baseline_training',
+           'build_nlinear', 'build_tft', 'build_xgboost', 'build_seasonal_naive', 'capabilities', 'BuiltModel',
+           'build_model', 'predict_options', 'drop_training_callbacks', 'load_model']
 
 # %% ../nbs/04_models.ipynb #0005
 @dataclass(frozen=True)
@@ -177,16 +178,34 @@ def build_model(cfg:DictConfig) -> BuiltModel:
         if not can[f"{role}_covariates"]: raise InputError("model.covariates", f"model {entry.name!r} cannot use {role} covariates")
     return BuiltModel(model, entry, training, entry.history_length(model), entry.max_horizon(model, hyperparameters))
 
+def predict_options(model) -> dict[str, Any]:
+    "Arguments for `model.predict` that make serving exact and cheap: one series per forward pass, one reused trainer."
+    import inspect
+    accepted = inspect.signature(model.predict).parameters
+    options: dict[str, Any] = {}
+    # a series' forecast must not depend on which other series share its request: float32 matrix products round
+    # differently for different batch sizes (~1e-7 here), so torch models run each series in its own forward pass
+    if "batch_size" in accepted: options["batch_size"] = 1
+    if "trainer" in accepted and hasattr(model, "trainer_params"):
+        import pytorch_lightning as pl
+        # building a Lightning trainer scans every installed package's entry points (~20 ms): build it once
+        options["trainer"] = pl.Trainer(**(QUIET_TRAINER | {"accelerator": model.trainer_params.get("accelerator", "cpu")}))
+    return options
+
 def drop_training_callbacks(model) -> None:
     "Forget training-only callbacks (early stopping) after fit: they are not needed to predict, and darts' safe loader refuses them."
     for params in (getattr(model, "trainer_params", None), getattr(model, "_model_params", {}).get("pl_trainer_kwargs")):
         if params: params.pop("callbacks", None)
+
+# a served model writes nothing and prints nothing: no logger (Lightning's default writes a log folder per call), no bars
+QUIET_TRAINER: dict[str, Any] = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "enable_model_summary": False,
+                                 "enable_checkpointing": False}
 
 def load_model(saved_as:str, path:str):
     "A fitted model saved by darts at `path`, on the CPU."
     if saved_as == "torch":
         quiet_lightning()
         from darts.models.forecasting.torch_forecasting_model import TorchForecastingModel
-        return TorchForecastingModel.load(path, map_location="cpu", pl_trainer_kwargs={"accelerator": "cpu"})
+        return TorchForecastingModel.load(path, map_location="cpu", pl_trainer_kwargs=dict(QUIET_TRAINER))
     from darts.models.forecasting.forecasting_model import ForecastingModel
     return ForecastingModel.load(path)
