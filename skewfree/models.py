@@ -202,10 +202,16 @@ QUIET_TRAINER: dict[str, Any] = {"accelerator": "cpu", "logger": False, "enable_
                                  "enable_checkpointing": False}
 
 def load_model(saved_as:str, path:str):
-    "A fitted model saved by darts at `path`, on the CPU."
-    if saved_as == "torch":
-        quiet_lightning()
-        from darts.models.forecasting.torch_forecasting_model import TorchForecastingModel
-        return TorchForecastingModel.load(path, map_location="cpu", pl_trainer_kwargs=dict(QUIET_TRAINER))
-    from darts.models.forecasting.forecasting_model import ForecastingModel
-    return ForecastingModel.load(path)
+    "A fitted model saved by darts at `path`, on the CPU, through darts' restricted (safe) unpickler."
+    import builtins
+
+    from darts.utils.serialization import safe_globals
+    # Python 3.11.2 pickles enum members (darts' LikelihoodType) as getattr(Enum, name); 3.11.7 does not. We allow that one
+    # builtin and nothing else; the artifact's manifest has already proven these bytes are the ones training wrote.
+    with safe_globals([builtins.getattr]):
+        if saved_as == "torch":
+            quiet_lightning()
+            from darts.models.forecasting.torch_forecasting_model import TorchForecastingModel
+            return TorchForecastingModel.load(path, map_location="cpu", pl_trainer_kwargs=dict(QUIET_TRAINER))
+        from darts.models.forecasting.forecasting_model import ForecastingModel
+        return ForecastingModel.load(path)

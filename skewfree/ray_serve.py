@@ -14,7 +14,7 @@ from ray import serve
 
 from .core import InputError
 from .preprocess import SeriesBatch
-from .serve import PredictRequest, PredictResponse, create_app, describe, from_frame, hydrate, to_frame
+from .serve import PredictRequest, PredictResponse, create_app, from_frame, hydrate, to_frame
 
 # %% auto #0
 __all__ = ['ArtifactMismatch', 'FeatureEngineering', 'ModelInference', 'RayBackend', 'build_app', 'run']
@@ -30,7 +30,7 @@ class FeatureEngineering:
         mlflow.set_tracking_uri(store)
         self.loaded = hydrate(uri)
 
-    def info(self) -> dict[str, Any]: return describe(self.loaded)
+    def info(self) -> dict[str, Any]: return self.loaded.info
 
     def invocation(self, frame:pd.DataFrame, params:dict[str, Any]) -> tuple[str, SeriesBatch, int, list[float]]:
         "MLflow's schema and params checks (what `PyFuncModel.predict` applies), then the preprocessor."

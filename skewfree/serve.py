@@ -12,6 +12,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import mlflow
@@ -22,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import infer_and_parse_data, predictions_to_json
+from mlflow.types import Schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -58,6 +60,11 @@ class Loaded:
     def key(self) -> str:
         "Identifies the artifact across processes: registry version and preprocessor state hash."
         return f"{self.version}:{self.manifest['preprocessor_hash'][:16]}"
+
+    @cached_property
+    def info(self) -> dict[str, Any]:
+        "What `/metadata` says, computed once per loaded artifact."
+        return describe(self)
 
 def registry_version(uri:str) -> str|None:
     "The registry version a `models:/` URI points at now (alias or number), else None."
@@ -167,7 +174,7 @@ class LocalBackend:
     async def _run(self, fn, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*args, **kwargs))
 
-    async def info(self) -> dict[str, Any]: return describe(self.current)
+    async def info(self) -> dict[str, Any]: return self.current.info
 
     async def invocations(self, frame:pd.DataFrame, params:dict[str, Any]) -> pd.DataFrame:
         return await self._run(self.current.model.predict, frame, params=params)
@@ -220,7 +227,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
               ) -> FastAPI:
     "The skewfree HTTP app over `backend`."
     backend = LocalBackend(backend, max_workers) if isinstance(backend, str | PyFuncModel) else backend
-    metrics = Metrics()
+    metrics, schemas = Metrics(), {}
     app = FastAPI(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.")
     app.state.backend = backend
 
@@ -296,8 +303,8 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         params = body.pop("params", None) or {}
         if not isinstance(params, dict): return _error(400, "params", "expected a JSON object")
         info = await backend.info()
-        from mlflow.types import Schema
-        frame = infer_and_parse_data(body, Schema.from_json(json.dumps(info["input_schema"])))
+        if info["key"] not in schemas: schemas[info["key"]] = Schema.from_json(json.dumps(info["input_schema"]))  # parsed once per artifact
+        frame = infer_and_parse_data(body, schemas[info["key"]])
         out = io.StringIO()
         predictions_to_json(await backend.invocations(frame, params), out)
         return Response(content=out.getvalue(), media_type="application/json")
