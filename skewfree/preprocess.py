@@ -78,7 +78,8 @@ def _scaler_stats(values:np.ndarray, kind:str) -> tuple[float, float]:
         q25, q50, q75 = np.percentile(v, [25, 50, 75])
         center, scale = float(q50), float(q75 - q25)
     else: center, scale = float(v.min()), float(v.max() - v.min())
-    return center, (scale if scale > 0 else 1.0)
+    # a constant column — or a scale so small that scaled values would overflow float32 — scales by 1
+    return center, (scale if scale > 0 and float(np.abs(v - center).max()) / scale < 1e30 else 1.0)
 
 SCALERS = ("standard", "robust", "minmax")
 
