@@ -57,9 +57,8 @@ def evaluate(forecaster:Forecaster, # fitted
         for window in forecasts:
             actual_scaled = target.slice_intersect_values(window, copy=False)[:, 0, 0]
             orig = pre.inverse_transform([window], batch.subset([i]))
-            # the point forecast in scaled units, recovered from the original-unit answer the user sees
-            center, scale = batch.target_scale[i]
-            scaled_err.append((orig.forecast.to_numpy() - center) / scale - actual_scaled)
+            # the point forecast the user sees (the median, for quantile models), back on the standardised scale
+            scaled_err.append(pre.standardise_target(orig.forecast.to_numpy(), batch, i) - actual_scaled)
             orig_err.append(orig.forecast.to_numpy() - raw[sid].loc[window.time_index, pre.target].to_numpy())
     s, o = np.concatenate(scaled_err).astype(np.float64), np.concatenate(orig_err)
     return {"mse_std": float(np.mean(s**2)), "mae_std": float(np.mean(np.abs(s))),

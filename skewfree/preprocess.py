@@ -346,6 +346,11 @@ class Preprocessor:
             parts.append(pd.DataFrame(part))
         return pd.concat(parts, ignore_index=True)
 
+    def standardise_target(self, values:np.ndarray, batch:SeriesBatch, position:int) -> np.ndarray:
+        "Original-unit target values of the series at `position` in `batch`, on the standardised scale (float64), for scoring."
+        center, scale = batch.target_scale[position]
+        return (np.asarray(values, dtype=np.float64) - center) / scale
+
     def to_dict(self) -> dict[str, Any]:
         "Configuration and fitted state as plain data, readable by a person and stable to hash."
         self._check_fitted()
