@@ -115,9 +115,9 @@ def check_parts(folder:Path) -> dict[str, Any]:
     if extra: raise ArtifactCheckError(f"artifact has parts the manifest does not list: {extra}")
     return manifest
 
-def replay_golden(forecaster:Forecaster, folder:Path, tolerance:float) -> float:
+def replay_golden(forecaster:Forecaster, folder:Path, manifest:dict[str, Any], tolerance:float) -> float:
     "Replay every golden request; return the largest difference, or raise naming the example and column beyond `tolerance`."
-    worst, manifest = 0.0, json.loads((folder/"manifest.json").read_text())
+    worst = 0.0
     for name in manifest["golden"]:
         expected = pd.read_parquet(folder/"golden"/f"{name}.forecast.parquet")
         got = forecaster.predict(pd.read_parquet(folder/"golden"/f"{name}.request.parquet"), manifest["horizon"])
@@ -144,7 +144,7 @@ class SkewfreeModel(PythonModel):
         self.manifest = check_parts(folder)
         self.forecaster = Forecaster.load(folder/"forecaster")
         tolerance = float(os.environ.get("SKEWFREE_GOLDEN_TOLERANCE", self.manifest["golden_tolerance"]))
-        self.golden_max_difference = replay_golden(self.forecaster, folder, tolerance)
+        self.golden_max_difference = replay_golden(self.forecaster, folder, self.manifest, tolerance)
         self.hydration_seconds = time.perf_counter() - started
         log.info("skewfree: hydrated %s and replayed %d golden examples in %.3f s", self.manifest["model_name"],
                  len(self.manifest["golden"]), self.hydration_seconds)

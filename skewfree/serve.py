@@ -150,7 +150,7 @@ class Backend(Protocol):
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]: ...
     async def reload(self) -> tuple[bool, str]: ...
 
-def describe(loaded:Loaded, hydration_s:float|None=None) -> dict[str, Any]:
+def describe(loaded:Loaded) -> dict[str, Any]:
     "What `/metadata` says about a loaded artifact."
     f, manifest = loaded.forecaster, loaded.manifest
     return {"model_uri": loaded.uri, "model_name": f.model_name, "model_version": loaded.version, "run_id": loaded.run_id,
@@ -158,7 +158,7 @@ def describe(loaded:Loaded, hydration_s:float|None=None) -> dict[str, Any]:
             "history_length": f.history_length, "max_horizon": f.max_horizon, "quantiles": f.quantiles,
             "id_col": f.preprocessor.id_col, "time_col": f.preprocessor.time_col,
             "input_schema": loaded.model.metadata.get_input_schema().to_dict(),
-            "hydration_seconds": hydration_s if hydration_s is not None else loaded.model.unwrap_python_model().hydration_seconds}
+            "hydration_seconds": loaded.model.unwrap_python_model().hydration_seconds}
 
 def _ms(started:float) -> float: return (time.perf_counter() - started) * 1000
 
