@@ -5,44 +5,59 @@
 # %% ../nbs/06_evaluate.ipynb #0002
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from .core import InputError
 from .forecaster import Forecaster
+from .preprocess import Preprocessor
 
 # %% auto #0
-__all__ = ['temporal_split', 'evaluate']
+__all__ = ['Positions', 'temporal_split', 'backtest', 'seasonal_scale', 'score', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb #0005
+class Positions:
+    "Raw rows ordered in time per series, sliced by row position — the same positions in every series."
+    def __init__(self, df:pd.DataFrame, pre:Preprocessor):
+        pre.frames(df)  # validates columns and timestamps before any row is assigned to a side
+        ids = df[pre.id_col].astype(str) if pre.id_col else pd.Series("series", index=df.index)
+        order = df[pre.time_col] if pd.api.types.is_datetime64_any_dtype(df[pre.time_col]) else pd.to_datetime(df[pre.time_col], format="ISO8601")
+        self._ordered = df.assign(_order=order, _id=ids).sort_values(["_id", "_order"], kind="stable")
+        self._position = self._ordered.groupby("_id").cumcount().to_numpy()
+        self.lengths: dict[str, int] = {str(k): int(v) for k, v in self._ordered.groupby("_id").size().items()}
+
+    def rows(self, start:int, end:int) -> pd.DataFrame:
+        "Rows at positions `[start, end)` of every series, in the caller's columns."
+        keep = (self._position >= max(0, start)) & (self._position < end)
+        return self._ordered[keep].drop(columns=["_order", "_id"])
+
 def temporal_split(df:pd.DataFrame, # raw long rows
                    split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows` per series
                    forecaster:Forecaster, # supplies the columns and the look-back `context`
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     "Raw train, validation and test rows per series, in time order, validation and test with look-back context."
-    pre, context = forecaster.preprocessor, forecaster.history_length
+    context = forecaster.history_length
     tr, va, te = int(split["train_rows"]), int(split["val_rows"]), int(split["test_rows"])
-    frames = pre.frames(df)  # validates columns and timestamps before any row is assigned to a side
+    rows = Positions(df, forecaster.preprocessor)
     if va < forecaster.max_horizon or te < forecaster.max_horizon:
         raise InputError("cv", f"val_rows and test_rows must each be at least the horizon {forecaster.max_horizon}, got {va} and {te}")
-    for sid, frame in frames.items():
-        if len(frame) < tr + va + te:
-            raise InputError("cv", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {len(frame)}", sid)
-    ids = df[pre.id_col].astype(str) if pre.id_col else pd.Series("series", index=df.index)
-    order = pd.to_datetime(df[pre.time_col], format="ISO8601") if not pd.api.types.is_datetime64_any_dtype(df[pre.time_col]) else df[pre.time_col]
-    ordered = df.assign(_order=order, _id=ids).sort_values(["_id", "_order"], kind="stable")
-    position = ordered.groupby("_id").cumcount()
-    def rows(lo, hi): return ordered[(position >= lo) & (position < hi)].drop(columns=["_order", "_id"])
-    return rows(0, tr), rows(tr - context, tr + va), rows(tr + va - context, tr + va + te)
+    for sid, length in rows.lengths.items():
+        if length < tr + va + te:
+            raise InputError("cv", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {length}", sid)
+    return rows.rows(0, tr), rows.rows(tr - context, tr + va), rows.rows(tr + va - context, tr + va + te)
 
 # %% ../nbs/06_evaluate.ipynb #0007
-def evaluate(forecaster:Forecaster, # fitted
-             test:pd.DataFrame, # raw test rows with look-back context, from `temporal_split`
+def backtest(forecaster:Forecaster, # fitted
+             test:pd.DataFrame, # raw test rows with look-back context
              stride:int=1, # rows between forecast origins
-            ) -> dict[str, float]:
-    "MSE/MAE on the standardised scale and MAE/RMSE in original units, over every test window."
-    pre, model, horizon = forecaster.preprocessor, forecaster.model, forecaster.max_horizon
+             horizon:int|None=None, # steps per forecast; default the model's `max_horizon`
+            ) -> pd.DataFrame:
+    "Every test window's forecast beside what happened, in original and standardised units."
+    pre, model = forecaster.preprocessor, forecaster.model
+    horizon = forecaster.max_horizon if horizon is None else forecaster.check_horizon(horizon)
     # calendar covariates can reach past the last window; planned ones exist only as far as the data goes
     batch = pre.transform(test, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
     extra = {"predict_likelihood_parameters": True} if forecaster.quantiles else {}
@@ -51,16 +66,55 @@ def evaluate(forecaster:Forecaster, # fitted
                                          forecast_horizon=horizon, stride=int(stride), retrain=False,
                                          last_points_only=False, start=forecaster.history_length,
                                          start_format="position", verbose=False)
-    raw = pre.frames(test)
-    scaled_err, orig_err = [], []
+    raw, parts = pre.frames(test), []
     for i, (sid, target, forecasts) in enumerate(zip(batch.ids, batch.target, windows)):
-        for window in forecasts:
-            actual_scaled = target.slice_intersect_values(window, copy=False)[:, 0, 0]
-            orig = pre.inverse_transform([window], batch.subset([i]))
+        for w, window in enumerate(forecasts):
+            out = pre.inverse_transform([window], batch.subset([i]), quantiles=forecaster.quantiles)
+            out["actual"] = raw[sid].loc[window.time_index, pre.target].to_numpy(dtype=np.float64)
+            out["_series"], out["window"] = sid, w
+            out["actual_std"] = target.slice_intersect_values(window, copy=False)[:, 0, 0].astype(np.float64)
             # the point forecast the user sees (the median, for quantile models), back on the standardised scale
-            scaled_err.append(pre.standardise_target(orig.forecast.to_numpy(), batch, i) - actual_scaled)
-            orig_err.append(orig.forecast.to_numpy() - raw[sid].loc[window.time_index, pre.target].to_numpy())
-    s, o = np.concatenate(scaled_err).astype(np.float64), np.concatenate(orig_err)
-    return {"mse_std": float(np.mean(s**2)), "mae_std": float(np.mean(np.abs(s))),
-            "mae": float(np.mean(np.abs(o))), "rmse": float(np.sqrt(np.mean(o**2))),
-            "n_windows": float(sum(len(w) for w in windows))}
+            for column in ["forecast", *[f"q{q}" for q in forecaster.quantiles]]:
+                out[f"{column}_std"] = pre.standardise_target(out[column].to_numpy(), batch, i)
+            parts.append(out)
+    return pd.concat(parts, ignore_index=True)
+
+def _pinball(actual:np.ndarray, quantile_forecasts:dict[float, np.ndarray]) -> np.ndarray:
+    "Pinball loss per point, averaged over the quantiles."
+    losses = [np.maximum(q * (actual - f), (q - 1) * (actual - f)) for q, f in quantile_forecasts.items()]
+    return np.mean(losses, axis=0)
+
+def seasonal_scale(raw:pd.Series, season:int) -> float:
+    "In-sample MAE of the seasonal naive forecast `y[t-season]`: the MASE denominator."
+    values = raw.to_numpy(dtype=np.float64)
+    return float(np.nanmean(np.abs(values[season:] - values[:-season]))) if len(values) > season else float("nan")
+
+def score(table:pd.DataFrame, # from `backtest`
+          quantiles:Sequence[float]=(), # quantile columns to score
+          scales:dict[str, float]|None=None, # MASE denominators per series
+         ) -> dict[str, float]:
+    "The metrics of a backtest table."
+    s = table.forecast_std.to_numpy(np.float64) - table.actual_std.to_numpy(np.float64)
+    a, f = table.actual.to_numpy(np.float64), table.forecast.to_numpy(np.float64)
+    denominator = np.abs(a) + np.abs(f)
+    smape = np.divide(200 * np.abs(f - a), denominator, out=np.zeros_like(a), where=denominator > 0)
+    scores = {"mse_std": float(np.mean(s**2)), "mae_std": float(np.mean(np.abs(s))),
+              "mae": float(np.mean(np.abs(f - a))), "rmse": float(np.sqrt(np.mean((f - a)**2))), "smape": float(np.mean(smape))}
+    if scales: scores["mase"] = float(np.mean(np.abs(f - a) / table["_series"].map(scales).to_numpy(np.float64)))
+    if quantiles:
+        pinball = _pinball(table.actual_std.to_numpy(np.float64), {q: table[f"q{q}_std"].to_numpy(np.float64) for q in quantiles})
+        scores["quantile_loss_std"] = float(np.mean(pinball))
+    return scores | {"n_windows": float(table.groupby(["_series", "window"]).ngroups)}
+
+def evaluate(forecaster:Forecaster, # fitted
+             test:pd.DataFrame, # raw test rows with look-back context, from `temporal_split`
+             stride:int=1, # rows between forecast origins
+             *,
+             horizon:int|None=None, # steps per forecast; default the model's `max_horizon`
+             insample:pd.DataFrame|None=None, # the training rows: the MASE scale (no `mase` without them)
+             season:int=24, # the seasonal naive's season for MASE
+            ) -> dict[str, float]:
+    "MSE/MAE standardised, MAE/RMSE in original units, MASE, sMAPE (and quantile loss) over every test window."
+    pre = forecaster.preprocessor
+    scales = {sid: seasonal_scale(rows[pre.target], season) for sid, rows in pre.frames(insample).items()} if insample is not None else None
+    return score(backtest(forecaster, test, stride, horizon), forecaster.quantiles, scales)
