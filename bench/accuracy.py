@@ -18,6 +18,12 @@ Protocol (bench/ltsf_linear_reference.md, a verbatim copy of the published table
   lr 0.05: that override is applied to that setting only and recorded in the cell.
 
 Settings:
+- Per-cell choice (bench/report.py): among a cell's candidates (nlinear, nlinear_l512 / nlinear_l720 = NLinear with a
+  512 / 720-row look-back, xgboost, tft, seasonal_naive) the one with the lowest MSE on the VALIDATION rows is "the best
+  skewfree model" of that cell; its test MSE is what is compared with the paper. `nested_cv_selected` runs nested CV of
+  nlinear, xgboost and seasonal_naive on the training + validation rows only (2 outer folds of H rows, an Optuna study
+  of 4 trials in each), takes the model with the lowest mean outer MSE with its final tuned parameters, refits it on
+  the training rows and scores it like every other cell.
 - "S" (univariate): the target OT only, one model per dataset. NLinear uses no covariates (its YAML's `covariates: []`);
   xgboost / tft / seasonal_naive use the covariate roles their own YAML lists (so xgboost and tft also read the six
   load columns as past covariates, and calendar features): they are comparisons, not the paper's models.
@@ -57,7 +63,10 @@ REFERENCE = HERE / "ltsf_linear_reference.md"
 LOOKBACK = 336
 ROWS = (8640, 2880, 2880)  # train, val, test rows per series: the paper's ETTh borders
 HORIZONS = (96, 192, 336, 720)
-MODELS = ("nlinear", "xgboost", "tft", "seasonal_naive")
+MODELS = ("nlinear", "xgboost", "tft", "seasonal_naive", "nlinear_l512", "nlinear_l720", "nested_cv_selected")
+# NLinear with a longer look-back: candidates for the per-cell choice made on validation rows (bench/report.py)
+VARIANTS = {"nlinear_l512": ("nlinear", 512), "nlinear_l720": ("nlinear", 720)}
+NESTED_CANDIDATES = ("nlinear", "xgboost", "seasonal_naive")  # what nested CV chooses among (tft is too slow for 2 cores)
 CHANNELS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
 PAPER_LR = {("ETTh2", "M"): 0.05}  # the paper's scripts/EXP-LongForecasting/Linear/etth2.sh; every other cell: 0.005
 
@@ -101,16 +110,35 @@ def channels_long(wide: pd.DataFrame, dataset: str) -> pd.DataFrame:
 def overrides_for(dataset: str, setting: str, horizon: int, model: str, *, rows: tuple[int, int, int], past: list[str]) -> list[str]:
     "The Hydra overrides of one cell: the split, the horizon (and the paper's look-back), the setting."
     tr, va, te = rows
+    model, lookback = VARIANTS.get(model, (model, LOOKBACK))
     o = [f"model={model}", f"data.names=[{dataset}]", f"cv.train_rows={tr}", f"cv.val_rows={va}", f"cv.test_rows={te}", "cv.eval_stride=1",
          f"data.covariates.past=[{','.join(past)}]"]
     if model == "nlinear":
-        o += [f"model.hyperparameters.input_chunk_length={LOOKBACK}", f"model.hyperparameters.output_chunk_length={horizon}"]
+        o += [f"model.hyperparameters.input_chunk_length={lookback}", f"model.hyperparameters.output_chunk_length={horizon}"]
         if setting == "M": o.append("model.hyperparameters.shared_weights=true")
         if (dataset, setting) in PAPER_LR: o.append(f"trainer.torch.learning_rate={PAPER_LR[(dataset, setting)]}")
     elif model == "xgboost": o.append(f"model.hyperparameters.output_chunk_length={horizon}")
     elif model == "tft": o += [f"model.hyperparameters.input_chunk_length={LOOKBACK}", f"model.hyperparameters.output_chunk_length={horizon}"]
     elif model == "seasonal_naive": o.append(f"model.hyperparameters.max_horizon={horizon}")
     return o
+
+
+def nested_choice(raw: pd.DataFrame, dataset: str, setting: str, horizon: int, *, rows: tuple[int, int, int], past: list[str]) -> tuple[list[str], dict]:
+    "Nested CV of every candidate on the training + validation rows only; the winner's overrides with its final tuned parameters."
+    from skewfree.config import compose_config
+    from skewfree.nested_cv import nested_cv
+    seen = raw[raw.groupby("series_id").cumcount() < rows[0] + rows[1]]  # the test rows are never handed over
+    scores, finals = {}, {}
+    for candidate in NESTED_CANDIDATES:
+        base = [o for o in overrides_for(dataset, setting, horizon, candidate, rows=rows, past=past) if not o.startswith("cv.")]
+        cfg = compose_config([*base, "cv=nested", f"cv.horizon={horizon}", "cv.n_folds=2", f"cv.step={horizon}", "cv.val_rows=1440",
+                              "cv.inner.n_folds=2", "cv.inner.n_trials=4", "cv.inner.pruner.n_startup_trials=2", "cv.progress=false"])
+        result = nested_cv(cfg, seen)
+        scores[candidate], finals[candidate] = result.summary["cv_mse_std"], (base, result.final.best_params)
+        print(f"    nested CV {candidate}: cv_mse_std {scores[candidate]:.4f} ± {result.summary['cv_mse_std_sd']:.4f}", flush=True)
+    winner = min(scores, key=lambda m: scores[m])
+    base, params = finals[winner]
+    return [*base, *[f"{k}={v}" for k, v in params.items()]], {"nested_cv_scores": scores, "chosen_model": winner, "chosen_params": params}
 
 
 def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str | None, rows: tuple[int, int, int]) -> dict:
@@ -121,7 +149,13 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     wide = load_frame(dataset, csv, max_rows=sum(rows))
     past = [c for c in wide.columns if c not in ("series_id", "date", "OT")]
     raw = channels_long(wide, dataset) if setting == "M" else wide
-    overrides = overrides_for(dataset, setting, horizon, model, rows=rows, past=past)
+    chosen: dict = {}
+    if model == "nested_cv_selected":
+        tr, va, te = rows
+        overrides, chosen = nested_choice(raw, dataset, setting, horizon, rows=rows, past=past)
+        overrides += [f"cv.train_rows={tr}", f"cv.val_rows={va}", f"cv.test_rows={te}", "cv.eval_stride=1"]
+    else:
+        overrides = overrides_for(dataset, setting, horizon, model, rows=rows, past=past)
     cfg = compose_config(overrides)
     forecaster = Forecaster.from_config(cfg)
     train, val, test = temporal_split(raw, cfg.cv, forecaster)
@@ -129,7 +163,9 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     trainer = getattr(forecaster.model, "trainer", None)  # torch models: epochs run before early stopping / max_epochs
     epochs = int(trainer.current_epoch) if trainer is not None else None
     t = time.perf_counter(); m = evaluate(forecaster, test, stride=1); eval_s = time.perf_counter() - t
-    out = {"mse": m["mse_std"], "mae": m["mae_std"], "mae_original_units": m["mae"], "rmse_original_units": m["rmse"],
+    v = evaluate(forecaster, val, stride=1)  # what a choice between models may look at: never the test rows
+    out = {"mse": m["mse_std"], "mae": m["mae_std"], "val_mse": v["mse_std"], "val_mae": v["mae_std"], **chosen,
+           "mae_original_units": m["mae"], "rmse_original_units": m["rmse"],
            "n_windows": int(m["n_windows"]), "n_series": int(raw["series_id"].nunique()), "fit_s": fit_s, "eval_s": eval_s,
            "overrides": overrides, "covariates": list(cfg.model.get("covariates", [])), "history_length": forecaster.history_length,
            "train_rows_seen": int(len(train)), "val_rows_seen": int(len(val)), "test_rows_seen": int(len(test))}
@@ -222,7 +258,7 @@ def main() -> None:
                             "command": command, "commit": commit, "library_uncommitted_changes": dirty,  # hash of `git diff HEAD -- skewfree params`, or None
                             "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
                     if args.csv: cell["csv"] = args.csv
-                    if setting == "M" and model != "nlinear":
+                    if setting == "M" and not model.startswith("nlinear"):
                         cell |= {"status": "skipped", "reason": "the M setting is run for nlinear only (channel-independent, shared weights)"}
                     else:
                         print(f"--- {key}", flush=True)

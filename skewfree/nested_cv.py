@@ -257,7 +257,8 @@ def run_folds(cfg:DictConfig, raw:pd.DataFrame, spans:list[Fold], plan:Plan, *, 
     started_here = not ray.is_initialized()
     if started_here:
         if address: _check_reachable(str(address), float(cfg.executor.connect_timeout))
-        ray.init(address=address, num_cpus=None if address else cfg.executor.get("workers"), include_dashboard=False,
+        # "local" starts a new instance even when another cluster runs on this machine
+        ray.init(address=address or "local", num_cpus=None if address else cfg.executor.get("workers"), include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     bar = tqdm(total=len(spans), desc="folds", disable=not progress)
     try:

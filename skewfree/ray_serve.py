@@ -159,7 +159,8 @@ def run(uri:str, store:str, cfg:dict[str, Any], *, host:str="127.0.0.1", port:in
     import ray
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a terminated server still shuts Ray down (finally, below)
     address = cfg.get("address")
-    try: ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    # "local" starts a fresh instance: without it Ray would join whatever cluster last ran on this machine
+    try: ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
     except ConnectionError as e: raise InputError("serve.address", f"cannot reach the Ray cluster at {address!r}: {e}") from None
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(uri, store, cfg, app_name), name=app_name, route_prefix="/")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import skewfree
 from .artifact import input_example, log_forecaster, register, setup_tracking
 from .config import resolved
 from .core import project_root
-from .data import load_data
+from .data import DATA_DIR, load_data
 from .evaluate import Positions, evaluate, temporal_split
 from .forecaster import Forecaster
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
@@ -77,7 +78,10 @@ def _log_run_header(cfg:DictConfig, raw:pd.DataFrame) -> None:
     mlflow.log_dict(versions, "environment.json")
     mlflow.set_tags({"skewfree.model": cfg.model.name, "skewfree.version": skewfree.__version__, "skewfree.cv": cfg.cv.strategy,
                      "git.commit": _git_commit()} | {f"version.{k}": v for k, v in versions.items()})
-    dataset = from_pandas(raw, name=str(cfg.data.get("name") or "data"), targets=cfg.data.target, source=str(cfg.data.get("path") or "embedded"))
+    source = str(cfg.data.get("path") or DATA_DIR)
+    with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways" by MLflow's source registry: all of them local
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = from_pandas(raw, name=str(cfg.data.get("name") or "data"), targets=cfg.data.target, source=source)
     mlflow.log_input(dataset, context="training")
 
 @contextmanager
