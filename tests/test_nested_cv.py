@@ -47,7 +47,7 @@ def test_training_notebook_runs_nested_cv_and_logs_parent_children_trials_and_pi
     assert sorted(c.info.run_name for c in children) == ["fold-0", "fold-1"]
     for child in children:
         files = {f.path for f in client.list_artifacts(child.info.run_id)} | {f.path for f in client.list_artifacts(child.info.run_id, "study")}
-        assert {"forecast_vs_actual.png", "study/trials.csv", "study/optimisation_history.png"} <= files
+        assert {"forecast_vs_actual.png", "study/trials.csv", "study/optimisation_history.png", "study/param_importances.png"} <= files
         assert child.info.status == "FINISHED" and "test_mse_std" in child.data.metrics
     # the studies persisted in the default storage beside the MLflow store
     storage = f"sqlite:///{Path(store.removeprefix('sqlite:///')).parent / 'optuna.db'}"
