@@ -258,8 +258,9 @@ def run_folds(cfg:DictConfig, raw:pd.DataFrame, spans:list[Fold], plan:Plan, *, 
     if started_here:
         if address: _check_reachable(str(address), float(cfg.executor.connect_timeout))
         # "local" starts a new instance even when another cluster runs on this machine
+        runtime_env = OmegaConf.to_container(cfg.executor.runtime_env, resolve=True) if cfg.executor.get("runtime_env") else None
         ray.init(address=address or "local", num_cpus=None if address else cfg.executor.get("workers"), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+                 log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
     bar = tqdm(total=len(spans), desc="folds", disable=not progress)
     try:
         task: Any = ray.remote(num_cpus=float(cfg.executor.cpus_per_fold))(run_fold)  # type: ignore[arg-type]
