@@ -48,7 +48,10 @@ def run(executor: str, workers: int | None) -> dict:
         seconds = time.perf_counter() - t
     finally:
         if executor == "ray": ray.shutdown()
-    return {"cv_seconds": seconds, "ray_start_seconds": start, "fits": sum(len(f.trials) * 2 + 1 for f in result.folds) + len(result.final.trials) * 2,
+    inner = int(cfg.cv.inner.n_folds)
+    # an upper bound: a pruned trial stops before its last inner fold
+    fits = sum(len(f.trials) * inner + 1 for f in result.folds) + len(result.final.trials) * inner
+    return {"cv_seconds": seconds, "ray_start_seconds": start, "fits_at_most": fits,
             "fold_seconds": [round(f.seconds, 2) for f in result.folds] + [round(result.final.seconds, 2)],
             "scores": [f.scores["mse_std"] for f in result.folds]}
 

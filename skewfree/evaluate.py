@@ -16,7 +16,7 @@ from .forecaster import Forecaster
 from .preprocess import Preprocessor
 
 # %% auto #0
-__all__ = ['Positions', 'temporal_split', 'backtest', 'seasonal_scale', 'score', 'evaluate']
+__all__ = ['Positions', 'temporal_split', 'backtest', 'seasonal_scale', 'mase_scales', 'score', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb #0005
 class Positions:
@@ -89,6 +89,10 @@ def seasonal_scale(raw:pd.Series, season:int) -> float:
     values = raw.to_numpy(dtype=np.float64)
     return float(np.nanmean(np.abs(values[season:] - values[:-season]))) if len(values) > season else float("nan")
 
+def mase_scales(pre:Preprocessor, insample:pd.DataFrame, season:int) -> dict[str, float]:
+    "The MASE denominator of every series, from its raw training rows."
+    return {sid: seasonal_scale(rows[pre.target], season) for sid, rows in pre.frames(insample).items()}
+
 def score(table:pd.DataFrame, # from `backtest`
           quantiles:Sequence[float]=(), # quantile columns to score
           scales:dict[str, float]|None=None, # MASE denominators per series
@@ -115,6 +119,5 @@ def evaluate(forecaster:Forecaster, # fitted
              season:int=24, # the seasonal naive's season for MASE
             ) -> dict[str, float]:
     "MSE/MAE standardised, MAE/RMSE in original units, MASE, sMAPE (and quantile loss) over every test window."
-    pre = forecaster.preprocessor
-    scales = {sid: seasonal_scale(rows[pre.target], season) for sid, rows in pre.frames(insample).items()} if insample is not None else None
+    scales = mase_scales(forecaster.preprocessor, insample, season) if insample is not None else None
     return score(backtest(forecaster, test, stride, horizon), forecaster.quantiles, scales)

@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from .core import InputError
-from .evaluate import Positions, backtest, score, seasonal_scale
+from .evaluate import Positions, backtest, mase_scales, score
 from .forecaster import Forecaster
 from .models import build_model
 
@@ -130,8 +130,7 @@ def score_fold(forecaster:Forecaster, rows:Positions, fold:Fold, season:int) -> 
     "Scores and the forecast-vs-actual table of one test window; MASE scaled on the fold's training rows."
     test = rows.rows(fold.origin - forecaster.history_length, fold.origin + fold.horizon)
     table = backtest(forecaster, test, stride=fold.horizon, horizon=fold.horizon)
-    target = forecaster.preprocessor.target
-    scales = {sid: seasonal_scale(frame[target], season) for sid, frame in forecaster.preprocessor.frames(rows.rows(fold.train_start, fold.train_end)).items()}
+    scales = mase_scales(forecaster.preprocessor, rows.rows(fold.train_start, fold.train_end), season)
     return score(table, forecaster.quantiles, scales), table
 
 # %% ../nbs/07_nested_cv.ipynb #0016
