@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,15 @@ from .preprocess import Preprocessor, SeriesBatch
 __all__ = ['Forecaster']
 
 # %% ../nbs/05_forecaster.ipynb #0005
+@dataclass
+class _Waiting:
+    "One caller's share of a combined model call."
+    batch: SeriesBatch
+    horizon: int
+    result: Any = None
+    error: BaseException|None = None
+    done: bool = False
+
 class Forecaster:
     "A preprocessor and a model, fitted together and used together."
     def __init__(self, preprocessor:Preprocessor, model:Any, model_name:str, config:dict[str, Any], *, max_horizon:int,
@@ -31,6 +42,9 @@ class Forecaster:
         self.max_horizon, self.training = int(max_horizon), training  # `training` is only needed to fit
         self._lock = threading.Lock()  # torch/Lightning predict runs a trainer on the model: one call at a time
         self._predict_options: dict[str, Any]|None = None  # built on first predict, after fit or load
+        self._waiting: list[_Waiting] = []  # callers of `predict_batch` queued behind the model lock
+        self._waiting_lock = threading.Lock()
+        self.model_calls, self.batches_predicted = 0, 0  # how well concurrent callers were combined
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
@@ -81,13 +95,56 @@ class Forecaster:
             raise InputError("horizon", f"must be between 1 and {self.max_horizon} (the model's longest forecast), got {horizon}")
         return int(horizon)
 
-    def predict_batch(self, batch:SeriesBatch, horizon:int):
-        "Model output in scaled units for a transformed batch (quantile components for probabilistic models)."
+    def _model_call(self, batch:SeriesBatch, horizon:int) -> Any:
+        "The model's output in scaled units for `batch` (quantile components for probabilistic models); the caller holds the lock."
         extra: dict[str, Any] = {"predict_likelihood_parameters": True} if self.quantiles else {}
-        with self._lock:
-            if self._predict_options is None: self._predict_options = predict_options(self.model)
-            return self.model.predict(n=horizon, series=batch.target, past_covariates=batch.past_covariates,
-                                      future_covariates=batch.future_covariates, verbose=False, **extra, **self._predict_options)
+        if self._predict_options is None: self._predict_options = predict_options(self.model)
+        self.model_calls += 1
+        return self.model.predict(n=horizon, series=batch.target, past_covariates=batch.past_covariates,
+                                  future_covariates=batch.future_covariates, verbose=False, **extra, **self._predict_options)
+
+    def _split_call(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
+        "One model call for all the series of `batches`; each batch gets its own slice of the output back."
+        scaled, start, out = self._model_call(SeriesBatch.concat(batches), horizon), 0, []
+        for b in batches:
+            out.append(scaled[start:start + len(b.ids)]); start += len(b.ids)
+        self.batches_predicted += len(batches)
+        return out
+
+    def predict_batches(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
+        "Model output in scaled units for several transformed batches, computed in one model call."
+        with self._lock: return self._split_call(batches, horizon)
+
+    def predict_batch(self, batch:SeriesBatch, horizon:int) -> Any:
+        "Model output in scaled units for a transformed batch; callers from other threads waiting meanwhile share one model call."
+        mine = _Waiting(batch, horizon)
+        with self._waiting_lock: self._waiting.append(mine)
+        with self._lock:  # whoever gets the lock runs everything queued so far; the others find their answer done
+            if not mine.done: self._run_waiting()
+        if mine.error is not None: raise mine.error
+        return mine.result
+
+    def _run_waiting(self) -> None:
+        "Answer every queued caller: one model call per horizon; if a combined call fails, each caller alone."
+        with self._waiting_lock: taken, self._waiting = self._waiting, []
+        try:
+            for horizon in sorted({w.horizon for w in taken}):
+                group = [w for w in taken if w.horizon == horizon]
+                try: results = self._split_call([w.batch for w in group], horizon)
+                except Exception as e:
+                    if len(group) == 1: group[0].error = e
+                    else:  # one caller's bad batch must not fail the others
+                        for w in group:
+                            try: w.result = self._split_call([w.batch], horizon)[0]
+                            except Exception as alone: w.error = alone
+                    continue
+                for w, result in zip(group, results): w.result = result
+        except BaseException as e:  # interrupted: nobody may wait for an answer that will not come
+            for w in taken:
+                if w.result is None and w.error is None: w.error = e
+            raise
+        finally:
+            for w in taken: w.done = True
 
     def future_steps(self, horizon:int) -> int:
         "Steps of future covariates the model reads to forecast `horizon` steps: it always reads whole output windows."

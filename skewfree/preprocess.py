@@ -39,6 +39,13 @@ class SeriesBatch:
                            pick(self.future_covariates), pick(self.target_scale),  # type: ignore[arg-type]
                            {self.ids[i]: self.report[self.ids[i]] for i in positions if self.ids[i] in self.report})
 
+    @classmethod
+    def concat(cls, batches:Sequence[SeriesBatch]) -> SeriesBatch:
+        "All the series of `batches` as one batch, in order, for one model call (ids may repeat across requests)."
+        def join(parts): return None if any(p is None for p in parts) else [s for p in parts for s in p]
+        return cls([i for b in batches for i in b.ids], join([b.target for b in batches]), join([b.past_covariates for b in batches]),
+                   join([b.future_covariates for b in batches]), [s for b in batches for s in b.target_scale])
+
 # %% ../nbs/03_preprocess.ipynb #0007
 def _first_bad(mask:pd.Series) -> Any:
     "Index label of the first True in `mask`."
@@ -156,28 +163,35 @@ class Preprocessor:
         missing = [c for c in needed if c not in df.columns]
         if missing: raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
         if len(df) == 0: raise InputError("input", "no rows")
-        ids = df[self.id_col].astype(str) if self.id_col else pd.Series(SINGLE_SERIES, index=df.index)
+        ids = df[self.id_col].astype(str).to_numpy() if self.id_col else None
+        if ids is None or (ids == ids[0]).all(): groups: list[tuple[str, Any]] = [(SINGLE_SERIES if ids is None else ids[0], slice(None))]
+        else:  # positions of each series' rows, in sorted id order, without a pandas groupby
+            codes, names = pd.factorize(ids, sort=True)
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+            groups = [(str(names[k]), order[bounds[k]:bounds[k + 1]]) for k in range(len(names))]
+        numbers_given = all(pd.api.types.is_float_dtype(df[c]) or pd.api.types.is_integer_dtype(df[c]) for c in self.numeric)
+        numbers = np.column_stack([df[c].to_numpy(dtype=np.float64) for c in self.numeric]) if numbers_given else None
         frames = {}
-        first = ids.iloc[0]
-        groups = [(first, df[needed])] if (ids == first).all() else df[needed].groupby(ids, sort=True)  # one series: no groupby
-        for key, rows in groups:
-            sid = str(key)
-            times = _parse_times(rows[self.time_col], self.time_col, sid)
-            dup = times.duplicated()
-            if dup.any(): raise InputError(self.time_col, f"duplicate timestamp {times[_first_bad(dup)]}", sid, _first_bad(dup))
-            if ordered and not times.is_monotonic_increasing:
+        for sid, pos in groups:
+            sid = str(sid)
+            times = _parse_times(df[self.time_col].iloc[pos], self.time_col, sid)
+            index = pd.DatetimeIndex(times.to_numpy(), name=self.time_col)
+            if not index.is_unique:
+                dup = times.duplicated()
+                raise InputError(self.time_col, f"duplicate timestamp {times[_first_bad(dup)]}", sid, _first_bad(dup))
+            if ordered and not index.is_monotonic_increasing:
                 back = times.diff() < pd.Timedelta(0)
                 raise InputError(self.time_col, f"timestamps must increase: {times[_first_bad(back)]} comes after a later one", sid, _first_bad(back))
-            block = rows[self.numeric]
-            if all(pd.api.types.is_float_dtype(t) or pd.api.types.is_integer_dtype(t) for t in block.dtypes):
-                values = block.to_numpy(dtype=np.float64)  # fast path: already numbers, only infinities to refuse
+            if numbers is not None:
+                values = numbers[pos]  # fast path: already numbers, only infinities to refuse
                 if np.isinf(values).any():
                     r, c = np.argwhere(np.isinf(values))[0]
-                    raise InputError(self.numeric[c], "infinite value", sid, block.index[r])
-            else: values = np.column_stack([_parse_numbers(rows[c], c, sid).to_numpy() for c in self.numeric])
-            frame = pd.DataFrame(values, columns=self.numeric, index=pd.DatetimeIndex(times.to_numpy(), name=self.time_col))
-            for c in self.static_covariates: frame[c] = rows[c].to_numpy()
-            frames[sid] = frame.sort_index()
+                    raise InputError(self.numeric[c], "infinite value", sid, times.index[r])
+            else: values = np.column_stack([_parse_numbers(df[c].iloc[pos], c, sid).to_numpy() for c in self.numeric])
+            frame = pd.DataFrame(values, columns=self.numeric, index=index)
+            for c in self.static_covariates: frame[c] = df[c].iloc[pos].to_numpy()
+            frames[sid] = frame if index.is_monotonic_increasing else frame.sort_index()
         return frames
 
     def _statics(self, sid:str, frame:pd.DataFrame) -> dict[str, Any]:
@@ -237,7 +251,7 @@ class Preprocessor:
             for c in self.numeric:
                 if frame[c].isna().any():
                     raise InputError(c, f"missing value; set data.missing to one of {list(MISSING_POLICIES[1:])} to repair", sid, _first_bad(frame[c].isna()))
-        grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq)
+        grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq, name=frame.index.name)
         if len(grid) != len(frame) or not (grid == frame.index).all():
             off = ~frame.index.isin(grid)
             if off.any():
@@ -249,6 +263,7 @@ class Preprocessor:
             report["reindexed_rows"] = len(grid) - len(frame)
             frame = frame.reindex(grid)
             if self.static_covariates: frame[self.static_covariates] = frame[self.static_covariates].ffill().bfill()
+        else: frame = frame.set_axis(grid)  # the same timestamps, now carrying their frequency (darts then skips re-deriving it)
         for c in self.numeric:
             gaps = frame[c].isna()
             if not gaps.any(): continue

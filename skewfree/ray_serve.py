@@ -73,17 +73,8 @@ class ModelInference:
                     out[i] = ArtifactMismatch(f"features from artifact {items[i][0]} reached a model holding {self.loaded.key}")
             ok = [i for i in picked if out[i] is None]
             if not ok: continue
-            merged = SeriesBatch([s for i in ok for s in items[i][1].ids], [s for i in ok for s in items[i][1].target],
-                                 _merge([items[i][1].past_covariates for i in ok]), _merge([items[i][1].future_covariates for i in ok]),
-                                 [s for i in ok for s in items[i][1].target_scale])
-            scaled, start = self.loaded.forecaster.predict_batch(merged, horizon), 0
-            for i in ok:
-                n = len(items[i][1].ids)
-                out[i], start = scaled[start:start + n], start + n
+            for i, scaled in zip(ok, self.loaded.forecaster.predict_batches([items[i][1] for i in ok], horizon)): out[i] = scaled
         return out
-
-def _merge(parts:list[list|None]) -> list|None:
-    return None if any(p is None for p in parts) else [s for p in parts for s in p]  # type: ignore[union-attr]
 
 # %% ../nbs/11_ray_serve.ipynb #0006
 def _unwrap(e:BaseException) -> BaseException:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
+import datetime
 import json
 import logging
 import time
@@ -16,13 +16,14 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import mlflow
+import orjson
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
-from mlflow.pyfunc.scoring_server import infer_and_parse_data, predictions_to_json
+from mlflow.pyfunc.scoring_server import infer_and_parse_data
 from mlflow.types import Schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
-           'to_frame', 'from_frame', 'Backend', 'describe', 'LocalBackend', 'Metrics', 'create_app']
+           'to_frame', 'from_frame', 'Backend', 'describe', 'predictions_json', 'LocalBackend', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -161,6 +162,16 @@ def describe(loaded:Loaded) -> dict[str, Any]:
             "hydration_seconds": loaded.model.unwrap_python_model().hydration_seconds}
 
 def _ms(started:float) -> float: return (time.perf_counter() - started) * 1000
+
+def _iso(value:Any) -> str:
+    if isinstance(value, datetime.date): return value.isoformat()  # pandas Timestamps too, as MLflow's encoder writes them
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+def predictions_json(forecast:pd.DataFrame) -> bytes:
+    "The MLflow scoring protocol's answer, `{\"predictions\": [record, ...]}`, as MLflow writes it, in a fraction of the time."
+    columns = list(forecast.columns)
+    records = [dict(zip(columns, row)) for row in zip(*(forecast[c].tolist() for c in columns))]
+    return orjson.dumps({"predictions": records}, default=_iso, option=orjson.OPT_SERIALIZE_NUMPY)
 
 class LocalBackend:
     "The artifact in this process; CPU work in a bounded thread pool; hot reload by atomic swap."
@@ -297,17 +308,15 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`."
-        try: body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e: return _error(400, "body", f"not valid JSON: {e}")
+        try: body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as e: return _error(400, "body", f"not valid JSON: {e}")
         if not isinstance(body, dict): return _error(400, "body", "expected a JSON object with 'dataframe_split' or 'dataframe_records'")
         params = body.pop("params", None) or {}
         if not isinstance(params, dict): return _error(400, "params", "expected a JSON object")
         info = await backend.info()
         if info["key"] not in schemas: schemas[info["key"]] = Schema.from_json(json.dumps(info["input_schema"]))  # parsed once per artifact
         frame = infer_and_parse_data(body, schemas[info["key"]])
-        out = io.StringIO()
-        predictions_to_json(await backend.invocations(frame, params), out)
-        return Response(content=out.getvalue(), media_type="application/json")
+        return Response(content=predictions_json(await backend.invocations(frame, params)), media_type="application/json")
 
     if admin_token:
         @app.post("/admin/reload")
