@@ -4,18 +4,27 @@ same artifact and machine, in one run; plus the in-process `predict` time as the
     python bench/serving.py [--requests 300] [--concurrency 1,8,32] [--model nlinear]
 
 All three servers answer the same `POST /invocations` body (the artifact's own input example: 2 series x
-history rows, horizon = the model's longest). The load generator runs on the same 2 cores as the servers,
-so absolute numbers are lower than on a dedicated client; the comparison is like for like.
+history rows, horizon = the model's longest). Load: `concurrency` client threads, each with one keep-alive
+HTTP/1.1 connection (the standard library's `http.client`, the lightest client at hand), sending requests
+back to back. The client runs on the same 2 cores as the servers, so absolute numbers are lower than on a
+dedicated client; the comparison is like for like. `mlflow models serve` runs with its defaults (1 worker)
+and, for reference, with `--workers 2` (one per core, as ours).
+
+Two floors, measured in this process on the same artifact: `in_process_predict` = `PyFuncModel.predict` on
+the parsed DataFrame (the model alone), and `in_process_answer` = `skewfree.serve.answer_invocation` on the
+very request bytes (parse + predict + JSON: everything the server computes for the request). HTTP overhead
+= server p50 at concurrency 1 minus a floor's p50; both are reported.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -51,26 +60,38 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired: proc.kill()
 
 
-async def load(url: str, body: str, requests: int, concurrency: int) -> dict:
+def load(url: str, body: str, requests: int, concurrency: int) -> dict:
+    "`requests` POSTs of `body` from `concurrency` threads, each on its own keep-alive connection."
+    host, port = url.removeprefix("http://").split(":")
+    payload, headers = body.encode(), {"Content-Type": "application/json"}
     latencies: list[float] = []
     errors = 0
-    queue: asyncio.Queue = asyncio.Queue()
-    for _ in range(requests): queue.put_nowait(None)
+    left = iter(range(requests))
+    lock = threading.Lock()
 
-    async def worker(client: httpx.AsyncClient):
+    def client() -> None:
         nonlocal errors
-        while not queue.empty():
-            queue.get_nowait()
+        conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        conn.request("POST", "/invocations", payload, headers); conn.getresponse().read()  # warm the connection
+        started.wait()
+        while True:
+            with lock:
+                if next(left, None) is None: break
             t = time.perf_counter()
-            r = await client.post(url + "/invocations", content=body, headers={"Content-Type": "application/json"})
-            latencies.append(time.perf_counter() - t)
-            errors += r.status_code != 200
-    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=concurrency)) as client:
-        for _ in range(min(3, requests)):  # warm-up
-            await client.post(url + "/invocations", content=body, headers={"Content-Type": "application/json"})
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - started
+            conn.request("POST", "/invocations", payload, headers)
+            response = conn.getresponse(); response.read()
+            elapsed = time.perf_counter() - t
+            with lock:
+                latencies.append(elapsed); errors += response.status != 200
+        conn.close()
+
+    started = threading.Event()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for t in threads: t.start()
+    time.sleep(0.5)
+    begin = time.perf_counter(); started.set()
+    for t in threads: t.join()
+    wall = time.perf_counter() - begin
     ms = np.array(latencies) * 1000
     return {"requests": requests, "errors": errors, "throughput_rps": requests / wall, "p50_ms": float(np.percentile(ms, 50)),
             "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99))}
@@ -81,6 +102,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--model", default="nlinear")
+    ap.add_argument("--servers", default="skewfree_fastapi,skewfree_ray,mlflow_models_serve,mlflow_models_serve_2_workers",
+                    help="which servers to measure")
     args = ap.parse_args()
     store = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
     os.environ["MLFLOW_TRACKING_URI"] = store
@@ -94,34 +117,51 @@ def main() -> None:
     model = mlflow.pyfunc.load_model(uri)
     example, horizon = model.input_example, result.forecaster.max_horizon
     body = request_body(example, {"horizon": horizon})
-    floor = []
-    for _ in range(200):
-        t = time.perf_counter(); model.predict(example, params={"horizon": horizon}); floor.append((time.perf_counter() - t) * 1000)
-    results: dict = {"model": args.model, "request_rows": len(example), "horizon": horizon,
-                     "in_process_predict": {"p50_ms": statistics.median(floor), "p95_ms": float(np.percentile(floor, 95))}}
+    from skewfree.serve import answer_invocation, hydrate
+
+    def p50_p95(fn) -> dict:
+        times = []
+        for _ in range(200):
+            t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)
+        return {"p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95))}
+    loaded = hydrate(uri)
+    results: dict = {"model": args.model, "request_rows": len(example), "horizon": horizon, "request_bytes": len(body.encode()),
+                     "in_process_predict": p50_p95(lambda: model.predict(example, params={"horizon": horizon})),
+                     "in_process_answer": p50_p95(lambda: answer_invocation(loaded, body.encode()))}
+    print(results, flush=True)
     env = dict(os.environ, MLFLOW_TRACKING_URI=store, RAY_AUTH_MODE="disabled")
     servers = {
         "skewfree_fastapi": [str(BIN / "skewfree"), "serve", "--model-uri", uri, "--port", "{port}"],
         "skewfree_ray": [str(BIN / "skewfree"), "serve", "--backend", "ray", "--model-uri", uri, "--port", "{port}"],
         "mlflow_models_serve": [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", "{port}"],
+        "mlflow_models_serve_2_workers": [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1",
+                                          "-p", "{port}", "--workers", "2"],
     }
     from conftest import free_port
     for name, cmd in servers.items():
+        if name not in args.servers.split(","): continue
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = start([c.format(port=port) for c in cmd], url, env)
         try:
-            results[name] = {f"c{c}": asyncio.run(load(url, body, args.requests, int(c))) for c in args.concurrency.split(",")}
+            results[name] = {f"c{c}": load(url, body, args.requests, int(c)) for c in args.concurrency.split(",")}
         finally:
             stop(proc)
         print(name, results[name], flush=True)
-    ours, theirs = results["skewfree_fastapi"].get("c8"), results["mlflow_models_serve"].get("c8")
-    if ours and theirs:
-        results["targets"] = {"fastapi_vs_mlflow_throughput_c8": ours["throughput_rps"] / theirs["throughput_rps"],
-                              "fastapi_vs_mlflow_p99_c8": ours["p99_ms"] / theirs["p99_ms"],
-                              "http_overhead_p50_ms_c1": results["skewfree_fastapi"]["c1"]["p50_ms"] - results["in_process_predict"]["p50_ms"]}
+    ours, theirs = results.get("skewfree_fastapi", {}), results.get("mlflow_models_serve", {})
+    if "c8" in ours and "c8" in theirs:
+        results["targets"] = {"fastapi_vs_mlflow_throughput_c8": ours["c8"]["throughput_rps"] / theirs["c8"]["throughput_rps"],
+                              "fastapi_vs_mlflow_p99_c8": ours["c8"]["p99_ms"] / theirs["c8"]["p99_ms"]}
+        if "c8" in results.get("mlflow_models_serve_2_workers", {}):
+            results["targets"]["fastapi_vs_mlflow_2_workers_throughput_c8"] = (ours["c8"]["throughput_rps"]
+                                                                              / results["mlflow_models_serve_2_workers"]["c8"]["throughput_rps"])
+    if "c1" in ours:
+        results.setdefault("targets", {}).update({
+            "http_overhead_p50_ms_c1_vs_answer": ours["c1"]["p50_ms"] - results["in_process_answer"]["p50_ms"],
+            "http_overhead_p50_ms_c1_vs_predict": ours["c1"]["p50_ms"] - results["in_process_predict"]["p50_ms"]})
     print(results.get("targets"))
-    write("serving", f"python bench/serving.py --requests {args.requests} --concurrency {args.concurrency} --model {args.model}", results)
+    command = f"python bench/serving.py --requests {args.requests} --concurrency {args.concurrency} --model {args.model} --servers {args.servers}"
+    write("serving", command, results)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from .artifact import mlflow_reason, tracking_uri
 from .core import InputError
 
 # %% auto #0
-__all__ = ['parser', 'request_body', 'windows', 'verify', 'serve', 'main']
+__all__ = ['parser', 'request_body', 'windows', 'verify', 'worker_count', 'serve', 'main']
 
 # %% ../nbs/12_cli.ipynb #0005
 def parser() -> argparse.ArgumentParser:
@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-uri", help="MLflow model URI (default: serve.model_uri, the champion)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
-    serve.add_argument("--workers", type=int, help="threads for predict calls (fastapi)")
+    serve.add_argument("--workers", type=int, help="worker processes holding the model (fastapi; default: one per CPU; 0: threads of the server process)")
+    serve.add_argument("--threads", type=int, help="threads for predict calls when --workers is 0 (fastapi)")
     serve.add_argument("--admin-token", default=os.environ.get("SKEWFREE_ADMIN_TOKEN"), help="enables POST /admin/reload (fastapi)")
     serve.add_argument("--reload-interval", type=float, help="seconds between polls of the model URI for a new version (fastapi)")
     serve.add_argument("--ray-address", help="join this Ray cluster instead of starting a local instance (ray)")
@@ -100,13 +101,20 @@ def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> flo
     return worst
 
 # %% ../nbs/12_cli.ipynb #0007
+def worker_count(value:Any) -> int:
+    "`serve.workers` as a number of processes: `auto` is one per CPU this process may use."
+    if value == "auto": return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError("serve.workers", f"must be 'auto' or a whole number >= 0 (0: threads of the server process), got {value!r}")
+    return value
+
 def serve(args:argparse.Namespace) -> None:
     "Start the configured backend (`params/serve/<backend>.yaml`, then command-line values)."
     from omegaconf import OmegaConf
 
     from skewfree.config import compose_config
     cfg: dict[str, Any] = OmegaConf.to_container(compose_config([f"serve={args.backend}", *args.overrides]).serve, resolve=True)  # type: ignore[assignment]
-    for key in ("model_uri", "host", "port", "workers", "admin_token", "reload_interval"):
+    for key in ("model_uri", "host", "port", "workers", "threads", "admin_token", "reload_interval"):
         if getattr(args, key, None) is not None: cfg[key] = getattr(args, key)
     if args.backend == "ray":
         from skewfree.ray_serve import run
@@ -117,7 +125,7 @@ def serve(args:argparse.Namespace) -> None:
 
     from skewfree.serve import create_app
     app = create_app(cfg["model_uri"], max_body_bytes=int(cfg["max_body_bytes"]), admin_token=cfg.get("admin_token"),
-                     reload_interval=cfg.get("reload_interval"), max_workers=int(cfg["workers"]))
+                     reload_interval=cfg.get("reload_interval"), workers=worker_count(cfg["workers"]), threads=int(cfg["threads"]))
     uvicorn.run(app, host=cfg["host"], port=int(cfg["port"]), log_level="warning")
 
 def main(argv:list[str]|None=None) -> int:

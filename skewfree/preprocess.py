@@ -164,7 +164,7 @@ class Preprocessor:
         if missing: raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
         if len(df) == 0: raise InputError("input", "no rows")
         ids = df[self.id_col].astype(str).to_numpy() if self.id_col else None
-        if ids is None or (ids == ids[0]).all(): groups: list[tuple[str, Any]] = [(SINGLE_SERIES if ids is None else ids[0], slice(None))]
+        if ids is None or (ids == ids[0]).all(): groups: list[tuple[str, Any]] = [(SINGLE_SERIES if ids is None else str(ids[0]), slice(None))]
         else:  # positions of each series' rows, in sorted id order, without a pandas groupby
             codes, names = pd.factorize(ids, sort=True)
             order = np.argsort(codes, kind="stable")
@@ -174,7 +174,6 @@ class Preprocessor:
         numbers = np.column_stack([df[c].to_numpy(dtype=np.float64) for c in self.numeric]) if numbers_given else None
         frames = {}
         for sid, pos in groups:
-            sid = str(sid)
             times = _parse_times(df[self.time_col].iloc[pos], self.time_col, sid)
             index = pd.DatetimeIndex(times.to_numpy(), name=self.time_col)
             if not index.is_unique:

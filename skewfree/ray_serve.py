@@ -14,7 +14,7 @@ from ray import serve
 
 from .core import InputError
 from .preprocess import SeriesBatch
-from .serve import PredictRequest, PredictResponse, create_app, from_frame, hydrate, to_frame
+from .serve import PredictRequest, PredictResponse, create_app, from_frame, hydrate, parse_invocation, predictions_json, to_frame
 
 # %% auto #0
 __all__ = ['ArtifactMismatch', 'FeatureEngineering', 'ModelInference', 'RayBackend', 'build_app', 'run']
@@ -32,10 +32,11 @@ class FeatureEngineering:
 
     def info(self) -> dict[str, Any]: return self.loaded.info
 
-    def invocation(self, frame:pd.DataFrame, params:dict[str, Any]) -> tuple[str, SeriesBatch, int, list[float]]:
-        "MLflow's schema and params checks (what `PyFuncModel.predict` applies), then the preprocessor."
+    def invocation(self, body:bytes) -> tuple[str, SeriesBatch, int, list[float]]:
+        "MLflow's parser, schema and params checks (what `mlflow models serve` applies), then the preprocessor."
         from mlflow.pyfunc import _validate_prediction_input
         meta = self.loaded.model.metadata
+        frame, params = parse_invocation(body, self.loaded.input_schema)
         frame, params = _validate_prediction_input(frame, params, meta.get_input_schema(), meta.get_params_schema())
         f = self.loaded.forecaster
         return (self.loaded.key, *f.prepare(frame, (params or {}).get("horizon", f.max_horizon), (params or {}).get("quantiles")))
@@ -52,6 +53,10 @@ class FeatureEngineering:
         "Model output back to original units."
         if key != self.loaded.key: raise ArtifactMismatch(f"model output from artifact {key} reached feature engineering holding {self.loaded.key}")
         return self.loaded.forecaster.finish(scaled, batch, levels)
+
+    def finish_json(self, key:str, scaled:Any, batch:SeriesBatch, levels:list[float]) -> bytes:
+        "Model output back to original units, as the MLflow protocol's JSON answer."
+        return predictions_json(self.finish(key, scaled, batch, levels))
 
 @serve.deployment
 class ModelInference:
@@ -100,10 +105,10 @@ class RayBackend:
         if self._info is None: self._info = await self._call(self.fe, "info")
         return self._info
 
-    async def invocations(self, frame:pd.DataFrame, params:dict[str, Any]) -> pd.DataFrame:
-        key, batch, horizon, levels = await self._call(self.fe, "invocation", frame, params)
+    async def invocations(self, body:bytes) -> bytes:
+        key, batch, horizon, levels = await self._call(self.fe, "invocation", body)
         scaled = await self._call(self.mi, "predict", (key, batch, horizon))
-        return await self._call(self.fe, "finish", key, scaled, batch, levels)
+        return await self._call(self.fe, "finish_json", key, scaled, batch, levels)
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
         key, batch, horizon, levels, timings = await self._call(self.fe, "typed", request)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import logging
+import os
+import pickle
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import mlflow
 import orjson
@@ -36,7 +39,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
-           'to_frame', 'from_frame', 'Backend', 'describe', 'predictions_json', 'LocalBackend', 'Metrics', 'create_app']
+           'to_frame', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe', 'predictions_json',
+           'parse_invocation', 'answer_invocation', 'answer_typed', 'LocalBackend', 'pinned', 'start_pool',
+           'ProcessBackend', 'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -66,6 +71,11 @@ class Loaded:
     def info(self) -> dict[str, Any]:
         "What `/metadata` says, computed once per loaded artifact."
         return describe(self)
+
+    @cached_property
+    def input_schema(self) -> Schema:
+        "The signature's input schema, which MLflow's parser and `predict` enforce."
+        return self.model.metadata.get_input_schema()
 
 def registry_version(uri:str) -> str|None:
     "The registry version a `models:/` URI points at now (alias or number), else None."
@@ -144,10 +154,16 @@ def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str) -> list[Ser
                       quantiles={c: rows[c].tolist() for c in rows.columns if c.startswith("q")}) for sid, rows in groups]
 
 # %% ../nbs/10_serve.ipynb #0009
+class BadRequest(InputError):
+    "A body that is not a request at all (not JSON, wrong shape): a 400, as MLflow's server answers it."
+
+class Unavailable(RuntimeError):
+    "The backend cannot answer right now (a worker is restarting): a 503, try again."
+
 class Backend(Protocol):
     "Where forecasts are computed."
     async def info(self) -> dict[str, Any]: ...
-    async def invocations(self, frame:pd.DataFrame, params:dict[str, Any]) -> pd.DataFrame: ...
+    async def invocations(self, body:bytes) -> bytes: ...
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]: ...
     async def reload(self) -> tuple[bool, str]: ...
 
@@ -173,36 +189,50 @@ def predictions_json(forecast:pd.DataFrame) -> bytes:
     records = [dict(zip(columns, row)) for row in zip(*(forecast[c].tolist() for c in columns))]
     return orjson.dumps({"predictions": records}, default=_iso, option=orjson.OPT_SERIALIZE_NUMPY)
 
+def parse_invocation(body:bytes, schema:Schema) -> tuple[pd.DataFrame, dict[str, Any]]:
+    "An MLflow scoring request's rows, parsed by MLflow's own parser against `schema`, and its params."
+    try: request = orjson.loads(body)
+    except orjson.JSONDecodeError as e: raise BadRequest("body", f"not valid JSON: {e}") from None
+    if not isinstance(request, dict): raise BadRequest("body", "expected a JSON object with 'dataframe_split' or 'dataframe_records'")
+    params = request.pop("params", None) or {}
+    if not isinstance(params, dict): raise BadRequest("params", "expected a JSON object")
+    return infer_and_parse_data(request, schema), params
+
+def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
+    "MLflow's scoring protocol: parse `body` against the input schema, predict through the pyfunc, answer in JSON."
+    frame, params = parse_invocation(body, loaded.input_schema)
+    return predictions_json(cast(pd.DataFrame, loaded.model.predict(frame, params=params)))
+
+def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
+    "The typed route: request → raw rows → the artifact's forecaster, timing each stage."
+    f, timings = loaded.forecaster, {}
+    t = time.perf_counter(); frame = to_frame(request, f); timings["validate"] = _ms(t)
+    t = time.perf_counter(); batch, horizon, levels = f.prepare(frame, request.horizon, request.quantiles, ordered=True); timings["preprocess"] = _ms(t)
+    t = time.perf_counter(); scaled = f.predict_batch(batch, horizon); timings["model"] = _ms(t)
+    t = time.perf_counter(); out = f.finish(scaled, batch, levels); timings["postprocess"] = _ms(t)
+    return PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,
+                           series=from_frame(out, f.preprocessor.id_col, f.preprocessor.time_col), latency_ms=timings)
+
+# %% ../nbs/10_serve.ipynb #0010
 class LocalBackend:
     "The artifact in this process; CPU work in a bounded thread pool; hot reload by atomic swap."
-    def __init__(self, model:str|PyFuncModel, max_workers:int=4):
-        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="predict")
+    def __init__(self, model:str|PyFuncModel, threads:int=4):
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self.uri: str|None
         if isinstance(model, str): self.uri, self.current = model, hydrate(model)
         else: self.uri, self.current = None, Loaded("<in-process>", model, None, model.metadata.run_id)  # already hydrated by the caller
         self._reloading = asyncio.Lock()
 
-    async def _run(self, fn, *args, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def info(self) -> dict[str, Any]: return self.current.info
 
-    async def invocations(self, frame:pd.DataFrame, params:dict[str, Any]) -> pd.DataFrame:
-        return await self._run(self.current.model.predict, frame, params=params)
+    async def invocations(self, body:bytes) -> bytes: return await self._run(answer_invocation, self.current, body)
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
-        loaded = self.current  # one model for the whole request, whatever a reload does meanwhile
-        f, timings = loaded.forecaster, {}
-
-        def work():
-            t = time.perf_counter(); frame = to_frame(request, f); timings["validate"] = _ms(t)
-            t = time.perf_counter(); batch, horizon, levels = f.prepare(frame, request.horizon, request.quantiles, ordered=True); timings["preprocess"] = _ms(t)
-            t = time.perf_counter(); scaled = f.predict_batch(batch, horizon); timings["model"] = _ms(t)
-            t = time.perf_counter(); out = f.finish(scaled, batch, levels); timings["postprocess"] = _ms(t)
-            return out
-        out = await self._run(work)
-        return PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,
-                               series=from_frame(out, f.preprocessor.id_col, f.preprocessor.time_col), latency_ms=timings), timings
+        answer = await self._run(answer_typed, self.current, request)  # one model for the whole request, whatever a reload does
+        return answer, answer.latency_ms
 
     async def reload(self) -> tuple[bool, str]:
         "Hydrate what the URI points at now, beside the current model; swap if it is a different artifact."
@@ -216,9 +246,185 @@ class LocalBackend:
             log.info("skewfree: swapped %s for %s", old, fresh.key)
             return True, f"now serving {fresh.key} (was {old})"
 
-# %% ../nbs/10_serve.ipynb #0011
+# %% ../nbs/10_serve.ipynb #0012
+_in_worker: dict[str, Any] = {}  # this worker process's artifact ("loaded"), or why it refused it ("error")
+
+def _exit_with(parent:int) -> None:
+    "Watchdog thread of a worker: the server process is gone (killed, crashed), so go too — never an orphan holding a model."
+    while os.getppid() == parent: time.sleep(1)
+    os._exit(0)
+
+def _start_worker(uri:str, torch_threads:int, parent:int) -> None:
+    "Process-pool initializer: hydrate (and so self-check) the artifact once per worker; keep the reason if it is refused."
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    if torch_threads:
+        import torch
+        torch.set_num_threads(torch_threads)  # workers share the cores: one intra-op thread each, not one per core each
+    try: _in_worker["loaded"] = hydrate(uri)
+    except Exception as e: _in_worker["error"] = e
+
+def _loaded() -> Loaded:
+    if "loaded" not in _in_worker: raise _in_worker.get("error") or RuntimeError("this worker process hydrated no artifact")
+    return _in_worker["loaded"]
+
+def _portable(e:Exception) -> Exception:
+    "`e` as it can cross back to the server process: some MLflow errors need constructor arguments pickling does not keep."
+    if isinstance(e, MlflowException) and type(e) is not MlflowException: e = MlflowException(e.message)
+    try: pickle.loads(pickle.dumps(e))
+    except Exception: return RuntimeError(f"{type(e).__name__}: {e}")
+    return e
+
+def _in_this_worker(fn, *args):
+    try: return fn(_loaded(), *args)
+    except Exception as e: raise _portable(e) from None
+
+def _worker_info() -> dict[str, Any]: return _loaded().info
+def _worker_invocation(body:bytes) -> bytes: return _in_this_worker(answer_invocation, body)
+def _worker_typed(request:PredictRequest) -> PredictResponse: return _in_this_worker(answer_typed, request)
+
+def pinned(uri:str) -> str:
+    "`uri` with a registry alias resolved to the version it points at now."
+    version = registry_version(uri)
+    return f"models:/{uri.removeprefix('models:/').split('@')[0].split('/')[0]}/{version}" if version else uri
+
+def _stop_now(executor:ProcessPoolExecutor) -> None:
+    "Stop a pool's processes without waiting for their tasks (`shutdown(wait=False)` alone lets them finish first)."
+    processes = list((executor._processes or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in processes: p.terminate()
+
+@dataclass
+class _Pool:
+    executor: ProcessPoolExecutor
+    info: dict[str, Any]
+
+def start_pool(uri:str, workers:int, torch_threads:int=1) -> _Pool:
+    "`workers` processes, each holding the artifact at `uri` (pinned), all checked to hold the same one."
+    import multiprocessing
+    pinned_uri = pinned(uri)
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                   initargs=(pinned_uri, torch_threads, os.getpid()))
+    try:
+        infos = [f.result() for f in [executor.submit(_worker_info) for _ in range(workers)]]  # all at once: one per new process
+    except BaseException:
+        _stop_now(executor)
+        raise
+    keys = {i["key"] for i in infos}
+    if len(keys) != 1:
+        _stop_now(executor)
+        raise RuntimeError(f"worker processes hydrated different artifacts: {sorted(keys)}")
+    return _Pool(executor, infos[0] | {"model_uri": uri, "workers": workers})
+
+class ProcessBackend:
+    "The artifact in `workers` processes; each request goes to the next free one; hot reload by swapping whole pools."
+    def __init__(self, uri:str, workers:int, torch_threads:int=1):
+        self.uri, self.workers, self.torch_threads = uri, workers, torch_threads
+        self.current = start_pool(uri, workers, torch_threads)
+        self._reloading = asyncio.Lock()
+
+    async def _run(self, fn, *args):
+        while True:
+            pool = self.current
+            try: return await asyncio.wrap_future(pool.executor.submit(fn, *args))
+            except BrokenProcessPool:  # a worker died (killed, out of memory): replace the whole pool, answer 503 meanwhile
+                if pool is self.current: asyncio.get_running_loop().create_task(self._replace(pool))
+                raise Unavailable("a model worker process died; the workers are being restarted") from None
+            except RuntimeError as e:  # this pool was retired by a reload between reading it and submitting: use the new one
+                if pool is self.current or "shutdown" not in str(e): raise
+
+    async def _replace(self, broken:_Pool) -> None:
+        async with self._reloading:
+            if self.current is not broken: return
+            log.error("skewfree: a worker process died; starting a new pool")
+            self.current = await asyncio.get_running_loop().run_in_executor(None, start_pool, self.uri, self.workers, self.torch_threads)
+
+    async def info(self) -> dict[str, Any]: return self.current.info
+
+    async def invocations(self, body:bytes) -> bytes: return await self._run(_worker_invocation, body)
+
+    async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
+        answer = await self._run(_worker_typed, request)
+        return answer, answer.latency_ms
+
+    async def reload(self) -> tuple[bool, str]:
+        "Start a pool on what the URI points at now, beside the current one; swap if it holds a different artifact."
+        loop = asyncio.get_running_loop()
+        async with self._reloading:
+            version = await loop.run_in_executor(None, registry_version, self.uri)
+            if version is not None and version == self.current.info["model_version"]: return False, f"already serving version {version}"
+            fresh = await loop.run_in_executor(None, start_pool, self.uri, self.workers, self.torch_threads)
+            if fresh.info["key"] == self.current.info["key"]:
+                _stop_now(fresh.executor)
+                return False, f"already serving {fresh.info['key']}"
+            old, self.current = self.current, fresh
+            loop.run_in_executor(None, old.executor.shutdown)  # lets the requests in flight on the old pool finish
+            log.info("skewfree: swapped %s for %s", old.info["key"], fresh.info["key"])
+            return True, f"now serving {fresh.info['key']} (was {old.info['key']})"
+
+    def close(self) -> None:
+        "Stop the worker processes now."
+        _stop_now(self.current.executor)
+
+# %% ../nbs/10_serve.ipynb #0014
 def _error(status:int, field:str|None, reason:str, series:str|None=None, row:Any=None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"field": field, "series": series, "row": row, "reason": reason}})
+
+class _TooLarge(Exception): pass
+
+async def _buffered(receive):
+    "Read a whole request body from `receive`; return a `receive` that hands it over in one message, then listens on."
+    chunks, more, message = [], True, None
+    while more:
+        message = await receive()
+        if message["type"] != "http.request": break
+        chunks.append(message.get("body", b"")); more = message.get("more_body", False)
+    pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False} if not more else message]
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+    return replay
+
+class Guard:
+    "ASGI middleware: the body size limit (413), request metrics, and a JSON 500 for bugs — plain ASGI, no per-request task."
+    def __init__(self, app, metrics:Metrics, max_body_bytes:int):
+        self.app, self.metrics, self.limit = app, metrics, max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http": return await self.app(scope, receive, send)
+        started, route, status, received = time.perf_counter(), scope["path"], [0], [0]
+        size = dict(scope["headers"]).get(b"content-length", b"")
+
+        async def counted_receive():
+            message = await receive()
+            received[0] += len(message.get("body", b""))
+            if received[0] > self.limit: raise _TooLarge()
+            return message
+
+        async def watched_send(message):
+            if message["type"] == "http.response.start": status[0] = message["status"]
+            await send(message)
+
+        async def reply(response:Response, kind:str):
+            self.metrics.errors.labels(kind).inc()
+            if not status[0]: await response(scope, receive, watched_send)
+
+        if size.isdigit() and int(size) > self.limit:
+            await reply(_error(413, "body", f"request body of {int(size)} bytes exceeds the limit of {self.limit}"), "body_too_large")
+            app_receive = None
+        elif not size and scope["method"] == "POST":  # streamed (chunked) body: read it within the limit before any route sees it
+            try: app_receive = await _buffered(counted_receive)
+            except _TooLarge:
+                await reply(_error(413, "body", f"request body exceeds the limit of {self.limit} bytes"), "body_too_large")
+                app_receive = None
+        else: app_receive = counted_receive
+        if app_receive is not None:
+            try: await self.app(scope, app_receive, watched_send)
+            except _TooLarge: await reply(_error(413, "body", f"request body exceeds the limit of {self.limit} bytes"), "body_too_large")
+            except Exception:  # a bug, not bad input: answer in JSON, count it, log it
+                log.exception("skewfree: internal error on %s", route)
+                await reply(_error(500, None, "internal error"), "internal")
+        self.metrics.requests.labels(route, str(status[0])).inc()
+        self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 @dataclass
 class Metrics:
@@ -234,33 +440,18 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
                max_body_bytes:int=10_000_000, # larger request bodies get a 413
                admin_token:str|None=None, # enables `POST /admin/reload` for callers presenting it
                reload_interval:float|None=None, # poll the model URI every this many seconds and hot-reload on change
-               max_workers:int=4, # threads for CPU-bound work (LocalBackend)
+               *,
+               workers:int=0, # worker processes for a model URI (`ProcessBackend`); 0: threads of this process (`LocalBackend`)
+               threads:int=4, # threads for CPU-bound work (`LocalBackend`)
               ) -> FastAPI:
     "The skewfree HTTP app over `backend`."
-    backend = LocalBackend(backend, max_workers) if isinstance(backend, str | PyFuncModel) else backend
-    metrics, schemas = Metrics(), {}
+    if isinstance(backend, str) and workers > 0: backend = ProcessBackend(backend, workers)
+    elif isinstance(backend, str | PyFuncModel): backend = LocalBackend(backend, threads)
+    metrics = Metrics()
     app = FastAPI(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.")
     app.state.backend = backend
 
-    @app.middleware("http")
-    async def measure_and_limit(request: Request, call_next):
-        started, route = time.perf_counter(), request.url.path
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > max_body_bytes:
-            response: Response = _error(413, "body", f"request body of {size} bytes exceeds the limit of {max_body_bytes}")
-            metrics.errors.labels("body_too_large").inc()
-        elif request.method == "POST" and size is None and len(await request.body()) > max_body_bytes:
-            response = _error(413, "body", f"request body exceeds the limit of {max_body_bytes} bytes")
-            metrics.errors.labels("body_too_large").inc()
-        else:
-            try: response = await call_next(request)
-            except Exception:  # a bug, not bad input: answer in JSON, count it, log it
-                log.exception("skewfree: internal error on %s", route)
-                metrics.errors.labels("internal").inc()
-                response = _error(500, None, "internal error")
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(Guard, metrics=metrics, max_body_bytes=max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -271,7 +462,12 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError) -> JSONResponse:
         metrics.errors.labels("input").inc()
-        return _error(422, exc.field, exc.reason, exc.series, None if exc.row is None else str(exc.row))
+        return _error(400 if isinstance(exc, BadRequest) else 422, exc.field, exc.reason, exc.series, None if exc.row is None else str(exc.row))
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+        metrics.errors.labels("unavailable").inc()
+        return _error(503, None, str(exc))
 
     @app.exception_handler(MlflowException)
     async def refused_by_schema(request: Request, exc: MlflowException) -> JSONResponse:
@@ -308,15 +504,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`."
-        try: body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as e: return _error(400, "body", f"not valid JSON: {e}")
-        if not isinstance(body, dict): return _error(400, "body", "expected a JSON object with 'dataframe_split' or 'dataframe_records'")
-        params = body.pop("params", None) or {}
-        if not isinstance(params, dict): return _error(400, "params", "expected a JSON object")
-        info = await backend.info()
-        if info["key"] not in schemas: schemas[info["key"]] = Schema.from_json(json.dumps(info["input_schema"]))  # parsed once per artifact
-        frame = infer_and_parse_data(body, schemas[info["key"]])
-        return Response(content=predictions_json(await backend.invocations(frame, params)), media_type="application/json")
+        return Response(content=await backend.invocations(await request.body()), media_type="application/json")
 
     if admin_token:
         @app.post("/admin/reload")
@@ -325,6 +513,10 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
             if request.headers.get("authorization") != f"Bearer {admin_token}": return _error(401, "authorization", "a valid admin token is required")
             swapped, why = await backend.reload()
             return JSONResponse({"reloaded": swapped, "detail": why})
+
+    @app.on_event("shutdown")
+    async def stop_workers() -> None:
+        if isinstance(backend, ProcessBackend): backend.close()
 
     if reload_interval:
         @app.on_event("startup")

@@ -51,6 +51,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(ROOT / "tests" / f".server-{self.port}.log", "w+")  # noqa: SIM115
         env = dict(os.environ, MLFLOW_TRACKING_URI=store, RAY_AUTH_MODE="disabled")
+        if backend == "fastapi" and "--workers" not in extra: extra = ("--workers", "2", *extra)  # bounded whatever the CI machine's CPU count
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "skewfree"), "serve", "--backend", backend, "--model-uri", model_uri,
                                       "--port", str(self.port), *extra], stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout

@@ -123,6 +123,9 @@ def test_bad_invocations_get_a_4xx(srv, history):
 def test_oversized_body_is_a_413(srv):
     answer = httpx.post(f"{srv.url}/predict", content=b" " * 10_000_001, headers={"Content-Type": "application/json"}, timeout=60)
     assert answer.status_code == 413
+    streamed = httpx.post(f"{srv.url}/predict", content=iter([b" " * 1_000_000] * 11), headers={"Content-Type": "application/json"}, timeout=60)
+    assert "content-length" not in streamed.request.headers  # chunked: the size is only known by reading
+    assert streamed.status_code == 413 and "exceeds the limit" in streamed.json()["error"]["reason"]
 
 
 async def _many(url: str, bodies: list[dict], concurrency: int) -> list[httpx.Response]:
@@ -163,9 +166,10 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
         srv.stop()
 
 
-def test_hot_reload_under_load_fails_no_request(store, history):
-    first = train(compose_config(["profile=smoke", "mlflow.registered_model=reloading"]))
-    srv = Server("models:/reloading@champion", store, "--admin-token", "s3cret")
+@pytest.mark.parametrize("workers", ["2", "0"])  # a new pool of worker processes; a new model in this process's threads
+def test_hot_reload_under_load_fails_no_request(store, history, workers):
+    first = train(compose_config(["profile=smoke", f"mlflow.registered_model=reloading-{workers}"]))
+    srv = Server(f"models:/reloading-{workers}@champion", store, "--admin-token", "s3cret", "--workers", workers)
     failures, versions, stop = [], set(), threading.Event()
 
     def hammer():
@@ -178,8 +182,8 @@ def test_hot_reload_under_load_fails_no_request(store, history):
     try:
         for t in threads: t.start()
         time.sleep(1)
-        second = train(compose_config(["profile=smoke", "seed=3", "mlflow.registered_model=reloading"]))
-        mlflow.MlflowClient().set_registered_model_alias("reloading", "champion", second.version)
+        second = train(compose_config(["profile=smoke", "seed=3", f"mlflow.registered_model=reloading-{workers}"]))
+        mlflow.MlflowClient().set_registered_model_alias(f"reloading-{workers}", "champion", second.version)
         assert httpx.post(f"{srv.url}/admin/reload").status_code == 401  # no token, no reload
         swap = httpx.post(f"{srv.url}/admin/reload", headers={"Authorization": "Bearer s3cret"}, timeout=300)
         assert swap.status_code == 200 and swap.json()["reloaded"], swap.text
@@ -190,3 +194,48 @@ def test_hot_reload_under_load_fails_no_request(store, history):
         srv.stop()
     assert failures == []
     assert versions == {first.version, second.version}
+
+
+def _worker_pids(pid: int) -> list[int]:
+    "The model worker processes a server started (spawned Python processes, not multiprocessing's resource tracker)."
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try: fields, cmdline = stat.read_text().rsplit(")", 1)[1].split(), (stat.parent / "cmdline").read_bytes()
+        except OSError: continue
+        if int(fields[1]) == pid and b"spawn_main" in cmdline: found.append(int(stat.parent.name))
+    return found
+
+
+def test_requests_spread_over_worker_processes_and_a_dead_worker_is_replaced(server, history):
+    body = exact_json_body(history, 3)
+    post = lambda: httpx.post(f"{server.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=60)  # noqa: E731
+    expected = post().json()
+    workers = _worker_pids(server.proc.pid)
+    assert len(workers) == httpx.get(f"{server.url}/metadata").json()["workers"] >= 1
+    os.kill(workers[0], 9)
+    deadline, statuses = time.monotonic() + 120, []
+    while time.monotonic() < deadline:
+        answer = post(); statuses.append(answer.status_code)
+        if answer.status_code == 200: break
+        assert answer.status_code == 503 and "restarted" in answer.json()["error"]["reason"], answer.text
+        time.sleep(0.5)
+    assert statuses[-1] == 200 and answer.json() == expected  # the new workers hydrated the same artifact
+    assert workers[0] not in _worker_pids(server.proc.pid)
+
+
+def _alive(pid: int) -> bool:
+    try: return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError: return False
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+def test_worker_processes_end_with_the_server(trained, store, how):
+    srv = Server("models:/skewfree-ett@champion", store, "--workers", "2")
+    workers = _worker_pids(srv.proc.pid)
+    assert len(workers) == 2
+    getattr(srv.proc, how)()  # a clean stop, or the server killed outright: its workers notice within a second or two
+    srv.proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline: time.sleep(0.2)
+    srv.stop()
+    assert not any(_alive(p) for p in workers)
