@@ -10,13 +10,15 @@ import datetime
 import logging
 import os
 import pickle
+import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol, cast
+from pathlib import Path
+from typing import Any, Callable, Protocol, cast
 
 import mlflow
 import orjson
@@ -40,8 +42,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
            'to_frame', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe', 'predictions_json',
-           'parse_invocation', 'answer_invocation', 'answer_typed', 'LocalBackend', 'pinned', 'start_pool',
-           'ProcessBackend', 'Guard', 'Metrics', 'create_app']
+           'parse_invocation', 'answer_invocation', 'answer_typed', 'LocalBackend', 'WorkerDied', 'pinned',
+           'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -254,15 +256,6 @@ def _exit_with(parent:int) -> None:
     while os.getppid() == parent: time.sleep(1)
     os._exit(0)
 
-def _start_worker(uri:str, torch_threads:int, parent:int) -> None:
-    "Process-pool initializer: hydrate (and so self-check) the artifact once per worker; keep the reason if it is refused."
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    if torch_threads:
-        import torch
-        torch.set_num_threads(torch_threads)  # workers share the cores: one intra-op thread each, not one per core each
-    try: _in_worker["loaded"] = hydrate(uri)
-    except Exception as e: _in_worker["error"] = e
-
 def _loaded() -> Loaded:
     if "loaded" not in _in_worker: raise _in_worker.get("error") or RuntimeError("this worker process hydrated no artifact")
     return _in_worker["loaded"]
@@ -274,76 +267,156 @@ def _portable(e:Exception) -> Exception:
     except Exception: return RuntimeError(f"{type(e).__name__}: {e}")
     return e
 
-def _in_this_worker(fn, *args):
-    try: return fn(_loaded(), *args)
-    except Exception as e: raise _portable(e) from None
+_WORK: dict[str, Callable[[Loaded, Any], Any]] = {"info": lambda loaded, _: loaded.info, "invocation": answer_invocation, "typed": answer_typed}
 
-def _worker_info() -> dict[str, Any]: return _loaded().info
-def _worker_invocation(body:bytes) -> bytes: return _in_this_worker(answer_invocation, body)
-def _worker_typed(request:PredictRequest) -> PredictResponse: return _in_this_worker(answer_typed, request)
+def _worker_main(conn, uri:str, torch_threads:int, parent:int) -> None:
+    "A model worker process: hydrate (and so self-check) the artifact once, then answer the server on `conn` until it closes."
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    if torch_threads:
+        import torch
+        torch.set_num_threads(torch_threads)  # workers share the cores: one intra-op thread each, not one per core each
+    try: _in_worker["loaded"] = hydrate(uri)
+    except Exception as e: _in_worker["error"] = e  # reported to the server by the first call, "info"
+    while True:
+        try: kind, payload = conn.recv()
+        except (EOFError, OSError): return
+        try: reply = (True, _WORK[kind](_loaded(), payload))
+        except Exception as e: reply = (False, _portable(e))
+        conn.send(reply)
+
+class WorkerDied(RuntimeError):
+    "A model worker process ended while answering (killed, out of memory)."
+
+class _Worker:
+    "One model worker process and the server's end of its pipe: a request is one message each way, no thread in between."
+    def __init__(self, ctx, uri:str, torch_threads:int):
+        self.conn, theirs = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(theirs, uri, torch_threads, os.getpid()), daemon=True)
+        self.process.start()
+        theirs.close()
+
+    def ask(self, kind:str, payload:Any, timeout:float) -> Any:
+        "A blocking call, for startup (before there is an event loop)."
+        self.conn.send((kind, payload))
+        if not self.conn.poll(timeout): raise RuntimeError(f"a model worker did not answer within {timeout:.0f} s")
+        try: ok, value = self.conn.recv()
+        except EOFError: raise WorkerDied(f"a model worker process exited (code {self.process.exitcode}) while loading the model") from None
+        if not ok: raise value
+        return value
+
+    async def call(self, kind:str, payload:Any) -> tuple[bool, Any]:
+        "Send one request and wait, without blocking the event loop, for its reply."
+        loop, fd = asyncio.get_running_loop(), self.conn.fileno()
+        readable = loop.create_future()
+
+        def ready() -> None:
+            if not readable.done(): readable.set_result(None)
+        loop.add_reader(fd, ready)
+        try:
+            self.conn.send((kind, payload))
+            await readable
+            return self.conn.recv()
+        except (EOFError, OSError): raise WorkerDied("a model worker process died while answering") from None
+        finally: loop.remove_reader(fd)
+
+    def stop(self) -> None:
+        self.conn.close()  # the worker reads EOF and returns
+        self.process.join(timeout=5)
+        if self.process.is_alive(): self.process.terminate()
 
 def pinned(uri:str) -> str:
     "`uri` with a registry alias resolved to the version it points at now."
     version = registry_version(uri)
     return f"models:/{uri.removeprefix('models:/').split('@')[0].split('/')[0]}/{version}" if version else uri
 
-def _stop_now(executor:ProcessPoolExecutor) -> None:
-    "Stop a pool's processes without waiting for their tasks (`shutdown(wait=False)` alone lets them finish first)."
-    processes = list((executor._processes or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for p in processes: p.terminate()
+class _Retired(Exception): pass
 
-@dataclass
-class _Pool:
-    executor: ProcessPoolExecutor
-    info: dict[str, Any]
+@contextmanager
+def _without_artifact_code():
+    "Start worker processes on this server's own skewfree, not on a copy an artifact brought."
+    # a spawned process inherits `sys.path`, where any earlier `load_model` in this process put its artifact's `code/`
+    # folder first: an older copy of skewfree, which may not speak this server's protocol
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if not (Path(p).name == "code" and (Path(p).parent / "MLmodel").exists())]
+    try: yield
+    finally: sys.path[:] = saved
 
-def start_pool(uri:str, workers:int, torch_threads:int=1) -> _Pool:
-    "`workers` processes, each holding the artifact at `uri` (pinned), all checked to hold the same one."
-    import multiprocessing
-    pinned_uri = pinned(uri)
-    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                   initargs=(pinned_uri, torch_threads, os.getpid()))
-    try:
-        infos = [f.result() for f in [executor.submit(_worker_info) for _ in range(workers)]]  # all at once: one per new process
-    except BaseException:
-        _stop_now(executor)
-        raise
-    keys = {i["key"] for i in infos}
-    if len(keys) != 1:
-        _stop_now(executor)
-        raise RuntimeError(f"worker processes hydrated different artifacts: {sorted(keys)}")
-    return _Pool(executor, infos[0] | {"model_uri": uri, "workers": workers})
+class WorkerPool:
+    "Worker processes holding one artifact (pinned, checked identical in each); each request takes the next free worker."
+    def __init__(self, uri:str, workers:int, torch_threads:int=1):
+        import multiprocessing
+        ctx, pinned_uri = multiprocessing.get_context("spawn"), pinned(uri)
+        with _without_artifact_code():
+            self.workers = [_Worker(ctx, pinned_uri, torch_threads) for _ in range(workers)]  # they hydrate side by side
+        try: infos = [w.ask("info", None, timeout=900) for w in self.workers]
+        except BaseException:
+            self.stop(); raise
+        if len(keys := {i["key"] for i in infos}) != 1:
+            self.stop(); raise RuntimeError(f"worker processes hydrated different artifacts: {sorted(keys)}")
+        self.info = infos[0] | {"model_uri": uri, "workers": workers}
+        self._idle: asyncio.Queue|None = None  # made on first use, on the server's event loop
+        self.busy, self.retired = 0, False
+
+    async def call(self, kind:str, payload:Any) -> Any:
+        "The answer of the next free worker; `_Retired` if this pool was replaced meanwhile."
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for w in self.workers: self._idle.put_nowait(w)
+        if self.retired: raise _Retired
+        worker = await self._idle.get()
+        if self.retired:
+            self._idle.put_nowait(worker); raise _Retired
+        self.busy += 1
+        task = asyncio.ensure_future(worker.call(kind, payload))
+        # a cancelled request must not hand back a worker that is still answering it: release only when the reply is read
+        task.add_done_callback(lambda t: self._release(worker, t))
+        ok, value = await asyncio.shield(task)
+        if not ok: raise value
+        return value
+
+    def _release(self, worker:_Worker, task:asyncio.Future) -> None:
+        self.busy -= 1
+        if not (task.cancelled() or isinstance(task.exception(), WorkerDied)): self._idle.put_nowait(worker)  # type: ignore[union-attr]
+
+    async def retire(self) -> None:
+        "Take no new requests; stop the workers once the requests in flight are answered."
+        self.retired = True
+        while self.busy: await asyncio.sleep(0.05)
+        await asyncio.get_running_loop().run_in_executor(None, self.stop)
+
+    def stop(self) -> None:
+        "Stop the worker processes."
+        for w in self.workers: w.stop()
 
 class ProcessBackend:
     "The artifact in `workers` processes; each request goes to the next free one; hot reload by swapping whole pools."
     def __init__(self, uri:str, workers:int, torch_threads:int=1):
         self.uri, self.workers, self.torch_threads = uri, workers, torch_threads
-        self.current = start_pool(uri, workers, torch_threads)
+        self.current = WorkerPool(uri, workers, torch_threads)
         self._reloading = asyncio.Lock()
 
-    async def _run(self, fn, *args):
+    async def _run(self, kind:str, payload:Any) -> Any:
         while True:
             pool = self.current
-            try: return await asyncio.wrap_future(pool.executor.submit(fn, *args))
-            except BrokenProcessPool:  # a worker died (killed, out of memory): replace the whole pool, answer 503 meanwhile
+            try: return await pool.call(kind, payload)
+            except _Retired: continue  # a reload swapped pools while this request waited: the new pool answers it
+            except WorkerDied:  # the other workers go on; a fresh pool replaces them all
                 if pool is self.current: asyncio.get_running_loop().create_task(self._replace(pool))
                 raise Unavailable("a model worker process died; the workers are being restarted") from None
-            except RuntimeError as e:  # this pool was retired by a reload between reading it and submitting: use the new one
-                if pool is self.current or "shutdown" not in str(e): raise
 
-    async def _replace(self, broken:_Pool) -> None:
+    async def _replace(self, broken:WorkerPool) -> None:
         async with self._reloading:
             if self.current is not broken: return
             log.error("skewfree: a worker process died; starting a new pool")
-            self.current = await asyncio.get_running_loop().run_in_executor(None, start_pool, self.uri, self.workers, self.torch_threads)
+            self.current = await asyncio.get_running_loop().run_in_executor(None, WorkerPool, self.uri, self.workers, self.torch_threads)
+            await broken.retire()
 
     async def info(self) -> dict[str, Any]: return self.current.info
 
-    async def invocations(self, body:bytes) -> bytes: return await self._run(_worker_invocation, body)
+    async def invocations(self, body:bytes) -> bytes: return await self._run("invocation", body)
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
-        answer = await self._run(_worker_typed, request)
+        answer = await self._run("typed", request)
         return answer, answer.latency_ms
 
     async def reload(self) -> tuple[bool, str]:
@@ -352,18 +425,18 @@ class ProcessBackend:
         async with self._reloading:
             version = await loop.run_in_executor(None, registry_version, self.uri)
             if version is not None and version == self.current.info["model_version"]: return False, f"already serving version {version}"
-            fresh = await loop.run_in_executor(None, start_pool, self.uri, self.workers, self.torch_threads)
+            fresh = await loop.run_in_executor(None, WorkerPool, self.uri, self.workers, self.torch_threads)
             if fresh.info["key"] == self.current.info["key"]:
-                _stop_now(fresh.executor)
+                await loop.run_in_executor(None, fresh.stop)
                 return False, f"already serving {fresh.info['key']}"
             old, self.current = self.current, fresh
-            loop.run_in_executor(None, old.executor.shutdown)  # lets the requests in flight on the old pool finish
+            loop.create_task(old.retire())  # the requests in flight on the old pool finish there
             log.info("skewfree: swapped %s for %s", old.info["key"], fresh.info["key"])
             return True, f"now serving {fresh.info['key']} (was {old.info['key']})"
 
     def close(self) -> None:
         "Stop the worker processes now."
-        _stop_now(self.current.executor)
+        self.current.stop()
 
 # %% ../nbs/10_serve.ipynb #0014
 def _error(status:int, field:str|None, reason:str, series:str|None=None, row:Any=None) -> JSONResponse:
