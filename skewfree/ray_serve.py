@@ -133,6 +133,8 @@ def _ingress_builder(app_name:str, max_body_bytes:int):
 def _options(section:dict[str, Any]) -> dict[str, Any]:
     "Deployment options from a config section: replicas or autoscaling, and resources."
     opts: dict[str, Any] = {"ray_actor_options": {"num_cpus": float(section.get("num_cpus", 1)), "num_gpus": float(section.get("num_gpus", 0))}}
+    # Serve sends a replica at most this many requests at once (default 5): a batching model needs at least its batch size
+    if section.get("max_ongoing_requests"): opts["max_ongoing_requests"] = int(section["max_ongoing_requests"])
     if section.get("autoscaling_config"): opts["autoscaling_config"] = dict(section["autoscaling_config"])
     else: opts["num_replicas"] = int(section.get("num_replicas", 1))
     return opts
