@@ -5,7 +5,9 @@
 Trains one artifact per model into a throw-away MLflow store — NLinear and XGBoost with their default
 configs, TFT with its default architecture but one short epoch (training length does not change what is
 loaded) — then starts `--runs` fresh Python processes per artifact, each timing `import mlflow` and
-`mlflow.pyfunc.load_model(uri)` separately. Target: NLinear load + self-check <= 2 s.
+`mlflow.pyfunc.load_model(uri)` separately; then the same load in a fresh process that imported torch, Lightning,
+darts and skewfree first, to show how much of a cold start is importing those libraries. Target: NLinear load +
+self-check (the cold figure, `load_and_check_s`) <= 2 s.
 """
 from __future__ import annotations
 
@@ -35,6 +37,18 @@ print(json.dumps({{"import_mlflow_s": t1 - t0, "load_and_check_s": t2 - t1,
                    "hydration_s": model.unwrap_python_model().hydration_seconds}}))
 """
 
+# the same load in a fresh process whose libraries are imported first: what the artifact's own work costs (hash checks,
+# unpickling, golden replay), apart from importing torch / Lightning / darts (what a pre-started worker has already paid)
+PROBE_LIBRARIES_FIRST = """
+import json, time
+t0 = time.perf_counter()
+import mlflow, torch, pytorch_lightning, darts.models, skewfree.artifact, skewfree.forecaster
+t1 = time.perf_counter()
+model = mlflow.pyfunc.load_model({uri!r})
+t2 = time.perf_counter()
+print(json.dumps({{"libraries_import_s": t1 - t0, "load_and_check_libraries_imported_s": t2 - t1}}))
+"""
+
 MODELS = {"nlinear": [], "xgboost": [], "tft": ["model.trainer.max_epochs=1", "model.trainer.max_samples_per_ts=200"]}
 
 
@@ -54,6 +68,9 @@ def main() -> None:
             done = subprocess.run([sys.executable, "-c", PROBE.format(uri=result.model_uri)], capture_output=True, text=True, check=True,
                                   env=dict(os.environ, MLFLOW_TRACKING_URI=store))
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            done = subprocess.run([sys.executable, "-c", PROBE_LIBRARIES_FIRST.format(uri=result.model_uri)], capture_output=True, text=True,
+                                  check=True, env=dict(os.environ, MLFLOW_TRACKING_URI=store))
+            runs[-1] |= json.loads(done.stdout.strip().splitlines()[-1])
         results[name] = {key: statistics.median(r[key] for r in runs) for key in runs[0]} | {"runs": args.runs, "overrides": overrides}
         print(name, results[name], flush=True)
     write("cold_start", f"python bench/cold_start.py --runs {args.runs}", results)
