@@ -359,8 +359,8 @@ class WorkerPool:
 
     async def call(self, kind:str, payload:Any) -> Any:
         "The answer of the next free worker; `_Retired` if this pool was replaced meanwhile."
-        if self._idle is None:
-            self._idle = asyncio.Queue()
+        if self._idle is None:  # last in, first out: an idle server keeps answering from its most recently used (warm) worker
+            self._idle = asyncio.LifoQueue()
             for w in self.workers: self._idle.put_nowait(w)
         if self.retired: raise _Retired
         worker = await self._idle.get()
