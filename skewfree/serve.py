@@ -356,16 +356,34 @@ class WorkerPool:
         self.info = infos[0] | {"model_uri": uri, "workers": workers}
         self._idle: asyncio.Queue|None = None  # made on first use, on the server's event loop
         self.busy, self.retired = 0, False
+        self.dead: set[_Worker] = set()
+        self.on_death: Callable[[WorkerPool], None]|None = None  # told when a worker process ends on its own
+
+    def _start_watching(self) -> None:
+        "On the event loop: a queue of idle workers, and a watch on each worker process's end."
+        # last in, first out: an idle server keeps answering from its most recently used (warm) worker
+        self._idle, loop = asyncio.LifoQueue(), asyncio.get_running_loop()
+        for w in self.workers:
+            self._idle.put_nowait(w)
+            loop.add_reader(w.process.sentinel, self._ended, w)
+
+    def _ended(self, worker:_Worker) -> None:
+        asyncio.get_running_loop().remove_reader(worker.process.sentinel)
+        if self.retired: return
+        self.dead.add(worker)  # never handed a request again; the owner replaces the whole pool
+        log.error("skewfree: model worker process %s ended (exit code %s)", worker.process.pid, worker.process.exitcode)
+        if self.on_death: self.on_death(self)
 
     async def call(self, kind:str, payload:Any) -> Any:
         "The answer of the next free worker; `_Retired` if this pool was replaced meanwhile."
-        if self._idle is None:  # last in, first out: an idle server keeps answering from its most recently used (warm) worker
-            self._idle = asyncio.LifoQueue()
-            for w in self.workers: self._idle.put_nowait(w)
-        if self.retired: raise _Retired
-        worker = await self._idle.get()
-        if self.retired:
-            self._idle.put_nowait(worker); raise _Retired
+        if self._idle is None: self._start_watching()
+        assert self._idle is not None
+        while True:
+            if self.retired: raise _Retired
+            worker = await self._idle.get()
+            if worker is None or self.retired:  # retired while this request waited: pass the wake-up on, go to the new pool
+                self._idle.put_nowait(worker); raise _Retired
+            if worker not in self.dead: break
         self.busy += 1
         task = asyncio.ensure_future(worker.call(kind, payload))
         # a cancelled request must not hand back a worker that is still answering it: release only when the reply is read
@@ -381,8 +399,12 @@ class WorkerPool:
     async def retire(self) -> None:
         "Take no new requests; stop the workers once the requests in flight are answered."
         self.retired = True
+        if self._idle is not None: self._idle.put_nowait(None)  # wakes requests waiting for a worker of this pool
+        loop = asyncio.get_running_loop()
+        for w in self.workers:
+            if w not in self.dead: loop.remove_reader(w.process.sentinel)
         while self.busy: await asyncio.sleep(0.05)
-        await asyncio.get_running_loop().run_in_executor(None, self.stop)
+        await loop.run_in_executor(None, self.stop)
 
     def stop(self) -> None:
         "Stop the worker processes."
@@ -392,23 +414,30 @@ class ProcessBackend:
     "The artifact in `workers` processes; each request goes to the next free one; hot reload by swapping whole pools."
     def __init__(self, uri:str, workers:int, torch_threads:int=1):
         self.uri, self.workers, self.torch_threads = uri, workers, torch_threads
-        self.current = WorkerPool(uri, workers, torch_threads)
+        self.current = self._new_pool()
         self._reloading = asyncio.Lock()
+
+    def _new_pool(self) -> WorkerPool:
+        pool = WorkerPool(self.uri, self.workers, self.torch_threads)
+        pool.on_death = self._worker_ended
+        return pool
+
+    def _worker_ended(self, pool:WorkerPool) -> None:
+        if pool is self.current: asyncio.get_running_loop().create_task(self._replace(pool))
 
     async def _run(self, kind:str, payload:Any) -> Any:
         while True:
             pool = self.current
             try: return await pool.call(kind, payload)
             except _Retired: continue  # a reload swapped pools while this request waited: the new pool answers it
-            except WorkerDied:  # the other workers go on; a fresh pool replaces them all
-                if pool is self.current: asyncio.get_running_loop().create_task(self._replace(pool))
+            except WorkerDied:  # the other workers go on; a fresh pool replaces them all (started when the process ended)
                 raise Unavailable("a model worker process died; the workers are being restarted") from None
 
     async def _replace(self, broken:WorkerPool) -> None:
         async with self._reloading:
             if self.current is not broken: return
             log.error("skewfree: a worker process died; starting a new pool")
-            self.current = await asyncio.get_running_loop().run_in_executor(None, WorkerPool, self.uri, self.workers, self.torch_threads)
+            self.current = await asyncio.get_running_loop().run_in_executor(None, self._new_pool)
             await broken.retire()
 
     async def info(self) -> dict[str, Any]: return self.current.info
@@ -425,7 +454,7 @@ class ProcessBackend:
         async with self._reloading:
             version = await loop.run_in_executor(None, registry_version, self.uri)
             if version is not None and version == self.current.info["model_version"]: return False, f"already serving version {version}"
-            fresh = await loop.run_in_executor(None, WorkerPool, self.uri, self.workers, self.torch_threads)
+            fresh = await loop.run_in_executor(None, self._new_pool)
             if fresh.info["key"] == self.current.info["key"]:
                 await loop.run_in_executor(None, fresh.stop)
                 return False, f"already serving {fresh.info['key']}"

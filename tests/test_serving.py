@@ -206,13 +206,13 @@ def _worker_pids(pid: int) -> list[int]:
     return found
 
 
-def test_a_dead_worker_costs_at_most_its_request_and_is_replaced(server, history):
+def test_a_dead_worker_is_noticed_and_replaced_without_failing_requests(server, history):
     body = exact_json_body(history, 3)
     post = lambda: httpx.post(f"{server.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=60)  # noqa: E731
     expected = post().json()
     workers = _worker_pids(server.proc.pid)
     assert len(workers) == httpx.get(f"{server.url}/metadata").json()["workers"] == 2
-    os.kill(workers[0], 9)
+    os.kill(workers[0], 9)  # between requests: the server notices the process end itself, not by sending it a request
     deadline, statuses = time.monotonic() + 120, []
     while time.monotonic() < deadline:
         answer = post(); statuses.append(answer.status_code)
@@ -221,7 +221,7 @@ def test_a_dead_worker_costs_at_most_its_request_and_is_replaced(server, history
         now = _worker_pids(server.proc.pid)
         if len(now) == 2 and not set(now) & set(workers): break  # a whole new pool; the old survivor retired
         time.sleep(0.2)
-    assert statuses.count(503) <= 1, statuses  # only the request the killed worker held
+    assert statuses.count(503) == 0, statuses
     assert not set(_worker_pids(server.proc.pid)) & set(workers) and len(_worker_pids(server.proc.pid)) == 2
     assert post().json() == expected
 
