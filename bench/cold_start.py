@@ -37,8 +37,8 @@ print(json.dumps({{"import_mlflow_s": t1 - t0, "load_and_check_s": t2 - t1,
                    "hydration_s": model.unwrap_python_model().hydration_seconds}}))
 """
 
-# the same load in a fresh process whose libraries are imported first: what the artifact's own work costs (hash checks,
-# unpickling, golden replay), apart from importing torch / Lightning / darts (what a pre-started worker has already paid)
+# the same load in a fresh process whose libraries are imported first: what is left once torch / Lightning / darts are
+# imported — MLflow's registry lookup and dependency check, unpickling, the hash checks and the golden replay
 PROBE_LIBRARIES_FIRST = """
 import json, time
 t0 = time.perf_counter()

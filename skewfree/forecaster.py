@@ -44,7 +44,7 @@ class Forecaster:
         self._predict_options: dict[str, Any]|None = None  # built on first predict, after fit or load
         self._waiting: list[_Waiting] = []  # callers of `predict_batch` queued behind the model lock
         self._waiting_lock = threading.Lock()
-        self.model_calls, self.batches_predicted = 0, 0  # how well concurrent callers were combined
+        self.model_calls = 0  # how well concurrent callers were combined: model calls made, whatever the number of callers
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
@@ -108,7 +108,6 @@ class Forecaster:
         scaled, start, out = self._model_call(SeriesBatch.concat(batches), horizon), 0, []
         for b in batches:
             out.append(scaled[start:start + len(b.ids)]); start += len(b.ids)
-        self.batches_predicted += len(batches)
         return out
 
     def predict_batches(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:

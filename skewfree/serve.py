@@ -416,6 +416,11 @@ class ProcessBackend:
         self.uri, self.workers, self.torch_threads = uri, workers, torch_threads
         self.current = self._new_pool()
         self._reloading = asyncio.Lock()
+        self._chores: set[asyncio.Task] = set()  # replacing or retiring pools: held here, the loop keeps only weak references
+
+    def _chore(self, work) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._chores.add(task); task.add_done_callback(self._chores.discard)
 
     def _new_pool(self) -> WorkerPool:
         pool = WorkerPool(self.uri, self.workers, self.torch_threads)
@@ -423,7 +428,7 @@ class ProcessBackend:
         return pool
 
     def _worker_ended(self, pool:WorkerPool) -> None:
-        if pool is self.current: asyncio.get_running_loop().create_task(self._replace(pool))
+        if pool is self.current: self._chore(self._replace(pool))
 
     async def _run(self, kind:str, payload:Any) -> Any:
         while True:
@@ -459,7 +464,7 @@ class ProcessBackend:
                 await loop.run_in_executor(None, fresh.stop)
                 return False, f"already serving {fresh.info['key']}"
             old, self.current = self.current, fresh
-            loop.create_task(old.retire())  # the requests in flight on the old pool finish there
+            self._chore(old.retire())  # the requests in flight on the old pool finish there
             log.info("skewfree: swapped %s for %s", old.info["key"], fresh.info["key"])
             return True, f"now serving {fresh.info['key']} (was {old.info['key']})"
 
