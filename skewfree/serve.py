@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import infer_and_parse_data
 from mlflow.types import Schema
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from .artifact import mlflow_reason
@@ -431,12 +431,17 @@ class ProcessBackend:
         if pool is self.current: self._chore(self._replace(pool))
 
     async def _run(self, kind:str, payload:Any) -> Any:
+        deaths = 0
         while True:
             pool = self.current
             try: return await pool.call(kind, payload)
             except _Retired: continue  # a reload swapped pools while this request waited: the new pool answers it
             except WorkerDied:  # the other workers go on; a fresh pool replaces them all (started when the process ended)
-                raise Unavailable("a model worker process died; the workers are being restarted") from None
+                # a forecast is a pure function of the request, so sending it again is safe: to a live worker, or the new pool;
+                # never a third time — a request that two workers died on may be what kills them
+                if (deaths := deaths + 1) == 2:
+                    raise Unavailable("two model worker processes died answering this request; the workers are being restarted") from None
+                log.warning("skewfree: a model worker died holding a request; sending it again")
 
     async def _replace(self, broken:WorkerPool) -> None:
         async with self._reloading:
@@ -525,23 +530,27 @@ class Guard:
                 app_receive = None
         else: app_receive = counted_receive
         if app_receive is not None:
+            in_flight = self.metrics.in_flight.labels(route)
+            in_flight.inc()
             try: await self.app(scope, app_receive, watched_send)
             except _TooLarge: await reply(_error(413, "body", f"request body exceeds the limit of {self.limit} bytes"), "body_too_large")
             except Exception:  # a bug, not bad input: answer in JSON, count it, log it
                 log.exception("skewfree: internal error on %s", route)
                 await reply(_error(500, None, "internal error"), "internal")
+            finally: in_flight.dec()
         self.metrics.requests.labels(route, str(status[0])).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 @dataclass
 class Metrics:
-    "Prometheus metrics of one app: requests, latency, errors by kind."
+    "Prometheus metrics of one app: requests, latency, requests in flight, errors by kind."
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     def __post_init__(self):
         self.requests = Counter("skewfree_requests_total", "HTTP requests", ["route", "status"], registry=self.registry)
         self.latency = Histogram("skewfree_request_latency_seconds", "request latency", ["route"], registry=self.registry,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.errors = Counter("skewfree_errors_total", "errors by kind", ["kind"], registry=self.registry)
+        self.in_flight = Gauge("skewfree_requests_in_flight", "requests being answered now", ["route"], registry=self.registry)
 
 def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / loaded model for a `LocalBackend`  # noqa: PLR0915
                max_body_bytes:int=10_000_000, # larger request bodies get a 413
@@ -599,7 +608,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        "Prometheus metrics: requests by route and status, latency histograms, errors by kind."
+        "Prometheus metrics: requests by route and status, latency histograms, requests in flight, errors by kind."
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/predict", response_model=PredictResponse)

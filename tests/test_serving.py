@@ -4,10 +4,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -224,6 +226,29 @@ def test_a_dead_worker_is_noticed_and_replaced_without_failing_requests(server, 
     assert statuses.count(503) == 0, statuses
     assert not set(_worker_pids(server.proc.pid)) & set(workers) and len(_worker_pids(server.proc.pid)) == 2
     assert post().json() == expected
+
+
+def test_a_worker_dying_while_it_holds_a_request_costs_that_request_nothing(trained, store, history):
+    srv = Server("models:/skewfree-ett@champion", store, "--workers", "1")
+    try:
+        body = exact_json_body(history, 3)
+        post = lambda: httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)  # noqa: E731
+        expected = post().json()
+        [worker] = _worker_pids(srv.proc.pid)
+        os.kill(worker, signal.SIGSTOP)  # frozen: the next request waits in its pipe, unanswered
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(post)
+            held, deadline = 'skewfree_requests_in_flight{route="/invocations"} 1.0', time.monotonic() + 30
+            while held not in httpx.get(f"{srv.url}/metrics").text and time.monotonic() < deadline: time.sleep(0.05)
+            assert time.monotonic() < deadline, "the request never reached the server"
+            os.kill(worker, signal.SIGKILL)  # dies holding it
+            answer = answer.result()
+        assert answer.status_code == 200 and answer.json() == expected, answer.text  # sent again, to the pool that replaced it
+        srv.log.seek(0)
+        assert "died holding a request; sending it again" in srv.log.read()
+        assert worker not in _worker_pids(srv.proc.pid)
+    finally:
+        srv.stop()
 
 
 def _alive(pid: int) -> bool:
