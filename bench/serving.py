@@ -109,7 +109,7 @@ def main() -> None:
     os.environ["MLFLOW_TRACKING_URI"] = store
     import mlflow
 
-    from skewfree.cli import request_body
+    from skewfree.serve import request_body
     from skewfree.config import compose_config
     from skewfree.train import train
     result = train(compose_config([f"model={args.model}", "mlflow.registered_model=bench-serving"]))

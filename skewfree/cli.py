@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from .artifact import mlflow_reason, tracking_uri
 from .core import InputError
 
 # %% auto #0
-__all__ = ['parser', 'request_body', 'windows', 'verify', 'worker_count', 'serve', 'main']
+__all__ = ['parser', 'windows', 'verify', 'worker_count', 'serve', 'main']
 
 # %% ../nbs/12_cli.ipynb #0005
 def parser() -> argparse.ArgumentParser:
@@ -60,11 +59,6 @@ def _write(frame:pd.DataFrame, path:Path) -> None:
     elif path.suffix == ".csv": frame.to_csv(path, index=False)
     else: raise InputError("output", f"unsupported file type {path.suffix!r}: use .csv or .parquet")
 
-def request_body(frame:pd.DataFrame, params:dict[str, Any]) -> str:
-    "An MLflow `dataframe_split` request with every float at full precision (Python's float repr round-trips)."
-    rows = frame.astype({c: str for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])}).to_dict(orient="split", index=False)
-    return json.dumps({"dataframe_split": {"columns": rows["columns"], "data": rows["data"]}, "params": params})
-
 def windows(model, data:Path|None, per_series:int) -> list[pd.DataFrame]:
     "Raw request windows: the model's input example, or `per_series` windows per series cut from a file."
     if data is None: return [model.input_example]
@@ -81,6 +75,8 @@ def windows(model, data:Path|None, per_series:int) -> list[pd.DataFrame]:
 def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> float:
     "Largest absolute difference between batch predict and the server at `url` over raw windows; raises if a call fails."
     import httpx
+
+    from skewfree.serve import request_body
     model = mlflow.pyfunc.load_model(model_uri)
     horizon = model.unwrap_python_model().forecaster.max_horizon
     worst = 0.0

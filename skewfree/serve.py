@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 import os
 import pickle
+import re
 import sys
 import threading
 import time
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, cast
 
 import mlflow
+import numpy as np
 import orjson
 import pandas as pd
 from fastapi import FastAPI, Request
@@ -29,7 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import infer_and_parse_data
-from mlflow.types import Schema
+from mlflow.types import DataType, Schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -42,8 +45,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
            'to_frame', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe', 'predictions_json',
-           'parse_invocation', 'answer_invocation', 'answer_typed', 'LocalBackend', 'WorkerDied', 'pinned',
-           'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
+           'request_body', 'split_by_columns', 'parse_invocation', 'answer_invocation', 'answer_typed', 'LocalBackend',
+           'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -79,6 +82,20 @@ class Loaded:
         "The signature's input schema, which MLflow's parser and `predict` enforce."
         return self.model.metadata.get_input_schema()
 
+    @cached_property
+    def columns_parse_agrees(self) -> bool:
+        "Whether `split_by_columns` reads this artifact's input example exactly as MLflow's parser does; if not, it is never used."
+        if self.model.input_example is None: return False
+        request = orjson.loads(request_body(self.model.input_example, {}))
+        del request["params"]
+        fast = split_by_columns(request, self.input_schema)
+        if fast is None: return False
+        try: pd.testing.assert_frame_equal(fast, infer_and_parse_data(request, self.input_schema), check_exact=True)
+        except AssertionError as e:
+            log.warning("skewfree: reading requests by columns differs from MLflow's parser here, so MLflow's is used: %s", e)
+            return False
+        return True
+
 def registry_version(uri:str) -> str|None:
     "The registry version a `models:/` URI points at now (alias or number), else None."
     if not uri.startswith("models:/"): return None
@@ -91,7 +108,9 @@ def hydrate(uri:str) -> Loaded:
     "Load, check and self-test the artifact at `uri`."
     version = registry_version(uri)
     model = mlflow.pyfunc.load_model(uri)
-    return Loaded(uri, model, version, model.metadata.run_id)
+    loaded = Loaded(uri, model, version, model.metadata.run_id)
+    _ = loaded.columns_parse_agrees  # decided once, before the first request
+    return loaded
 
 # %% ../nbs/10_serve.ipynb #0007
 class SeriesIn(BaseModel):
@@ -191,18 +210,64 @@ def predictions_json(forecast:pd.DataFrame) -> bytes:
     records = [dict(zip(columns, row)) for row in zip(*(forecast[c].tolist() for c in columns))]
     return orjson.dumps({"predictions": records}, default=_iso, option=orjson.OPT_SERIALIZE_NUMPY)
 
-def parse_invocation(body:bytes, schema:Schema) -> tuple[pd.DataFrame, dict[str, Any]]:
-    "An MLflow scoring request's rows, parsed by MLflow's own parser against `schema`, and its params."
+def request_body(frame:pd.DataFrame, params:dict[str, Any]) -> str:
+    "An MLflow `dataframe_split` request with every float at full precision (Python's float repr round-trips)."
+    rows = frame.astype({c: str for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])}).to_dict(orient="split", index=False)
+    return json.dumps({"dataframe_split": {"columns": rows["columns"], "data": rows["data"]}, "params": params})
+
+_NUMBERS: dict[Any, type] = {DataType.double: np.float64, DataType.float: np.float32}
+
+def split_by_columns(request:dict[str, Any], schema:Schema) -> pd.DataFrame|None:
+    "A plain `dataframe_split` request read column by column, as MLflow's parser reads it; None when it is not plain."
+    # MLflow builds a DataFrame row by row, then casts each column to the schema's type: ~2.5 ms for 672 rows.
+    # Reading columns straight into arrays of those types is ~3x faster; anything unusual (an index, nulls,
+    # mixed types, a missing or extra column, another schema type) is left to MLflow's parser, which names the error
+    split, types = request.get("dataframe_split"), dict(zip(schema.input_names(), schema.input_types()))
+    if len(request) != 1 or not isinstance(split, dict) or split.keys() != {"columns", "data"}: return None
+    columns, rows = split["columns"], split["data"]
+    if not (isinstance(columns, list) and isinstance(rows, list) and rows and all(type(c) is str for c in columns)
+            and len(set(columns)) == len(columns) == len(types) and set(columns) == types.keys()
+            and all(type(r) is list and len(r) == len(columns) for r in rows)): return None
+    out = {name: _read_column(name, values, types[name]) for name, values in zip(columns, zip(*rows))}
+    return None if any(v is None for v in out.values()) else pd.DataFrame(out, columns=columns)
+
+def _read_column(name:str, values:tuple, kind:Any) -> np.ndarray|pd.Series|None:
+    "One column of a plain request as MLflow's cast would make it; None when that is not certain."
+    if kind in _NUMBERS: return _numbers(values, _NUMBERS[kind])
+    if kind not in (DataType.string, DataType.datetime) or not all(type(v) is str for v in values): return None
+    if kind == DataType.datetime and all(_PLAIN_TIME.fullmatch(v) for v in values):
+        # what pandas writes, in years pandas holds in nanoseconds: numpy parses it to the same instants in a tenth of the time
+        try: return pd.Series(np.array(values, dtype="datetime64[s]").astype("datetime64[ns]"), name=name)
+        except ValueError: pass  # no such day (30 February): pandas decides, below
+    column = pd.Series(values, name=name)  # text, inferred as pandas infers a column of the row-built frame
+    if kind == DataType.string: return column
+    try: return _as_ns(pd.to_datetime(column))  # MLflow's own conversion
+    except (ValueError, TypeError, OverflowError): return None  # MLflow's parser says what is wrong
+
+_PLAIN_TIME = re.compile(r"(19|20)\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]) ([01]\d|2[0-3]):[0-5]\d:[0-5]\d")
+
+def _numbers(values:tuple, dtype:type) -> np.ndarray|None:
+    try: array = np.array(values)
+    except (ValueError, TypeError, OverflowError): return None
+    if array.ndim != 1 or array.dtype.kind not in "fi": return None  # null, bool, text, lists: MLflow's cast decides
+    return array.astype(dtype)
+
+def _as_ns(parsed:pd.Series) -> pd.Series:
+    return parsed.dt.as_unit("ns") if getattr(parsed.dt, "unit", "ns") != "ns" else parsed  # `DataType.datetime` is nanoseconds
+
+def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False) -> tuple[pd.DataFrame, dict[str, Any]]:
+    "An MLflow scoring request's rows, parsed against `schema` (by MLflow's own parser unless `by_columns` can), and its params."
     try: request = orjson.loads(body)
     except orjson.JSONDecodeError as e: raise BadRequest("body", f"not valid JSON: {e}") from None
     if not isinstance(request, dict): raise BadRequest("body", "expected a JSON object with 'dataframe_split' or 'dataframe_records'")
     params = request.pop("params", None) or {}
     if not isinstance(params, dict): raise BadRequest("params", "expected a JSON object")
-    return infer_and_parse_data(request, schema), params
+    frame = split_by_columns(request, schema) if by_columns else None
+    return (infer_and_parse_data(request, schema) if frame is None else frame), params
 
 def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
     "MLflow's scoring protocol: parse `body` against the input schema, predict through the pyfunc, answer in JSON."
-    frame, params = parse_invocation(body, loaded.input_schema)
+    frame, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees)
     return predictions_json(cast(pd.DataFrame, loaded.model.predict(frame, params=params)))
 
 def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:

@@ -1,0 +1,63 @@
+"Reading `/invocations` bodies column by column must give exactly MLflow's DataFrame, or step aside for MLflow's parser."
+from __future__ import annotations
+
+import copy
+import random
+
+import pandas as pd
+import pytest
+from mlflow.pyfunc.scoring_server import infer_and_parse_data
+from mlflow.types import ColSpec, Schema
+
+from skewfree.serve import split_by_columns
+
+SCHEMA = Schema([ColSpec("string", "series_id"), ColSpec("datetime", "date"), ColSpec("double", "OT"), ColSpec("float", "load")])
+
+# values a client might send in each column: the plain kind first, then what MLflow's cast may or may not accept
+NUMBERS = [1.5, -0.25, 3, 0, 1e308, 5e-324, 2**53 + 1, 2**70, True, None, "2.5", "x", [1.0], {"a": 1}]
+DATES = ["2016-07-01 00:00:00", "2016-07-01T01:00:00", "2016-07-01", "2016-07-01 02:00:00+00:00", "07/01/2016", "yesterday", 3, None,
+         "2016-02-30 00:00:00", "2016-02-29 23:59:59", "1900-01-01 00:00:00", "2099-12-31 23:59:59", "2016-7-1 00:00:00",
+         "2016-07-01 00:00:00.5", "2016-07-01 24:00:00"]
+IDS = ["ETTh1", "série-2", "", "3", 3, None, True]
+
+
+def _request(rng: random.Random) -> dict:
+    "A `dataframe_split` request, plain most of the time, with one or more of the ways a client can get it wrong."
+    n = rng.randint(1, 6)
+    columns = ["series_id", "date", "OT", "load"]
+    rows = [[rng.choice(IDS[:2]), f"2016-07-01 {h:02d}:00:00", rng.uniform(-50, 50), rng.uniform(0, 5)] for h in range(n)]
+    for _ in range(rng.choice([0, 0, 1, 2])):  # odd values
+        row, col = rng.randrange(n), rng.randrange(4)
+        rows[row][col] = rng.choice([IDS, DATES, NUMBERS, NUMBERS][col])
+    if rng.random() < 0.3:  # one kind for a whole column: columns that read as plain but are not the row-built frame's kind
+        col = rng.randrange(4)
+        value = rng.choice([IDS, DATES, NUMBERS, NUMBERS][col])
+        for row in rows: row[col] = copy.deepcopy(value)
+    if rng.random() < 0.3:
+        order = rng.sample(range(4), 4)
+        columns, rows = [columns[i] for i in order], [[row[i] for i in order] for row in rows]
+    split: dict = {"columns": columns, "data": rows}
+    shape = rng.random()
+    if shape < 0.05: split["columns"] = columns[:-1]; split["data"] = [row[:-1] for row in rows]  # noqa: E702
+    elif shape < 0.1: split["columns"] = [*columns, "extra"]; split["data"] = [[*row, 1.0] for row in rows]  # noqa: E702
+    elif shape < 0.13: split["index"] = list(range(n))
+    elif shape < 0.16: split["data"] = []
+    elif shape < 0.19: split["data"][0] = split["data"][0][:-1]
+    return {"dataframe_split": split}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_column_reading_is_mlflows_reading_or_steps_aside(seed):
+    rng, plain, stepped_aside = random.Random(seed), 0, 0
+    for _ in range(250):
+        request = _request(rng)
+        mine = split_by_columns(copy.deepcopy(request), SCHEMA)
+        try: theirs = infer_and_parse_data(copy.deepcopy(request), SCHEMA)
+        except Exception as e:  # MLflow refuses it: we must not have read it
+            assert mine is None, f"read a body MLflow refuses ({e}): {request}"
+            stepped_aside += 1
+            continue
+        if mine is None: stepped_aside += 1; continue  # noqa: E702
+        pd.testing.assert_frame_equal(mine, theirs, check_exact=True, obj=str(request)[:300])
+        plain += 1
+    assert plain > 50 and stepped_aside > 20  # both paths exercised
