@@ -121,7 +121,8 @@ def serve(args:argparse.Namespace) -> None:
 
     from skewfree.serve import create_app
     app = create_app(cfg["model_uri"], max_body_bytes=int(cfg["max_body_bytes"]), admin_token=cfg.get("admin_token"),
-                     reload_interval=cfg.get("reload_interval"), workers=worker_count(cfg["workers"]), threads=int(cfg["threads"]))
+                     reload_interval=cfg.get("reload_interval"), workers=worker_count(cfg["workers"]), threads=int(cfg["threads"]),
+                     worker_wait=float(cfg["worker_wait_s"]))
     uvicorn.run(app, host=cfg["host"], port=int(cfg["port"]), log_level="warning", access_log=False)  # metrics count requests
 
 def main(argv:list[str]|None=None) -> int:

@@ -36,7 +36,7 @@ class FeatureEngineering:
         "MLflow's parser, schema and params checks (what `mlflow models serve` applies), then the preprocessor."
         from mlflow.pyfunc import _validate_prediction_input
         meta = self.loaded.model.metadata
-        frame, params = parse_invocation(body, self.loaded.input_schema)
+        frame, params = parse_invocation(body, self.loaded.input_schema, by_columns=self.loaded.columns_parse_agrees)
         frame, params = _validate_prediction_input(frame, params, self.loaded.input_schema, meta.get_params_schema())
         f = self.loaded.forecaster
         return (self.loaded.key, *f.prepare(frame, (params or {}).get("horizon", f.max_horizon), (params or {}).get("quantiles")))

@@ -86,13 +86,13 @@ class Loaded:
     def columns_parse_agrees(self) -> bool:
         "Whether `split_by_columns` reads this artifact's input example exactly as MLflow's parser does; if not, it is never used."
         if self.model.input_example is None: return False
-        request = orjson.loads(request_body(self.model.input_example, {}))
-        del request["params"]
-        fast = split_by_columns(request, self.input_schema)
-        if fast is None: return False
-        try: pd.testing.assert_frame_equal(fast, infer_and_parse_data(request, self.input_schema), check_exact=True)
-        except AssertionError as e:
-            log.warning("skewfree: reading requests by columns differs from MLflow's parser here, so MLflow's is used: %s", e)
+        try:
+            request = {"dataframe_split": json.loads(request_body(self.model.input_example, {}))["dataframe_split"]}
+            fast = split_by_columns(request, self.input_schema)
+            if fast is None: return False  # not a plain example (nulls, say): its requests go to MLflow's parser
+            pd.testing.assert_frame_equal(fast, infer_and_parse_data(request, self.input_schema), check_exact=True)
+        except Exception as e:  # a check that cannot be made, or fails, costs only speed
+            log.warning("skewfree: requests are read by MLflow's parser only (reading them by columns: %s: %s)", type(e).__name__, e)
             return False
         return True
 
@@ -258,7 +258,10 @@ def _as_ns(parsed:pd.Series) -> pd.Series:
 def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False) -> tuple[pd.DataFrame, dict[str, Any]]:
     "An MLflow scoring request's rows, parsed against `schema` (by MLflow's own parser unless `by_columns` can), and its params."
     try: request = orjson.loads(body)
-    except orjson.JSONDecodeError as e: raise BadRequest("body", f"not valid JSON: {e}") from None
+    except orjson.JSONDecodeError:
+        # Python clients write NaN as a bare `NaN`, which is not JSON but which MLflow's server reads: so do we
+        try: request = json.loads(body)
+        except ValueError as e: raise BadRequest("body", f"not valid JSON: {e}") from None
     if not isinstance(request, dict): raise BadRequest("body", "expected a JSON object with 'dataframe_split' or 'dataframe_records'")
     params = request.pop("params", None) or {}
     if not isinstance(params, dict): raise BadRequest("params", "expected a JSON object")
@@ -439,13 +442,15 @@ class WorkerPool:
         log.error("skewfree: model worker process %s ended (exit code %s)", worker.process.pid, worker.process.exitcode)
         if self.on_death: self.on_death(self)
 
-    async def call(self, kind:str, payload:Any) -> Any:
-        "The answer of the next free worker; `_Retired` if this pool was replaced meanwhile."
+    async def call(self, kind:str, payload:Any, wait:float) -> Any:
+        "The answer of the next free worker; `_Retired` if this pool was replaced meanwhile; 503 if none is free within `wait` s."
         if self._idle is None: self._start_watching()
         assert self._idle is not None
         while True:
             if self.retired: raise _Retired
-            worker = await self._idle.get()
+            try: worker = await asyncio.wait_for(self._idle.get(), wait)
+            except TimeoutError:  # every worker busy that long, or all dead and no new pool yet: say so rather than hang
+                raise Unavailable(f"no model worker became free within {wait:.0f} s (all busy, or being restarted)") from None
             if worker is None or self.retired:  # retired while this request waited: pass the wake-up on, go to the new pool
                 self._idle.put_nowait(worker); raise _Retired
             if worker not in self.dead: break
@@ -477,8 +482,8 @@ class WorkerPool:
 
 class ProcessBackend:
     "The artifact in `workers` processes; each request goes to the next free one; hot reload by swapping whole pools."
-    def __init__(self, uri:str, workers:int, torch_threads:int=1):
-        self.uri, self.workers, self.torch_threads = uri, workers, torch_threads
+    def __init__(self, uri:str, workers:int, torch_threads:int=1, wait:float=60):
+        self.uri, self.workers, self.torch_threads, self.wait = uri, workers, torch_threads, wait
         self.current = self._new_pool()
         self._reloading = asyncio.Lock()
         self._chores: set[asyncio.Task] = set()  # replacing or retiring pools: held here, the loop keeps only weak references
@@ -499,7 +504,7 @@ class ProcessBackend:
         deaths = 0
         while True:
             pool = self.current
-            try: return await pool.call(kind, payload)
+            try: return await pool.call(kind, payload, self.wait)
             except _Retired: continue  # a reload swapped pools while this request waited: the new pool answers it
             except WorkerDied:  # the other workers go on; a fresh pool replaces them all (started when the process ended)
                 # a forecast is a pure function of the request, so sending it again is safe: to a live worker, or the new pool;
@@ -512,7 +517,13 @@ class ProcessBackend:
         async with self._reloading:
             if self.current is not broken: return
             log.error("skewfree: a worker process died; starting a new pool")
-            self.current = await asyncio.get_running_loop().run_in_executor(None, self._new_pool)
+            delay = 1.0
+            while True:  # until a pool starts: the survivors, if any, answer meanwhile
+                try: fresh = await asyncio.get_running_loop().run_in_executor(None, self._new_pool); break
+                except Exception as e:
+                    log.error("skewfree: could not start a new worker pool (%s: %s); trying again in %.0f s", type(e).__name__, e, delay)
+                    await asyncio.sleep(delay); delay = min(2 * delay, 30)
+            self.current = fresh
             await broken.retire()
 
     async def info(self) -> dict[str, Any]: return self.current.info
@@ -624,9 +635,10 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
                *,
                workers:int=0, # worker processes for a model URI (`ProcessBackend`); 0: threads of this process (`LocalBackend`)
                threads:int=4, # threads for CPU-bound work (`LocalBackend`)
+               worker_wait:float=60, # seconds a request may wait for a free worker process before a 503
               ) -> FastAPI:
     "The skewfree HTTP app over `backend`."
-    if isinstance(backend, str) and workers > 0: backend = ProcessBackend(backend, workers)
+    if isinstance(backend, str) and workers > 0: backend = ProcessBackend(backend, workers, wait=worker_wait)
     elif isinstance(backend, str | PyFuncModel): backend = LocalBackend(backend, threads)
     metrics = Metrics()
     app = FastAPI(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.")

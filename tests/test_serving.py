@@ -242,11 +242,34 @@ def test_a_worker_dying_while_it_holds_a_request_costs_that_request_nothing(trai
             while held not in httpx.get(f"{srv.url}/metrics").text and time.monotonic() < deadline: time.sleep(0.05)
             assert time.monotonic() < deadline, "the request never reached the server"
             os.kill(worker, signal.SIGKILL)  # dies holding it
+            while not (started := _worker_pids(srv.proc.pid)) and time.monotonic() < deadline: time.sleep(0.02)
+            os.kill(started[0], signal.SIGKILL)  # and the first replacement dies while it loads the model
             answer = answer.result()
-        assert answer.status_code == 200 and answer.json() == expected, answer.text  # sent again, to the pool that replaced it
+        assert answer.status_code == 200 and answer.json() == expected, answer.text  # sent again, to the pool that finally started
         srv.log.seek(0)
-        assert "died holding a request; sending it again" in srv.log.read()
-        assert worker not in _worker_pids(srv.proc.pid)
+        log = srv.log.read()
+        assert "died holding a request; sending it again" in log and "could not start a new worker pool" in log, log[-2000:]
+        assert not {worker, started[0]} & set(_worker_pids(srv.proc.pid))
+    finally:
+        srv.stop()
+
+
+def test_a_request_that_finds_no_free_worker_in_time_gets_a_503_not_a_hang(trained, store, history):
+    srv = Server("models:/skewfree-ett@champion", store, "--workers", "1", "serve.worker_wait_s=1")
+    try:
+        body = exact_json_body(history, 3)
+        post = lambda: httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)  # noqa: E731
+        [worker] = _worker_pids(srv.proc.pid)
+        os.kill(worker, signal.SIGSTOP)  # the only worker holds the first request and answers nothing
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(post)
+            held, deadline = 'skewfree_requests_in_flight{route="/invocations"} 1.0', time.monotonic() + 30
+            while held not in httpx.get(f"{srv.url}/metrics").text and time.monotonic() < deadline: time.sleep(0.05)
+            second = post()
+            os.kill(worker, signal.SIGCONT)
+            assert first.result().status_code == 200
+        assert second.status_code == 503 and "no model worker became free within 1 s" in second.json()["error"]["reason"], second.text
+        assert post().status_code == 200
     finally:
         srv.stop()
 
