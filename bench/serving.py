@@ -13,7 +13,9 @@ and, for reference, with `--workers 2` (one per core, as ours).
 Two floors, measured in this process on the same artifact: `in_process_predict` = `PyFuncModel.predict` on
 the parsed DataFrame (the model alone), and `in_process_answer` = `skewfree.serve.answer_invocation` on the
 very request bytes (parse + predict + JSON: everything the server computes for the request). HTTP overhead
-= server p50 at concurrency 1 minus a floor's p50; both are reported.
+= server p50 at concurrency 1 minus a floor's p50; both are reported. Where the difference between the two
+floors goes: `parse_mlflow` (MLflow's parser, row by row), `parse_by_columns` (`split_by_columns`, what the
+servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast).
 """
 from __future__ import annotations
 
@@ -97,6 +99,30 @@ def load(url: str, body: str, requests: int, concurrency: int) -> dict:
             "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99))}
 
 
+def p50_p95(fn) -> dict:
+    "p50 and p95 of 200 calls of `fn`, in ms."
+    times = []
+    for _ in range(200):
+        t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)
+    return {"p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95))}
+
+
+def floors(uri: str, model, body: str, horizon: int) -> dict:
+    "The in-process floors and where the time between them goes, measured in this process on the served artifact."
+    import orjson
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+    from skewfree.serve import answer_invocation, hydrate, predictions_json, split_by_columns
+    loaded, example = hydrate(uri), model.input_example
+    request, forecast = {"dataframe_split": orjson.loads(body)["dataframe_split"]}, model.predict(example, params={"horizon": horizon})
+    return {"in_process_predict": p50_p95(lambda: model.predict(example, params={"horizon": horizon})),
+            "in_process_answer": p50_p95(lambda: answer_invocation(loaded, body.encode())),
+            "columns_parse_agrees": loaded.columns_parse_agrees,
+            "parts": {"parse_mlflow": p50_p95(lambda: infer_and_parse_data(request, loaded.input_schema)),
+                      "parse_by_columns": p50_p95(lambda: split_by_columns(request, loaded.input_schema)),
+                      "write_json": p50_p95(lambda: predictions_json(forecast))}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=300)
@@ -109,25 +135,16 @@ def main() -> None:
     os.environ["MLFLOW_TRACKING_URI"] = store
     import mlflow
 
-    from skewfree.serve import request_body
     from skewfree.config import compose_config
+    from skewfree.serve import request_body
     from skewfree.train import train
     result = train(compose_config([f"model={args.model}", "mlflow.registered_model=bench-serving"]))
     uri = "models:/bench-serving@champion"
     model = mlflow.pyfunc.load_model(uri)
     example, horizon = model.input_example, result.forecaster.max_horizon
     body = request_body(example, {"horizon": horizon})
-    from skewfree.serve import answer_invocation, hydrate
-
-    def p50_p95(fn) -> dict:
-        times = []
-        for _ in range(200):
-            t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)
-        return {"p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95))}
-    loaded = hydrate(uri)
     results: dict = {"model": args.model, "request_rows": len(example), "horizon": horizon, "request_bytes": len(body.encode()),
-                     "in_process_predict": p50_p95(lambda: model.predict(example, params={"horizon": horizon})),
-                     "in_process_answer": p50_p95(lambda: answer_invocation(loaded, body.encode()))}
+                     **floors(uri, model, body, horizon)}
     print(results, flush=True)
     env = dict(os.environ, MLFLOW_TRACKING_URI=store, RAY_AUTH_MODE="disabled")
     servers = {
