@@ -254,6 +254,41 @@ def test_a_worker_dying_while_it_holds_a_request_costs_that_request_nothing(trai
         srv.stop()
 
 
+def _cpu_ticks(pid: int) -> int:
+    "User + system CPU time a process has used, in clock ticks."
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_a_request_two_workers_die_on_gets_a_503_and_is_not_sent_a_third_time(trained, store, history):
+    srv = Server("models:/skewfree-ett@champion", store, "--workers", "2")
+    try:
+        body = exact_json_body(history, 3)
+        post = lambda: httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)  # noqa: E731
+        workers = _worker_pids(srv.proc.pid)
+        before = {w: _cpu_ticks(w) for w in workers}
+        for _ in range(30): assert post().status_code == 200  # back to back: the idle server's most recently used worker answers all
+        first = max(workers, key=lambda w: _cpu_ticks(w) - before[w])  # so it takes the next request too
+        second = next(w for w in workers if w != first)
+        for w in workers: os.kill(w, signal.SIGSTOP)
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(post)
+            held, deadline = 'skewfree_requests_in_flight{route="/invocations"} 1.0', time.monotonic() + 30
+            while held not in httpx.get(f"{srv.url}/metrics").text and time.monotonic() < deadline: time.sleep(0.05)
+            os.kill(first, signal.SIGKILL)  # dies holding it: it is sent again, to the other (frozen) worker
+            srv.log.seek(0)
+            while "sending it again" not in srv.log.read() and time.monotonic() < deadline: srv.log.seek(0); time.sleep(0.05)  # noqa: E702
+            time.sleep(0.5)
+            os.kill(second, signal.SIGKILL)  # which dies holding it too
+            answer = answer.result()
+        assert answer.status_code == 503 and "two model worker processes died" in answer.json()["error"]["reason"], answer.text
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (now := post()).status_code != 200: time.sleep(0.5)
+        assert now.status_code == 200  # and the server goes on, on a new pool
+    finally:
+        srv.stop()
+
+
 def test_a_request_that_finds_no_free_worker_in_time_gets_a_503_not_a_hang(trained, store, history):
     srv = Server("models:/skewfree-ett@champion", store, "--workers", "1", "serve.worker_wait_s=1")
     try:
