@@ -228,19 +228,30 @@ def test_a_dead_worker_is_noticed_and_replaced_without_failing_requests(server, 
     assert post().json() == expected
 
 
+def _post(srv: Server, body: str) -> httpx.Response:
+    return httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)
+
+
+def _wait_until_held(srv: Server) -> float:
+    "Wait until the server holds one /invocations request (its in-flight gauge); a deadline 30 s on, for what follows."
+    held, deadline = 'skewfree_requests_in_flight{route="/invocations"} 1.0', time.monotonic() + 30
+    while held not in httpx.get(f"{srv.url}/metrics").text:
+        assert time.monotonic() < deadline, "the request never reached the server"
+        time.sleep(0.05)
+    return deadline
+
+
 def test_a_worker_dying_while_it_holds_a_request_costs_that_request_nothing(trained, store, history):
     srv = Server("models:/skewfree-ett@champion", store, "--workers", "1")
     try:
         body = exact_json_body(history, 3)
-        post = lambda: httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)  # noqa: E731
+        post = lambda: _post(srv, body)  # noqa: E731
         expected = post().json()
         [worker] = _worker_pids(srv.proc.pid)
         os.kill(worker, signal.SIGSTOP)  # frozen: the next request waits in its pipe, unanswered
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(post)
-            held, deadline = 'skewfree_requests_in_flight{route="/invocations"} 1.0', time.monotonic() + 30
-            while held not in httpx.get(f"{srv.url}/metrics").text and time.monotonic() < deadline: time.sleep(0.05)
-            assert time.monotonic() < deadline, "the request never reached the server"
+            deadline = _wait_until_held(srv)
             os.kill(worker, signal.SIGKILL)  # dies holding it
             while not (started := _worker_pids(srv.proc.pid)) and time.monotonic() < deadline: time.sleep(0.02)
             os.kill(started[0], signal.SIGKILL)  # and the first replacement dies while it loads the model
@@ -264,7 +275,7 @@ def test_a_request_two_workers_die_on_gets_a_503_and_is_not_sent_a_third_time(tr
     srv = Server("models:/skewfree-ett@champion", store, "--workers", "2")
     try:
         body = exact_json_body(history, 3)
-        post = lambda: httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)  # noqa: E731
+        post = lambda: _post(srv, body)  # noqa: E731
         workers = _worker_pids(srv.proc.pid)
         before = {w: _cpu_ticks(w) for w in workers}
         for _ in range(30): assert post().status_code == 200  # back to back: the idle server's most recently used worker answers all
@@ -273,8 +284,7 @@ def test_a_request_two_workers_die_on_gets_a_503_and_is_not_sent_a_third_time(tr
         for w in workers: os.kill(w, signal.SIGSTOP)
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(post)
-            held, deadline = 'skewfree_requests_in_flight{route="/invocations"} 1.0', time.monotonic() + 30
-            while held not in httpx.get(f"{srv.url}/metrics").text and time.monotonic() < deadline: time.sleep(0.05)
+            deadline = _wait_until_held(srv)
             os.kill(first, signal.SIGKILL)  # dies holding it: it is sent again, to the other (frozen) worker
             srv.log.seek(0)
             while "sending it again" not in srv.log.read() and time.monotonic() < deadline: srv.log.seek(0); time.sleep(0.05)  # noqa: E702
@@ -293,13 +303,12 @@ def test_a_request_that_finds_no_free_worker_in_time_gets_a_503_not_a_hang(train
     srv = Server("models:/skewfree-ett@champion", store, "--workers", "1", "serve.worker_wait_s=1")
     try:
         body = exact_json_body(history, 3)
-        post = lambda: httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)  # noqa: E731
+        post = lambda: _post(srv, body)  # noqa: E731
         [worker] = _worker_pids(srv.proc.pid)
         os.kill(worker, signal.SIGSTOP)  # the only worker holds the first request and answers nothing
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(post)
-            held, deadline = 'skewfree_requests_in_flight{route="/invocations"} 1.0', time.monotonic() + 30
-            while held not in httpx.get(f"{srv.url}/metrics").text and time.monotonic() < deadline: time.sleep(0.05)
+            _wait_until_held(srv)
             second = post()
             os.kill(worker, signal.SIGCONT)
             assert first.result().status_code == 200
