@@ -1,7 +1,7 @@
 """Accuracy against the LTSF-Linear paper's table (Zeng et al., AAAI 2023), through skewfree's own pipeline.
 
     python bench/accuracy.py [--quick] [--settings S,M] [--horizons 96,192,336,720] [--datasets ETTh1,ETTh2]
-                             [--models nlinear] [--csv PATH --name NAME] [--cell-timeout SECONDS]
+                             [--models nlinear] [--csv PATH --name NAME] [--cell-timeout SECONDS] [--refit]
 
 Every cell goes through the library exactly as a training run does: `compose_config` (Hydra overrides) →
 `Forecaster.from_config` (ModelFactory + TrainerFactory + Preprocessor) → `temporal_split` → `Forecaster.fit(train, val)`
@@ -18,6 +18,11 @@ Protocol (bench/ltsf_linear_reference.md, a verbatim copy of the published table
   lr 0.05: that override is applied to that setting only and recorded in the cell.
 
 Settings:
+- `--refit`: after the cell's fit (early stopping on the validation rows), `Forecaster.refitted` fits a fresh preprocessor
+  and model on the training + validation rows for exactly as many epochs (boosting rounds) as early stopping kept, with
+  nothing held out, and the test rows score that final model too (`refit_mse`, `refit_mae`), on the same training-rows
+  scale (`evaluate(..., scale=<the first fit's preprocessor>)`). The choice between models never looks at it: the
+  refit has trained on the validation rows, so its validation error means nothing.
 - Per-cell choice (bench/report.py): among a cell's candidates (nlinear, nlinear_l512 / nlinear_l720 = NLinear with a
   512 / 720-row look-back, xgboost, tft, seasonal_naive) the one with the lowest MSE on the VALIDATION rows is "the best
   skewfree model" of that cell; its test MSE is what is compared with the paper. `nested_cv_selected` runs nested CV of
@@ -141,10 +146,10 @@ def nested_choice(raw: pd.DataFrame, dataset: str, setting: str, horizon: int, *
     return [*base, *[f"{k}={v}" for k, v in params.items()]], {"nested_cv_scores": scores, "chosen_model": winner, "chosen_params": params}
 
 
-def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str | None, rows: tuple[int, int, int]) -> dict:
+def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str | None, rows: tuple[int, int, int], refit: bool = False) -> dict:
     "Fit and score one cell through the library; returns its measurements."
     from skewfree.config import compose_config
-    from skewfree.evaluate import evaluate, temporal_split
+    from skewfree.evaluate import Positions, evaluate, temporal_split
     from skewfree.forecaster import Forecaster
     wide = load_frame(dataset, csv, max_rows=sum(rows))
     past = [c for c in wide.columns if c not in ("series_id", "date", "OT")]
@@ -170,6 +175,14 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
            "overrides": overrides, "covariates": list(cfg.model.get("covariates", [])), "history_length": forecaster.history_length,
            "train_rows_seen": int(len(train)), "val_rows_seen": int(len(val)), "test_rows_seen": int(len(test))}
     if epochs is not None: out["epochs_trained"] = epochs
+    if refit:
+        # the final model: trained on training + validation rows for as long as early stopping chose above; the test rows
+        # are never handed over, and its errors are quoted on the protocol's scale (the scaler fitted on the training rows)
+        seen = Positions(raw, forecaster.preprocessor).rows(0, rows[0] + rows[1])
+        t = time.perf_counter(); final = forecaster.refitted(seen); refit_s = time.perf_counter() - t
+        r = evaluate(final, test, stride=1, scale=forecaster.preprocessor)
+        out |= {"refit_mse": r["mse_std"], "refit_mae": r["mae_std"], "refit_fit_s": refit_s, "refit_rows_seen": int(len(seen)),
+                "refit_overrides": forecaster.refit_overrides()}
     return out
 
 
@@ -218,7 +231,7 @@ def print_table(cells: list[dict]) -> None:
     for r in [head, *rows]: print("  ".join(v.rjust(w) for v, w in zip(r, width)) + "  " + r[-1])
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="H=96 only")
     ap.add_argument("--settings", default="S,M")
@@ -229,6 +242,13 @@ def main() -> None:
     ap.add_argument("--name", help="the dataset name of --csv")
     ap.add_argument("--rows", default=",".join(map(str, ROWS)), help="train,val,test rows per series (default: the paper's ETTh borders)")
     ap.add_argument("--cell-timeout", type=float, default=1200, help="seconds per cell (fit + evaluation) before it is skipped")
+    ap.add_argument("--refit", action="store_true",
+                    help="also refit each cell's model on training + validation rows for as long as early stopping chose, and score that")
+    return ap
+
+
+def main() -> None:
+    ap = parser()
     args = ap.parse_args()
     if bool(args.csv) != bool(args.name): ap.error("--csv and --name go together")
     settings = [s.strip().upper() for s in args.settings.split(",") if s.strip()]
@@ -262,7 +282,8 @@ def main() -> None:
                         cell |= {"status": "skipped", "reason": "the M setting is run for nlinear only (channel-independent, shared weights)"}
                     else:
                         print(f"--- {key}", flush=True)
-                        cell |= run_isolated({"dataset": dataset, "setting": setting, "horizon": horizon, "model": model, "csv": args.csv, "rows": rows},
+                        cell |= run_isolated({"dataset": dataset, "setting": setting, "horizon": horizon, "model": model, "csv": args.csv, "rows": rows,
+                                              "refit": args.refit},
                                               args.cell_timeout)
                     if cell.get("mse") is not None and cell.get("paper_mse"):
                         cell |= {"ratio_mse": cell["mse"] / cell["paper_mse"], "ratio_mae": cell["mae"] / cell["paper_mae"]}

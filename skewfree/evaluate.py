@@ -54,6 +54,7 @@ def backtest(forecaster:Forecaster, # fitted
              test:pd.DataFrame, # raw test rows with look-back context
              stride:int=1, # rows between forecast origins
              horizon:int|None=None, # steps per forecast; default the model's `max_horizon`
+             scale:Preprocessor|None=None, # fitted preprocessor whose target scale the `_std` columns use; default the forecaster's
             ) -> pd.DataFrame:
     "Every test window's forecast beside what happened, in original and standardised units."
     pre, model = forecaster.preprocessor, forecaster.model
@@ -67,15 +68,19 @@ def backtest(forecaster:Forecaster, # fitted
                                          last_points_only=False, start=forecaster.history_length,
                                          start_format="position", verbose=False)
     raw, parts = pre.frames(test), []
+    # another fit's yardstick (a protocol's training-rows scaler): only its (center, scale) per series is read
+    yardstick, scaled = (pre, batch) if scale is None else (scale, scale.transform(test, horizon=0))
     for i, (sid, target, forecasts) in enumerate(zip(batch.ids, batch.target, windows)):
+        j = i if scale is None else scaled.ids.index(sid)
         for w, window in enumerate(forecasts):
             out = pre.inverse_transform([window], batch.subset([i]), quantiles=forecaster.quantiles)
             out["actual"] = raw[sid].loc[window.time_index, pre.target].to_numpy(dtype=np.float64)
             out["_series"], out["window"] = sid, w
-            out["actual_std"] = target.slice_intersect_values(window, copy=False)[:, 0, 0].astype(np.float64)
+            out["actual_std"] = (target.slice_intersect_values(window, copy=False)[:, 0, 0].astype(np.float64) if scale is None
+                                 else yardstick.standardise_target(out["actual"].to_numpy(), scaled, j))
             # the point forecast the user sees (the median, for quantile models), back on the standardised scale
             for column in ["forecast", *[f"q{q}" for q in forecaster.quantiles]]:
-                out[f"{column}_std"] = pre.standardise_target(out[column].to_numpy(), batch, i)
+                out[f"{column}_std"] = yardstick.standardise_target(out[column].to_numpy(), scaled, j)
             parts.append(out)
     return pd.concat(parts, ignore_index=True)
 
@@ -117,7 +122,8 @@ def evaluate(forecaster:Forecaster, # fitted
              horizon:int|None=None, # steps per forecast; default the model's `max_horizon`
              insample:pd.DataFrame|None=None, # the training rows: the MASE scale (no `mase` without them)
              season:int=24, # the seasonal naive's season for MASE
+             scale:Preprocessor|None=None, # whose target scale `_std` metrics use (a protocol's training-rows scaler); default the forecaster's
             ) -> dict[str, float]:
     "MSE/MAE standardised, MAE/RMSE in original units, MASE, sMAPE (and quantile loss) over every test window."
     scales = mase_scales(forecaster.preprocessor, insample, season) if insample is not None else None
-    return score(backtest(forecaster, test, stride, horizon), forecaster.quantiles, scales)
+    return score(backtest(forecaster, test, stride, horizon, scale), forecaster.quantiles, scales)

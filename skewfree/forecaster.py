@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import skewfree
 from .config import resolved
@@ -45,6 +45,7 @@ class Forecaster:
         self._waiting: list[_Waiting] = []  # callers of `predict_batch` queued behind the model lock
         self._waiting_lock = threading.Lock()
         self.model_calls = 0  # how well concurrent callers were combined: model calls made, whatever the number of callers
+        self._refit_overrides: dict[str, Any]|None = None  # how long `fit` trained, as config overrides (see `refitted`)
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
@@ -85,7 +86,22 @@ class Forecaster:
                                         "val_future_covariates": vb.future_covariates}.items() if v is not None}
         self.model.fit(series=batch.target, past_covariates=batch.past_covariates, future_covariates=batch.future_covariates, **extra)
         drop_training_callbacks(self.model)
+        # read now: a torch model's epoch count lives on its trainer, which the first predict replaces
+        self._refit_overrides = self.training.refit_recipe(self.model)
         return self
+
+    def refit_overrides(self) -> dict[str, Any]:
+        "Config overrides under which a fresh model trains as long as this fitted one did, holding nothing out."
+        if self._refit_overrides is None: raise RuntimeError("This forecaster was not fitted here: it has no training length to repeat.")
+        return dict(self._refit_overrides)
+
+    def refitted(self,
+                 rows:pd.DataFrame, # raw training + validation rows: the new preprocessor learns from all of them
+                ) -> Forecaster:
+        "A fresh forecaster of this config fitted on `rows` for as long as this one trained: the final model."
+        cfg = OmegaConf.create(self.config)
+        for key, value in self.refit_overrides().items(): OmegaConf.update(cfg, key, value)
+        return Forecaster.from_config(cfg).fit(rows)
 
     def check_horizon(self, horizon:Any) -> int:
         "`horizon` as an int in 1..max_horizon, or an `InputError` saying the limit."

@@ -25,6 +25,9 @@ class Training:
     model_kwargs: dict[str, Any]
     fit_kwargs: dict[str, Any]
     needs_validation: bool = False
+    # config overrides that make a fresh model train as long as the fitted `model` did, with no rows held out
+    # for early stopping: the recipe of the final refit on training + validation rows
+    refit_recipe: Callable[[Any], dict[str, Any]] = lambda model: {}
 
 def _lookback(model) -> int:
     "Rows of history a darts model needs to forecast: its largest target lag."
@@ -84,13 +87,22 @@ def torch_training(trainer:DictConfig, seed:int) -> Training:
     return Training({"n_epochs": int(trainer.max_epochs), "batch_size": int(trainer.batch_size), "random_state": int(seed),
                      "optimizer_kwargs": {"lr": float(trainer.learning_rate)},
                      "lr_scheduler_cls": torch.optim.lr_scheduler.ExponentialLR,
-                     "lr_scheduler_kwargs": {"gamma": float(trainer.lr_decay)}, "pl_trainer_kwargs": pl}, fit)
+                     "lr_scheduler_kwargs": {"gamma": float(trainer.lr_decay)}, "pl_trainer_kwargs": pl}, fit,
+                    refit_recipe=lambda model: {"model.trainer.max_epochs": max(1, int(model.epochs_trained))})
+
+def _boosting_rounds(model) -> int:
+    "Rounds the early-stopped booster(s) kept: the most any of them kept (one booster per quantile, or per step)."
+    fitted = list((getattr(model, "_model_container", None) or {}).values()) or [model.model]
+    boosters = [e for f in fitted for e in (getattr(f, "estimators_", None) or [f])]
+    return max(int(getattr(b, "best_iteration", b.n_estimators - 1)) + 1 for b in boosters)
 
 @register_trainer("boosted")
 def boosted_training(trainer:DictConfig, seed:int) -> Training:
-    "darts arguments for a boosted-tree model: seed, threads, early stopping on the validation span."
-    return Training({"random_state": int(seed), "n_jobs": int(trainer.n_jobs), "early_stopping_rounds": int(trainer.early_stopping_rounds)},
-                    {"verbose": bool(trainer.get("verbose", False))}, needs_validation=True)
+    "darts arguments for a boosted-tree model: seed, threads, early stopping on the validation span (`early_stopping_rounds: 0`: none)."
+    rounds = int(trainer.early_stopping_rounds)
+    return Training({"random_state": int(seed), "n_jobs": int(trainer.n_jobs), **({"early_stopping_rounds": rounds} if rounds else {})},
+                    {"verbose": bool(trainer.get("verbose", False))}, needs_validation=rounds > 0,
+                    refit_recipe=lambda model: {"model.hyperparameters.n_estimators": _boosting_rounds(model), "model.trainer.early_stopping_rounds": 0})
 
 @register_trainer("baseline")
 def baseline_training(trainer:DictConfig, seed:int) -> Training:

@@ -117,9 +117,14 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
         _log_run_header(cfg, raw)
         started = time.perf_counter()
         forecaster.fit(train_rows, val_rows)
+        insample = train_rows
+        if cfg.cv.get("refit"):  # the model that ships also learns from the validation rows, as long as early stopping chose on them
+            mlflow.log_params({f"refit.{k}": v for k, v in forecaster.refit_overrides().items()})
+            insample = Positions(raw, forecaster.preprocessor).rows(0, int(cfg.cv.train_rows) + int(cfg.cv.val_rows))
+            forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
-        metrics = evaluate(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=train_rows, season=int(cfg.cv.get("season", 24)))
+        metrics = evaluate(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=int(cfg.cv.get("season", 24)))
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
         # the request example is the look-back right before the test span: a real window, never seen as a target
