@@ -120,11 +120,12 @@ def plan_folds(cfg:DictConfig, lengths:dict[str, int]) -> Plan:
     return Plan(outer, final, horizon, inner_step, rows)
 
 # %% ../nbs/07_nested_cv.ipynb #0014
-def fit_span(cfg:DictConfig, rows:Positions, start:int, end:int) -> Forecaster:
-    "A fresh preprocessor and model fitted on rows `[start, end)`: early stopping on the last `cv.val_rows` of them."
+def fit_span(cfg:DictConfig, rows:Positions, start:int, end:int, refit:bool=False) -> Forecaster:
+    "A fresh preprocessor and model fitted on rows `[start, end)`: early stopping on the last `cv.val_rows`; with `refit`, then all of them."
     forecaster = Forecaster.from_config(cfg)
     val = int(cfg.cv.val_rows)
-    return forecaster.fit(rows.rows(start, end - val), rows.rows(max(start, end - val - forecaster.history_length), end))
+    fitted = forecaster.fit(rows.rows(start, end - val), rows.rows(max(start, end - val - forecaster.history_length), end))
+    return fitted.refitted(rows.rows(start, end)) if refit else fitted
 
 def score_fold(forecaster:Forecaster, rows:Positions, fold:Fold, season:int) -> tuple[dict[str, float], pd.DataFrame]:
     "Scores and the forecast-vs-actual table of one test window; MASE scaled on the fold's training rows."
@@ -219,7 +220,7 @@ def run_fold(cfg:DictConfig|dict, # resolved config (a plain dict when shipped t
         if fold.horizon == 0:
             return FoldResult(fold, dict(study.best_params), float(study.best_value), {}, "", None, trials, study_name, stamps,
                               time.perf_counter() - started, weights)
-        forecaster = fit_span(with_params(cfg, study.best_params), rows, fold.train_start, fold.train_end)
+        forecaster = fit_span(with_params(cfg, study.best_params), rows, fold.train_start, fold.train_end, refit=bool(cfg.cv.get("refit")))
         scores, table = score_fold(forecaster, rows, fold, int(cfg.cv.season))
         stamps |= _timestamps(rows.rows(fold.origin, fold.origin + fold.horizon), pre.time_col, "test")
         forecasts = table.drop(columns=[c for c in table.columns if c.endswith("_std") or c in ("_series", "window")])

@@ -217,7 +217,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
         log_study(result.final, "final_study")
         mlflow.log_params({f"best.{p}": v for p, v in result.final.best_params.items()})
         final_cfg = with_params(cfg, result.final.best_params)
-        forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end)
+        forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
