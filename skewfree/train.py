@@ -127,7 +127,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
         metrics = evaluate(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=int(cfg.cv.get("season", 24)))
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
-        # the request example is the look-back right before the test span: a real window, never seen as a target
+        # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
