@@ -17,7 +17,10 @@ SCHEMA = Schema([ColSpec("string", "series_id"), ColSpec("datetime", "date"), Co
 NUMBERS = [1.5, -0.25, 3, 0, 1e308, 5e-324, 2**53 + 1, 2**70, True, None, "2.5", "x", [1.0], {"a": 1}]
 DATES = ["2016-07-01 00:00:00", "2016-07-01T01:00:00", "2016-07-01", "2016-07-01 02:00:00+00:00", "07/01/2016", "yesterday", 3, None,
          "2016-02-30 00:00:00", "2016-02-29 23:59:59", "1900-01-01 00:00:00", "2099-12-31 23:59:59", "2016-7-1 00:00:00",
-         "2016-07-01 00:00:00.5", "2016-07-01 24:00:00"]
+         "2016-07-01 00:00:00.5", "2016-07-01 24:00:00", "1899-12-31 23:00:00", "2100-01-01 00:00:00", "2016-13-01 00:00:00",
+         "2016-00-10 00:00:00", "2016-07-00 00:00:00", "2016-07-32 00:00:00", "2016-07-01 23:60:00", "2016-07-01 23:00:60",
+         "2016/07/01 00:00:00", "2016-07-01 00-00-00", "2016-07-01 0a:00:00", " 2016-07-01 00:00", "2016-07-01 00:00:00 ",
+         "\uff12016-07-01 00:00:00", "2016-07-0100:00:00"]
 IDS = ["ETTh1", "série-2", "", "3", 3, None, True]
 
 
@@ -61,3 +64,16 @@ def test_column_reading_is_mlflows_reading_or_steps_aside(seed):
         pd.testing.assert_frame_equal(mine, theirs, check_exact=True, obj=str(request)[:300])
         plain += 1
     assert plain > 50 and stepped_aside > 20  # both paths exercised
+
+
+def test_plain_times_is_the_written_form_exactly():
+    "The vectorised check accepts exactly the texts this pattern (pandas' written form, years 1900–2099) matches, alone or in a column."
+    import re
+
+    from skewfree.serve import _plain_times
+    pattern = re.compile(r"(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
+    texts = [d for d in DATES if isinstance(d, str)] + [f"20{y:02d}-{m:02d}-{d:02d} {h:02d}:{mi:02d}:{s:02d}"
+                                                         for y, m, d, h, mi, s in [(99, 12, 31, 23, 59, 59), (0, 1, 1, 0, 0, 0), (16, 2, 30, 12, 30, 30)]]
+    for text in texts:
+        assert _plain_times((text,)) == bool(pattern.fullmatch(text)), text
+        assert _plain_times(("2016-07-01 00:00:00", text)) == bool(pattern.fullmatch(text)), text
