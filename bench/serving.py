@@ -11,8 +11,9 @@ dedicated client; the comparison is like for like. `mlflow models serve` runs wi
 and, for reference, with `--workers 2` (one per core, as ours).
 
 Two floors, measured in this process on the same loaded artifact: `in_process_predict` = `PyFuncModel.predict` on
-the artifact's input example (the request's rows as a DataFrame, the same object every call), and `in_process_answer` = `skewfree.serve.answer_invocation` on the
-very request bytes (parse + predict + JSON: everything the server computes for the request). HTTP overhead
+the artifact's input example (the request's rows as a DataFrame, the same object every call), and
+`in_process_answer` = `skewfree.serve.answer_invocation` on the very request bytes (parse + predict + JSON:
+everything the server computes for the request). HTTP overhead
 = server p50 at concurrency 1 minus a floor's p50; both are reported. Where the difference between the two
 floors goes: `parse_mlflow` (MLflow's parser, row by row), `parse_by_columns` (`split_by_columns`, what the
 servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast).
