@@ -5,13 +5,9 @@
 # %% ../nbs/09_train.ipynb #0002
 from __future__ import annotations
 
-import signal
 import subprocess
-import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,15 +22,15 @@ from omegaconf import DictConfig
 import skewfree
 from .artifact import input_example, log_forecaster, register, setup_tracking
 from .config import resolved
-from .core import project_root
+from .core import project_root, sigterm_as_interrupt, stop_if_terminated
 from .data import DATA_DIR, load_data
 from .evaluate import Positions, evaluate, temporal_split
 from .forecaster import Forecaster
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
 
 # %% auto #0
-__all__ = ['TrainResult', 'package_versions', 'sigterm_as_interrupt', 'study_storage', 'train', 'forecast_figure',
-           'history_figure', 'importance_figure', 'fold_figure', 'log_study', 'log_fold']
+__all__ = ['TrainResult', 'package_versions', 'study_storage', 'train', 'forecast_figure', 'history_figure', 'importance_figure',
+           'fold_figure', 'log_study', 'log_fold']
 
 # %% ../nbs/09_train.ipynb #0005
 @dataclass
@@ -84,15 +80,6 @@ def _log_run_header(cfg:DictConfig, raw:pd.DataFrame) -> None:
         dataset = from_pandas(raw, name=str(cfg.data.get("name") or "data"), targets=cfg.data.target, source=source)
     mlflow.log_input(dataset, context="training")
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    "Turn SIGTERM into KeyboardInterrupt for the duration, so a killed job still closes its runs as FAILED."
-    if threading.current_thread() is not threading.main_thread(): yield; return
-    def _raise(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
-    previous = signal.signal(signal.SIGTERM, _raise)
-    try: yield
-    finally: signal.signal(signal.SIGTERM, previous)
-
 def study_storage(cfg:DictConfig, tracking:str) -> str:
     "`cv.storage`, else a sqlite `optuna.db` beside a sqlite MLflow store, else in the project root."
     if cfg.cv.get("storage"): return str(cfg.cv.storage)
@@ -128,7 +115,9 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
+        stop_if_terminated()
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
+        stop_if_terminated()  # registering is the step a stopped job must never reach
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
@@ -207,8 +196,11 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
     with mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:
         _log_run_header(cfg, raw)
         started = time.perf_counter()
-        result = nested_cv(cfg, raw, storage=storage, study_prefix=f"{cfg.mlflow.experiment}-{run.info.run_id}", plan=plan,
-                           on_result=lambda r: log_fold(r, cfg) if r.fold.horizon else None)
+
+        def on_fold(done:FoldResult) -> None:
+            stop_if_terminated()
+            if done.fold.horizon: log_fold(done, cfg)  # the final span has no test window: nothing to log as a fold
+        result = nested_cv(cfg, raw, storage=storage, study_prefix=f"{cfg.mlflow.experiment}-{run.info.run_id}", plan=plan, on_result=on_fold)
         mlflow.log_metric("cv_seconds", time.perf_counter() - started)
         for fold in result.folds: mlflow.log_metrics({f"fold_{m}": v for m, v in fold.scores.items()}, step=fold.fold.index)
         mlflow.log_metrics(result.summary)
@@ -219,7 +211,9 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
         final_cfg = with_params(cfg, result.final.best_params)
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
+        stop_if_terminated()
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
+        stop_if_terminated()  # registering is the step a stopped job must never reach
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)
