@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from .core import InputError, stop_if_terminated
+from .core import InputError, stop_if_interrupted
 from .evaluate import Positions, backtest, mase_scales, score
 from .forecaster import Forecaster
 from .models import build_model
@@ -155,7 +155,7 @@ def tune(cfg:DictConfig, rows:Positions, span:Fold, plan:Plan, *, study_name:str
         trial_cfg = with_params(cfg, suggest(trial, space))
         losses = []
         for fold in inner:
-            stop_if_terminated()  # a SIGTERM whose interrupt was swallowed (see `skewfree.core`) stops the study here
+            stop_if_interrupted()  # a stop signal whose interrupt was swallowed (see `skewfree.core`) stops the study here
             forecaster = fit_span(trial_cfg, rows, fold.train_start, fold.train_end)
             losses.append(score_fold(forecaster, rows, fold, int(cv.season))[0]["mse_std"])
             trial.report(float(np.mean(losses)), fold.index)

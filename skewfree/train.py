@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 import skewfree
 from .artifact import input_example, log_forecaster, register, setup_tracking
 from .config import resolved
-from .core import project_root, sigterm_as_interrupt, stop_if_terminated
+from .core import interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
 from .evaluate import Positions, evaluate, temporal_split
 from .forecaster import Forecaster
@@ -92,7 +92,7 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
     "Measure (holdout or nested CV), fit, log one pyfunc artifact and register it."
     tracking = setup_tracking(cfg)
     raw = load_data(cfg.data) if data is None else data
-    with sigterm_as_interrupt():
+    with interruptible():
         if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking))
         return _train_holdout(cfg, raw)
 
@@ -115,9 +115,9 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
-        stop_if_terminated()
+        stop_if_interrupted()
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
-        stop_if_terminated()  # registering is the step a stopped job must never reach
+        stop_if_interrupted()  # registering is the step a stopped job must never reach
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
@@ -198,7 +198,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
         started = time.perf_counter()
 
         def on_fold(done:FoldResult) -> None:
-            stop_if_terminated()
+            stop_if_interrupted()
             if done.fold.horizon: log_fold(done, cfg)  # the final span has no test window: nothing to log as a fold
         result = nested_cv(cfg, raw, storage=storage, study_prefix=f"{cfg.mlflow.experiment}-{run.info.run_id}", plan=plan, on_result=on_fold)
         mlflow.log_metric("cv_seconds", time.perf_counter() - started)
@@ -211,9 +211,9 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
         final_cfg = with_params(cfg, result.final.best_params)
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
-        stop_if_terminated()
+        stop_if_interrupted()
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
-        stop_if_terminated()  # registering is the step a stopped job must never reach
+        stop_if_interrupted()  # registering is the step a stopped job must never reach
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)
