@@ -66,7 +66,7 @@ def interruptible() -> Iterator[None]:
     _received.clear()
     try: yield
     finally:
-        for s, handler in previous.items(): signal.signal(s, handler)
+        for s, handler in previous.items(): signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
         _received.clear()
 
 def stop_if_interrupted() -> None:
