@@ -149,7 +149,7 @@ def nested_choice(raw: pd.DataFrame, dataset: str, setting: str, horizon: int, *
 def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str | None, rows: tuple[int, int, int], refit: bool = False) -> dict:
     "Fit and score one cell through the library; returns its measurements."
     from skewfree.config import compose_config
-    from skewfree.evaluate import Positions, evaluate, temporal_split
+    from skewfree.evaluate import evaluate, refit_rows, temporal_split
     from skewfree.forecaster import Forecaster
     wide = load_frame(dataset, csv, max_rows=sum(rows))
     past = [c for c in wide.columns if c not in ("series_id", "date", "OT")]
@@ -178,7 +178,7 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     if refit:
         # the final model: trained on training + validation rows for as long as early stopping chose above; the test rows
         # are never handed over, and its errors are quoted on the protocol's scale (the scaler fitted on the training rows)
-        seen = Positions(raw, forecaster.preprocessor).rows(0, rows[0] + rows[1])
+        seen = refit_rows(raw, cfg.cv, forecaster)
         t = time.perf_counter(); final = forecaster.refitted(seen); refit_s = time.perf_counter() - t
         r = evaluate(final, test, stride=1, scale=forecaster.preprocessor)
         out |= {"refit_mse": r["mse_std"], "refit_mae": r["mae_std"], "refit_fit_s": refit_s, "refit_rows_seen": int(len(seen)),

@@ -25,7 +25,7 @@ from mlflow.pyfunc import PythonModel
 from omegaconf import DictConfig
 
 import skewfree
-from .core import project_root
+from .core import project_root, stop_if_interrupted
 from .forecaster import Forecaster
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ def log_forecaster(forecaster:Forecaster, # fitted
                    name:str="model", # artifact name inside the run
                   ) -> ModelInfo:
     "Log `forecaster` as one verified pyfunc model with signature, input example and its own code, in the active run."
+    stop_if_interrupted()  # a job told to stop does not package (see `skewfree.core.interruptible`)
     params: dict[str, Any] = {"horizon": forecaster.max_horizon} | ({"quantiles": forecaster.quantiles} if forecaster.quantiles else {})
     signature = infer_signature(example, forecaster.predict(example, forecaster.max_horizon), params=params)
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,6 +196,7 @@ def _requirements() -> list[str]:
 # %% ../nbs/08_artifact.ipynb #0013
 def register(model_uri:str, name:str, scores:dict[str, float]|None=None) -> tuple[str, list[str]]:
     "Register `model_uri` as a new version of `name` tagged with its scores; alias it `challenger`, and `champion` if there is none."
+    stop_if_interrupted()  # registering is the step a stopped job must never reach
     client = mlflow.MlflowClient()
     version = mlflow.register_model(model_uri, name).version
     for key, value in (scores or {}).items(): client.set_model_version_tag(name, version, f"score.{key}", repr(float(value)))

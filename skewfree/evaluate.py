@@ -16,7 +16,7 @@ from .forecaster import Forecaster
 from .preprocess import Preprocessor
 
 # %% auto #0
-__all__ = ['Positions', 'temporal_split', 'backtest', 'seasonal_scale', 'mase_scales', 'score', 'evaluate']
+__all__ = ['Positions', 'temporal_split', 'refit_rows', 'backtest', 'seasonal_scale', 'mase_scales', 'score', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb #0005
 class Positions:
@@ -48,6 +48,13 @@ def temporal_split(df:pd.DataFrame, # raw long rows
         if length < tr + va + te:
             raise InputError("cv", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {length}", sid)
     return rows.rows(0, tr), rows.rows(tr - context, tr + va), rows.rows(tr + va - context, tr + va + te)
+
+def refit_rows(df:pd.DataFrame, # raw long rows
+               split:DictConfig|dict, # `train_rows`, `val_rows` per series, as for `temporal_split`
+               forecaster:Forecaster, # supplies the columns
+              ) -> pd.DataFrame:
+    "Raw training and validation rows per series, each once, in time order: what the final refit learns from."
+    return Positions(df, forecaster.preprocessor).rows(0, int(split["train_rows"]) + int(split["val_rows"]))
 
 # %% ../nbs/06_evaluate.ipynb #0007
 def backtest(forecaster:Forecaster, # fitted

@@ -24,7 +24,7 @@ from .artifact import input_example, log_forecaster, register, setup_tracking
 from .config import resolved
 from .core import interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
-from .evaluate import Positions, evaluate, temporal_split
+from .evaluate import Positions, evaluate, refit_rows, temporal_split
 from .forecaster import Forecaster
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
 
@@ -107,7 +107,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
         insample = train_rows
         if cfg.cv.get("refit"):  # the model that ships also learns from the validation rows, as long as early stopping chose on them
             mlflow.log_params({f"refit.{k}": v for k, v in forecaster.refit_overrides().items()})
-            insample = Positions(raw, forecaster.preprocessor).rows(0, int(cfg.cv.train_rows) + int(cfg.cv.val_rows))
+            insample = refit_rows(raw, cfg.cv, forecaster)
             forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
@@ -115,9 +115,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
-        stop_if_interrupted()
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
-        stop_if_interrupted()  # registering is the step a stopped job must never reach
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
@@ -211,9 +209,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
         final_cfg = with_params(cfg, result.final.best_params)
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
-        stop_if_interrupted()
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
-        stop_if_interrupted()  # registering is the step a stopped job must never reach
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)
