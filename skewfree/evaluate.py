@@ -64,16 +64,11 @@ def backtest(forecaster:Forecaster, # fitted
              scale:Preprocessor|None=None, # fitted preprocessor whose target scale the `_std` columns use; default the forecaster's
             ) -> pd.DataFrame:
     "Every test window's forecast beside what happened, in original and standardised units."
-    pre, model = forecaster.preprocessor, forecaster.model
+    pre = forecaster.preprocessor
     horizon = forecaster.max_horizon if horizon is None else forecaster.check_horizon(horizon)
     # calendar covariates can reach past the last window; planned ones exist only as far as the data goes
     batch = pre.transform(test, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
-    extra = {"predict_likelihood_parameters": True} if forecaster.quantiles else {}
-    windows = model.historical_forecasts(series=batch.target, past_covariates=batch.past_covariates,
-                                         future_covariates=batch.future_covariates, **extra,
-                                         forecast_horizon=horizon, stride=int(stride), retrain=False,
-                                         last_points_only=False, start=forecaster.history_length,
-                                         start_format="position", verbose=False)
+    windows = forecaster.historical_forecasts(batch, horizon, stride)
     raw, parts = pre.frames(test), []
     # another fit's yardstick (a protocol's training-rows scaler): only its (center, scale) per series is read
     yardstick, scaled = (pre, batch) if scale is None else (scale, scale.transform(test, horizon=0))

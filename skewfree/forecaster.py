@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 import skewfree
 from .config import resolved
 from .core import InputError
-from .models import ModelEntry, Training, build_model, drop_training_callbacks, load_model, model_entry, predict_options
+from .models import (LinearKernel, ModelEntry, Training, build_model, checked_kernel, drop_training_callbacks, load_model, model_entry,
+                             predict_options)
 from .preprocess import Preprocessor, SeriesBatch
 
 # %% auto #0
@@ -37,9 +38,11 @@ class _Waiting:
 class Forecaster:
     "A preprocessor and a model, fitted together and used together."
     def __init__(self, preprocessor:Preprocessor, model:Any, model_name:str, config:dict[str, Any], *, max_horizon:int,
-                 training:Training|None=None):
-        self.preprocessor, self.model, self.model_name, self.config = preprocessor, model, model_name, config
+                 training:Training|None=None, kernel:Any=None):
+        self.preprocessor, self._model, self.model_name, self.config = preprocessor, model, model_name, config
         self.max_horizon, self.training = int(max_horizon), training  # `training` is only needed to fit
+        self.kernel = kernel  # the model's darts-free forward pass (`checked_kernel`), or None: darts predicts
+        self._load_model: Callable[[], Any]|None = None  # a loaded forecaster with a kernel reads darts' files only if asked
         self._lock = threading.Lock()  # torch/Lightning predict runs a trainer on the model: one call at a time
         self._predict_options: dict[str, Any]|None = None  # built on first predict, after fit or load
         self._waiting: list[_Waiting] = []  # callers of `predict_batch` queued behind the model lock
@@ -50,9 +53,22 @@ class Forecaster:
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
         "An unfitted forecaster: the model from the factory, a preprocessor for the columns it will use."
+        runtime = cfg.model.get("runtime", "darts")
+        if runtime not in ("numpy", "darts"): raise InputError("model.runtime", f"must be 'numpy' or 'darts', got {runtime!r}")
         built = build_model(cfg)
         pre = Preprocessor.from_config(cfg.data, roles=list(cfg.model.get("covariates", [])), history_length=built.history_length)
         return cls(pre, built.model, cfg.model.name, resolved(cfg), max_horizon=built.max_horizon, training=built.training)
+
+    @property
+    def model(self) -> Any:
+        "The fitted darts model; a loaded forecaster that predicts with its kernel hydrates it on first use only."
+        if self._model is None and self._load_model is not None: self._model = self._load_model()
+        return self._model
+
+    @property
+    def runtime(self) -> str:
+        "What computes the model's output: 'numpy' (the checked kernel) or 'darts' (darts' own predict)."
+        return "darts" if self.kernel is None else "numpy"
 
     @property
     def entry(self) -> ModelEntry:
@@ -67,6 +83,7 @@ class Forecaster:
     @property
     def quantiles(self) -> list[float]:
         "The quantiles the model forecasts directly, or [] for a point forecaster."
+        if self.kernel is not None: return []  # kernels exist for point forecasters only
         likelihood = getattr(self.model, "likelihood", None)
         return [float(q) for q in getattr(likelihood, "quantiles", None) or []]
 
@@ -88,6 +105,9 @@ class Forecaster:
         drop_training_callbacks(self.model)
         # read now: a torch model's epoch count lives on its trainer, which the first predict replaces
         self._refit_overrides = self.training.refit_recipe(self.model)
+        # from here on the kernel, checked against darts on the training series, computes every forecast and every score
+        wanted = self.config.get("model", {}).get("runtime", "darts") == "numpy"
+        self.kernel = checked_kernel(self.entry, self.model, batch.target, batch.past_covariates) if wanted else None
         return self
 
     def refit_overrides(self) -> dict[str, Any]:
@@ -113,9 +133,10 @@ class Forecaster:
 
     def _model_call(self, batch:SeriesBatch, horizon:int) -> Any:
         "The model's output in scaled units for `batch` (quantile components for probabilistic models); the caller holds the lock."
+        self.model_calls += 1
+        if self.kernel is not None: return self.kernel.predict(horizon, batch.target, batch.past_covariates)
         extra: dict[str, Any] = {"predict_likelihood_parameters": True} if self.quantiles else {}
         if self._predict_options is None: self._predict_options = predict_options(self.model)
-        self.model_calls += 1
         return self.model.predict(n=horizon, series=batch.target, past_covariates=batch.past_covariates,
                                   future_covariates=batch.future_covariates, verbose=False, **extra, **self._predict_options)
 
@@ -163,8 +184,20 @@ class Forecaster:
 
     def future_steps(self, horizon:int) -> int:
         "Steps of future covariates the model reads to forecast `horizon` steps: it always reads whole output windows."
+        if self.kernel is not None: return max(horizon, self.max_horizon)  # kernels read no future covariates
         lags = self.model.extreme_lags
         return max(horizon, self.max_horizon) + max(0, int(lags[5]) + 1 if lags[5] is not None else 0)
+
+    def historical_forecasts(self, batch:SeriesBatch, horizon:int, stride:int=1) -> list[list[Any]]:
+        "Model output in scaled units for every window of each series in `batch` that has the history and `horizon` rows, every `stride` rows."
+        if self.kernel is not None:
+            return self.kernel.historical_forecasts(batch.target, batch.past_covariates, horizon, stride, start=self.history_length)
+        extra = {"predict_likelihood_parameters": True} if self.quantiles else {}
+        return self.model.historical_forecasts(series=batch.target, past_covariates=batch.past_covariates,
+                                               future_covariates=batch.future_covariates, **extra,
+                                               forecast_horizon=horizon, stride=int(stride), retrain=False,
+                                               last_points_only=False, start=self.history_length,
+                                               start_format="position", verbose=False)
 
     def check_quantiles(self, quantiles:Any) -> list[float]:
         "Requested quantiles, each one the model forecasts, or an `InputError` listing those it does."
@@ -201,8 +234,9 @@ class Forecaster:
         (folder/"config.json").write_text(json.dumps(self.config, indent=1, sort_keys=True))
         (folder/"forecaster.json").write_text(json.dumps({"model_name": self.model_name, "saved_as": self.entry.saved_as,
                                                           "max_horizon": self.max_horizon, "quantiles": self.quantiles,
-                                                          "skewfree_version": skewfree.__version__}, indent=1))
+                                                          "runtime": self.runtime, "skewfree_version": skewfree.__version__}, indent=1))
         self.model.save(str(folder/"model"/"model.pt"))
+        if self.kernel is not None: self.kernel.save(folder/"model"/"kernel.npz")
         return folder
 
     @classmethod
@@ -211,5 +245,10 @@ class Forecaster:
         folder = Path(folder)
         meta = json.loads((folder/"forecaster.json").read_text())
         pre = Preprocessor.from_dict(json.loads((folder/"preprocessor.json").read_text()))
-        model = load_model(meta["saved_as"], str(folder/"model"/"model.pt"))
-        return cls(pre, model, meta["model_name"], json.loads((folder/"config.json").read_text()), max_horizon=meta["max_horizon"])
+        config = json.loads((folder/"config.json").read_text())
+        def darts_model(): return load_model(meta["saved_as"], str(folder/"model"/"model.pt"))
+        if meta.get("runtime", "darts") == "darts": return cls(pre, darts_model(), meta["model_name"], config, max_horizon=meta["max_horizon"])
+        # the kernel predicts: torch, Lightning and darts' model files stay unread unless someone asks for `model`
+        loaded = cls(pre, None, meta["model_name"], config, max_horizon=meta["max_horizon"], kernel=LinearKernel.load(folder/"model"/"kernel.npz"))
+        loaded._load_model = darts_model
+        return loaded

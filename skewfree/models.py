@@ -5,9 +5,13 @@
 # %% ../nbs/04_models.ipynb #0002
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from .core import InputError, quiet_lightning
@@ -16,7 +20,8 @@ from .core import InputError, quiet_lightning
 __all__ = ['MODELS', 'TRAINERS', 'COVARIATE_ROLES', 'QUIET_TRAINER', 'Training', 'ModelEntry', 'register_model',
            'register_trainer', 'model_entry', 'torch_training', 'boosted_training', 'baseline_training',
            'build_nlinear', 'build_tft', 'build_xgboost', 'build_seasonal_naive', 'capabilities', 'BuiltModel',
-           'build_model', 'predict_options', 'drop_training_callbacks', 'load_model']
+           'build_model', 'predict_options', 'drop_training_callbacks', 'load_model', 'LinearKernel', 'register_kernel',
+           'nlinear_kernel', 'checked_kernel']
 
 # %% ../nbs/04_models.ipynb #0005
 @dataclass(frozen=True)
@@ -46,13 +51,15 @@ class ModelEntry:
     saved_as: str = "torch"  # how darts saves it: "torch" (TorchForecastingModel) or "pickle"
     history_length: Callable[[Any], int] = _lookback
     max_horizon: Callable[[Any, dict[str, Any]], int] = _output_length
+    # the fitted model's forward pass without darts or torch, or None where there is none for its configuration
+    kernel: Callable[[Any], Any] = lambda model: None
 
 MODELS: dict[str, ModelEntry] = {}
 TRAINERS: dict[str, Callable[[DictConfig, int], Training]] = {}
 
 def register_model(name:str, # registry key: the YAML file name under `params/model/`
                    family:str, # the trainer family that trains it
-                   **options, # `saved_as`, `history_length`, `max_horizon`: see `ModelEntry`
+                   **options, # `saved_as`, `history_length`, `max_horizon`, `kernel`: see `ModelEntry`
                   ):
     "Decorator: register `build(hyperparameters, training) -> model` under `name`."
     def _register(build):
@@ -227,3 +234,126 @@ def load_model(saved_as:str, path:str):
             return TorchForecastingModel.load(path, map_location="cpu", pl_trainer_kwargs=dict(QUIET_TRAINER))
         from darts.models.forecasting.forecasting_model import ForecastingModel
         return ForecastingModel.load(path)
+
+# %% ../nbs/04_models.ipynb #0017
+class LinearKernel:
+    "A fitted NLinear's forward pass in NumPy: (window − last value) · Wᵀ + b + last value, batch-invariant."
+    def __init__(self,
+                 weight:np.ndarray, # (output_chunk_length, input_chunk_length × components), darts' `layer.weight`
+                 bias:np.ndarray, # (output_chunk_length,)
+                 input_chunk_length:int, # rows of history per window
+                 components:int, # input columns per row: the target, then its past covariates
+                 normalize:bool, # subtract each window's last row first, add the target's back after
+                ):
+        self.weight, self.bias = np.asarray(weight), np.asarray(bias)
+        self.input_chunk_length, self.components, self.normalize = int(input_chunk_length), int(components), bool(normalize)
+        if self.weight.shape[1] != self.input_chunk_length * self.components or self.bias.shape != self.weight.shape[:1]:
+            raise ValueError(f"weight {self.weight.shape} and bias {self.bias.shape} do not fit {self.input_chunk_length} rows × {self.components} columns")
+        self._steps = self.weight.T.astype(np.float64)  # row j: what input j adds to each output step
+        self._bias = self.bias.astype(np.float64)
+
+    @property
+    def output_chunk_length(self) -> int:
+        "Steps forecast in one pass."
+        return int(self.weight.shape[0])
+
+    def forward(self, windows:np.ndarray) -> np.ndarray:
+        "(batch, input_chunk_length, components) → (batch, output_chunk_length), in the weights' dtype, as darts' module computes it."
+        x = np.asarray(windows).astype(self.weight.dtype, copy=False)  # darts casts the series to the module's dtype
+        last = x[:, -1:, :] if self.normalize else np.zeros_like(x[:, -1:, :])
+        flat = (x - last).reshape(len(x), -1).astype(np.float64)  # row-major (step, column), as darts' `x.view(batch, -1)`
+        total = np.repeat(self._bias[None], len(x), axis=0)
+        for j in range(flat.shape[1]): total += flat[:, j:j + 1] * self._steps[j]  # a fixed order of additions for every row
+        return total.astype(self.weight.dtype) + last[:, 0, :1]
+
+    def _rows(self, target, past) -> np.ndarray:
+        "The values the model reads at each time of `target`: (time, components), past covariates matched by time."
+        values = target.values(copy=False)
+        if self.components == 1: return values[:, :1]
+        if past is None: raise ValueError(f"this model reads {self.components - 1} past covariate column(s): pass `past_covariates`")
+        at = past.time_index.get_indexer(target.time_index)
+        if (at < 0).any(): raise ValueError(f"past covariates do not cover the target's time {target.time_index[int(np.argmax(at < 0))]}")
+        return np.concatenate([values[:, :1], past.values(copy=False)[at]], axis=1)[:, :self.components]
+
+    def predict(self, n:int, series:Sequence[Any], past_covariates:Sequence[Any]|None=None) -> list[Any]:
+        "darts' `predict(n, series, past_covariates)`: the `n` steps after each series, as darts `TimeSeries`."
+        from darts import TimeSeries
+        if not 1 <= n <= self.output_chunk_length: raise ValueError(f"n must be between 1 and {self.output_chunk_length}, got {n}")
+        windows = []
+        for i, target in enumerate(series):
+            rows = self._rows(target, None if past_covariates is None else past_covariates[i])
+            if len(rows) < self.input_chunk_length: raise ValueError(f"series {i} has {len(rows)} rows; the model needs {self.input_chunk_length}")
+            windows.append(rows[-self.input_chunk_length:])
+        out = self.forward(np.stack(windows))[:, :n] if windows else np.zeros((0, n))
+        return [TimeSeries.from_times_and_values(_steps_after(target.time_index, n), values[:, None], columns=target.components[:1])
+                for target, values in zip(series, out)]
+
+    def historical_forecasts(self,
+                             series:Sequence[Any], past_covariates:Sequence[Any]|None, # as for `predict`
+                             forecast_horizon:int, stride:int, start:int, # the first forecast's first step, a position
+                            ) -> list[list[Any]]:
+        "darts' `historical_forecasts(retrain=False, last_points_only=False, start_format='position')`: every window that fits."
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        from darts import TimeSeries
+        L, h, out = self.input_chunk_length, int(forecast_horizon), []
+        for i, target in enumerate(series):
+            rows = self._rows(target, None if past_covariates is None else past_covariates[i])
+            firsts = np.arange(max(int(start), L), len(rows) - h + 1, int(stride))
+            windows = sliding_window_view(rows, L, axis=0)[firsts - L].transpose(0, 2, 1)  # (windows, L, components)
+            values = self.forward(windows)[:, :h] if len(firsts) else np.zeros((0, h))
+            out.append([TimeSeries.from_times_and_values(target.time_index[p:p + h], v[:, None], columns=target.components[:1])
+                        for p, v in zip(firsts, values)])
+        return out
+
+    def save(self, path:str|Path) -> None:
+        "Weights and shape in one `.npz` file, readable without pickle."
+        meta = {"input_chunk_length": self.input_chunk_length, "components": self.components, "normalize": self.normalize}
+        with open(path, "wb") as f: np.savez(f, weight=self.weight, bias=self.bias, meta=np.array(json.dumps(meta)))
+
+    @classmethod
+    def load(cls, path:str|Path) -> LinearKernel:
+        "A kernel written by `save`."
+        with np.load(path, allow_pickle=False) as saved:
+            return cls(saved["weight"], saved["bias"], **json.loads(str(saved["meta"])))
+
+def _steps_after(index:Any, n:int) -> Any:
+    "The `n` times after the last of `index` at its frequency, as darts labels a forecast."
+    import pandas as pd
+    if isinstance(index, pd.DatetimeIndex):
+        if index.freq is None: raise ValueError("the series has no frequency: its forecast times are undefined")
+        return pd.date_range(index[-1] + index.freq, periods=n, freq=index.freq, name=index.name)
+    return pd.RangeIndex(index[-1] + index.step, index[-1] + index.step * (n + 1), index.step, name=index.name)
+
+def register_kernel(name:str):
+    "Decorator: register `kernel(fitted_model) -> kernel | None`, the darts-free forward pass of model `name`."
+    def _register(kernel):
+        MODELS[name] = replace(model_entry(name), kernel=kernel)
+        return kernel
+    return _register
+
+@register_kernel("nlinear")
+def nlinear_kernel(model) -> LinearKernel|None:
+    "The NumPy pass of a fitted darts NLinear; None where it would differ (probabilistic, future or static covariates, reversible norm)."
+    module = getattr(model, "model", None)
+    if (module is None or getattr(model, "likelihood", None) is not None or module.nr_params != 1 or module.output_dim != 1
+            or module.future_cov_dim or module.static_cov_dim or getattr(module, "use_reversible_instance_norm", False)):
+        return None
+    return LinearKernel(module.layer.weight.detach().cpu().numpy().copy(), module.layer.bias.detach().cpu().numpy().copy(),
+                        int(module.input_chunk_length), 1 if module.shared_weights else int(module.input_dim), bool(module.normalize))
+
+def checked_kernel(entry:ModelEntry, model, series:Sequence[Any], past_covariates:Sequence[Any]|None=None,
+                   tolerance:float=1e-5) -> Any:
+    "The fitted model's kernel once it agrees with darts' own `predict` on the last window of every series; None if it has none."
+    kernel = entry.kernel(model)
+    if kernel is None: return None
+    n = kernel.output_chunk_length
+    ours = kernel.predict(n, series, past_covariates)
+    theirs = model.predict(n=n, series=list(series), past_covariates=past_covariates, verbose=False, **predict_options(model))
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if not a.time_index.equals(b.time_index): raise RuntimeError(f"the NumPy forward pass labels series {i}'s forecast differently from darts")
+        got, expected = a.values(copy=False)[:, 0].astype(np.float64), b.values(copy=False)[:, 0].astype(np.float64)
+        worst = float(np.max(np.abs(got - expected) / np.maximum(1.0, np.abs(expected))))
+        if not worst <= tolerance:  # NaN-safe
+            raise RuntimeError(f"the NumPy forward pass differs from darts' predict by {worst:.3g} (relative) on series {i}, beyond {tolerance}")
+    return kernel

@@ -49,10 +49,11 @@ def test_one_number_changed_in_the_preprocessor_state_is_refused(local_copy):
         mlflow.pyfunc.load_model(str(local_copy))
 
 
-def test_a_truncated_model_file_is_refused(local_copy):
-    path = part(local_copy, "forecaster/model/model.pt")
+@pytest.mark.parametrize("name", ["model.pt", "kernel.npz"])  # darts' files and the NumPy kernel that predicts
+def test_a_truncated_model_file_is_refused(local_copy, name):
+    path = part(local_copy, f"forecaster/model/{name}")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(ArtifactCheckError, match=r"'forecaster/model/model.pt' failed its integrity check"):
+    with pytest.raises(ArtifactCheckError, match=rf"'forecaster/model/{name}' failed its integrity check"):
         mlflow.pyfunc.load_model(str(local_copy))
 
 
@@ -97,6 +98,22 @@ print(len(model.predict(model.input_example, params={{"horizon": 3}})))
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     where, rows = done.stdout.strip().splitlines()[-2:]
     assert "/code/skewfree/" in where and rows == "6"
+
+
+def test_an_nlinear_artifact_hydrates_and_forecasts_without_torch(trained, store):
+    "NLinear's checked NumPy kernel predicts: a fresh process loads, replays the golden examples and forecasts without torch."
+    script = f"""
+import sys
+import mlflow
+model = mlflow.pyfunc.load_model({trained.model_uri!r})
+rows = len(model.predict(model.input_example, params={{"horizon": 3}}))
+heavy = sorted(m for m in ("torch", "pytorch_lightning", "lightning_fabric", "torchmetrics") if m in sys.modules)
+print(rows, model.unwrap_python_model().forecaster.runtime, heavy)
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "6 numpy []"
 
 
 def test_signature_and_input_example(trained):
