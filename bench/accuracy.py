@@ -165,8 +165,8 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     forecaster = Forecaster.from_config(cfg)
     train, val, test = temporal_split(raw, cfg.cv, forecaster)
     t = time.perf_counter(); forecaster.fit(train, val); fit_s = time.perf_counter() - t
-    trainer = getattr(forecaster.model, "trainer", None)  # torch models: epochs run before early stopping / max_epochs
-    epochs = int(trainer.current_epoch) if trainer is not None else None
+    # torch models: epochs run before early stopping / max_epochs (darts' count: a predict replaces the model's trainer)
+    epochs = getattr(forecaster.model, "epochs_trained", None)
     t = time.perf_counter(); m = evaluate(forecaster, test, stride=1); eval_s = time.perf_counter() - t
     v = evaluate(forecaster, val, stride=1)  # what a choice between models may look at: never the test rows
     out = {"mse": m["mse_std"], "mae": m["mae_std"], "val_mse": v["mse_std"], "val_mae": v["mae_std"], **chosen,
@@ -174,7 +174,7 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
            "n_windows": int(m["n_windows"]), "n_series": int(raw["series_id"].nunique()), "fit_s": fit_s, "eval_s": eval_s,
            "overrides": overrides, "covariates": list(cfg.model.get("covariates", [])), "history_length": forecaster.history_length,
            "train_rows_seen": int(len(train)), "val_rows_seen": int(len(val)), "test_rows_seen": int(len(test))}
-    if epochs is not None: out["epochs_trained"] = epochs
+    if epochs is not None: out["epochs_trained"] = int(epochs)
     if refit:
         # the final model: trained on training + validation rows for as long as early stopping chose above; the test rows
         # are never handed over, and its errors are quoted on the protocol's scale (the scaler fitted on the training rows)
