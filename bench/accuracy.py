@@ -165,8 +165,9 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     forecaster = Forecaster.from_config(cfg)
     train, val, test = temporal_split(raw, cfg.cv, forecaster)
     t = time.perf_counter(); forecaster.fit(train, val); fit_s = time.perf_counter() - t
-    # torch models: epochs run before early stopping / max_epochs (darts' count: a predict replaces the model's trainer)
-    epochs = getattr(forecaster.model, "epochs_trained", None)
+    # torch models: epochs run before early stopping / max_epochs, as `fit` recorded them (the module's own counter reads
+    # its current trainer, which the first predict replaces)
+    epochs = forecaster.refit_overrides().get("model.trainer.max_epochs")
     t = time.perf_counter(); m = evaluate(forecaster, test, stride=1); eval_s = time.perf_counter() - t
     v = evaluate(forecaster, val, stride=1)  # what a choice between models may look at: never the test rows
     out = {"mse": m["mse_std"], "mae": m["mae_std"], "val_mse": v["mse_std"], "val_mae": v["mae_std"], **chosen,
