@@ -360,7 +360,11 @@ def checked_kernel(entry:ModelEntry, model, series:Sequence[Any], past_covariate
     for i, (a, b) in enumerate(zip(ours, theirs)):
         if not a.time_index.equals(b.time_index): raise RuntimeError(f"the NumPy forward pass labels series {i}'s forecast differently from darts")
         got, expected = a.values(copy=False)[:, 0].astype(np.float64), b.values(copy=False)[:, 0].astype(np.float64)
-        worst = float(np.max(np.abs(got - expected) / np.maximum(1.0, np.abs(expected))))
-        if not worst <= tolerance:  # NaN-safe
+        # a diverged model forecasts NaN or infinity with darts too: the kernel must do so at the same steps
+        finite = np.isfinite(expected)
+        if not np.array_equal(np.isfinite(got), finite) or not np.array_equal(got[~finite], expected[~finite], equal_nan=True):
+            raise RuntimeError(f"the NumPy forward pass and darts' predict disagree on which steps of series {i} are finite")
+        worst = float(np.max(np.abs(got - expected)[finite] / np.maximum(1.0, np.abs(expected[finite])), initial=0.0))
+        if not worst <= tolerance:
             raise RuntimeError(f"the NumPy forward pass differs from darts' predict by {worst:.3g} (relative) on series {i}, beyond {tolerance}")
     return kernel
