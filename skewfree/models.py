@@ -260,6 +260,8 @@ class LinearKernel:
     def forward(self, windows:np.ndarray) -> np.ndarray:
         "(batch, input_chunk_length, components) → (batch, output_chunk_length), in the weights' dtype, as darts' module computes it."
         x = np.asarray(windows).astype(self.weight.dtype, copy=False)  # darts casts the series to the module's dtype
+        if x.ndim != 3 or x.shape[1:] != (self.input_chunk_length, self.components):
+            raise ValueError(f"windows must be (batch, {self.input_chunk_length}, {self.components}), got {x.shape}")
         last = x[:, -1:, :] if self.normalize else np.zeros_like(x[:, -1:, :])
         flat = (x - last).reshape(len(x), -1).astype(np.float64)  # row-major (step, column), as darts' `x.view(batch, -1)`
         total = np.repeat(self._bias[None], len(x), axis=0)
@@ -269,11 +271,12 @@ class LinearKernel:
     def _rows(self, target, past) -> np.ndarray:
         "The values the model reads at each time of `target`: (time, components), past covariates matched by time."
         values = target.values(copy=False)
-        if self.components == 1: return values[:, :1]
+        if self.components == 1: return values[:, :1]  # shared weights read the target only, as darts' module does
         if past is None: raise ValueError(f"this model reads {self.components - 1} past covariate column(s): pass `past_covariates`")
+        if past.width != self.components - 1: raise ValueError(f"this model reads {self.components - 1} past covariate column(s), got {past.width}")
         at = past.time_index.get_indexer(target.time_index)
         if (at < 0).any(): raise ValueError(f"past covariates do not cover the target's time {target.time_index[int(np.argmax(at < 0))]}")
-        return np.concatenate([values[:, :1], past.values(copy=False)[at]], axis=1)[:, :self.components]
+        return np.concatenate([values[:, :1], past.values(copy=False)[at]], axis=1)
 
     def predict(self, n:int, series:Sequence[Any], past_covariates:Sequence[Any]|None=None) -> list[Any]:
         "darts' `predict(n, series, past_covariates)`: the `n` steps after each series, as darts `TimeSeries`."
@@ -281,9 +284,9 @@ class LinearKernel:
         if not 1 <= n <= self.output_chunk_length: raise ValueError(f"n must be between 1 and {self.output_chunk_length}, got {n}")
         windows = []
         for i, target in enumerate(series):
-            rows = self._rows(target, None if past_covariates is None else past_covariates[i])
-            if len(rows) < self.input_chunk_length: raise ValueError(f"series {i} has {len(rows)} rows; the model needs {self.input_chunk_length}")
-            windows.append(rows[-self.input_chunk_length:])
+            if len(target) < self.input_chunk_length: raise ValueError(f"series {i} has {len(target)} rows; the model needs {self.input_chunk_length}")
+            # like darts, only the window's own times need past covariates
+            windows.append(self._rows(target[-self.input_chunk_length:], None if past_covariates is None else past_covariates[i]))
         out = self.forward(np.stack(windows))[:, :n] if windows else np.zeros((0, n))
         return [TimeSeries.from_times_and_values(_steps_after(target.time_index, n), values[:, None], columns=target.components[:1])
                 for target, values in zip(series, out)]
@@ -301,8 +304,8 @@ class LinearKernel:
         for i, target in enumerate(series):
             rows = self._rows(target, None if past_covariates is None else past_covariates[i])
             firsts = np.arange(max(int(start), L), len(rows) - h + 1, int(stride))
-            if len(firsts) == 0:  # too short for one window with its horizon
-                out.append([]); continue
+            if len(firsts) == 0:  # darts refuses too; an empty answer would quietly score fewer series
+                raise ValueError(f"series {i} has {len(rows)} rows: too few for one window of {L} rows and {h} steps from position {start}")
             every = sliding_window_view(rows, L, axis=0)  # a view: (windows, components, L), nothing copied yet
             # in blocks, so memory stays bounded on long series; batch-invariance makes the blocks change no number
             blocks = np.array_split(firsts, -(-len(firsts) // 4096))
@@ -339,10 +342,12 @@ def register_kernel(name:str):
 
 @register_kernel("nlinear")
 def nlinear_kernel(model) -> LinearKernel|None:
-    "The NumPy pass of a fitted darts NLinear; None where it would differ (probabilistic, future or static covariates, reversible norm)."
+    "The NumPy pass of a fitted darts NLinear; None where it would differ (probabilistic, future or static covariates, encoders, shifts, RIN)."
     module = getattr(model, "model", None)
     if (module is None or getattr(model, "likelihood", None) is not None or module.nr_params != 1 or module.output_dim != 1
-            or module.future_cov_dim or module.static_cov_dim or getattr(module, "use_reversible_instance_norm", False)):
+            or module.future_cov_dim or module.static_cov_dim or getattr(module, "use_reversible_instance_norm", False)
+            # a shifted output labels other times; encoders make covariate columns the kernel is never handed
+            or getattr(model, "output_chunk_shift", 0) or getattr(model, "add_encoders", None)):
         return None
     return LinearKernel(module.layer.weight.detach().cpu().numpy().copy(), module.layer.bias.detach().cpu().numpy().copy(),
                         int(module.input_chunk_length), 1 if module.shared_weights else int(module.input_dim), bool(module.normalize))

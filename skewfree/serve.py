@@ -359,10 +359,12 @@ _WORK: dict[str, Callable[[Loaded, Any], Any]] = {"info": lambda loaded, _: load
 def _worker_main(conn, uri:str, torch_threads:int, parent:int) -> None:
     "A model worker process: hydrate (and so self-check) the artifact once, then answer the server on `conn` until it closes."
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    # workers share the cores: one intra-op thread each, not one per core each. Set before hydrating, so the golden replay
+    # runs as requests will; through the environment, so a model that predicts without torch never imports it
+    if torch_threads: os.environ["OMP_NUM_THREADS"] = str(torch_threads)
     try: _in_worker["loaded"] = hydrate(uri)
     except Exception as e: _in_worker["error"] = e  # reported to the server by the first call, "info"
-    if torch_threads and "torch" in sys.modules:  # a model that predicts without torch never pays for importing it
-        sys.modules["torch"].set_num_threads(torch_threads)  # workers share the cores: one intra-op thread each, not one per core each
+    if torch_threads and "torch" in sys.modules: sys.modules["torch"].set_num_threads(torch_threads)  # in case torch came in earlier
     while True:
         try: kind, payload = conn.recv()
         except (EOFError, OSError): return
