@@ -35,6 +35,12 @@ class _Waiting:
     error: BaseException|None = None
     done: bool = False
 
+def _runtime(model_cfg:Any) -> str:
+    "The `model.runtime` a config asks for: 'numpy' (the model's checked kernel, where it has one) or 'darts' (the default)."
+    runtime = model_cfg.get("runtime", "darts")
+    if runtime not in ("numpy", "darts"): raise InputError("model.runtime", f"must be 'numpy' or 'darts', got {runtime!r}")
+    return runtime
+
 class Forecaster:
     "A preprocessor and a model, fitted together and used together."
     def __init__(self, preprocessor:Preprocessor, model:Any, model_name:str, config:dict[str, Any], *, max_horizon:int,
@@ -53,8 +59,7 @@ class Forecaster:
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
         "An unfitted forecaster: the model from the factory, a preprocessor for the columns it will use."
-        runtime = cfg.model.get("runtime", "darts")
-        if runtime not in ("numpy", "darts"): raise InputError("model.runtime", f"must be 'numpy' or 'darts', got {runtime!r}")
+        _runtime(cfg.model)  # checked before any training
         built = build_model(cfg)
         pre = Preprocessor.from_config(cfg.data, roles=list(cfg.model.get("covariates", [])), history_length=built.history_length)
         return cls(pre, built.model, cfg.model.name, resolved(cfg), max_horizon=built.max_horizon, training=built.training)
@@ -106,7 +111,7 @@ class Forecaster:
         # read now: a torch model's epoch count lives on its trainer, which the first predict replaces
         self._refit_overrides = self.training.refit_recipe(self.model)
         # from here on the kernel, checked against darts on the training series, computes every forecast and every score
-        wanted = self.config.get("model", {}).get("runtime", "darts") == "numpy"
+        wanted = _runtime(self.config["model"]) == "numpy"
         self.kernel = checked_kernel(self.entry, self.model, batch.target, batch.past_covariates) if wanted else None
         return self
 

@@ -268,14 +268,13 @@ class LinearKernel:
         for j in range(flat.shape[1]): total += flat[:, j:j + 1] * self._steps[j]  # a fixed order of additions for every row
         return total.astype(self.weight.dtype) + last[:, 0, :1]
 
-    def _rows(self, target, past) -> np.ndarray:
-        "The values the model reads at each time of `target`: (time, components), past covariates matched by time."
-        values = target.values(copy=False)
+    def _rows(self, values:np.ndarray, times:Any, past) -> np.ndarray:
+        "What the model reads at `times` (the target's `values` there): (time, components), past covariates matched by time."
         if self.components == 1: return values[:, :1]  # shared weights read the target only, as darts' module does
         if past is None: raise ValueError(f"this model reads {self.components - 1} past covariate column(s): pass `past_covariates`")
         if past.width != self.components - 1: raise ValueError(f"this model reads {self.components - 1} past covariate column(s), got {past.width}")
-        at = past.time_index.get_indexer(target.time_index)
-        if (at < 0).any(): raise ValueError(f"past covariates do not cover the target's time {target.time_index[int(np.argmax(at < 0))]}")
+        at = past.time_index.get_indexer(times)
+        if (at < 0).any(): raise ValueError(f"past covariates do not cover the target's time {times[int(np.argmax(at < 0))]}")
         return np.concatenate([values[:, :1], past.values(copy=False)[at]], axis=1)
 
     def predict(self, n:int, series:Sequence[Any], past_covariates:Sequence[Any]|None=None) -> list[Any]:
@@ -285,8 +284,8 @@ class LinearKernel:
         windows = []
         for i, target in enumerate(series):
             if len(target) < self.input_chunk_length: raise ValueError(f"series {i} has {len(target)} rows; the model needs {self.input_chunk_length}")
-            # like darts, only the window's own times need past covariates
-            windows.append(self._rows(target[-self.input_chunk_length:], None if past_covariates is None else past_covariates[i]))
+            last = slice(-self.input_chunk_length, None)  # like darts, only the window's own times need past covariates
+            windows.append(self._rows(target.values(copy=False)[last], target.time_index[last], None if past_covariates is None else past_covariates[i]))
         out = self.forward(np.stack(windows))[:, :n] if windows else np.zeros((0, n))
         return [TimeSeries.from_times_and_values(_steps_after(target.time_index, n), values[:, None], columns=target.components[:1])
                 for target, values in zip(series, out)]
@@ -302,7 +301,7 @@ class LinearKernel:
         L, h = self.input_chunk_length, int(forecast_horizon)
         out: list[list[Any]] = []
         for i, target in enumerate(series):
-            rows = self._rows(target, None if past_covariates is None else past_covariates[i])
+            rows = self._rows(target.values(copy=False), target.time_index, None if past_covariates is None else past_covariates[i])
             firsts = np.arange(max(int(start), L), len(rows) - h + 1, int(stride))
             if len(firsts) == 0:  # darts refuses too; an empty answer would quietly score fewer series
                 raise ValueError(f"series {i} has {len(rows)} rows: too few for one window of {L} rows and {h} steps from position {start}")
