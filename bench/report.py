@@ -62,7 +62,7 @@ def accuracy(d: dict) -> list[str]:
     if protocol:
         out += ["Protocol:", "", *[f"- {k}: {v}" for k, v in protocol.items()], ""]
     out += ["The **M** setting is run by reshaping each dataset's wide frame into long format with one series per channel "
-            "(`series_id = dataset:column`, the channel's values under `OT`) and training one `nlinear` with "
+            "(`series_id = dataset:column`, the channel's values under `OT`) and training one `nlinear` (or solving one `nlinear_ls`) with "
             "`shared_weights=true` over the 7 channel-series, through the same Forecaster / temporal_split / evaluate path. "
             "Per-series scaling is then per-column scaling fitted on the training rows, as in the paper.", "",
             f"MSE/MAE are on the standardised scale (the paper's metric); *ok* = our MSE <= paper MSE x {TOLERANCE}. "
@@ -80,8 +80,9 @@ def accuracy(d: dict) -> list[str]:
                      num(refit), num(refit / paper if refit is not None and paper else None, ".3f"),
                      num(c.get("fit_s"), ".1f"), num(c.get("refit_fit_s"), ".1f"), num(c.get("eval_s"), ".1f"), num(c.get("epochs_trained")),
                      num(c.get("n_windows")), status])
-    out += ["Columns *refit*: the same model refitted on training + validation rows for as many epochs (boosting rounds) as early "
-            "stopping kept (`--refit`, `Forecaster.refitted`), scored on the same test windows on the same training-rows scale.", ""]
+    out += ["Columns *refit*: the same model refitted on training + validation rows for as many epochs (boosting rounds; for "
+            "nlinear_ls, with the ridge) as early stopping kept (`--refit`, `Forecaster.refitted`), scored on the same test windows "
+            "on the same training-rows scale.", ""]
     out += table(["dataset", "setting", "H", "model", "our MSE", "our MAE", "paper MSE", "paper MAE", "MSE ratio", "MAE ratio",
                   f"MSE <= paper x {TOLERANCE}", "refit MSE", "refit MSE ratio", "fit s", "refit fit s", "eval s", "epochs", "test windows",
                   "status"], rows)

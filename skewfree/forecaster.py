@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -106,7 +107,8 @@ class Forecaster:
             vb = self.preprocessor.transform(val)
             extra |= {k: v for k, v in {"val_series": vb.target, "val_past_covariates": vb.past_covariates,
                                         "val_future_covariates": vb.future_covariates}.items() if v is not None}
-        self.model.fit(series=batch.target, past_covariates=batch.past_covariates, future_covariates=batch.future_covariates, **extra)
+        fit = self.model.fit if self.training.fit is None else partial(self.training.fit, self.model)  # darts', or the family's own
+        fit(series=batch.target, past_covariates=batch.past_covariates, future_covariates=batch.future_covariates, **extra)
         drop_training_callbacks(self.model)
         # read now: a torch model's epoch count lives on its trainer, which the first predict replaces
         self._refit_overrides = self.training.refit_recipe(self.model)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +22,8 @@ __all__ = ['MODELS', 'TRAINERS', 'COVARIATE_ROLES', 'QUIET_TRAINER', 'Training',
            'register_trainer', 'model_entry', 'torch_training', 'boosted_training', 'baseline_training',
            'build_nlinear', 'build_tft', 'build_xgboost', 'build_seasonal_naive', 'capabilities', 'BuiltModel',
            'build_model', 'predict_options', 'drop_training_callbacks', 'load_model', 'LinearKernel', 'register_kernel',
-           'nlinear_kernel', 'checked_kernel']
+           'nlinear_kernel', 'checked_kernel', 'WindowMoments', 'window_moments', 'ridge_solutions',
+           'fit_least_squares', 'least_squares_training']
 
 # %% ../nbs/04_models.ipynb #0005
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Training:
     # config overrides that make a fresh model train as long as the fitted `model` did, with no rows held out
     # for early stopping: the recipe of the final refit on training + validation rows
     refit_recipe: Callable[[Any], dict[str, Any]] = lambda model: {}
+    # the family's own way to fit `model`, called as `fit(model, series=..., val_series=..., ...)` with darts' `fit` keywords;
+    # None: darts' `model.fit` trains it
+    fit: Callable[..., Any]|None = None
 
 def _lookback(model) -> int:
     "Rows of history a darts model needs to forecast: its largest target lag."
@@ -372,3 +377,98 @@ def checked_kernel(entry:ModelEntry, model, series:Sequence[Any], past_covariate
         if not worst <= tolerance:
             raise RuntimeError(f"the NumPy forward pass differs from darts' predict by {worst:.3g} (relative) on series {i}, beyond {tolerance}")
     return kernel
+
+# %% ../nbs/04_models.ipynb #new
+@dataclass
+class WindowMoments:
+    "Sums over windows that least squares needs: Σ zᵀz, Σ zᵀy and Σ ‖y‖², with z a window's inputs and a 1 for the bias."
+    gram: np.ndarray # (inputs + 1, inputs + 1)
+    cross: np.ndarray # (inputs + 1, output_chunk_length)
+    target_energy: float
+    windows: int
+
+    def mse(self, weight:np.ndarray, bias:np.ndarray) -> float:
+        "Mean squared error over these windows and their steps of the map x ↦ x·weight + bias (weight: inputs × steps)."
+        beta = np.vstack([weight, bias[None]])
+        total = self.target_energy - 2 * float(np.sum(beta * self.cross)) + float(np.sum(beta * (self.gram @ beta)))
+        return max(total, 0.0) / (self.windows * beta.shape[1])
+
+def window_moments(kernel:LinearKernel, series:Sequence[Any], past_covariates:Sequence[Any]|None=None) -> WindowMoments:
+    "The moments of every window of input_chunk_length + output_chunk_length rows in `series`, as NLinear reads and is scored on them."
+    from numpy.lib.stride_tricks import sliding_window_view
+    L, H, C = kernel.input_chunk_length, kernel.output_chunk_length, kernel.components
+    gram, cross, energy, windows = np.zeros((L * C + 1, L * C + 1)), np.zeros((L * C + 1, H)), 0.0, 0
+    for i, target in enumerate(series):
+        rows = kernel._rows(target.values(copy=False), target.time_index, None if past_covariates is None else past_covariates[i])
+        if len(rows) < L + H: continue  # no whole window: darts' training set has none from this series either
+        every = sliding_window_view(rows.astype(np.float64), L + H, axis=0).transpose(0, 2, 1)  # (windows, L + H, C), a view
+        for block in np.array_split(np.arange(len(every)), -(-len(every) // 4096)):  # bounded memory on long series
+            w = every[block]
+            last = w[:, L - 1:L, :] if kernel.normalize else np.zeros_like(w[:, :1, :])
+            z = np.hstack([(w[:, :L, :] - last).reshape(len(w), -1), np.ones((len(w), 1))])  # row-major (step, column), as darts
+            y = w[:, L:, 0] - last[:, 0, :1]
+            gram += z.T @ z; cross += z.T @ y; energy += float(np.sum(y * y)); windows += len(w)
+    if windows == 0: raise ValueError(f"no series has {L + H} rows (input_chunk_length + output_chunk_length): there is no window to fit")
+    return WindowMoments(gram, cross, energy, windows)
+
+def ridge_solutions(moments:WindowMoments, ridges:Sequence[float]) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    "Per ridge, the (weight, bias) that minimise MSE + ridge · ‖weight‖² over the windows; the bias is not shrunk."
+    n, gram = moments.windows, moments.gram
+    mean_x, mean_y = gram[:-1, -1] / n, moments.cross[-1] / n
+    # centring removes the bias; one eigendecomposition then serves every ridge
+    cov_xx = gram[:-1, :-1] - n * np.outer(mean_x, mean_x)
+    cov_xy = moments.cross[:-1] - n * np.outer(mean_x, mean_y)
+    values, vectors = np.linalg.eigh(cov_xx)
+    projected, floor = vectors.T @ cov_xy, max(float(values.max()), 0.0) * len(values) * np.finfo(float).eps
+    out = {}
+    for ridge in ridges:
+        shrunk = values + ridge * n
+        # a direction with no variance (the window's last row, once the last value is subtracted) gets no weight: the
+        # minimum-norm solution when ridge is 0
+        inverse = np.where(shrunk > floor, 1 / np.where(shrunk > floor, shrunk, 1), 0.0)
+        weight = vectors @ (inverse[:, None] * projected)
+        out[float(ridge)] = (weight, mean_y - mean_x @ weight)
+    return out
+
+def fit_least_squares(model, ridges:Sequence[float], *, series, past_covariates=None, future_covariates=None, val_series=None,
+                      val_past_covariates=None, val_future_covariates=None, **_) -> dict[str, Any]:
+    "Fit a darts NLinear by ridge regression (the ridge with the lowest validation MSE when there are several); what it chose."
+    import torch
+    if future_covariates is not None:
+        raise InputError("model.covariates", "least squares fits NLinear on the target and past covariates, not future covariates")
+    with warnings.catch_warnings():  # Lightning warns that zero epochs read no batch: that is the point
+        warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero")
+        model.fit(series=series, past_covariates=past_covariates)  # `n_epochs: 0`: darts builds the module and trains nothing
+    kernel = nlinear_kernel(model)
+    if kernel is None: raise InputError("model", "least squares fits a point NLinear only (no likelihood, encoders, output shift or static covariates)")
+    solutions = ridge_solutions(window_moments(kernel, series, past_covariates), ridges)
+    chosen: dict[str, Any] = {"ridge": float(ridges[0])}
+    if len(ridges) > 1:
+        if val_series is None: raise InputError("val", f"several ridges {list(ridges)} are chosen between on validation rows: pass `val`")
+        val = window_moments(kernel, val_series, val_past_covariates)
+        scores = {r: val.mse(*solutions[r]) for r in solutions}
+        chosen = {"ridge": min(scores, key=lambda r: scores[r]), "val_mse_by_ridge": scores}
+    weight, bias = solutions[chosen["ridge"]]
+    layer = model.model.layer
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(weight.T).to(layer.weight.dtype))
+        layer.bias.copy_(torch.from_numpy(bias).to(layer.bias.dtype))
+    return chosen
+
+# the same darts NLinear and the same kernel as `nlinear`; only the trainer family differs
+register_model("nlinear_ls", family="least_squares")(build_nlinear)
+register_kernel("nlinear_ls")(nlinear_kernel)
+
+@register_trainer("least_squares")
+def least_squares_training(trainer:DictConfig, seed:int) -> Training:
+    "NLinear in closed form (`fit_least_squares`) over `trainer.least_squares.ridges`; several ridges need validation rows."
+    quiet_lightning()
+    ridges = [float(r) for r in trainer.ridges]
+    if not ridges or not all(r >= 0 for r in ridges):
+        raise InputError("trainer.least_squares.ridges", f"must be one or more numbers >= 0, got {ridges}")
+    chosen: dict[str, Any] = {}
+
+    def fit(model, **data) -> None: chosen.update(fit_least_squares(model, ridges, **data))
+    return Training({"n_epochs": 0, "random_state": int(seed), "pl_trainer_kwargs": dict(QUIET_TRAINER)}, {}, needs_validation=len(ridges) > 1,
+                    refit_recipe=lambda model: {"model.trainer.ridges": [chosen["ridge"]]}, fit=fit)
+

@@ -17,7 +17,7 @@ from skewfree.forecaster import Forecaster
 from skewfree.models import MODELS, build_model
 from skewfree.train import train
 
-MODEL_NAMES = ["nlinear", "tft", "xgboost", "seasonal_naive"]
+MODEL_NAMES = ["nlinear", "nlinear_ls", "tft", "xgboost", "seasonal_naive"]
 
 
 def fit_and_forecast(name: str):

@@ -23,7 +23,7 @@ def papermill(out: Path, *args: str, store: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True, timeout=600, check=False)
 
 
-@pytest.mark.parametrize("model", ["nlinear", "tft", "xgboost", "seasonal_naive"])
+@pytest.mark.parametrize("model", ["nlinear", "nlinear_ls", "tft", "xgboost", "seasonal_naive"])
 def test_smoke_run_prints_a_model_uri_that_serves(store, tmp_path, model):
     done = papermill(tmp_path / "smoke.ipynb", "-p", "model", model, "-p", "overrides", '["profile=smoke"]', store=store)
     assert done.returncode == 0, done.stderr[-3000:]
