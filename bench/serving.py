@@ -14,8 +14,12 @@ Two floors, measured in this process on the same loaded artifact: `in_process_pr
 the artifact's input example (the request's rows as a DataFrame, the same object every call), and
 `in_process_answer` = `skewfree.serve.answer_invocation` on the very request bytes (parse + predict + JSON:
 everything the server computes for the request). HTTP overhead
-= server p50 at concurrency 1 minus a floor's p50; both are reported. Where the difference between the two
-floors goes: `parse_mlflow` (MLflow's parser, row by row), `parse_by_columns` (`split_by_columns`, what the
+= server p50 at concurrency 1 minus a floor's p50; both are reported. Those floors are measured before the servers
+start, so a change in the machine's speed between the two phases (this shared 2-core VM drifts by tens of percent)
+lands in the difference. `paired_c1` therefore times, in turn and round after round, one c1 request to our FastAPI
+server, `PyFuncModel.predict` and `answer_invocation`, and reports the same differences of p50s measured side by side
+(the targets' `paired_` figures), with the median of the per-round differences as a second estimate.
+Where the difference between the two floors goes: `parse_mlflow` (MLflow's parser, row by row), `parse_by_columns` (`split_by_columns`, what the
 servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast).
 """
 from __future__ import annotations
@@ -100,6 +104,30 @@ def load(url: str, body: str, requests: int, concurrency: int) -> dict:
             "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99))}
 
 
+def paired(url: str, body: str, model, horizon: int, loaded, *, rounds: int) -> dict:
+    "The c1 request and the in-process floors timed in turn, round after round, so a drift of the machine's speed moves all alike."
+    from skewfree.serve import answer_invocation
+    host, port = url.removeprefix("http://").split(":")
+    payload, headers, raw, example = body.encode(), {"Content-Type": "application/json"}, body.encode(), model.input_example
+    conn = http.client.HTTPConnection(host, int(port), timeout=300)
+    steps = {"http": lambda: (conn.request("POST", "/invocations", payload, headers), conn.getresponse().read()),
+             "in_process_predict": lambda: model.predict(example, params={"horizon": horizon}),
+             "in_process_answer": lambda: answer_invocation(loaded, raw)}
+    for _ in range(20):
+        for step in steps.values(): step()  # warm: connection, worker, caches
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t = time.perf_counter(); step(); times[name].append((time.perf_counter() - t) * 1000)
+    conn.close()
+    ms = {name: np.array(v) for name, v in times.items()}
+    return {"rounds": rounds, **{f"{name}_p50_ms": float(np.median(v)) for name, v in ms.items()},
+            "http_overhead_p50_ms_vs_predict": float(np.median(ms["http"]) - np.median(ms["in_process_predict"])),
+            "http_overhead_p50_ms_vs_answer": float(np.median(ms["http"]) - np.median(ms["in_process_answer"])),
+            # the same difference, round by round: a second estimate, robust to a slow stretch that hits one side only
+            "median_round_difference_ms_vs_predict": float(np.median(ms["http"] - ms["in_process_predict"]))}
+
+
 def p50_p95(fn) -> dict:
     "p50 and p95 of 200 calls of `fn`, in ms."
     times = []
@@ -144,6 +172,8 @@ def main() -> None:
     model = mlflow.pyfunc.load_model(uri)
     example, horizon = model.input_example, result.forecaster.max_horizon
     body = request_body(example, {"horizon": horizon})
+    from skewfree.serve import Loaded, registry_version
+    loaded = Loaded(uri, model, registry_version(uri), model.metadata.run_id)
     results: dict = {"model": args.model, "request_rows": len(example), "horizon": horizon, "request_bytes": len(body.encode()),
                      **floors(uri, model, body, horizon)}
     print(results, flush=True)
@@ -163,6 +193,7 @@ def main() -> None:
         proc = start([c.format(port=port) for c in cmd], url, env)
         try:
             results[name] = {f"c{c}": load(url, body, args.requests, int(c)) for c in args.concurrency.split(",")}
+            if name == "skewfree_fastapi": results[name]["paired_c1"] = paired(url, body, model, horizon, loaded, rounds=args.requests)
         finally:
             stop(proc)
         print(name, results[name], flush=True)
@@ -177,6 +208,9 @@ def main() -> None:
         results.setdefault("targets", {}).update({
             "http_overhead_p50_ms_c1_vs_answer": ours["c1"]["p50_ms"] - results["in_process_answer"]["p50_ms"],
             "http_overhead_p50_ms_c1_vs_predict": ours["c1"]["p50_ms"] - results["in_process_predict"]["p50_ms"]})
+    if "paired_c1" in ours:
+        results["targets"].update({"paired_http_overhead_p50_ms_vs_predict": ours["paired_c1"]["http_overhead_p50_ms_vs_predict"],
+                                   "paired_http_overhead_p50_ms_vs_answer": ours["paired_c1"]["http_overhead_p50_ms_vs_answer"]})
     print(results.get("targets"))
     command = f"python bench/serving.py --requests {args.requests} --concurrency {args.concurrency} --model {args.model} --servers {args.servers}"
     write("serving", command, results)

@@ -156,9 +156,9 @@ class SkewfreeModel(PythonModel):
 
 # %% ../nbs/08_artifact.ipynb #0011
 def input_example(forecaster:Forecaster, raw:pd.DataFrame) -> pd.DataFrame:
-    "The last `history_length` raw rows of each series in `raw`: a real request."
+    "The last `history_length` raw rows of each series in `raw`, in the columns the preprocessor reads: a real request."
     pre = forecaster.preprocessor
-    ordered = raw.sort_values([pre.id_col, pre.time_col] if pre.id_col else [pre.time_col], kind="stable")
+    ordered = raw.sort_values([pre.id_col, pre.time_col] if pre.id_col else [pre.time_col], kind="stable")[[c for c in raw.columns if c in pre.columns]]
     groups = [rows for _, rows in ordered.groupby(pre.id_col, sort=True)] if pre.id_col else [ordered]
     return pd.concat([request_window(forecaster, rows, forecaster.history_length) for rows in groups], ignore_index=True)
 

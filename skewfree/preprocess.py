@@ -146,6 +146,11 @@ class Preprocessor:
         return [self.target, *self.past_covariates, *self.future_covariates]
 
     @property
+    def columns(self) -> list[str]:
+        "The raw columns this preprocessor reads — id, time, numeric, static — and so the columns a request must carry."
+        return [c for c in [self.id_col, self.time_col, *self.numeric, *self.static_covariates] if c is not None]
+
+    @property
     def is_fitted(self) -> bool:
         "Whether `fit` has learnt a state."
         return hasattr(self, "scale_")
@@ -159,9 +164,8 @@ class Preprocessor:
               ) -> dict[str, pd.DataFrame]:
         "Validated raw values per series, indexed by parsed timestamp, in original units; statics unparsed."
         if not isinstance(df, pd.DataFrame): raise InputError("input", f"expected a DataFrame of rows, got {type(df).__name__}")
-        needed = [c for c in [self.id_col, self.time_col, *self.numeric, *self.static_covariates] if c is not None]
-        missing = [c for c in needed if c not in df.columns]
-        if missing: raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing: raise InputError(missing[0], f"column is missing; the input needs columns {self.columns}")
         if len(df) == 0: raise InputError("input", "no rows")
         ids = df[self.id_col].astype(str).to_numpy() if self.id_col else None
         if ids is None or (ids == ids[0]).all(): groups: list[tuple[str, Any]] = [(SINGLE_SERIES if ids is None else str(ids[0]), slice(None))]

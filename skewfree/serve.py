@@ -245,10 +245,19 @@ def _read_column(name:str, values:tuple, kind:Any) -> np.ndarray|pd.Series|None:
         # what pandas writes, in years pandas holds in nanoseconds: numpy parses it to the same instants in a tenth of the time
         try: return np.array(values, dtype="datetime64[s]").astype("datetime64[ns]")
         except ValueError: pass  # no such day (30 February): pandas decides, below
+    if kind == DataType.string: return _texts(values, name)
     column = pd.Series(values, name=name)  # text, inferred as pandas infers a column of the row-built frame
-    if kind == DataType.string: return column
     try: return _as_ns(pd.to_datetime(column))  # MLflow's own conversion
     except (ValueError, TypeError, OverflowError): return None  # MLflow's parser says what is wrong
+
+_TEXT = pd.Series(["text"]).dtype  # the dtype pandas infers for a column of Python strings (pandas 3: pyarrow-backed `str`)
+
+def _texts(values:tuple[str, ...], name:str) -> pd.Series:
+    "A column of Python strings exactly as pandas infers it, built straight from pyarrow where that is its dtype (half the time)."
+    if not (isinstance(_TEXT, pd.StringDtype) and _TEXT.storage == "pyarrow"): return pd.Series(values, name=name)
+    import pyarrow as pa
+    arrow = pa.chunked_array([pa.array(values, type=pa.large_string())])
+    return pd.Series(pd.arrays.ArrowStringArray(arrow, dtype=_TEXT), name=name)  # type: ignore[call-arg]  # pandas-stubs predates `dtype`
 
 def _plain_times(texts:tuple[str, ...]) -> bool:
     "Whether every text is a time as pandas writes it, `YYYY-MM-DD hh:mm:ss` in years 1900–2099 (checked on all texts at once)."
