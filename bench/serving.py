@@ -104,15 +104,23 @@ def load(url: str, body: str, requests: int, concurrency: int) -> dict:
             "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def paired(url: str, body: str, model, horizon: int, loaded, *, rounds: int) -> dict:
+def paired(url: str, body: str, model, horizon: int, loaded, *, rounds: int, whole_rows: str) -> dict:
     "The c1 request and the in-process floors timed in turn, round after round, so a drift of the machine's speed moves all alike."
     from skewfree.serve import answer_invocation
     host, port = url.removeprefix("http://").split(":")
     payload, headers, raw, example = body.encode(), {"Content-Type": "application/json"}, body.encode(), model.input_example
     conn = http.client.HTTPConnection(host, int(port), timeout=300)
-    steps = {"http": lambda: (conn.request("POST", "/invocations", payload, headers), conn.getresponse().read()),
+
+    def post(content: bytes) -> bytes:
+        conn.request("POST", "/invocations", content, headers)
+        answer = conn.getresponse().read()
+        assert answer.startswith(b'{"predictions"'), answer[:200]
+        return answer
+    steps = {"http": lambda: post(payload),
              "in_process_predict": lambda: model.predict(example, params={"horizon": horizon}),
-             "in_process_answer": lambda: answer_invocation(loaded, raw)}
+             "in_process_answer": lambda: answer_invocation(loaded, raw),
+             # the same rows with every raw column, as clients built before the signature named only what the model reads
+             "http_whole_rows": lambda: post(whole_rows.encode())}
     for _ in range(20):
         for step in steps.values(): step()  # warm: connection, worker, caches
     times: dict[str, list[float]] = {name: [] for name in steps}
@@ -124,8 +132,18 @@ def paired(url: str, body: str, model, horizon: int, loaded, *, rounds: int) -> 
     return {"rounds": rounds, **{f"{name}_p50_ms": float(np.median(v)) for name, v in ms.items()},
             "http_overhead_p50_ms_vs_predict": float(np.median(ms["http"]) - np.median(ms["in_process_predict"])),
             "http_overhead_p50_ms_vs_answer": float(np.median(ms["http"]) - np.median(ms["in_process_answer"])),
+            "whole_rows_http_overhead_p50_ms_vs_predict": float(np.median(ms["http_whole_rows"]) - np.median(ms["in_process_predict"])),
+            "whole_rows_request_bytes": len(whole_rows.encode()),
             # the same difference, round by round: a second estimate, robust to a slow stretch that hits one side only
             "median_round_difference_ms_vs_predict": float(np.median(ms["http"] - ms["in_process_predict"]))}
+
+
+def whole_rows_body(example, horizon: int) -> str:
+    "The request's rows with every raw column of the embedded data (the extra ones are left out by MLflow's schema)."
+    from skewfree.data import load_ett
+    from skewfree.serve import request_body
+    raw = load_ett()
+    return request_body(example[["series_id", "date"]].merge(raw, on=["series_id", "date"], how="left")[list(raw.columns)], {"horizon": horizon})
 
 
 def p50_p95(fn) -> dict:
@@ -172,6 +190,7 @@ def main() -> None:
     model = mlflow.pyfunc.load_model(uri)
     example, horizon = model.input_example, result.forecaster.max_horizon
     body = request_body(example, {"horizon": horizon})
+    whole_rows = whole_rows_body(example, horizon)
     from skewfree.serve import Loaded, registry_version
     loaded = Loaded(uri, model, registry_version(uri), model.metadata.run_id)
     results: dict = {"model": args.model, "request_rows": len(example), "horizon": horizon, "request_bytes": len(body.encode()),
@@ -193,7 +212,7 @@ def main() -> None:
         proc = start([c.format(port=port) for c in cmd], url, env)
         try:
             results[name] = {f"c{c}": load(url, body, args.requests, int(c)) for c in args.concurrency.split(",")}
-            if name == "skewfree_fastapi": results[name]["paired_c1"] = paired(url, body, model, horizon, loaded, rounds=args.requests)
+            if name == "skewfree_fastapi": results[name]["paired_c1"] = paired(url, body, model, horizon, loaded, rounds=args.requests, whole_rows=whole_rows)
         finally:
             stop(proc)
         print(name, results[name], flush=True)
