@@ -132,6 +132,7 @@ def best_per_cell(cells: list[dict]) -> list[str]:
                      num(best["mse"]), num(best["paper_mse"], ".3f"), "beats" if won else "does not beat", num(refit),
                      "-" if refit is None else "beats" if refit_won else "does not beat"])
     fixed = [c for c in cells if c["model"] == "nlinear" and c.get("refit_mse") is not None and c.get("paper_mse") is not None]
+    solved = [c for c in cells if c["model"] == "nlinear_ls" and c.get("mse") is not None and c.get("paper_mse") is not None]
     return [f"Best skewfree model per cell, chosen on **validation** MSE only (never the test rows), against the paper's NLinear: "
             f"**beats it in {beats} of {len(groups)} cells** ({measured} measured; target: 12 of 16). "
             f"The same choice, then refitted on training + validation rows (the final model): **beats it in {refit_beats} of "
@@ -140,6 +141,9 @@ def best_per_cell(cells: list[dict]) -> list[str]:
             f"{sum(c['refit_mse'] < c['paper_mse'] for c in fixed)} of the {len(fixed)} cells where it was measured. This row does not "
             "count toward the target. It is not chosen on validation rows, and refitting was adopted after a scratch experiment "
             "had shown its test MSE in the S cells.", "",
+            f"Also for reference only: nlinear_ls at the paper's look-back (one fixed model, no choice) beats the paper in "
+            f"{sum(c['mse'] < c['paper_mse'] for c in solved)} of the {len(solved)} cells where it was measured. This does not count "
+            "either: picking it out of the candidates would be a choice made on test figures.", "",
             *table(["dataset", "setting", "H", "chosen (lowest val MSE)", "candidates", "val MSE", "test MSE", "paper MSE", "verdict",
                     "refitted: test MSE", "refitted: verdict"], rows)]
 
