@@ -226,15 +226,15 @@ _NUMBERS: dict[Any, type] = {DataType.double: np.float64, DataType.float: np.flo
 
 def split_by_columns(request:dict[str, Any], schema:Schema) -> pd.DataFrame|None:
     "A plain `dataframe_split` request read column by column, as MLflow's parser reads it; None when it is not plain."
-    # anything unusual (an index, nulls, mixed types, a missing or extra column, another schema type) is left to
-    # MLflow's parser, which names the error
+    # anything unusual (an index, nulls, mixed types, a missing column, another schema type) is left to MLflow's parser,
+    # which names the error. Columns beyond the schema's are not read: MLflow's schema enforcement leaves them out too
     split, types = request.get("dataframe_split"), dict(zip(schema.input_names(), schema.input_types()))
     if len(request) != 1 or not isinstance(split, dict) or split.keys() != {"columns", "data"}: return None
     columns, rows = split["columns"], split["data"]
     if not (isinstance(columns, list) and isinstance(rows, list) and rows and all(type(c) is str for c in columns)
-            and len(set(columns)) == len(columns) == len(types) and set(columns) == types.keys()
+            and len(set(columns)) == len(columns) and set(columns) >= types.keys()
             and all(type(r) is list and len(r) == len(columns) for r in rows)): return None
-    out = {name: _read_column(name, values, types[name]) for name, values in zip(columns, zip(*rows))}
+    out = {name: _read_column(name, values, types[name]) for name, values in zip(columns, zip(*rows)) if name in types}
     return None if any(v is None for v in out.values()) else pd.DataFrame(out, copy=False)  # in `columns` order; the arrays are new
 
 def _read_column(name:str, values:tuple, kind:Any) -> np.ndarray|pd.Series|None:
