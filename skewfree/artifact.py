@@ -25,7 +25,7 @@ from mlflow.pyfunc import PythonModel
 from omegaconf import DictConfig
 
 import skewfree
-from .core import project_root, stop_if_interrupted
+from .core import InputError, project_root, stop_if_interrupted
 from .forecaster import Forecaster
 
 log = logging.getLogger(__name__)
@@ -194,12 +194,15 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("mlflow", "darts", "torch", "xgboost", "pandas", "numpy", "pyarrow", "omegaconf")]
 
 # %% ../nbs/08_artifact.ipynb #0013
-def register(model_uri:str, name:str, scores:dict[str, float]|None=None) -> tuple[str, list[str]]:
+def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
+             ranked_by:str|None=None, # the score `promote` compares by default (the config's `registry.metric`)
+            ) -> tuple[str, list[str]]:
     "Register `model_uri` as a new version of `name` tagged with its scores; alias it `challenger`, and `champion` if there is none."
     stop_if_interrupted()  # registering is the step a stopped job must never reach
     client = mlflow.MlflowClient()
     version = mlflow.register_model(model_uri, name).version
     for key, value in (scores or {}).items(): client.set_model_version_tag(name, version, f"score.{key}", repr(float(value)))
+    if ranked_by: client.set_model_version_tag(name, version, "ranked_by", ranked_by)
     client.set_registered_model_alias(name, "challenger", version)
     aliases = ["challenger"]
     try: client.get_model_version_by_alias(name, "champion")
@@ -208,24 +211,31 @@ def register(model_uri:str, name:str, scores:dict[str, float]|None=None) -> tupl
         aliases.append("champion")
     return str(version), aliases
 
-def promote(name:str, # registered model name  # noqa: PLR0911  (one early return per reason, each with its message)
-            metric:str="test_mse_std", # the score compared (lower is better)
+def _scores(version) -> list[str]:
+    return sorted(k.removeprefix("score.") for k in version.tags if k.startswith("score."))
+
+def promote(name:str, # registered model name
+            metric:str|None=None, # the score compared (lower is better); None: the one the challenger was ranked by at training
             margin:float=0.0, # the challenger must beat the champion by this fraction, e.g. 0.01 = 1 %
            ) -> tuple[bool, str]:
     "Move `champion` to `challenger` only when its score beats the champion's by `margin`; say why or why not."
+    # what cannot be compared is refused (an `InputError`), never decided: a champion without the score is not a worse one
     client = mlflow.MlflowClient()
     try: challenger = client.get_model_version_by_alias(name, "challenger")
-    except MlflowException: return False, f"{name!r} has no challenger version: nothing to promote"
+    except MlflowException: raise InputError("name", f"{name!r} has no challenger version: nothing to promote") from None
     try: champion = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
         client.set_registered_model_alias(name, "champion", challenger.version)
         return True, f"{name!r} had no champion: version {challenger.version} is champion now"
     if champion.version == challenger.version: return False, f"version {challenger.version} is already champion"
+    metric = metric or challenger.tags.get("ranked_by")
+    if not metric: raise InputError("metric", f"challenger version {challenger.version} does not say which score ranks it: "
+                                              f"name one of its scores {_scores(challenger)}")
     key = f"score.{metric}"
-    if key not in challenger.tags: return False, f"challenger version {challenger.version} has no {metric!r} score"
-    if key not in champion.tags:
-        client.set_registered_model_alias(name, "champion", challenger.version)
-        return True, f"champion version {champion.version} has no {metric!r} score: challenger version {challenger.version} is champion now"
+    for role, version in (("challenger", challenger), ("champion", champion)):
+        if key not in version.tags:
+            raise InputError("metric", f"{role} version {version.version} has no {metric!r} score (it has {_scores(version)}), so the versions "
+                                       f"cannot be compared by it: name a score both have, or move the alias yourself")
     new, old = float(challenger.tags[key]), float(champion.tags[key])
     needed = old * (1 - margin)
     if new < needed:

@@ -15,19 +15,25 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from mlflow.exceptions import MlflowException
+from mlflow.types import DataType, Schema
+from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
+
 from .artifact import mlflow_reason, tracking_uri
 from .core import InputError
 
 # %% auto #0
-__all__ = ['parser', 'windows', 'verify', 'worker_count', 'serve', 'main']
+__all__ = ['parser', 'output_path', 'typed_rows', 'windows', 'ParityFailure', 'verify', 'column_difference', 'worker_count',
+           'serve', 'CommandFailed', 'predict', 'main']
 
 # %% ../nbs/12_cli.ipynb #0005
 def parser() -> argparse.ArgumentParser:
     "The `skewfree` command line."
     p = argparse.ArgumentParser(prog="skewfree", description="Forecasting without training-serving skew.")
     sub = p.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve a model over HTTP (FastAPI under uvicorn)")
-    serve.add_argument("--backend", choices=["fastapi", "ray"], default="fastapi", help="one process, or a Ray Serve application")
+    serve = sub.add_parser("serve", help="serve a model over HTTP: FastAPI under uvicorn, or a Ray Serve application")
+    serve.add_argument("--backend", choices=["fastapi", "ray"], default="fastapi",
+                       help="fastapi: one server process, the model in worker processes; ray: a Ray Serve application")
     serve.add_argument("--model-uri", help="MLflow model URI (default: serve.model_uri, the champion)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000)")
@@ -39,41 +45,80 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("overrides", nargs="*", help="Hydra overrides of the serve config, e.g. serve.model_inference.num_replicas=2")
     predict = sub.add_parser("predict", help="batch inference: history file in, forecast file out")
     predict.add_argument("--model-uri", required=True)
-    predict.add_argument("--input", required=True, type=Path, help="raw history rows (.csv or .parquet)")
+    predict.add_argument("--input", required=True, type=Path, help="raw history rows (.csv, .csv.gz or .parquet)")
     predict.add_argument("--horizon", required=True, type=int)
-    predict.add_argument("--output", required=True, type=Path, help="forecast rows (.csv or .parquet)")
+    predict.add_argument("--output", required=True, type=Path, help="forecast rows (.csv or .parquet); its folder must exist")
     verify = sub.add_parser("verify", help="parity of batch predict and an HTTP server on the same raw windows")
     verify.add_argument("--model-uri", required=True)
     verify.add_argument("--url", required=True, help="base URL of a running server, e.g. http://127.0.0.1:8000")
-    verify.add_argument("--data", type=Path, help="raw rows to cut windows from (.csv or .parquet); default: the model's input example")
-    verify.add_argument("--windows", type=int, default=3, help="windows per series taken from --data")
-    promote = sub.add_parser("promote", help="move champion to challenger if its score is better by the margin")
-    promote.add_argument("--name", default="skewfree-ett", help="registered model name")
-    promote.add_argument("--metric", default="test_mse_std")
-    promote.add_argument("--margin", type=float, default=0.01)
+    verify.add_argument("--data", type=Path, help="raw rows to cut windows from (.csv, .csv.gz or .parquet); default: the model's input example")
+    verify.add_argument("--windows", type=int, default=3, help="windows per series taken from --data (at least 1)")
+    promote = sub.add_parser("promote", help="move champion to challenger if its score is better by the margin",
+                             description="Exit status: 0 when it decided (promoted, or kept the champion: it says which and why); "
+                                         "2 when it cannot compare (no challenger, or a version without the score).")
+    promote.add_argument("--name", help="registered model name (default: mlflow.registered_model of the config)")
+    promote.add_argument("--metric", help="score compared, lower is better (default: the one the challenger's training ranked by)")
+    promote.add_argument("--margin", type=float, help="fraction the challenger must beat the champion by (default: registry.margin)")
     return p
 
 # %% ../nbs/12_cli.ipynb #0006
+_OUTPUT_TYPES = (".csv", ".parquet", ".pq")
+
+def output_path(path:Path) -> Path:
+    "`--output` checked before any work: a file type we write, in a folder that exists."
+    if path.suffix not in _OUTPUT_TYPES: raise InputError("--output", f"unsupported file type {path.suffix!r}: use .csv or .parquet")
+    if not path.parent.is_dir(): raise InputError("--output", f"folder not found: {path.parent}")
+    return path
+
 def _write(frame:pd.DataFrame, path:Path) -> None:
-    if path.suffix in (".parquet", ".pq"): frame.to_parquet(path, index=False)
-    elif path.suffix == ".csv": frame.to_csv(path, index=False)
-    else: raise InputError("output", f"unsupported file type {path.suffix!r}: use .csv or .parquet")
+    try:
+        if path.suffix == ".csv": frame.to_csv(path, index=False)
+        else: frame.to_parquet(path, index=False)
+    except OSError as e: raise InputError("--output", f"cannot write {path}: {e.strerror or e}") from None
+
+def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str) -> pd.DataFrame:
+    "`raw` typed as MLflow's scoring server types a request; a value that does not convert is an `InputError` naming its column, series and row."
+    try: return cast_df_types_according_to_schema(raw, schema)
+    except MlflowException:
+        for spec in schema.inputs:  # the cast's message names the column only in prose: find it, and its first bad row
+            if spec.name not in raw.columns: continue
+            try: cast_df_types_according_to_schema(raw[[spec.name]], Schema([spec]))
+            except MlflowException:
+                values = raw[spec.name]
+                parsed = (pd.to_datetime(values, errors="coerce", format="mixed") if spec.type == DataType.datetime
+                          else pd.to_numeric(values, errors="coerce") if spec.type in (DataType.double, DataType.float, DataType.long, DataType.integer)
+                          else values)
+                bad = values.index[parsed.isna() & values.notna()]
+                row = bad[0] if len(bad) else None
+                series = None if row is None or id_col not in raw.columns else str(raw.at[row, id_col])
+                kind = getattr(spec.type, "name", str(spec.type))  # a DataType's name: double, datetime, ...
+                what = f"{values[row]!r} is not a {kind}" if row is not None else f"does not convert to {kind}"
+                raise InputError(f"{field}: column {spec.name}", what, series, row) from None
+        raise
 
 def windows(model, data:Path|None, per_series:int) -> list[pd.DataFrame]:
-    "Raw request windows: the model's input example, or `per_series` windows per series cut from a file."
+    "Raw request windows: the model's input example, or `per_series` windows per series cut from a file (at least one in all)."
     if data is None: return [model.input_example]
+    if per_series < 1: raise InputError("--windows", f"must be at least 1, got {per_series}")
     from skewfree.data import read_table
-    raw, forecaster = read_table(data), model.unwrap_python_model().forecaster
+    raw, forecaster = read_table(data, "--data"), model.unwrap_python_model().forecaster
     pre, n = forecaster.preprocessor, forecaster.history_length
-    groups = raw.groupby(pre.id_col, sort=True) if pre.id_col else [("series", raw)]
+    if missing := [c for c in pre.columns if c not in raw.columns]: raise InputError("--data", f"missing columns {missing}: the model reads {pre.columns}")
+    groups = list(raw.groupby(pre.id_col, sort=True)) if pre.id_col else [("series", raw)]
     out = []
     for k in range(per_series):
         parts = [rows.iloc[len(rows) - n - k * n: len(rows) - k * n] for _, rows in groups if len(rows) >= n * (k + 1)]
         if parts: out.append(pd.concat(parts, ignore_index=True))
+    if not out:  # comparing nothing must not pass
+        longest = max(len(rows) for _, rows in groups) if groups else 0
+        raise InputError("--data", f"no series has the {n} rows one window needs (the longest has {longest})")
     return out
 
+class ParityFailure(Exception):
+    "The server's answer differs from batch predict: another status, other columns or rows, or other values."
+
 def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> float:
-    "Largest absolute difference between batch predict and the server at `url` over raw windows; raises if a call fails."
+    "Largest absolute difference between batch predict and the server at `url` over raw windows (inf: not the same answer)."
     import httpx
 
     from skewfree.serve import request_body
@@ -82,19 +127,28 @@ def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> flo
     worst = 0.0
     for window in windows(model, data, per_series):
         batch = model.predict(window, params={"horizon": horizon})
-        answer = httpx.post(f"{url.rstrip('/')}/invocations", content=request_body(window, {"horizon": horizon}),
-                            headers={"Content-Type": "application/json"}, timeout=120)
-        if answer.status_code != 200: raise RuntimeError(f"server answered {answer.status_code}: {answer.text[:500]}")
-        served = pd.DataFrame(answer.json()["predictions"])
+        try: answer = httpx.post(f"{url.rstrip('/')}/invocations", content=request_body(window, {"horizon": horizon}),
+                                 headers={"Content-Type": "application/json"}, timeout=120)
+        except (httpx.HTTPError, httpx.InvalidURL) as e: raise InputError("--url", f"cannot reach {url}: {type(e).__name__}: {e}") from None
+        if answer.status_code != 200: raise ParityFailure(f"the server answered {answer.status_code} where batch predict answered: {answer.text[:500]}")
+        try: served = pd.DataFrame(answer.json()["predictions"])
+        except (ValueError, KeyError, TypeError): raise ParityFailure(f"the server's answer is not MLflow's scoring protocol: {answer.text[:500]}") from None
         if list(served.columns) != list(batch.columns) or len(served) != len(batch):
-            raise RuntimeError(f"server answered columns {list(served.columns)} x {len(served)} rows, batch predict {list(batch.columns)} x {len(batch)}")
-        for col in batch.columns:
-            if pd.api.types.is_float_dtype(batch[col]):
-                worst = max(worst, float(np.max(np.abs(served[col].to_numpy(dtype=float) - batch[col].to_numpy()))))
-            elif pd.api.types.is_datetime64_any_dtype(batch[col]):
-                worst = worst if (pd.to_datetime(served[col]).to_numpy() == batch[col].to_numpy()).all() else float("inf")
-            elif not (served[col].astype(str).to_numpy() == batch[col].astype(str).to_numpy()).all(): worst = float("inf")
+            raise ParityFailure(f"the server answered columns {list(served.columns)} x {len(served)} rows, batch predict {list(batch.columns)} x {len(batch)}")
+        for col in batch.columns: worst = max(worst, column_difference(served[col], batch[col]))
     return worst
+
+def column_difference(served:pd.Series, batch:pd.Series) -> float:
+    "Largest absolute difference of a float column; for any other column 0 when equal, else inf (so is a value that does not parse)."
+    if pd.api.types.is_float_dtype(batch):
+        theirs, ours = pd.to_numeric(served, errors="coerce").to_numpy(dtype=float), batch.to_numpy(dtype=float)
+        # a NaN on one side only is no match (max() would pass it over); NaN on both sides is the same answer
+        if (np.isnan(theirs) != np.isnan(ours)).any(): return float("inf")
+        return float(np.nanmax(np.abs(theirs - ours), initial=0.0))
+    if pd.api.types.is_datetime64_any_dtype(batch):
+        same = pd.to_datetime(served, errors="coerce").to_numpy() == batch.to_numpy()
+    else: same = served.astype(str).to_numpy() == batch.astype(str).to_numpy()
+    return 0.0 if same.all() else float("inf")
 
 # %% ../nbs/12_cli.ipynb #0007
 def worker_count(value:Any) -> int:
@@ -112,10 +166,13 @@ def serve(args:argparse.Namespace) -> None:
     cfg: dict[str, Any] = OmegaConf.to_container(compose_config([f"serve={args.backend}", *args.overrides]).serve, resolve=True)  # type: ignore[assignment]
     for key in ("model_uri", "host", "port", "workers", "threads", "admin_token", "reload_interval"):
         if getattr(args, key, None) is not None: cfg[key] = getattr(args, key)
+    mlflow.models.get_model_info(cfg["model_uri"])  # an unknown model is named now, before a server or a Ray cluster starts
     if args.backend == "ray":
         from skewfree.ray_serve import run
         if args.ray_address: cfg["address"] = args.ray_address
-        run(cfg["model_uri"], tracking_uri(), cfg, host=cfg["host"], port=int(cfg["port"]))
+        try: run(cfg["model_uri"], tracking_uri(), cfg, host=cfg["host"], port=int(cfg["port"]))
+        except RuntimeError as e:  # Ray Serve reports a failed deployment so; the replicas' own errors are in Ray's logs
+            raise CommandFailed(f"Ray Serve did not start the application: {e} (the replicas' logs: /tmp/ray/session_latest/logs/serve)") from None
         return
     import uvicorn
 
@@ -125,30 +182,40 @@ def serve(args:argparse.Namespace) -> None:
                      worker_wait=float(cfg["worker_wait_s"]))
     uvicorn.run(app, host=cfg["host"], port=int(cfg["port"]), log_level="warning", access_log=False)  # metrics count requests
 
+class CommandFailed(Exception):
+    "A command that could not do its job for a reason other than its input (a deployment that did not start)."
+
+def predict(args:argparse.Namespace) -> None:
+    "Batch inference: raw history rows from a file, through the artifact's pyfunc, forecasts to a file."
+    from skewfree.data import read_table
+    output = output_path(args.output)  # before the model loads: a typo in a path should not cost a forecast
+    model = mlflow.pyfunc.load_model(args.model_uri)
+    pre = model.unwrap_python_model().forecaster.preprocessor
+    # the column typing MLflow's scoring server applies to a request, so a file and an HTTP body parse alike
+    rows = typed_rows(read_table(args.input, "--input"), model.metadata.get_input_schema(), pre.id_col, "--input")
+    forecast = model.predict(rows, params={"horizon": args.horizon})
+    _write(forecast, output)
+    print(f"wrote {len(forecast)} forecast rows to {output}")
+
 def main(argv:list[str]|None=None) -> int:
-    "Entry point of the `skewfree` command."
+    "Entry point of the `skewfree` command: 0 done, 1 a difference found or a failure, 2 bad input (one line naming the field)."
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
     args = parser().parse_args(argv)
     mlflow.set_tracking_uri(tracking_uri())
     try:
-        if args.command == "serve":
-            serve(args)
-        elif args.command == "predict":
-            from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
-
-            from skewfree.data import read_table
-            model = mlflow.pyfunc.load_model(args.model_uri)
-            # the column typing MLflow's scoring server applies to a request, so a file and an HTTP body parse alike
-            rows = cast_df_types_according_to_schema(read_table(args.input), model.metadata.get_input_schema())
-            forecast = model.predict(rows, params={"horizon": args.horizon})
-            _write(forecast, args.output)
-            print(f"wrote {len(forecast)} forecast rows to {args.output}")
+        if args.command == "serve": serve(args)
+        elif args.command == "predict": predict(args)
         elif args.command == "verify":
             worst = verify(args.model_uri, args.url, args.data, args.windows)
             print(f"largest difference between batch predict and {args.url}: {worst!r}")
             return 0 if worst == 0.0 else 1
         elif args.command == "promote":
             from skewfree.artifact import promote
-            _, why = promote(args.name, args.metric, args.margin)
+            from skewfree.config import compose_config
+            cfg = compose_config()
+            margin = float(cfg.registry.margin) if args.margin is None else args.margin
+            _, why = promote(args.name or cfg.mlflow.registered_model, args.metric, margin)
             print(why)
     except InputError as e:
         print(f"skewfree {args.command}: {e}", file=sys.stderr)
@@ -156,4 +223,10 @@ def main(argv:list[str]|None=None) -> int:
     except mlflow.exceptions.MlflowException as e:
         print(f"skewfree {args.command}: {mlflow_reason(e)}", file=sys.stderr)
         return 2
+    except (HydraException, OmegaConfBaseException) as e:  # a bad override on the command line
+        print(f"skewfree {args.command}: config: {e}".splitlines()[0], file=sys.stderr)
+        return 2
+    except (ParityFailure, CommandFailed) as e:
+        print(f"skewfree {args.command}: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -35,13 +35,16 @@ def load_ett(names:tuple[str, ...]|list[str]=ETT_NAMES, # which embedded series 
     return df[["series_id", "date", *ETT_COVARIATES, "OT"]]
 
 # %% ../nbs/01_data.ipynb #0010
-def read_table(path:str|Path) -> pd.DataFrame:
-    "Read a long-format CSV or Parquet file, unchanged."
+def read_table(path:str|Path, field:str="data.path") -> pd.DataFrame:
+    "Read a long-format CSV (or gzipped CSV) or Parquet file, unchanged; what cannot be read is an `InputError` naming `field`."
     path = Path(path)
-    if not path.exists(): raise InputError("data.path", f"file not found: {path}")
-    if path.suffix in (".parquet", ".pq"): return pd.read_parquet(path)
-    if path.suffix in (".csv", ".gz"): return pd.read_csv(path)
-    raise InputError("data.path", f"unsupported file type {path.suffix!r}: use .csv or .parquet")
+    if not path.is_file(): raise InputError(field, f"file not found: {path}")
+    name = path.name.lower()
+    if not name.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
+        raise InputError(field, f"unsupported file type {''.join(path.suffixes) or path.name!r}: use .csv, .csv.gz or .parquet")
+    # empty, truncated, not in that format, unreadable: all of them a ValueError (pandas, pyarrow) or an OSError
+    try: return pd.read_parquet(path) if name.endswith((".parquet", ".pq")) else pd.read_csv(path)
+    except (ValueError, OSError) as e: raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
 
 def load_data(data_cfg) -> pd.DataFrame:
     "The raw frame a data config points at: the embedded ETT panel or a user's file."

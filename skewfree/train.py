@@ -116,7 +116,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
         mlflow.log_metrics(scores)
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
-        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores)
+        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
 # %% ../nbs/09_train.ipynb #0007
@@ -211,5 +211,5 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
-        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary)
+        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)

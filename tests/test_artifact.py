@@ -137,12 +137,61 @@ def test_batch_predict_cli_matches_the_pyfunc_path(trained, store, tmp_path, suf
     assert (got.forecast.to_numpy() == expected.forecast.to_numpy()).all()
 
 
-def test_batch_predict_cli_bad_input_is_a_clear_message(trained, store, tmp_path):
+def _history(tmp_path: Path, rows: int = 5) -> Path:
     source = tmp_path / "history.csv"
-    load_ett(max_rows=900).groupby("series_id").tail(5).to_csv(source, index=False)
-    done = cli("predict", "--model-uri", trained.model_uri, "--input", str(source), "--horizon", "5", "--output", str(tmp_path / "f.csv"), store=store)
-    assert done.returncode == 2
-    assert "needs at least" in done.stderr and "Traceback" not in done.stderr
+    load_ett(max_rows=900).groupby("series_id").tail(rows).to_csv(source, index=False)
+    return source
+
+
+def _not_numeric(tmp_path: Path) -> Path:
+    source = tmp_path / "history.csv"
+    history = load_ett(max_rows=900).groupby("series_id").tail(400).reset_index(drop=True)
+    history["OT"] = history["OT"].astype(object)
+    history.loc[len(history) - 3, "OT"] = "abc"  # in the second series
+    history.to_csv(source, index=False)
+    return source
+
+
+# (what is wrong, the --input file, --output, --model-uri or None for the trained one, what the one line must say)
+BAD_PREDICTS = {
+    "history too short": (_history, "f.csv", None, "needs at least"),
+    "output folder missing": (_history, "no/such/folder/f.csv", None, "--output: folder not found"),
+    "output type unknown": (_history, "f.xlsx", None, "--output: unsupported file type '.xlsx'"),
+    "input empty": (lambda tmp: tmp / "empty.csv", "f.csv", None, "--input: cannot read"),
+    "input missing": (lambda tmp: tmp / "nope.parquet", "f.csv", None, "--input: file not found"),
+    "value not a number": (_not_numeric, "f.csv", None, "--input: column OT: 'abc' is not a double, series 'ETTh2', first bad row"),
+    "unknown model": (_history, "f.csv", "models:/no-such-model@champion", "no-such-model"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PREDICTS)
+def test_batch_predict_cli_bad_input_is_one_line_naming_the_field(trained, store, tmp_path, case):
+    make_input, output, uri, says = BAD_PREDICTS[case]
+    (tmp_path / "empty.csv").touch()
+    done = cli("predict", "--model-uri", uri or trained.model_uri, "--input", str(make_input(tmp_path)), "--horizon", "5",
+               "--output", str(tmp_path / output), store=store)
+    assert done.returncode == 2, done.stdout + done.stderr[-2000:]
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]  # libraries may warn above it; the answer is the last line, whole
+    assert last.startswith("skewfree predict: ") and says in last, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("backend", ["fastapi", "ray"])
+def test_serve_names_an_unknown_model_before_starting_anything(store, backend):
+    done = cli("serve", "--backend", backend, "--model-uri", "models:/no-such-model@champion", "--port", str(free_port()), store=store)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("skewfree serve: ") and "no-such-model" in done.stderr, done.stderr[-2000:]
+
+
+def test_verify_never_passes_on_nothing_and_names_an_unreachable_server(trained, store, tmp_path):
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    short = cli("verify", "--model-uri", trained.model_uri, "--url", nowhere, "--data", str(_history(tmp_path, rows=10)), store=store)
+    assert short.returncode == 2 and "--data: no series has the" in short.stderr, short.stdout + short.stderr[-2000:]
+    none = cli("verify", "--model-uri", trained.model_uri, "--url", nowhere, "--data", str(_history(tmp_path, rows=900)), "--windows", "0", store=store)
+    assert none.returncode == 2 and "--windows: must be at least 1" in none.stderr, none.stderr[-2000:]
+    unreachable = cli("verify", "--model-uri", trained.model_uri, "--url", nowhere, store=store)
+    assert unreachable.returncode == 2 and "--url: cannot reach" in unreachable.stderr, unreachable.stderr[-2000:]
+    assert not any("Traceback" in done.stderr for done in (short, none, unreachable))
 
 
 def test_verify_passes_against_our_server_and_fails_against_a_different_model(trained, server, store, tmp_path):
@@ -184,7 +233,28 @@ def test_mlflow_models_serve_answers_with_the_same_numbers(trained, server, stor
         proc.wait(timeout=30)
 
 
-def test_promote_cli_says_why(trained, store):
-    done = cli("promote", "--name", "skewfree-ett", store=store)
-    assert done.returncode == 0
-    assert any(word in done.stdout for word in ("already champion", "kept champion", "promoted"))
+def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and_refuses_what_it_cannot_compare(trained, store):
+    from skewfree.artifact import register
+    mlflow.set_tracking_uri(store)
+    client = mlflow.MlflowClient()
+    assert client.get_model_version("skewfree-ett", trained.version).tags["ranked_by"] == "test_mse_std"  # what training recorded
+
+    def version(scores: dict, ranked_by: str) -> str:  # the trained model once more, under other scores: only the decision is tested
+        return register(trained.model_uri, "promote-cli", scores, ranked_by=ranked_by)[0]
+
+    def promote() -> subprocess.CompletedProcess:
+        return cli("promote", "--name", "promote-cli", store=store)
+    first = version({"test_mse_std": 0.5}, "test_mse_std")
+    done = promote()
+    assert done.returncode == 0 and f"version {first} is already champion" in done.stdout, done.stdout + done.stderr
+    version({"test_mse_std": 0.499}, "test_mse_std")  # better, but by less than params/config.yaml's registry.margin (1 %)
+    kept = promote()
+    assert kept.returncode == 0 and f"kept champion version {first}" in kept.stdout, kept.stdout + kept.stderr
+    better = version({"test_mse_std": 0.4}, "test_mse_std")
+    moved = promote()
+    assert moved.returncode == 0 and f"promoted version {better}" in moved.stdout, moved.stdout + moved.stderr
+    version({"cv_mse_std": 0.1}, "cv_mse_std")  # trained with nested CV: a score the champion does not have
+    refused = promote()
+    assert refused.returncode == 2 and f"champion version {better} has no 'cv_mse_std' score" in refused.stderr, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert str(client.get_model_version_by_alias("promote-cli", "champion").version) == better

@@ -46,7 +46,7 @@ def test_row_order_does_not_matter(a, b, rnd):
     pre = Preprocessor(target="OT", past_covariates=["x"], history_length=3).fit(df)
     assert Preprocessor(target="OT", past_covariates=["x"], history_length=3).fit(shuffled).state_hash() == pre.state_hash()
     one, two = pre.transform(df), pre.transform(shuffled)
-    for s, t in zip(one.target + one.past_covariates, two.target + two.past_covariates):
+    for s, t in zip(one.target + one.past_covariates, two.target + two.past_covariates, strict=True):
         assert np.array_equal(s.values(), t.values()) and s.time_index.equals(t.time_index)
 
 
@@ -86,5 +86,5 @@ def test_transform_is_deterministic_and_leaves_input_untouched():
     before = df.copy()
     pre = Preprocessor(target="OT", past_covariates=["x"], calendar=["hour"], history_length=3).fit(df)
     one, two = pre.transform(df), pre.transform(df)
-    assert all(np.array_equal(s.values(), t.values()) for s, t in zip(one.target, two.target))
+    assert all(np.array_equal(s.values(), t.values()) for s, t in zip(one.target, two.target, strict=True))
     pd.testing.assert_frame_equal(df, before)
