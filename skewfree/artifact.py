@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'tracking_uri', 'setup_tracking', 'ArtifactCheckError', 'golden_requests', 'request_window', 'write_artifact',
            'check_parts', 'replay_golden', 'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason',
-           'register', 'promote']
+           'mlflow_field', 'register', 'promote']
 
 # %% ../nbs/08_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -183,10 +184,23 @@ def log_forecaster(forecaster:Forecaster, # fitted
                                        metadata={"skewfree": {k: manifest[k] for k in ("skewfree_version", "model_name", "preprocessor_hash")}})
     return info
 
+_CONVERT = re.compile(r"Failed to convert column (.+?) to type '([^']+)'\. Error: (.*)", re.S)
+_MISSING = re.compile(r"Model is missing inputs \[(.*?)\]")
+_PARAM = re.compile(r"Failed to validate type and shape for '([^']+)'")
+
 def mlflow_reason(e:MlflowException) -> str:
-    "MLflow's schema-enforcement message without its echo of the whole input frame."
+    "MLflow's schema-enforcement message without its echo of the whole input frame, and with the column it names."
     message = e.message
+    if m := _CONVERT.search(message):  # a cast that failed: MLflow names the column before "Error:", so keep it
+        return f"column {m[1]} does not convert to {m[2]}: {m[3].strip().strip(chr(39))}"
     return message.split("Error: ", 1)[-1].strip() if "Error: " in message else message
+
+def mlflow_field(e:MlflowException) -> str|None:
+    "The column or parameter MLflow's message names (`OT`, `params.horizon`), as an error's field; None when it names none."
+    if m := _CONVERT.search(e.message): return m[1]
+    if m := _MISSING.search(e.message): return m[1].split(",")[0].strip().strip("'\"")
+    if m := _PARAM.search(e.message): return f"params.{m[1]}"
+    return None
 
 def _requirements() -> list[str]:
     "Pinned requirements of the serving environment (skewfree's own code travels inside the artifact)."

@@ -232,7 +232,9 @@ class Forecaster:
     def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
         "Model output → the answer in original units, with the requested quantile columns only."
         out = self.preprocessor.inverse_transform(scaled, batch, quantiles=levels)
-        return out.drop(columns=[c for c in out.columns if c.startswith("q") and float(c[1:]) not in levels]) if self.quantiles else out
+        # by the names the preprocessor gives the bands (q0.1, ...), so an id or time column named q-something is never mistaken for one
+        unasked = [name for q in self.quantiles if q not in levels and (name := f"q{q:g}") in out.columns]
+        return out.drop(columns=unasked)
 
     def save(self, folder:str|Path) -> Path:
         "Write the preprocessor state, the model files and the resolved config to `folder`."

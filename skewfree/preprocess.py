@@ -287,7 +287,9 @@ class Preprocessor:
                 row[c] = float(self.categories_[c].index(str(raw[c])))
             else:
                 center, scale = self.static_scale_[c]
-                row[c] = (float(raw[c]) - center) / scale
+                try: value = float(raw[c])
+                except (TypeError, ValueError): raise InputError(c, f"{raw[c]!r} is not a number", sid) from None
+                row[c] = (value - center) / scale
         return pd.DataFrame([row])
 
     def transform(self,
@@ -305,12 +307,17 @@ class Preprocessor:
             if len(observed) == 0: raise InputError(self.target, "every value is missing", sid)
             # when forecasting with planned covariates, rows after the last observed target carry the horizon's plan
             cut = observed[-1] + 1 if horizon and self.future_covariates else len(raw)
+            # counted on the rows given, not after repair: rows a gap policy inserts are made up, not history
+            if cut < self.history_length_:
+                raise InputError(self.time_col, f"needs at least {self.history_length_} rows of history, got {cut}", sid)
             repairs: dict[str, int] = {}
             hist = self._repaired(sid, raw.iloc[:cut], freq, fallback, repairs)
-            if len(hist) < self.history_length_:
-                raise InputError(self.time_col, f"needs at least {self.history_length_} rows of history, got {len(hist)}", sid)
             stats = np.array([scale[c] for c in self.numeric])
             values = ((hist[self.numeric].to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)
+            if not np.isfinite(values).all():  # finite as given, beyond float32 once scaled: the model would answer NaN
+                r, c = np.argwhere(~np.isfinite(values))[0]
+                raise InputError(self.numeric[c], f"value {float(hist[self.numeric[c]].iloc[r])!r} is beyond the range the model computes in "
+                                                  "(float32, after scaling)", sid, hist.index[r])
             n_past = 1 + len(self.past_covariates)
             ts = TimeSeries.from_times_and_values(hist.index, values[:, :1], columns=[self.target], freq=freq)
             statics = self._static_values(sid, raw)

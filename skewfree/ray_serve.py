@@ -14,7 +14,10 @@ from ray import serve
 
 from .core import InputError
 from .preprocess import SeriesBatch
-from .serve import PredictRequest, PredictResponse, create_app, from_frame, hydrate, parse_invocation, predictions_json, to_frame
+from mlflow.exceptions import MlflowException
+
+from .serve import (PredictRequest, PredictResponse, create_app, from_frame, hydrate, parse_invocation, portable_error,
+                            predictions_json, to_frame)
 
 # %% auto #0
 __all__ = ['ArtifactMismatch', 'FeatureEngineering', 'ModelInference', 'RayBackend', 'build_app', 'run']
@@ -36,8 +39,12 @@ class FeatureEngineering:
         "MLflow's parser, schema and params checks (what `mlflow models serve` applies), then the preprocessor."
         from mlflow.pyfunc import _validate_prediction_input
         meta = self.loaded.model.metadata
-        frame, params = parse_invocation(body, self.loaded.input_schema, by_columns=self.loaded.columns_parse_agrees)
-        frame, params = _validate_prediction_input(frame, params, self.loaded.input_schema, meta.get_params_schema())
+        try:
+            frame, params = parse_invocation(body, self.loaded.input_schema, by_columns=self.loaded.columns_parse_agrees,
+                                             param_names=self.loaded.param_names)
+            frame, params = _validate_prediction_input(frame, params, self.loaded.input_schema, meta.get_params_schema())
+        except MlflowException as e:  # some of MLflow's errors do not survive pickling to the ingress: it would answer a 500
+            raise portable_error(e) from None
         f = self.loaded.forecaster
         return (self.loaded.key, *f.prepare(frame, (params or {}).get("horizon", f.max_horizon), (params or {}).get("quantiles")))
 
@@ -118,7 +125,8 @@ class RayBackend:
         timings["postprocess"] = (time.perf_counter() - t) * 1000
         info = await self.info()
         return PredictResponse(model_name=info["model_name"], model_version=info["model_version"], run_id=info["run_id"],
-                               series=from_frame(out, info["id_col"], info["time_col"]), latency_ms=timings), timings
+                               series=from_frame(out, info["id_col"], info["time_col"], [s.id for s in request.series]),
+                               repairs=batch.report, latency_ms=timings), timings
 
     async def reload(self) -> tuple[bool, str]:
         return False, "the ray backend reloads by redeploying the application (serve.run with the new model URI)"

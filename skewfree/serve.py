@@ -28,14 +28,15 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import infer_and_parse_data
 from mlflow.types import DataType, Schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from .artifact import mlflow_reason
+from .artifact import mlflow_field, mlflow_reason
 from .core import InputError
 from .forecaster import Forecaster
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
            'to_frame', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe', 'predictions_json',
            'request_body', 'split_by_columns', 'parse_invocation', 'answer_invocation', 'answer_typed', 'LocalBackend',
-           'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
+           'portable_error', 'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -82,6 +83,12 @@ class Loaded:
         return self.model.metadata.get_input_schema()
 
     @cached_property
+    def param_names(self) -> list[str]:
+        "The params the signature declares (`horizon`, `quantiles`, ...)."
+        schema = self.model.metadata.get_params_schema()
+        return [p.name for p in schema.params] if schema else []
+
+    @cached_property
     def columns_parse_agrees(self) -> bool:
         "Whether `split_by_columns` reads this artifact's input example exactly as MLflow's parser does; if not, it is never used."
         if (example := self.model.input_example) is None: return False
@@ -116,18 +123,19 @@ class SeriesIn(BaseModel):
     "One series of a forecast request."
     model_config = ConfigDict(extra="forbid")
     id: str = Field(description="series id, as seen at training")
-    timestamps: list[str] = Field(description="ISO timestamps: the history, then any planned rows")
-    target: list[float|None] = Field(description="history of the target, one value per history timestamp (null: missing)")
-    past_covariates: dict[str, list[float|None]] = Field(default_factory=dict, description="column → values aligned with `target`")
-    future_covariates: dict[str, list[float|None]] = Field(default_factory=dict, description="column → values aligned with `timestamps`")
-    static_covariates: dict[str, str|float] = Field(default_factory=dict, description="column → the series' constant value")
+    # strict numbers: "1.5" or true is refused, not converted; an empty series is refused, not left out of the answer
+    timestamps: list[str] = Field(min_length=1, description="ISO timestamps: the history, then any planned rows")
+    target: list[StrictFloat|None] = Field(min_length=1, description="history of the target, one value per history timestamp (null: missing)")
+    past_covariates: dict[str, list[StrictFloat|None]] = Field(default_factory=dict, description="column → values aligned with `target`")
+    future_covariates: dict[str, list[StrictFloat|None]] = Field(default_factory=dict, description="column → values aligned with `timestamps`")
+    static_covariates: dict[str, StrictStr|StrictFloat] = Field(default_factory=dict, description="column → the series' constant value")
 
 class PredictRequest(BaseModel):
     "A forecast request: some series, a horizon, optional quantiles."
     model_config = ConfigDict(extra="forbid")
     series: list[SeriesIn] = Field(min_length=1)
     horizon: StrictInt = Field(description="steps to forecast, 1 … the model's longest horizon")
-    quantiles: list[float]|None = Field(default=None, description="quantiles to return (probabilistic models); default: all")
+    quantiles: list[StrictFloat]|None = Field(default=None, description="quantiles to return (probabilistic models); default: all")
 
 class SeriesOut(BaseModel):
     "The forecast of one series."
@@ -141,15 +149,24 @@ class PredictResponse(BaseModel):
     model_name: str
     model_version: str|None
     run_id: str|None
-    series: list[SeriesOut]
+    series: list[SeriesOut] = Field(description="in the request's order")
+    repairs: dict[str, dict[str, int]] = Field(default_factory=dict, description="per series id, what the preprocessor's policies repaired "
+                                               "in its history (filled_<column>: values filled, reindexed_rows: gap rows inserted); empty: nothing")
     latency_ms: dict[str, float]
 
 def to_frame(request:PredictRequest, forecaster:Forecaster) -> pd.DataFrame:
     "The typed request as the raw long rows the artifact takes (no value is changed)."
-    pre, frames = forecaster.preprocessor, []
+    pre, frames, seen = forecaster.preprocessor, [], set()
+    if not pre.id_col and len(request.series) > 1:  # it would read them as one series
+        raise InputError("series", f"this model forecasts one series (it was trained without series ids), got {len(request.series)}")
     for i, s in enumerate(request.series):
+        if s.id in seen: raise InputError(f"series.{i}.id", "sent twice in one request", s.id)  # it would merge the two
+        seen.add(s.id)
         n, m = len(s.target), len(s.timestamps)
         if n > m: raise InputError(f"series.{i}.target", f"has {n} values for {m} timestamps", s.id)
+        if n < m and not pre.future_covariates:  # nothing is planned for rows after the history: they would be filled in as history
+            raise InputError(f"series.{i}.timestamps", f"has {m} timestamps for {n} target values; timestamps beyond the history carry "
+                                                       "planned future covariates, and this model takes none", s.id)
         cols: dict[str, Any] = {pre.time_col: s.timestamps, pre.target: s.target + [None] * (m - n)}
         for role, given, length in (("past", s.past_covariates, n), ("future", s.future_covariates, m)):
             needed = getattr(pre, f"{role}_covariates")
@@ -167,11 +184,12 @@ def to_frame(request:PredictRequest, forecaster:Forecaster) -> pd.DataFrame:
         frames.append(frame.assign(**{pre.id_col: s.id}) if pre.id_col else frame)
     return pd.concat(frames, ignore_index=True).astype({pre.target: "float64"})
 
-def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str) -> list[SeriesOut]:
-    "The artifact's long answer as typed per-series forecasts."
-    groups = forecast.groupby(id_col, sort=False) if id_col else [("series", forecast)]
-    return [SeriesOut(id=str(sid), timestamps=[t.isoformat() for t in rows[time_col]], forecast=rows.forecast.tolist(),
-                      quantiles={c: rows[c].tolist() for c in rows.columns if c.startswith("q")}) for sid, rows in groups]
+def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str, ids:list[str]) -> list[SeriesOut]:
+    "The artifact's long answer as typed per-series forecasts, in the order of `ids` (the request's)."
+    groups = {str(k): rows for k, rows in forecast.groupby(id_col, sort=False)} if id_col else {ids[0]: forecast}
+    bands = [c for c in forecast.columns if c not in (id_col, time_col, "forecast")]  # the quantile columns
+    return [SeriesOut(id=sid, timestamps=[t.isoformat() for t in rows[time_col]], forecast=rows.forecast.tolist(),
+                      quantiles={c: rows[c].tolist() for c in bands}) for sid in ids for rows in [groups[sid]]]
 
 # %% ../nbs/10_serve.ipynb #0009
 class BadRequest(InputError):
@@ -283,7 +301,9 @@ def _numbers(values:tuple, dtype:type) -> np.ndarray|None:
 def _as_ns(parsed:pd.Series) -> pd.Series:
     return parsed.dt.as_unit("ns") if getattr(parsed.dt, "unit", "ns") != "ns" else parsed  # `DataType.datetime` is nanoseconds
 
-def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False) -> tuple[pd.DataFrame, dict[str, Any]]:
+def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
+                     param_names:list[str]|None=None, # the params the model takes: any other is refused (MLflow only warns)
+                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
     "An MLflow scoring request's rows, parsed against `schema` (by MLflow's own parser unless `by_columns` can), and its params."
     try: request = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -293,12 +313,15 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False) -> tuple[
     if not isinstance(request, dict): raise BadRequest("body", "expected a JSON object with 'dataframe_split' or 'dataframe_records'")
     params = request.pop("params", None) or {}
     if not isinstance(params, dict): raise BadRequest("params", "expected a JSON object")
+    # a misspelt `horizion` would otherwise be dropped, and the default horizon answered as if asked for
+    if param_names is not None and (unknown := sorted(set(params) - set(param_names))):
+        raise BadRequest(f"params.{unknown[0]}", f"unknown parameter; this model takes {param_names}")
     frame = split_by_columns(request, schema) if by_columns else None
     return (infer_and_parse_data(request, schema) if frame is None else frame), params
 
 def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
     "MLflow's scoring protocol: parse `body` against the input schema, predict through the pyfunc, answer in JSON."
-    frame, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees)
+    frame, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees, param_names=loaded.param_names)
     return predictions_json(cast(pd.DataFrame, loaded.model.predict(frame, params=params)))
 
 def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
@@ -309,7 +332,8 @@ def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     t = time.perf_counter(); scaled = f.predict_batch(batch, horizon); timings["model"] = _ms(t)
     t = time.perf_counter(); out = f.finish(scaled, batch, levels); timings["postprocess"] = _ms(t)
     return PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,
-                           series=from_frame(out, f.preprocessor.id_col, f.preprocessor.time_col), latency_ms=timings)
+                           series=from_frame(out, f.preprocessor.id_col, f.preprocessor.time_col, [s.id for s in request.series]),
+                           repairs=batch.report, latency_ms=timings)
 
 # %% ../nbs/10_serve.ipynb #0012
 class LocalBackend:
@@ -356,7 +380,7 @@ def _loaded() -> Loaded:
     if "loaded" not in _in_worker: raise _in_worker.get("error") or RuntimeError("this worker process hydrated no artifact")
     return _in_worker["loaded"]
 
-def _portable(e:Exception) -> Exception:
+def portable_error(e:Exception) -> Exception:
     "`e` as it can cross back to the server process: some MLflow errors need constructor arguments pickling does not keep."
     if isinstance(e, MlflowException) and type(e) is not MlflowException: e = MlflowException(e.message)
     try: pickle.loads(pickle.dumps(e))
@@ -378,7 +402,7 @@ def _worker_main(conn, uri:str, torch_threads:int, parent:int) -> None:
         try: kind, payload = conn.recv()
         except (EOFError, OSError): return
         try: reply = (True, _WORK[kind](_loaded(), payload))
-        except Exception as e: reply = (False, _portable(e))
+        except Exception as e: reply = (False, portable_error(e))
         conn.send(reply)
 
 class WorkerDied(RuntimeError):
@@ -679,7 +703,16 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         metrics.errors.labels("input").inc()
-        return _error(422, ".".join(str(p) for p in first["loc"][1:]) or "body", first["msg"])
+        where = "body" if first["type"] == "json_invalid" else ".".join(str(p) for p in first["loc"][1:]) or "body"  # not a character offset
+        return _error(422, where, first["msg"])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        "Unknown route, wrong method, a body that is not text: the same error body as every other refusal."
+        metrics.errors.labels("http").inc()
+        response = _error(exc.status_code, "body" if exc.status_code == 400 else None, str(exc.detail))
+        if exc.headers: response.headers.update(exc.headers)  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError) -> JSONResponse:
@@ -694,7 +727,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     @app.exception_handler(MlflowException)
     async def refused_by_schema(request: Request, exc: MlflowException) -> JSONResponse:
         metrics.errors.labels("schema").inc()
-        return _error(400, "input", mlflow_reason(exc))
+        return _error(400, mlflow_field(exc) or "input", mlflow_reason(exc))
 
     @app.get("/health")
     async def health() -> dict[str, str]:

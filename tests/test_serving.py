@@ -100,6 +100,12 @@ BAD_TYPED = {
     "unparsable timestamp": (lambda b: b["series"][0]["timestamps"].__setitem__(2, "tea time"), "'tea time' does not parse"),
     "covariate the model does not take": (lambda b: b["series"][0].update(past_covariates={"HUFL": b["series"][0]["target"]}),
                                           "takes no past covariate 'HUFL'"),
+    "number sent as text": (lambda b: b["series"][0]["target"].__setitem__(3, "1.5"), "series.0.target.3"),
+    "empty series": (lambda b: b["series"][1].update(timestamps=[], target=[]), "series.1.timestamps"),
+    "series sent twice": (lambda b: b["series"].append(json.loads(json.dumps(b["series"][0]))), "series.2.id sent twice"),
+    "timestamps beyond the history with nothing planned": (lambda b: b["series"][0]["timestamps"].append("2099-01-01 00:00:00"),
+                                                          "this model takes none"),
+    "value beyond the model's float32": (lambda b: b["series"][0]["target"].__setitem__(5, 1e300), "beyond the range the model computes in"),
 }
 
 
@@ -120,6 +126,32 @@ def test_bad_invocations_get_a_4xx(srv, history):
     assert post(exact_json_body(history.assign(extra=1.0), 3)).status_code == 200  # extra columns are ignored, as MLflow does
     assert post(exact_json_body(history, 3).replace('"horizon": 3', '"horizon": 2.5')).status_code == 400
     assert post("{broken").status_code == 400
+    # a value MLflow's cast refuses: its error must reach the client as a 4xx on every backend (Ray once answered 500)
+    warm = post(exact_json_body(history.astype({"OT": object}).assign(OT=lambda f: f.OT.where(f.index != 4, "warm")), 3))
+    assert 400 <= warm.status_code < 500 and warm.json()["error"]["field"] == "OT" and "'warm'" in warm.json()["error"]["reason"], warm.text
+    no_target = post(exact_json_body(history.drop(columns="OT"), 3)).json()["error"]
+    assert no_target["field"] == "OT" and "missing inputs" in no_target["reason"]
+    misspelt = post(exact_json_body(history, 3).replace('"horizon": 3', '"horizion": 3'))
+    assert misspelt.status_code == 400 and misspelt.json()["error"]["field"] == "params.horizion", misspelt.text
+
+
+def test_typed_answer_keeps_the_request_order_and_reports_repairs(srv, history):
+    body = typed(history)
+    body["series"].reverse()  # ETTh2 first
+    body["series"][0]["target"][7] = None  # one missing value, repaired by the model's missing-value policy
+    answer = httpx.post(f"{srv.url}/predict", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert [s["id"] for s in answer.json()["series"]] == ["ETTh2", "ETTh1"]
+    assert answer.json()["repairs"] == {"ETTh2": {"filled_OT": 1}}
+
+
+def test_unknown_route_and_method_answer_in_the_same_error_body(srv):
+    missing = httpx.get(f"{srv.url}/no-such-route", timeout=60)
+    assert missing.status_code == 404 and missing.json()["error"]["reason"] == "Not Found"
+    wrong = httpx.get(f"{srv.url}/predict", timeout=60)
+    assert wrong.status_code == 405 and "error" in wrong.json() and "POST" in wrong.headers["allow"]
+    not_text = httpx.post(f"{srv.url}/predict", content=b"\xff\xfe{", headers={"Content-Type": "application/json"}, timeout=60)
+    assert 400 <= not_text.status_code < 500 and not_text.json()["error"]["field"] == "body", not_text.text
 
 
 def test_oversized_body_is_a_413(srv):
