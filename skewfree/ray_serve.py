@@ -16,15 +16,15 @@ from .core import InputError
 from .preprocess import SeriesBatch
 from mlflow.exceptions import MlflowException
 
-from .serve import (PredictRequest, PredictResponse, create_app, from_frame, hydrate, parse_invocation, portable_error,
-                            predictions_json, to_frame)
+from .serve import (PredictRequest, PredictResponse, Unavailable, create_app, from_frame, hydrate, parse_invocation, portable_error,
+                            predictions_json, to_frame, typed_error)
 
 # %% auto #0
 __all__ = ['ArtifactMismatch', 'FeatureEngineering', 'ModelInference', 'RayBackend', 'build_app', 'run']
 
 # %% ../nbs/11_ray_serve.ipynb #0004
-class ArtifactMismatch(RuntimeError):
-    "Two deployments hold different artifacts: the request is refused rather than answered with skew."
+class ArtifactMismatch(Unavailable):
+    "Two deployments hold different artifacts (a redeploy under way): refused with a 503 rather than answered with skew."
 
 @serve.deployment
 class FeatureEngineering:
@@ -53,7 +53,8 @@ class FeatureEngineering:
         f, t0 = self.loaded.forecaster, time.perf_counter()
         frame = to_frame(request, f)
         t1 = time.perf_counter()
-        batch, horizon, levels = f.prepare(frame, request.horizon, request.quantiles, ordered=True)
+        try: batch, horizon, levels = f.prepare(frame, request.horizon, request.quantiles, ordered=True)
+        except InputError as e: raise typed_error(e, request, f) from None
         return self.loaded.key, batch, horizon, levels, {"validate": (t1 - t0) * 1000, "preprocess": (time.perf_counter() - t1) * 1000}
 
     def finish(self, key:str, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
@@ -85,7 +86,13 @@ class ModelInference:
                     out[i] = ArtifactMismatch(f"features from artifact {items[i][0]} reached a model holding {self.loaded.key}")
             ok = [i for i in picked if out[i] is None]
             if not ok: continue
-            for i, scaled in zip(ok, self.loaded.forecaster.predict_batches([items[i][1] for i in ok], horizon)): out[i] = scaled
+            try: results = self.loaded.forecaster.predict_batches([items[i][1] for i in ok], horizon)
+            except Exception:  # one request's batch must not fail the others merged with it: each alone, its own error
+                results = []
+                for i in ok:
+                    try: results.extend(self.loaded.forecaster.predict_batches([items[i][1]], horizon))
+                    except Exception as alone: results.append(alone)
+            for i, scaled in zip(ok, results): out[i] = scaled
         return out
 
 # %% ../nbs/11_ray_serve.ipynb #0006

@@ -44,9 +44,10 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
-           'to_frame', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe', 'predictions_json',
-           'request_body', 'split_by_columns', 'parse_invocation', 'answer_invocation', 'answer_typed', 'LocalBackend',
-           'portable_error', 'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
+           'to_frame', 'typed_error', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe',
+           'predictions_json', 'request_body', 'split_by_columns', 'parse_invocation', 'answer_invocation',
+           'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend',
+           'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -183,6 +184,17 @@ def to_frame(request:PredictRequest, forecaster:Forecaster) -> pd.DataFrame:
         frame = pd.DataFrame(cols)
         frames.append(frame.assign(**{pre.id_col: s.id}) if pre.id_col else frame)
     return pd.concat(frames, ignore_index=True).astype({pre.target: "float64"})
+
+def typed_error(e:InputError, request:PredictRequest, forecaster:Forecaster) -> InputError:
+    "A preprocessor's error in the typed request's own terms: the series' field path, the row counted within that series."
+    pre, ids = forecaster.preprocessor, [s.id for s in request.series]
+    i = ids.index(e.series) if pre.id_col and e.series in ids else 0 if not pre.id_col else None
+    if i is None: return e
+    roles = {pre.time_col: "timestamps", pre.target: "target", **{c: f"past_covariates.{c}" for c in pre.past_covariates},
+             **{c: f"future_covariates.{c}" for c in pre.future_covariates}, **{c: f"static_covariates.{c}" for c in pre.static_covariates}}
+    start = sum(len(s.timestamps) for s in request.series[:i])  # to_frame stacks the series in the request's order
+    row = int(e.row) - start if isinstance(e.row, int | np.integer) and not isinstance(e.row, bool) else e.row
+    return InputError(f"series.{i}.{roles[e.field]}" if e.field in roles else e.field, e.reason, request.series[i].id, row)
 
 def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str, ids:list[str]) -> list[SeriesOut]:
     "The artifact's long answer as typed per-series forecasts, in the order of `ids` (the request's)."
@@ -328,7 +340,10 @@ def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     "The typed route: request → raw rows → the artifact's forecaster, timing each stage."
     f, timings = loaded.forecaster, {}
     t = time.perf_counter(); frame = to_frame(request, f); timings["validate"] = _ms(t)
-    t = time.perf_counter(); batch, horizon, levels = f.prepare(frame, request.horizon, request.quantiles, ordered=True); timings["preprocess"] = _ms(t)
+    t = time.perf_counter()
+    try: batch, horizon, levels = f.prepare(frame, request.horizon, request.quantiles, ordered=True)
+    except InputError as e: raise typed_error(e, request, f) from None
+    timings["preprocess"] = _ms(t)
     t = time.perf_counter(); scaled = f.predict_batch(batch, horizon); timings["model"] = _ms(t)
     t = time.perf_counter(); out = f.finish(scaled, batch, levels); timings["postprocess"] = _ms(t)
     return PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -143,6 +144,9 @@ def test_typed_answer_keeps_the_request_order_and_reports_repairs(srv, history):
     assert answer.status_code == 200, answer.text
     assert [s["id"] for s in answer.json()["series"]] == ["ETTh2", "ETTh1"]
     assert answer.json()["repairs"] == {"ETTh2": {"filled_OT": 1}}
+    body["series"][1]["target"][5] = float("inf")  # the preprocessor's error, told in the typed request's own terms
+    error = httpx.post(f"{srv.url}/predict", content=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=60).json()["error"]
+    assert (error["field"], error["series"], error["row"], error["reason"]) == ("series.1.target", "ETTh1", "5", "infinite value"), error
 
 
 def test_unknown_route_and_method_answer_in_the_same_error_body(srv):
@@ -152,6 +156,23 @@ def test_unknown_route_and_method_answer_in_the_same_error_body(srv):
     assert wrong.status_code == 405 and "error" in wrong.json() and "POST" in wrong.headers["allow"]
     not_text = httpx.post(f"{srv.url}/predict", content=b"\xff\xfe{", headers={"Content-Type": "application/json"}, timeout=60)
     assert 400 <= not_text.status_code < 500 and not_text.json()["error"]["field"] == "body", not_text.text
+
+
+def test_model_inference_answers_each_request_alone_when_a_merged_batch_fails(trained, store):
+    "Ray's batching method, called as Serve calls it (one list of requests): a batch that fails fails only its own request."
+    from skewfree.ray_serve import ModelInference
+    from skewfree.serve import hydrate
+    mlflow.set_tracking_uri(store)
+    cls = ModelInference.func_or_class
+    mi = cls.__new__(cls)
+    mi.loaded = hydrate(trained.model_uri)
+    f = mi.loaded.forecaster
+    batch, horizon, _ = f.prepare(mi.loaded.model.input_example, 3)
+    broken = dataclasses.replace(batch, target=[ts[:10] for ts in batch.target])  # too short for the model: its call raises
+    good, bad = asyncio.run(cls.predict.__wrapped__(mi, [(mi.loaded.key, batch, horizon), (mi.loaded.key, broken, horizon)]))
+    assert isinstance(bad, ValueError) and "the model needs" in str(bad)
+    values = lambda x: x.values() if callable(getattr(x, "values", None)) else np.asarray(x)  # noqa: E731
+    assert all(np.array_equal(values(a), values(b)) for a, b in zip(good, f.predict_batch(batch, horizon), strict=True))
 
 
 def test_oversized_body_is_a_413(srv):
