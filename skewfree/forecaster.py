@@ -213,6 +213,7 @@ class Forecaster:
             raise InputError("quantiles", f"must be a list of numbers, got {quantiles!r}")
         unknown = [q for q in quantiles if float(q) not in self.quantiles]
         if unknown: raise InputError("quantiles", f"{unknown} not forecast by model {self.model_name!r}; available: {self.quantiles}")
+        if len(set(map(float, quantiles))) < len(quantiles): raise InputError("quantiles", f"asked more than once: {quantiles}")  # one column each
         return [float(q) for q in quantiles]
 
     def predict(self,
