@@ -103,7 +103,8 @@ def windows(model, data:Path|None, per_series:int) -> list[pd.DataFrame]:
     from skewfree.data import read_table
     raw, forecaster = read_table(data, "--data"), model.unwrap_python_model().forecaster
     pre, n = forecaster.preprocessor, forecaster.history_length
-    if missing := [c for c in pre.columns if c not in raw.columns]: raise InputError("--data", f"missing columns {missing}: the model reads {pre.columns}")
+    if pre.id_col and pre.id_col not in raw.columns:  # what cutting windows reads; other columns are checked as in any request
+        raise InputError("--data", f"no {pre.id_col!r} column: the model reads {pre.columns}")
     groups = list(raw.groupby(pre.id_col, sort=True)) if pre.id_col else [("series", raw)]
     out = []
     for k in range(per_series):
@@ -220,7 +221,7 @@ def main(argv:list[str]|None=None) -> int:
     except InputError as e:
         print(f"skewfree {args.command}: {e}", file=sys.stderr)
         return 2
-    except mlflow.exceptions.MlflowException as e:
+    except MlflowException as e:
         print(f"skewfree {args.command}: {mlflow_reason(e)}", file=sys.stderr)
         return 2
     except (HydraException, OmegaConfBaseException) as e:  # a bad override on the command line

@@ -21,7 +21,7 @@ from .config import resolved
 from .core import InputError
 from .models import (LinearKernel, ModelEntry, Training, build_model, checked_kernel, drop_training_callbacks, load_model, model_entry,
                              predict_options)
-from .preprocess import Preprocessor, SeriesBatch
+from .preprocess import Preprocessor, SeriesBatch, band_column
 
 # %% auto #0
 __all__ = ['Forecaster']
@@ -158,6 +158,21 @@ class Forecaster:
         "Model output in scaled units for several transformed batches, computed in one model call."
         with self._lock: return self._split_call(batches, horizon)
 
+    def predict_batches_apart(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
+        "As `predict_batches`, but a batch whose model call fails gets its exception in its place instead of failing the others."
+        with self._lock: return self._calls_apart(batches, horizon)
+
+    def _calls_apart(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
+        "One model call for all `batches`; if it fails, one call each, so one bad batch fails only itself (its exception, in its place)."
+        try: return self._split_call(batches, horizon)
+        except Exception as e:
+            if len(batches) == 1: return [e]
+        out: list[Any] = []
+        for b in batches:
+            try: out.append(self._split_call([b], horizon)[0])
+            except Exception as alone: out.append(alone)
+        return out
+
     def predict_batch(self, batch:SeriesBatch, horizon:int) -> Any:
         "Model output in scaled units for a transformed batch; callers from other threads waiting meanwhile share one model call."
         mine = _Waiting(batch, horizon)
@@ -173,15 +188,9 @@ class Forecaster:
         try:
             for horizon in sorted({w.horizon for w in taken}):
                 group = [w for w in taken if w.horizon == horizon]
-                try: results = self._split_call([w.batch for w in group], horizon)
-                except Exception as e:
-                    if len(group) == 1: group[0].error = e
-                    else:  # one caller's bad batch must not fail the others
-                        for w in group:
-                            try: w.result = self._split_call([w.batch], horizon)[0]
-                            except Exception as alone: w.error = alone
-                    continue
-                for w, result in zip(group, results): w.result = result
+                for w, result in zip(group, self._calls_apart([w.batch for w in group], horizon)):  # one caller's bad batch fails only it
+                    if isinstance(result, Exception): w.error = result
+                    else: w.result = result
         except BaseException as e:  # interrupted: nobody may wait for an answer that will not come
             for w in taken:
                 if w.result is None and w.error is None: w.error = e
@@ -233,8 +242,8 @@ class Forecaster:
     def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
         "Model output → the answer in original units, with the requested quantile columns only."
         out = self.preprocessor.inverse_transform(scaled, batch, quantiles=levels)
-        # by the names the preprocessor gives the bands (q0.1, ...), so an id or time column named q-something is never mistaken for one
-        unasked = [name for q in self.quantiles if q not in levels and (name := f"q{q:g}") in out.columns]
+        # by the names the preprocessor gives the bands, so an id or time column named q-something is never mistaken for one
+        unasked = [name for q in self.quantiles if q not in levels and (name := band_column(q)) in out.columns]
         return out.drop(columns=unasked)
 
     def save(self, folder:str|Path) -> Path:

@@ -19,7 +19,7 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['SCALERS', 'CALENDAR', 'SINGLE_SERIES', 'MISSING_POLICIES', 'GAP_POLICIES', 'UNKNOWN_POLICIES', 'SeriesBatch',
-           'Preprocessor']
+           'band_column', 'Preprocessor']
 
 # %% ../nbs/03_preprocess.ipynb #0005
 @dataclass
@@ -107,6 +107,10 @@ def _calendar(times:pd.DatetimeIndex, features:Sequence[str]) -> np.ndarray:
 
 # %% ../nbs/03_preprocess.ipynb #0013
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
+
+def band_column(q:float) -> str:
+    "The answer's column of quantile `q`: q0.1, q0.5, ..."
+    return f"q{q:g}"
 MISSING_POLICIES, GAP_POLICIES, UNKNOWN_POLICIES = ("error", "interpolate", "ffill", "fitted"), ("error", "reindex"), ("error", "own_history")
 
 def _choice(name:str, value:str, allowed:Sequence[str]) -> str:
@@ -361,13 +365,13 @@ class Preprocessor:
             if named:  # quantile components, e.g. OT_q0.10, from `predict_likelihood_parameters=True`
                 levels = {q: ts[named[q]].values(copy=False)[:, 0].astype(np.float64) * scale + center for q in sorted(named)}
                 part["forecast"] = levels[0.5] if 0.5 in levels else np.mean(list(levels.values()), axis=0)
-                part.update({f"q{q:g}": v for q, v in levels.items() if not quantiles or q in quantiles})
+                part.update({band_column(q): v for q, v in levels.items() if not quantiles or q in quantiles})
             else:
                 # a stochastic forecast is summarised by its median; quantiles come from the same samples
                 point = ts.quantile(0.5) if ts.is_stochastic else ts
                 part["forecast"] = point.values(copy=False)[:, 0].astype(np.float64) * scale + center
                 for q in quantiles if ts.is_stochastic else ():
-                    part[f"q{q:g}"] = ts.quantile(q).values(copy=False)[:, 0].astype(np.float64) * scale + center
+                    part[band_column(q)] = ts.quantile(q).values(copy=False)[:, 0].astype(np.float64) * scale + center
             parts.append(pd.DataFrame(part))
         return pd.concat(parts, ignore_index=True)
 

@@ -17,7 +17,7 @@ from .preprocess import SeriesBatch
 from mlflow.exceptions import MlflowException
 
 from .serve import (PredictRequest, PredictResponse, Unavailable, create_app, from_frame, hydrate, parse_invocation, portable_error,
-                            predictions_json, to_frame, typed_error)
+                            predictions_json, prepare_typed, to_frame)
 
 # %% auto #0
 __all__ = ['ArtifactMismatch', 'FeatureEngineering', 'ModelInference', 'RayBackend', 'build_app', 'run']
@@ -53,8 +53,7 @@ class FeatureEngineering:
         f, t0 = self.loaded.forecaster, time.perf_counter()
         frame = to_frame(request, f)
         t1 = time.perf_counter()
-        try: batch, horizon, levels = f.prepare(frame, request.horizon, request.quantiles, ordered=True)
-        except InputError as e: raise typed_error(e, request, f) from None
+        batch, horizon, levels = prepare_typed(frame, request, f)
         return self.loaded.key, batch, horizon, levels, {"validate": (t1 - t0) * 1000, "preprocess": (time.perf_counter() - t1) * 1000}
 
     def finish(self, key:str, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
@@ -86,13 +85,8 @@ class ModelInference:
                     out[i] = ArtifactMismatch(f"features from artifact {items[i][0]} reached a model holding {self.loaded.key}")
             ok = [i for i in picked if out[i] is None]
             if not ok: continue
-            try: results = self.loaded.forecaster.predict_batches([items[i][1] for i in ok], horizon)
-            except Exception:  # one request's batch must not fail the others merged with it: each alone, its own error
-                results = []
-                for i in ok:
-                    try: results.extend(self.loaded.forecaster.predict_batches([items[i][1]], horizon))
-                    except Exception as alone: results.append(alone)
-            for i, scaled in zip(ok, results): out[i] = scaled
+            # one request's bad batch fails only that request: the others merged with it are answered alone
+            for i, scaled in zip(ok, self.loaded.forecaster.predict_batches_apart([items[i][1] for i in ok], horizon)): out[i] = scaled
         return out
 
 # %% ../nbs/11_ray_serve.ipynb #0006

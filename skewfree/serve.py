@@ -39,12 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from .artifact import mlflow_field, mlflow_reason
 from .core import InputError
 from .forecaster import Forecaster
+from .preprocess import SeriesBatch
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
-           'to_frame', 'typed_error', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe',
+           'to_frame', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe',
            'predictions_json', 'request_body', 'split_by_columns', 'parse_invocation', 'answer_invocation',
            'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend',
            'Guard', 'Metrics', 'create_app']
@@ -196,6 +197,11 @@ def typed_error(e:InputError, request:PredictRequest, forecaster:Forecaster) -> 
     row = int(e.row) - start if isinstance(e.row, int | np.integer) and not isinstance(e.row, bool) else e.row
     return InputError(f"series.{i}.{roles[e.field]}" if e.field in roles else e.field, e.reason, request.series[i].id, row)
 
+def prepare_typed(frame:pd.DataFrame, request:PredictRequest, forecaster:Forecaster) -> tuple[SeriesBatch, int, list[float]]:
+    "`to_frame`'s rows through the forecaster's CPU half (both backends), its errors told in the typed request's own terms."
+    try: return forecaster.prepare(frame, request.horizon, request.quantiles, ordered=True)
+    except InputError as e: raise typed_error(e, request, forecaster) from None
+
 def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str, ids:list[str]) -> list[SeriesOut]:
     "The artifact's long answer as typed per-series forecasts, in the order of `ids` (the request's)."
     groups = {str(k): rows for k, rows in forecast.groupby(id_col, sort=False)} if id_col else {ids[0]: forecast}
@@ -340,10 +346,7 @@ def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     "The typed route: request → raw rows → the artifact's forecaster, timing each stage."
     f, timings = loaded.forecaster, {}
     t = time.perf_counter(); frame = to_frame(request, f); timings["validate"] = _ms(t)
-    t = time.perf_counter()
-    try: batch, horizon, levels = f.prepare(frame, request.horizon, request.quantiles, ordered=True)
-    except InputError as e: raise typed_error(e, request, f) from None
-    timings["preprocess"] = _ms(t)
+    t = time.perf_counter(); batch, horizon, levels = prepare_typed(frame, request, f); timings["preprocess"] = _ms(t)
     t = time.perf_counter(); scaled = f.predict_batch(batch, horizon); timings["model"] = _ms(t)
     t = time.perf_counter(); out = f.finish(scaled, batch, levels); timings["postprocess"] = _ms(t)
     return PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,
