@@ -152,7 +152,7 @@ def _not_numeric(tmp_path: Path) -> Path:
     return source
 
 
-# (what is wrong, the --input file, --output, --model-uri or None for the trained one, what the one line must say)
+# what is wrong: (the --input file, --output, --model-uri or None for the trained one, what the one line must say)
 BAD_PREDICTS = {
     "history too short": (_history, "f.csv", None, "needs at least"),
     "output folder missing": (_history, "no/such/folder/f.csv", None, "--output: folder not found"),
