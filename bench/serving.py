@@ -19,6 +19,13 @@ start, so a change in the machine's speed between the two phases (this shared 2-
 lands in the difference. `paired_c1` therefore times, in turn and round after round, one c1 request to our FastAPI
 server, `PyFuncModel.predict` and `answer_invocation`, and reports the same differences of p50s measured side by side
 (the targets' `paired_` figures), with the median of the per-round differences as a second estimate.
+Where the HTTP time beyond `in_process_answer` goes, in the same rounds: `http_raw_client` is the same request sent by a
+minimal client (prebuilt request bytes on a socket, the answer read by its Content-Length), so `http` minus it is
+what `http.client` itself costs; `transport_floor` is the same request and answer bytes through a bare ASGI app under
+uvicorn (`bench/_transport_floor.py`: no framework, no model), what any Python server on this machine pays;
+`transport_floor_with_work` is that app spinning the CPU in a thread, off its event loop, for as long as
+`in_process_predict` takes (`floor_work_ms`) before it answers, so its time minus that work is the HTTP floor of a
+server that never blocks its loop, here.
 Where the difference between the two floors goes: `parse_mlflow` (MLflow's parser, row by row), `parse_by_columns` (`split_by_columns`, what the
 servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast).
 """
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -47,15 +55,18 @@ warnings.filterwarnings("ignore")
 BIN = Path(sys.executable).parent
 
 
-def start(cmd: list[str], url: str, env: dict, timeout: float = 300) -> subprocess.Popen:
+def _answers_health(url: str) -> bool:
+    return any(httpx.get(url + path, timeout=2).status_code == 200 for path in ("/health", "/ping"))
+
+
+def start(cmd: list[str], url: str, env: dict, timeout: float = 300, probe=None) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for path in ("/health", "/ping"):
-            try:
-                if httpx.get(url + path, timeout=2).status_code == 200: return proc
-            except httpx.HTTPError:
-                pass
+        try:
+            if (probe or (lambda: _answers_health(url)))(): return proc
+        except httpx.HTTPError:
+            pass
         time.sleep(0.5)
     proc.kill()
     raise RuntimeError(f"{cmd[:3]} did not start")
@@ -104,32 +115,75 @@ def load(url: str, body: str, requests: int, concurrency: int) -> dict:
             "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def paired(url: str, body: str, model, horizon: int, loaded, *, rounds: int, whole_rows: str) -> dict:
+class RawClient:
+    "A minimal HTTP/1.1 client on one keep-alive socket: the request's bytes built once, the answer read by its Content-Length."
+    def __init__(self, url: str, body: bytes):
+        host, port = url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=300)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb")
+        self.request = (f"POST /invocations HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def post(self) -> bytes:
+        self.sock.sendall(self.request)
+        status, length = self.reader.readline(), 0
+        while (line := self.reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"): length = int(line.split(b":", 1)[1])
+        answer = self.reader.read(length)
+        assert b" 200 " in status and answer.startswith(b'{"predictions"'), (status, answer[:200])
+        return answer
+
+    def close(self) -> None:
+        self.reader.close(); self.sock.close()
+
+
+def paired(url: str, body: str, model, horizon: int, loaded, *, rounds: int, whole_rows: str, env: dict) -> dict:
     "The c1 request and the in-process floors timed in turn, round after round, so a drift of the machine's speed moves all alike."
+    from conftest import free_port
+
     from skewfree.serve import answer_invocation
     host, port = url.removeprefix("http://").split(":")
     payload, headers, raw, example = body.encode(), {"Content-Type": "application/json"}, body.encode(), model.input_example
     conn = http.client.HTTPConnection(host, int(port), timeout=300)
 
-    def post(content: bytes) -> bytes:
-        conn.request("POST", "/invocations", content, headers)
-        answer = conn.getresponse().read()
+    def post(connection: http.client.HTTPConnection, content: bytes, path: str = "/invocations") -> bytes:
+        connection.request("POST", path, content, headers)
+        answer = connection.getresponse().read()
         assert answer.startswith(b'{"predictions"'), answer[:200]
         return answer
-    steps = {"http": lambda: post(payload),
+    answer_file = Path(tempfile.mkdtemp()) / "answer.json"
+    answer_file.write_bytes(post(conn, payload))
+    floor_url = f"http://127.0.0.1:{free_port()}"
+    predict_ms = p50_p95(lambda: model.predict(example, params={"horizon": horizon}))["p50_ms"]  # the floor's work takes as long
+    floor = start([sys.executable, str(Path(__file__).resolve().parent / "_transport_floor.py"), floor_url.rsplit(":", 1)[1], str(answer_file),
+                   str(predict_ms)],
+                  floor_url, env, probe=lambda: httpx.post(floor_url + "/invocations", content=payload, timeout=2).status_code == 200)
+    floor_conn, raw_client = http.client.HTTPConnection("127.0.0.1", int(floor_url.rsplit(":", 1)[1]), timeout=300), RawClient(url, payload)
+    steps = {"http": lambda: post(conn, payload),
              "in_process_predict": lambda: model.predict(example, params={"horizon": horizon}),
              "in_process_answer": lambda: answer_invocation(loaded, raw),
              # the same rows with every raw column, as clients built before the signature named only what the model reads
-             "http_whole_rows": lambda: post(whole_rows.encode())}
-    for _ in range(20):
-        for step in steps.values(): step()  # warm: connection, worker, caches
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            t = time.perf_counter(); step(); times[name].append((time.perf_counter() - t) * 1000)
-    conn.close()
+             "http_whole_rows": lambda: post(conn, whole_rows.encode()),
+             "http_raw_client": raw_client.post,
+             "transport_floor": lambda: post(floor_conn, payload),
+             "transport_floor_with_work": lambda: post(floor_conn, payload, "/with_work")}
+    try:
+        for _ in range(20):
+            for step in steps.values(): step()  # warm: connection, worker, caches
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(rounds):
+            for name, step in steps.items():
+                t = time.perf_counter(); step(); times[name].append((time.perf_counter() - t) * 1000)
+    finally:
+        conn.close(); floor_conn.close(); raw_client.close(); stop(floor)
     ms = {name: np.array(v) for name, v in times.items()}
     return {"rounds": rounds, **{f"{name}_p50_ms": float(np.median(v)) for name, v in ms.items()},
+            "floor_work_ms": predict_ms,
+            # what a bare server that hands work as long as a predict to a thread pays beyond the work: HTTP's floor here
+            "transport_floor_with_work_overhead_p50_ms": float(np.median(ms["transport_floor_with_work"])) - predict_ms,
+            "http_client_share_p50_ms": float(np.median(ms["http"]) - np.median(ms["http_raw_client"])),
+            "raw_client_http_overhead_p50_ms_vs_predict": float(np.median(ms["http_raw_client"]) - np.median(ms["in_process_predict"])),
             "http_overhead_p50_ms_vs_predict": float(np.median(ms["http"]) - np.median(ms["in_process_predict"])),
             "http_overhead_p50_ms_vs_answer": float(np.median(ms["http"]) - np.median(ms["in_process_answer"])),
             "whole_rows_http_overhead_p50_ms_vs_predict": float(np.median(ms["http_whole_rows"]) - np.median(ms["in_process_predict"])),
@@ -212,7 +266,8 @@ def main() -> None:
         proc = start([c.format(port=port) for c in cmd], url, env)
         try:
             results[name] = {f"c{c}": load(url, body, args.requests, int(c)) for c in args.concurrency.split(",")}
-            if name == "skewfree_fastapi": results[name]["paired_c1"] = paired(url, body, model, horizon, loaded, rounds=args.requests, whole_rows=whole_rows)
+            if name == "skewfree_fastapi": results[name]["paired_c1"] = paired(url, body, model, horizon, loaded, rounds=args.requests,
+                                                                                whole_rows=whole_rows, env=env)
         finally:
             stop(proc)
         print(name, results[name], flush=True)
@@ -229,7 +284,10 @@ def main() -> None:
             "http_overhead_p50_ms_c1_vs_predict": ours["c1"]["p50_ms"] - results["in_process_predict"]["p50_ms"]})
     if "paired_c1" in ours:
         results["targets"].update({"paired_http_overhead_p50_ms_vs_predict": ours["paired_c1"]["http_overhead_p50_ms_vs_predict"],
-                                   "paired_http_overhead_p50_ms_vs_answer": ours["paired_c1"]["http_overhead_p50_ms_vs_answer"]})
+                                   "paired_http_overhead_p50_ms_vs_answer": ours["paired_c1"]["http_overhead_p50_ms_vs_answer"],
+                                   "paired_raw_client_http_overhead_p50_ms_vs_predict": ours["paired_c1"]["raw_client_http_overhead_p50_ms_vs_predict"],
+                                   "paired_transport_floor_p50_ms": ours["paired_c1"]["transport_floor_p50_ms"],
+                                   "paired_transport_floor_with_work_overhead_p50_ms": ours["paired_c1"]["transport_floor_with_work_overhead_p50_ms"]})
     print(results.get("targets"))
     command = f"python bench/serving.py --requests {args.requests} --concurrency {args.concurrency} --model {args.model} --servers {args.servers}"
     write("serving", command, results)

@@ -246,10 +246,11 @@ def predictions_json(forecast:pd.DataFrame) -> bytes:
     return orjson.dumps({"predictions": records}, default=_iso, option=orjson.OPT_SERIALIZE_NUMPY)
 
 def _json_values(column:pd.Series) -> list:
-    "A column's values for the answer: naive whole-second times as the text `Timestamp.isoformat` gives, without making Timestamps."
+    "A column's values for the answer: naive whole-second times as datetimes (orjson writes them as `Timestamp.isoformat` does)."
     if isinstance(column.dtype, np.dtype) and column.dtype.kind == "M":
         times = column.to_numpy()
-        if (times.astype("datetime64[s]") == times).all(): return np.datetime_as_string(times, unit="s").tolist()  # NaT fails the test
+        seconds = times.astype("datetime64[s]")
+        if (seconds == times).all(): return seconds.tolist()  # no Timestamps made; NaT fails the test
     return column.tolist()
 
 # %% ../nbs/10_serve.ipynb #0011
@@ -269,7 +270,7 @@ def split_by_columns(request:dict[str, Any], schema:Schema) -> pd.DataFrame|None
     columns, rows = split["columns"], split["data"]
     if not (isinstance(columns, list) and isinstance(rows, list) and rows and all(type(c) is str for c in columns)
             and len(set(columns)) == len(columns) and set(columns) >= types.keys()
-            and all(type(r) is list and len(r) == len(columns) for r in rows)): return None
+            and set(map(type, rows)) == {list} and set(map(len, rows)) == {len(columns)}): return None
     out = {name: _read_column(name, values, types[name]) for name, values in zip(columns, zip(*rows)) if name in types}
     return None if any(v is None for v in out.values()) else pd.DataFrame(out, copy=False)  # in `columns` order; the arrays are new
 
@@ -277,9 +278,9 @@ def _read_column(name:str, values:tuple, kind:Any) -> np.ndarray|pd.Series|None:
     "One column of a plain request as MLflow's cast would make it; None when that is not certain."
     if kind in _NUMBERS: return _numbers(values, _NUMBERS[kind])
     if kind not in (DataType.string, DataType.datetime) or not all(type(v) is str for v in values): return None
-    if kind == DataType.datetime and _plain_times(values):
+    if kind == DataType.datetime and (written := _written_times(values)) is not None:
         # what pandas writes, in years pandas holds in nanoseconds: numpy parses it to the same instants in a tenth of the time
-        try: return np.array(values, dtype="datetime64[s]").astype("datetime64[ns]")
+        try: return np.frombuffer(written, "S19").astype("datetime64[s]").astype("datetime64[ns]")
         except ValueError: pass  # no such day (30 February): pandas decides, below
     if kind == DataType.string: return _texts(values, name)
     column = pd.Series(values, name=name)  # text, inferred as pandas infers a column of the row-built frame
@@ -295,18 +296,19 @@ def _texts(values:tuple[str, ...], name:str) -> pd.Series:
     arrow = pa.chunked_array([pa.array(values, type=pa.large_string())])
     return pd.Series(pd.arrays.ArrowStringArray(arrow, dtype=_TEXT), name=name)  # type: ignore[call-arg]  # pandas-stubs predates `dtype`
 
-def _plain_times(texts:tuple[str, ...]) -> bool:
-    "Whether every text is a time as pandas writes it, `YYYY-MM-DD hh:mm:ss` in years 1900–2099 (checked on all texts at once)."
-    text = np.array(texts)
-    if text.dtype != np.dtype("<U19"): return False  # a longer text, or none this long
-    codes = text.view(np.uint32).reshape(-1, 19)
-    digits = codes - np.uint32(ord("0"))  # anything below '0' (a shorter text's padding) wraps round: not a digit either
-    if not ((digits[:, _DIGITS] <= 9).all() and (codes[:, _SEPARATORS] == _SEPARATOR_CODES).all()): return False
-    fields = digits[:, _FIELDS] * 10 + digits[:, _FIELDS + 1]  # century, month, day, hour, minute, second
-    return bool(((fields >= _FIELD_LOW) & (fields <= _FIELD_HIGH)).all())
+def _written_times(texts:tuple[str, ...]) -> bytes|None:
+    "The texts joined, in ASCII, if every one is a time as pandas writes it, `YYYY-MM-DD hh:mm:ss` in years 1900–2099; else None."
+    if set(map(len, texts)) != {19}: return None  # checked on all texts at once, as bytes: no per-text Python work beyond this
+    try: written = "".join(texts).encode("ascii")
+    except UnicodeEncodeError: return None
+    codes = np.frombuffer(written, np.uint8).reshape(-1, 19)
+    digits = codes - np.uint8(ord("0"))  # anything below '0' wraps round: not a digit either
+    if not ((digits[:, _DIGITS] <= 9).all() and (codes[:, _SEPARATORS] == _SEPARATOR_CODES).all()): return None
+    fields = digits[:, _FIELDS].astype(np.int64) * 10 + digits[:, _FIELDS + 1]  # century, month, day, hour, minute, second
+    return written if ((fields >= _FIELD_LOW) & (fields <= _FIELD_HIGH)).all() else None
 
 _DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
-_SEPARATORS, _SEPARATOR_CODES = [4, 7, 10, 13, 16], np.array([ord(c) for c in "-- ::"], dtype=np.uint32)
+_SEPARATORS, _SEPARATOR_CODES = [4, 7, 10, 13, 16], np.array([ord(c) for c in "-- ::"], dtype=np.uint8)
 _FIELDS = np.array([0, 5, 8, 11, 14, 17])
 _FIELD_LOW, _FIELD_HIGH = np.array([19, 1, 1, 0, 0, 0]), np.array([20, 12, 31, 23, 59, 59])
 

@@ -69,14 +69,18 @@ def test_column_reading_is_mlflows_reading_or_steps_aside(seed):
     assert plain > 50 and stepped_aside > 20  # both paths exercised
 
 
-def test_plain_times_is_the_written_form_exactly():
+def test_written_times_is_the_written_form_exactly():
     "The vectorised check accepts exactly the texts this pattern (pandas' written form, years 1900–2099) matches, alone or in a column."
     import re
 
-    from skewfree.serve import _plain_times
+    from skewfree.serve import _written_times
     pattern = re.compile(r"(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
     texts = [d for d in DATES if isinstance(d, str)] + [f"20{y:02d}-{m:02d}-{d:02d} {h:02d}:{mi:02d}:{s:02d}"
                                                          for y, m, d, h, mi, s in [(99, 12, 31, 23, 59, 59), (0, 1, 1, 0, 0, 0), (16, 2, 30, 12, 30, 30)]]
     for text in texts:
-        assert _plain_times((text,)) == bool(pattern.fullmatch(text)), text
-        assert _plain_times(("2016-07-01 00:00:00", text)) == bool(pattern.fullmatch(text)), text
+        plain = bool(pattern.fullmatch(text))
+        assert (_written_times((text,)) is not None) == plain, text
+        assert _written_times(("2016-07-01 00:00:00", text)) == (f"2016-07-01 00:00:00{text}".encode() if plain else None), text
+    # texts that join into whole 19-character times without each being one
+    assert _written_times(("2016-07-01 00:00:0", "02016-07-01 00:00:00")) is None
+    assert _written_times(("2016-07-01 00:00:é0",)) is None and _written_times(()) is None
