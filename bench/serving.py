@@ -1,13 +1,15 @@
 """Serving throughput and latency: our FastAPI server, our Ray Serve app and `mlflow models serve`, on the
 same artifact and machine, in one run; plus the in-process `predict` time as the floor.
 
-    python bench/serving.py [--requests 300] [--concurrency 1,8,32] [--model nlinear]
+    python bench/serving.py [--requests 200] [--trials 3] [--concurrency 1,8,32] [--model nlinear]
 
 All three servers answer the same `POST /invocations` body (the artifact's own input example: 2 series x
 history rows, horizon = the model's longest). Load: `concurrency` client threads, each with one keep-alive
-HTTP/1.1 connection (the standard library's `http.client`, the lightest client at hand), sending requests
-back to back. The client runs on the same 2 cores as the servers, so absolute numbers are lower than on a
-dedicated client; the comparison is like for like. `mlflow models serve` runs with its defaults (1 worker)
+HTTP/1.1 connection (the standard library's `http.client`), sending `requests` requests back to back. The client runs
+on the same 2 cores as the servers, so absolute numbers are lower than on a dedicated client; the comparison is like
+for like. This shared VM's speed drifts by tens of percent within minutes, so the servers compared are up together
+and loaded in turns: `trials` rounds, each server and concurrency once per round, each round in another order; every
+figure is the median over trials (each trial's throughput and p99 are kept beside it). `mlflow models serve` runs with its defaults (1 worker)
 and, for reference, with `--workers 2` (one per core, as ours).
 
 Two floors, measured in this process on the same loaded artifact: `in_process_predict` = `PyFuncModel.predict` on
@@ -138,8 +140,16 @@ class RawClient:
         self.reader.close(); self.sock.close()
 
 
-def paired(url: str, body: str, model, horizon: int, loaded, *, rounds: int, whole_rows: str, env: dict) -> dict:
+def summary(trials: list[dict]) -> dict:
+    "Trials of one server at one concurrency: each figure the median over trials, with every trial's throughput and p99 kept."
+    return {"trials": len(trials), "requests": sum(t["requests"] for t in trials), "errors": sum(t["errors"] for t in trials),
+            **{k: float(np.median([t[k] for t in trials])) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms")},
+            "trials_throughput_rps": [t["throughput_rps"] for t in trials], "trials_p99_ms": [t["p99_ms"] for t in trials]}
+
+
+def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dict:
     "The c1 request and the in-process floors timed in turn, round after round, so a drift of the machine's speed moves all alike."
+    model, horizon, loaded, whole_rows = floors  # the loaded artifact, its horizon, and the same rows with every raw column
     from conftest import free_port
 
     from skewfree.serve import answer_invocation
@@ -224,9 +234,52 @@ def floors(uri: str, model, body: str, horizon: int) -> dict:
                       "write_json": p50_p95(lambda: predictions_json(forecast))}}
 
 
+def measure(servers: dict[str, list[str]], env: dict, body: str, args, paired_args: tuple) -> dict:
+    "Start `servers` together, load each in turns for `args.trials` trials at each concurrency; our FastAPI server also paired."
+    from conftest import free_port
+    concurrencies, group, out = [int(c) for c in args.concurrency.split(",")], list(servers), {}
+    procs, urls = {}, {}
+    try:
+        for name, cmd in servers.items():
+            port = free_port()
+            urls[name] = f"http://127.0.0.1:{port}"
+            procs[name] = start([c.format(port=port) for c in cmd], urls[name], env)
+        trials: dict[str, dict[int, list[dict]]] = {name: {c: [] for c in concurrencies} for name in group}
+        for trial in range(args.trials):
+            for name in group[trial % len(group):] + group[:trial % len(group)]:
+                for c in concurrencies: trials[name][c].append(load(urls[name], body, args.requests, c))
+        for name in group:
+            out[name] = {f"c{c}": summary(trials[name][c]) for c in concurrencies}
+            if name == "skewfree_fastapi":
+                out[name]["paired_c1"] = paired(urls[name], body, paired_args, rounds=2 * args.requests, env=env)
+            print(name, out[name], flush=True)
+    finally:
+        for proc in procs.values(): stop(proc)
+    return out
+
+
+def targets(results: dict) -> dict:
+    "The issue's targets, from the measured figures."
+    ours, theirs, two = (results.get(n, {}) for n in ("skewfree_fastapi", "mlflow_models_serve", "mlflow_models_serve_2_workers"))
+    out: dict = {}
+    if "c8" in ours and "c8" in theirs:
+        out["fastapi_vs_mlflow_throughput_c8"] = ours["c8"]["throughput_rps"] / theirs["c8"]["throughput_rps"]
+        out["fastapi_vs_mlflow_p99_c8"] = ours["c8"]["p99_ms"] / theirs["c8"]["p99_ms"]
+    if "c8" in ours and "c8" in two: out["fastapi_vs_mlflow_2_workers_throughput_c8"] = ours["c8"]["throughput_rps"] / two["c8"]["throughput_rps"]
+    if "c1" in ours:
+        out["http_overhead_p50_ms_c1_vs_answer"] = ours["c1"]["p50_ms"] - results["in_process_answer"]["p50_ms"]
+        out["http_overhead_p50_ms_c1_vs_predict"] = ours["c1"]["p50_ms"] - results["in_process_predict"]["p50_ms"]
+    pair = ours.get("paired_c1", {})
+    for key in ("http_overhead_p50_ms_vs_predict", "http_overhead_p50_ms_vs_answer", "raw_client_http_overhead_p50_ms_vs_predict",
+                "transport_floor_p50_ms", "transport_floor_with_work_overhead_p50_ms"):
+        if key in pair: out[f"paired_{key}"] = pair[key]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--requests", type=int, default=200, help="requests per server, concurrency and trial")
+    ap.add_argument("--trials", type=int, default=3, help="load trials per server and concurrency, taken in turns across servers")
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--model", default="nlinear")
     ap.add_argument("--servers", default="skewfree_fastapi,skewfree_ray,mlflow_models_serve,mlflow_models_serve_2_workers",
@@ -258,38 +311,16 @@ def main() -> None:
         "mlflow_models_serve_2_workers": [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1",
                                           "-p", "{port}", "--workers", "2"],
     }
-    from conftest import free_port
-    for name, cmd in servers.items():
-        if name not in args.servers.split(","): continue
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = start([c.format(port=port) for c in cmd], url, env)
-        try:
-            results[name] = {f"c{c}": load(url, body, args.requests, int(c)) for c in args.concurrency.split(",")}
-            if name == "skewfree_fastapi": results[name]["paired_c1"] = paired(url, body, model, horizon, loaded, rounds=args.requests,
-                                                                                whole_rows=whole_rows, env=env)
-        finally:
-            stop(proc)
-        print(name, results[name], flush=True)
-    ours, theirs = results.get("skewfree_fastapi", {}), results.get("mlflow_models_serve", {})
-    if "c8" in ours and "c8" in theirs:
-        results["targets"] = {"fastapi_vs_mlflow_throughput_c8": ours["c8"]["throughput_rps"] / theirs["c8"]["throughput_rps"],
-                              "fastapi_vs_mlflow_p99_c8": ours["c8"]["p99_ms"] / theirs["c8"]["p99_ms"]}
-        if "c8" in results.get("mlflow_models_serve_2_workers", {}):
-            results["targets"]["fastapi_vs_mlflow_2_workers_throughput_c8"] = (ours["c8"]["throughput_rps"]
-                                                                              / results["mlflow_models_serve_2_workers"]["c8"]["throughput_rps"])
-    if "c1" in ours:
-        results.setdefault("targets", {}).update({
-            "http_overhead_p50_ms_c1_vs_answer": ours["c1"]["p50_ms"] - results["in_process_answer"]["p50_ms"],
-            "http_overhead_p50_ms_c1_vs_predict": ours["c1"]["p50_ms"] - results["in_process_predict"]["p50_ms"]})
-    if "paired_c1" in ours:
-        results["targets"].update({"paired_http_overhead_p50_ms_vs_predict": ours["paired_c1"]["http_overhead_p50_ms_vs_predict"],
-                                   "paired_http_overhead_p50_ms_vs_answer": ours["paired_c1"]["http_overhead_p50_ms_vs_answer"],
-                                   "paired_raw_client_http_overhead_p50_ms_vs_predict": ours["paired_c1"]["raw_client_http_overhead_p50_ms_vs_predict"],
-                                   "paired_transport_floor_p50_ms": ours["paired_c1"]["transport_floor_p50_ms"],
-                                   "paired_transport_floor_with_work_overhead_p50_ms": ours["paired_c1"]["transport_floor_with_work_overhead_p50_ms"]})
+    chosen = [name for name in servers if name in args.servers.split(",")]
+    # the servers a run compares head to head are up together and measured in turns, trial after trial (each trial in
+    # another order), so a stretch of this shared VM running slow falls on all of them alike; Ray's cluster, busy even
+    # when idle, runs alone afterwards
+    for group in ([n for n in chosen if n != "skewfree_ray"], [n for n in chosen if n == "skewfree_ray"]):
+        if group: results |= measure({n: servers[n] for n in group}, env, body, args, paired_args=(model, horizon, loaded, whole_rows))
+    results["targets"] = targets(results)
     print(results.get("targets"))
-    command = f"python bench/serving.py --requests {args.requests} --concurrency {args.concurrency} --model {args.model} --servers {args.servers}"
+    command = (f"python bench/serving.py --requests {args.requests} --trials {args.trials} --concurrency {args.concurrency} "
+               f"--model {args.model} --servers {args.servers}")
     write("serving", command, results)
 
 
