@@ -5,12 +5,13 @@ same artifact and machine, in one run; plus the in-process `predict` time as the
 
 All three servers answer the same `POST /invocations` body (the artifact's own input example: 2 series x
 history rows, horizon = the model's longest). Load: `concurrency` client threads, each with one keep-alive
-HTTP/1.1 connection (the standard library's `http.client`), sending `requests` requests back to back. The client runs
-on the same 2 cores as the servers, so absolute numbers are lower than on a dedicated client; the comparison is like
-for like. This shared VM's speed drifts by tens of percent within minutes, so the servers compared are up together
-and loaded in turns: `trials` rounds, each server and concurrency once per round, each round in another order; every
-figure is the median over trials (each trial's throughput and p99 are kept beside it). `mlflow models serve` runs with its defaults (1 worker)
-and, for reference, with `--workers 2` (one per core, as ours).
+HTTP/1.1 connection (the standard library's `http.client`, with Nagle's algorithm off as `requests` has it),
+sending `requests` requests back to back. The client runs on the same 2 cores as the servers, so absolute
+numbers are lower than on a dedicated client; the comparison is like for like. This shared VM's speed drifts
+by tens of percent within minutes, so the servers compared are up together and loaded in turns: `trials`
+rounds, each server and concurrency once per round, each round in another order; every figure is the median
+over trials (each trial's throughput and p99 are kept beside it). `mlflow models serve` runs with its defaults
+(1 worker) and, for reference, with `--workers 2` (one per core, as ours).
 
 Two floors, measured in this process on the same loaded artifact: `in_process_predict` = `PyFuncModel.predict` on
 the artifact's input example (the request's rows as a DataFrame, the same object every call), and
@@ -80,6 +81,16 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired: proc.kill()
 
 
+def connect(host: str, port: int) -> http.client.HTTPConnection:
+    "A keep-alive connection with Nagle's algorithm off, as `requests` (urllib3) and most HTTP clients open theirs."
+    # http.client sends a request's headers and body in two writes: with Nagle on, the body waits for the server to
+    # acknowledge the headers, an extra round trip per request that is the client's, not the server's
+    conn = http.client.HTTPConnection(host, port, timeout=300)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
 def load(url: str, body: str, requests: int, concurrency: int) -> dict:
     "`requests` POSTs of `body` from `concurrency` threads, each on its own keep-alive connection."
     host, port = url.removeprefix("http://").split(":")
@@ -91,7 +102,7 @@ def load(url: str, body: str, requests: int, concurrency: int) -> dict:
 
     def client() -> None:
         nonlocal errors
-        conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        conn = connect(host, int(port))
         conn.request("POST", "/invocations", payload, headers); conn.getresponse().read()  # warm the connection
         started.wait()
         while True:
@@ -155,7 +166,7 @@ def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dic
     from skewfree.serve import answer_invocation
     host, port = url.removeprefix("http://").split(":")
     payload, headers, raw, example = body.encode(), {"Content-Type": "application/json"}, body.encode(), model.input_example
-    conn = http.client.HTTPConnection(host, int(port), timeout=300)
+    conn = connect(host, int(port))
 
     def post(connection: http.client.HTTPConnection, content: bytes, path: str = "/invocations") -> bytes:
         connection.request("POST", path, content, headers)
@@ -169,7 +180,7 @@ def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dic
     floor = start([sys.executable, str(Path(__file__).resolve().parent / "_transport_floor.py"), floor_url.rsplit(":", 1)[1], str(answer_file),
                    str(predict_ms)],
                   floor_url, env, probe=lambda: httpx.post(floor_url + "/invocations", content=payload, timeout=2).status_code == 200)
-    floor_conn, raw_client = http.client.HTTPConnection("127.0.0.1", int(floor_url.rsplit(":", 1)[1]), timeout=300), RawClient(url, payload)
+    floor_conn, raw_client = connect("127.0.0.1", int(floor_url.rsplit(":", 1)[1])), RawClient(url, payload)
     steps = {"http": lambda: post(conn, payload),
              "in_process_predict": lambda: model.predict(example, params={"horizon": horizon}),
              "in_process_answer": lambda: answer_invocation(loaded, raw),
