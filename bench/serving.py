@@ -16,15 +16,15 @@ over trials (each trial's throughput and p99 are kept beside it). `mlflow models
 Two floors, measured in this process on the same loaded artifact: `in_process_predict` = `PyFuncModel.predict` on
 the artifact's input example (the request's rows as a DataFrame, the same object every call), and
 `in_process_answer` = `skewfree.serve.answer_invocation` on the very request bytes (parse + predict + JSON:
-everything the server computes for the request). HTTP overhead
-= server p50 at concurrency 1 minus a floor's p50; both are reported. Those floors are measured before the servers
-start, so a change in the machine's speed between the two phases (this shared 2-core VM drifts by tens of percent)
-lands in the difference. `paired_c1` therefore times, in turn and round after round, one c1 request to our FastAPI
-server, `PyFuncModel.predict` and `answer_invocation`, and reports the same differences of p50s measured side by side
-(the targets' `paired_` figures), with the median of the per-round differences as a second estimate.
+everything the server computes for the request). They are measured before the servers start, so the c1 load's p50
+minus them would carry any change in the machine's speed between the two phases (this shared 2-core VM drifts by tens
+of percent): HTTP overhead is measured by `paired_c1` instead, which times, in turn and round after round, one c1
+request to our FastAPI server, `PyFuncModel.predict` and `answer_invocation`, and reports the differences of p50s
+measured side by side (the targets' `paired_` figures), with the median of the per-round differences as a second
+estimate.
 Where the HTTP time beyond `in_process_answer` goes, in the same rounds: `http_raw_client` is the same request sent by a
 minimal client (prebuilt request bytes on a socket, the answer read by its Content-Length), so `http` minus it is
-what `http.client` itself costs; `transport_floor` is the same request and answer bytes through a bare ASGI app under
+what the choice of client costs; `transport_floor` is the same request and answer bytes through a bare ASGI app under
 uvicorn (`bench/_transport_floor.py`: no framework, no model), what any Python server on this machine pays;
 `transport_floor_with_work` is that app spinning the CPU in a thread, off its event loop, for as long as
 `in_process_predict` takes (`floor_work_ms`) before it answers, so its time minus that work is the HTTP floor of a
@@ -82,9 +82,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def connect(host: str, port: int) -> http.client.HTTPConnection:
-    "A keep-alive connection with Nagle's algorithm off, as `requests` (urllib3) and most HTTP clients open theirs."
-    # http.client sends a request's headers and body in two writes: with Nagle on, the body waits for the server to
-    # acknowledge the headers, an extra round trip per request that is the client's, not the server's
+    "A keep-alive connection with Nagle's algorithm off, as `requests` (urllib3) opens its own."
+    # http.client writes a request's headers and its body apart; off or on, Nagle made no difference measurable here
     conn = http.client.HTTPConnection(host, port, timeout=300)
     conn.connect()
     conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -277,9 +276,6 @@ def targets(results: dict) -> dict:
         out["fastapi_vs_mlflow_throughput_c8"] = ours["c8"]["throughput_rps"] / theirs["c8"]["throughput_rps"]
         out["fastapi_vs_mlflow_p99_c8"] = ours["c8"]["p99_ms"] / theirs["c8"]["p99_ms"]
     if "c8" in ours and "c8" in two: out["fastapi_vs_mlflow_2_workers_throughput_c8"] = ours["c8"]["throughput_rps"] / two["c8"]["throughput_rps"]
-    if "c1" in ours:
-        out["http_overhead_p50_ms_c1_vs_answer"] = ours["c1"]["p50_ms"] - results["in_process_answer"]["p50_ms"]
-        out["http_overhead_p50_ms_c1_vs_predict"] = ours["c1"]["p50_ms"] - results["in_process_predict"]["p50_ms"]
     pair = ours.get("paired_c1", {})
     for key in ("http_overhead_p50_ms_vs_predict", "http_overhead_p50_ms_vs_answer", "raw_client_http_overhead_p50_ms_vs_predict",
                 "transport_floor_p50_ms", "transport_floor_with_work_overhead_p50_ms"):

@@ -10,12 +10,11 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from ray import serve
 
 from .core import InputError
 from .preprocess import SeriesBatch
-from mlflow.exceptions import MlflowException
-
 from .serve import (PredictRequest, PredictResponse, Unavailable, create_app, from_frame, hydrate, parse_invocation, portable_error,
                             predictions_json, prepare_typed, to_frame)
 
