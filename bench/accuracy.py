@@ -103,12 +103,23 @@ def load_frame(dataset: str, csv: str | None, max_rows: int) -> pd.DataFrame:
     if csv is None:
         from skewfree.data import load_ett
         return load_ett([dataset], max_rows=max_rows)
-    df = pd.read_csv(csv)
-    if "date" not in df.columns or "OT" not in df.columns: raise SystemExit(f"{csv}: needs a `date` column and an `OT` column (ETT format)")
-    df["date"] = pd.to_datetime(df["date"]).astype("datetime64[ns]")
-    numeric = [c for c in df.columns if c != "date" and pd.api.types.is_numeric_dtype(df[c])]
-    df = df.iloc[:max_rows][["date", *numeric]].assign(series_id=dataset)
-    return df[["series_id", "date", *[c for c in numeric if c != "OT"], "OT"]]
+    from skewfree.core import InputError
+    from skewfree.data import read_table
+    df = read_table(csv, "--csv")
+    for column in ("date", "OT"):
+        if column not in df.columns: raise InputError(column, f"column is missing from {csv}: the ETT format is `date`, numeric channels…, `OT`")
+    dates = pd.to_datetime(df["date"], errors="coerce", format="ISO8601")
+    if (bad := dates.isna()).any():
+        raise InputError("date", f"{df['date'][bad].iloc[0]!r} is not a timestamp (row {int(bad.to_numpy().argmax())} of {csv})")
+    df["date"] = dates.astype("datetime64[ns]")
+    channels = [c for c in df.columns if c != "date"]
+    for c in channels:  # every channel is a number: one that is not is refused by name, never left out of the "M" setting
+        values = pd.to_numeric(df[c], errors="coerce")
+        if (bad := values.isna() & df[c].notna()).any():
+            raise InputError(c, f"{df[c][bad].iloc[0]!r} is not a number (row {int(bad.to_numpy().argmax())} of {csv})")
+        df[c] = values.astype("float64")
+    df = df.iloc[:max_rows][["date", *channels]].assign(series_id=dataset)
+    return df[["series_id", "date", *[c for c in channels if c != "OT"], "OT"]]
 
 
 def channels_long(wide: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -255,10 +266,19 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def check_csv(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    "Read `--csv` once, before any cell: a file that is not in the ETT format is one message, not one failed cell per horizon."
+    from skewfree.core import InputError
+    if bool(args.csv) != bool(args.name): ap.error("--csv and --name go together")
+    if not args.csv: return
+    try: load_frame(args.name, args.csv, sum(map(int, args.rows.split(","))))
+    except InputError as e: ap.error(str(e))
+
+
 def main() -> None:
     ap = parser()
     args = ap.parse_args()
-    if bool(args.csv) != bool(args.name): ap.error("--csv and --name go together")
+    check_csv(ap, args)
     settings = [s.strip().upper() for s in args.settings.split(",") if s.strip()]
     horizons = [96] if args.quick else [int(h) for h in args.horizons.split(",")]
     datasets = [args.name] if args.csv else [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -303,6 +323,7 @@ def main() -> None:
                     write("accuracy", command, {"protocol": PROTOCOL, "cells": cells})
     print(f"\nthis run: {len(measured)} cells in {time.perf_counter() - started:.0f} s wall\n")
     print_table(measured)
+    if measured and all(c["status"] == "failed" for c in measured): sys.exit("every cell failed: see the reasons above")
 
 
 PROTOCOL = {

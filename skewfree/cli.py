@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,8 @@ def predict(args:argparse.Namespace) -> None:
     rows = typed_rows(read_table(args.input, "--input"), model.metadata.get_input_schema(), pre.id_col, "--input")
     forecast = model.predict(rows, params={"horizon": args.horizon})
     _write(forecast, output)
+    if repairs := forecast.attrs.get("repairs"):  # the forecast stands on repaired history: say so, as the HTTP answer does
+        print(f"repaired in the history (data.missing={pre.missing}, data.gaps={pre.gaps}): {json.dumps(repairs)}", file=sys.stderr)
     print(f"wrote {len(forecast)} forecast rows to {output}")
 
 def main(argv:list[str]|None=None) -> int:

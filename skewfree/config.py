@@ -11,10 +11,10 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from .core import project_root
+from .core import InputError, project_root
 
 # %% auto #0
-__all__ = ['params_dir', 'compose_config', 'resolved']
+__all__ = ['COUNTS', 'CHOICES', 'params_dir', 'compose_config', 'check_config', 'resolved']
 
 # %% ../nbs/02_config.ipynb #0005
 def params_dir() -> Path:
@@ -27,7 +27,27 @@ def compose_config(overrides:list[str]|tuple[str, ...]=(), # Hydra override stri
     "Compose `params/config.yaml` with `overrides` using Hydra's compose API."
     folder = Path(config_dir or params_dir()).resolve()
     with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return check_config(compose("config", overrides=list(overrides)))
+
+# keys that count rows, epochs, trials or jobs: the least value each may take, and whether null (use a default) is allowed
+COUNTS: dict[str, tuple[int, bool]] = {
+    "cv.train_rows": (1, False), "cv.val_rows": (1, False), "cv.test_rows": (1, False), "cv.eval_stride": (1, False), "cv.season": (1, False),
+    "cv.rows": (1, True), "cv.n_folds": (1, False), "cv.horizon": (1, True), "cv.step": (1, True), "cv.gap": (0, False),
+    "cv.window_rows": (1, True), "cv.inner.n_folds": (1, False), "cv.inner.step": (1, True), "cv.inner.n_trials": (1, False),
+    "trainer.torch.max_epochs": (1, False), "trainer.torch.batch_size": (1, False), "trainer.torch.patience": (0, False),
+    "trainer.torch.max_samples_per_ts": (1, True), "trainer.boosted.early_stopping_rounds": (1, False), "trainer.boosted.n_jobs": (1, False)}
+CHOICES: dict[str, tuple[str, ...]] = {"cv.strategy": ("holdout", "nested"), "cv.window": ("expanding", "sliding")}
+
+def check_config(cfg:DictConfig) -> DictConfig:
+    "`cfg` if its counts are whole numbers in range and its choices known; else an `InputError` naming the key, before any run."
+    for key, (least, nullable) in COUNTS.items():
+        if (node := OmegaConf.select(cfg, key, default="absent", throw_on_missing=False)) == "absent" or (node is None and nullable): continue
+        if type(node) is not int or node < least:
+            raise InputError(key, f"expected a whole number of at least {least}{' or null' if nullable else ''}, got {node!r}")
+    for key, allowed in CHOICES.items():
+        if (node := OmegaConf.select(cfg, key, default=None)) is not None and node not in allowed:
+            raise InputError(key, f"unknown value {node!r}; allowed: {list(allowed)}")
+    return cfg
 
 def resolved(cfg:DictConfig) -> dict[str, Any]:
     "The config as plain, fully resolved data: what is logged with every run and stored in the artifact."

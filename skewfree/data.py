@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import DictConfig, OmegaConf
 
 import skewfree
 from .core import InputError
@@ -48,5 +49,7 @@ def read_table(path:str|Path, field:str="data.path") -> pd.DataFrame:
 
 def load_data(data_cfg) -> pd.DataFrame:
     "The raw frame a data config points at: the embedded ETT panel or a user's file."
+    if isinstance(data_cfg, DictConfig) and OmegaConf.is_missing(data_cfg, "path"):  # `???`: a file config whose file was not named
+        raise InputError("data.path", "required: the file to train on (data=file data.path=FILE)")
     if data_cfg.get("path"): return read_table(data_cfg.path)
     return load_ett(list(data_cfg.get("names", ETT_NAMES)), max_rows=data_cfg.get("max_rows"))

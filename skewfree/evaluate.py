@@ -72,14 +72,15 @@ def backtest(forecaster:Forecaster, # fitted
     raw, parts = pre.frames(test), []
     # another fit's yardstick (a protocol's training-rows scaler): only its (center, scale) per series is read
     yardstick, scaled = (pre, batch) if scale is None else (scale, scale.transform(test, horizon=0))
-    for i, (sid, target, forecasts) in enumerate(zip(batch.ids, batch.target, windows)):
+    for i, (sid, forecasts) in enumerate(zip(batch.ids, windows)):
         j = i if scale is None else scaled.ids.index(sid)
         for w, window in enumerate(forecasts):
             out = pre.inverse_transform([window], batch.subset([i]), quantiles=forecaster.quantiles)
-            out["actual"] = raw[sid].loc[window.time_index, pre.target].to_numpy(dtype=np.float64)
+            # what happened, as given: a value the preprocessor repaired (filled, or a gap row it inserted) is missing here, never
+            # the made-up value, so no forecast is scored against one (`score` leaves those points out and counts them)
+            out["actual"] = raw[sid][pre.target].reindex(window.time_index).to_numpy(dtype=np.float64)
             out["_series"], out["window"] = sid, w
-            out["actual_std"] = (target.slice_intersect_values(window, copy=False)[:, 0, 0].astype(np.float64) if scale is None
-                                 else yardstick.standardise_target(out["actual"].to_numpy(), scaled, j))
+            out["actual_std"] = yardstick.standardise_target(out["actual"].to_numpy(), scaled, j)
             # the point forecast the user sees (the median, for quantile models), back on the standardised scale
             for column in ["forecast", *[f"q{q}" for q in forecaster.quantiles]]:
                 out[f"{column}_std"] = yardstick.standardise_target(out[column].to_numpy(), scaled, j)
@@ -104,7 +105,10 @@ def score(table:pd.DataFrame, # from `backtest`
           quantiles:Sequence[float]=(), # quantile columns to score
           scales:dict[str, float]|None=None, # MASE denominators per series
          ) -> dict[str, float]:
-    "The metrics of a backtest table."
+    "The metrics of a backtest table, over the points whose actual value was given (`n_unscored_points`: those it was not)."
+    observed = table.actual.notna().to_numpy()
+    if not observed.any(): raise InputError("actual", "no actual value was given in the rows scored: nothing to score the forecasts against")
+    unscored, table = float((~observed).sum()), table[observed]
     s = table.forecast_std.to_numpy(np.float64) - table.actual_std.to_numpy(np.float64)
     a, f = table.actual.to_numpy(np.float64), table.forecast.to_numpy(np.float64)
     denominator = np.abs(a) + np.abs(f)
@@ -115,7 +119,7 @@ def score(table:pd.DataFrame, # from `backtest`
     if quantiles:
         pinball = _pinball(table.actual_std.to_numpy(np.float64), {q: table[f"q{q}_std"].to_numpy(np.float64) for q in quantiles})
         scores["quantile_loss_std"] = float(np.mean(pinball))
-    return scores | {"n_windows": float(table.groupby(["_series", "window"]).ngroups)}
+    return scores | {"n_windows": float(table.groupby(["_series", "window"]).ngroups), "n_unscored_points": unscored}
 
 def evaluate(forecaster:Forecaster, # fitted
              test:pd.DataFrame, # raw test rows with look-back context, from `temporal_split`

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -232,12 +232,16 @@ class Forecaster:
                ) -> pd.DataFrame:
         "Forecast `horizon` steps after each series' history, in original units."
         batch, horizon, levels = self.prepare(history, horizon, quantiles)
-        return self.finish(self.predict_batch(batch, horizon), batch, levels)
+        forecast = self.finish(self.predict_batch(batch, horizon), batch, levels)
+        forecast.attrs["repairs"] = batch.report  # what the policies repaired in the history, per series: told with the forecast
+        return forecast
 
-    def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False) -> tuple[SeriesBatch, int, list[float]]:
-        "The CPU half of a forecast: check the parameters, transform the raw rows."
+    def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False,
+                history_rows:Mapping[str, int]|None=None) -> tuple[SeriesBatch, int, list[float]]:
+        "The CPU half of a forecast: check the parameters, transform the raw rows (see `Preprocessor.transform`)."
         horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
-        return self.preprocessor.transform(history, horizon=self.future_steps(horizon), ordered=ordered), horizon, levels
+        batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon), ordered=ordered, history_rows=history_rows)
+        return batch, horizon, levels
 
     def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
         "Model output → the answer in original units, with the requested quantile columns only."

@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -162,6 +162,17 @@ class Preprocessor:
     def _check_fitted(self):
         if not self.is_fitted: raise RuntimeError("This Preprocessor is not fitted yet: call `fit` on training rows first.")
 
+    def _groups(self, df:pd.DataFrame) -> list[tuple[str, Any]]:
+        "(series id, positions of its rows) per series, in sorted id order, without a pandas groupby."
+        if self.id_col and (no_id := df[self.id_col].isna()).any():  # it would belong to no series: its rows would vanish
+            raise InputError(self.id_col, "missing series id", None, _first_bad(no_id))
+        ids = df[self.id_col].astype(str).to_numpy() if self.id_col else None
+        if ids is None or (ids == ids[0]).all(): return [(SINGLE_SERIES if ids is None else str(ids[0]), slice(None))]
+        codes, names = pd.factorize(ids, sort=True)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        return [(str(names[k]), order[bounds[k]:bounds[k + 1]]) for k in range(len(names))]
+
     def frames(self,
                df:pd.DataFrame, # raw long rows
                ordered:bool=False, # refuse rows whose timestamps do not increase within a series (typed requests promise order)
@@ -171,13 +182,7 @@ class Preprocessor:
         missing = [c for c in self.columns if c not in df.columns]
         if missing: raise InputError(missing[0], f"column is missing; the input needs columns {self.columns}")
         if len(df) == 0: raise InputError("input", "no rows")
-        ids = df[self.id_col].astype(str).to_numpy() if self.id_col else None
-        if ids is None or (ids == ids[0]).all(): groups: list[tuple[str, Any]] = [(SINGLE_SERIES if ids is None else str(ids[0]), slice(None))]
-        else:  # positions of each series' rows, in sorted id order, without a pandas groupby
-            codes, names = pd.factorize(ids, sort=True)
-            order = np.argsort(codes, kind="stable")
-            bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-            groups = [(str(names[k]), order[bounds[k]:bounds[k + 1]]) for k in range(len(names))]
+        groups = self._groups(df)
         numbers_given = all(pd.api.types.is_float_dtype(df[c]) or pd.api.types.is_integer_dtype(df[c]) for c in self.numeric)
         numbers = np.column_stack([df[c].to_numpy(dtype=np.float64) for c in self.numeric]) if numbers_given else None
         frames = {}
@@ -300,6 +305,7 @@ class Preprocessor:
                   df:pd.DataFrame, # raw long rows
                   horizon:int=0, # when forecasting: steps of future covariates to build beyond the last observed target
                   ordered:bool=False, # refuse timestamps that do not increase within a series
+                  history_rows:Mapping[str, int]|None=None, # per series id: how many of its rows are history, the rest planned
                  ) -> SeriesBatch:
         "Raw long rows → repaired, scaled float32 darts series per series id, with a repair report."
         self._check_fitted()
@@ -309,8 +315,9 @@ class Preprocessor:
             freq, scale, fallback = self._series_state(sid, raw)
             observed = np.flatnonzero(raw[self.target].notna().to_numpy())
             if len(observed) == 0: raise InputError(self.target, "every value is missing", sid)
-            # when forecasting with planned covariates, rows after the last observed target carry the horizon's plan
-            cut = observed[-1] + 1 if horizon and self.future_covariates else len(raw)
+            # when forecasting with planned covariates, rows after the history carry the horizon's plan: where the history ends
+            # is told by the caller who knows it (a typed request), else it is the last observed target (MLflow's rows)
+            cut = len(raw) if not (horizon and self.future_covariates) else history_rows[sid] if history_rows else observed[-1] + 1
             # counted on the rows given, not after repair: rows a gap policy inserts are made up, not history
             if cut < self.history_length_:
                 raise InputError(self.time_col, f"needs at least {self.history_length_} rows of history, got {cut}", sid)
@@ -340,7 +347,11 @@ class Preprocessor:
         times = pd.date_range(hist.index[0], periods=len(hist) + horizon, freq=freq)
         planned = hist_values
         if self.future_covariates and horizon:
-            if len(plan) < horizon or not (plan.index[:horizon] == times[len(hist):]).all():
+            expected, given = times[len(hist):], plan.index[:horizon]
+            if len(off := np.flatnonzero(given != expected[:len(given)])):  # the rows are there, but not on the steps that follow
+                raise InputError(self.future_covariates[0], f"future covariates must cover the horizon on frequency {freq!r}: planned row "
+                                 f"{off[0] + 1} is at {given[off[0]]}, expected {expected[off[0]]}", sid, given[off[0]])
+            if len(given) < horizon:
                 raise InputError(self.future_covariates[0], f"future covariates must cover the horizon: {horizon} rows on frequency "
                                  f"{freq!r} after the last observed target, got {len(plan)}", sid)
             ahead = plan.iloc[:horizon][self.future_covariates]
@@ -404,6 +415,7 @@ class Preprocessor:
     def from_config(cls, data:Any, roles:Sequence[str], history_length:int) -> Preprocessor:
         "A preprocessor for a data config (`params/data/*.yaml`), feeding the model only the covariate `roles` it uses."
         cov = data.get("covariates", {})
+        for feature in data.get("calendar", []): _choice("calendar", feature, list(CALENDAR))  # checked even where this model uses none
         return cls(time_col=data.time_col, target=data.target, id_col=data.get("id_col"),
                    past_covariates=list(cov.get("past", [])) if "past" in roles else [],
                    future_covariates=list(cov.get("future", [])) if "future" in roles else [],

@@ -40,7 +40,7 @@ class FeatureEngineering:
         meta = self.loaded.model.metadata
         try:
             frame, params = parse_invocation(body, self.loaded.input_schema, by_columns=self.loaded.columns_parse_agrees,
-                                             param_names=self.loaded.param_names)
+                                             param_names=self.loaded.param_names, id_col=self.loaded.forecaster.preprocessor.id_col)
             frame, params = _validate_prediction_input(frame, params, self.loaded.input_schema, meta.get_params_schema())
         except MlflowException as e:  # some of MLflow's errors do not survive pickling to the ingress: it would answer a 500
             raise portable_error(e) from None

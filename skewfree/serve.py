@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Protocol, cast
+from typing import Any, Callable, Protocol, Sequence, cast
 
 import mlflow
 import numpy as np
@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
-from mlflow.pyfunc.scoring_server import infer_and_parse_data
+from mlflow.pyfunc.scoring_server import DF_SPLIT, SUPPORTED_FORMATS, infer_and_parse_data
 from mlflow.types import DataType, Schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
@@ -39,16 +39,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from .artifact import mlflow_field, mlflow_reason
 from .core import InputError
 from .forecaster import Forecaster
-from .preprocess import SeriesBatch
+from .preprocess import SINGLE_SERIES, SeriesBatch, _parse_times
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
            'to_frame', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe',
-           'predictions_json', 'request_body', 'split_by_columns', 'parse_invocation', 'answer_invocation',
-           'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend',
-           'Guard', 'Metrics', 'create_app']
+           'predictions_json', 'request_body', 'split_by_columns', 'parse_invocation', 'refuse_loose_rows',
+           'answer_invocation', 'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool',
+           'ProcessBackend', 'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -179,12 +179,18 @@ def to_frame(request:PredictRequest, forecaster:Forecaster) -> pd.DataFrame:
                 if len(given[name]) != length:
                     raise InputError(f"series.{i}.{role}_covariates.{name}", f"has {len(given[name])} values, needs {length}", s.id)
                 cols[name] = given[name] + [None] * (m - length)
-        for name in pre.static_covariates:
-            if name not in s.static_covariates: raise InputError(f"series.{i}.static_covariates", f"missing column {name!r}", s.id)
-            cols[name] = [s.static_covariates[name]] * m
+        cols.update({name: [value] * m for name, value in _statics(i, s, pre.static_covariates).items()})
         frame = pd.DataFrame(cols)
         frames.append(frame.assign(**{pre.id_col: s.id}) if pre.id_col else frame)
     return pd.concat(frames, ignore_index=True).astype({pre.target: "float64"})
+
+def _statics(i:int, s:SeriesIn, needed:Sequence[str]) -> dict[str, str|float]:
+    "The static covariates of series `i`: exactly those the model takes."
+    for name in set(s.static_covariates) - set(needed):
+        raise InputError(f"series.{i}.static_covariates.{name}", f"the model takes no static covariate {name!r}; it takes {list(needed)}", s.id)
+    for name in needed:
+        if name not in s.static_covariates: raise InputError(f"series.{i}.static_covariates", f"missing column {name!r}", s.id)
+    return {name: s.static_covariates[name] for name in needed}
 
 def typed_error(e:InputError, request:PredictRequest, forecaster:Forecaster) -> InputError:
     "A preprocessor's error in the typed request's own terms: the series' field path, the row counted within that series."
@@ -195,11 +201,18 @@ def typed_error(e:InputError, request:PredictRequest, forecaster:Forecaster) -> 
              **{c: f"future_covariates.{c}" for c in pre.future_covariates}, **{c: f"static_covariates.{c}" for c in pre.static_covariates}}
     start = sum(len(s.timestamps) for s in request.series[:i])  # to_frame stacks the series in the request's order
     row = int(e.row) - start if isinstance(e.row, int | np.integer) and not isinstance(e.row, bool) else e.row
+    if isinstance(row, pd.Timestamp):  # a row found by its time: its position among the series' own timestamps, where it is one
+        try: times = _parse_times(pd.Series(request.series[i].timestamps), pre.time_col, request.series[i].id).to_numpy()
+        except InputError: times = np.array([], dtype="datetime64[ns]")
+        if len(at := np.flatnonzero(times == row.to_datetime64())) == 1: row = int(at[0])  # else a row a gap policy inserted: its time
     return InputError(f"series.{i}.{roles[e.field]}" if e.field in roles else e.field, e.reason, request.series[i].id, row)
 
 def prepare_typed(frame:pd.DataFrame, request:PredictRequest, forecaster:Forecaster) -> tuple[SeriesBatch, int, list[float]]:
     "`to_frame`'s rows through the forecaster's CPU half (both backends), its errors told in the typed request's own terms."
-    try: return forecaster.prepare(frame, request.horizon, request.quantiles, ordered=True)
+    # each series says where its history ends (its target's length): a missing last target value is a gap in the history to
+    # repair or refuse by policy, never the start of the plan
+    history_rows = {s.id if forecaster.preprocessor.id_col else SINGLE_SERIES: len(s.target) for s in request.series}
+    try: return forecaster.prepare(frame, request.horizon, request.quantiles, ordered=True, history_rows=history_rows)
     except InputError as e: raise typed_error(e, request, forecaster) from None
 
 def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str, ids:list[str]) -> list[SeriesOut]:
@@ -323,25 +336,60 @@ def _as_ns(parsed:pd.Series) -> pd.Series:
 
 def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
                      param_names:list[str]|None=None, # the params the model takes: any other is refused (MLflow only warns)
+                     id_col:str|None=None, # the series id column, named in errors
                     ) -> tuple[pd.DataFrame, dict[str, Any]]:
     "An MLflow scoring request's rows, parsed against `schema` (by MLflow's own parser unless `by_columns` can), and its params."
     try: request = orjson.loads(body)
     except orjson.JSONDecodeError:
         # Python clients write NaN as a bare `NaN`, which is not JSON but which MLflow's server reads: so do we
         try: request = json.loads(body)
-        except ValueError as e: raise BadRequest("body", f"not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:  # nested deeper than Python's stack: not a request either
+            raise BadRequest("body", f"not valid JSON: {e}") from None
     if not isinstance(request, dict): raise BadRequest("body", "expected a JSON object with 'dataframe_split' or 'dataframe_records'")
     params = request.pop("params", None) or {}
     if not isinstance(params, dict): raise BadRequest("params", "expected a JSON object")
-    # a misspelt `horizion` would otherwise be dropped, and the default horizon answered as if asked for
+    # a misspelt `horizion` (or `parameters`) would otherwise be dropped, and the default horizon answered as if asked for
     if param_names is not None and (unknown := sorted(set(params) - set(param_names))):
         raise BadRequest(f"params.{unknown[0]}", f"unknown parameter; this model takes {param_names}")
+    if unknown := sorted(set(request) - set(SUPPORTED_FORMATS)):
+        raise BadRequest(unknown[0], f"unknown key; a request holds one of {sorted(SUPPORTED_FORMATS)} and optionally 'params'")
     frame = split_by_columns(request, schema) if by_columns else None
-    return (infer_and_parse_data(request, schema) if frame is None else frame), params
+    if frame is not None: return frame, params
+    refuse_loose_rows(request, schema, id_col)
+    return infer_and_parse_data(request, schema), params
+
+_STRICT: dict[Any, tuple[type, ...]] = {DataType.double: (int, float), DataType.float: (int, float), DataType.long: (int,),
+                                        DataType.integer: (int,), DataType.string: (str,)}
+
+def refuse_loose_rows(request:dict[str, Any], schema:Schema, id_col:str|None=None) -> None:
+    "Refuse what MLflow's parser would quietly mend: a ragged row or a record lacking a column (null-filled), a number as text or true."
+    # the protocol's JSON types, exactly: a null is a missing value (the preprocessor's policy decides), anything else must match
+    kinds = {str(n): _STRICT[t] for n, t in zip(schema.input_names(), schema.input_types()) if t in _STRICT}
+    required = [str(n) for n in schema.required_input_names()]
+    for key, table in request.items():
+        if key == DF_SPLIT and isinstance(table, dict) and isinstance(columns := table.get("columns"), list) and isinstance(table.get("data"), list):
+            for i, row in enumerate(table["data"]):
+                if isinstance(row, list) and len(row) != len(columns):
+                    raise BadRequest(f"{key}.data.{i}", f"has {len(row)} values for {len(columns)} columns")
+            records: Any = (dict(zip(columns, row)) if isinstance(row, list) else row for row in table["data"])
+            present = set(columns)
+        elif isinstance(table, list):  # `dataframe_records`, or `instances`/`inputs` as a list of rows
+            records, present = table, set().union(*(r for r in table if isinstance(r, dict)))
+        else: continue  # other shapes are MLflow's to read, or to refuse
+        lacking = [c for c in required if c in present]  # a column no row has is MLflow's to name ("missing inputs")
+        for i, record in enumerate(records):
+            if not isinstance(record, dict): continue
+            series = record.get(id_col) if id_col and isinstance(record.get(id_col), str) else None
+            if missing := [c for c in lacking if c not in record]:
+                raise BadRequest(missing[0], "column is missing from this row (other rows have it)", series, i)
+            for name, allowed in kinds.items():
+                if (value := record.get(name)) is not None and type(value) not in allowed:
+                    raise BadRequest(name, f"{json.dumps(value)} is not {'text' if allowed == (str,) else 'a number'}", series, i)
 
 def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
     "MLflow's scoring protocol: parse `body` against the input schema, predict through the pyfunc, answer in JSON."
-    frame, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees, param_names=loaded.param_names)
+    frame, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees, param_names=loaded.param_names,
+                                     id_col=loaded.forecaster.preprocessor.id_col)
     return predictions_json(cast(pd.DataFrame, loaded.model.predict(frame, params=params)))
 
 def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
@@ -627,6 +675,13 @@ class ProcessBackend:
         self.current.stop()
 
 # %% ../nbs/10_serve.ipynb #0016
+def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
+    "The id of the series a validation error's location `('body', 'series', i, ...)` is in, when the body gives it as text."
+    if len(loc) < 3 or tuple(loc[:2]) != ("body", "series") or not isinstance(loc[2], int) or not isinstance(body, dict): return None
+    series = body.get("series")
+    item = series[loc[2]] if isinstance(series, list) and 0 <= loc[2] < len(series) else None
+    return item["id"] if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+
 def _error(status:int, field:str|None, reason:str, series:str|None=None, row:Any=None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"field": field, "series": series, "row": row, "reason": reason}})
 
@@ -649,10 +704,16 @@ class Guard:
     "ASGI middleware: the body size limit (413), request metrics, and a JSON 500 for bugs — plain ASGI, no per-request task."
     def __init__(self, app, metrics:Metrics, max_body_bytes:int):
         self.app, self.metrics, self.limit = app, metrics, max_body_bytes
+        self.paths: set[str]|None = None  # the app's routes, read on the first request (they are all declared by then)
+
+    def _route(self, scope) -> str:
+        "The metrics label of a request: its route, or one label for every path no route has (no label per made-up path)."
+        if self.paths is None: self.paths = {getattr(r, "path", "") for r in scope["app"].routes} if "app" in scope else set()
+        return scope["path"] if scope["path"] in self.paths else "unmatched"
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http": return await self.app(scope, receive, send)
-        started, route, status, received = time.perf_counter(), scope["path"], [0], [0]
+        started, route, status, received = time.perf_counter(), self._route(scope), [0], [0]
         size = dict(scope["headers"]).get(b"content-length", b"")
 
         async def counted_receive():
@@ -724,7 +785,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         first = exc.errors()[0]
         metrics.errors.labels("input").inc()
         where = "body" if first["type"] == "json_invalid" else ".".join(str(p) for p in first["loc"][1:]) or "body"  # not a character offset
-        return _error(422, where, first["msg"])
+        return _error(422, where, first["msg"], _series_at(exc.body, first["loc"]))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

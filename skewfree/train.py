@@ -5,6 +5,7 @@
 # %% ../nbs/09_train.ipynb #0002
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 import warnings
@@ -26,11 +27,12 @@ from .core import interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
 from .evaluate import Positions, evaluate, refit_rows, temporal_split
 from .forecaster import Forecaster
+from .preprocess import Preprocessor
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
 
 # %% auto #0
-__all__ = ['TrainResult', 'package_versions', 'study_storage', 'train', 'forecast_figure', 'history_figure', 'importance_figure',
-           'fold_figure', 'log_study', 'log_fold']
+__all__ = ['log', 'TrainResult', 'package_versions', 'study_storage', 'train', 'log_repairs', 'forecast_figure', 'history_figure',
+           'importance_figure', 'fold_figure', 'log_study', 'log_fold']
 
 # %% ../nbs/09_train.ipynb #0005
 @dataclass
@@ -96,6 +98,18 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
         if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking))
         return _train_holdout(cfg, raw)
 
+log = logging.getLogger(__name__)
+
+def log_repairs(pre:Preprocessor, raw:pd.DataFrame) -> dict[str, dict[str, int]]:
+    "What the fitted preprocessor's policies repair in the raw rows, per series: logged to the run as `repairs.json`, and told."
+    report = pre.transform(raw).report  # counts (values filled, gap rows inserted): the same whatever state the policy fills from
+    mlflow.log_dict(report, "repairs.json")
+    mlflow.log_metrics({"repaired_values": sum(n for r in report.values() for k, n in r.items() if k.startswith("filled_")),
+                        "inserted_gap_rows": sum(r.get("reindexed_rows", 0) for r in report.values())})
+    if report: log.warning("skewfree: the data's missing values and gaps were repaired (data.missing=%s, data.gaps=%s): %s",
+                           pre.missing, pre.gaps, report)
+    return report
+
 def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
     "Split, fit, evaluate on the test rows, log and register."
     forecaster = Forecaster.from_config(cfg)
@@ -111,6 +125,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
             forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
+        log_repairs(forecaster.preprocessor, raw)
         metrics = evaluate(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=int(cfg.cv.get("season", 24)))
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
@@ -209,6 +224,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
         final_cfg = with_params(cfg, result.final.best_params)
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
+        log_repairs(forecaster.preprocessor, rows.rows(0, plan.rows))
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import Server, free_port
@@ -135,6 +136,20 @@ def test_batch_predict_cli_matches_the_pyfunc_path(trained, store, tmp_path, suf
     got = pd.read_csv(target, parse_dates=["date"]) if suffix == ".csv" else pd.read_parquet(target)
     expected = mlflow.pyfunc.load_model(trained.model_uri).predict(history, params={"horizon": 5})
     assert (got.forecast.to_numpy() == expected.forecast.to_numpy()).all()
+
+
+def test_batch_predict_cli_says_what_it_repaired_in_the_history(trained, store, tmp_path):
+    history = load_ett(max_rows=900).groupby("series_id").tail(trained.forecaster.history_length).reset_index(drop=True)
+    history.loc[[3, 4], "OT"] = np.nan  # two missing values in ETTh1's history, which this model's policy interpolates
+    source, target = tmp_path / "history.csv", tmp_path / "forecast.csv"
+    history.to_csv(source, index=False)
+    done = cli("predict", "--model-uri", trained.model_uri, "--input", str(source), "--horizon", "5", "--output", str(target), store=store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'repaired in the history (data.missing=interpolate, data.gaps=reindex): {"ETTh1": {"filled_OT": 2}}' in done.stderr, done.stderr[-2000:]
+    clean = load_ett(max_rows=900).groupby("series_id").tail(trained.forecaster.history_length)
+    clean.to_csv(source, index=False)
+    assert "repaired" not in cli("predict", "--model-uri", trained.model_uri, "--input", str(source), "--horizon", "5", "--output",
+                                 str(target), store=store).stderr
 
 
 def _history(tmp_path: Path, rows: int = 5) -> Path:

@@ -1,6 +1,7 @@
 "A user's own long-format file trains and serves through config alone: data=file data.path=... data.time_col=... ."
 from __future__ import annotations
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,3 +41,26 @@ def test_own_file_missing_the_configured_target_names_it(store, tmp_path):
     cfg = compose_config(["profile=smoke", "data=file", f"data.path={path}", "data.time_col=day", "data.target=revenue", "data.id_col=store"])
     with pytest.raises(InputError, match="revenue: column is missing"):
         train(cfg)
+
+
+def test_missing_values_and_gaps_are_repaired_told_and_never_scored(store, tmp_path):
+    frame = sales()
+    north = frame.index[frame.store == "north"]
+    frame.loc[north[900:905], "units"] = np.nan  # five missing values in north's test span (rows 800-999 of each series)
+    frame = frame.drop(frame.index[frame.store == "south"][950])  # and one day missing from south's
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    result = train(compose_config(["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day",
+                                   "data.target=units", "data.id_col=store", "mlflow.registered_model=own-data-repaired"]))
+    # the forecasts were scored only where a value was given, never against the values the policy made up
+    assert all(np.isfinite(v) for v in result.metrics.values()), result.metrics
+    assert result.metrics["n_unscored_points"] > 0
+    run = mlflow.get_run(result.run_id)
+    assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/repairs.json") == {"north": {"filled_units": 5},
+                                                                                    "south": {"reindexed_rows": 1, "filled_units": 1}}
+    assert (run.data.metrics["repaired_values"], run.data.metrics["inserted_gap_rows"]) == (6, 1)
+
+
+def test_a_file_config_without_its_file_says_so(store):
+    with pytest.raises(InputError, match="data.path: required"):  # not a silent run on the embedded data
+        train(compose_config(["profile=smoke", "data=file", "data.time_col=day", "data.target=units"]))

@@ -107,6 +107,8 @@ BAD_TYPED = {
     "timestamps beyond the history with nothing planned": (lambda b: b["series"][0]["timestamps"].append("2099-01-01 00:00:00"),
                                                           "this model takes none"),
     "value beyond the model's float32": (lambda b: b["series"][0]["target"].__setitem__(5, 1e300), "beyond the range the model computes in"),
+    "static covariate the model does not take": (lambda b: b["series"][0].update(static_covariates={"region": "north"}),
+                                                 "takes no static covariate 'region'"),
 }
 
 
@@ -129,11 +131,70 @@ def test_bad_invocations_get_a_4xx(srv, history):
     assert post("{broken").status_code == 400
     # a value MLflow's cast refuses: its error must reach the client as a 4xx on every backend (Ray once answered 500)
     warm = post(exact_json_body(history.astype({"OT": object}).assign(OT=lambda f: f.OT.where(f.index != 4, "warm")), 3))
-    assert 400 <= warm.status_code < 500 and warm.json()["error"]["field"] == "OT" and "'warm'" in warm.json()["error"]["reason"], warm.text
+    assert warm.status_code == 400 and warm.json()["error"] == {"field": "OT", "series": "ETTh1", "row": "4", "reason": '"warm" is not a number'}
+    teatime = post(exact_json_body(history.astype({"date": str}).assign(date=lambda f: f.date.where(f.index != 4, "tea time")), 3))
+    assert 400 <= teatime.status_code < 500 and "tea time" in teatime.json()["error"]["reason"], teatime.text
     no_target = post(exact_json_body(history.drop(columns="OT"), 3)).json()["error"]
     assert no_target["field"] == "OT" and "missing inputs" in no_target["reason"]
     misspelt = post(exact_json_body(history, 3).replace('"horizon": 3', '"horizion": 3'))
     assert misspelt.status_code == 400 and misspelt.json()["error"]["field"] == "params.horizion", misspelt.text
+
+
+def split_body(history, change) -> str:
+    "A `dataframe_split` request of `history`, its rows changed first by `change(rows, position of each column)`."
+    request = json.loads(exact_json_body(history, 3))
+    split = request["dataframe_split"]
+    change(split["data"], {c: i for i, c in enumerate(split["columns"])})
+    return json.dumps(request)
+
+
+def records_body(history, change) -> str:
+    "A `dataframe_records` request of `history`, its records changed by `change(records)` first."
+    records = history.astype({"date": str}).to_dict("records")
+    change(records)
+    return json.dumps({"dataframe_records": records, "params": {"horizon": 3}})
+
+
+def null_ids(rows, at, which):
+    for row in rows:
+        if which(row, at): row[at["series_id"]] = None
+
+
+# what MLflow's parser would quietly mend (null-fill, convert) or lose (a row of no series), and what the answer must say instead
+LOOSE_INVOCATIONS = {
+    "null series id": (lambda h: split_body(h, lambda rows, at: rows[40].__setitem__(at["series_id"], None)), 422, "series_id", "missing series id"),
+    "every id of a series null": (lambda h: split_body(h, lambda rows, at: null_ids(rows, at, lambda r, at: r[at["series_id"]] == "ETTh1")), 422,
+                                  "series_id", "missing series id"),
+    "record of no series": (lambda h: records_body(h, lambda records: records.insert(3, {})), 400, "series_id", "column is missing"),
+    "ragged row": (lambda h: split_body(h, lambda rows, at: rows[7].pop()), 400, "dataframe_split.data.7",
+                   "values for"),
+    "record lacking the target": (lambda h: records_body(h, lambda records: records[9].pop("OT")), 400, "OT", "column is missing"),
+    "true as a number": (lambda h: split_body(h, lambda rows, at: rows[5].__setitem__(at["OT"], True)), 400, "OT", "true is not a number"),
+    "number as text": (lambda h: split_body(h, lambda rows, at: rows[5].__setitem__(at["OT"], "1.5")), 400, "OT", '"1.5" is not a number'),
+    "misspelt params key": (lambda h: exact_json_body(h, 3).replace('"params"', '"parameters"'), 400, "parameters", "unknown key"),
+    "nested deeper than the stack": (lambda h: "[" * 100_000 + "]" * 100_000, 400, "body", "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOOSE_INVOCATIONS))
+def test_invocations_refuse_what_mlflow_would_quietly_mend(srv, history, case):
+    make, status, field, reason = LOOSE_INVOCATIONS[case]
+    answer = httpx.post(f"{srv.url}/invocations", content=make(history), headers={"Content-Type": "application/json"}, timeout=60)
+    assert answer.status_code == status, (case, answer.status_code, answer.text)
+    error = answer.json()["error"]
+    assert error["field"] == field and reason in error["reason"], (case, error)
+
+
+def test_typed_errors_name_the_series_and_its_row(srv, history):
+    def error_of(change):
+        body = typed(history)
+        change(body)
+        return httpx.post(f"{srv.url}/predict", content=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=60).json()["error"]
+    wrong_type = error_of(lambda b: b["series"][1]["target"].__setitem__(7, True))  # refused by the request schema, before any model
+    assert (wrong_type["field"], wrong_type["series"]) == ("series.1.target.7", "ETTh2"), wrong_type
+    # found by the preprocessor by its time: counted, like every other row, within the series' own timestamps
+    off_grid = error_of(lambda b: b["series"][0]["timestamps"].__setitem__(5, b["series"][0]["timestamps"][5][:-2] + "30"))
+    assert (off_grid["field"], off_grid["series"], off_grid["row"]) == ("series.0.timestamps", "ETTh1", "5"), off_grid
 
 
 def test_typed_answer_keeps_the_request_order_and_reports_repairs(srv, history):
@@ -152,6 +213,8 @@ def test_typed_answer_keeps_the_request_order_and_reports_repairs(srv, history):
 def test_unknown_route_and_method_answer_in_the_same_error_body(srv):
     missing = httpx.get(f"{srv.url}/no-such-route", timeout=60)
     assert missing.status_code == 404 and missing.json()["error"]["reason"] == "Not Found"
+    metrics = httpx.get(f"{srv.url}/metrics", timeout=60).text  # one label for all made-up paths, not one per path
+    assert 'route="unmatched",status="404"' in metrics and "no-such-route" not in metrics
     wrong = httpx.get(f"{srv.url}/predict", timeout=60)
     assert wrong.status_code == 405 and "error" in wrong.json() and "POST" in wrong.headers["allow"]
     not_text = httpx.post(f"{srv.url}/predict", content=b"\xff\xfe{", headers={"Content-Type": "application/json"}, timeout=60)
@@ -216,6 +279,17 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
         short["series"][0]["future_covariates"]["HUFL"] = short["series"][0]["future_covariates"]["HUFL"][:-steps + 1]
         refused = httpx.post(f"{srv.url}/predict", json=short, timeout=60)
         assert refused.status_code == 422 and "future covariates must cover the horizon" in refused.json()["error"]["reason"], refused.text
+        off_grid = json.loads(json.dumps(body))
+        off_grid["series"][0]["timestamps"][-1] = "2099-01-01 00:00:00"
+        refused = httpx.post(f"{srv.url}/predict", json=off_grid, timeout=60).json()["error"]
+        assert f"planned row {steps} is at 2099-01-01 00:00:00, expected" in refused["reason"], refused
+        # a missing last history value is a value to repair (this config interpolates), not where the plan starts
+        gap_at_end = json.loads(json.dumps(body))
+        gap_at_end["series"][0]["target"][-1] = None
+        repaired = httpx.post(f"{srv.url}/predict", json=gap_at_end, timeout=60)
+        assert repaired.status_code == 200, repaired.text
+        assert repaired.json()["series"][0]["timestamps"] == ok.json()["series"][0]["timestamps"]
+        assert repaired.json()["repairs"] == {"ETTh1": {"filled_OT": 1}}
     finally:
         srv.stop()
 

@@ -1,0 +1,57 @@
+"`bench/accuracy.py --csv` refuses a file that is not in the ETT format by column and row, before any cell runs."
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from skewfree.core import InputError
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+from accuracy import load_frame  # noqa: E402
+
+
+def ett_like(rows: int = 50) -> pd.DataFrame:
+    return pd.DataFrame({"date": pd.date_range("2020-01-01", periods=rows, freq="h").astype(str), "HUFL": 1.5, "MUFL": 2.0, "OT": 3.0})
+
+
+BROKEN = {
+    "no target": (lambda f: f.drop(columns="OT"), "OT", "column is missing"),
+    "no time": (lambda f: f.drop(columns="date"), "date", "column is missing"),
+    "a date that is not one": (lambda f: f.assign(date=f.date.where(f.index != 10, "garbage")), "date", "'garbage' is not a timestamp (row 10"),
+    "a target that is not a number": (lambda f: f.astype({"OT": object}).assign(OT=lambda g: g.OT.where(g.index != 10, "n/a?")), "OT",
+                                      "'n/a?' is not a number (row 10"),
+    # a channel that is not numeric is refused, not left out of the "M" setting
+    "a channel that is not a number": (lambda f: f.astype({"HUFL": object}).assign(HUFL=lambda g: g.HUFL.where(g.index != 42, "oops")), "HUFL",
+                                       "'oops' is not a number (row 42"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_csv_not_in_the_ett_format_is_refused_by_column_and_row(tmp_path, case):
+    change, field, says = BROKEN[case]
+    path = tmp_path / "data.csv"
+    change(ett_like()).to_csv(path, index=False)
+    with pytest.raises(InputError) as refused:
+        load_frame("MYDATA", str(path), 1000)
+    assert refused.value.field == field and says in str(refused.value), str(refused.value)
+
+
+def test_a_good_csv_reads_as_the_library_long_frame(tmp_path):
+    path = tmp_path / "data.csv"
+    ett_like().to_csv(path, index=False)
+    frame = load_frame("MYDATA", str(path), 20)
+    assert list(frame.columns) == ["series_id", "date", "HUFL", "MUFL", "OT"] and len(frame) == 20
+    assert str(frame.date.dtype) == "datetime64[ns]" and (frame.series_id == "MYDATA").all()
+
+
+def test_the_benchmark_refuses_a_bad_csv_once_before_any_cell(tmp_path):
+    path = tmp_path / "data.csv"
+    ett_like().drop(columns="OT").to_csv(path, index=False)
+    done = subprocess.run([sys.executable, str(BENCH / "accuracy.py"), "--csv", str(path), "--name", "MYDATA", "--quick", "--settings", "S"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2 and "OT: column is missing" in done.stderr and "---" not in done.stdout, done.stdout + done.stderr[-2000:]
