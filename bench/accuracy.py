@@ -105,10 +105,10 @@ def load_frame(dataset: str, csv: str | None, max_rows: int) -> pd.DataFrame:
         return load_ett([dataset], max_rows=max_rows)
     from skewfree.core import InputError
     from skewfree.data import read_table
-    df = read_table(csv, "--csv")
+    df = read_table(csv, "--csv").iloc[:max_rows]  # the rows the protocol reads: only they must be in the format
     for column in ("date", "OT"):
         if column not in df.columns: raise InputError(column, f"column is missing from {csv}: the ETT format is `date`, numeric channels…, `OT`")
-    dates = pd.to_datetime(df["date"], errors="coerce", format="ISO8601")
+    dates = pd.to_datetime(df["date"], errors="coerce")  # any format pandas reads (ISO, month-first, `1990/1/1 0:00`)
     if (bad := dates.isna()).any():
         raise InputError("date", f"{df['date'][bad].iloc[0]!r} is not a timestamp (row {int(bad.to_numpy().argmax())} of {csv})")
     df["date"] = dates.astype("datetime64[ns]")
@@ -118,7 +118,7 @@ def load_frame(dataset: str, csv: str | None, max_rows: int) -> pd.DataFrame:
         if (bad := values.isna() & df[c].notna()).any():
             raise InputError(c, f"{df[c][bad].iloc[0]!r} is not a number (row {int(bad.to_numpy().argmax())} of {csv})")
         df[c] = values.astype("float64")
-    df = df.iloc[:max_rows][["date", *channels]].assign(series_id=dataset)
+    df = df[["date", *channels]].assign(series_id=dataset)
     return df[["series_id", "date", *[c for c in channels if c != "OT"], "OT"]]
 
 

@@ -233,7 +233,7 @@ class Forecaster:
         "Forecast `horizon` steps after each series' history, in original units."
         batch, horizon, levels = self.prepare(history, horizon, quantiles)
         forecast = self.finish(self.predict_batch(batch, horizon), batch, levels)
-        forecast.attrs["repairs"] = batch.report  # what the policies repaired in the history, per series: told with the forecast
+        if batch.report: forecast.attrs["repairs"] = batch.report  # what the policies repaired in the history, per series: told with the forecast
         return forecast
 
     def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False,

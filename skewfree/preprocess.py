@@ -353,7 +353,7 @@ class Preprocessor:
                                  f"{off[0] + 1} is at {given[off[0]]}, expected {expected[off[0]]}", sid, given[off[0]])
             if len(given) < horizon:
                 raise InputError(self.future_covariates[0], f"future covariates must cover the horizon: {horizon} rows on frequency "
-                                 f"{freq!r} after the last observed target, got {len(plan)}", sid)
+                                 f"{freq!r} after the history, got {len(plan)}", sid)
             ahead = plan.iloc[:horizon][self.future_covariates]
             if ahead.isna().any().any():
                 raise InputError(self.future_covariates[0], "missing planned value in the horizon", sid, _first_bad(ahead.isna().any(axis=1)))

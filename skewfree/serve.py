@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import math
 import logging
 import os
 import pickle
@@ -31,7 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
-from mlflow.pyfunc.scoring_server import DF_SPLIT, SUPPORTED_FORMATS, infer_and_parse_data
+from mlflow.pyfunc.scoring_server import DF_SPLIT, INPUTS, INSTANCES, SUPPORTED_FORMATS, infer_and_parse_data
 from mlflow.types import DataType, Schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
@@ -358,33 +359,49 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
     refuse_loose_rows(request, schema, id_col)
     return infer_and_parse_data(request, schema), params
 
-_STRICT: dict[Any, tuple[type, ...]] = {DataType.double: (int, float), DataType.float: (int, float), DataType.long: (int,),
-                                        DataType.integer: (int,), DataType.string: (str,)}
+_NONE = type(None)
+
+def _number(value:Any) -> bool: return type(value) in (int, float)  # JSON numbers; true/false are not
+def _whole(value:Any) -> bool: return type(value) is int or (type(value) is float and (math.isnan(value) or value.is_integer()))
+def _text(value:Any) -> bool: return type(value) is str or (type(value) is float and math.isnan(value))  # a bare NaN: missing text
+
+# per schema type: the JSON values it takes (null always: a missing value, for the preprocessor's policy), and what to call them
+_STRICT: dict[Any, tuple[Callable[[Any], bool], str]] = {
+    DataType.double: (_number, "a number"), DataType.float: (_number, "a number"),
+    DataType.long: (_whole, "a whole number"), DataType.integer: (_whole, "a whole number"), DataType.string: (_text, "text")}
 
 def refuse_loose_rows(request:dict[str, Any], schema:Schema, id_col:str|None=None) -> None:
     "Refuse what MLflow's parser would quietly mend: a ragged row or a record lacking a column (null-filled), a number as text or true."
-    # the protocol's JSON types, exactly: a null is a missing value (the preprocessor's policy decides), anything else must match
     kinds = {str(n): _STRICT[t] for n, t in zip(schema.input_names(), schema.input_types()) if t in _STRICT}
     required = [str(n) for n in schema.required_input_names()]
     for key, table in request.items():
-        if key == DF_SPLIT and isinstance(table, dict) and isinstance(columns := table.get("columns"), list) and isinstance(table.get("data"), list):
-            for i, row in enumerate(table["data"]):
-                if isinstance(row, list) and len(row) != len(columns):
-                    raise BadRequest(f"{key}.data.{i}", f"has {len(row)} values for {len(columns)} columns")
-            records: Any = (dict(zip(columns, row)) if isinstance(row, list) else row for row in table["data"])
-            present = set(columns)
-        elif isinstance(table, list):  # `dataframe_records`, or `instances`/`inputs` as a list of rows
-            records, present = table, set().union(*(r for r in table if isinstance(r, dict)))
-        else: continue  # other shapes are MLflow's to read, or to refuse
-        lacking = [c for c in required if c in present]  # a column no row has is MLflow's to name ("missing inputs")
-        for i, record in enumerate(records):
-            if not isinstance(record, dict): continue
-            series = record.get(id_col) if id_col and isinstance(record.get(id_col), str) else None
-            if missing := [c for c in lacking if c not in record]:
-                raise BadRequest(missing[0], "column is missing from this row (other rows have it)", series, i)
-            for name, allowed in kinds.items():
-                if (value := record.get(name)) is not None and type(value) not in allowed:
-                    raise BadRequest(name, f"{json.dumps(value)} is not {'text' if allowed == (str,) else 'a number'}", series, i)
+        if (columns := _columns_of(key, table, required)) is None: continue  # other shapes are MLflow's to read, or to refuse
+        ids = columns.get(id_col) if id_col else None
+        for name, values in columns.items():
+            if name not in kinds: continue
+            takes, called = kinds[name]
+            if set(map(type, values)) <= {int, float, _NONE} and takes is _number: continue  # the usual case, checked at C speed
+            if bad := [i for i, v in enumerate(values) if v is not None and not takes(v)]:
+                series = ids[bad[0]] if ids is not None and isinstance(ids[bad[0]], str) else None
+                raise BadRequest(name, f"{json.dumps(values[bad[0]])} is not {called}", series, bad[0])
+
+def _columns_of(key:str, table:Any, required:list[str]) -> dict[str, list]|None:
+    "A request's values column by column (`None` where a row lacks one), refusing a ragged row or a record lacking a column."
+    if key == DF_SPLIT:
+        if not (isinstance(table, dict) and isinstance(names := table.get("columns"), list) and isinstance(rows := table.get("data"), list)
+                and all(isinstance(r, list) for r in rows)): return None
+        if not all(type(n) is str for n in names): raise BadRequest(f"{key}.columns", "column names must be text")
+        if ragged := [i for i, r in enumerate(rows) if len(r) != len(names)]:
+            raise BadRequest(f"{key}.data.{ragged[0]}", f"has {len(rows[ragged[0]])} values for {len(names)} columns")
+        return {n: [r[i] for r in rows] for i, n in enumerate(names)}
+    if isinstance(table, dict) and key in (INSTANCES, INPUTS) and all(isinstance(v, list) for v in table.values()):
+        return {str(n): v for n, v in table.items()}  # columnar: one list per column
+    if not (isinstance(table, list) and table and all(isinstance(r, dict) for r in table)): return None
+    present = set().union(*table)  # records (or `instances`/`inputs` as a list of them)
+    for name in (n for n in required if n in present):  # a column no row has is MLflow's to name ("missing inputs")
+        if lacking := [i for i, r in enumerate(table) if name not in r]:
+            raise BadRequest(name, "column is missing from this row (other rows have it)", None, lacking[0])
+    return {str(n): [r.get(n) for r in table] for n in present}
 
 def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
     "MLflow's scoring protocol: parse `body` against the input schema, predict through the pyfunc, answer in JSON."

@@ -125,7 +125,9 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
             forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
-        log_repairs(forecaster.preprocessor, raw)
+        # the rows this run uses (train, validation, test): rows past them are neither learnt from nor scored
+        used = int(cfg.cv.train_rows) + int(cfg.cv.val_rows) + int(cfg.cv.test_rows)
+        log_repairs(forecaster.preprocessor, Positions(raw, forecaster.preprocessor).rows(0, used))
         metrics = evaluate(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=int(cfg.cv.get("season", 24)))
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
