@@ -327,6 +327,7 @@ _FIELDS = np.array([0, 5, 8, 11, 14, 17])
 _FIELD_LOW, _FIELD_HIGH = np.array([19, 1, 1, 0, 0, 0]), np.array([20, 12, 31, 23, 59, 59])
 
 def _numbers(values:tuple, dtype:type) -> np.ndarray|None:
+    if not set(map(type, values)) <= {float, int}: return None  # numpy would make true 1.0: MLflow's parser, then our refusal, decide
     try: array = np.array(values)
     except (ValueError, TypeError, OverflowError): return None
     if array.ndim != 1 or array.dtype.kind not in "fi": return None  # null, bool, text, lists: MLflow's cast decides
