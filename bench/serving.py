@@ -30,7 +30,8 @@ uvicorn (`bench/_transport_floor.py`: no framework, no model), what any Python s
 `in_process_predict` takes (`floor_work_ms`) before it answers, so its time minus that work is the HTTP floor of a
 server that never blocks its loop, here.
 Where the difference between the two floors goes: `parse_mlflow` (MLflow's parser, row by row), `parse_by_columns` (`split_by_columns`, what the
-servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast).
+servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast); `refuse_loose_rows` is what a request
+that leaves the column-wise path pays before MLflow's parser (its check for ragged rows, missing cells and numbers written as text).
 """
 from __future__ import annotations
 
@@ -233,7 +234,7 @@ def floors(uri: str, model, body: str, horizon: int) -> dict:
     import orjson
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
-    from skewfree.serve import Loaded, answer_invocation, predictions_json, registry_version, split_by_columns
+    from skewfree.serve import Loaded, answer_invocation, predictions_json, refuse_loose_rows, registry_version, split_by_columns
     loaded, example = Loaded(uri, model, registry_version(uri), model.metadata.run_id), model.input_example  # the model loaded once
     request, forecast = {"dataframe_split": orjson.loads(body)["dataframe_split"]}, model.predict(example, params={"horizon": horizon})
     return {"in_process_predict": p50_p95(lambda: model.predict(example, params={"horizon": horizon})),
@@ -241,6 +242,8 @@ def floors(uri: str, model, body: str, horizon: int) -> dict:
             "columns_parse_agrees": loaded.columns_parse_agrees,
             "parts": {"parse_mlflow": p50_p95(lambda: infer_and_parse_data(request, loaded.input_schema)),
                       "parse_by_columns": p50_p95(lambda: split_by_columns(request, loaded.input_schema)),
+                      # what a request that leaves the column-wise path (a null, an integer column) pays before MLflow's parser
+                      "refuse_loose_rows": p50_p95(lambda: refuse_loose_rows(request, loaded.input_schema, loaded.forecaster.preprocessor.id_col)),
                       "write_json": p50_p95(lambda: predictions_json(forecast))}}
 
 
