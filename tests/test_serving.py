@@ -185,6 +185,15 @@ def test_invocations_refuse_what_mlflow_would_quietly_mend(srv, history, case):
     assert error["field"] == field and reason in error["reason"], (case, error)
 
 
+def test_invocation_errors_count_rows_as_the_request_does(srv, history):
+    def off_grid(rows, at):  # the 46th row (ETTh1's), half an hour off the hourly grid
+        rows[45][at["date"]] = rows[45][at["date"]][:-5] + "30:00"
+    answer = httpx.post(f"{srv.url}/invocations", content=split_body(history, off_grid), headers={"Content-Type": "application/json"}, timeout=60)
+    error = answer.json()["error"]
+    assert answer.status_code == 422 and (error["field"], error["series"], error["row"]) == ("date", "ETTh1", "45"), error
+    assert "off the fitted frequency" in error["reason"], error
+
+
 def test_typed_errors_name_the_series_and_its_row(srv, history):
     def error_of(change):
         body = typed(history)
