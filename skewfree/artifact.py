@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -234,6 +235,8 @@ def promote(name:str, # registered model name
            ) -> tuple[bool, str]:
     "Move `champion` to `challenger` only when its score beats the champion's by `margin`; say why or why not."
     # what cannot be compared is refused (an `InputError`), never decided: a champion without the score is not a worse one
+    if not (isinstance(margin, int | float) and math.isfinite(margin) and 0 <= margin < 1):  # a negative one would promote a worse model
+        raise InputError("margin", f"must be a fraction in [0, 1), e.g. 0.01 for 1 %, got {margin!r}")
     client = mlflow.MlflowClient()
     try: challenger = client.get_model_version_by_alias(name, "challenger")
     except MlflowException: raise InputError("name", f"{name!r} has no challenger version: nothing to promote") from None
@@ -251,6 +254,8 @@ def promote(name:str, # registered model name
             raise InputError("metric", f"{role} version {version.version} has no {metric!r} score (it has {_scores(version)}), so the versions "
                                        f"cannot be compared by it: name a score both have, or move the alias yourself")
     new, old = float(challenger.tags[key]), float(champion.tags[key])
+    for role, version, score in (("challenger", challenger, new), ("champion", champion, old)):
+        if not math.isfinite(score): raise InputError("metric", f"{role} version {version.version}'s {metric} is {score}: it ranks nothing")
     needed = old * (1 - margin)
     if new < needed:
         client.set_registered_model_alias(name, "champion", challenger.version)

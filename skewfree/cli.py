@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.types import DataType, Schema
 from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 
-from .artifact import mlflow_reason, tracking_uri
+from .artifact import ArtifactCheckError, mlflow_reason, tracking_uri
 from .core import InputError
 
 # %% auto #0
-__all__ = ['parser', 'output_path', 'typed_rows', 'windows', 'ParityFailure', 'verify', 'column_difference', 'worker_count',
-           'serve', 'CommandFailed', 'predict', 'main']
+__all__ = ['parser', 'output_path', 'typed_rows', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference',
+           'worker_count', 'check_serve_config', 'serve', 'CommandFailed', 'predict', 'main']
 
 # %% ../nbs/12_cli.ipynb #0005
 def parser() -> argparse.ArgumentParser:
@@ -99,11 +100,13 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str) -> p
 
 def windows(model, data:Path|None, per_series:int) -> list[pd.DataFrame]:
     "Raw request windows: the model's input example, or `per_series` windows per series cut from a file (at least one in all)."
-    if data is None: return [model.input_example]
     if per_series < 1: raise InputError("--windows", f"must be at least 1, got {per_series}")
+    if data is None: return [model.input_example]
     from skewfree.data import read_table
-    raw, forecaster = read_table(data, "--data"), model.unwrap_python_model().forecaster
+    forecaster = model.unwrap_python_model().forecaster
     pre, n = forecaster.preprocessor, forecaster.history_length
+    # typed as MLflow's scoring server types a request (and `predict` a file): a CSV's times are text until then
+    raw = typed_rows(read_table(data, "--data"), model.metadata.get_input_schema(), pre.id_col, "--data")
     if pre.id_col and pre.id_col not in raw.columns:  # what cutting windows reads; other columns are checked as in any request
         raise InputError("--data", f"no {pre.id_col!r} column: the model reads {pre.columns}")
     groups = list(raw.groupby(pre.id_col, sort=True)) if pre.id_col else [("series", raw)]
@@ -126,8 +129,10 @@ def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> flo
     from skewfree.serve import request_body
     model = mlflow.pyfunc.load_model(model_uri)
     horizon = model.unwrap_python_model().forecaster.max_horizon
+    cuts = windows(model, data, per_series)  # the request windows first: bad data is named before any server is asked
+    same_model(model, model_uri, url)
     worst = 0.0
-    for window in windows(model, data, per_series):
+    for window in cuts:
         batch = model.predict(window, params={"horizon": horizon})
         try: answer = httpx.post(f"{url.rstrip('/')}/invocations", content=request_body(window, {"horizon": horizon}),
                                  headers={"Content-Type": "application/json"}, timeout=120)
@@ -139,6 +144,20 @@ def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> flo
             raise ParityFailure(f"the server answered columns {list(served.columns)} x {len(served)} rows, batch predict {list(batch.columns)} x {len(batch)}")
         for col in batch.columns: worst = max(worst, column_difference(served[col], batch[col]))
     return worst
+
+def same_model(model, model_uri:str, url:str) -> None:
+    "Refuse to compare with a server that says it serves another artifact: equal forecasts of two models are no parity."
+    import httpx
+    try: said = httpx.get(f"{url.rstrip('/')}/metadata", timeout=60)
+    except (httpx.HTTPError, httpx.InvalidURL) as e: raise InputError("--url", f"cannot reach {url}: {type(e).__name__}: {e}") from None
+    if said.status_code != 200: return  # not a skewfree server (`mlflow models serve`, say): the answers alone are compared
+    try: theirs = said.json()
+    except ValueError: return
+    ours = {"run_id": model.metadata.run_id, "preprocessor": model.unwrap_python_model().manifest["preprocessor_hash"][:16]}
+    served = {"run_id": theirs.get("run_id"), "preprocessor": str(theirs.get("key", "")).rsplit(":", 1)[-1]}
+    if served != ours:
+        raise ParityFailure(f"the server at {url} serves run {served['run_id']} (preprocessor {served['preprocessor']}, version "
+                            f"{theirs.get('model_version')}), not {model_uri}: run {ours['run_id']} (preprocessor {ours['preprocessor']})")
 
 def column_difference(served:pd.Series, batch:pd.Series) -> float:
     "Largest absolute difference of a float column; for any other column 0 when equal, else inf (so is a value that does not parse)."
@@ -160,6 +179,26 @@ def worker_count(value:Any) -> int:
         raise InputError("serve.workers", f"must be 'auto' or a whole number >= 0 (0: threads of the server process), got {value!r}")
     return value
 
+def _positive(cfg:dict[str, Any], key:str, kind:type, least:float, nullable:bool=False) -> None:
+    if key not in cfg or ((value := cfg[key]) is None and nullable): return  # a key the backend does not read (Ray: threads)
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)) or not value >= least:
+        raise InputError(f"serve.{key}", f"must be a {'whole ' if kind is int else ''}number of at least {least}{' or null' if nullable else ''}, "
+                                         f"got {value!r}")
+
+def check_serve_config(cfg:dict[str, Any]) -> None:
+    "The serve settings a server would only trip over later (a traceback, a bind error, a 503 on every request): refused now."
+    _positive(cfg, "max_body_bytes", int, 1); _positive(cfg, "threads", int, 1); _positive(cfg, "worker_wait_s", float, 0.001)
+    _positive(cfg, "reload_interval", float, 0.001, nullable=True)
+    port = cfg.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InputError("--port", f"must be a port number from 1 to 65535, got {port!r}")
+    try: family = socket.getaddrinfo(cfg["host"], port, type=socket.SOCK_STREAM)[0][0]
+    except (socket.gaierror, UnicodeError, TypeError) as e: raise InputError("--host", f"{cfg['host']!r} is not an address here: {e}") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:  # as uvicorn will bind it, so a port in use is said now, in one line
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try: probe.bind((cfg["host"], port))
+        except OSError as e: raise InputError("--port", f"cannot listen on {cfg['host']}:{port}: {e.strerror or e}") from None
+
 def serve(args:argparse.Namespace) -> None:
     "Start the configured backend (`params/serve/<backend>.yaml`, then command-line values)."
     from omegaconf import OmegaConf
@@ -168,6 +207,7 @@ def serve(args:argparse.Namespace) -> None:
     cfg: dict[str, Any] = OmegaConf.to_container(compose_config([f"serve={args.backend}", *args.overrides]).serve, resolve=True)  # type: ignore[assignment]
     for key in ("model_uri", "host", "port", "workers", "threads", "admin_token", "reload_interval"):
         if getattr(args, key, None) is not None: cfg[key] = getattr(args, key)
+    check_serve_config(cfg)
     mlflow.models.get_model_info(cfg["model_uri"])  # an unknown model is named now, before a server or a Ray cluster starts
     if args.backend == "ray":
         from skewfree.ray_serve import run
@@ -230,7 +270,7 @@ def main(argv:list[str]|None=None) -> int:
     except (HydraException, OmegaConfBaseException) as e:  # a bad override on the command line
         print(f"skewfree {args.command}: config: {e}".splitlines()[0], file=sys.stderr)
         return 2
-    except (ParityFailure, CommandFailed) as e:
+    except (ParityFailure, CommandFailed, ArtifactCheckError) as e:  # the artifact refused to load (its checks): one line too
         print(f"skewfree {args.command}: {e}", file=sys.stderr)
         return 1
     return 0

@@ -875,7 +875,13 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         async def reload(request: Request) -> JSONResponse:
             "Hydrate and self-check what the model URI points at now, then swap it in atomically."
             if request.headers.get("authorization") != f"Bearer {admin_token}": return _error(401, "authorization", "a valid admin token is required")
-            swapped, why = await backend.reload()
+            try: swapped, why = await backend.reload()
+            except Exception as e:  # the new version failed to hydrate or its checks: the old one serves on, and the caller is told why
+                log.warning("skewfree: reload refused: %s: %s", type(e).__name__, e)
+                metrics.errors.labels("reload").inc()
+                current = await backend.info()
+                return JSONResponse({"reloaded": False, "detail": f"still serving {current['key']}: the model URI's version was refused: "
+                                                                  f"{type(e).__name__}: {e}"}, status_code=409)
             return JSONResponse({"reloaded": swapped, "detail": why})
 
     @app.on_event("shutdown")

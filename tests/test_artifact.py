@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -222,7 +223,8 @@ def test_verify_passes_against_our_server_and_fails_against_a_different_model(tr
         differs = cli("verify", "--model-uri", trained.model_uri, "--url", srv.url, store=store)
     finally:
         srv.stop()
-    assert differs.returncode == 1, differs.stdout + differs.stderr[-2000:]
+    # equal forecasts of two models would be no parity: the server's own word on what it serves is checked first
+    assert differs.returncode == 1 and f"not {trained.model_uri}: run {trained.run_id}" in differs.stderr, differs.stdout + differs.stderr[-2000:]
 
 
 def test_mlflow_models_serve_answers_with_the_same_numbers(trained, server, store):
@@ -273,3 +275,20 @@ def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and
     assert refused.returncode == 2 and f"champion version {better} has no 'cv_mse_std' score" in refused.stderr, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr
     assert str(client.get_model_version_by_alias("promote-cli", "champion").version) == better
+
+
+@pytest.mark.parametrize("margin", ["-0.5", "1.5", "nan"])
+def test_promote_refuses_a_margin_that_would_promote_a_worse_model(store, margin):
+    done = cli("promote", "--name", "any", "--margin", margin, store=store)
+    assert done.returncode == 2 and "skewfree promote: margin: must be a fraction in [0, 1)" in done.stderr, done.stderr[-2000:]
+
+
+def test_serve_refuses_a_port_it_cannot_listen_on_in_one_line(store):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0)); taken.listen()
+        for port, says in (("70000", "--port: must be a port number from 1 to 65535"), (str(taken.getsockname()[1]), "--port: cannot listen on")):
+            done = cli("serve", "--model-uri", "models:/any@champion", "--port", port, store=store)
+            last = done.stderr.strip().splitlines()[-1]
+            assert done.returncode == 2 and last.startswith("skewfree serve: ") and says in last, done.stderr[-2000:]
+    done = cli("serve", "--model-uri", "models:/any@champion", "--host", "not-an-address", "--port", str(free_port()), store=store)
+    assert done.returncode == 2 and "--host: 'not-an-address' is not an address here" in done.stderr, done.stderr[-2000:]

@@ -82,6 +82,11 @@ def test_verify_command_against_each_server(srv, trained, store, tmp_path):
                           env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert done.stdout.strip().endswith(": 0.0")
+    as_csv = tmp_path / "raw.csv"  # a CSV's times are text: typed as the server types a request, they compare the same
+    load_ett(max_rows=960).to_csv(as_csv, index=False)
+    done = subprocess.run([str(BIN / "skewfree"), "verify", "--model-uri", trained.model_uri, "--url", srv.url, "--data", str(as_csv)],
+                          env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and done.stdout.strip().endswith(": 0.0"), done.stdout + done.stderr[-2000:]
 
 
 BAD_TYPED = {
@@ -325,6 +330,14 @@ def test_hot_reload_under_load_fails_no_request(store, history, workers):
         swap = httpx.post(f"{srv.url}/admin/reload", headers={"Authorization": "Bearer s3cret"}, timeout=300)
         assert swap.status_code == 200 and swap.json()["reloaded"], swap.text
         time.sleep(1)
+        # the alias moved back to a version whose files were tampered with since: refused, and the served one serves on
+        client = mlflow.MlflowClient()
+        folder = Path(client.get_model_version_download_uri(f"reloading-{workers}", first.version).removeprefix("file://"))
+        next(folder.rglob("golden/*.parquet")).write_bytes(b"tampered")
+        client.set_registered_model_alias(f"reloading-{workers}", "champion", first.version)
+        refused = httpx.post(f"{srv.url}/admin/reload", headers={"Authorization": "Bearer s3cret"}, timeout=300)
+        assert refused.status_code == 409 and not refused.json()["reloaded"] and "integrity" in refused.json()["detail"], refused.text
+        assert httpx.get(f"{srv.url}/ready", timeout=60).json()["model_version"] == second.version
     finally:
         stop.set()
         for t in threads: t.join()
