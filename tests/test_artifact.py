@@ -205,6 +205,8 @@ def test_verify_never_passes_on_nothing_and_names_an_unreachable_server(trained,
     assert short.returncode == 2 and "--data: no series has the" in short.stderr, short.stdout + short.stderr[-2000:]
     none = cli("verify", "--model-uri", trained.model_uri, "--url", nowhere, "--data", str(_history(tmp_path, rows=900)), "--windows", "0", store=store)
     assert none.returncode == 2 and "--windows: must be at least 1" in none.stderr, none.stderr[-2000:]
+    no_data = cli("verify", "--model-uri", trained.model_uri, "--url", nowhere, "--windows", "0", store=store)  # checked without --data too
+    assert no_data.returncode == 2 and "--windows: must be at least 1" in no_data.stderr, no_data.stderr[-2000:]
     unreachable = cli("verify", "--model-uri", trained.model_uri, "--url", nowhere, store=store)
     assert unreachable.returncode == 2 and "--url: cannot reach" in unreachable.stderr, unreachable.stderr[-2000:]
     assert not any("Traceback" in done.stderr for done in (short, none, unreachable))
@@ -274,6 +276,9 @@ def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and
     refused = promote()
     assert refused.returncode == 2 and f"champion version {better} has no 'cv_mse_std' score" in refused.stderr, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr
+    version({"test_mse_std": float("nan")}, "test_mse_std")  # a score that ranks nothing: refused, not "kept" as if compared
+    nan = promote()
+    assert nan.returncode == 2 and "'s test_mse_std is nan: it ranks nothing" in nan.stderr, nan.stdout + nan.stderr
     assert str(client.get_model_version_by_alias("promote-cli", "champion").version) == better
 
 
@@ -292,3 +297,15 @@ def test_serve_refuses_a_port_it_cannot_listen_on_in_one_line(store):
             assert done.returncode == 2 and last.startswith("skewfree serve: ") and says in last, done.stderr[-2000:]
     done = cli("serve", "--model-uri", "models:/any@champion", "--host", "not-an-address", "--port", str(free_port()), store=store)
     assert done.returncode == 2 and "--host: 'not-an-address' is not an address here" in done.stderr, done.stderr[-2000:]
+    # a setting the server would trip over later (a 503 on every request, here): refused by name before it starts
+    done = cli("serve", "--model-uri", "models:/any@champion", "--port", str(free_port()), "serve.worker_wait_s=-1", store=store)
+    assert done.returncode == 2 and "serve.worker_wait_s: must be a number of at least 0.001, got -1" in done.stderr, done.stderr[-2000:]
+
+
+def test_serving_an_artifact_that_fails_its_checks_is_one_line(local_copy, store):
+    part(local_copy, "forecaster/model/kernel.npz").write_bytes(b"tampered")
+    done = cli("serve", "--model-uri", str(local_copy), "--workers", "0", "--port", str(free_port()), store=store)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith("skewfree serve: artifact part 'forecaster/model/kernel.npz' failed its integrity check"), \
+        done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
