@@ -178,6 +178,10 @@ class Preprocessor:
                ordered:bool=False, # refuse rows whose timestamps do not increase within a series (typed requests promise order)
               ) -> dict[str, pd.DataFrame]:
         "Validated raw values per series, indexed by parsed timestamp, in original units; statics unparsed."
+        return {sid: frame for sid, (frame, _) in self._frames(df, ordered).items()}
+
+    def _frames(self, df:pd.DataFrame, ordered:bool=False) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+        "`frames`, each with its rows' labels in `df`: an error found later, by time, names the row as the caller counts it."
         if not isinstance(df, pd.DataFrame): raise InputError("input", f"expected a DataFrame of rows, got {type(df).__name__}")
         missing = [c for c in self.columns if c not in df.columns]
         if missing: raise InputError(missing[0], f"column is missing; the input needs columns {self.columns}")
@@ -185,7 +189,7 @@ class Preprocessor:
         groups = self._groups(df)
         numbers_given = all(pd.api.types.is_float_dtype(df[c]) or pd.api.types.is_integer_dtype(df[c]) for c in self.numeric)
         numbers = np.column_stack([df[c].to_numpy(dtype=np.float64) for c in self.numeric]) if numbers_given else None
-        frames = {}
+        frames, labels = {}, df.index.to_numpy()
         for sid, pos in groups:
             times = _parse_times(df[self.time_col].iloc[pos], self.time_col, sid)
             index = pd.DatetimeIndex(times.to_numpy(), name=self.time_col)
@@ -203,7 +207,11 @@ class Preprocessor:
             else: values = np.column_stack([_parse_numbers(df[c].iloc[pos], c, sid).to_numpy() for c in self.numeric])
             frame = pd.DataFrame(values, columns=self.numeric, index=index)
             for c in self.static_covariates: frame[c] = df[c].iloc[pos].to_numpy()
-            frames[sid] = frame if index.is_monotonic_increasing else frame.sort_index()
+            rows = labels[pos]
+            if not index.is_monotonic_increasing:
+                order = np.argsort(index.asi8, kind="stable")
+                frame, rows = frame.iloc[order], rows[order]
+            frames[sid] = (frame, rows)
         return frames
 
     def _statics(self, sid:str, frame:pd.DataFrame) -> dict[str, Any]:
@@ -257,19 +265,21 @@ class Preprocessor:
         return (_fixed_freq(inferred), {c: list(_scaler_stats(frame[c].to_numpy(), self.scaler)) for c in self.numeric},
                 {c: float(frame[c].mean()) for c in self.numeric})
 
-    def _repaired(self, sid:str, frame:pd.DataFrame, freq:str, fallback:dict[str, float], report:dict[str, int]) -> pd.DataFrame:
-        "`frame` on its frequency with no gap and no missing value, every repair counted in `report`."
+    def _repaired(self, sid:str, frame:pd.DataFrame, rows:np.ndarray, *, freq:str, fallback:dict[str, float], report:dict[str, int]) -> pd.DataFrame:
+        "`frame` (its rows labelled `rows` in the input) on its frequency with no gap and no missing value, every repair counted in `report`."
         if self.missing == "error":
             for c in self.numeric:
-                if frame[c].isna().any():
-                    raise InputError(c, f"missing value; set data.missing to one of {list(MISSING_POLICIES[1:])} to repair", sid, _first_bad(frame[c].isna()))
+                if (holes := frame[c].isna().to_numpy()).any():
+                    at = int(np.argmax(holes))
+                    raise InputError(c, f"missing value at {frame.index[at]}; set data.missing to one of {list(MISSING_POLICIES[1:])} to repair",
+                                     sid, rows[at])
         grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq, name=frame.index.name)
         if len(grid) != len(frame) or not (grid == frame.index).all():
             off = ~frame.index.isin(grid)
             if off.any():
-                first = frame.index[int(np.argmax(off))]
-                raise InputError(self.time_col, f"timestamp {first} is off the fitted frequency {freq!r}", sid, first)
-            if self.gaps == "error":
+                at = int(np.argmax(off))
+                raise InputError(self.time_col, f"timestamp {frame.index[at]} is off the fitted frequency {freq!r}", sid, rows[at])
+            if self.gaps == "error":  # the missing time is in no row: the error names the time
                 first = grid[int(np.argmax(~grid.isin(frame.index)))]
                 raise InputError(self.time_col, f"gap in timestamps: {first} is missing (frequency {freq!r}); set data.gaps=reindex to repair", sid, first)
             report["reindexed_rows"] = len(grid) - len(frame)
@@ -311,7 +321,7 @@ class Preprocessor:
         self._check_fitted()
         ids, target, past, future, scales, report = [], [], [], [], [], {}
         has_future = bool(self.columns_["future"])
-        for sid, raw in self.frames(df, ordered).items():
+        for sid, (raw, rows) in self._frames(df, ordered).items():
             freq, scale, fallback = self._series_state(sid, raw)
             observed = np.flatnonzero(raw[self.target].notna().to_numpy())
             if len(observed) == 0: raise InputError(self.target, "every value is missing", sid)
@@ -322,13 +332,14 @@ class Preprocessor:
             if cut < self.history_length_:
                 raise InputError(self.time_col, f"needs at least {self.history_length_} rows of history, got {cut}", sid)
             repairs: dict[str, int] = {}
-            hist = self._repaired(sid, raw.iloc[:cut], freq, fallback, repairs)
+            hist = self._repaired(sid, raw.iloc[:cut], rows[:cut], freq=freq, fallback=fallback, report=repairs)
             stats = np.array([scale[c] for c in self.numeric])
             values = ((hist[self.numeric].to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)
             if not np.isfinite(values).all():  # finite as given, beyond float32 once scaled: the model would answer NaN
                 r, c = np.argwhere(~np.isfinite(values))[0]
+                given = raw.index.get_indexer(hist.index[r:r + 1])[0]  # -1: a row the gap policy inserted, named by its time
                 raise InputError(self.numeric[c], f"value {float(hist[self.numeric[c]].iloc[r])!r} is beyond the range the model computes in "
-                                                  "(float32, after scaling)", sid, hist.index[r])
+                                                  f"(float32, after scaling), at {hist.index[r]}", sid, rows[given] if given >= 0 else hist.index[r])
             n_past = 1 + len(self.past_covariates)
             ts = TimeSeries.from_times_and_values(hist.index, values[:, :1], columns=[self.target], freq=freq)
             statics = self._static_values(sid, raw)
@@ -336,27 +347,29 @@ class Preprocessor:
             if self.past_covariates:
                 past.append(TimeSeries.from_times_and_values(hist.index, values[:, 1:n_past], columns=self.past_covariates, freq=freq))
             if has_future:
-                future.append(self._future(sid, raw.iloc[cut:], hist, hist_values=values[:, n_past:], freq=freq, stats=stats[n_past:], horizon=horizon))
+                future.append(self._future(sid, raw.iloc[cut:], rows[cut:], hist, hist_values=values[:, n_past:], freq=freq, stats=stats[n_past:],
+                                           horizon=horizon))
             ids.append(sid); scales.append((float(stats[0, 0]), float(stats[0, 1])))
             if repairs: report[sid] = repairs
         return SeriesBatch(ids, target, past if self.past_covariates else None, future if has_future else None, scales, report)
 
-    def _future(self, sid:str, plan:pd.DataFrame, hist:pd.DataFrame, *, hist_values:np.ndarray, freq:str,
+    def _future(self, sid:str, plan:pd.DataFrame, plan_rows:np.ndarray, hist:pd.DataFrame, *, hist_values:np.ndarray, freq:str,
                 stats:np.ndarray, horizon:int) -> TimeSeries:
-        "Calendar features and planned covariates over the history and `horizon` steps beyond it."
+        "Calendar features and planned covariates (the `plan` rows, labelled `plan_rows` in the input) over the history and `horizon` steps beyond it."
         times = pd.date_range(hist.index[0], periods=len(hist) + horizon, freq=freq)
         planned = hist_values
         if self.future_covariates and horizon:
             expected, given = times[len(hist):], plan.index[:horizon]
             if len(off := np.flatnonzero(given != expected[:len(given)])):  # the rows are there, but not on the steps that follow
                 raise InputError(self.future_covariates[0], f"future covariates must cover the horizon on frequency {freq!r}: planned row "
-                                 f"{off[0] + 1} is at {given[off[0]]}, expected {expected[off[0]]}", sid, given[off[0]])
+                                 f"{off[0] + 1} is at {given[off[0]]}, expected {expected[off[0]]}", sid, plan_rows[off[0]])
             if len(given) < horizon:
                 raise InputError(self.future_covariates[0], f"future covariates must cover the horizon: {horizon} rows on frequency "
                                  f"{freq!r} after the history, got {len(plan)}", sid)
             ahead = plan.iloc[:horizon][self.future_covariates]
-            if ahead.isna().any().any():
-                raise InputError(self.future_covariates[0], "missing planned value in the horizon", sid, _first_bad(ahead.isna().any(axis=1)))
+            if (unplanned := ahead.isna().any(axis=1).to_numpy()).any():
+                at = int(np.argmax(unplanned))
+                raise InputError(self.future_covariates[0], f"missing planned value in the horizon at {ahead.index[at]}", sid, plan_rows[at])
             planned = np.vstack([hist_values, ((ahead.to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)])
         calendar = _calendar(times, self.calendar_).astype(np.float32)
         values = np.hstack([calendar, planned]) if self.future_covariates else calendar

@@ -16,7 +16,7 @@ from ray import serve
 from .core import InputError
 from .preprocess import SeriesBatch
 from .serve import (PredictRequest, PredictResponse, Unavailable, create_app, from_frame, hydrate, parse_invocation, portable_error,
-                            predictions_json, prepare_typed, request_row, to_frame)
+                            predictions_json, prepare_typed, to_frame)
 
 # %% auto #0
 __all__ = ['ArtifactMismatch', 'FeatureEngineering', 'ModelInference', 'RayBackend', 'build_app', 'run']
@@ -45,8 +45,7 @@ class FeatureEngineering:
         except MlflowException as e:  # some of MLflow's errors do not survive pickling to the ingress: it would answer a 500
             raise portable_error(e) from None
         f = self.loaded.forecaster
-        try: return (self.loaded.key, *f.prepare(frame, (params or {}).get("horizon", f.max_horizon), (params or {}).get("quantiles")))
-        except InputError as e: raise request_row(e, frame, f.preprocessor) from None
+        return (self.loaded.key, *f.prepare(frame, (params or {}).get("horizon", f.max_horizon), (params or {}).get("quantiles")))
 
     def typed(self, request:PredictRequest) -> tuple[str, SeriesBatch, int, list[float], dict[str, float]]:
         "The typed request as raw rows, then the preprocessor; with timings."

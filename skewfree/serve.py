@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from .artifact import mlflow_field, mlflow_reason
 from .core import InputError
 from .forecaster import Forecaster
-from .preprocess import SINGLE_SERIES, Preprocessor, SeriesBatch, _parse_times
+from .preprocess import SINGLE_SERIES, SeriesBatch
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
            'to_frame', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe',
            'predictions_json', 'request_body', 'split_by_columns', 'parse_invocation', 'refuse_loose_rows',
-           'request_row', 'answer_invocation', 'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'pinned',
-           'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
+           'answer_invocation', 'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool',
+           'ProcessBackend', 'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -200,12 +200,10 @@ def typed_error(e:InputError, request:PredictRequest, forecaster:Forecaster) -> 
     if i is None: return e
     roles = {pre.time_col: "timestamps", pre.target: "target", **{c: f"past_covariates.{c}" for c in pre.past_covariates},
              **{c: f"future_covariates.{c}" for c in pre.future_covariates}, **{c: f"static_covariates.{c}" for c in pre.static_covariates}}
-    start = sum(len(s.timestamps) for s in request.series[:i])  # to_frame stacks the series in the request's order
+    # the preprocessor names a row by its label in `to_frame`'s frame, which stacks the series in the request's order; a time
+    # where no row is (a gap the policy refuses) stays a time
+    start = sum(len(s.timestamps) for s in request.series[:i])
     row = int(e.row) - start if isinstance(e.row, int | np.integer) and not isinstance(e.row, bool) else e.row
-    if isinstance(row, pd.Timestamp):  # a row found by its time: its position among the series' own timestamps, where it is one
-        try: times = _parse_times(pd.Series(request.series[i].timestamps), pre.time_col, request.series[i].id).to_numpy()
-        except InputError: times = np.array([], dtype="datetime64[ns]")
-        if len(at := np.flatnonzero(times == row.to_datetime64())) == 1: row = int(at[0])  # else a row a gap policy inserted: its time
     return InputError(f"series.{i}.{roles[e.field]}" if e.field in roles else e.field, e.reason, request.series[i].id, row)
 
 def prepare_typed(frame:pd.DataFrame, request:PredictRequest, forecaster:Forecaster) -> tuple[SeriesBatch, int, list[float]]:
@@ -404,20 +402,11 @@ def _columns_of(key:str, table:Any, required:list[str]) -> dict[str, list]|None:
             raise BadRequest(name, "column is missing from this row (other rows have it)", None, lacking[0])
     return {str(n): [r.get(n) for r in table] for n in present}
 
-def request_row(e:InputError, frame:pd.DataFrame, pre:Preprocessor) -> InputError:
-    "A preprocessor's error that names its row by time, naming it instead by its position among the request's rows, where it is one."
-    if not (isinstance(e.row, pd.Timestamp) and pre.time_col in frame and pd.api.types.is_datetime64_any_dtype(frame[pre.time_col])): return e
-    here = frame[pre.time_col].to_numpy() == e.row.to_datetime64()  # a time zone or a gap row a policy inserted: no match, the time stays
-    if pre.id_col and e.series is not None: here &= frame[pre.id_col].astype(str).to_numpy() == e.series
-    return InputError(e.field, e.reason, e.series, int(at[0])) if len(at := np.flatnonzero(here)) == 1 else e
-
 def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
     "MLflow's scoring protocol: parse `body` against the input schema, predict through the pyfunc, answer in JSON."
-    pre = loaded.forecaster.preprocessor
     frame, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees, param_names=loaded.param_names,
-                                     id_col=pre.id_col)
-    try: forecast = loaded.model.predict(frame, params=params)
-    except InputError as e: raise request_row(e, frame, pre) from None  # rows counted as the client counts them, in its request
+                                     id_col=loaded.forecaster.preprocessor.id_col)
+    forecast = loaded.model.predict(frame, params=params)  # indexed by position in the request: errors count rows as the client does
     return predictions_json(cast(pd.DataFrame, forecast))
 
 def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
