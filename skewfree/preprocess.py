@@ -180,7 +180,7 @@ class Preprocessor:
         "Validated raw values per series, indexed by parsed timestamp, in original units; statics unparsed."
         return {sid: frame for sid, (frame, _) in self._frames(df, ordered).items()}
 
-    def _frames(self, df:pd.DataFrame, ordered:bool=False) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    def _frames(self, df:pd.DataFrame, ordered:bool=False) -> dict[str, tuple[pd.DataFrame, pd.Index]]:
         "`frames`, each with its rows' labels in `df`: an error found later, by time, names the row as the caller counts it."
         if not isinstance(df, pd.DataFrame): raise InputError("input", f"expected a DataFrame of rows, got {type(df).__name__}")
         missing = [c for c in self.columns if c not in df.columns]
@@ -189,7 +189,7 @@ class Preprocessor:
         groups = self._groups(df)
         numbers_given = all(pd.api.types.is_float_dtype(df[c]) or pd.api.types.is_integer_dtype(df[c]) for c in self.numeric)
         numbers = np.column_stack([df[c].to_numpy(dtype=np.float64) for c in self.numeric]) if numbers_given else None
-        frames, labels = {}, df.index.to_numpy()
+        frames, labels = {}, df.index  # an error names a row by its label here: what `_first_bad` gives while parsing, too
         for sid, pos in groups:
             times = _parse_times(df[self.time_col].iloc[pos], self.time_col, sid)
             index = pd.DatetimeIndex(times.to_numpy(), name=self.time_col)
@@ -210,7 +210,7 @@ class Preprocessor:
             rows = labels[pos]
             if not index.is_monotonic_increasing:
                 order = np.argsort(index.asi8, kind="stable")
-                frame, rows = frame.iloc[order], rows[order]
+                frame, rows = frame.iloc[order], rows.take(order)
             frames[sid] = (frame, rows)
         return frames
 
@@ -265,7 +265,7 @@ class Preprocessor:
         return (_fixed_freq(inferred), {c: list(_scaler_stats(frame[c].to_numpy(), self.scaler)) for c in self.numeric},
                 {c: float(frame[c].mean()) for c in self.numeric})
 
-    def _repaired(self, sid:str, frame:pd.DataFrame, rows:np.ndarray, *, freq:str, fallback:dict[str, float], report:dict[str, int]) -> pd.DataFrame:
+    def _repaired(self, sid:str, frame:pd.DataFrame, rows:pd.Index, *, freq:str, fallback:dict[str, float], report:dict[str, int]) -> pd.DataFrame:
         "`frame` (its rows labelled `rows` in the input) on its frequency with no gap and no missing value, every repair counted in `report`."
         if self.missing == "error":
             for c in self.numeric:
@@ -294,6 +294,14 @@ class Preprocessor:
             frame[c] = filled.fillna(fallback[c])
             report[f"filled_{c}"] = int(gaps.sum())
         return frame
+
+    def _refuse_beyond_float32(self, sid:str, scaled:np.ndarray, frame:pd.DataFrame, *, given:np.ndarray, rows:pd.Index, columns:Sequence[str]) -> None:
+        "Refuse the first value of `frame` that is finite but not once scaled to float32, naming the input row (`given`: its position, -1 if inserted)."
+        bad = ~np.isfinite(scaled)
+        in_given = bad & (given >= 0)[:, None]  # a row a gap policy inserted only took its value from a given one: blame that
+        r, c = np.argwhere(in_given if in_given.any() else bad)[0]
+        raise InputError(columns[c], f"value {float(frame[columns[c]].iloc[r])!r} is beyond the range the model computes in (float32, after scaling)",
+                         sid, rows[given[r]] if given[r] >= 0 else frame.index[r])
 
     def _static_values(self, sid:str, frame:pd.DataFrame) -> pd.DataFrame|None:
         "Encoded static covariates of one series as darts expects them: one row, numeric."
@@ -336,10 +344,7 @@ class Preprocessor:
             stats = np.array([scale[c] for c in self.numeric])
             values = ((hist[self.numeric].to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)
             if not np.isfinite(values).all():  # finite as given, beyond float32 once scaled: the model would answer NaN
-                r, c = np.argwhere(~np.isfinite(values))[0]
-                given = raw.index.get_indexer(hist.index[r:r + 1])[0]  # -1: a row the gap policy inserted, named by its time
-                raise InputError(self.numeric[c], f"value {float(hist[self.numeric[c]].iloc[r])!r} is beyond the range the model computes in "
-                                                  f"(float32, after scaling), at {hist.index[r]}", sid, rows[given] if given >= 0 else hist.index[r])
+                self._refuse_beyond_float32(sid, values, hist, given=raw.index.get_indexer(hist.index), rows=rows, columns=self.numeric)
             n_past = 1 + len(self.past_covariates)
             ts = TimeSeries.from_times_and_values(hist.index, values[:, :1], columns=[self.target], freq=freq)
             statics = self._static_values(sid, raw)
@@ -353,7 +358,7 @@ class Preprocessor:
             if repairs: report[sid] = repairs
         return SeriesBatch(ids, target, past if self.past_covariates else None, future if has_future else None, scales, report)
 
-    def _future(self, sid:str, plan:pd.DataFrame, plan_rows:np.ndarray, hist:pd.DataFrame, *, hist_values:np.ndarray, freq:str,
+    def _future(self, sid:str, plan:pd.DataFrame, plan_rows:pd.Index, hist:pd.DataFrame, *, hist_values:np.ndarray, freq:str,
                 stats:np.ndarray, horizon:int) -> TimeSeries:
         "Calendar features and planned covariates (the `plan` rows, labelled `plan_rows` in the input) over the history and `horizon` steps beyond it."
         times = pd.date_range(hist.index[0], periods=len(hist) + horizon, freq=freq)
@@ -367,10 +372,13 @@ class Preprocessor:
                 raise InputError(self.future_covariates[0], f"future covariates must cover the horizon: {horizon} rows on frequency "
                                  f"{freq!r} after the history, got {len(plan)}", sid)
             ahead = plan.iloc[:horizon][self.future_covariates]
-            if (unplanned := ahead.isna().any(axis=1).to_numpy()).any():
-                at = int(np.argmax(unplanned))
-                raise InputError(self.future_covariates[0], f"missing planned value in the horizon at {ahead.index[at]}", sid, plan_rows[at])
-            planned = np.vstack([hist_values, ((ahead.to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)])
+            if ahead.isna().to_numpy().any():
+                r, c = np.argwhere(ahead.isna().to_numpy())[0]
+                raise InputError(self.future_covariates[c], f"missing planned value in the horizon at {ahead.index[r]}", sid, plan_rows[r])
+            scaled_plan = ((ahead.to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)
+            if not np.isfinite(scaled_plan).all():
+                self._refuse_beyond_float32(sid, scaled_plan, ahead, given=np.arange(len(ahead)), rows=plan_rows, columns=self.future_covariates)
+            planned = np.vstack([hist_values, scaled_plan])
         calendar = _calendar(times, self.calendar_).astype(np.float32)
         values = np.hstack([calendar, planned]) if self.future_covariates else calendar
         return TimeSeries.from_times_and_values(times, values, columns=self.columns_["future"], freq=freq)

@@ -406,7 +406,8 @@ def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
     "MLflow's scoring protocol: parse `body` against the input schema, predict through the pyfunc, answer in JSON."
     frame, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees, param_names=loaded.param_names,
                                      id_col=loaded.forecaster.preprocessor.id_col)
-    forecast = loaded.model.predict(frame, params=params)  # indexed by position in the request: errors count rows as the client does
+    # the frame is indexed as the client counts its rows (by position, or by the `index` it sent): so are the errors
+    forecast = loaded.model.predict(frame, params=params)
     return predictions_json(cast(pd.DataFrame, forecast))
 
 def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:

@@ -297,6 +297,12 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
         off_grid["series"][0]["timestamps"][-1] = "2099-01-01 00:00:00"
         refused = httpx.post(f"{srv.url}/predict", json=off_grid, timeout=60).json()["error"]
         assert f"planned row {steps} is at 2099-01-01 00:00:00, expected" in refused["reason"], refused
+        assert (refused["field"], refused["row"]) == ("series.0.future_covariates.HUFL", str(need + steps - 1)), refused  # the request's own row
+        huge = json.loads(json.dumps(body))
+        huge["series"][0]["future_covariates"]["HUFL"][need + 1] = 1e300  # finite, but not in float32 once scaled: the model would answer NaN
+        refused = httpx.post(f"{srv.url}/predict", json=huge, timeout=60)
+        assert refused.status_code == 422 and "beyond the range the model computes in" in refused.json()["error"]["reason"], refused.text
+        assert (refused.json()["error"]["field"], refused.json()["error"]["row"]) == ("series.0.future_covariates.HUFL", str(need + 1)), refused.text
         # a missing last history value is a value to repair (this config interpolates), not where the plan starts
         gap_at_end = json.loads(json.dumps(body))
         gap_at_end["series"][0]["target"][-1] = None
