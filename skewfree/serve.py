@@ -858,7 +858,11 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`."
-        return Response(content=await backend.invocations(await request.body()), media_type="application/json")
+        body = await request.body()
+        started = time.perf_counter()
+        answer = await backend.invocations(body)
+        # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's
+        return Response(content=answer, media_type="application/json", headers={"Server-Timing": f"backend;dur={_ms(started):.3f}"})
 
     if admin_token:
         @app.post("/admin/reload")

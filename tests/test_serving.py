@@ -190,6 +190,16 @@ def test_invocations_refuse_what_mlflow_would_quietly_mend(srv, history, case):
     assert error["field"] == field and reason in error["reason"], (case, error)
 
 
+def test_invocations_tell_the_backends_share_of_the_time(srv, history):
+    started = time.perf_counter()
+    answer = httpx.post(f"{srv.url}/invocations", content=split_body(history, lambda rows, at: None), headers={"Content-Type": "application/json"},
+                        timeout=60)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert answer.status_code == 200, answer.text
+    name, duration = answer.headers["server-timing"].split(";dur=")  # hand-off, parse, predict and JSON: within what the client waited
+    assert name == "backend" and 0 < float(duration) < elapsed_ms, (answer.headers["server-timing"], elapsed_ms)
+
+
 def test_invocation_errors_count_rows_as_the_request_does(srv, history):
     def off_grid(rows, at):  # the 46th row (ETTh1's), half an hour off the hourly grid
         rows[45][at["date"]] = rows[45][at["date"]][:-5] + "30:00"
