@@ -28,7 +28,11 @@ what the choice of client costs; `transport_floor` is the same request and answe
 uvicorn (`bench/_transport_floor.py`: no framework, no model), what any Python server on this machine pays;
 `transport_floor_with_work` is that app spinning the CPU in a thread, off its event loop, for as long as
 `in_process_predict` takes (`floor_work_ms`) before it answers, so its time minus that work is the HTTP floor of a
-server that never blocks its loop, here.
+server that never blocks its loop, here (both also sent by the minimal client: `_raw_client`).
+Our server says in each answer's `Server-Timing: backend;dur=` header how long its backend took (hand-off to a
+worker, parse, predict, JSON): `http_layer` is the raw-client request minus that, request by request (what HTTP
+itself cost: transport, uvicorn, FastAPI, the client), and `backend_minus_in_process_answer` is the backend's time
+beyond the same work done in this process (the hand-off, and the same computation run in another process woken for it).
 Where the difference between the two floors goes: `parse_mlflow` (MLflow's parser, row by row), `parse_by_columns` (`split_by_columns`, what the
 servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast); `refuse_loose_rows` is what a request
 that leaves the column-wise path pays before MLflow's parser (its check for ragged rows, missing cells and numbers written as text).
@@ -130,12 +134,13 @@ def load(url: str, body: str, requests: int, concurrency: int) -> dict:
 
 class RawClient:
     "A minimal HTTP/1.1 client on one keep-alive socket: the request's bytes built once, the answer read by its Content-Length."
-    def __init__(self, url: str, body: bytes):
+    def __init__(self, url: str, body: bytes, path: str = "/invocations"):
         host, port = url.removeprefix("http://").split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=300)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = self.sock.makefile("rb")
-        self.request = (f"POST /invocations HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        self.backend_ms: list[float] = []  # each answer's `Server-Timing: backend;dur=`, where the server sends one
+        self.request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
                         f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
     def post(self) -> bytes:
@@ -143,6 +148,7 @@ class RawClient:
         status, length = self.reader.readline(), 0
         while (line := self.reader.readline()) not in (b"\r\n", b""):
             if line.lower().startswith(b"content-length:"): length = int(line.split(b":", 1)[1])
+            if line.lower().startswith(b"server-timing: backend;dur="): self.backend_ms.append(float(line.split(b"dur=", 1)[1]))
         answer = self.reader.read(length)
         assert b" 200 " in status and answer.startswith(b'{"predictions"'), (status, answer[:200])
         return answer
@@ -181,6 +187,7 @@ def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dic
                    str(predict_ms)],
                   floor_url, env, probe=lambda: httpx.post(floor_url + "/invocations", content=payload, timeout=2).status_code == 200)
     floor_conn, raw_client = connect("127.0.0.1", int(floor_url.rsplit(":", 1)[1])), RawClient(url, payload)
+    raw_floor, raw_floor_with_work = RawClient(floor_url, payload), RawClient(floor_url, payload, "/with_work")
     steps = {"http": lambda: post(conn, payload),
              "in_process_predict": lambda: model.predict(example, params={"horizon": horizon}),
              "in_process_answer": lambda: answer_invocation(loaded, raw),
@@ -188,21 +195,32 @@ def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dic
              "http_whole_rows": lambda: post(conn, whole_rows.encode()),
              "http_raw_client": raw_client.post,
              "transport_floor": lambda: post(floor_conn, payload),
-             "transport_floor_with_work": lambda: post(floor_conn, payload, "/with_work")}
+             "transport_floor_with_work": lambda: post(floor_conn, payload, "/with_work"),
+             "transport_floor_raw_client": raw_floor.post,
+             "transport_floor_with_work_raw_client": raw_floor_with_work.post}
     try:
         for _ in range(20):
             for step in steps.values(): step()  # warm: connection, worker, caches
+        raw_client.backend_ms.clear()
         times: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(rounds):
             for name, step in steps.items():
                 t = time.perf_counter(); step(); times[name].append((time.perf_counter() - t) * 1000)
     finally:
-        conn.close(); floor_conn.close(); raw_client.close(); stop(floor)
+        conn.close(); floor_conn.close(); raw_client.close(); raw_floor.close(); raw_floor_with_work.close(); stop(floor)
     ms = {name: np.array(v) for name, v in times.items()}
+    backend = np.array(raw_client.backend_ms)
+    assert len(backend) == rounds, f"{len(backend)} Server-Timing headers for {rounds} requests"
     return {"rounds": rounds, **{f"{name}_p50_ms": float(np.median(v)) for name, v in ms.items()},
             "floor_work_ms": predict_ms,
             # what a bare server that hands work as long as a predict to a thread pays beyond the work: HTTP's floor here
             "transport_floor_with_work_overhead_p50_ms": float(np.median(ms["transport_floor_with_work"])) - predict_ms,
+            "transport_floor_with_work_raw_client_overhead_p50_ms": float(np.median(ms["transport_floor_with_work_raw_client"])) - predict_ms,
+            # the raw-client request split by its own Server-Timing header: what HTTP itself cost (transport, uvicorn, FastAPI,
+            # the client) and what the backend took (hand-off to a worker, parse, predict, JSON) beside the same work in this process
+            "backend_p50_ms": float(np.median(backend)),
+            "http_layer_p50_ms": float(np.median(ms["http_raw_client"] - backend)),
+            "backend_minus_in_process_answer_p50_ms": float(np.median(backend) - np.median(ms["in_process_answer"])),
             "http_client_share_p50_ms": float(np.median(ms["http"]) - np.median(ms["http_raw_client"])),
             "raw_client_http_overhead_p50_ms_vs_predict": float(np.median(ms["http_raw_client"]) - np.median(ms["in_process_predict"])),
             "http_overhead_p50_ms_vs_predict": float(np.median(ms["http"]) - np.median(ms["in_process_predict"])),
@@ -281,7 +299,8 @@ def targets(results: dict) -> dict:
     if "c8" in ours and "c8" in two: out["fastapi_vs_mlflow_2_workers_throughput_c8"] = ours["c8"]["throughput_rps"] / two["c8"]["throughput_rps"]
     pair = ours.get("paired_c1", {})
     for key in ("http_overhead_p50_ms_vs_predict", "http_overhead_p50_ms_vs_answer", "raw_client_http_overhead_p50_ms_vs_predict",
-                "transport_floor_p50_ms", "transport_floor_with_work_overhead_p50_ms"):
+                "transport_floor_p50_ms", "transport_floor_with_work_overhead_p50_ms", "transport_floor_raw_client_p50_ms",
+                "transport_floor_with_work_raw_client_overhead_p50_ms", "http_layer_p50_ms", "backend_minus_in_process_answer_p50_ms"):
         if key in pair: out[f"paired_{key}"] = pair[key]
     return out
 
