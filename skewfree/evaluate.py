@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from darts import TimeSeries
 from omegaconf import DictConfig
 
 from .core import InputError
@@ -57,6 +58,32 @@ def refit_rows(df:pd.DataFrame, # raw long rows
     return Positions(df, forecaster.preprocessor).rows(0, int(split["train_rows"]) + int(split["val_rows"]))
 
 # %% ../nbs/06_evaluate.ipynb #0007
+def _filled_from_later_rows(pre:Preprocessor, rows:pd.DataFrame, grid:pd.DatetimeIndex) -> set[pd.Timestamp]:
+    "Window origins whose look-back the repair of the whole span filled from a row at or after the origin."
+    # interpolation reaches forward to the next given value (under `missing: error`, only into gap rows); ffill and the
+    # training mean look only back. A run of filled rows [s, e), interpolated towards row e, is seen by windows starting at s+1 … e
+    if pre.missing not in ("interpolate", "error"): return set()
+    reached: set[pd.Timestamp] = set()
+    for holes in rows[pre.numeric].reindex(grid).isna().to_numpy().T:
+        edges = np.diff(np.r_[0, holes.astype(np.int8), 0])
+        for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            if e < len(grid): reached.update(grid[s + 1:e + 1])
+    return reached
+
+def _from_its_past(forecaster:Forecaster, rows:pd.DataFrame, sid:str, grid:pd.DatetimeIndex, window:TimeSeries) -> TimeSeries:
+    "A window's model output as serving makes it at its origin: from the rows before it (and the plan after it, for planned covariates)."
+    pre, origin, horizon = forecaster.preprocessor, window.time_index[0], len(window)
+    before = rows[rows.index < origin]
+    plan = rows[rows.index >= origin].iloc[:forecaster.future_steps(horizon)] if pre.future_covariates else rows.iloc[:0]
+    request = pd.concat([before, plan]).reset_index()
+    if pre.id_col: request[pre.id_col] = sid
+    # the history ends just before the origin even where its last rows are missing: the gap policy fills them, looking back only
+    batch, horizon, _ = forecaster.prepare(request, horizon, history_rows={sid: len(before)}, history_end={sid: grid[grid.searchsorted(origin) - 1]})
+    answer = forecaster.predict_batch(batch, horizon)[0]
+    if not answer.time_index.equals(window.time_index):
+        raise RuntimeError(f"{sid}: a window made again from its past starts at {answer.time_index[0]}, not {origin}")
+    return answer
+
 def backtest(forecaster:Forecaster, # fitted
              test:pd.DataFrame, # raw test rows with look-back context
              stride:int=1, # rows between forecast origins
@@ -70,6 +97,10 @@ def backtest(forecaster:Forecaster, # fitted
     batch = pre.transform(test, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
     windows = forecaster.historical_forecasts(batch, horizon, stride)
     raw, parts = pre.frames(test), []
+    for i, sid in enumerate(batch.ids):  # a window whose look-back the whole-span repair filled from its future: again, from its past
+        grid = batch.target[i].time_index
+        if reached := _filled_from_later_rows(pre, raw[sid], grid):
+            windows[i] = [_from_its_past(forecaster, raw[sid], sid, grid, w) if w.time_index[0] in reached else w for w in windows[i]]
     # another fit's yardstick (a protocol's training-rows scaler): only its (center, scale) per series is read
     yardstick, scaled = (pre, batch) if scale is None else (scale, scale.transform(test, horizon=0))
     for i, (sid, forecasts) in enumerate(zip(batch.ids, windows)):

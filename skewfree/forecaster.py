@@ -236,11 +236,12 @@ class Forecaster:
         if batch.report: forecast.attrs["repairs"] = batch.report  # what the policies repaired in the history, per series: told with the forecast
         return forecast
 
-    def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False,
-                history_rows:Mapping[str, int]|None=None) -> tuple[SeriesBatch, int, list[float]]:
+    def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False, *,
+                history_rows:Mapping[str, int]|None=None, history_end:Mapping[str, pd.Timestamp]|None=None) -> tuple[SeriesBatch, int, list[float]]:
         "The CPU half of a forecast: check the parameters, transform the raw rows (see `Preprocessor.transform`)."
         horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
-        batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon), ordered=ordered, history_rows=history_rows)
+        batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon), ordered=ordered, history_rows=history_rows,
+                                            history_end=history_end)
         return batch, horizon, levels
 
     def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:

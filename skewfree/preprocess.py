@@ -265,15 +265,17 @@ class Preprocessor:
         return (_fixed_freq(inferred), {c: list(_scaler_stats(frame[c].to_numpy(), self.scaler)) for c in self.numeric},
                 {c: float(frame[c].mean()) for c in self.numeric})
 
-    def _repaired(self, sid:str, frame:pd.DataFrame, rows:pd.Index, *, freq:str, fallback:dict[str, float], report:dict[str, int]) -> pd.DataFrame:
-        "`frame` (its rows labelled `rows` in the input) on its frequency with no gap and no missing value, every repair counted in `report`."
+    def _repaired(self, sid:str, frame:pd.DataFrame, rows:pd.Index, *, freq:str, fallback:dict[str, float], report:dict[str, int],
+                  end:pd.Timestamp|None=None) -> pd.DataFrame:
+        "`frame` (its rows labelled `rows` in the input) on its frequency up to `end`, no gap, no missing value, every repair counted in `report`."
         if self.missing == "error":
             for c in self.numeric:
                 if (holes := frame[c].isna().to_numpy()).any():
                     at = int(np.argmax(holes))
                     raise InputError(c, f"missing value at {frame.index[at]}; set data.missing to one of {list(MISSING_POLICIES[1:])} to repair",
                                      sid, rows[at])
-        grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq, name=frame.index.name)
+        last = frame.index[-1] if end is None or end <= frame.index[-1] else end  # rows missing at the end are a gap too
+        grid = pd.date_range(frame.index[0], last, freq=freq, name=frame.index.name)
         if len(grid) != len(frame) or not (grid == frame.index).all():
             off = ~frame.index.isin(grid)
             if off.any():
@@ -324,6 +326,7 @@ class Preprocessor:
                   horizon:int=0, # when forecasting: steps of future covariates to build beyond the last observed target
                   ordered:bool=False, # refuse timestamps that do not increase within a series
                   history_rows:Mapping[str, int]|None=None, # per series id: how many of its rows are history, the rest planned
+                  history_end:Mapping[str, pd.Timestamp]|None=None, # per series id: its history's last step, where its last rows are missing
                  ) -> SeriesBatch:
         "Raw long rows → repaired, scaled float32 darts series per series id, with a repair report."
         self._check_fitted()
@@ -340,7 +343,8 @@ class Preprocessor:
             if cut < self.history_length_:
                 raise InputError(self.time_col, f"needs at least {self.history_length_} rows of history, got {cut}", sid)
             repairs: dict[str, int] = {}
-            hist = self._repaired(sid, raw.iloc[:cut], rows[:cut], freq=freq, fallback=fallback, report=repairs)
+            end = history_end.get(sid) if history_end else None
+            hist = self._repaired(sid, raw.iloc[:cut], rows[:cut], freq=freq, fallback=fallback, report=repairs, end=end)
             stats = np.array([scale[c] for c in self.numeric])
             values = ((hist[self.numeric].to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)
             if not np.isfinite(values).all():  # finite as given, beyond float32 once scaled: the model would answer NaN
