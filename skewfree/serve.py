@@ -46,10 +46,11 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
-           'to_frame', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest', 'Unavailable', 'Backend', 'describe',
-           'predictions_json', 'request_body', 'split_by_columns', 'parse_invocation', 'refuse_loose_rows',
-           'answer_invocation', 'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool',
-           'ProcessBackend', 'Guard', 'Metrics', 'create_app']
+           'to_frame', 'typed_keys', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest', 'Unavailable',
+           'Backend', 'describe', 'predictions_json', 'request_body', 'split_by_columns', 'refuse_duplicate_keys',
+           'may_repeat_a_key', 'parse_invocation', 'refuse_loose_rows', 'answer_invocation', 'answer_typed',
+           'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics',
+           'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -193,6 +194,11 @@ def _statics(i:int, s:SeriesIn, needed:Sequence[str]) -> dict[str, str|float]:
         if name not in s.static_covariates: raise InputError(f"series.{i}.static_covariates", f"missing column {name!r}", s.id)
     return {name: s.static_covariates[name] for name in needed}
 
+def typed_keys(request:PredictRequest) -> int:
+    "How many keys the typed request's objects hold, as parsed (what the body's bytes are checked against)."
+    return len(request.model_fields_set) + sum(len(s.model_fields_set) + len(s.past_covariates) + len(s.future_covariates)
+                                                + len(s.static_covariates) for s in request.series)
+
 def typed_error(e:InputError, request:PredictRequest, forecaster:Forecaster) -> InputError:
     "A preprocessor's error in the typed request's own terms: the series' field path, the row counted within that series."
     pre, ids = forecaster.preprocessor, [s.id for s in request.series]
@@ -334,6 +340,30 @@ def _numbers(values:tuple, dtype:type) -> np.ndarray|None:
 def _as_ns(parsed:pd.Series) -> pd.Series:
     return parsed.dt.as_unit("ns") if getattr(parsed.dt, "unit", "ns") != "ns" else parsed  # `DataType.datetime` is nanoseconds
 
+class _Twice(Exception): pass
+
+def _pairs_once(pairs:list[tuple[str, Any]]) -> dict[str, Any]:
+    if len(keys := [k for k, _ in pairs]) != len(set(keys)): raise _Twice(next(k for k in keys if keys.count(k) > 1))
+    return dict(pairs)
+
+def refuse_duplicate_keys(body:bytes) -> None:
+    "Refuse a JSON object that names a key twice: parsers keep the last, so what the first held would be dropped unread."
+    try: json.loads(body, object_pairs_hook=_pairs_once)
+    except _Twice as e: raise BadRequest(str(e.args[0]), "given twice in one JSON object: only the last would be read, the first dropped") from None
+    except (ValueError, RecursionError): pass  # not JSON the standard parser reads: the parser that reads the request says what is wrong
+
+_JSON_SPACE = np.frombuffer(b" \t\n\r", np.uint8)
+
+def may_repeat_a_key(body:bytes, keys:int) -> bool:
+    "Whether `body` may name a key twice in an object, given how many keys its parsed objects hold; never a false no."
+    # every key is a string and a colon: more `":` in the bytes than the parsed objects hold keys means a key named twice
+    # (or a text starting with a colon: then the full check finds none). An escaped quote, or space before a colon, is not
+    # counted here, so either takes the full check
+    if b"\\" in body: return True
+    raw = np.frombuffer(body, np.uint8)
+    before = raw[np.flatnonzero(raw[1:] == ord(":"))]  # the byte before each colon
+    return bool(np.count_nonzero(before == ord('"')) != keys or np.isin(before, _JSON_SPACE).any())
+
 def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
                      param_names:list[str]|None=None, # the params the model takes: any other is refused (MLflow only warns)
                      id_col:str|None=None, # the series id column, named in errors
@@ -346,6 +376,7 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
         except (ValueError, RecursionError) as e:  # nested deeper than Python's stack: not a request either
             raise BadRequest("body", f"not valid JSON: {e}") from None
     if not isinstance(request, dict): raise BadRequest("body", "expected a JSON object with 'dataframe_split' or 'dataframe_records'")
+    top = list(request)  # the keys of the request object, for the check of keys named twice
     params = request.pop("params", None) or {}
     if not isinstance(params, dict): raise BadRequest("params", "expected a JSON object")
     # a misspelt `horizion` (or `parameters`) would otherwise be dropped, and the default horizon answered as if asked for
@@ -354,7 +385,11 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
     if unknown := sorted(set(request) - set(SUPPORTED_FORMATS)):
         raise BadRequest(unknown[0], f"unknown key; a request holds one of {sorted(SUPPORTED_FORMATS)} and optionally 'params'")
     frame = split_by_columns(request, schema) if by_columns else None
-    if frame is not None: return frame, params
+    if frame is not None:
+        # read column-wise, a request has three objects: itself, its split and its params, whose keys the bytes are checked against
+        if may_repeat_a_key(body, len(top) + len(request[DF_SPLIT]) + len(params)): refuse_duplicate_keys(body)
+        return frame, params
+    refuse_duplicate_keys(body)  # records and instances repeat their column names in every row: only a full read tells
     refuse_loose_rows(request, schema, id_col)
     return infer_and_parse_data(request, schema), params
 
@@ -850,8 +885,9 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/predict", response_model=PredictResponse)
-    async def predict(request: PredictRequest) -> PredictResponse:
+    async def predict(request: PredictRequest, raw: Request) -> PredictResponse:
         "Typed forecast request; the answer says which model made it and where the time went."
+        if may_repeat_a_key(body := await raw.body(), typed_keys(request)): refuse_duplicate_keys(body)  # JSON kept only the last
         answer, _ = await backend.predict(request)
         return answer
 

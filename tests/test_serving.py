@@ -200,6 +200,21 @@ def test_invocations_tell_the_backends_share_of_the_time(srv, history):
     assert name == "backend" and 0 < float(duration) < elapsed_ms, (answer.headers["server-timing"], elapsed_ms)
 
 
+def test_a_key_named_twice_is_refused_not_half_read(srv, history):
+    def post(path, text):
+        return httpx.post(f"{srv.url}{path}", content=text, headers={"Content-Type": "application/json"}, timeout=60)
+    split = json.dumps(json.loads(exact_json_body(history, 3))["dataframe_split"])
+    # JSON keeps the last: the first rows (or horizon, or target) would be dropped unread and the rest answered
+    refused = post("/invocations", '{"dataframe_split": ' + split + ', "dataframe_split": ' + split + ', "params": {"horizon": 3}}')
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "dataframe_split", refused.text
+    refused = post("/invocations", '{"dataframe_split": ' + split + ', "params": {"horizon": 2, "horizon": 3}}')
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "horizon", refused.text
+    body = json.dumps(typed(history))
+    refused = post("/predict", body.replace('"target": ', '"target": [1.0], "target": ', 1))
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "target", refused.text
+    assert post("/predict", body).status_code == 200  # the same request, each key once
+
+
 def test_invocation_errors_count_rows_as_the_request_does(srv, history):
     def off_grid(rows, at):  # the 46th row (ETTh1's), half an hour off the hourly grid
         rows[45][at["date"]] = rows[45][at["date"]][:-5] + "30:00"
