@@ -34,7 +34,8 @@ worker, parse, predict, JSON): `http_layer` is the raw-client request minus that
 itself cost: transport, uvicorn, FastAPI, the client), and `backend_minus_in_process_answer` is the backend's time
 beyond the same work done in this process (the hand-off, and the same computation run in another process woken for it).
 Where the difference between the two floors goes: `parse_mlflow` (MLflow's parser, row by row), `parse_by_columns` (`split_by_columns`, what the
-servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast); `refuse_loose_rows` is what a request
+servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast), `screen_duplicate_keys` (the count of the body's keys that
+decides whether it is read a second time to find a key named twice); `refuse_loose_rows` is what a request
 that leaves the column-wise path pays before MLflow's parser (its check for ragged rows, missing cells and numbers written as text).
 """
 from __future__ import annotations
@@ -252,9 +253,12 @@ def floors(uri: str, model, body: str, horizon: int) -> dict:
     import orjson
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
-    from skewfree.serve import Loaded, answer_invocation, predictions_json, refuse_loose_rows, registry_version, split_by_columns
+    from skewfree.serve import (Loaded, answer_invocation, may_repeat_a_key, predictions_json, refuse_loose_rows, registry_version,
+                                split_by_columns)
     loaded, example = Loaded(uri, model, registry_version(uri), model.metadata.run_id), model.input_example  # the model loaded once
     request, forecast = {"dataframe_split": orjson.loads(body)["dataframe_split"]}, model.predict(example, params={"horizon": horizon})
+    whole = orjson.loads(body)
+    keys = len(whole) + len(whole["dataframe_split"]) + len(whole.get("params", {}))  # the keys of the request's three objects
     return {"in_process_predict": p50_p95(lambda: model.predict(example, params={"horizon": horizon})),
             "in_process_answer": p50_p95(lambda: answer_invocation(loaded, body.encode())),
             "columns_parse_agrees": loaded.columns_parse_agrees,
@@ -262,7 +266,10 @@ def floors(uri: str, model, body: str, horizon: int) -> dict:
                       "parse_by_columns": p50_p95(lambda: split_by_columns(request, loaded.input_schema)),
                       # what a request that leaves the column-wise path (a null, an integer column) pays before MLflow's parser
                       "refuse_loose_rows": p50_p95(lambda: refuse_loose_rows(request, loaded.input_schema, loaded.forecaster.preprocessor.id_col)),
-                      "write_json": p50_p95(lambda: predictions_json(forecast))}}
+                      "write_json": p50_p95(lambda: predictions_json(forecast)),
+                      # every column-wise request: its keys' colons counted, so that only a body that may name a key twice is read again
+                      "screen_duplicate_keys": p50_p95(lambda: may_repeat_a_key(body.encode(), keys)),
+                      "screen_says_read_again": may_repeat_a_key(body.encode(), keys)}}
 
 
 def measure(servers: dict[str, list[str]], env: dict, body: str, args, paired_args: tuple) -> dict:
