@@ -58,18 +58,6 @@ def refit_rows(df:pd.DataFrame, # raw long rows
     return Positions(df, forecaster.preprocessor).rows(0, int(split["train_rows"]) + int(split["val_rows"]))
 
 # %% ../nbs/06_evaluate.ipynb #0007
-def _filled_from_later_rows(pre:Preprocessor, rows:pd.DataFrame, grid:pd.DatetimeIndex) -> set[pd.Timestamp]:
-    "Window origins whose look-back the repair of the whole span filled from a row at or after the origin."
-    # interpolation reaches forward to the next given value (under `missing: error`, only into gap rows); ffill and the
-    # training mean look only back. A run of filled rows [s, e), interpolated towards row e, is seen by windows starting at s+1 … e
-    if pre.missing not in ("interpolate", "error"): return set()
-    reached: set[pd.Timestamp] = set()
-    for holes in rows[pre.numeric].reindex(grid).isna().to_numpy().T:
-        edges = np.diff(np.r_[0, holes.astype(np.int8), 0])
-        for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-            if e < len(grid): reached.update(grid[s + 1:e + 1])
-    return reached
-
 def _from_its_past(forecaster:Forecaster, rows:pd.DataFrame, sid:str, grid:pd.DatetimeIndex, window:TimeSeries) -> TimeSeries:
     "A window's model output as serving makes it at its origin: from the rows before it (and the plan after it, for planned covariates)."
     pre, origin, horizon = forecaster.preprocessor, window.time_index[0], len(window)
@@ -99,7 +87,7 @@ def backtest(forecaster:Forecaster, # fitted
     raw, parts = pre.frames(test), []
     for i, sid in enumerate(batch.ids):  # a window whose look-back the whole-span repair filled from its future: again, from its past
         grid = batch.target[i].time_index
-        if reached := _filled_from_later_rows(pre, raw[sid], grid):
+        if reached := pre.origins_filled_from_ahead(raw[sid], grid):  # the preprocessor knows which of its repairs look ahead
             windows[i] = [_from_its_past(forecaster, raw[sid], sid, grid, w) if w.time_index[0] in reached else w for w in windows[i]]
     # another fit's yardstick (a protocol's training-rows scaler): only its (center, scale) per series is read
     yardstick, scaled = (pre, batch) if scale is None else (scale, scale.transform(test, horizon=0))

@@ -292,10 +292,27 @@ class Preprocessor:
             gaps = frame[c].isna()
             if not gaps.any(): continue
             # rows inserted by reindexing under `missing: error` are interpolated: the gap policy allowed them
-            filled = frame[c].ffill() if self.missing == "ffill" else frame[c] if self.missing == "fitted" else frame[c].interpolate(limit_area="inside")
+            filled = frame[c].interpolate(limit_area="inside") if self.fills_from_ahead else frame[c].ffill() if self.missing == "ffill" else frame[c]
             frame[c] = filled.fillna(fallback[c])
             report[f"filled_{c}"] = int(gaps.sum())
         return frame
+
+    @property
+    def fills_from_ahead(self) -> bool:
+        "Whether a repair reads a value after the hole: interpolation (also into gap rows under `missing: error`); ffill and the training mean look back."
+        return self.missing not in ("ffill", "fitted")
+
+    def origins_filled_from_ahead(self, frame:pd.DataFrame, grid:pd.DatetimeIndex) -> set[pd.Timestamp]:
+        "Forecast origins on `grid` whose history, were `frame` (a series of `frames`) repaired as one span, holds a value filled from the origin or after."
+        # a run of holes [s, e) is interpolated towards row e: the histories of origins s+1 … e hold part of it (a run at the end is
+        # not interpolated, and one at the start has no value before it: the training mean, which looks nowhere)
+        if not self.fills_from_ahead: return set()
+        reached: set[pd.Timestamp] = set()
+        for holes in frame[self.numeric].reindex(grid).isna().to_numpy().T:
+            edges = np.diff(np.r_[0, holes.astype(np.int8), 0])
+            for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+                if 0 < s and e < len(grid): reached.update(grid[s + 1:e + 1])
+        return reached
 
     def _refuse_beyond_float32(self, sid:str, scaled:np.ndarray, frame:pd.DataFrame, *, given:np.ndarray, rows:pd.Index, columns:Sequence[str]) -> None:
         "Refuse the first value of `frame` that is finite but not once scaled to float32, naming the input row (`given`: its position, -1 if inserted)."
