@@ -153,11 +153,11 @@ def same_model(model, model_uri:str, url:str) -> None:
     if said.status_code != 200: return  # not a skewfree server (`mlflow models serve`, say): the answers alone are compared
     try: theirs = said.json()
     except ValueError: return
-    ours = {"run_id": model.metadata.run_id, "preprocessor": model.unwrap_python_model().manifest["preprocessor_hash"][:16]}
-    served = {"run_id": theirs.get("run_id"), "preprocessor": str(theirs.get("key", "")).rsplit(":", 1)[-1]}
+    ours = {"run_id": model.metadata.run_id, "preprocessor": model.unwrap_python_model().manifest["preprocessor_hash"]}
+    served = {"run_id": theirs.get("run_id"), "preprocessor": theirs.get("preprocessor_hash")}
     if served != ours:
-        raise ParityFailure(f"the server at {url} serves run {served['run_id']} (preprocessor {served['preprocessor']}, version "
-                            f"{theirs.get('model_version')}), not {model_uri}: run {ours['run_id']} (preprocessor {ours['preprocessor']})")
+        raise ParityFailure(f"the server at {url} serves run {served['run_id']} (preprocessor {str(served['preprocessor'])[:16]}, version "
+                            f"{theirs.get('model_version')}), not {model_uri}: run {ours['run_id']} (preprocessor {ours['preprocessor'][:16]})")
 
 def column_difference(served:pd.Series, batch:pd.Series) -> float:
     "Largest absolute difference of a float column; for any other column 0 when equal, else inf (so is a value that does not parse)."

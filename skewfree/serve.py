@@ -245,7 +245,8 @@ def describe(loaded:Loaded) -> dict[str, Any]:
     "What `/metadata` says about a loaded artifact."
     f, manifest = loaded.forecaster, loaded.manifest
     return {"model_uri": loaded.uri, "model_name": f.model_name, "model_version": loaded.version, "run_id": loaded.run_id,
-            "key": loaded.key, "skewfree_version": manifest["skewfree_version"], "scores": manifest["scores"],
+            "key": loaded.key, "preprocessor_hash": manifest["preprocessor_hash"], "skewfree_version": manifest["skewfree_version"],
+            "scores": manifest["scores"],
             "history_length": f.history_length, "max_horizon": f.max_horizon, "quantiles": f.quantiles,
             "id_col": f.preprocessor.id_col, "time_col": f.preprocessor.time_col,
             "input_schema": loaded.input_schema.to_dict(),

@@ -50,6 +50,7 @@ def test_health_ready_metadata_metrics(srv, trained):
     assert httpx.get(f"{srv.url}/ready", timeout=60).json()["status"] == "ready"
     meta = httpx.get(f"{srv.url}/metadata", timeout=60).json()
     assert meta["model_name"] == "nlinear" and meta["model_version"] == trained.version
+    assert meta["preprocessor_hash"] == trained.forecaster.preprocessor.state_hash()  # what `skewfree verify` checks it is told
     assert meta["scores"]["test_mse_std"] == pytest.approx(trained.metrics["mse_std"])
     assert [c["name"] for c in meta["input_schema"]][:2] == ["series_id", "date"]
     httpx.post(f"{srv.url}/predict", json={"series": [], "horizon": 1}, timeout=60)
