@@ -29,10 +29,12 @@ uvicorn (`bench/_transport_floor.py`: no framework, no model), what any Python s
 `transport_floor_with_work` is that app spinning the CPU in a thread, off its event loop, for as long as
 `in_process_predict` takes (`floor_work_ms`) before it answers, so its time minus that work is the HTTP floor of a
 server that never blocks its loop, here (both also sent by the minimal client: `_raw_client`).
-Our server says in each answer's `Server-Timing: backend;dur=` header how long its backend took (hand-off to a
-worker, parse, predict, JSON): `http_layer` is the raw-client request minus that, request by request (what HTTP
-itself cost: transport, uvicorn, FastAPI, the client), and `backend_minus_in_process_answer` is the backend's time
-beyond the same work done in this process (the hand-off, and the same computation run in another process woken for it).
+Our server says in each answer's `Server-Timing` header how long its backend took (`backend`: hand-off to a
+worker, parse, predict, JSON) and how long the work took in the worker itself (`work`: parse, predict, JSON):
+`http_layer` is the raw-client request minus `backend`, request by request (what HTTP itself cost: transport,
+uvicorn, FastAPI, the client); `handoff` is `backend` minus `work`, request by request (the pipe to the worker
+process and back, and waking it); `work_minus_in_process_answer` is the worker's time beyond the same computation
+in this process, in a tight loop (what running it in a process woken for each request costs).
 Where the difference between the two floors goes: `parse_mlflow` (MLflow's parser, row by row), `parse_by_columns` (`split_by_columns`, what the
 servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast), `screen_duplicate_keys` (the count of the body's keys that
 decides whether it is read a second time to find a key named twice); `refuse_loose_rows` is what a request
@@ -141,6 +143,7 @@ class RawClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = self.sock.makefile("rb")
         self.backend_ms: list[float] = []  # each answer's `Server-Timing: backend;dur=`, where the server sends one
+        self.work_ms: list[float] = []  # and its `work;dur=`: the same answer's time in the worker
         self.request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
                         f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
@@ -149,7 +152,10 @@ class RawClient:
         status, length = self.reader.readline(), 0
         while (line := self.reader.readline()) not in (b"\r\n", b""):
             if line.lower().startswith(b"content-length:"): length = int(line.split(b":", 1)[1])
-            if line.lower().startswith(b"server-timing: backend;dur="): self.backend_ms.append(float(line.split(b"dur=", 1)[1]))
+            if line.lower().startswith(b"server-timing:"):
+                timing = {name.strip(): float(ms) for name, ms in (part.split(b";dur=") for part in line.split(b":", 1)[1].split(b","))}
+                self.backend_ms.append(timing[b"backend"])
+                if b"work" in timing: self.work_ms.append(timing[b"work"])
         answer = self.reader.read(length)
         assert b" 200 " in status and answer.startswith(b'{"predictions"'), (status, answer[:200])
         return answer
@@ -202,7 +208,7 @@ def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dic
     try:
         for _ in range(20):
             for step in steps.values(): step()  # warm: connection, worker, caches
-        raw_client.backend_ms.clear()
+        raw_client.backend_ms.clear(); raw_client.work_ms.clear()
         times: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(rounds):
             for name, step in steps.items():
@@ -210,8 +216,8 @@ def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dic
     finally:
         conn.close(); floor_conn.close(); raw_client.close(); raw_floor.close(); raw_floor_with_work.close(); stop(floor)
     ms = {name: np.array(v) for name, v in times.items()}
-    backend = np.array(raw_client.backend_ms)
-    assert len(backend) == rounds, f"{len(backend)} Server-Timing headers for {rounds} requests"
+    backend, work = np.array(raw_client.backend_ms), np.array(raw_client.work_ms)
+    assert len(backend) == len(work) == rounds, f"{len(backend)} Server-Timing headers ({len(work)} with work) for {rounds} requests"
     return {"rounds": rounds, **{f"{name}_p50_ms": float(np.median(v)) for name, v in ms.items()},
             "floor_work_ms": predict_ms,
             # what a bare server that hands work as long as a predict to a thread pays beyond the work: HTTP's floor here
@@ -222,6 +228,9 @@ def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dic
             "backend_p50_ms": float(np.median(backend)),
             "http_layer_p50_ms": float(np.median(ms["http_raw_client"] - backend)),
             "backend_minus_in_process_answer_p50_ms": float(np.median(backend) - np.median(ms["in_process_answer"])),
+            # the backend's time split by the worker's own clock: the hand-off there and back, and the work itself
+            "work_p50_ms": float(np.median(work)), "handoff_p50_ms": float(np.median(backend - work)),
+            "work_minus_in_process_answer_p50_ms": float(np.median(work) - np.median(ms["in_process_answer"])),
             "http_client_share_p50_ms": float(np.median(ms["http"]) - np.median(ms["http_raw_client"])),
             "raw_client_http_overhead_p50_ms_vs_predict": float(np.median(ms["http_raw_client"]) - np.median(ms["in_process_predict"])),
             "http_overhead_p50_ms_vs_predict": float(np.median(ms["http"]) - np.median(ms["in_process_predict"])),
@@ -307,7 +316,8 @@ def targets(results: dict) -> dict:
     pair = ours.get("paired_c1", {})
     for key in ("http_overhead_p50_ms_vs_predict", "http_overhead_p50_ms_vs_answer", "raw_client_http_overhead_p50_ms_vs_predict",
                 "transport_floor_p50_ms", "transport_floor_with_work_overhead_p50_ms", "transport_floor_raw_client_p50_ms",
-                "transport_floor_with_work_raw_client_overhead_p50_ms", "http_layer_p50_ms", "backend_minus_in_process_answer_p50_ms"):
+                "transport_floor_with_work_raw_client_overhead_p50_ms", "http_layer_p50_ms", "backend_minus_in_process_answer_p50_ms",
+                "handoff_p50_ms", "work_minus_in_process_answer_p50_ms"):
         if key in pair: out[f"paired_{key}"] = pair[key]
     return out
 

@@ -112,10 +112,12 @@ class RayBackend:
         if self._info is None: self._info = await self._call(self.fe, "info")
         return self._info
 
-    async def invocations(self, body:bytes) -> bytes:
-        key, batch, horizon, levels = await self._call(self.fe, "invocation", body)
-        scaled = await self._call(self.mi, "predict", (key, batch, horizon))
-        return await self._call(self.fe, "finish_json", key, scaled, batch, levels)
+    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float]]:
+        t0 = time.perf_counter(); key, batch, horizon, levels = await self._call(self.fe, "invocation", body)
+        t1 = time.perf_counter(); scaled = await self._call(self.mi, "predict", (key, batch, horizon))
+        t2 = time.perf_counter(); answer = await self._call(self.fe, "finish_json", key, scaled, batch, levels)
+        # each as the ingress waited for it: the deployment's work and the hand-off to it and back
+        return answer, {"feature_engineering": (t1 - t0 + time.perf_counter() - t2) * 1000, "model": (t2 - t1) * 1000}
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
         key, batch, horizon, levels, timings = await self._call(self.fe, "typed", request)

@@ -47,10 +47,10 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
            'to_frame', 'typed_keys', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest', 'Unavailable',
-           'Backend', 'describe', 'predictions_json', 'request_body', 'split_by_columns', 'refuse_duplicate_keys',
-           'may_repeat_a_key', 'parse_invocation', 'refuse_loose_rows', 'answer_invocation', 'answer_typed',
-           'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics',
-           'create_app']
+           'Backend', 'describe', 'timed_invocation', 'predictions_json', 'request_body', 'split_by_columns',
+           'refuse_duplicate_keys', 'may_repeat_a_key', 'parse_invocation', 'refuse_loose_rows', 'answer_invocation',
+           'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend',
+           'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -237,7 +237,7 @@ class Unavailable(RuntimeError):
 class Backend(Protocol):
     "Where forecasts are computed."
     async def info(self) -> dict[str, Any]: ...
-    async def invocations(self, body:bytes) -> bytes: ...
+    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float]]: ...  # the answer, and ms by stage
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]: ...
     async def reload(self) -> tuple[bool, str]: ...
 
@@ -253,6 +253,11 @@ def describe(loaded:Loaded) -> dict[str, Any]:
             "hydration_seconds": loaded.model.unwrap_python_model().hydration_seconds}
 
 def _ms(started:float) -> float: return (time.perf_counter() - started) * 1000
+
+def timed_invocation(loaded:Loaded, body:bytes) -> tuple[bytes, dict[str, float]]:
+    "`answer_invocation`, and how long it worked where it ran (a thread, a worker process): `work` in ms."
+    started = time.perf_counter()
+    return answer_invocation(loaded, body), {"work": _ms(started)}
 
 def _iso(value:Any) -> str:
     if isinstance(value, datetime.date): return value.isoformat()  # pandas Timestamps too, as MLflow's encoder writes them
@@ -472,7 +477,7 @@ class LocalBackend:
 
     async def info(self) -> dict[str, Any]: return self.current.info
 
-    async def invocations(self, body:bytes) -> bytes: return await self._run(answer_invocation, self.current, body)
+    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float]]: return await self._run(timed_invocation, self.current, body)
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
         answer = await self._run(answer_typed, self.current, request)  # one model for the whole request, whatever a reload does
@@ -509,7 +514,7 @@ def portable_error(e:Exception) -> Exception:
     except Exception: return RuntimeError(f"{type(e).__name__}: {e}")
     return e
 
-_WORK: dict[str, Callable[[Loaded, Any], Any]] = {"info": lambda loaded, _: loaded.info, "invocation": answer_invocation, "typed": answer_typed}
+_WORK: dict[str, Callable[[Loaded, Any], Any]] = {"info": lambda loaded, _: loaded.info, "invocation": timed_invocation, "typed": answer_typed}
 
 def _worker_main(conn, uri:str, torch_threads:int, parent:int) -> None:
     "A model worker process: hydrate (and so self-check) the artifact once, then answer the server on `conn` until it closes."
@@ -703,7 +708,7 @@ class ProcessBackend:
 
     async def info(self) -> dict[str, Any]: return self.current.info
 
-    async def invocations(self, body:bytes) -> bytes: return await self._run("invocation", body)
+    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float]]: return await self._run("invocation", body)
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
         answer = await self._run("typed", request)
@@ -897,9 +902,11 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`."
         body = await request.body()
         started = time.perf_counter()
-        answer = await backend.invocations(body)
-        # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's
-        return Response(content=answer, media_type="application/json", headers={"Server-Timing": f"backend;dur={_ms(started):.3f}"})
+        answer, stages = await backend.invocations(body)
+        # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's;
+        # and its stages, timed where they ran: the backend's time beyond them is the hand-off to a thread or worker and back
+        timing = ", ".join(f"{name};dur={ms:.3f}" for name, ms in {"backend": _ms(started), **stages}.items())
+        return Response(content=answer, media_type="application/json", headers={"Server-Timing": timing})
 
     if admin_token:
         @app.post("/admin/reload")

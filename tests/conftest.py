@@ -47,7 +47,7 @@ def trained(store):
 class Server:
     "A `skewfree serve` process on a loopback port."
     def __init__(self, model_uri: str, store: str, *extra: str, backend: str = "fastapi", timeout: float = 120):
-        self.port = free_port()
+        self.port, self.backend = free_port(), backend
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(ROOT / "tests" / f".server-{self.port}.log", "w+")  # noqa: SIM115
         env = dict(os.environ, MLFLOW_TRACKING_URI=store, RAY_AUTH_MODE="disabled")
