@@ -11,7 +11,9 @@ numbers are lower than on a dedicated client; the comparison is like for like. T
 by tens of percent within minutes, so the servers compared are up together and loaded in turns: `trials`
 rounds, each server and concurrency once per round, each round in another order; every figure is the median
 over trials (each trial's throughput and p99 are kept beside it). `mlflow models serve` runs with its defaults
-(1 worker) and, for reference, with `--workers 2` (one per core, as ours).
+(1 worker) and, for reference, with `--workers 2` (one per core, as ours). Ours runs as `skewfree serve` does by
+default (one model worker process per core) and, as `skewfree_fastapi_threads`, with `--workers 0` (predict in threads
+of the server process: no pipe to a worker, one GIL for all); both are also timed by `paired_c1`.
 
 Two floors, measured in this process on the same loaded artifact: `in_process_predict` = `PyFuncModel.predict` on
 the artifact's input example (the request's rows as a DataFrame, the same object every call), and
@@ -297,7 +299,7 @@ def measure(servers: dict[str, list[str]], env: dict, body: str, args, paired_ar
                 for c in concurrencies: trials[name][c].append(load(urls[name], body, args.requests, c))
         for name in group:
             out[name] = {f"c{c}": summary(trials[name][c]) for c in concurrencies}
-            if name == "skewfree_fastapi":
+            if name.startswith("skewfree_fastapi"):
                 out[name]["paired_c1"] = paired(urls[name], body, paired_args, rounds=2 * args.requests, env=env)
             print(name, out[name], flush=True)
     finally:
@@ -313,6 +315,12 @@ def targets(results: dict) -> dict:
         out["fastapi_vs_mlflow_throughput_c8"] = ours["c8"]["throughput_rps"] / theirs["c8"]["throughput_rps"]
         out["fastapi_vs_mlflow_p99_c8"] = ours["c8"]["p99_ms"] / theirs["c8"]["p99_ms"]
     if "c8" in ours and "c8" in two: out["fastapi_vs_mlflow_2_workers_throughput_c8"] = ours["c8"]["throughput_rps"] / two["c8"]["throughput_rps"]
+    threads = results.get("skewfree_fastapi_threads", {})
+    if "c8" in threads and "c8" in theirs:
+        out["fastapi_threads_vs_mlflow_throughput_c8"] = threads["c8"]["throughput_rps"] / theirs["c8"]["throughput_rps"]
+        out["fastapi_threads_vs_mlflow_p99_c8"] = threads["c8"]["p99_ms"] / theirs["c8"]["p99_ms"]
+    for key in ("raw_client_http_overhead_p50_ms_vs_predict", "http_overhead_p50_ms_vs_predict", "handoff_p50_ms"):
+        if key in threads.get("paired_c1", {}): out[f"threads_paired_{key}"] = threads["paired_c1"][key]
     pair = ours.get("paired_c1", {})
     for key in ("http_overhead_p50_ms_vs_predict", "http_overhead_p50_ms_vs_answer", "raw_client_http_overhead_p50_ms_vs_predict",
                 "transport_floor_p50_ms", "transport_floor_with_work_overhead_p50_ms", "transport_floor_raw_client_p50_ms",
@@ -328,7 +336,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3, help="load trials per server and concurrency, taken in turns across servers")
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--model", default="nlinear")
-    ap.add_argument("--servers", default="skewfree_fastapi,skewfree_ray,mlflow_models_serve,mlflow_models_serve_2_workers",
+    ap.add_argument("--servers", default="skewfree_fastapi,skewfree_fastapi_threads,skewfree_ray,mlflow_models_serve,mlflow_models_serve_2_workers",
                     help="which servers to measure")
     args = ap.parse_args()
     store = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
@@ -352,6 +360,8 @@ def main() -> None:
     env = dict(os.environ, MLFLOW_TRACKING_URI=store, RAY_AUTH_MODE="disabled")
     servers = {
         "skewfree_fastapi": [str(BIN / "skewfree"), "serve", "--model-uri", uri, "--port", "{port}"],
+        # the same server predicting in threads of its own process (`--workers 0`): no pipe to a worker, one GIL for all
+        "skewfree_fastapi_threads": [str(BIN / "skewfree"), "serve", "--model-uri", uri, "--port", "{port}", "--workers", "0"],
         "skewfree_ray": [str(BIN / "skewfree"), "serve", "--backend", "ray", "--model-uri", uri, "--port", "{port}"],
         "mlflow_models_serve": [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", "{port}"],
         "mlflow_models_serve_2_workers": [str(BIN / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1",
