@@ -111,6 +111,14 @@ def accuracy(d: dict) -> list[str]:
     return [*out, ""]
 
 
+def scored_choice(best: dict) -> tuple[bool, bool, list[str]]:
+    "A chosen candidate against the paper: whether it beats it, whether its refit does, and the table's columns from val MSE on."
+    won, refit = best["mse"] < best["paper_mse"], best.get("refit_mse")
+    refit_won = refit is not None and refit < best["paper_mse"]
+    return won, refit_won, [num(best.get("val_mse")), num(best["mse"]), num(best["paper_mse"], ".3f"), "beats" if won else "does not beat",
+                            num(refit), "-" if refit is None else "beats" if refit_won else "does not beat"]
+
+
 def best_per_cell(cells: list[dict]) -> list[str]:
     "The best skewfree model of every paper cell, chosen on validation MSE only, against the paper's NLinear."
     from accuracy import paper_table  # the 16 published cells, whether measured yet or not
@@ -125,14 +133,11 @@ def best_per_cell(cells: list[dict]) -> list[str]:
             rows.append([dataset, setting, num(horizon), "-", "-", "-", "-", "-", "not measured with validation scores", "-", "-"])
             continue
         best = min(candidates, key=lambda c: c["val_mse"])  # the refit never enters the choice: it has trained on the validation rows
-        won, refit = best["mse"] < best["paper_mse"], best.get("refit_mse")
+        won, refit_won, scores = scored_choice(best)
         beats, measured = beats + won, measured + 1
-        refit_won = refit is not None and refit < best["paper_mse"]
-        refit_beats, refit_measured = refit_beats + refit_won, refit_measured + (refit is not None)
+        refit_beats, refit_measured = refit_beats + refit_won, refit_measured + (best.get("refit_mse") is not None)
         detail = f" ({best['chosen_model']})" if best.get("chosen_model") else ""
-        rows.append([dataset, setting, num(horizon), best["model"] + detail, ", ".join(sorted(c["model"] for c in candidates)), num(best["val_mse"]),
-                     num(best["mse"]), num(best["paper_mse"], ".3f"), "beats" if won else "does not beat", num(refit),
-                     "-" if refit is None else "beats" if refit_won else "does not beat"])
+        rows.append([dataset, setting, num(horizon), best["model"] + detail, ", ".join(sorted(c["model"] for c in candidates)), *scores])
     fixed = [c for c in cells if c["model"] == "nlinear" and c.get("refit_mse") is not None and c.get("paper_mse") is not None]
     solved = [c for c in cells if c["model"] == "nlinear_ls" and c.get("mse") is not None and c.get("paper_mse") is not None]
     return [f"Best skewfree model per cell, chosen on **validation** MSE only (never the test rows), against the paper's NLinear: "
@@ -167,15 +172,11 @@ def selection_choice(cells: list[dict], selection: list[dict]) -> list[str]:
             rows.append([dataset, setting, num(horizon), "-", "-", "-", "-", "-",
                          f"selection slice not measured for {', '.join(missing) or 'any candidate'}", "-", "-"])
             continue
-        best = min(candidates, key=lambda c: scored[(dataset, setting, horizon, c["model"])]["mse"])
-        won, refit = best["mse"] < best["paper_mse"], best.get("refit_mse")
-        refit_won = refit is not None and refit < best["paper_mse"]
+        slice_mse = {c["model"]: scored[(dataset, setting, horizon, c["model"])]["mse"] for c in candidates}
+        ranked = sorted(candidates, key=lambda c: slice_mse[c["model"]])
+        won, refit_won, scores = scored_choice(best := ranked[0])
         beats, refit_beats, complete = beats + won, refit_beats + refit_won, complete + 1
-        ranked = sorted(candidates, key=lambda c: scored[(dataset, setting, horizon, c["model"])]["mse"])
-        rows.append([dataset, setting, num(horizon), best["model"],
-                     ", ".join(f"{c['model']} {scored[(dataset, setting, horizon, c['model'])]['mse']:.4f}" for c in ranked),
-                     num(best.get("val_mse")), num(best["mse"]), num(best["paper_mse"], ".3f"), "beats" if won else "does not beat", num(refit),
-                     "-" if refit is None else "beats" if refit_won else "does not beat"])
+        rows.append([dataset, setting, num(horizon), best["model"], ", ".join(f"{c['model']} {slice_mse[c['model']]:.4f}" for c in ranked), *scores])
     return ["The same candidates chosen on a **selection slice** instead (`bench/accuracy.py --selection-slice`, its protocol in that "
             "file's docstring, committed before its runs): each candidate fitted on 8 months, tuned on the next 4, and scored on the "
             "4 after them (the validation span), which that run neither fitted nor tuned on; the chosen candidate is then scored as "

@@ -904,7 +904,8 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         started = time.perf_counter()
         answer, stages = await backend.invocations(body)
         # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's;
-        # and its stages, timed where they ran: the backend's time beyond them is the hand-off to a thread or worker and back
+        # and its stages: `work`, timed in the thread or worker process that did it (the backend's time beyond it is the
+        # hand-off there and back); Ray's stages as the ingress waited for each deployment, hand-offs included
         timing = ", ".join(f"{name};dur={ms:.3f}" for name, ms in {"backend": _ms(started), **stages}.items())
         return Response(content=answer, media_type="application/json", headers={"Server-Timing": timing})
 
