@@ -12,6 +12,8 @@ import math
 import logging
 import os
 import pickle
+import socket
+import struct
 import sys
 import threading
 import time
@@ -49,8 +51,8 @@ __all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictR
            'to_frame', 'typed_keys', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest', 'Unavailable',
            'Backend', 'describe', 'timed_invocation', 'predictions_json', 'request_body', 'split_by_columns',
            'refuse_duplicate_keys', 'may_repeat_a_key', 'parse_invocation', 'refuse_loose_rows', 'answer_invocation',
-           'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'pinned', 'WorkerPool', 'ProcessBackend',
-           'Guard', 'Metrics', 'create_app']
+           'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'framed', 'read_message', 'pinned',
+           'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -535,10 +537,29 @@ def _worker_main(conn, uri:str, torch_threads:int, parent:int) -> None:
 class WorkerDied(RuntimeError):
     "A model worker process ended while answering (killed, out of memory)."
 
+def framed(message:bytes) -> bytes:
+    "`message` framed as `multiprocessing.Connection` frames it: its size in 4 bytes (or -1, then 8 bytes), then itself."
+    return (struct.pack("!i", len(message)) if len(message) <= 0x7fffffff else struct.pack("!iQ", -1, len(message))) + message
+
+async def read_message(loop:asyncio.AbstractEventLoop, sock:socket.socket) -> bytearray:
+    "The next message `Connection.send` wrote to the other end of non-blocking `sock`, however many reads it takes."
+    size, = struct.unpack("!i", await _read_exactly(loop, sock, 4))
+    if size == -1: size, = struct.unpack("!Q", await _read_exactly(loop, sock, 8))
+    return await _read_exactly(loop, sock, size)
+
+async def _read_exactly(loop:asyncio.AbstractEventLoop, sock:socket.socket, size:int) -> bytearray:
+    buffer, got = bytearray(size), 0
+    view = memoryview(buffer)
+    while got < size:
+        if not (read := await loop.sock_recv_into(sock, view[got:])): raise EOFError("the worker closed its end")
+        got += read
+    return buffer
+
 class _Worker:
     "One model worker process and the server's end of its pipe: a request is one message each way, no thread in between."
     def __init__(self, ctx, uri:str, torch_threads:int):
-        self.conn, theirs = ctx.Pipe()
+        self.conn, theirs = ctx.Pipe()  # a socket pair: `conn` for blocking calls at startup, `sock` for the event loop after
+        self.sock: socket.socket|None = None
         self.process = ctx.Process(target=_worker_main, args=(theirs, uri, torch_threads, os.getpid()), daemon=True)
         self.process.start()
         theirs.close()
@@ -554,20 +575,19 @@ class _Worker:
 
     async def call(self, kind:str, payload:Any) -> tuple[bool, Any]:
         "Send one request and wait, without blocking the event loop, for its reply."
-        loop, fd = asyncio.get_running_loop(), self.conn.fileno()
-        readable = loop.create_future()
-
-        def ready() -> None:
-            if not readable.done(): readable.set_result(None)
-        loop.add_reader(fd, ready)
+        # not `conn.send`/`conn.recv` beside `add_reader`: uvloop makes a watched descriptor non-blocking, and `Connection`
+        # then fails (EAGAIN) on any message the socket does not hold whole; a request of a megabyte lost two workers for good
+        loop = asyncio.get_running_loop()
+        if self.sock is None:
+            self.sock = socket.socket(fileno=os.dup(self.conn.fileno()))
+            self.sock.setblocking(False)
         try:
-            self.conn.send((kind, payload))
-            await readable
-            return self.conn.recv()
+            await loop.sock_sendall(self.sock, framed(pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)))
+            return pickle.loads(await read_message(loop, self.sock))
         except (EOFError, OSError): raise WorkerDied("a model worker process died while answering") from None
-        finally: loop.remove_reader(fd)
 
     def stop(self) -> None:
+        if self.sock is not None: self.sock.close()
         self.conn.close()  # the worker reads EOF and returns
         self.process.join(timeout=5)
         if self.process.is_alive(): self.process.terminate()

@@ -204,6 +204,22 @@ def test_invocations_tell_the_backends_share_of_the_time(srv, history):
     assert all(timing[s] > 0 for s in stages) and sum(timing[s] for s in stages) <= timing["backend"], timing
 
 
+def test_a_megabyte_request_is_answered_whole_and_the_server_stays_whole(srv, trained):
+    "A body larger than a socket pair holds takes many reads to reach a worker; it is answered as the artifact answers it."
+    long = load_ett().groupby("series_id").tail(6_000).reset_index(drop=True)  # a long history: every row is read
+    body = exact_json_body(long, 3)
+    assert len(body) > 1_000_000  # a few times what a socket buffers here (about 200 kB)
+    expected = trained.forecaster.predict(long, 3).forecast.tolist()
+    # three times: such a request used to lose the worker it was sent to, and its retry the other one, for good
+    for _ in range(3):
+        answer = httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        assert [p["forecast"] for p in answer.json()["predictions"]] == expected
+    typed_answer = httpx.post(f"{srv.url}/predict", json=typed(long, 3), timeout=120)
+    assert typed_answer.status_code == 200, typed_answer.text
+    assert [v for s in typed_answer.json()["series"] for v in s["forecast"]] == expected
+
+
 def test_a_key_named_twice_is_refused_not_half_read(srv, history):
     def post(path, text):
         return httpx.post(f"{srv.url}{path}", content=text, headers={"Content-Type": "application/json"}, timeout=60)
