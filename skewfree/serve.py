@@ -584,7 +584,10 @@ class _Worker:
         try:
             await loop.sock_sendall(self.sock, framed(pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL)))
             return pickle.loads(await read_message(loop, self.sock))
-        except (EOFError, OSError): raise WorkerDied("a model worker process died while answering") from None
+        except (EOFError, OSError):
+            # gone, or its pipe out of step: end it either way, so that its pool is replaced rather than quietly one worker short
+            if self.process.is_alive(): self.process.kill()
+            raise WorkerDied("a model worker process died while answering") from None
 
     def stop(self) -> None:
         if self.sock is not None: self.sock.close()

@@ -428,6 +428,27 @@ def test_a_dead_worker_is_noticed_and_replaced_without_failing_requests(server, 
     assert post().json() == expected
 
 
+def test_a_worker_whose_pipe_fails_is_ended_so_that_its_pool_is_replaced(store):
+    "A worker the server can no longer talk to is ended: its end is what makes the pool be replaced, not left a worker short."
+    import multiprocessing
+
+    from skewfree.serve import WorkerDied, _Worker
+    worker = _Worker(multiprocessing.get_context("spawn"), "models:/no-such-model/1", 1)  # hydrates nothing, answers all the same
+
+    async def exchange_then_break() -> None:
+        ok, why = await worker.call("info", None)
+        assert not ok and "no-such-model" in str(why)  # the pipe works: the worker says why it holds no model
+        assert worker.sock is not None
+        worker.sock.close()  # the server's end fails (as a message out of step would leave it)
+        with pytest.raises(WorkerDied): await worker.call("info", None)
+    try:
+        asyncio.run(exchange_then_break())
+        worker.process.join(timeout=30)
+        assert not worker.process.is_alive()
+    finally:
+        worker.stop()
+
+
 def _post(srv: Server, body: str) -> httpx.Response:
     return httpx.post(f"{srv.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)
 
