@@ -61,7 +61,19 @@ def _parse_times(values:pd.Series, col:str, sid:str) -> pd.Series:
         values = parsed
     if values.isna().any(): raise InputError(col, "missing timestamp", sid, _first_bad(values.isna()))
     if getattr(values.dt, "tz", None) is not None: values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    beyond = (values < pd.Timestamp.min) | (values > pd.Timestamp.max)  # parsed in a coarser unit, e.g. the year 1
+    if beyond.any():
+        raise InputError(col, f"timestamp {values[_first_bad(beyond)]} is outside {pd.Timestamp.min} … {pd.Timestamp.max}, "
+                              "the times pandas holds", sid, _first_bad(beyond))
     return values.astype("datetime64[ns]")
+
+def _refuse_forecast_beyond_time(sid:str, last:pd.Timestamp, freq:str, steps:int) -> None:
+    "Refuse a forecast whose times, `steps` steps of `freq` after `last`, would run past the latest time pandas holds."
+    try: beyond = last + steps * pd.tseries.frequencies.to_offset(freq) > pd.Timestamp.max  # a time in seconds goes further
+    except (OverflowError, pd.errors.OutOfBoundsDatetime): beyond = True
+    if beyond:
+        raise InputError("horizon", f"{steps} steps of {freq!r} after the history's end, {last}, run past {pd.Timestamp.max}, the latest "
+                                    "time pandas holds", sid)
 
 def _parse_numbers(values:pd.Series, col:str, sid:str) -> pd.Series:
     "Float64 values (NaN where missing), or an `InputError` naming the first value that is not a number."
@@ -362,6 +374,7 @@ class Preprocessor:
             repairs: dict[str, int] = {}
             end = history_end.get(sid) if history_end else None
             hist = self._repaired(sid, raw.iloc[:cut], rows[:cut], freq=freq, fallback=fallback, report=repairs, end=end)
+            if horizon: _refuse_forecast_beyond_time(sid, hist.index[-1], freq, horizon)
             stats = np.array([scale[c] for c in self.numeric])
             values = ((hist[self.numeric].to_numpy() - stats[:, 0]) / stats[:, 1]).astype(np.float32)
             if not np.isfinite(values).all():  # finite as given, beyond float32 once scaled: the model would answer NaN

@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import DF_SPLIT, INPUTS, INSTANCES, SUPPORTED_FORMATS, infer_and_parse_data
@@ -47,12 +48,12 @@ from .preprocess import SINGLE_SERIES, SeriesBatch
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse',
-           'to_frame', 'typed_keys', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest', 'Unavailable',
-           'Backend', 'describe', 'timed_invocation', 'predictions_json', 'request_body', 'split_by_columns',
-           'refuse_duplicate_keys', 'may_repeat_a_key', 'parse_invocation', 'refuse_loose_rows', 'answer_invocation',
-           'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'framed', 'read_message', 'pinned',
-           'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
+__all__ = ['log', 'NOT_UNICODE', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut',
+           'PredictResponse', 'to_frame', 'typed_keys', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest',
+           'Unavailable', 'Backend', 'describe', 'timed_invocation', 'predictions_json', 'request_body',
+           'split_by_columns', 'refuse_duplicate_keys', 'may_repeat_a_key', 'parse_invocation', 'lone_surrogate_at',
+           'refuse_loose_rows', 'answer_invocation', 'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied',
+           'framed', 'read_message', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/10_serve.ipynb #0005
 @dataclass
@@ -384,6 +385,10 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
         except (ValueError, RecursionError) as e:  # nested deeper than Python's stack: not a request either
             raise BadRequest("body", f"not valid JSON: {e}") from None
     if not isinstance(request, dict): raise BadRequest("body", "expected a JSON object with 'dataframe_split' or 'dataframe_records'")
+    # only an escape makes a lone surrogate (UTF-8 cannot carry one): a body without `\u` is not walked
+    if b"\\u" in body and (path := lone_surrogate_at(request)) is not None:
+        field, series, row = _place(request, path, id_col)
+        raise BadRequest(field, NOT_UNICODE, series, row)
     top = list(request)  # the keys of the request object, for the check of keys named twice
     params = request.pop("params", None) or {}
     if not isinstance(params, dict): raise BadRequest("params", "expected a JSON object")
@@ -400,6 +405,40 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
     refuse_duplicate_keys(body)  # records and instances repeat their column names in every row: only a full read tells
     refuse_loose_rows(request, schema, id_col)
     return infer_and_parse_data(request, schema), params
+
+NOT_UNICODE = "is not Unicode text: it holds a lone surrogate escape (\\ud800 to \\udfff), which JSON allows and text does not"
+
+def lone_surrogate_at(value:Any) -> tuple|None:
+    "The path to the first text (or key) in parsed JSON that holds a lone surrogate, which no column of text can hold; None if none."
+    stack: list[tuple[tuple, Any]] = [((), value)]  # a loop, not recursion: a value may be nested a thousand deep
+    while stack:
+        path, item = stack.pop()
+        if type(item) is str:
+            if not _unicode(item): return path
+        elif type(item) is dict:
+            if bad := [k for k in item if not _unicode(k)]: return (*path, bad[0])
+            stack.extend(reversed([((*path, k), v) for k, v in item.items()]))
+        elif type(item) is list: stack.extend(reversed([((*path, i), v) for i, v in enumerate(item)]))
+    return None
+
+def _unicode(text:str) -> bool:
+    try: text.encode("utf-8")
+    except UnicodeEncodeError: return False
+    return True
+
+def _place(request:dict[str, Any], path:tuple, id_col:str|None) -> tuple[str, str|None, Any]:
+    "Where `path` points in an MLflow request, as errors name a place: the column, the series and the row of a cell; else the path."
+    table, rest = request[path[0]], path[1:]
+    row: Any = None
+    if path[0] == DF_SPLIT and len(rest) == 3 and rest[0] == "data" and isinstance(columns := table.get("columns"), list):
+        row, values = rest[1], table["data"][rest[1]]
+        named = dict(zip(columns, values)) if all(type(c) is str for c in columns) else {}
+        column = columns[rest[2]] if rest[2] < len(columns) and type(columns[rest[2]]) is str else None
+    elif len(rest) == 2 and isinstance(rest[0], int) and isinstance(table, list):  # records: row, then column
+        row, named, column = rest[0], table[rest[0]], rest[1]
+    else: return ".".join(map(str, path)), None, None
+    series = named.get(id_col) if id_col else None
+    return column or ".".join(map(str, path)), series if type(series) is str and _unicode(series) else None, row
 
 _NONE = type(None)
 
@@ -425,7 +464,12 @@ def refuse_loose_rows(request:dict[str, Any], schema:Schema, id_col:str|None=Non
             if set(map(type, values)) <= {int, float, _NONE} and takes is _number: continue  # the usual case, checked at C speed
             if bad := [i for i, v in enumerate(values) if v is not None and not takes(v)]:
                 series = ids[bad[0]] if ids is not None and isinstance(ids[bad[0]], str) else None
-                raise BadRequest(name, f"{json.dumps(values[bad[0]])} is not {called}", series, bad[0])
+                raise BadRequest(name, f"{_shown(values[bad[0]])} is not {called}", series, bad[0])
+
+def _shown(value:Any) -> str:
+    "A refused value as its error quotes it: a list or object by its kind (it may be nested a thousand deep), long text cut short."
+    if isinstance(value, list | dict): return "a list" if isinstance(value, list) else "an object"
+    return text if len(text := json.dumps(value)) <= 60 else text[:57] + "..."
 
 def _columns_of(key:str, table:Any, required:list[str]) -> dict[str, list]|None:
     "A request's values column by column (`None` where a row lacks one), refusing a ragged row or a record lacking a column."
@@ -826,6 +870,10 @@ class Guard:
             in_flight.inc()
             try: await self.app(scope, app_receive, watched_send)
             except _TooLarge: await reply(_error(413, "body", f"request body exceeds the limit of {self.limit} bytes"), "body_too_large")
+            except ClientDisconnect:  # the client went away before its body was in: nobody to answer, and no fault of ours
+                log.info("skewfree: the client of a %s request went away before sending its whole body", route)
+                self.metrics.errors.labels("client_disconnect").inc()
+                status[0] = 499  # nginx's "client closed request", for the requests' status label
             except Exception:  # a bug, not bad input: answer in JSON, count it, log it
                 log.exception("skewfree: internal error on %s", route)
                 await reply(_error(500, None, "internal error"), "internal")
@@ -872,6 +920,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         "Unknown route, wrong method, a body that is not text: the same error body as every other refusal."
+        if isinstance(exc.__cause__, ClientDisconnect): raise exc.__cause__  # FastAPI's 400 for a body it never got: the guard counts it
         metrics.errors.labels("http").inc()
         response = _error(exc.status_code, "body" if exc.status_code == 400 else None, str(exc.detail))
         if exc.headers: response.headers.update(exc.headers)  # e.g. Allow on a 405
@@ -917,6 +966,9 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     async def predict(request: PredictRequest, raw: Request) -> PredictResponse:
         "Typed forecast request; the answer says which model made it and where the time went."
         if may_repeat_a_key(body := await raw.body(), typed_keys(request)): refuse_duplicate_keys(body)  # JSON kept only the last
+        if b"\\u" in body and (path := lone_surrogate_at(request.model_dump())) is not None:
+            series = request.series[path[1]].id if len(path) > 1 and path[0] == "series" else None
+            raise InputError(".".join(map(str, path)), NOT_UNICODE, series if series and _unicode(series) else None)
         answer, _ = await backend.predict(request)
         return answer
 
