@@ -41,6 +41,9 @@ Where the difference between the two floors goes: `parse_mlflow` (MLflow's parse
 servers use when the artifact's check passed), `write_json` (`predictions_json` of the forecast), `screen_duplicate_keys` (the count of the body's keys that
 decides whether it is read a second time to find a key named twice); `refuse_loose_rows` is what a request
 that leaves the column-wise path pays before MLflow's parser (its check for ragged rows, missing cells and numbers written as text).
+What waking a process costs on this machine, which every hand-off and every HTTP exchange pays: `pipe_round_trip` sends a
+message of the request's size to another process that sends it straight back, back to back (`hot`) and after 2 ms idle
+(`after_idle`, as between c1 requests: both processes asleep when it comes).
 """
 from __future__ import annotations
 
@@ -259,6 +262,33 @@ def p50_p95(fn) -> dict:
     return {"p50_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95))}
 
 
+def _echo(conn) -> None:
+    "The far end of `pipe_round_trip`: every message straight back, until the pipe closes."
+    while True:
+        try: conn.send_bytes(conn.recv_bytes())
+        except EOFError: return
+
+
+def pipe_round_trip(size: int, rounds: int = 300) -> dict:
+    "p50 ms of a `size`-byte message to another process and back: back to back, and after 2 ms idle."
+    import multiprocessing
+    ours, theirs = multiprocessing.Pipe()
+    echo = multiprocessing.get_context("spawn").Process(target=_echo, args=(theirs,), daemon=True)
+    echo.start(); theirs.close()
+    message, out = b"x" * size, {}
+    try:
+        for name, idle in (("hot", 0.0), ("after_idle", 0.002)):
+            times = []
+            for i in range(rounds + 30):
+                if idle: time.sleep(idle)
+                t = time.perf_counter(); ours.send_bytes(message); ours.recv_bytes()
+                if i >= 30: times.append((time.perf_counter() - t) * 1000)
+            out[f"{name}_p50_ms"] = statistics.median(times)
+    finally:
+        ours.close(); echo.join(timeout=10)
+    return {"bytes": size, **out}
+
+
 def floors(uri: str, model, body: str, horizon: int) -> dict:
     "The in-process floors and where the time between them goes, measured in this process on the served artifact."
     import orjson
@@ -270,7 +300,8 @@ def floors(uri: str, model, body: str, horizon: int) -> dict:
     request, forecast = {"dataframe_split": orjson.loads(body)["dataframe_split"]}, model.predict(example, params={"horizon": horizon})
     whole = orjson.loads(body)
     keys = len(whole) + len(whole["dataframe_split"]) + len(whole.get("params", {}))  # the keys of the request's three objects
-    return {"in_process_predict": p50_p95(lambda: model.predict(example, params={"horizon": horizon})),
+    return {"pipe_round_trip": pipe_round_trip(len(body.encode())),
+            "in_process_predict": p50_p95(lambda: model.predict(example, params={"horizon": horizon})),
             "in_process_answer": p50_p95(lambda: answer_invocation(loaded, body.encode())),
             "columns_parse_agrees": loaded.columns_parse_agrees,
             "parts": {"parse_mlflow": p50_p95(lambda: infer_and_parse_data(request, loaded.input_schema)),

@@ -843,7 +843,9 @@ class Guard:
         size = dict(scope["headers"]).get(b"content-length", b"")
 
         async def counted_receive():
-            message = await receive()
+            try: message = await receive()
+            # the server's own receive failed: the client went away (Ray's proxy says so by cancelling the task that reads it)
+            except Exception as e: raise ClientDisconnect() from e
             received[0] += len(message.get("body", b""))
             if received[0] > self.limit: raise _TooLarge()
             return message
