@@ -61,8 +61,8 @@ def _parse_times(values:pd.Series, col:str, sid:str) -> pd.Series:
         values = parsed
     if values.isna().any(): raise InputError(col, "missing timestamp", sid, _first_bad(values.isna()))
     if getattr(values.dt, "tz", None) is not None: values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    beyond = (values < pd.Timestamp.min) | (values > pd.Timestamp.max)  # parsed in a coarser unit, e.g. the year 1
-    if beyond.any():
+    # parsed in a coarser unit than nanoseconds, a time may lie beyond what pandas holds in them (the year 1)
+    if getattr(values.dt, "unit", "ns") != "ns" and (beyond := (values < pd.Timestamp.min) | (values > pd.Timestamp.max)).any():
         raise InputError(col, f"timestamp {values[_first_bad(beyond)]} is outside {pd.Timestamp.min} … {pd.Timestamp.max}, "
                               "the times pandas holds", sid, _first_bad(beyond))
     return values.astype("datetime64[ns]")

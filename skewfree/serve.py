@@ -858,24 +858,23 @@ class Guard:
             self.metrics.errors.labels(kind).inc()
             if not status[0]: await response(scope, receive, watched_send)
 
+        def left() -> None:
+            "The client went away before its body was in: nobody to answer, and no fault of ours."
+            log.info("skewfree: the client of a %s request went away before sending its whole body", route)
+            self.metrics.errors.labels("client_disconnect").inc()
+            status[0] = 499  # nginx's "client closed request", for the requests' status label
+
         if size.isdigit() and int(size) > self.limit:
             await reply(_error(413, "body", f"request body of {int(size)} bytes exceeds the limit of {self.limit}"), "body_too_large")
-            app_receive = None
-        elif not size and scope["method"] == "POST":  # streamed (chunked) body: read it within the limit before any route sees it
-            try: app_receive = await _buffered(counted_receive)
-            except _TooLarge:
-                await reply(_error(413, "body", f"request body exceeds the limit of {self.limit} bytes"), "body_too_large")
-                app_receive = None
-        else: app_receive = counted_receive
-        if app_receive is not None:
+        else:
             in_flight = self.metrics.in_flight.labels(route)
             in_flight.inc()
-            try: await self.app(scope, app_receive, watched_send)
+            try:
+                # a streamed (chunked) body is read whole, within the limit, before any route sees it
+                app_receive = await _buffered(counted_receive) if not size and scope["method"] == "POST" else counted_receive
+                await self.app(scope, app_receive, watched_send)
             except _TooLarge: await reply(_error(413, "body", f"request body exceeds the limit of {self.limit} bytes"), "body_too_large")
-            except ClientDisconnect:  # the client went away before its body was in: nobody to answer, and no fault of ours
-                log.info("skewfree: the client of a %s request went away before sending its whole body", route)
-                self.metrics.errors.labels("client_disconnect").inc()
-                status[0] = 499  # nginx's "client closed request", for the requests' status label
+            except ClientDisconnect: left()
             except Exception:  # a bug, not bad input: answer in JSON, count it, log it
                 log.exception("skewfree: internal error on %s", route)
                 await reply(_error(500, None, "internal error"), "internal")
