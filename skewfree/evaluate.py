@@ -92,18 +92,19 @@ def backtest(forecaster:Forecaster, # fitted
     # another fit's yardstick (a protocol's training-rows scaler): only its (center, scale) per series is read
     yardstick, scaled = (pre, batch) if scale is None else (scale, scale.transform(test, horizon=0))
     for i, (sid, forecasts) in enumerate(zip(batch.ids, windows)):
+        if not forecasts: continue
         j = i if scale is None else scaled.ids.index(sid)
-        for w, window in enumerate(forecasts):
-            out = pre.inverse_transform([window], batch.subset([i]), quantiles=forecaster.quantiles)
-            # what happened, as given: a value the preprocessor repaired (filled, or a gap row it inserted) is missing here, never
-            # the made-up value, so no forecast is scored against one (`score` leaves those points out and counts them)
-            out["actual"] = raw[sid][pre.target].reindex(window.time_index).to_numpy(dtype=np.float64)
-            out["_series"], out["window"] = sid, w
-            out["actual_std"] = yardstick.standardise_target(out["actual"].to_numpy(), scaled, j)
-            # the point forecast the user sees (the median, for quantile models), back on the standardised scale
-            for column in ["forecast", *[f"q{q}" for q in forecaster.quantiles]]:
-                out[f"{column}_std"] = yardstick.standardise_target(out[column].to_numpy(), scaled, j)
-            parts.append(out)
+        # every window of the series back to original units in one call of the preprocessor's own inverse, as serving answers
+        out = pre.inverse_transform(forecasts, batch.subset([i] * len(forecasts)), quantiles=forecaster.quantiles)
+        # what happened, as given: a value the preprocessor repaired (filled, or a gap row it inserted) is missing here, never
+        # the made-up value, so no forecast is scored against one (`score` leaves those points out and counts them)
+        out["actual"] = raw[sid][pre.target].reindex(out[pre.time_col]).to_numpy(dtype=np.float64)
+        out["_series"], out["window"] = sid, np.repeat(np.arange(len(forecasts)), [len(w) for w in forecasts])
+        out["actual_std"] = yardstick.standardise_target(out["actual"].to_numpy(), scaled, j)
+        # the point forecast the user sees (the median, for quantile models), back on the standardised scale
+        for column in ["forecast", *[f"q{q}" for q in forecaster.quantiles]]:
+            out[f"{column}_std"] = yardstick.standardise_target(out[column].to_numpy(), scaled, j)
+        parts.append(out)
     return pd.concat(parts, ignore_index=True)
 
 def _pinball(actual:np.ndarray, quantile_forecasts:dict[float, np.ndarray]) -> np.ndarray:

@@ -438,8 +438,18 @@ class Preprocessor:
                 part["forecast"] = point.values(copy=False)[:, 0].astype(np.float64) * scale + center
                 for q in quantiles if ts.is_stochastic else ():
                     part[band_column(q)] = ts.quantile(q).values(copy=False)[:, 0].astype(np.float64) * scale + center
-            parts.append(pd.DataFrame(part))
-        return pd.concat(parts, ignore_index=True)
+            parts.append(part)
+        return self._joined(parts)
+
+    def _joined(self, parts:list[dict[str, Any]]) -> pd.DataFrame:
+        "Forecast parts (an id, times, value columns) as one frame: a backtest hands over thousands, so joined column by column."
+        if len(parts) < 2 or any(list(p) != list(parts[0]) for p in parts):  # one part, or parts with different bands: frame by frame
+            return pd.concat([pd.DataFrame(p) for p in parts], ignore_index=True)
+        id_name, times = self.id_col or "series_id", [p[self.time_col] for p in parts]
+        joined = {id_name: np.repeat(np.array([p[id_name] for p in parts], dtype=object), [len(t) for t in times]),
+                  self.time_col: times[0].append(times[1:])}
+        joined |= {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k not in joined}
+        return pd.DataFrame(joined)
 
     def standardise_target(self, values:np.ndarray, batch:SeriesBatch, position:int) -> np.ndarray:
         "Original-unit target values of the series at `position` in `batch`, on the standardised scale (float64), for scoring."
