@@ -271,7 +271,23 @@ def run_times(res: dict) -> list[str]:
                    f"the nested-CV model) in **{full[-1]['wall_s'] / 60:.1f} min**"
                    + (f"; with the {len(apart)} cells of item 2 measured in other runs (their own wall times) **{spent / 60:.1f} min**" if apart else "")
                    + " (budget: 60 min).")
+        out.append(where_time_went(full[-1], cells))
+    whole = [r for r in runs if "--full" in r["command"].split()]
+    if whole and not whole[-1].get("finished"):  # the latest whole-table run did not finish: what it did, and in how long
+        out.append(f"- The latest `--full` run did not finish: stopped after {len(whole[-1]['cells'])} cells and "
+                   f"**{whole[-1]['wall_s'] / 60:.1f} min** (started {whole[-1]['started_at']}).")
+        out.append(where_time_went(whole[-1], cells))
     return out
+
+
+def where_time_went(run: dict, cells: dict) -> str:
+    "A run's wall time by model and setting, summed from its cells' own wall times."
+    by_model: dict[str, list[float]] = {}
+    for key in run["cells"]:
+        if (c := cells.get(key)) and c.get("wall_s") is not None and c.get("commit") == run["commit"]:
+            by_model.setdefault(f"{c['model']} {c['setting']}", []).append(c["wall_s"])
+    return ("  Where its time went (cells' own wall times, fit + scoring + process start): "
+            + "; ".join(f"{name}: {len(w)} cells, {sum(w) / 60:.1f} min" for name, w in by_model.items()) + ".")
 
 
 def accuracy_rerun(d: dict) -> list[str]:
