@@ -155,15 +155,17 @@ def channels_long(wide: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def level_shift(wide: pd.DataFrame, rows: tuple[int, int, int]) -> dict[str, dict[str, float]]:
-    "Per channel: where the validation and test spans sit against the training rows, in training standard deviations."
+    "Per channel: where the validation and test spans sit against the training rows, on the scale the metric uses."
+    import numpy as np
+    from skewfree.preprocess import _scaler_stats  # the preprocessor's own standard scale of the training rows, not a copy of it
     tr, va, te = rows
     out = {}
     for c in [c for c in wide.columns if c not in ("series_id", "date")]:
         values = wide[c].to_numpy(dtype="float64")
-        train, spans = values[:tr], {"val": values[tr:tr + va], "test": values[tr + va:tr + va + te]}
-        center, spread = float(train.mean()), float(train.std())
+        center, spread = _scaler_stats(values[:tr], "standard")
+        spans = {"val": values[tr:tr + va], "test": values[tr + va:tr + va + te]}
         out[c] = {f"{name}_{stat}": float(v) for name, span in spans.items()
-                  for stat, v in (("shift_sd", (span.mean() - center) / spread), ("spread_ratio", span.std() / spread))}
+                  for stat, v in (("shift_sd", (np.nanmean(span) - center) / spread), ("spread_ratio", np.nanstd(span) / spread))}
     return out
 
 

@@ -205,7 +205,7 @@ def selection_choice(cells: list[dict], selection: list[dict]) -> list[str]:
 
 def why_choices_miss(cells: list[dict], selection: list[dict], levels: dict) -> list[str]:
     "The cells the selection-slice choice loses, beside the candidate that would have won them, and the drift of the data."
-    rows, some_beat, ranked_cells = [], 0, 0
+    rows, ratios, some_beat, ranked_cells = [], [], 0, 0
     for (dataset, setting, horizon), ranking in slice_ranking(cells, selection).items():
         if isinstance(ranking, list): continue
         ranked, slice_mse = ranking
@@ -215,8 +215,9 @@ def why_choices_miss(cells: list[dict], selection: list[dict], levels: dict) -> 
         chosen, hindsight = ranked[0], by_test[0]
         if chosen["mse"] < chosen["paper_mse"]: continue
         rank = 1 + [c["model"] for c in by_test].index(chosen["model"])
+        ratios.append(chosen["mse"] / chosen["paper_mse"])
         rows.append([dataset, setting, num(horizon), chosen["model"], num(slice_mse[chosen["model"]]), num(chosen["mse"]),
-                     num(chosen["mse"] / chosen["paper_mse"], ".3f"), f"{rank} of {len(ranked)}", hindsight["model"],
+                     num(ratios[-1], ".3f"), f"{rank} of {len(ranked)}", hindsight["model"],
                      num(slice_mse[hindsight["model"]]), num(hindsight["mse"])])
     if not ranked_cells: return []
     out = ["### Why the choice misses", "",
@@ -225,7 +226,7 @@ def why_choices_miss(cells: list[dict], selection: list[dict], levels: dict) -> 
            f"some candidate beats the paper in {some_beat} of the {ranked_cells} cells whose candidates were all scored on the slice"
            + (": every miss is the choice's, not the candidates'; the ranking on months 13–16 is not the ranking on months 17–20. "
               if some_beat == ranked_cells else ". ")
-           + f"{sum(float(r[6]) <= TOLERANCE for r in rows)} of the {len(rows)} misses are within x {TOLERANCE} of the paper.", "",
+           + f"{sum(r <= TOLERANCE for r in ratios)} of the {len(rows)} misses are within x {TOLERANCE} of the paper.", "",
            *table(["dataset", "setting", "H", "chosen", "its slice MSE", "its test MSE", "test / paper", "its rank on test",
                    "best on test (hindsight)", "its slice MSE", "its test MSE"], rows)]
     if levels:
