@@ -273,6 +273,10 @@ def run_times(res: dict) -> list[str]:
                    + (f"; with the {len(apart)} cells of item 2 measured in other runs (their own wall times) **{spent / 60:.1f} min**" if apart else "")
                    + " (budget: 60 min).")
         out.append(where_time_went(full[-1], cells))
+        nested = [cells[k] for k in full[-1]["cells"] if cells[k]["model"] == "nested_cv_selected" and cells[k].get("nested_cv_s")]
+        if nested:
+            out.append("  Of the nested-CV cells' time, nested CV itself (the candidates' outer folds as Ray tasks, then the winner's final study): "
+                       + "; ".join(f"{c['dataset']} H={c['horizon']} {c['nested_cv_s'] / 60:.1f} of {c['wall_s'] / 60:.1f} min" for c in nested) + ".")
     whole = [r for r in runs if "--full" in r["command"].split()]
     if whole and not whole[-1].get("finished"):  # the latest whole-table run did not finish: what it did, and in how long
         out.append(f"- The latest `--full` run did not finish: stopped after {len(whole[-1]['cells'])} cells and "
