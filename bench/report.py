@@ -273,7 +273,7 @@ def run_times(res: dict) -> list[str]:
                    + (f"; with the {len(apart)} cells of item 2 measured in other runs (their own wall times) **{spent / 60:.1f} min**" if apart else "")
                    + " (budget: 60 min).")
         out.append(where_time_went(full[-1], cells))
-        nested = [cells[k] for k in full[-1]["cells"] if cells[k]["model"] == "nested_cv_selected" and cells[k].get("nested_cv_s")]
+        nested = [c for k in full[-1]["cells"] if (c := cells.get(k)) and c["model"] == "nested_cv_selected" and c.get("nested_cv_s")]
         if nested:
             out.append("  Of the nested-CV cells' time, nested CV itself (the candidates' outer folds as Ray tasks, then the winner's final study): "
                        + "; ".join(f"{c['dataset']} H={c['horizon']} {c['nested_cv_s'] / 60:.1f} of {c['wall_s'] / 60:.1f} min" for c in nested) + ".")
