@@ -2,7 +2,7 @@
 
     python bench/accuracy.py [--quick | --full] [--settings S,M] [--horizons 96,192,336,720] [--datasets ETTh1,ETTh2]
                              [--models nlinear] [--csv PATH --name NAME] [--cell-timeout SECONDS] [--refit]
-                             [--selection-slice [--selection-stride N]] [--results NAME]
+                             [--selection-slice [--selection-stride N]] [--results NAME] [--jobs N]
 
 Every cell goes through the library exactly as a training run does: `compose_config` (Hydra overrides) →
 `Forecaster.from_config` (ModelFactory + TrainerFactory + Preprocessor) → `temporal_split` → `Forecaster.fit(train, val)`
@@ -70,6 +70,11 @@ run's, is recorded whole (`runs`), and bench/report.py reads the budgets (`--qui
 from those records. `--results NAME` writes bench/results/NAME.json instead of accuracy.json: a re-run that checks the
 recorded cells (bench/report.py compares them cell by cell) without replacing them.
 
+`--jobs N` runs N cells at once on the machine's cores, each with cores // N threads (torch, xgboost's `n_jobs`, BLAS), the
+longest first by the wall time a results file records for that cell, so that the run does not end on one long cell with the
+other cores idle. A nested-CV cell runs its Ray folds on every core, so it runs alone, after the others. The default, 1,
+runs the cells one after another in the plan's order with the library's own thread counts.
+
 A cell that fails or exceeds `--cell-timeout` seconds (fit + evaluation, each cell runs in its own process, forked
 from a server that imported the library once) is recorded
 with status "skipped"/"failed" and the reason. Results merge into bench/results/accuracy.json cell by cell, each cell
@@ -86,9 +91,10 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -239,7 +245,7 @@ def nested_choice(raw: pd.DataFrame, dataset: str, setting: str, horizon: int, *
 
 
 def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str | None, rows: tuple[int, int, int], refit: bool = False,
-             stride: int = 1, score_val: bool = True) -> dict:
+             stride: int = 1, score_val: bool = True, boosted_jobs: int | None = None) -> dict:
     "Fit and score one cell through the library; returns its measurements."
     from skewfree.config import compose_config
     from skewfree.evaluate import evaluate, refit_rows, temporal_split
@@ -254,6 +260,7 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
         overrides += [f"cv.train_rows={tr}", f"cv.val_rows={va}", f"cv.test_rows={te}", "cv.eval_stride=1"]
     else:
         overrides = overrides_for(dataset, setting, horizon, model, rows=rows, past=past)
+        if boosted_jobs and model == "xgboost": overrides.append(f"trainer.boosted.n_jobs={boosted_jobs}")  # its share of the cores
     cfg = compose_config(overrides)
     forecaster = Forecaster.from_config(cfg)
     train, val, test = temporal_split(raw, cfg.cv, forecaster)
@@ -281,22 +288,37 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     return out
 
 
-def _child(conn, cell: dict) -> None:
-    try: conn.send({"status": "ok", **run_cell(**cell)})
+def limit_threads(threads: int) -> None:
+    "Hold this process to `threads` threads: torch's intra-op pool and every BLAS / OpenMP pool (numpy's, xgboost's)."
+    import torch
+    from threadpoolctl import threadpool_limits
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+
+
+def _child(conn, cell: dict, threads: int | None) -> None:
+    try:
+        if threads: limit_threads(threads)
+        conn.send({"status": "ok", **run_cell(**cell), **({"threads": threads} if threads else {})})
     except Exception as e:  # noqa: BLE001  (recorded in the cell, never silent)
         conn.send({"status": "failed", "reason": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)})
     conn.close()
 
 
-def run_isolated(cell: dict, timeout: float) -> dict:
-    "`run_cell(**cell)` in its own process, killed after `timeout` seconds (recorded as skipped, with the reason)."
-    ctx = mp.get_context("forkserver")
-    # each cell still runs in a fresh process, forked from a server that imported the library once (measured: a univariate nlinear
-    # cell's time beyond its fit and scoring fell from ~10 s to ~6.5 s)
-    ctx.set_forkserver_preload(PRELOAD)
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, cell))
-    t = time.perf_counter(); proc.start(); send.close()
+FORKSERVER = mp.get_context("forkserver")
+# each cell still runs in a fresh process, forked from a server that imported the library once (measured: a univariate nlinear
+# cell's time beyond its fit and scoring fell from ~10 s to ~6.5 s)
+FORKSERVER.set_forkserver_preload(PRELOAD)
+_STARTING = threading.Lock()  # cells start one at a time, also when `--jobs` runs several: one connection to the fork server at once
+
+
+def run_isolated(cell: dict, timeout: float, threads: int | None = None) -> dict:
+    "`run_cell(**cell)` in its own process (held to `threads` threads), killed after `timeout` s (recorded as skipped, with the reason)."
+    recv, send = FORKSERVER.Pipe(duplex=False)
+    proc = FORKSERVER.Process(target=_child, args=(send, cell, threads))
+    t = time.perf_counter()
+    with _STARTING: proc.start()
+    send.close()
     if recv.poll(timeout):
         try: result = recv.recv()
         except EOFError: result = {"status": "failed", "reason": "the cell's process died without a result (out of memory?)"}
@@ -314,6 +336,39 @@ def working_tree_changes() -> str | None:
         diff = subprocess.run(["git", "diff", "HEAD", "--", "skewfree", "params"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError): return None
     return hashlib.sha256((status + diff).encode()).hexdigest()[:12] if status.strip() else None
+
+
+def new_cell(args: argparse.Namespace, dataset: str, setting: str, horizon: int, model: str, *, rows: tuple[int, ...], run_rows: tuple[int, ...],
+             paper: dict, provenance: dict) -> tuple[str, dict]:
+    "A cell's key and its record before it is measured: what it is, the paper's figures beside it, and what produced it."
+    key = f"{dataset}|{setting}|{horizon}|{model}" + ("|selection" if args.selection_slice else "")
+    # a --csv named ETTh1/ETTh2 is compared too; a selection run is compared with nothing: it scores validation rows
+    ref = paper.get((dataset, setting, horizon)) if rows == ROWS and not args.selection_slice else None
+    cell = {"dataset": dataset, "setting": setting, "horizon": horizon, "model": model, "rows": list(run_rows),
+            "paper_model": "NLinear" if ref else None, "paper_mse": ref and ref["nlinear_mse"], "paper_mae": ref and ref["nlinear_mae"],
+            **provenance,  # the command, the commit, and the hash of `git diff HEAD -- skewfree params` (or None)
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    if args.csv: cell["csv"] = args.csv
+    if args.selection_slice: cell |= {"role": "selection", "selection_for_rows": list(rows)}
+    return key, cell
+
+
+def schedule(cells: list[tuple[str, str]], jobs: int, hints: dict[str, float]) -> list[tuple[int, list[str]]]:
+    "The (cells at once, keys in start order) batches of a run; `cells` are (key, model) in the plan's order."
+    if jobs <= 1: return [(1, [key for key, _ in cells])]
+    alone = [key for key, model in cells if model == "nested_cv_selected"]  # its Ray folds take every core
+    # the longest first (as recorded before; unknown ones keep the plan's order after them), so the run does not end on one long cell
+    shared = sorted((key for key, model in cells if model != "nested_cv_selected"), key=lambda key: -hints.get(key, 0.0))
+    return [(width, keys) for width, keys in ((jobs, shared), (1, alone)) if keys]
+
+
+def wall_hints(results: str) -> dict[str, float]:
+    "Each cell's wall time as last recorded, in this run's results file or else the accuracy table: the order `--jobs` starts cells in."
+    hints: dict[str, float] = {}
+    for name in dict.fromkeys(["accuracy", results]):  # the run's own file last: its figures win
+        if (path := RESULTS / f"{name}.json").exists():
+            hints |= {k: c["wall_s"] for k, c in json.loads(path.read_text())["results"].get("cells", {}).items() if c.get("wall_s")}
+    return hints
 
 
 def fmt(x, spec=".4f") -> str:
@@ -347,6 +402,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--selection-slice", action="store_true",
                     help="score each candidate for the choice between models: fitted one block earlier, on the validation span (never the test rows)")
     ap.add_argument("--selection-stride", type=int, default=4, help="with --selection-slice: score every N-th window of the slice")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="cells at once, each with cores // N threads, longest first; nested-CV cells (Ray on every core) run alone")
     return ap
 
 
@@ -377,6 +434,7 @@ def cell_plan(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[li
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.full and (args.quick or args.selection_slice): ap.error("--full is the standard table: not with --quick or --selection-slice")
     if not re.fullmatch(r"[A-Za-z0-9_]+", args.results): ap.error("--results is a file name: letters, digits and _")
+    if args.jobs < 1: ap.error("--jobs is how many cells run at once: 1 or more")
     unknown = [m for m in models if m not in MODELS] + [s for s in settings if s not in ("S", "M")]
     if unknown: ap.error(f"unknown model/setting {unknown}; models: {list(MODELS)}, settings: S, M")
     if not args.full:
@@ -402,27 +460,12 @@ def main() -> None:
     levels = previous.get("levels", {}) | {d: level_shift(load_frame(d, args.csv, sum(rows)), rows) for d in datasets}
     # every run's wall time, whole: the budgets (--quick < 10 min, the full table < 60 min) are read from these
     run = {"command": command, "commit": commit, "library_uncommitted_changes": dirty, "started_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-           "machine_cpus": os.cpu_count(), "cells": [], "wall_s": 0.0, "finished": False}
+           "machine_cpus": os.cpu_count(), "jobs": args.jobs, "cells": [], "wall_s": 0.0, "finished": False}
     runs = [*previous.get("runs", []), run]
-    measured = []
-    for setting, dataset, horizon, model in plan:
-        key = f"{dataset}|{setting}|{horizon}|{model}" + ("|selection" if args.selection_slice else "")
-        # a --csv named ETTh1/ETTh2 is compared too; a selection run is compared with nothing: it scores validation rows
-        ref = paper.get((dataset, setting, horizon)) if rows == ROWS and not args.selection_slice else None
-        cell = {"dataset": dataset, "setting": setting, "horizon": horizon, "model": model, "rows": list(run_rows),
-                "paper_model": "NLinear" if ref else None, "paper_mse": ref and ref["nlinear_mse"], "paper_mae": ref and ref["nlinear_mae"],
-                "command": command, "commit": commit, "library_uncommitted_changes": dirty,  # hash of `git diff HEAD -- skewfree params`, or None
-                "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-        if args.csv: cell["csv"] = args.csv
-        if args.selection_slice: cell |= {"role": "selection", "selection_for_rows": list(rows)}
-        if setting == "M" and not model.startswith("nlinear"):
-            cell |= {"status": "skipped", "reason": "the M setting is run for nlinear only (channel-independent, shared weights)"}
-        else:
-            print(f"--- {key}", flush=True)
-            cell |= run_isolated({"dataset": dataset, "setting": setting, "horizon": horizon, "model": model, "csv": args.csv, "rows": run_rows,
-                                  "refit": args.refit, "stride": args.selection_stride if args.selection_slice else 1,
-                                  "score_val": not args.selection_slice},
-                                  args.cell_timeout)
+    measured, specs, keyed = [], {}, {}
+
+    def record(key: str, cell: dict) -> None:
+        "A finished cell: its ratios, printed, and written with the run's record at once, so an interrupted run keeps what it measured."
         if cell.get("mse") is not None and cell.get("paper_mse"):
             cell |= {"ratio_mse": cell["mse"] / cell["paper_mse"], "ratio_mae": cell["mae"] / cell["paper_mae"]}
         cells[key] = cell
@@ -430,8 +473,28 @@ def main() -> None:
         print_table([cell])
         if cell.get("traceback"): print(cell["traceback"], file=sys.stderr)
         run["cells"].append(key); run["wall_s"] = time.perf_counter() - started
-        # written after every cell, so an interrupted run keeps what it measured (and says it did not finish)
         write(args.results, command, {"protocol": PROTOCOL, "levels": levels, "runs": runs, "cells": cells})
+
+    for setting, dataset, horizon, model in plan:
+        key, cell = new_cell(args, dataset, setting, horizon, model, rows=rows, run_rows=run_rows, paper=paper,
+                             provenance={"command": command, "commit": commit, "library_uncommitted_changes": dirty})
+        if setting == "M" and not model.startswith("nlinear"):
+            record(key, cell | {"status": "skipped", "reason": "the M setting is run for nlinear only (channel-independent, shared weights)"})
+            continue
+        keyed[key] = cell
+        specs[key] = {"dataset": dataset, "setting": setting, "horizon": horizon, "model": model, "csv": args.csv, "rows": run_rows,
+                      "refit": args.refit, "stride": args.selection_stride if args.selection_slice else 1, "score_val": not args.selection_slice}
+
+    def measure(key: str, threads: int | None) -> dict:
+        print(f"--- {key}", flush=True)
+        keyed[key]["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        return run_isolated(specs[key] | {"boosted_jobs": threads}, args.cell_timeout, threads)
+
+    for width, keys in schedule([(k, specs[k]["model"]) for k in specs], args.jobs, wall_hints(args.results)):
+        threads = max(1, (os.cpu_count() or 1) // width) if width > 1 else None  # one cell at a time: the library's own thread counts
+        with ThreadPoolExecutor(width) as pool:
+            futures = {pool.submit(measure, key, threads): key for key in keys}
+            for done in as_completed(futures): record(futures[done], keyed[futures[done]] | done.result())
     run["wall_s"], run["finished"] = time.perf_counter() - started, True
     write(args.results, command, {"protocol": PROTOCOL, "levels": levels, "runs": runs, "cells": cells})
     print(f"\nthis run: {len(measured)} cells in {time.perf_counter() - started:.0f} s wall\n")
