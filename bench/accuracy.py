@@ -101,7 +101,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import RESULTS, git_commit, write  # noqa: E402
+from _common import RESULTS, git_commit, machine, write  # noqa: E402
 
 REFERENCE = HERE / "ltsf_linear_reference.md"
 LOOKBACK = 336
@@ -460,7 +460,7 @@ def main() -> None:
     levels = previous.get("levels", {}) | {d: level_shift(load_frame(d, args.csv, sum(rows)), rows) for d in datasets}
     # every run's wall time, whole: the budgets (--quick < 10 min, the full table < 60 min) are read from these
     run = {"command": command, "commit": commit, "library_uncommitted_changes": dirty, "started_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-           "machine_cpus": os.cpu_count(), "jobs": args.jobs, "cells": [], "wall_s": 0.0, "finished": False}
+           "machine_cpus": os.cpu_count(), "machine": machine(), "jobs": args.jobs, "cells": [], "wall_s": 0.0, "finished": False}
     runs = [*previous.get("runs", []), run]
     measured, specs, keyed = [], {}, {}
 
@@ -486,7 +486,7 @@ def main() -> None:
                       "refit": args.refit, "stride": args.selection_stride if args.selection_slice else 1, "score_val": not args.selection_slice}
 
     def measure(key: str, threads: int | None) -> dict:
-        print(f"--- {key}", flush=True)
+        print(f"--- {key}\n", end="", flush=True)  # one write: lines of cells that start together stay whole
         keyed[key]["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         return run_isolated(specs[key] | {"boosted_jobs": threads}, args.cell_timeout, threads)
 

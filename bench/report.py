@@ -256,14 +256,21 @@ def run_times(res: dict) -> list[str]:
     # apart, when its cells' own wall times are added
     item_two = {k for k, c in cells.items() if c.get("role") != "selection" and c["setting"] == "S" and c["horizon"] in (96, 336)
                 and c["model"] in ("xgboost", "tft", "seasonal_naive", "nested_cv_selected") and c.get("wall_s") is not None}
-    out = ["### Run times", "", "Every run of `bench/accuracy.py` since runs were recorded, whole (cells run one after another, each in its own "
-           "process):", ""]
-    out += table(["command", "commit", "cells", "wall min", "finished", "started"],
+    out = ["### Run times", "", "Every run of `bench/accuracy.py` since runs were recorded, whole (each cell in its own process; *at once*: "
+           "`--jobs`, the cells run side by side on the machine's cores, each held to its share of threads, nested-CV cells alone):", ""]
+    out += table(["command", "commit", "cells", "at once", "wall min", "finished", "started", "cpu"],
                  [[f"`{r['command']}`", f"`{r['commit']}`" + (" + uncommitted library changes" if r.get("library_uncommitted_changes") else ""),
-                   num(len(r["cells"])), num(r["wall_s"] / 60, ".1f"), "yes" if r.get("finished") else "no (interrupted)", r["started_at"]] for r in runs])
+                   num(len(r["cells"])), num(r.get("jobs", 1)), num(r["wall_s"] / 60, ".1f"), "yes" if r.get("finished") else "no (interrupted)",
+                   r["started_at"], r.get("machine", {}).get("cpu", "not recorded")] for r in runs])
+    out += ["", "The machines differ: the same cell at the same commit has fitted 2.3x slower on one day than on another, so two runs are "
+            "compared only on the same cpu, near in time."]
     out.append("")
     if quick:
         out.append(f"- `--quick` (H = 96 only), its latest run: **{quick[-1]['wall_s'] / 60:.1f} min** for {len(quick[-1]['cells'])} cell(s) (budget: 10 min).")
+    for jobs in sorted({r.get("jobs", 1) for r in full} - {full[-1].get("jobs", 1) if full else None}):  # the latest whole run of each other --jobs too
+        other = [r for r in full if r.get("jobs", 1) == jobs][-1]
+        out.append(f"- The full table with `--jobs {jobs}`, its latest run: {len(other['cells'])} cells in **{other['wall_s'] / 60:.1f} min** "
+                   f"(started {other['started_at']}, cpu {other.get('machine', {}).get('cpu', 'not recorded')}).")
     if full:
         apart = item_two - set(full[-1]["cells"])
         spent = full[-1]["wall_s"] + sum(cells[k]["wall_s"] for k in apart)
@@ -271,7 +278,7 @@ def run_times(res: dict) -> list[str]:
                    f"{len(item_two & set(full[-1]['cells']))} of item 2's {len(item_two)} cells: the other models in S at H = 96 and 336, and "
                    f"the nested-CV model) in **{full[-1]['wall_s'] / 60:.1f} min**"
                    + (f"; with the {len(apart)} cells of item 2 measured in other runs (their own wall times) **{spent / 60:.1f} min**" if apart else "")
-                   + " (budget: 60 min).")
+                   + f" (budget: 60 min; `--jobs {full[-1].get('jobs', 1)}`, cpu {full[-1].get('machine', {}).get('cpu', 'not recorded')}).")
         out.append(where_time_went(full[-1], cells))
         nested = [c for k in full[-1]["cells"] if (c := cells.get(k)) and c["model"] == "nested_cv_selected" and c.get("nested_cv_s")]
         if nested:
@@ -291,7 +298,8 @@ def where_time_went(run: dict, cells: dict) -> str:
     for key in run["cells"]:
         if (c := cells.get(key)) and c.get("wall_s") is not None and c.get("commit") == run["commit"]:
             by_model.setdefault(f"{c['model']} {c['setting']}", []).append(c["wall_s"])
-    return ("  Where its time went (cells' own wall times, fit + scoring + process start): "
+    side_by_side = f"; {run['jobs']} ran at once, so they add up to more than the run's wall time" if run.get("jobs", 1) > 1 else ""
+    return (f"  Where its time went (cells' own wall times, fit + scoring + process start{side_by_side}): "
             + "; ".join(f"{name}: {len(w)} cells, {sum(w) / 60:.1f} min" for name, w in by_model.items()) + ".")
 
 

@@ -1,4 +1,4 @@
-"`bench/accuracy.py --csv` refuses a file that is not in the ETT format by column and row, before any cell runs."
+"`bench/accuracy.py`'s input: `--csv` refuses a file not in the ETT format by column and row, and `--jobs` plans cells side by side, before any cell runs."
 from __future__ import annotations
 
 import subprocess
@@ -12,7 +12,7 @@ from skewfree.core import InputError
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
-from accuracy import load_frame  # noqa: E402
+from accuracy import load_frame, schedule  # noqa: E402
 
 
 def ett_like(rows: int = 50) -> pd.DataFrame:
@@ -55,3 +55,20 @@ def test_the_benchmark_refuses_a_bad_csv_once_before_any_cell(tmp_path):
     done = subprocess.run([sys.executable, str(BENCH / "accuracy.py"), "--csv", str(path), "--name", "MYDATA", "--quick", "--settings", "S"],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 2 and "OT: column is missing" in done.stderr and "---" not in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+def test_cells_side_by_side_start_longest_first_and_nested_cv_runs_alone():
+    cells = [("short", "nlinear"), ("nested", "nested_cv_selected"), ("long", "tft"), ("unknown", "xgboost"), ("middle", "nlinear")]
+    hints = {"short": 10.0, "long": 300.0, "middle": 60.0, "nested": 900.0}
+    # the longest first, a cell never measured after those that were (in the plan's order); nested CV's Ray folds take every core
+    assert schedule(cells, 2, hints) == [(2, ["long", "middle", "short", "unknown"]), (1, ["nested"])]
+    # one at a time: the plan's order, untouched
+    assert schedule(cells, 1, hints) == [(1, ["short", "nested", "long", "unknown", "middle"])]
+    assert schedule([("a", "nlinear")], 2, {}) == [(2, ["a"])]
+
+
+def test_jobs_below_one_is_refused_before_any_cell():
+    done = subprocess.run([sys.executable, str(BENCH / "accuracy.py"), "--quick", "--jobs", "0", "--results", "never_written"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2 and "--jobs is how many cells run at once" in done.stderr and "---" not in done.stdout, done.stdout + done.stderr[-2000:]
+    assert not (BENCH / "results" / "never_written.json").exists()
