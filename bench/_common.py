@@ -27,8 +27,10 @@ def git_commit() -> str:
 def write(name: str, command: str, results: dict) -> Path:
     "Write `results` with the command that reproduces them and the machine, to bench/results/<name>.json."
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"benchmark": name, "command": command, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    path, partial = RESULTS / f"{name}.json", RESULTS / f".{name}.json.partial"
+    # written whole, then renamed over the old file: a run stopped while it writes leaves the old results, never half a file
+    partial.write_text(json.dumps({"benchmark": name, "command": command, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                                 "commit": git_commit(), "machine": machine(), "results": results}, indent=1) + "\n")
+    partial.replace(path)
     print(f"wrote {path}")
     return path

@@ -89,6 +89,7 @@ import multiprocessing as mp
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -310,6 +311,7 @@ FORKSERVER = mp.get_context("forkserver")
 # cell's time beyond its fit and scoring fell from ~10 s to ~6.5 s)
 FORKSERVER.set_forkserver_preload(PRELOAD)
 _STARTING = threading.Lock()  # cells start one at a time, also when `--jobs` runs several: one connection to the fork server at once
+LIVE: set = set()  # the cells' processes now running: a run that is stopped ends them too (they are not its children but the server's)
 
 
 def run_isolated(cell: dict, timeout: float, threads: int | None = None) -> dict:
@@ -317,7 +319,9 @@ def run_isolated(cell: dict, timeout: float, threads: int | None = None) -> dict
     recv, send = FORKSERVER.Pipe(duplex=False)
     proc = FORKSERVER.Process(target=_child, args=(send, cell, threads))
     t = time.perf_counter()
-    with _STARTING: proc.start()
+    with _STARTING:
+        proc.start()
+        LIVE.add(proc)
     send.close()
     if recv.poll(timeout):
         try: result = recv.recv()
@@ -325,6 +329,7 @@ def run_isolated(cell: dict, timeout: float, threads: int | None = None) -> dict
     else: result = {"status": "skipped", "reason": f"exceeded the time budget of {timeout:.0f} s per cell (fit + evaluation) on this machine"}
     if proc.is_alive(): proc.kill()
     proc.join()
+    LIVE.discard(proc)
     result["wall_s"] = time.perf_counter() - t
     return result
 
@@ -511,5 +516,12 @@ PROTOCOL = {
 }
 
 
+def stop(signum: int, _frame) -> None:
+    "A run that is stopped (Ctrl-C, kill) ends its cells first, so that the threads waiting on them return and the run exits at once."
+    for proc in list(LIVE): proc.kill()
+    sys.exit(128 + signum)
+
+
 if __name__ == "__main__":
+    for signum in (signal.SIGINT, signal.SIGTERM): signal.signal(signum, stop)
     main()

@@ -341,7 +341,9 @@ def main() -> None:
              + ". Every figure below is read from those files; rerun the command of a section to reproduce it.", ""]
     LOADED.update({(d := json.loads(f.read_text())).get("benchmark", f.stem): d for f in files})
     for d in LOADED.values():
-        lines += RENDERERS.get(d.get("benchmark"), generic)(d)
+        name = d.get("benchmark", "")
+        # any other accuracy results file (`bench/accuracy.py --results NAME`) is a re-run, set beside the recorded table
+        lines += RENDERERS.get(name, accuracy_rerun if name.startswith("accuracy_") else generic)(d)
     OUT.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {OUT} ({len(files)} benchmarks)")
 

@@ -1,8 +1,10 @@
 "`bench/accuracy.py`'s input: `--csv` refuses a file not in the ETT format by column and row, and `--jobs` plans cells side by side, before any cell runs."
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -72,3 +74,49 @@ def test_jobs_below_one_is_refused_before_any_cell():
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 2 and "--jobs is how many cells run at once" in done.stderr and "---" not in done.stdout, done.stdout + done.stderr[-2000:]
     assert not (BENCH / "results" / "never_written.json").exists()
+
+
+def living() -> dict[int, int]:
+    "Every living process and its parent, read from /proc (a zombie has ended)."
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try: fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError: continue
+        if fields[0] != "Z": parents[int(stat.parent.name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int) -> set[int]:
+    "Every living process under `pid`: the cells run in processes of the run's fork server."
+    parents = living()
+    found, todo = set(), [pid]
+    while todo:
+        pid = todo.pop()
+        children = {p for p, parent in parents.items() if parent == pid}
+        found |= children; todo += children
+    return found
+
+
+def test_a_stopped_run_ends_its_cells_and_exits_at_once():
+    name = "test_stopped_run"
+    run = subprocess.Popen([sys.executable, str(BENCH / "accuracy.py"), "--settings", "M", "--horizons", "720", "--datasets", "ETTh1",
+                            "--results", name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert run.stdout and "--- ETTh1|M|720|nlinear" in run.stdout.readline()  # the cell starts (it takes a minute or more)
+        deadline = time.monotonic() + 60
+        parents = living()
+        while not any(parents.get(parents.get(p, 0)) == run.pid for p in parents):  # the cell: a child of the run's fork server
+            parents = living()
+            assert time.monotonic() < deadline, "the cell never started"
+            time.sleep(0.5)
+        time.sleep(2)
+        cells = descendants(run.pid)
+        run.terminate()
+        # it ends its cell rather than wait for it, and leaves no process of its own behind
+        assert run.wait(timeout=30) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 15
+        while (left := cells & living().keys()) and time.monotonic() < deadline: time.sleep(0.5)
+        assert not left, f"processes of the stopped run still running: {sorted(left)}"
+    finally:
+        if run.poll() is None: run.kill()
+        (BENCH / "results" / f"{name}.json").unlink(missing_ok=True)
