@@ -262,12 +262,13 @@ def run_times(res: dict) -> list[str]:
                  [[f"`{r['command']}`", f"`{r['commit']}`" + (" + uncommitted library changes" if r.get("library_uncommitted_changes") else ""),
                    num(len(r["cells"])), num(r.get("jobs", 1)), num(r["wall_s"] / 60, ".1f"), "yes" if r.get("finished") else "no (interrupted)",
                    r["started_at"], r.get("machine", {}).get("cpu", "not recorded")] for r in runs])
-    out += ["", "The machines differ: the same cell at the same commit has fitted 2.3x slower on one day than on another, so two runs are "
-            "compared only on the same cpu, near in time."]
+    out += ["", "The virtual machines these runs share differ in speed from one day to the next: compare two runs only on the same cpu, "
+            "near in time."]
     out.append("")
     if quick:
         out.append(f"- `--quick` (H = 96 only), its latest run: **{quick[-1]['wall_s'] / 60:.1f} min** for {len(quick[-1]['cells'])} cell(s) (budget: 10 min).")
-    for jobs in sorted({r.get("jobs", 1) for r in full} - {full[-1].get("jobs", 1) if full else None}):  # the latest whole run of each other --jobs too
+    latest_jobs = full[-1].get("jobs", 1) if full else None
+    for jobs in sorted({r.get("jobs", 1) for r in full} - {latest_jobs}):  # the latest whole run of each other --jobs too
         other = [r for r in full if r.get("jobs", 1) == jobs][-1]
         out.append(f"- The full table with `--jobs {jobs}`, its latest run: {len(other['cells'])} cells in **{other['wall_s'] / 60:.1f} min** "
                    f"(started {other['started_at']}, cpu {other.get('machine', {}).get('cpu', 'not recorded')}).")
