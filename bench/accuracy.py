@@ -171,12 +171,14 @@ def channels_long(wide: pd.DataFrame, dataset: str) -> pd.DataFrame:
 def level_shift(wide: pd.DataFrame, rows: tuple[int, int, int]) -> dict[str, dict[str, float]]:
     "Per channel: where the validation and test spans sit against the training rows, on the scale the metric uses."
     import numpy as np
-    from skewfree.preprocess import _scaler_stats  # the preprocessor's own standard scale of the training rows, not a copy of it
+    from skewfree.panel import parse_panel
+    from skewfree.scale import Scaler  # the preprocessor's own standard scale of the training rows, not a copy of it
     tr, va, te = rows
+    channels = [c for c in wide.columns if c not in ("series_id", "date")]
+    stats = Scaler("standard").learn(parse_panel(wide.iloc[:tr], id_col=None, time_col="date", numeric=channels))[0]
     out = {}
-    for c in [c for c in wide.columns if c not in ("series_id", "date")]:
+    for c, (center, spread) in zip(channels, stats):
         values = wide[c].to_numpy(dtype="float64")
-        center, spread = _scaler_stats(values[:tr], "standard")
         spans = {"val": values[tr:tr + va], "test": values[tr + va:tr + va + te]}
         out[c] = {f"{name}_{stat}": float(v) for name, span in spans.items()
                   for stat, v in (("shift_sd", (np.nanmean(span) - center) / spread), ("spread_ratio", np.nanstd(span) / spread))}

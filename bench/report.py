@@ -48,12 +48,6 @@ def generic(d: dict) -> list[str]:
     return [*header(d), *table(["key", "value"], rows), ""]
 
 
-def preprocess(d: dict) -> list[str]:
-    rows = [[label, case, num(m.get("median_ms"), ".2f"), num(m.get("p95_ms"), ".2f"), num(m.get("repeats"))]
-            for label, cases in d.get("results", {}).items() for case, m in cases.items()]
-    return [*header(d), "Preprocessor `transform` time.", "", *table(["covariates", "case", "median ms", "p95 ms", "repeats"], rows), ""]
-
-
 def accuracy(d: dict) -> list[str]:
     res = d.get("results", {})
     every = sorted(res.get("cells", {}).values(), key=lambda c: (c["setting"] != "S", c["dataset"], c["horizon"], c["model"]))
@@ -332,7 +326,7 @@ def accuracy_rerun(d: dict) -> list[str]:
     return [*out, ""]
 
 
-RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "preprocess": preprocess}
+RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 
 

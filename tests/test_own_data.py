@@ -28,7 +28,8 @@ def test_own_file_trains_through_config_alone(store, tmp_path, suffix):
                           "data.id_col=store", "data.covariates.past=[promo]", "model.covariates=[past]",
                           "mlflow.registered_model=own-data"])
     result = train(cfg)
-    assert result.forecaster.preprocessor.freq_ == {"north": "24h", "south": "24h"}
+    pre = result.forecaster.preprocessor
+    assert dict(zip(pre.series_, pre.spacing.freq_)) == {"north": "24h", "south": "24h"}
     history = frame.groupby("store").tail(result.forecaster.history_length)
     forecast = result.forecaster.predict(history, 7)
     assert list(forecast.columns) == ["store", "day", "forecast"]

@@ -1,0 +1,40 @@
+"""Artifacts written by the per-series preprocessor (skewfree before the columnar steps; tests/fixtures/legacy) load with today's code:
+their state is upgraded on load, every golden example replays exactly (the load's own check), and further requests — holes, a gap,
+shuffled rows, other horizons — are answered exactly as that code answered them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from skewfree.preprocess import STATE_FORMAT
+
+LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy"
+MODELS = ["nlinear_past", "xgboost", "tft"]
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def legacy(request):
+    "A legacy artifact, loaded (hash check and golden replay at tolerance 0 included)."
+    return request.param, mlflow.pyfunc.load_model(str(LEGACY / request.param))
+
+
+def test_a_legacy_artifact_loads_and_replays_its_golden_examples_exactly(legacy):
+    name, model = legacy
+    python_model = model.unwrap_python_model()
+    assert python_model.golden_max_difference == 0.0
+    assert "format" not in json.loads((LEGACY / name / "artifacts/skewfree/forecaster/preprocessor.json").read_text())  # the first format
+    assert python_model.forecaster.preprocessor.to_dict()["format"] == STATE_FORMAT
+
+
+@pytest.mark.parametrize("case", ["holes", "gap", "shuffled", "longer_horizon_1", "both_series_long"])
+def test_a_legacy_artifact_answers_as_it_did(legacy, case):
+    name, model = legacy
+    folder = LEGACY / name / "cases"
+    meta = json.loads((folder / f"{case}.json").read_text())
+    got = model.predict(pd.read_parquet(folder / f"{case}.request.parquet"), params={"horizon": meta["horizon"]})
+    pd.testing.assert_frame_equal(got, pd.read_parquet(folder / f"{case}.forecast.parquet"), check_exact=True)
+    assert got.attrs.get("repairs", {}) == meta["repairs"]
