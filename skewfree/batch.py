@@ -142,11 +142,16 @@ class ForecastWriter:
 
 @dataclass
 class BatchResult:
-    "What a batch run did: forecast rows written, series forecast, chunks, and the repairs made to the histories."
+    "What a batch run did: forecast rows written, series forecast, chunks, and the repairs made to the histories (under `policy`)."
     rows: int = 0
     series: int = 0
     chunks: int = 0
     repairs: dict[str, dict[str, int]] = field(default_factory=dict)
+    policy: str = ""  # the preprocessor's repair settings, as the repairs are told
+
+def _policy(model:Any) -> str:
+    pre = model.unwrap_python_model().forecaster.preprocessor
+    return f"data.missing={pre.missing}, data.gaps={pre.gaps}"
 
 def predict_file(model:Any, # a loaded skewfree pyfunc model
                  source:Path, # raw history rows: .csv, .csv.gz or .parquet
@@ -154,17 +159,18 @@ def predict_file(model:Any, # a loaded skewfree pyfunc model
                  horizon:int,
                  *,
                  rows:int=BATCH_ROWS, # rows per chunk, about
-                 progress:bool=True, # a progress bar on standard error
+                 progress:bool=True, # a progress bar on standard error, where that is a terminal
                 ) -> BatchResult:
     "Forecast every series of `source` into `output`, a chunk of whole series at a time: bounded memory whatever the file's size."
     from tqdm.auto import tqdm
     id_col = model.unwrap_python_model().forecaster.preprocessor.id_col
-    writer, result = ForecastWriter(output), BatchResult()
-    bar = tqdm(total=file_rows(source), unit="rows", unit_scale=True, file=sys.stderr, disable=not progress, desc="forecasting")
+    writer, result = ForecastWriter(output), BatchResult(policy=_policy(model))
+    bar = tqdm(total=file_rows(source), unit="rows", unit_scale=True, file=sys.stderr, disable=not (progress and sys.stderr.isatty()),
+               desc="forecasting")
     try:
         try: _forecast_chunks(model, whole_series(stream_rows(source, "--input", rows), id_col), horizon, writer=writer, result=result, bar=bar)
         except NotGrouped:  # sorted by time, say: spread the rows by series first, then forecast each part whole
-            writer.discard(); writer, result = ForecastWriter(output), BatchResult()
+            writer.discard(); writer, result = ForecastWriter(output), BatchResult(policy=_policy(model))
             bar.reset(); bar.set_description("forecasting (rows not grouped by series: partitioned first)")
             with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
                 parts = max(1, math.ceil((file_rows(source) or _count_rows(source)) / rows))
@@ -222,7 +228,8 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
     "Forecast every series of `source` with Ray Data actors into Parquet files under `output`."
     import mlflow
     import ray
-    id_col = mlflow.pyfunc.load_model(model_uri).unwrap_python_model().forecaster.preprocessor.id_col
+    loaded = mlflow.pyfunc.load_model(model_uri)
+    id_col, policy = loaded.unwrap_python_model().forecaster.preprocessor.id_col, _policy(loaded)
     started = not ray.is_initialized()
     if started:
         try: ray.init(address=address or "local", num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
@@ -240,7 +247,7 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
                                    batch_size=None, batch_format="pandas", concurrency=workers, num_cpus=1)
         forecasts.write_parquet(str(output))
         import pyarrow.dataset as arrow_dataset
-        result = BatchResult(rows=arrow_dataset.dataset(str(output), format="parquet").count_rows(), chunks=blocks)
+        result = BatchResult(rows=arrow_dataset.dataset(str(output), format="parquet").count_rows(), chunks=blocks, policy=policy)
         for f in sorted(repairs.glob("*.json")) if repairs.is_dir() else []: result.repairs.update(json.loads(f.read_text()))
         result.series = result.rows // horizon
         return result

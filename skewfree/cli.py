@@ -169,6 +169,7 @@ def _positive(cfg:dict[str, Any], key:str, kind:type, least:float, nullable:bool
 def check_serve_config(cfg:dict[str, Any]) -> None:
     "The serve settings a server would only trip over later (a traceback, a bind error, a 503 on every request): refused now."
     _positive(cfg, "max_body_bytes", int, 1); _positive(cfg, "threads", int, 1); _positive(cfg, "worker_wait_s", float, 0.001)
+    _positive(cfg, "max_rows", int, 1); _positive(cfg, "max_series", int, 1)
     _positive(cfg, "reload_interval", float, 0.001, nullable=True)
     port = cfg.get("port")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -199,10 +200,10 @@ def serve(args:argparse.Namespace) -> None:
         return
     import uvicorn
 
-    from skewfree.serve import create_app
+    from skewfree.serve import Limits, create_app
     app = create_app(cfg["model_uri"], max_body_bytes=int(cfg["max_body_bytes"]), admin_token=cfg.get("admin_token"),
                      reload_interval=cfg.get("reload_interval"), workers=worker_count(cfg["workers"]), threads=int(cfg["threads"]),
-                     worker_wait=float(cfg["worker_wait_s"]))
+                     worker_wait=float(cfg["worker_wait_s"]), limits=Limits(max_rows=int(cfg["max_rows"]), max_series=int(cfg["max_series"])))
     uvicorn.run(app, host=cfg["host"], port=int(cfg["port"]), log_level="warning", access_log=False)  # metrics count requests
 
 class CommandFailed(Exception):
@@ -230,7 +231,7 @@ def predict(args:argparse.Namespace) -> None:
     if result.repairs:  # the forecasts stand on repaired histories: say so, as the HTTP answer does
         shown = dict(list(result.repairs.items())[:20])
         more = f" (and {len(result.repairs) - len(shown)} more series)" if len(result.repairs) > len(shown) else ""
-        print(f"repaired in the history of {len(result.repairs)} series: {json.dumps(shown)}{more}", file=sys.stderr)
+        print(f"repaired in the history ({result.policy}): {json.dumps(shown)}{more}", file=sys.stderr)
     print(f"wrote {result.rows} forecast rows of {result.series} series to {output} ({result.chunks} chunk{'s' if result.chunks != 1 else ''})")
 
 def ray_output(path:Path) -> Path:

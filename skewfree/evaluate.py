@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from .core import InputError
 from .forecaster import Forecaster
 from .panel import Panel
-from .preprocess import Preprocessor, ScaledForecast
+from .preprocess import Preprocessor, ScaledForecast, repeated_text
 from .repair import segment_sums
 
 # %% auto #0
@@ -110,7 +110,7 @@ def backtest(forecaster:Forecaster, # fitted
     # what happened, as given: a value the preprocessor repaired (filled, or a gap row it inserted) is missing here, never
     # the made-up value, so no forecast is scored against one (`score` leaves those points out and counts them)
     out["actual"] = batch.observed[origins[:, None] + np.arange(steps)].reshape(-1)
-    out["_series"] = np.repeat(batch.ids[windows.series].astype(object), steps)
+    out["_series"] = repeated_text(batch.ids[windows.series], steps)
     first_of_series = np.searchsorted(windows.series, windows.series)  # windows come series after series
     out["window"] = np.repeat(np.arange(len(windows)) - first_of_series, steps)
     # another fit's yardstick (a protocol's training-rows scaler): only its (center, scale) per series is read

@@ -264,6 +264,28 @@ def gathered(values:np.ndarray, starts:np.ndarray, length:int, block:int=4096):
     for i in range(0, len(starts), block):
         yield values[starts[i:i + block, None] + np.arange(length)]
 
+def _accumulate(flat:np.ndarray, steps:np.ndarray, bias:np.ndarray) -> np.ndarray:
+    "bias + Σⱼ flat[:, j] · steps[j] in float64, one input j after another: the same additions in the same order for every row."
+    from numba import njit, prange  # numba comes with darts; compiled once per machine, cached beside the module
+
+    global _accumulate_rows, _accumulate_rows_parallel
+    if _accumulate_rows is None:
+        def rows(flat, steps, bias, out):
+            for r in prange(flat.shape[0]):  # rows apart (threads, for a large batch); within a row, j in order: no reordering
+                acc = bias.copy()
+                for j in range(flat.shape[1]):
+                    v = flat[r, j]
+                    for k in range(acc.shape[0]): acc[k] += v * steps[j, k]
+                out[r] = acc
+        # no fastmath: a product and a sum stay two roundings, as NumPy computes them (no fused multiply-add)
+        _accumulate_rows, _accumulate_rows_parallel = njit(cache=True)(rows), njit(cache=True, parallel=True)(rows)
+    out = np.empty((flat.shape[0], steps.shape[1]))
+    (_accumulate_rows_parallel if flat.shape[0] >= 1024 else _accumulate_rows)(np.ascontiguousarray(flat), steps, bias, out)
+    return out
+
+_accumulate_rows: Any = None
+_accumulate_rows_parallel: Any = None
+
 class LinearKernel:
     "A fitted NLinear's forward pass in NumPy: (window − last value) · Wᵀ + b + last value, batch-invariant."
     def __init__(self,
@@ -292,9 +314,7 @@ class LinearKernel:
             raise ValueError(f"windows must be (batch, {self.input_chunk_length}, {self.components}), got {x.shape}")
         last = x[:, -1:, :] if self.normalize else np.zeros_like(x[:, -1:, :])
         flat = (x - last).reshape(len(x), -1).astype(np.float64)  # row-major (step, column), as darts' `x.view(batch, -1)`
-        total = np.repeat(self._bias[None], len(x), axis=0)
-        for j in range(flat.shape[1]): total += flat[:, j:j + 1] * self._steps[j]  # a fixed order of additions for every row
-        return total.astype(self.weight.dtype) + last[:, 0, :1]
+        return _accumulate(flat, self._steps, self._bias).astype(self.weight.dtype) + last[:, 0, :1]
 
     def columns(self, batch:SeriesBatch) -> np.ndarray:
         "The columns of `batch` this model reads: the target, then — unless its weights are shared — every past covariate."

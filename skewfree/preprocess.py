@@ -23,7 +23,8 @@ from .repair import MISSING_POLICIES, MissingValues, segment_sums
 from .scale import SCALERS, Scaler
 
 # %% auto #0
-__all__ = ['UNKNOWN_POLICIES', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'Preprocessor', 'upgraded_state']
+__all__ = ['UNKNOWN_POLICIES', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'repeated_text', 'Preprocessor',
+           'upgraded_state']
 
 # %% ../nbs/08_preprocess.ipynb #0005
 @dataclass
@@ -161,6 +162,14 @@ def _choice(name:str, value:str, allowed:Sequence[str]) -> str:
 
 def _first(mask:np.ndarray) -> int: return int(np.argmax(mask))
 
+_TEXT = pd.Series(["text"]).dtype  # the dtype pandas gives a column of text (pandas 3: `str`, backed by pyarrow)
+
+def repeated_text(values:np.ndarray, times:int) -> Any:
+    "Each text of `values` `times` times over, as a column of pandas' text dtype: built in pyarrow where that is its storage (a fifth of the time)."
+    if not (isinstance(_TEXT, pd.StringDtype) and _TEXT.storage == "pyarrow"): return np.repeat(values.astype(object), times)
+    import pyarrow as pa
+    return pd.Series(pa.array(values.astype(object), type=pa.string()).take(pa.array(np.repeat(np.arange(len(values)), times))), dtype=_TEXT)
+
 def _listed(ids:Sequence[Any], most:int=5) -> str:
     "A few ids for a message: the first `most`, and how many more."
     shown = ", ".join(repr(str(i)) for i in ids[:most])
@@ -294,8 +303,8 @@ class Preprocessor:
         if (short := cut < self.history_length_).any():
             k = _first(short)
             raise InputError(self.time_col, f"needs at least {self.history_length_} rows of history, got {cut[k]}", str(panel.ids[k]))
-        planned = panel.position_in_series >= cut[panel.series_of_rows]
-        history = panel.keep(~planned) if planned.any() else panel
+        planned = None if np.array_equal(cut, panel.lengths) else panel.position_in_series >= cut[panel.series_of_rows]
+        history = panel if planned is None else panel.keep(~planned)
         self.repairs.refuse(history, self.time_col)
         ends = None if not history_end else np.array([history_end.get(str(i), pd.NaT) for i in panel.ids], dtype="datetime64[ns]")
         on = self.spacing.grid(history, freqs, end=ends)
@@ -305,7 +314,8 @@ class Preprocessor:
         filled, counts = self.repairs.fill(grid, fallback)
         values = Scaler.transform(filled, stats[grid.series_of_rows])
         if not np.isfinite(values).all():  # finite as given, beyond float32 once scaled: the model would answer NaN
-            self._refuse_beyond_float32(values, filled, self.numeric, grid=grid, given=on.given, labels=history.labels)
+            given = np.arange(len(grid.times)) if on.given is None else on.given
+            self._refuse_beyond_float32(values, filled, self.numeric, grid=grid, given=given, labels=history.labels)
         n_past = 1 + len(self.past_covariates)
         batch = SeriesBatch(grid.ids, grid.indptr, grid.times, freqs, values[:, :n_past], stats[:, 0], grid.values[:, 0],
                             {"time": [self.time_col], **self.columns_},
@@ -313,8 +323,8 @@ class Preprocessor:
                             looks_ahead=self.repairs.looks_ahead(grid) if counts.any() else None,
                             report=self._report(grid.ids, on.inserted, counts))
         if self.columns_["future"]:
-            batch.future_times, batch.future_indptr, batch.future = self._future(batch, values[:, n_past:], stats[:, n_past:],
-                                                                                 panel.keep(planned), horizon)
+            plan = panel.keep(np.zeros(len(panel.times), bool) if planned is None else planned)
+            batch.future_times, batch.future_indptr, batch.future = self._future(batch, values[:, n_past:], stats[:, n_past:], plan, horizon)
         return batch
 
     def _report(self, ids:np.ndarray, inserted:np.ndarray, filled:np.ndarray) -> dict[str, dict[str, int]]:
@@ -395,7 +405,7 @@ class Preprocessor:
         elif not isinstance(forecasts, ScaledForecast): forecasts = ScaledForecast.from_darts(forecasts, quantiles)
         point, bands = forecasts.original_units(batch.target_scale[of, 0], batch.target_scale[of, 1], quantiles)
         steps = forecasts.times.shape[1]
-        out = {self.id_col or "series_id": np.repeat(batch.ids[of].astype(object), steps), self.time_col: forecasts.times.reshape(-1),
+        out = {self.id_col or "series_id": repeated_text(batch.ids[of], steps), self.time_col: forecasts.times.reshape(-1),
                "forecast": point.reshape(-1)}
         return pd.DataFrame(out | {band_column(q): v.reshape(-1) for q, v in bands.items()})
 

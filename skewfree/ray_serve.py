@@ -15,8 +15,8 @@ from ray import serve
 
 from .core import InputError
 from .preprocess import SeriesBatch
-from .serve import (PredictRequest, PredictResponse, Unavailable, create_app, from_frame, hydrate, parse_invocation, portable_error,
-                            predictions_json, prepare_typed, to_frame)
+from .serve import (Limits, PredictRequest, PredictResponse, Unavailable, create_app, from_frame, hydrate, parse_invocation,
+                            portable_error, predictions_json, prepare_typed, to_frame)
 
 # %% auto #0
 __all__ = ['ArtifactMismatch', 'FeatureEngineering', 'ModelInference', 'RayBackend', 'build_app', 'run']
@@ -28,9 +28,9 @@ class ArtifactMismatch(Unavailable):
 @serve.deployment
 class FeatureEngineering:
     "CPU: validates raw rows and runs the artifact's preprocessor, both ways."
-    def __init__(self, uri:str, store:str):
+    def __init__(self, uri:str, store:str, limits:Limits|None=None):
         mlflow.set_tracking_uri(store)
-        self.loaded = hydrate(uri)
+        self.loaded = hydrate(uri, limits)
 
     def info(self) -> dict[str, Any]: return self.loaded.info
 
@@ -41,6 +41,7 @@ class FeatureEngineering:
         try:
             frame, params = parse_invocation(body, self.loaded.input_schema, by_columns=self.loaded.columns_parse_agrees,
                                              param_names=self.loaded.param_names, id_col=self.loaded.forecaster.preprocessor.id_col)
+            self.loaded.limits.check_rows(frame, self.loaded.forecaster.preprocessor.id_col)
             frame, params = _validate_prediction_input(frame, params, self.loaded.input_schema, meta.get_params_schema())
         except MlflowException as e:  # some of MLflow's errors do not survive pickling to the ingress: it would answer a 500
             raise portable_error(e) from None
@@ -50,6 +51,7 @@ class FeatureEngineering:
     def typed(self, request:PredictRequest) -> tuple[str, SeriesBatch, int, list[float], dict[str, float]]:
         "The typed request as raw rows, then the preprocessor; with timings."
         f, t0 = self.loaded.forecaster, time.perf_counter()
+        self.loaded.limits.check_typed(request)
         frame = to_frame(request, f)
         t1 = time.perf_counter()
         batch, horizon, levels = prepare_typed(frame, request, f)
@@ -152,7 +154,7 @@ def _options(section:dict[str, Any]) -> dict[str, Any]:
 def build_app(uri:str, store:str, cfg:dict[str, Any], app_name:str="skewfree"):
     "The bound Ray Serve application: ingress → FeatureEngineering (CPU) and ModelInference (GPU or CPU)."
     fe = FeatureEngineering.options(  # type: ignore[attr-defined]
-        **_options(cfg["feature_engineering"])).bind(uri, store)
+        **_options(cfg["feature_engineering"])).bind(uri, store, Limits(**{k: int(cfg[k]) for k in ("max_rows", "max_series") if k in cfg}))
     mi_cfg = cfg["model_inference"]
     mi = ModelInference.options(  # type: ignore[attr-defined]
         **_options(mi_cfg)).bind(uri, store, int(mi_cfg["max_batch_size"]), float(mi_cfg["batch_wait_timeout_s"]))

@@ -49,21 +49,42 @@ from .preprocess import SeriesBatch
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'NOT_UNICODE', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut',
+__all__ = ['log', 'NOT_UNICODE', 'Limits', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut',
            'PredictResponse', 'to_frame', 'typed_keys', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest',
-           'Unavailable', 'Backend', 'describe', 'timed_invocation', 'predictions_json', 'request_body',
+           'OverLimit', 'Unavailable', 'Backend', 'describe', 'timed_invocation', 'predictions_json', 'request_body',
            'split_by_columns', 'refuse_duplicate_keys', 'may_repeat_a_key', 'parse_invocation', 'lone_surrogate_at',
            'refuse_loose_rows', 'answer_invocation', 'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied',
            'framed', 'read_message', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
 
 # %% ../nbs/15_serve.ipynb #0005
+@dataclass(frozen=True)
+class Limits:
+    "How much one request may hold: beyond a limit, a 413 naming it, before any forecasting work."
+    max_rows: int = 5_000_000 # rows of one request: every series' history and planned rows
+    max_series: int = 100_000 # distinct series of one request
+
+    def check_rows(self, frame:pd.DataFrame, id_col:str|None) -> None:
+        "Refuse an MLflow-protocol request's rows beyond the limits."
+        if len(frame) > self.max_rows:
+            raise OverLimit("input", f"the request holds {len(frame)} rows; this server takes at most {self.max_rows} (serve.max_rows)")
+        if id_col and id_col in frame.columns and (n := int(frame[id_col].nunique())) > self.max_series:
+            raise OverLimit(id_col, f"the request holds {n} series; this server takes at most {self.max_series} (serve.max_series)")
+
+    def check_typed(self, request:PredictRequest) -> None:
+        "Refuse a typed request beyond the limits."
+        if len(request.series) > self.max_series:
+            raise OverLimit("series", f"the request holds {len(request.series)} series; this server takes at most {self.max_series} (serve.max_series)")
+        if (rows := sum(len(s.timestamps) for s in request.series)) > self.max_rows:
+            raise OverLimit("series", f"the request holds {rows} rows; this server takes at most {self.max_rows} (serve.max_rows)")
+
 @dataclass
 class Loaded:
-    "One hydrated, self-checked artifact, and what is known about it."
+    "One hydrated, self-checked artifact, what is known about it, and how much one request may ask of it."
     uri: str
     model: PyFuncModel
     version: str|None
     run_id: str|None
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def forecaster(self) -> Forecaster:
@@ -118,11 +139,11 @@ def registry_version(uri:str) -> str|None:
     name, _, number = name.partition("/")
     return number or None
 
-def hydrate(uri:str) -> Loaded:
-    "Load, check and self-test the artifact at `uri`."
+def hydrate(uri:str, limits:Limits|None=None) -> Loaded:
+    "Load, check and self-test the artifact at `uri`; requests to it are held to `limits`."
     version = registry_version(uri)
     model = mlflow.pyfunc.load_model(uri)
-    loaded = Loaded(uri, model, version, model.metadata.run_id)
+    loaded = Loaded(uri, model, version, model.metadata.run_id, limits or Limits())
     _ = loaded.columns_parse_agrees  # decided once, before the first request
     return loaded
 
@@ -234,6 +255,9 @@ def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str, ids:list[st
 # %% ../nbs/15_serve.ipynb #0009
 class BadRequest(InputError):
     "A body that is not a request at all (not JSON, wrong shape): a 400, as MLflow's server answers it."
+
+class OverLimit(InputError):
+    "A request beyond a configured limit (rows, series): a 413 that names the limit."
 
 class Unavailable(RuntimeError):
     "The backend cannot answer right now (a worker is restarting): a 503, try again."
@@ -494,6 +518,7 @@ def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
     "MLflow's scoring protocol: parse `body` against the input schema, predict through the pyfunc, answer in JSON."
     frame, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees, param_names=loaded.param_names,
                                      id_col=loaded.forecaster.preprocessor.id_col)
+    loaded.limits.check_rows(frame, loaded.forecaster.preprocessor.id_col)
     # the frame is indexed as the client counts its rows (by position, or by the `index` it sent): so are the errors
     forecast = loaded.model.predict(frame, params=params)
     return predictions_json(cast(pd.DataFrame, forecast))
@@ -501,6 +526,7 @@ def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
 def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     "The typed route: request → raw rows → the artifact's forecaster, timing each stage."
     f, timings = loaded.forecaster, {}
+    loaded.limits.check_typed(request)
     t = time.perf_counter(); frame = to_frame(request, f); timings["validate"] = _ms(t)
     t = time.perf_counter(); batch, horizon, levels = prepare_typed(frame, request, f); timings["preprocess"] = _ms(t)
     t = time.perf_counter(); scaled = f.predict_batch(batch, horizon); timings["model"] = _ms(t)
@@ -512,11 +538,12 @@ def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
 # %% ../nbs/15_serve.ipynb #0014
 class LocalBackend:
     "The artifact in this process; CPU work in a bounded thread pool; hot reload by atomic swap."
-    def __init__(self, model:str|PyFuncModel, threads:int=4):
+    def __init__(self, model:str|PyFuncModel, threads:int=4, limits:Limits|None=None):
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self.uri: str|None
-        if isinstance(model, str): self.uri, self.current = model, hydrate(model)
-        else: self.uri, self.current = None, Loaded("<in-process>", model, None, model.metadata.run_id)  # already hydrated by the caller
+        self.limits = limits or Limits()
+        if isinstance(model, str): self.uri, self.current = model, hydrate(model, self.limits)
+        else: self.uri, self.current = None, Loaded("<in-process>", model, None, model.metadata.run_id, self.limits)  # hydrated by the caller
         self._reloading = asyncio.Lock()
 
     async def _run(self, fn, *args):
@@ -536,7 +563,7 @@ class LocalBackend:
         async with self._reloading:
             version = await self._run(registry_version, self.uri)
             if version is not None and version == self.current.version: return False, f"already serving version {version}"
-            fresh = await self._run(hydrate, self.uri)  # raises, and keeps the old model, if the new one fails its checks
+            fresh = await self._run(hydrate, self.uri, self.limits)  # raises, and keeps the old model, if the new one fails its checks
             if fresh.key == self.current.key: return False, f"already serving {fresh.key}"
             old, self.current = self.current.key, fresh
             log.info("skewfree: swapped %s for %s", old, fresh.key)
@@ -563,13 +590,13 @@ def portable_error(e:Exception) -> Exception:
 
 _WORK: dict[str, Callable[[Loaded, Any], Any]] = {"info": lambda loaded, _: loaded.info, "invocation": timed_invocation, "typed": answer_typed}
 
-def _worker_main(conn, uri:str, torch_threads:int, parent:int) -> None:
+def _worker_main(conn, uri:str, torch_threads:int, parent:int, limits:Limits) -> None:
     "A model worker process: hydrate (and so self-check) the artifact once, then answer the server on `conn` until it closes."
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     # workers share the cores: one intra-op thread each, not one per core each. Set before hydrating, so the golden replay
     # runs as requests will; through the environment, so a model that predicts without torch never imports it
     if torch_threads: os.environ["OMP_NUM_THREADS"] = str(torch_threads)
-    try: _in_worker["loaded"] = hydrate(uri)
+    try: _in_worker["loaded"] = hydrate(uri, limits)
     except Exception as e: _in_worker["error"] = e  # reported to the server by the first call, "info"
     if torch_threads and "torch" in sys.modules: sys.modules["torch"].set_num_threads(torch_threads)  # in case torch came in earlier
     while True:
@@ -602,10 +629,10 @@ async def _read_exactly(loop:asyncio.AbstractEventLoop, sock:socket.socket, size
 
 class _Worker:
     "One model worker process and the server's end of its pipe: a request is one message each way, no thread in between."
-    def __init__(self, ctx, uri:str, torch_threads:int):
+    def __init__(self, ctx, uri:str, torch_threads:int, limits:Limits):
         self.conn, theirs = ctx.Pipe()  # a socket pair: `conn` for blocking calls at startup, `sock` for the event loop after
         self.sock: socket.socket|None = None
-        self.process = ctx.Process(target=_worker_main, args=(theirs, uri, torch_threads, os.getpid()), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(theirs, uri, torch_threads, os.getpid(), limits), daemon=True)
         self.process.start()
         theirs.close()
 
@@ -659,11 +686,11 @@ def _without_artifact_code():
 
 class WorkerPool:
     "Worker processes holding one artifact (pinned, checked identical in each); each request takes the next free worker."
-    def __init__(self, uri:str, workers:int, torch_threads:int=1):
+    def __init__(self, uri:str, workers:int, torch_threads:int=1, limits:Limits|None=None):
         import multiprocessing
         ctx, pinned_uri = multiprocessing.get_context("spawn"), pinned(uri)
         with _without_artifact_code():
-            self.workers = [_Worker(ctx, pinned_uri, torch_threads) for _ in range(workers)]  # they hydrate side by side
+            self.workers = [_Worker(ctx, pinned_uri, torch_threads, limits or Limits()) for _ in range(workers)]  # they hydrate side by side
         try: infos = [w.ask("info", None, timeout=900) for w in self.workers]
         except BaseException:
             self.stop(); raise
@@ -730,8 +757,8 @@ class WorkerPool:
 
 class ProcessBackend:
     "The artifact in `workers` processes; each request goes to the next free one; hot reload by swapping whole pools."
-    def __init__(self, uri:str, workers:int, torch_threads:int=1, wait:float=60):
-        self.uri, self.workers, self.torch_threads, self.wait = uri, workers, torch_threads, wait
+    def __init__(self, uri:str, workers:int, torch_threads:int=1, wait:float=60, limits:Limits|None=None):
+        self.uri, self.workers, self.torch_threads, self.wait, self.limits = uri, workers, torch_threads, wait, limits or Limits()
         self.current = self._new_pool()
         self._reloading = asyncio.Lock()
         self._chores: set[asyncio.Task] = set()  # replacing or retiring pools: held here, the loop keeps only weak references
@@ -741,7 +768,7 @@ class ProcessBackend:
         self._chores.add(task); task.add_done_callback(self._chores.discard)
 
     def _new_pool(self) -> WorkerPool:
-        pool = WorkerPool(self.uri, self.workers, self.torch_threads)
+        pool = WorkerPool(self.uri, self.workers, self.torch_threads, self.limits)
         pool.on_death = self._worker_ended
         return pool
 
@@ -902,10 +929,11 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
                workers:int=0, # worker processes for a model URI (`ProcessBackend`); 0: threads of this process (`LocalBackend`)
                threads:int=4, # threads for CPU-bound work (`LocalBackend`)
                worker_wait:float=60, # seconds a request may wait for a free worker process before a 503
+               limits:Limits|None=None, # rows and series one request may hold (a 413 beyond)
               ) -> FastAPI:
     "The skewfree HTTP app over `backend`."
-    if isinstance(backend, str) and workers > 0: backend = ProcessBackend(backend, workers, wait=worker_wait)
-    elif isinstance(backend, str | PyFuncModel): backend = LocalBackend(backend, threads)
+    if isinstance(backend, str) and workers > 0: backend = ProcessBackend(backend, workers, wait=worker_wait, limits=limits)
+    elif isinstance(backend, str | PyFuncModel): backend = LocalBackend(backend, threads, limits)
     metrics = Metrics()
     app = FastAPI(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.")
     app.state.backend = backend
@@ -931,7 +959,8 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError) -> JSONResponse:
         metrics.errors.labels("input").inc()
-        return _error(400 if isinstance(exc, BadRequest) else 422, exc.field, exc.reason, exc.series, None if exc.row is None else str(exc.row))
+        status = 400 if isinstance(exc, BadRequest) else 413 if isinstance(exc, OverLimit) else 422
+        return _error(status, exc.field, exc.reason, exc.series, None if exc.row is None else str(exc.row))
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:

@@ -83,8 +83,20 @@ def server(trained, store):
 
 
 @pytest.fixture(scope="session")
-def ray_server(trained, store):
-    "The same champion served by the Ray Serve app (one local Ray instance for the whole test session)."
-    srv = Server("models:/skewfree-ett@champion", store, backend="ray", timeout=240)
+def ray_cluster():
+    "One local Ray cluster for the whole test session (`ray start --head`): the Ray Serve app and the Ray Data executor join it."
+    port, ray = free_port(), str(Path(sys.executable).parent / "ray")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    # logical CPUs beyond the two cores, so the Serve replicas and a batch job's actors can be scheduled side by side
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=4", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=240)
+    yield f"127.0.0.1:{port}"
+    subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120, check=False)
+
+
+@pytest.fixture(scope="session")
+def ray_server(trained, store, ray_cluster):
+    "The same champion served by the Ray Serve app, on the session's Ray cluster."
+    srv = Server("models:/skewfree-ett@champion", store, "--ray-address", ray_cluster, backend="ray", timeout=240)
     yield srv
     srv.stop()

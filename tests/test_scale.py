@@ -1,0 +1,130 @@
+"""Scale: a panel of hundreds of series trains through the pipeline; batch forecasts in chunks of whole series, as Ray Data
+actors and as one call are the same to the bit; a request of 150,000 unknown series is refused at once, over HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import Server
+
+from skewfree.config import compose_config
+from skewfree.data import load_ett
+from skewfree.forecaster import Forecaster
+from skewfree.train import train
+
+BIN = Path(sys.executable).parent
+SERIES = 300
+
+
+def ett_panel(n: int, rows: int, seed: int = 0) -> pd.DataFrame:
+    "n hourly series: segments of ETTh1/ETTh2's OT at their own offsets, scales and levels (as bench/scale.py builds them)."
+    rng = np.random.default_rng(seed)
+    ett = load_ett()
+    ot = np.stack([ett[ett.series_id == s].OT.to_numpy() for s in ("ETTh1", "ETTh2")])
+    dates = ett[ett.series_id == "ETTh1"].date.to_numpy()
+    source, start = rng.integers(0, 2, n), rng.integers(0, ot.shape[1] - rows, n)
+    at = start[:, None] + np.arange(rows)
+    values = ot[source[:, None], at] * rng.uniform(0.5, 5.0, n)[:, None] + rng.uniform(-50, 50, n)[:, None]
+    ids = np.array([f"s{i:04d}" for i in range(n)], dtype=object)
+    return pd.DataFrame({"series_id": np.repeat(ids, rows), "date": dates[at].ravel(), "OT": values.ravel()})
+
+
+@pytest.fixture(scope="module")
+def panel_model(store):
+    "A closed-form NLinear 48 -> 24 trained, evaluated and registered on a 300-series panel through `train`."
+    cfg = compose_config(["model=nlinear_ls", "profile=smoke", "trainer.least_squares.ridges=[1.0]", "cv.train_rows=200", "cv.val_rows=60",
+                          "cv.test_rows=60", "mlflow.registered_model=scale-panel"])
+    return train(cfg, data=ett_panel(SERIES, 320))
+
+
+@pytest.fixture(scope="module")
+def history(panel_model, tmp_path_factory) -> Path:
+    "The last 60 rows of every series of the panel, as a Parquet file grouped by series."
+    path = tmp_path_factory.mktemp("scale") / "history.parquet"
+    ett_panel(SERIES, 320).groupby("series_id").tail(60).reset_index(drop=True).to_parquet(path, index=False)
+    return path
+
+
+def cli(*args: str, store: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "skewfree"), *args], env=dict(os.environ, MLFLOW_TRACKING_URI=store, RAY_AUTH_MODE="disabled"),
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_a_global_model_trains_on_a_panel_and_every_series_is_forecast(panel_model):
+    assert len(panel_model.forecaster.preprocessor.series_) == SERIES
+    assert panel_model.metrics["n_windows"] == SERIES * 2  # every series scored (60 test rows, stride 24 from the smoke profile)
+
+
+def test_xgboost_trains_on_the_same_panel_through_the_same_pipeline(panel_model):
+    cfg = compose_config(["model=xgboost", "profile=smoke", "model.covariates=[future]", "model.hyperparameters.lags_past_covariates=null"])
+    raw = ett_panel(SERIES, 320)
+    forecaster = Forecaster.from_config(cfg).fit(raw.groupby("series_id").head(200), raw.groupby("series_id").nth(slice(200 - 71, 260)))
+    forecast = forecaster.predict(raw.groupby("series_id").tail(forecaster.history_length), 5)
+    assert forecast.series_id.nunique() == SERIES and np.isfinite(forecast.forecast).all()
+
+
+def test_batch_predict_in_chunks_equals_one_call_whatever_the_row_order(panel_model, history, store, tmp_path):
+    model = mlflow.pyfunc.load_model(panel_model.model_uri)
+    rows = pd.read_parquet(history)
+    whole = model.predict(rows, params={"horizon": 24})
+    done = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(history), "--horizon", "24", "--output", str(tmp_path / "f.parquet"),
+               "--chunk-rows", "1000", store=store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # 18 reads of 1,000 rows, each forecast up to its last whole series, and the series the last read left waiting
+    assert f"of {SERIES} series" in done.stdout and "(19 chunks)" in done.stdout, done.stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), whole, check_exact=True)
+    # sorted by time, not by series: the rows are partitioned by series first, and the answer is the same
+    rows.sort_values("date", kind="stable").to_csv(tmp_path / "by_time.csv", index=False)
+    done = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(tmp_path / "by_time.csv"), "--horizon", "24",
+               "--output", str(tmp_path / "by_time.csv.out.csv"), "--chunk-rows", "5000", store=store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    by_time = pd.read_csv(tmp_path / "by_time.csv.out.csv", parse_dates=["date"]).sort_values(["series_id", "date"], ignore_index=True)
+    assert np.array_equal(by_time.forecast.to_numpy(), whole.forecast.to_numpy())
+
+
+def test_ray_executor_equals_the_local_run_to_the_bit(panel_model, history, store, tmp_path, ray_cluster):
+    local = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(history), "--horizon", "24", "--output", str(tmp_path / "local.parquet"),
+                store=store)
+    assert local.returncode == 0, local.stderr[-2000:]
+    done = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(history), "--horizon", "24", "--output", str(tmp_path / "ray"),
+               "--executor", "ray", "--chunk-rows", "4000", f"executor.address={ray_cluster}", "executor.workers=2", store=store)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"wrote {SERIES * 24} forecast rows" in done.stdout, done.stdout
+    ours = pd.read_parquet(tmp_path / "local.parquet").sort_values(["series_id", "date"], ignore_index=True)
+    theirs = pd.read_parquet(tmp_path / "ray").sort_values(["series_id", "date"], ignore_index=True)
+    pd.testing.assert_frame_equal(theirs, ours, check_exact=True)
+
+
+def unknown_ids_body(n: int) -> bytes:
+    "An MLflow request of n series no model has seen, one row each."
+    return json.dumps({"dataframe_split": {"columns": ["series_id", "date", "OT"],
+                                           "data": [[f"unknown-{i}", "2017-01-01 00:00:00", 1.0] for i in range(n)]}}).encode()
+
+
+def test_a_request_of_150000_unknown_series_is_refused_at_once(server, trained, store):
+    body = unknown_ids_body(150_000)
+    started = time.perf_counter()
+    answer = httpx.post(f"{server.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)
+    assert answer.status_code == 413, answer.text[:500]  # over the default limit: told by name
+    assert answer.json()["error"]["reason"] == "the request holds 150000 series; this server takes at most 100000 (serve.max_series)"
+    # a server that takes that many series refuses them for what they are, naming the first few (bounded: it once took minutes)
+    wide = Server("models:/skewfree-ett@champion", store, "serve.max_series=200000")
+    try:
+        answer = httpx.post(f"{wide.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)
+        error = answer.json()["error"]
+        assert answer.status_code == 422 and error["series"] == "unknown-0", answer.text[:500]
+        assert "150000 of this request's series are not: ['unknown-0', 'unknown-1', 'unknown-10', … (149997 more)]" in error["reason"], error
+        assert "data.unknown_series=own_history" in error["reason"]
+        assert httpx.get(f"{wide.url}/health", timeout=10).status_code == 200
+    finally:
+        wide.stop()
+    assert time.perf_counter() - started < 120
