@@ -629,10 +629,10 @@ async def _read_exactly(loop:asyncio.AbstractEventLoop, sock:socket.socket, size
 
 class _Worker:
     "One model worker process and the server's end of its pipe: a request is one message each way, no thread in between."
-    def __init__(self, ctx, uri:str, torch_threads:int, limits:Limits):
+    def __init__(self, ctx, uri:str, torch_threads:int, limits:Limits|None=None):
         self.conn, theirs = ctx.Pipe()  # a socket pair: `conn` for blocking calls at startup, `sock` for the event loop after
         self.sock: socket.socket|None = None
-        self.process = ctx.Process(target=_worker_main, args=(theirs, uri, torch_threads, os.getpid(), limits), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(theirs, uri, torch_threads, os.getpid(), limits or Limits()), daemon=True)
         self.process.start()
         theirs.close()
 
@@ -690,7 +690,7 @@ class WorkerPool:
         import multiprocessing
         ctx, pinned_uri = multiprocessing.get_context("spawn"), pinned(uri)
         with _without_artifact_code():
-            self.workers = [_Worker(ctx, pinned_uri, torch_threads, limits or Limits()) for _ in range(workers)]  # they hydrate side by side
+            self.workers = [_Worker(ctx, pinned_uri, torch_threads, limits) for _ in range(workers)]  # they hydrate side by side
         try: infos = [w.ask("info", None, timeout=900) for w in self.workers]
         except BaseException:
             self.stop(); raise
