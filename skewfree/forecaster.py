@@ -249,7 +249,7 @@ class Forecaster:
         out = self.preprocessor.inverse_transform(scaled, batch, quantiles=levels)
         # by the names the preprocessor gives the bands, so an id or time column named q-something is never mistaken for one
         unasked = [name for q in self.quantiles if q not in levels and (name := band_column(q)) in out.columns]
-        return out.drop(columns=unasked)
+        return out.drop(columns=unasked) if unasked else out
 
     def save(self, folder:str|Path) -> Path:
         "Write the preprocessor state, the model files and the resolved config to `folder`."

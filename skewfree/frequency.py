@@ -5,6 +5,7 @@
 # %% ../nbs/04_frequency.ipynb #0002
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,8 @@ from .core import InputError
 from .panel import Panel, lengths_to_indptr
 
 # %% auto #0
-__all__ = ['DAY', 'GAP_POLICIES', 'fixed_freq', 'nanoseconds', 'Clock', 'pandas_freq', 'infer_frequencies', 'OnGrid', 'Frequency',
-           'steps_after', 'refuse_beyond_time']
+__all__ = ['DAY', 'GAP_POLICIES', 'fixed_freq', 'nanoseconds', 'Clock', 'pandas_freq', 'infer_frequencies', 'OnGrid', 'clock_of',
+           'Frequency', 'steps_after', 'refuse_beyond_time']
 
 # %% ../nbs/04_frequency.ipynb #0005
 DAY = 86_400 * 10**9  # nanoseconds
@@ -41,11 +42,13 @@ class Clock:
             self.base, self.n = offset.base, int(offset.n)
             self.table = np.empty(0, np.int64)  # the calendar's dates (midnights), ascending
 
-    def _span(self, low:int, high:int) -> None:
-        "Make the calendar table hold every date of the calendar from the day `low` to the day `high`."
-        if len(self.table) and self.table[0] <= low and self.table[-1] >= high: return
-        if len(self.table): low, high = min(low, int(self.table[0])), max(high, int(self.table[-1]))
-        self.table = pd.date_range(self.base.rollback(pd.Timestamp(low)), pd.Timestamp(high), freq=self.base).asi8
+    def _span(self, low:int, high:int) -> np.ndarray:
+        "The calendar table, grown if need be to hold every date of the calendar from the day `low` to the day `high`."
+        table = self.table  # read once: another thread may grow it meanwhile, and a table only ever grows (the same dates, more of them)
+        if len(table) and table[0] <= low and table[-1] >= high: return table
+        if len(table): low, high = min(low, int(table[0])), max(high, int(table[-1]))
+        self.table = table = pd.date_range(self.base.rollback(pd.Timestamp(low)), pd.Timestamp(high), freq=self.base).asi8
+        return table
 
     def positions(self, times:np.ndarray, anchors:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         "Each time's position on the grid through its anchor (the time at position 0), and whether it lies on that grid."
@@ -55,9 +58,9 @@ class Clock:
             return position, position * self.step == t - a
         tod = np.mod(a, DAY)  # the time of day every time of a series keeps
         days, origin = t - tod, a - tod
-        self._span(int(min(days.min(), origin.min())), int(max(days.max(), origin.max())))
-        at, at0 = np.searchsorted(self.table, days), np.searchsorted(self.table, origin)
-        def found(i, day): return (i < len(self.table)) & (self.table[np.minimum(i, len(self.table) - 1)] == day)
+        table = self._span(int(min(days.min(), origin.min())), int(max(days.max(), origin.max())))
+        at, at0 = np.searchsorted(table, days), np.searchsorted(table, origin)
+        def found(i, day): return (i < len(table)) & (table[np.minimum(i, len(table) - 1)] == day)
         return (at - at0) // self.n, found(at, days) & found(at0, origin) & ((at - at0) % self.n == 0)
 
     def times(self, anchors:np.ndarray, positions:np.ndarray) -> np.ndarray:
@@ -68,12 +71,12 @@ class Clock:
             if bool((p > (pd.Timestamp.max.value - a) // self.step).any()): raise OverflowError("past the latest time pandas holds")
             return (a + p * self.step).view("datetime64[ns]")
         tod = np.mod(a, DAY); origin = a - tod
-        self._span(int(origin.min()), int(origin.max()))
-        need = np.searchsorted(self.table, origin) + p * self.n
-        if int(need.max()) >= len(self.table):
-            try: self.table = pd.date_range(pd.Timestamp(int(self.table[0])), periods=int(need.max()) + 1, freq=self.base).asi8
+        table = self._span(int(origin.min()), int(origin.max()))
+        need = np.searchsorted(table, origin) + p * self.n
+        if int(need.max()) >= len(table):
+            try: self.table = table = pd.date_range(pd.Timestamp(int(table[0])), periods=int(need.max()) + 1, freq=self.base).asi8
             except (pd.errors.OutOfBoundsDatetime, OverflowError): raise OverflowError("past the latest time pandas holds") from None
-        return (self.table[need] + tod).view("datetime64[ns]")
+        return (table[need] + tod).view("datetime64[ns]")
 
 # %% ../nbs/04_frequency.ipynb #0009
 def _tick_alias(step:int) -> str:
@@ -152,9 +155,15 @@ class OnGrid:
     given: np.ndarray|None # (rows,) the input row each grid row holds, -1 where inserted; None: each its own (nothing inserted)
     inserted: np.ndarray # (series,) rows inserted per series
 
+@functools.lru_cache(maxsize=64)
+def clock_of(freq:str) -> Clock:
+    "The `Clock` of `freq`, made once per process (a calendar's table is then built once too)."
+    return Clock(freq)
+
 def _by_frequency(freqs:np.ndarray):
     "(Clock, mask of series) for each distinct frequency in `freqs`."
-    for freq in pd.unique(freqs): yield Clock(str(freq)), freqs == freq
+    if len(freqs) and (freqs[0] == freqs).all(): yield clock_of(str(freqs[0])), np.ones(len(freqs), bool); return  # the usual: one frequency
+    for freq in pd.unique(freqs): yield clock_of(str(freq)), freqs == freq
 
 class Frequency:
     "The fitted step between a series' rows, and every history checked against it: off-grid rows refused, gaps refused or reindexed."
@@ -168,7 +177,7 @@ class Frequency:
             reason = ("a new series needs at least 3 regular rows to infer its frequency" if new_series else
                       "timestamps are not regular: no frequency can be inferred")
             raise InputError(self.time_col, reason, str(panel.ids[int(np.argmax(none))]))
-        for freq in pd.unique(freqs): Clock(str(freq))  # refused now, by name, if no grid can be built on it
+        for freq in pd.unique(freqs): clock_of(str(freq))  # refused now, by name, if no grid can be built on it
         return freqs
 
     def fit(self, panel:Panel) -> Frequency:
@@ -211,9 +220,9 @@ class Frequency:
         rows = slice(panel.indptr[k], panel.indptr[k + 1])
         jumped = np.flatnonzero(position[rows] != np.arange(panel.lengths[k]))
         missing = int(jumped[0]) if len(jumped) else int(panel.lengths[k])
-        clock = Clock(str(freqs[k]))
-        first = pd.Timestamp(clock.times(panel.times[panel.indptr[k]:panel.indptr[k] + 1], np.array([missing]))[0])
-        raise InputError(self.time_col, f"gap in timestamps: {first} is missing (frequency {clock.freq!r}); set data.gaps=reindex to repair",
+        its = clock_of(str(freqs[k]))
+        first = pd.Timestamp(its.times(panel.times[panel.indptr[k]:panel.indptr[k] + 1], np.array([missing]))[0])
+        raise InputError(self.time_col, f"gap in timestamps: {first} is missing (frequency {its.freq!r}); set data.gaps=reindex to repair",
                          str(panel.ids[k]), first)
 
     def _reindexed(self, panel:Panel, freqs:np.ndarray, position:np.ndarray, size:np.ndarray) -> OnGrid:

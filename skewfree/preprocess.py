@@ -166,7 +166,8 @@ _TEXT = pd.Series(["text"]).dtype  # the dtype pandas gives a column of text (pa
 
 def repeated_text(values:np.ndarray, times:int) -> Any:
     "Each text of `values` `times` times over, as a column of pandas' text dtype: built in pyarrow where that is its storage (a fifth of the time)."
-    if not (isinstance(_TEXT, pd.StringDtype) and _TEXT.storage == "pyarrow"): return np.repeat(values.astype(object), times)
+    if len(values) * times < 100_000 or not (isinstance(_TEXT, pd.StringDtype) and _TEXT.storage == "pyarrow"):
+        return pd.Series(np.repeat(values.astype(object), times), dtype=_TEXT)  # a short column: pandas' own conversion is quicker
     import pyarrow as pa
     return pd.Series(pa.array(values.astype(object), type=pa.string()).take(pa.array(np.repeat(np.arange(len(values)), times))), dtype=_TEXT)
 
