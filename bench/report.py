@@ -326,7 +326,52 @@ def accuracy_rerun(d: dict) -> list[str]:
     return [*out, ""]
 
 
-RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun}
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def scale(d: dict) -> list[str]:
+    "bench/scale.py: each target of issue #25 beside the figure measured for it, then the figures behind them."
+    res = d.get("results", {})
+    out = [*header(d), "The columnar preprocessor and the batched model side (`bench/scale.py`). Targets, and what this run measured:", ""]
+    rows = []
+    if t := res.get("throughput"):
+        by = {r["series"]: r for r in t["by_size"]}
+        if 10_000 in by:
+            r = by[10_000]
+            rows.append(["batch forecast, 10,000 series, through the pyfunc artifact", ">= 20,000 series/s",
+                         f"{r['series_per_s']:,.0f} series/s (bare NumPy floor {r['floor_series_per_s']:,.0f}; peak +{r['peak_over_before_mib']:.0f} MiB)",
+                         verdict(r["series_per_s"] >= 20_000)])
+        if "linear_ratio_100k_over_10k" in t:
+            ratio = t["linear_ratio_100k_over_10k"]
+            rows.append(["cost linear in series: series/s at 100,000 over 10,000", "within 20 % (ratio >= 0.8)", f"{ratio:.2f}", verdict(ratio >= 0.8)])
+    if r := res.get("request"):
+        now, base = r["now"], r.get("baseline")
+        rows.append(["the standard 2-series request through PyFuncModel.predict, p50", "<= 3 ms",
+                     f"{now['total_p50_ms']:.2f} ms" + (f" (at `{base['commit']}`: {base['total_p50_ms']:.2f} ms)" if base else ""),
+                     verdict(now["total_p50_ms"] <= 3)])
+    if tr := res.get("transform"):
+        for label, row in tr.items():
+            x = row["batch_1000_series_336_rows.speedup"]
+            rows.append([f"Preprocessor.transform, 1,000 x 336 rows ({label.replace('_', ' ')})", ">= 20x faster",
+                         f"x{x:.0f} ({row['batch_1000_series_336_rows.per_series_median_ms']:.0f} -> "
+                         f"{row['batch_1000_series_336_rows.columnar_median_ms']:.1f} ms)", verdict(x >= 20)])
+    if y := res.get("ray"):
+        rows.append([f"Ray Data batch, {y['series']:,} series: 2 actors over 1", ">= 1.7x, identical output",
+                     f"x{y['speedup_2_over_1']:.2f}; largest difference from the local run {y['ray_1_max_abs_diff']!r} / {y['ray_2_max_abs_diff']!r}",
+                     verdict(y["speedup_2_over_1"] >= 1.7 and y["ray_1_max_abs_diff"] == 0 == y["ray_2_max_abs_diff"])])
+    if f := res.get("fit"):
+        rows.append([f"global NLinear fit, {f['series']:,} series x {f['rows_per_series']:,} rows: share outside the training loop", "<= 10 %",
+                     f"{f['outside_share']:.1%} of {f['wall_seconds']:.0f} s", verdict(f["outside_share"] <= 0.10)])
+    if u := res.get("refusal"):
+        rows.append([f"refusal of {u['unknown_ids']:,} unknown series ids", "well under 1 s of CPU", f"{u['cpu_seconds']:.3f} s CPU",
+                     verdict(u["cpu_seconds"] < 1)])
+    out += table(["target", "wanted", "measured", "verdict"], rows)
+    out += ["", "Every figure of the run:", "", *generic(d)[len(header(d)):]]
+    return out
+
+
+RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "scale": scale}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 
 
