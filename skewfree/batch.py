@@ -24,7 +24,8 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['BATCH_ROWS', 'file_kind', 'stream_rows', 'file_rows', 'NotGrouped', 'whole_series', 'partitioned', 'typed_rows',
-           'ForecastWriter', 'BatchResult', 'predict_file', 'RayForecasts', 'predict_with_ray']
+           'ForecastWriter', 'BatchResult', 'predict_file', 'series_ranges', 'read_rows', 'RayForecasts',
+           'predict_with_ray']
 
 # %% ../nbs/17_batch.ipynb #0005
 BATCH_ROWS = 1_000_000  # rows read and forecast at a time: memory is bounded by this, not by the file
@@ -198,16 +199,45 @@ def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], horizon:int, *, w
         bar.update(len(chunk))
 
 # %% ../nbs/17_batch.ipynb #0014
+def series_ranges(path:Path, id_col:str|None, rows:int) -> list[tuple[int, int]]|None:
+    "Row ranges [start, stop) of a Parquet file, about `rows` rows each and cut where a series ends, if each series' rows lie together; else None."
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    total = int(pq.ParquetFile(path).metadata.num_rows)
+    if id_col is None or total == 0: return [(0, total)]  # one series: the whole file
+    ids = pq.read_table(path, columns=[id_col]).column(id_col).cast(pa.string()).combine_chunks()
+    change = pc.fill_null(pc.not_equal(ids.slice(1), ids.slice(0, total - 1)), True).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, change])
+    if not pd.Index(ids.take(pa.array(starts)).to_pandas()).is_unique: return None
+    targets = np.arange(rows, total, rows)
+    cuts = np.unique(starts[np.searchsorted(starts, targets[targets <= starts[-1]])]).tolist()
+    return list(zip([0, *cuts], [*cuts, total]))
+
+def read_rows(path:Path, start:int, stop:int) -> pd.DataFrame:
+    "Rows `start` to `stop` (excluded) of a Parquet file, indexed by their position in it; only the row groups that hold them are read."
+    import pyarrow.parquet as pq
+    parquet = pq.ParquetFile(path)
+    sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    groups = [g for g in range(len(sizes)) if offsets[g] < stop and offsets[g + 1] > start]
+    frame = parquet.read_row_groups(groups).slice(start - int(offsets[groups[0]]), stop - start).to_pandas()
+    frame.index = pd.RangeIndex(start, stop)
+    return frame
+
 class RayForecasts:
-    "A Ray Data actor: one hydrated artifact, each block of whole series forecast in one call."
-    def __init__(self, model_uri:str, store:str, horizon:int, repairs:str):
+    "A Ray Data actor: one hydrated artifact; each batch — whole series, given as rows or as a row range of `source` — forecast in one call."
+    def __init__(self, model_uri:str, store:str, horizon:int, repairs:str, source:str|None=None):
         import mlflow
         mlflow.set_tracking_uri(store)
         self.model, self.horizon, self.repairs = mlflow.pyfunc.load_model(model_uri), int(horizon), Path(repairs)
+        self.source = None if source is None else Path(source)
         pre = self.model.unwrap_python_model().forecaster.preprocessor
         self.id_col, self.schema = pre.id_col, self.model.metadata.get_input_schema()
 
     def __call__(self, block:pd.DataFrame) -> pd.DataFrame:
+        if self.source is not None:  # row ranges of the file: read here, by the actor that forecasts them
+            block = pd.concat([read_rows(self.source, int(a), int(b)) for a, b in zip(block["start"], block["stop"])])
         forecast = self.model.predict(typed_rows(block, self.schema, self.id_col, "--input"), params={"horizon": self.horizon})
         if repairs := forecast.attrs.get("repairs"):  # beside the output, where the driver gathers them
             import uuid
@@ -237,14 +267,19 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
     try:
         workers = workers or max(1, int(ray.available_resources().get("CPU", 1)))
         kind = "parquet" if source.is_dir() else file_kind(source, "--input")
-        ds = ray.data.read_parquet(str(source)) if kind == "parquet" else ray.data.read_csv(str(source))
-        blocks = max(workers, math.ceil(ds.count() / rows))
-        # a hash shuffle puts each series whole in one block; done (materialised) before the actors take the CPUs it needs
-        ds = (ds.repartition(blocks, keys=[id_col]) if id_col is not None else ds.repartition(1)).materialize()
+        ranges = series_ranges(source, id_col, rows) if kind == "parquet" and source.is_file() else None
+        if ranges is not None:  # each series' rows together in one file: the actors read their own ranges of it, nothing shuffled
+            ds: Any = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
+            blocks, batch_size = len(ranges), 1
+        else:
+            ds = ray.data.read_parquet(str(source)) if kind == "parquet" else ray.data.read_csv(str(source))
+            blocks, batch_size = max(workers, math.ceil(ds.count() / rows)), None
+            # a hash shuffle puts each series whole in one block; done (materialised) before the actors take the CPUs it needs
+            ds = (ds.repartition(blocks, keys=[id_col]) if id_col is not None else ds.repartition(1)).materialize()
         repairs = output/"_repairs"  # Parquet readers pass over names starting with an underscore
         forecasts = ds.map_batches(RayForecasts, fn_constructor_kwargs={"model_uri": model_uri, "store": store, "horizon": horizon,
-                                                                         "repairs": str(repairs)},
-                                   batch_size=None, batch_format="pandas", concurrency=workers, num_cpus=1)
+                                                                         "repairs": str(repairs), "source": None if ranges is None else str(source)},
+                                   batch_size=batch_size, batch_format="pandas", concurrency=workers, num_cpus=1)
         forecasts.write_parquet(str(output))
         import pyarrow.dataset as arrow_dataset
         result = BatchResult(rows=arrow_dataset.dataset(str(output), format="parquet").count_rows(), chunks=blocks, policy=policy)

@@ -23,7 +23,7 @@ from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, c
 from .preprocess import Preprocessor, SeriesBatch, band_column
 
 # %% auto #0
-__all__ = ['Forecaster']
+__all__ = ['PIECE_ROWS', 'Forecaster']
 
 # %% ../nbs/10_forecaster.ipynb #0005
 @dataclass
@@ -40,6 +40,8 @@ def _runtime(model_cfg:Any) -> str:
     runtime = model_cfg.get("runtime", "darts")
     if runtime not in ("numpy", "darts"): raise InputError("model.runtime", f"must be 'numpy' or 'darts', got {runtime!r}")
     return runtime
+
+PIECE_ROWS = 1_000_000  # rows of whole series `predict` transforms and forecasts at a time
 
 class Forecaster:
     "A preprocessor and a model, fitted together and used together."
@@ -231,9 +233,16 @@ class Forecaster:
                 quantiles:list[float]|None=None, # quantile columns to return (probabilistic models); default: all it forecasts
                ) -> pd.DataFrame:
         "Forecast `horizon` steps after each series' history, in original units."
-        batch, horizon, levels = self.prepare(history, horizon, quantiles)
-        forecast = self.finish(self.predict_batch(batch, horizon), batch, levels)
-        if batch.report: forecast.attrs["repairs"] = batch.report  # what the policies repaired in the history, per series: told with the forecast
+        horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
+        parts, repairs = [], dict[str, dict[str, int]]()
+        # a large panel in pieces of whole series: every temporary array stays small (fast, and memory bounded by the piece),
+        # and no number changes, since each series is forecast from its own rows alone
+        for piece in self.preprocessor.pieces(history, PIECE_ROWS):
+            batch = self.preprocessor.transform(piece, horizon=self.future_steps(horizon))
+            parts.append(self.finish(self.predict_batch(batch, horizon), batch, levels))
+            repairs |= batch.report
+        forecast = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        if repairs: forecast.attrs["repairs"] = repairs  # what the policies repaired in the history, per series: told with the forecast
         return forecast
 
     def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False, *,

@@ -61,6 +61,18 @@ class Panel:
         return Panel(self.ids, lengths_to_indptr(lengths), self.times[rows], self.values[rows], self.columns, self.labels[rows],
                      {c: v[rows] for c, v in self.statics.items()})
 
+    def slice(self, start:int, stop:int) -> Panel:
+        "Series `start` to `stop` (excluded): views of this panel's arrays, nothing copied."
+        a, b = int(self.indptr[start]), int(self.indptr[stop])
+        return Panel(self.ids[start:stop], self.indptr[start:stop + 1] - a, self.times[a:b], self.values[a:b], self.columns, self.labels[a:b],
+                     {c: v[a:b] for c, v in self.statics.items()})
+
+    def chunks(self, rows:int) -> list[Panel]:
+        "The panel cut at series ends into pieces of about `rows` rows (a series longer than that is a piece of its own)."
+        ends = np.unique(np.searchsorted(self.indptr[1:], np.arange(rows, int(self.indptr[-1]), rows), side="left"))
+        cuts = [0, *(int(e) + 1 for e in ends if e + 1 < self.n_series), self.n_series]
+        return [self.slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
     def take(self, positions:np.ndarray) -> Panel:
         "The series at `positions`, in that order."
         rows = segment_rows(self.indptr, positions)

@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -234,6 +234,20 @@ class Preprocessor:
         "Raw rows parsed and checked (see `parse_panel`): the one gate raw data passes through."
         return parse_panel(df, id_col=self.id_col, time_col=self.time_col, numeric=self.numeric, statics=self.static_covariates, ordered=ordered)
 
+    def pieces(self, df:pd.DataFrame, rows:int) -> Iterator[Panel]:
+        "Panels of whole series, about `rows` rows each: the frame cut by rows where each series' rows lie together, else parsed whole, then cut."
+        self._check_fitted()
+        if len(df) > rows and self.id_col is not None and self.id_col in df.columns and not df[self.id_col].isna().any():
+            ids = df[self.id_col].astype(str)
+            starts = np.flatnonzero((ids != ids.shift()).to_numpy())  # where a run of one id begins
+            if (series := pd.Index(ids.iloc[starts])).is_unique:  # each series in one run: cut between runs, parse piece by piece
+                self._refuse_unknown(series.to_numpy())  # told for the whole request, not for the piece that meets the first
+                targets = np.arange(rows, len(df), rows)
+                cuts = np.unique(starts[np.searchsorted(starts, targets[targets <= starts[-1]])]).tolist()  # the runs starting after each target
+                for a, b in zip([0, *cuts], [*cuts, len(df)]): yield self.panel(df.iloc[a:b])
+                return
+        yield from self.panel(df).chunks(rows)
+
     def _refuse_empty_columns(self, panel:Panel) -> None:
         "Refuse a series with a numeric column whose every value is missing: nothing to learn its scale from."
         empty = segment_sums(~np.isnan(panel.values), panel.indptr) == 0
@@ -263,13 +277,8 @@ class Preprocessor:
 
     def _series_state(self, panel:Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         "(frequency, scaling, fallback values) of each series of `panel`: fitted, or learnt from its own rows for a new series."
-        at = self._known.get_indexer(pd.Index(panel.ids))
+        at = self._refuse_unknown(panel.ids)
         new = at < 0
-        if new.any() and self.unknown_series == "error":
-            unknown = panel.ids[new]
-            raise InputError(self.id_col or "series", f"series was not seen at fit time ({len(unknown)} of this request's series are not: "
-                             f"{_listed(list(unknown), 3)}); known: {_listed(list(self.series_))}. To forecast new series from their own history, "
-                             f"train with data.unknown_series=own_history", str(unknown[0]))
         freqs, stats, fallback = self.spacing.freq_[at], self.scaling.stats_[at], self.repairs.fallback_[at]
         if new.any():
             newcomers = panel.take(np.flatnonzero(new))
@@ -277,6 +286,16 @@ class Preprocessor:
             self._refuse_empty_columns(newcomers)
             stats[new], fallback[new] = self.scaling.learn(newcomers), self.repairs.learn(newcomers)
         return freqs, stats, fallback
+
+    def _refuse_unknown(self, ids:np.ndarray) -> np.ndarray:
+        "Each id's position among the fitted series (-1: new); under `unknown_series: error`, the refusal of any new one, naming the first few."
+        at = self._known.get_indexer(pd.Index(ids))
+        if self.unknown_series == "error" and (new := at < 0).any():
+            unknown = np.sort(ids[new])
+            raise InputError(self.id_col or "series", f"series was not seen at fit time ({len(unknown)} of this request's series are not: "
+                             f"{_listed(list(unknown), 3)}); known: {_listed(list(self.series_))}. To forecast new series from their own history, "
+                             f"train with data.unknown_series=own_history", str(unknown[0]))
+        return at
 
     def _history_ends(self, panel:Panel, horizon:int, history_rows:Mapping[str, int]|None) -> np.ndarray:
         "Rows of history per series: all of them, unless planned covariates follow it (the caller says where, else the last observed target)."
@@ -287,7 +306,7 @@ class Preprocessor:
         return np.array([history_rows.get(str(sid), fallback) for sid, fallback in zip(panel.ids, last.tolist())], dtype=np.int64)
 
     def transform(self,
-                  df:pd.DataFrame, # raw long rows
+                  df:pd.DataFrame|Panel, # raw long rows (or a panel `panel` parsed them into)
                   horizon:int=0, # when forecasting: steps of future covariates to build beyond the last observed target
                   ordered:bool=False, # refuse timestamps that do not increase within a series
                   history_rows:Mapping[str, int]|None=None, # per series id: how many of its rows are history, the rest planned
@@ -295,7 +314,7 @@ class Preprocessor:
                  ) -> SeriesBatch:
         "Raw long rows → repaired, scaled float32 series as grouped arrays, with a repair report."
         self._check_fitted()
-        panel = self.panel(df, ordered)
+        panel = df if isinstance(df, Panel) else self.panel(df, ordered)
         freqs, stats, fallback = self._series_state(panel)
         if (blank := segment_sums(~np.isnan(panel.values[:, 0]), panel.indptr) == 0).any():
             raise InputError(self.target, "every value is missing", str(panel.ids[_first(blank)]))
