@@ -9,6 +9,7 @@ import json
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,7 @@ class BatchResult:
     chunks: int = 0
     repairs: dict[str, dict[str, int]] = field(default_factory=dict)
     policy: str = ""  # the preprocessor's repair settings, as the repairs are told
+    seconds: dict[str, float] = field(default_factory=dict)  # where the time went, where it is known (Ray: its start, the forecasting stage)
 
 def _policy(model:Any) -> str:
     pre = model.unwrap_python_model().forecaster.preprocessor
@@ -245,6 +247,18 @@ class RayForecasts:
             (self.repairs/f"{uuid.uuid4().hex}.json").write_text(json.dumps(repairs))
         return forecast
 
+def _stage_seconds(dataset:Any) -> dict[str, float]:
+    "From Ray Data's own statistics: how long the actors' forecasting stage ran, first block to last (their start-up not included)."
+    try: summary = dataset._write_ds.get_stats_summary()  # the run the write made, which Ray keeps on the dataset (a private attribute)
+    except Exception: return {}
+    found: dict[str, float] = {}
+    def walk(stats:Any) -> None:
+        for s in stats.operators_stats:
+            if s.operator_name.startswith("MapBatches(RayForecasts"): found["forecasting_stage"] = float(s.time_total_s)
+        for parent in stats.parents: walk(parent)
+    walk(summary)
+    return found
+
 def predict_with_ray(model_uri:str, # the artifact every actor hydrates
                      source:Path, # a Parquet file or folder (or a CSV)
                      output:Path, # a folder for the Parquet output
@@ -260,10 +274,11 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
     import ray
     loaded = mlflow.pyfunc.load_model(model_uri)
     id_col, policy = loaded.unwrap_python_model().forecaster.preprocessor.id_col, _policy(loaded)
-    started = not ray.is_initialized()
+    started, clock = not ray.is_initialized(), time.perf_counter()
     if started:
         try: ray.init(address=address or "local", num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
         except ConnectionError as e: raise InputError("executor.address", f"cannot reach the Ray cluster at {address!r}: {e}") from None
+    seconds = {"ray_start": time.perf_counter() - clock}
     try:
         workers = workers or max(1, int(ray.available_resources().get("CPU", 1)))
         kind = "parquet" if source.is_dir() else file_kind(source, "--input")
@@ -279,10 +294,12 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
         repairs = output/"_repairs"  # Parquet readers pass over names starting with an underscore
         forecasts = ds.map_batches(RayForecasts, fn_constructor_kwargs={"model_uri": model_uri, "store": store, "horizon": horizon,
                                                                          "repairs": str(repairs), "source": None if ranges is None else str(source)},
-                                   batch_size=batch_size, batch_format="pandas", concurrency=workers, num_cpus=1)
+                                   batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
+        clock = time.perf_counter()
         forecasts.write_parquet(str(output))
+        seconds |= {"job": time.perf_counter() - clock, **_stage_seconds(forecasts)}
         import pyarrow.dataset as arrow_dataset
-        result = BatchResult(rows=arrow_dataset.dataset(str(output), format="parquet").count_rows(), chunks=blocks, policy=policy)
+        result = BatchResult(rows=arrow_dataset.dataset(str(output), format="parquet").count_rows(), chunks=blocks, policy=policy, seconds=seconds)
         for f in sorted(repairs.glob("*.json")) if repairs.is_dir() else []: result.repairs.update(json.loads(f.read_text()))
         result.series = result.rows // horizon
         return result

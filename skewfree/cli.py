@@ -232,7 +232,8 @@ def predict(args:argparse.Namespace) -> None:
         shown = dict(list(result.repairs.items())[:20])
         more = f" (and {len(result.repairs) - len(shown)} more series)" if len(result.repairs) > len(shown) else ""
         print(f"repaired in the history ({result.policy}): {json.dumps(shown)}{more}", file=sys.stderr)
-    print(f"wrote {result.rows} forecast rows of {result.series} series to {output} ({result.chunks} chunk{'s' if result.chunks != 1 else ''})")
+    timed = "".join(f", {name.replace('_', ' ')} {s:.1f} s" for name, s in result.seconds.items())
+    print(f"wrote {result.rows} forecast rows of {result.series} series to {output} ({result.chunks} chunk{'s' if result.chunks != 1 else ''}{timed})")
 
 def ray_output(path:Path) -> Path:
     "`--output` of the Ray executor checked before any work: a folder that does not exist yet, or is empty, in one that does."

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -14,7 +15,7 @@ import skewfree
 from .core import InputError
 
 # %% auto #0
-__all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'read_table', 'load_data']
+__all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'ett_panel', 'read_table', 'load_data']
 
 # %% ../nbs/01_data.ipynb #0005
 DATA_DIR = Path(skewfree.__file__).parent/"data"
@@ -36,6 +37,23 @@ def load_ett(names:tuple[str, ...]|list[str]=ETT_NAMES, # which embedded series 
     return df[["series_id", "date", *ETT_COVARIATES, "OT"]]
 
 # %% ../nbs/01_data.ipynb #0010
+def ett_panel(n:int, # series
+              rows:int, # hourly rows per series
+              seed:int=0,
+             ) -> pd.DataFrame:
+    "n series of `rows` hourly rows (`series_id`, `date`, `OT`): segments of ETTh1/ETTh2's OT, each at its own offset, scale and level."
+    rng = np.random.default_rng(seed)
+    ett = load_ett()
+    ot = np.stack([ett[ett.series_id == s].OT.to_numpy() for s in ETT_NAMES])
+    dates = ett[ett.series_id == ETT_NAMES[0]].date.to_numpy()
+    if not 1 <= rows <= ot.shape[1]: raise InputError("rows", f"must be between 1 and {ot.shape[1]} (the embedded series' length), got {rows}")
+    source, start = rng.integers(0, len(ETT_NAMES), n), rng.integers(0, ot.shape[1] - rows + 1, n)
+    at = start[:, None] + np.arange(rows)
+    values = ot[source[:, None], at] * rng.uniform(0.5, 5.0, n)[:, None] + rng.uniform(-50, 50, n)[:, None]
+    ids = np.array([f"s{i:0{len(str(n - 1))}d}" for i in range(n)], dtype=object)
+    return pd.DataFrame({"series_id": np.repeat(ids, rows), "date": dates[at].ravel(), "OT": values.ravel()})
+
+# %% ../nbs/01_data.ipynb #0013
 def read_table(path:str|Path, field:str="data.path") -> pd.DataFrame:
     "Read a long-format CSV (or gzipped CSV) or Parquet file, unchanged; what cannot be read is an `InputError` naming `field`."
     path = Path(path)

@@ -17,25 +17,12 @@ import pytest
 from conftest import Server
 
 from skewfree.config import compose_config
-from skewfree.data import load_ett
+from skewfree.data import ett_panel
 from skewfree.forecaster import Forecaster
 from skewfree.train import train
 
 BIN = Path(sys.executable).parent
 SERIES = 300
-
-
-def ett_panel(n: int, rows: int, seed: int = 0) -> pd.DataFrame:
-    "n hourly series: segments of ETTh1/ETTh2's OT at their own offsets, scales and levels (as bench/scale.py builds them)."
-    rng = np.random.default_rng(seed)
-    ett = load_ett()
-    ot = np.stack([ett[ett.series_id == s].OT.to_numpy() for s in ("ETTh1", "ETTh2")])
-    dates = ett[ett.series_id == "ETTh1"].date.to_numpy()
-    source, start = rng.integers(0, 2, n), rng.integers(0, ot.shape[1] - rows, n)
-    at = start[:, None] + np.arange(rows)
-    values = ot[source[:, None], at] * rng.uniform(0.5, 5.0, n)[:, None] + rng.uniform(-50, 50, n)[:, None]
-    ids = np.array([f"s{i:04d}" for i in range(n)], dtype=object)
-    return pd.DataFrame({"series_id": np.repeat(ids, rows), "date": dates[at].ravel(), "OT": values.ravel()})
 
 
 @pytest.fixture(scope="module")
