@@ -53,8 +53,6 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from _common import write  # noqa: E402
 
-from skewfree.data import ett_panel  # noqa: E402  (the panel builder the lessons and tests use too)
-
 warnings.filterwarnings("ignore")
 LOOKBACK, HORIZON = 336, 96
 SECTIONS = ["request", "transform", "throughput", "refusal", "fit", "ray"]
@@ -78,6 +76,7 @@ def train_panel_model(n: int, store: Path) -> str:
     import mlflow
 
     from skewfree.artifact import input_example, log_forecaster
+    from skewfree.data import ett_panel
     from skewfree.config import compose_config
     from skewfree.forecaster import Forecaster
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
@@ -102,6 +101,8 @@ def best_of(fn, repeats: int) -> tuple[float, list[float]]:
 def child_throughput(uri: str, store: str, n: int, repeats: int) -> dict:
     "In a fresh process: PyFuncModel.predict on n series of the panel, and the bare-NumPy floor on the same frame."
     import mlflow
+
+    from skewfree.data import ett_panel  # before the artifact loads: its copy of the code (no data folder) then goes first on the path
     mlflow.set_tracking_uri(store)
     model = mlflow.pyfunc.load_model(uri)
     request = ett_panel(n, LOOKBACK + HORIZON).groupby("series_id", sort=False).head(LOOKBACK).reset_index(drop=True)
@@ -284,6 +285,7 @@ class _TrainingLoop:
 def fit(series: int, rows: int, epochs: int, samples: int) -> dict:
     "A global NLinear (darts, Adam) on a large panel through Forecaster.fit; the share of the wall time outside the training loop."
     from skewfree.config import compose_config
+    from skewfree.data import ett_panel
     from skewfree.forecaster import Forecaster
     panel = ett_panel(series, rows, seed=1)
     cfg = compose_config([f"model.hyperparameters.input_chunk_length={LOOKBACK}", f"model.hyperparameters.output_chunk_length={HORIZON}",
@@ -310,6 +312,7 @@ def fit(series: int, rows: int, epochs: int, samples: int) -> dict:
 
 def ray_batch(series: int, work: Path) -> dict:
     "skewfree predict, local and --executor ray with 1 and 2 actors, on the same Parquet file; largest difference of the outputs."
+    from skewfree.data import ett_panel
     uri = train_panel_model(series, work)
     source = work / "panel.parquet"
     ett_panel(series, LOOKBACK + HORIZON).groupby("series_id", sort=False).head(LOOKBACK).to_parquet(source, index=False)
