@@ -98,14 +98,17 @@ def best_of(fn, repeats: int) -> tuple[float, list[float]]:
     return min(times), times
 
 
-def child_throughput(uri: str, store: str, n: int, repeats: int) -> dict:
+def child_throughput(uri: str, store: str, n: int, repeats: int, trained: int) -> dict:
     "In a fresh process: PyFuncModel.predict on n series of the panel, and the bare-NumPy floor on the same frame."
     import mlflow
 
     from skewfree.data import ett_panel  # before the artifact loads: its copy of the code (no data folder) then goes first on the path
     mlflow.set_tracking_uri(store)
     model = mlflow.pyfunc.load_model(uri)
-    request = ett_panel(n, LOOKBACK + HORIZON).groupby("series_id", sort=False).head(LOOKBACK).reset_index(drop=True)
+    # the first n series of the panel the model was fitted on (ids and values as at fit), their last rows before the forecast
+    panel = ett_panel(trained, LOOKBACK + HORIZON).iloc[:n * (LOOKBACK + HORIZON)]
+    request = panel.groupby("series_id", sort=False).head(LOOKBACK).reset_index(drop=True)
+    del panel
     model.predict(request, params={"horizon": HORIZON})  # warm: numba's compiled pass loaded, caches filled
     before, peak = peak_during(lambda: model.predict(request, params={"horizon": HORIZON}))
     best, times = best_of(lambda: model.predict(request, params={"horizon": HORIZON}), repeats)
@@ -144,7 +147,8 @@ def throughput(sizes: list[int], repeats: int, work: Path) -> dict:
     out = {"model": "nlinear_ls 336 -> 96, fitted on the largest panel", "training_seconds": trained, "by_size": []}
     for n in sizes:
         child = subprocess.run([sys.executable, __file__, "--child", "throughput", "--uri", uri, "--store", f"sqlite:///{work}/mlflow.db",
-                                "--series", str(n), "--repeats", str(repeats if n < 100_000 else 2)], capture_output=True, text=True, check=False)
+                                "--series", str(n), "--trained", str(max(sizes)), "--repeats", str(repeats if n < 100_000 else 2)],
+                               capture_output=True, text=True, check=False)
         if child.returncode: raise RuntimeError(f"the {n}-series child failed:\n{child.stderr[-3000:]}")
         row = json.loads(child.stdout.strip().splitlines()[-1])
         print(f"throughput {n:>7} series: {row['series_per_s']:,.0f} series/s (floor {row['floor_series_per_s']:,.0f}), "
@@ -350,9 +354,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--baseline", default="69a1c2d", help="the commit to measure `request` against (the per-series preprocessor)")
     ap.add_argument("--child", choices=["throughput", "request"])
-    ap.add_argument("--uri"); ap.add_argument("--store"); ap.add_argument("--series", type=int)
+    ap.add_argument("--uri"); ap.add_argument("--store"); ap.add_argument("--series", type=int); ap.add_argument("--trained", type=int)
     args = ap.parse_args()
-    if args.child == "throughput": print(json.dumps(child_throughput(args.uri, args.store, args.series, args.repeats))); return
+    if args.child == "throughput": print(json.dumps(child_throughput(args.uri, args.store, args.series, args.repeats, args.trained))); return
     if args.child == "request": print(json.dumps(child_request(200))); return
     only = args.only.split(",")
     results: dict = {}

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,8 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['BATCH_ROWS', 'file_kind', 'stream_rows', 'file_rows', 'NotGrouped', 'whole_series', 'partitioned', 'typed_rows',
-           'ForecastWriter', 'BatchResult', 'predict_file', 'series_ranges', 'read_rows', 'RayForecasts',
-           'predict_with_ray']
+           'ForecastWriter', 'BatchResult', 'predict_file', 'typed_chunks', 'series_ranges', 'read_rows',
+           'RayForecasts', 'predict_with_ray']
 
 # %% ../nbs/17_batch.ipynb #0005
 BATCH_ROWS = 1_000_000  # rows read and forecast at a time: memory is bounded by this, not by the file
@@ -39,14 +40,15 @@ def file_kind(path:Path, field:str) -> str:
     if name.endswith((".csv", ".csv.gz")): return "csv"
     raise InputError(field, f"unsupported file type {''.join(path.suffixes) or path.name!r}: use .csv, .csv.gz or .parquet")
 
-def stream_rows(path:Path, field:str="--input", rows:int=BATCH_ROWS) -> Iterator[pd.DataFrame]:
+def stream_rows(path:Path, field:str="--input", rows:int=BATCH_ROWS, text:Sequence[str]=()) -> Iterator[pd.DataFrame]:
     "The rows of a CSV or Parquet file, about `rows` at a time, indexed by their position in the file (so errors name file rows)."
     kind, start = file_kind(path, field), 0
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
             chunks: Iterator[pd.DataFrame] = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=rows))
-        else: chunks = iter(pd.read_csv(path, chunksize=rows))
+        # a CSV's types are guessed chunk by chunk: the `text` columns (ids) are read as written, so '001' stays '001' in every chunk
+        else: chunks = iter(pd.read_csv(path, chunksize=rows, dtype={c: str for c in text}))
         for chunk in chunks:
             chunk.index = pd.RangeIndex(start, start + len(chunk)); start += len(chunk)
             yield chunk
@@ -66,9 +68,11 @@ class NotGrouped(Exception):
 def whole_series(chunks:Iterator[pd.DataFrame], id_col:str|None) -> Iterator[pd.DataFrame]:
     "`chunks` re-cut at series boundaries, each series whole in one chunk; `NotGrouped` if a series' rows are not together."
     if id_col is None:  # one series: it is the whole file
-        yield pd.concat(list(chunks)); return
+        if whole := [c for c in chunks if len(c)]: yield pd.concat(whole)
+        return
     waiting, ended = None, set[str]()
     for read in chunks:
+        if not len(read): continue
         chunk = read if waiting is None else pd.concat([waiting, read])
         ids = chunk[id_col].astype(str).to_numpy()
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -167,18 +171,20 @@ def predict_file(model:Any, # a loaded skewfree pyfunc model
     "Forecast every series of `source` into `output`, a chunk of whole series at a time: bounded memory whatever the file's size."
     from tqdm.auto import tqdm
     id_col = model.unwrap_python_model().forecaster.preprocessor.id_col
+    def read() -> Iterator[pd.DataFrame]: return typed_chunks(model, stream_rows(source, "--input", rows, [id_col] if id_col else []))
     writer, result = ForecastWriter(output), BatchResult(policy=_policy(model))
     bar = tqdm(total=file_rows(source), unit="rows", unit_scale=True, file=sys.stderr, disable=not (progress and sys.stderr.isatty()),
                desc="forecasting")
     try:
-        try: _forecast_chunks(model, whole_series(stream_rows(source, "--input", rows), id_col), horizon, writer=writer, result=result, bar=bar)
+        try: _forecast_chunks(model, whole_series(read(), id_col), horizon, writer=writer, result=result, bar=bar)
         except NotGrouped:  # sorted by time, say: spread the rows by series first, then forecast each part whole
             writer.discard(); writer, result = ForecastWriter(output), BatchResult(policy=_policy(model))
             bar.reset(); bar.set_description("forecasting (rows not grouped by series: partitioned first)")
             with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
                 parts = max(1, math.ceil((file_rows(source) or _count_rows(source)) / rows))
-                spread = partitioned(stream_rows(source, "--input", rows), id_col, Path(tmp), parts)  # type: ignore[arg-type]
+                spread = partitioned(read(), id_col, Path(tmp), parts)  # type: ignore[arg-type]
                 _forecast_chunks(model, spread, horizon, writer=writer, result=result, bar=bar)
+        if not result.chunks: raise InputError("--input", f"no rows in {source}")
         writer.close()
     except BaseException:
         writer.discard(); raise
@@ -188,12 +194,19 @@ def predict_file(model:Any, # a loaded skewfree pyfunc model
 def _count_rows(source:Path) -> int:
     return sum(len(c) for c in stream_rows(source, "--input", BATCH_ROWS))
 
-def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], horizon:int, *, writer:ForecastWriter, result:BatchResult, bar:Any) -> None:
-    "Each chunk typed as a request, forecast through the pyfunc, written; the repairs and counts gathered into `result`."
-    pre = model.unwrap_python_model().forecaster.preprocessor
-    schema = model.metadata.get_input_schema()
+def typed_chunks(model:Any, chunks:Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    "Each chunk in the columns the model reads, typed as a request is typed (so every chunk has the same types); a missing column named."
+    pre, schema = model.unwrap_python_model().forecaster.preprocessor, model.metadata.get_input_schema()
+    names = schema.input_names()
     for chunk in chunks:
-        forecast = model.predict(typed_rows(chunk, schema, pre.id_col, "--input"), params={"horizon": horizon})
+        if missing := [c for c in pre.columns if c not in chunk.columns]:
+            raise InputError(missing[0], f"column is missing; the input needs columns {pre.columns}")
+        yield typed_rows(chunk[[c for c in chunk.columns if c in names]], schema, pre.id_col, "--input")
+
+def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], horizon:int, *, writer:ForecastWriter, result:BatchResult, bar:Any) -> None:
+    "Each chunk of whole series, typed, forecast through the pyfunc, written; the repairs and counts gathered into `result`."
+    for chunk in chunks:
+        forecast = model.predict(chunk, params={"horizon": horizon})
         writer.write(forecast)
         result.rows, result.chunks = result.rows + len(forecast), result.chunks + 1
         result.series += len(forecast) // horizon
@@ -206,8 +219,11 @@ def series_ranges(path:Path, id_col:str|None, rows:int) -> list[tuple[int, int]]
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    total = int(pq.ParquetFile(path).metadata.num_rows)
-    if id_col is None or total == 0: return [(0, total)]  # one series: the whole file
+    parquet = pq.ParquetFile(path)
+    total = int(parquet.metadata.num_rows)
+    if total == 0: raise InputError("--input", f"no rows in {path}")
+    if id_col is None: return [(0, total)]  # one series: the whole file
+    if id_col not in parquet.schema_arrow.names: raise InputError(id_col, f"column is missing from {path}")
     ids = pq.read_table(path, columns=[id_col]).column(id_col).cast(pa.string()).combine_chunks()
     change = pc.fill_null(pc.not_equal(ids.slice(1), ids.slice(0, total - 1)), True).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, change])
@@ -229,10 +245,10 @@ def read_rows(path:Path, start:int, stop:int) -> pd.DataFrame:
 
 class RayForecasts:
     "A Ray Data actor: one hydrated artifact; each batch — whole series, given as rows or as a row range of `source` — forecast in one call."
-    def __init__(self, model_uri:str, store:str, horizon:int, repairs:str, source:str|None=None):
+    def __init__(self, model_uri:str, store:str, horizon:int, output:str, source:str|None=None):
         import mlflow
         mlflow.set_tracking_uri(store)
-        self.model, self.horizon, self.repairs = mlflow.pyfunc.load_model(model_uri), int(horizon), Path(repairs)
+        self.model, self.horizon, self.output = mlflow.pyfunc.load_model(model_uri), int(horizon), Path(output)
         self.source = None if source is None else Path(source)
         pre = self.model.unwrap_python_model().forecaster.preprocessor
         self.id_col, self.schema = pre.id_col, self.model.metadata.get_input_schema()
@@ -240,12 +256,27 @@ class RayForecasts:
     def __call__(self, block:pd.DataFrame) -> pd.DataFrame:
         if self.source is not None:  # row ranges of the file: read here, by the actor that forecasts them
             block = pd.concat([read_rows(self.source, int(a), int(b)) for a, b in zip(block["start"], block["stop"])])
-        forecast = self.model.predict(typed_rows(block, self.schema, self.id_col, "--input"), params={"horizon": self.horizon})
+        try: forecast = self.model.predict(typed_rows(block, self.schema, self.id_col, "--input"), params={"horizon": self.horizon})
+        except InputError as e:  # Ray reports a failed block by its own exception, without ours: the refusal is left beside the output
+            self._note("_refused", e.to_dict())
+            raise
         if repairs := forecast.attrs.get("repairs"):  # beside the output, where the driver gathers them
-            import uuid
-            self.repairs.mkdir(parents=True, exist_ok=True)
-            (self.repairs/f"{uuid.uuid4().hex}.json").write_text(json.dumps(repairs))
+            self._note("_repairs", repairs)
         return forecast
+
+    def _note(self, kind:str, what:Any) -> None:
+        "A JSON note beside the output (`_repairs`, `_refused`), where the driver gathers them."
+        import uuid
+        (folder := self.output/kind).mkdir(parents=True, exist_ok=True)
+        (folder/f"{uuid.uuid4().hex}.json").write_text(json.dumps(what))
+
+def _refuse_missing_columns(source:Path, kind:str, columns:Sequence[str]) -> None:
+    "Name a column the model reads that the input lacks, before any actor starts."
+    if kind == "parquet":
+        import pyarrow.dataset as arrow_dataset
+        names = arrow_dataset.dataset(str(source), format="parquet").schema.names
+    else: names = list(pd.read_csv(source, nrows=0).columns)
+    if missing := [c for c in columns if c not in names]: raise InputError(missing[0], f"column is missing; the input needs columns {list(columns)}")
 
 def _stage_seconds(dataset:Any) -> dict[str, float]:
     "From Ray Data's own statistics: how long the actors' forecasting stage ran, first block to last (their start-up not included)."
@@ -282,21 +313,33 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
     try:
         workers = workers or max(1, int(ray.available_resources().get("CPU", 1)))
         kind = "parquet" if source.is_dir() else file_kind(source, "--input")
+        _refuse_missing_columns(source, kind, loaded.unwrap_python_model().forecaster.preprocessor.columns)
         ranges = series_ranges(source, id_col, rows) if kind == "parquet" and source.is_file() else None
         if ranges is not None:  # each series' rows together in one file: the actors read their own ranges of it, nothing shuffled
             ds: Any = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
             blocks, batch_size = len(ranges), 1
         else:
-            ds = ray.data.read_parquet(str(source)) if kind == "parquet" else ray.data.read_csv(str(source))
+            if kind == "parquet": ds = ray.data.read_parquet(str(source))
+            else:  # as the local run reads a CSV: ids as written, numbers as floats, whatever each block would guess
+                import pyarrow as pa
+                import pyarrow.csv as pa_csv
+                pre = loaded.unwrap_python_model().forecaster.preprocessor
+                types = {c: pa.float64() for c in pre.numeric} | ({id_col: pa.string()} if id_col else {})
+                ds = ray.data.read_csv(str(source), convert_options=pa_csv.ConvertOptions(column_types=types))
             blocks, batch_size = max(workers, math.ceil(ds.count() / rows)), None
             # a hash shuffle puts each series whole in one block; done (materialised) before the actors take the CPUs it needs
             ds = (ds.repartition(blocks, keys=[id_col]) if id_col is not None else ds.repartition(1)).materialize()
-        repairs = output/"_repairs"  # Parquet readers pass over names starting with an underscore
+        repairs = output/"_repairs"  # notes beside the output: Parquet readers pass over names starting with an underscore
         forecasts = ds.map_batches(RayForecasts, fn_constructor_kwargs={"model_uri": model_uri, "store": store, "horizon": horizon,
-                                                                         "repairs": str(repairs), "source": None if ranges is None else str(source)},
+                                                                         "output": str(output), "source": None if ranges is None else str(source)},
                                    batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
         clock = time.perf_counter()
-        forecasts.write_parquet(str(output))
+        try: forecasts.write_parquet(str(output))
+        except Exception:  # bad rows in a block: the actor's refusal, named, not Ray's traceback around it; no half-written output left
+            notes = [json.loads(n.read_text()) for n in sorted((output/"_refused").glob("*.json"))]
+            shutil.rmtree(output, ignore_errors=True)  # it was empty or absent before (`ray_output`)
+            if notes: raise InputError(notes[0]["field"], notes[0]["reason"], notes[0]["series"], notes[0]["row"]) from None
+            raise
         seconds |= {"job": time.perf_counter() - clock, **_stage_seconds(forecasts)}
         import pyarrow.dataset as arrow_dataset
         result = BatchResult(rows=arrow_dataset.dataset(str(output), format="parquet").count_rows(), chunks=blocks, policy=policy, seconds=seconds)

@@ -59,8 +59,9 @@ class Clock:
         tod = np.mod(a, DAY)  # the time of day every time of a series keeps
         days, origin = t - tod, a - tod
         table = self._span(int(min(days.min(), origin.min())), int(max(days.max(), origin.max())))
-        at, at0 = np.searchsorted(table, days), np.searchsorted(table, origin)
-        def found(i, day): return (i < len(table)) & (table[np.minimum(i, len(table) - 1)] == day)
+        # the last calendar date at or before each day: a day between two dates lies after the earlier (off the grid, or an end)
+        at, at0 = np.searchsorted(table, days, side="right") - 1, np.searchsorted(table, origin, side="right") - 1
+        def found(i, day): return (i >= 0) & (table[np.maximum(i, 0)] == day)
         return (at - at0) // self.n, found(at, days) & found(at0, origin) & ((at - at0) % self.n == 0)
 
     def times(self, anchors:np.ndarray, positions:np.ndarray) -> np.ndarray:

@@ -268,8 +268,7 @@ def _accumulate(flat:np.ndarray, steps:np.ndarray, bias:np.ndarray) -> np.ndarra
     "bias + Σⱼ flat[:, j] · steps[j] in float64, one input j after another: the same additions in the same order for every row."
     from numba import njit, prange  # numba comes with darts; compiled once per machine, cached beside the module
 
-    global _accumulate_rows, _accumulate_rows_parallel
-    if _accumulate_rows is None:
+    if not _COMPILED:
         def rows(flat, steps, bias, out):
             for r in prange(flat.shape[0]):  # rows apart (threads, for a large batch); within a row, j in order: no reordering
                 acc = bias.copy()
@@ -277,14 +276,16 @@ def _accumulate(flat:np.ndarray, steps:np.ndarray, bias:np.ndarray) -> np.ndarra
                     v = flat[r, j]
                     for k in range(acc.shape[0]): acc[k] += v * steps[j, k]
                 out[r] = acc
-        # no fastmath: a product and a sum stay two roundings, as NumPy computes them (no fused multiply-add)
-        _accumulate_rows, _accumulate_rows_parallel = njit(cache=True)(rows), njit(cache=True, parallel=True)(rows)
+        # no fastmath: a product and a sum stay two roundings, as NumPy computes them (no fused multiply-add). The serial pass,
+        # which every request takes, is cached on disk; the threaded one is compiled in the process that needs it (numba's
+        # cache would key both by the one function and hand either for the other)
+        _COMPILED.update(serial=njit(cache=True)(rows), threaded=njit(parallel=True)(rows))
     out = np.empty((flat.shape[0], steps.shape[1]))
-    (_accumulate_rows_parallel if flat.shape[0] >= 1024 else _accumulate_rows)(np.ascontiguousarray(flat), steps, bias, out)
+    serial, threaded = _COMPILED["serial"], _COMPILED["threaded"]
+    (threaded if flat.shape[0] >= 1024 else serial)(np.ascontiguousarray(flat), steps, bias, out)
     return out
 
-_accumulate_rows: Any = None
-_accumulate_rows_parallel: Any = None
+_COMPILED: dict[str, Any] = {}  # the serial and threaded passes, compiled on first use: importing the models never pays for numba
 
 class LinearKernel:
     "A fitted NLinear's forward pass in NumPy: (window − last value) · Wᵀ + b + last value, batch-invariant."

@@ -138,8 +138,9 @@ _OFFSET = r"(Z|[+-]\d\d:?\d\d)$"
 
 def _one_offset_per_series(values:pd.Series, name:str, rows:Rows, refused:Exception) -> pd.Series:
     "Text times whose UTC offsets differ across the column: each to UTC, as long as every series keeps to one offset."
-    offsets = values.astype(str).str.extract(_OFFSET)[0].fillna("").to_numpy()
-    kinds = pd.factorize(offsets)[0]
+    # one zone spelt two ways is one zone: Z is +00:00, +0100 is +01:00
+    written = values.astype(str).str.extract(_OFFSET)[0].fillna("")
+    kinds = pd.factorize(written.str.replace("Z", "+00:00").str.replace(r"^([+-]\d\d)(\d\d)$", r"\1:\2", regex=True).to_numpy())[0]
     first = np.full(len(rows.ids), -1); first[rows.codes[::-1]] = kinds[::-1]  # the offset of each series' first row
     if (mixed := kinds != first[rows.codes]).any():
         series = str(rows.ids[rows.codes[rows.first(mixed)]])

@@ -242,9 +242,14 @@ class Preprocessor:
             starts = np.flatnonzero((ids != ids.shift()).to_numpy())  # where a run of one id begins
             if (series := pd.Index(ids.iloc[starts])).is_unique:  # each series in one run: cut between runs, parse piece by piece
                 self._refuse_unknown(series.to_numpy())  # told for the whole request, not for the piece that meets the first
-                targets = np.arange(rows, len(df), rows)
-                cuts = np.unique(starts[np.searchsorted(starts, targets[targets <= starts[-1]])]).tolist()  # the runs starting after each target
-                for a, b in zip([0, *cuts], [*cuts, len(df)]): yield self.panel(df.iloc[a:b])
+                ends = np.r_[starts[1:], len(df)]
+                order = np.argsort(series.to_numpy(), kind="stable")  # pieces in id order, as one panel would be: the answer's order
+                sizes = (ends - starts)[order]
+                first = np.flatnonzero(np.r_[True, np.diff(np.cumsum(sizes) // rows) > 0])  # the runs that begin a piece
+                for a, b in zip(first, [*first[1:], len(order)]):
+                    runs = order[a:b]
+                    if np.array_equal(runs, np.arange(runs[0], runs[-1] + 1)): yield self.panel(df.iloc[starts[runs[0]]:ends[runs[-1]]])
+                    else: yield self.panel(df.iloc[segment_rows(np.r_[starts, len(df)], runs)])  # the runs' rows, gathered
                 return
         yield from self.panel(df).chunks(rows)
 
@@ -265,6 +270,7 @@ class Preprocessor:
         self._refuse_empty_columns(panel)
         self.scaling.fit(panel); self.repairs.fit(panel); self.statics.fit(panel)
         self.series_ = panel.ids
+        self.__dict__.pop("_known", None)  # a refit learns other series: their index is made again on first use
         self.calendar_ = list(self.calendar)
         self.columns_ = {"target": [self.target], "past": list(self.past_covariates),
                          "future": calendar_columns(self.calendar) + list(self.future_covariates), "static": list(self.static_covariates)}
@@ -326,7 +332,8 @@ class Preprocessor:
         planned = None if np.array_equal(cut, panel.lengths) else panel.position_in_series >= cut[panel.series_of_rows]
         history = panel if planned is None else panel.keep(~planned)
         self.repairs.refuse(history, self.time_col)
-        ends = None if not history_end else np.array([history_end.get(str(i), pd.NaT) for i in panel.ids], dtype="datetime64[ns]")
+        ends = None if not history_end else np.array([np.datetime64("NaT") if (end := history_end.get(str(i))) is None else
+                                                      pd.Timestamp(end).to_datetime64() for i in panel.ids], dtype="datetime64[ns]")
         on = self.spacing.grid(history, freqs, end=ends)
         grid = on.panel
         last = grid.times[grid.indptr[1:] - 1]

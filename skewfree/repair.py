@@ -79,7 +79,7 @@ class MissingValues:
             if self.fills_from_ahead:  # rows inserted by reindexing under `missing: error` are interpolated: the gap policy allowed them
                 inside = hole & (before >= 0) & (after >= 0)
                 known = np.flatnonzero(~hole)
-                column[inside] = np.interp(np.flatnonzero(inside), known, column[known])  # pandas' `interpolate(limit_area="inside")`
+                if len(known): column[inside] = np.interp(np.flatnonzero(inside), known, column[known])  # pandas' `interpolate(limit_area="inside")`
             elif self.policy == "ffill":
                 reached = hole & (before >= 0)
                 column[reached] = column[before[reached]]

@@ -89,6 +89,13 @@ def test_ray_executor_equals_the_local_run_to_the_bit(panel_model, history, stor
     ours = pd.read_parquet(tmp_path / "local.parquet").sort_values(["series_id", "date"], ignore_index=True)
     theirs = pd.read_parquet(tmp_path / "ray").sort_values(["series_id", "date"], ignore_index=True)
     pd.testing.assert_frame_equal(theirs, ours, check_exact=True)
+    # an actor's refusal of bad rows reaches the command as one line naming the series, not as Ray's traceback around it
+    stranger = pd.read_parquet(history).assign(series_id=lambda f: f.series_id.where(f.series_id != f.series_id.iloc[0], "stranger"))
+    stranger.to_parquet(tmp_path / "stranger.parquet", index=False)
+    refused = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(tmp_path / "stranger.parquet"), "--horizon", "24",
+                  "--output", str(tmp_path / "refused"), "--executor", "ray", f"executor.address={ray_cluster}", store=store)
+    assert refused.returncode == 2 and "series was not seen at fit time" in refused.stderr and "'stranger'" in refused.stderr, refused.stderr[-3000:]
+    assert not (tmp_path / "refused").exists()  # no half-written output
 
 
 def unknown_ids_body(n: int) -> bytes:
@@ -115,3 +122,37 @@ def test_a_request_of_150000_unknown_series_is_refused_at_once(server, trained, 
     finally:
         wide.stop()
     assert time.perf_counter() - started < 120
+
+
+@pytest.fixture(scope="module")
+def numbered(store):
+    "A small model whose series ids look like numbers ('001', '002', '010'): what a CSV's type guessing gets wrong."
+    frame = ett_panel(3, 320).assign(series_id=lambda f: f.series_id.map({"s0": "001", "s1": "002", "s2": "010"}))
+    cfg = compose_config(["model=nlinear_ls", "profile=smoke", "trainer.least_squares.ridges=[1.0]", "cv.train_rows=200", "cv.val_rows=60",
+                          "cv.test_rows=60", "mlflow.registered_model=scale-numbered"])
+    return train(cfg, data=frame), frame.groupby("series_id").tail(60).reset_index(drop=True)
+
+
+def test_a_csv_read_in_chunks_keeps_its_ids_and_types_whatever_each_chunk_holds(numbered, store, tmp_path):
+    result, rows = numbered
+    rows = rows.assign(OT=rows.OT.where(rows.index >= 100, rows.OT.round()))  # whole numbers first: a chunk of them reads as integers
+    whole = mlflow.pyfunc.load_model(result.model_uri).predict(rows, params={"horizon": 24})
+    for name, frame in (("grouped", rows), ("by_time", rows.sort_values("date", kind="stable"))):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        done = cli("predict", "--model-uri", result.model_uri, "--input", str(tmp_path / f"{name}.csv"), "--horizon", "24",
+                   "--output", str(tmp_path / f"{name}.out.csv"), "--chunk-rows", "50", store=store)
+        assert done.returncode == 0, done.stderr[-2000:]
+        got = pd.read_csv(tmp_path / f"{name}.out.csv", dtype={"series_id": str}, parse_dates=["date"]).sort_values(["series_id", "date"], ignore_index=True)
+        assert got.series_id.unique().tolist() == ["001", "002", "010"], name
+        assert np.array_equal(got.forecast.to_numpy(), whole.forecast.to_numpy()), name
+
+
+def test_an_empty_file_or_one_without_the_id_column_is_refused_by_name(numbered, store, tmp_path):
+    result, rows = numbered
+    rows.iloc[:0].to_csv(tmp_path / "empty.csv", index=False)
+    rows.drop(columns="series_id").to_csv(tmp_path / "no_ids.csv", index=False)
+    for name, said in (("empty.csv", "--input: no rows"), ("no_ids.csv", "series_id: column is missing")):
+        done = cli("predict", "--model-uri", result.model_uri, "--input", str(tmp_path / name), "--horizon", "24", "--output", str(tmp_path / "f.csv"),
+                   store=store)
+        assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not list(tmp_path.glob(".*partial")) and not (tmp_path / "f.csv").exists()
