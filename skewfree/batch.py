@@ -290,6 +290,24 @@ def _stage_seconds(dataset:Any) -> dict[str, float]:
     walk(summary)
     return found
 
+def _whole_series_dataset(source:Path, pre:Any, rows:int, workers:int) -> tuple[Any, bool, int|None]:
+    "(a Ray dataset whose batches are whole series, whether its items are row ranges of `source`, the batch size that keeps series whole)."
+    import ray
+    kind = "parquet" if source.is_dir() else file_kind(source, "--input")
+    _refuse_missing_columns(source, kind, pre.columns)
+    ranges = series_ranges(source, pre.id_col, rows) if kind == "parquet" and source.is_file() else None
+    if ranges is not None:  # each series' rows together in one file: the actors read their own ranges of it, nothing shuffled
+        return ray.data.from_items([{"start": a, "stop": b} for a, b in ranges]), True, 1
+    if kind == "parquet": ds = ray.data.read_parquet(str(source))
+    else:  # as the local run reads a CSV: ids as written, numbers as floats, whatever each block would guess
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+        types = {c: pa.float64() for c in pre.numeric} | ({pre.id_col: pa.string()} if pre.id_col else {})
+        ds = ray.data.read_csv(str(source), convert_options=pa_csv.ConvertOptions(column_types=types))
+    blocks = max(workers, math.ceil(ds.count() / rows))
+    # a hash shuffle puts each series whole in one block; done (materialised) before the actors take the CPUs it needs
+    return (ds.repartition(blocks, keys=[pre.id_col]) if pre.id_col is not None else ds.repartition(1)).materialize(), False, None
+
 def predict_with_ray(model_uri:str, # the artifact every actor hydrates
                      source:Path, # a Parquet file or folder (or a CSV)
                      output:Path, # a folder for the Parquet output
@@ -304,7 +322,7 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
     import mlflow
     import ray
     loaded = mlflow.pyfunc.load_model(model_uri)
-    id_col, policy = loaded.unwrap_python_model().forecaster.preprocessor.id_col, _policy(loaded)
+    policy = _policy(loaded)
     started, clock = not ray.is_initialized(), time.perf_counter()
     if started:
         try: ray.init(address=address or "local", num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
@@ -312,26 +330,11 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
     seconds = {"ray_start": time.perf_counter() - clock}
     try:
         workers = workers or max(1, int(ray.available_resources().get("CPU", 1)))
-        kind = "parquet" if source.is_dir() else file_kind(source, "--input")
-        _refuse_missing_columns(source, kind, loaded.unwrap_python_model().forecaster.preprocessor.columns)
-        ranges = series_ranges(source, id_col, rows) if kind == "parquet" and source.is_file() else None
-        if ranges is not None:  # each series' rows together in one file: the actors read their own ranges of it, nothing shuffled
-            ds: Any = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
-            blocks, batch_size = len(ranges), 1
-        else:
-            if kind == "parquet": ds = ray.data.read_parquet(str(source))
-            else:  # as the local run reads a CSV: ids as written, numbers as floats, whatever each block would guess
-                import pyarrow as pa
-                import pyarrow.csv as pa_csv
-                pre = loaded.unwrap_python_model().forecaster.preprocessor
-                types = {c: pa.float64() for c in pre.numeric} | ({id_col: pa.string()} if id_col else {})
-                ds = ray.data.read_csv(str(source), convert_options=pa_csv.ConvertOptions(column_types=types))
-            blocks, batch_size = max(workers, math.ceil(ds.count() / rows)), None
-            # a hash shuffle puts each series whole in one block; done (materialised) before the actors take the CPUs it needs
-            ds = (ds.repartition(blocks, keys=[id_col]) if id_col is not None else ds.repartition(1)).materialize()
+        ds, ranges, batch_size = _whole_series_dataset(source, loaded.unwrap_python_model().forecaster.preprocessor, rows, workers)
+        blocks = ds.count() if ranges else ds.num_blocks()
         repairs = output/"_repairs"  # notes beside the output: Parquet readers pass over names starting with an underscore
         forecasts = ds.map_batches(RayForecasts, fn_constructor_kwargs={"model_uri": model_uri, "store": store, "horizon": horizon,
-                                                                         "output": str(output), "source": None if ranges is None else str(source)},
+                                                                         "output": str(output), "source": str(source) if ranges else None},
                                    batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
         clock = time.perf_counter()
         try: forecasts.write_parquet(str(output))
