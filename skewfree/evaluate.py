@@ -15,10 +15,11 @@ from .core import InputError
 from .forecaster import Forecaster
 from .panel import Panel
 from .preprocess import Preprocessor, ScaledForecast, repeated_text
+from .profile import Feature
 from .repair import segment_sums
 
 # %% auto #0
-__all__ = ['Positions', 'temporal_split', 'refit_rows', 'backtest', 'mase_scales', 'score', 'evaluate']
+__all__ = ['Positions', 'temporal_split', 'refit_rows', 'backtest', 'mase_scales', 'score', 'evaluate', 'forecast_profile']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 class Positions:
@@ -72,7 +73,7 @@ def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, tim
     if pre.id_col: request.insert(0, pre.id_col, sid)
     # the history ends just before the origin even where its last rows are missing: the gap policy fills them, looking back only
     end = pd.Timestamp(grid[int(np.searchsorted(grid, origin)) - 1])
-    batch, horizon, _ = forecaster.prepare(request, horizon, history_rows={sid: before}, history_end={sid: end})
+    batch, horizon, _ = forecaster.prepare(request, horizon, history_rows={sid: before}, history_end={sid: end}, backtest=True)
     answer = forecaster.predict_batch(batch, horizon)
     made = ScaledForecast(batch.forecast_times(horizon), answer) if isinstance(answer, np.ndarray) else ScaledForecast.from_darts(answer)
     if not np.array_equal(made.times[0], times):
@@ -172,3 +173,12 @@ def evaluate(forecaster:Forecaster, # fitted
     "MSE/MAE standardised, MAE/RMSE in original units, MASE, sMAPE (and quantile loss) over every test window."
     scales = mase_scales(forecaster.preprocessor, insample, season) if insample is not None else None
     return score(backtest(forecaster, test, stride, horizon, scale), forecaster.quantiles, scales)
+
+def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
+                     rows:pd.DataFrame, # the training and validation rows
+                     stride:int|None=None, # rows between forecast origins; default the model's horizon (windows side by side)
+                    ) -> Feature|None:
+    "The reference the live monitor compares served forecasts with: the model's forecasts over `rows`, standardised (None: too few rows)."
+    try: table = backtest(forecaster, rows, stride=stride or forecaster.max_horizon)
+    except InputError: return None
+    return Feature.numeric("forecast", table.forecast_std.to_numpy()) if len(table) else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,6 +22,8 @@ from .core import InputError
 from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, load_model,
                              model_entry, predict_options, windows_from_darts)
 from .preprocess import Preprocessor, SeriesBatch, band_column
+from .profile import Feature
+from .repair import RepairBudget
 
 # %% auto #0
 __all__ = ['PIECE_ROWS', 'Forecaster']
@@ -57,6 +60,7 @@ class Forecaster:
         self._waiting_lock = threading.Lock()
         self.model_calls = 0  # how well concurrent callers were combined: model calls made, whatever the number of callers
         self._refit_overrides: dict[str, Any]|None = None  # how long `fit` trained, as config overrides (see `refitted`)
+        self.forecast_profile: Feature|None = None  # the served forecasts' reference, set by training (`evaluate.forecast_profile`)
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
@@ -234,24 +238,45 @@ class Forecaster:
                ) -> pd.DataFrame:
         "Forecast `horizon` steps after each series' history, in original units."
         horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
-        parts, repairs = [], dict[str, dict[str, int]]()
+        parts, repairs, observed = [], dict[str, dict[str, int]](), None
         # a large panel in pieces of whole series: every temporary array stays small (fast, and memory bounded by the piece),
         # and no number changes, since each series is forecast from its own rows alone
         for piece in self.preprocessor.pieces(history, PIECE_ROWS):
-            batch = self.preprocessor.transform(piece, horizon=self.future_steps(horizon))
+            batch = self.preprocessor.transform(piece, horizon=self.future_steps(horizon), budget=self.preprocessor.repair_budget)
             parts.append(self.finish(self.predict_batch(batch, horizon), batch, levels))
             repairs |= batch.report
+            seen = self.observe(batch, parts[-1])
+            observed = seen if observed is None or seen is None else observed + seen
         forecast = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if repairs: forecast.attrs["repairs"] = repairs  # what the policies repaired in the history, per series: told with the forecast
+        if observed is not None: forecast.attrs["observed"] = observed.tolist()  # the request's histograms, for a live monitor
         return forecast
 
-    def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False, *,
+    def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False, *, backtest:bool=False,
                 history_rows:Mapping[str, int]|None=None, history_end:Mapping[str, pd.Timestamp]|None=None) -> tuple[SeriesBatch, int, list[float]]:
         "The CPU half of a forecast: check the parameters, transform the raw rows (see `Preprocessor.transform`)."
         horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
         batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon), ordered=ordered, history_rows=history_rows,
-                                            history_end=history_end)
+                                            history_end=history_end,
+                                            budget=RepairBudget.unbounded() if backtest else self.preprocessor.repair_budget)
         return batch, horizon, levels
+
+    @property
+    def monitored(self) -> list[Feature]:
+        "The features a live monitor compares with their references: the preprocessor's profile, then the served forecasts (if known)."
+        profile = self.preprocessor.profile_
+        return [] if profile is None else [*profile.features, *([self.forecast_profile] if self.forecast_profile is not None else [])]
+
+    def observe(self, batch:SeriesBatch, answer:pd.DataFrame) -> np.ndarray|None:
+        "(features, bins) a request's histogram of every monitored feature: its inputs, then its point forecasts, standardised."
+        seen = self.preprocessor.observe(batch)
+        if seen is None or self.forecast_profile is None or not batch.n_series: return seen
+        steps = len(answer) // batch.n_series
+        standard = (answer["forecast"].to_numpy().reshape(batch.n_series, steps) - batch.target_scale[:, :1]) / batch.target_scale[:, 1:]
+        counts = self.forecast_profile.counts(standard.reshape(-1))
+        out = np.zeros((len(seen) + 1, max(seen.shape[1], len(counts))), np.int64)
+        out[:-1, :seen.shape[1]], out[-1, :len(counts)] = seen, counts
+        return out
 
     def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
         "Model output → the answer in original units, with the requested quantile columns only."
@@ -267,7 +292,9 @@ class Forecaster:
         (folder/"config.json").write_text(json.dumps(self.config, indent=1, sort_keys=True))
         (folder/"forecaster.json").write_text(json.dumps({"model_name": self.model_name, "saved_as": self.entry.saved_as,
                                                           "max_horizon": self.max_horizon, "quantiles": self.quantiles,
-                                                          "runtime": self.runtime, "skewfree_version": skewfree.__version__}, indent=1))
+                                                          "runtime": self.runtime, "skewfree_version": skewfree.__version__,
+                                                          "forecast_profile": None if self.forecast_profile is None else self.forecast_profile.state()},
+                                                         indent=1))
         self.model.save(str(folder/"model"/"model.pt"))
         if self.kernel is not None: self.kernel.save(folder/"model"/"kernel.npz")
         return folder
@@ -280,8 +307,9 @@ class Forecaster:
         pre = Preprocessor.from_dict(json.loads((folder/"preprocessor.json").read_text()))
         config = json.loads((folder/"config.json").read_text())
         def darts_model(): return load_model(meta["saved_as"], str(folder/"model"/"model.pt"))
-        if meta.get("runtime", "darts") == "darts": return cls(pre, darts_model(), meta["model_name"], config, max_horizon=meta["max_horizon"])
-        # the kernel predicts: torch, Lightning and darts' model files stay unread unless someone asks for `model`
-        loaded = cls(pre, None, meta["model_name"], config, max_horizon=meta["max_horizon"], kernel=LinearKernel.load(folder/"model"/"kernel.npz"))
-        loaded._load_model = darts_model
+        if meta.get("runtime", "darts") == "darts": loaded = cls(pre, darts_model(), meta["model_name"], config, max_horizon=meta["max_horizon"])
+        else:  # the kernel predicts: torch, Lightning and darts' model files stay unread unless someone asks for `model`
+            loaded = cls(pre, None, meta["model_name"], config, max_horizon=meta["max_horizon"], kernel=LinearKernel.load(folder/"model"/"kernel.npz"))
+            loaded._load_model = darts_model
+        loaded.forecast_profile = Feature.load(meta["forecast_profile"]) if meta.get("forecast_profile") else None
         return loaded

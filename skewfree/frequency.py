@@ -206,6 +206,7 @@ class Frequency:
                 raise InputError(self.time_col, f"timestamp {pd.Timestamp(panel.times[at])} is off the fitted frequency {clock.freq!r}",
                                  str(panel.ids[rows[at]]), panel.labels[at])
             position[mask] = pos
+            self._refuse_other_spacing(panel, clock, mask, pos)
             if end is not None and (later := series & ~np.isnat(end)).any():
                 reach = clock.positions(end[later], panel.times[starts][later])[0]
                 last[later] = np.maximum(last[later], reach)
@@ -214,6 +215,21 @@ class Frequency:
         if (size == panel.lengths).all(): return OnGrid(panel, None, np.zeros(panel.n_series, np.int64))
         if self.gaps == "error": self._refuse_gap(panel, freqs, position, size)
         return self._reindexed(panel, freqs, position, size)
+
+    def _refuse_other_spacing(self, panel:Panel, clock:Clock, mask:np.ndarray, position:np.ndarray) -> None:
+        "Refuse a series whose rows are mostly more than one step of `clock` apart: data of another frequency, which reindexing would invent."
+        rows = np.flatnonzero(mask)
+        if len(rows) < 2: return
+        series = panel.series_of_rows[rows]
+        follows = series[1:] == series[:-1]  # a step within a series
+        steps = np.diff(position)[follows]
+        if not len(steps) or steps.max() <= 1: return
+        modes = _modes(steps, series[1:][follows], panel.n_series)
+        if not (other := modes > 1).any(): return
+        k = int(np.argmax(other))
+        found = (_tick_alias(int(modes[k]) * clock.step) if clock.step is not None else f"{modes[k]} x {clock.freq}")
+        raise InputError(self.time_col, f"rows are {modes[k]} steps of the fitted frequency {clock.freq!r} apart (found {found!r}): data of another "
+                                        f"frequency is refused, not reindexed; send the series at {clock.freq!r}", str(panel.ids[k]))
 
     def _refuse_gap(self, panel:Panel, freqs:np.ndarray, position:np.ndarray, size:np.ndarray) -> None:
         "The error for the first series with a missing step: it names the missing time."

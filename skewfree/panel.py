@@ -117,8 +117,10 @@ def series_codes(df:pd.DataFrame, id_col:str|None) -> tuple[np.ndarray, np.ndarr
 
 # %% ../nbs/03_panel.ipynb #0012
 def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
-                name:str, rows:Rows) -> np.ndarray:
-    "Timestamps as naive UTC datetime64[ns], or an `InputError` naming the first that does not parse."
+                name:str, rows:Rows,
+                zone:str|None=None, # the time zone of naive timestamps, and so of the training data: aware ones are converted to it (None: UTC)
+               ) -> np.ndarray:
+    "Timestamps as naive datetime64[ns] in `zone` (UTC by default), or an `InputError` naming the first that does not parse."
     values = column
     if not pd.api.types.is_datetime64_any_dtype(values):
         try: parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
@@ -127,7 +129,7 @@ def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
             raise rows.error(bad, name, lambda at: f"timestamp {values.iloc[at]!r} does not parse")
         values = parsed
     if (missing := values.isna().to_numpy()).any(): raise rows.error(missing, name, "missing timestamp")
-    if getattr(values.dt, "tz", None) is not None: values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if getattr(values.dt, "tz", None) is not None: values = values.dt.tz_convert(zone or "UTC").dt.tz_localize(None)
     # parsed in a coarser unit than nanoseconds, a time may lie beyond what pandas holds in them (the year 1)
     if getattr(values.dt, "unit", "ns") != "ns" and (beyond := ((values < pd.Timestamp.min) | (values > pd.Timestamp.max)).to_numpy()).any():
         raise rows.error(beyond, name, lambda at: f"timestamp {values.iloc[at]} is outside {pd.Timestamp.min} … {pd.Timestamp.max}, "
@@ -165,6 +167,7 @@ def parse_panel(df:pd.DataFrame, # raw long rows, one per (series, timestamp)
                 numeric:Sequence[str], # the numeric columns, parsed to float64
                 statics:Sequence[str]=(), # columns constant per series, kept as given
                 ordered:bool=False, # refuse rows whose timestamps do not increase within a series (typed requests promise order)
+                timezone:str|None=None, # the zone of naive timestamps: aware ones are converted to it (None: UTC)
                ) -> Panel:
     "Raw long rows → a `Panel`: columns checked, ids, times and numbers parsed, each series' rows together in time order."
     if not isinstance(df, pd.DataFrame): raise InputError("input", f"expected a DataFrame of rows, got {type(df).__name__}")
@@ -172,7 +175,7 @@ def parse_panel(df:pd.DataFrame, # raw long rows, one per (series, timestamp)
     if missing := [c for c in needed if c not in df.columns]: raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
     if len(df) == 0: raise InputError("input", "no rows")
     rows = Rows(*series_codes(df, id_col), df.index)
-    times = parse_times(df[time_col], time_col, rows)
+    times = parse_times(df[time_col], time_col, rows, timezone)
     values = np.column_stack([parse_numbers(df[c], c, rows) for c in numeric]) if numeric else np.empty((len(df), 0))
     if np.isinf(values).any():
         at = rows.first(np.asarray(np.isinf(values).any(axis=1)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -19,7 +19,8 @@ from .core import InputError
 from .covariates import CALENDAR, Statics, calendar_columns, calendar_features
 from .frequency import GAP_POLICIES, Frequency, refuse_beyond_time, steps_after
 from .panel import Panel, lengths_to_indptr, parse_panel, segment_rows
-from .repair import MISSING_POLICIES, MissingValues, segment_sums
+from .profile import Profile
+from .repair import MISSING_POLICIES, MissingValues, RepairBudget, segment_sums
 from .scale import SCALERS, Scaler
 
 # %% auto #0
@@ -192,6 +193,8 @@ class Preprocessor:
                  missing:str="error", # error | interpolate | ffill | fitted
                  gaps:str="error", # error | reindex
                  unknown_series:str="error", # error | own_history (scale a new series with its own window)
+                 repair_budget:Mapping[str, Any]|None=None, # what a served request may have repaired (see `RepairBudget`; its defaults)
+                 timezone:str|None=None, # the zone of the training data's naive timestamps: aware ones are converted to it (None: UTC)
                  history_length:int=1, # rows of history the model needs to forecast
                 ):
         self.time_col, self.target, self.id_col = time_col, target, id_col
@@ -203,6 +206,7 @@ class Preprocessor:
         self.scaler = _choice("scaler", scaler, SCALERS)
         self.missing, self.gaps = _choice("missing", missing, MISSING_POLICIES), _choice("gaps", gaps, GAP_POLICIES)
         self.unknown_series, self.history_length = _choice("unknown_series", unknown_series, UNKNOWN_POLICIES), int(history_length)
+        self.repair_budget, self.timezone = RepairBudget.from_config(repair_budget), timezone
         # the fitted steps, in the order `transform` runs them
         self.spacing, self.repairs = Frequency(time_col, gaps), MissingValues(missing)
         self.scaling, self.statics = Scaler(scaler), Statics(static_covariates)
@@ -232,7 +236,8 @@ class Preprocessor:
 
     def panel(self, df:pd.DataFrame, ordered:bool=False) -> Panel:
         "Raw rows parsed and checked (see `parse_panel`): the one gate raw data passes through."
-        return parse_panel(df, id_col=self.id_col, time_col=self.time_col, numeric=self.numeric, statics=self.static_covariates, ordered=ordered)
+        return parse_panel(df, id_col=self.id_col, time_col=self.time_col, numeric=self.numeric, statics=self.static_covariates, ordered=ordered,
+                           timezone=self.timezone)
 
     def pieces(self, df:pd.DataFrame, rows:int) -> Iterator[Panel]:
         "Panels of whole series, about `rows` rows each: the frame cut by rows where each series' rows lie together, else parsed whole, then cut."
@@ -275,7 +280,15 @@ class Preprocessor:
         self.columns_ = {"target": [self.target], "past": list(self.past_covariates),
                          "future": calendar_columns(self.calendar) + list(self.future_covariates), "static": list(self.static_covariates)}
         self.history_length_ = self.history_length
+        self.profile_ = None
+        batch = self.transform(panel)  # the training rows as the model reads them: the reference of the live monitor
+        self.profile_ = Profile.fit(batch.values, batch.indptr, [self.target, *self.past_covariates], self.history_length_, statics=batch.statics,
+                                    static_columns=self.static_covariates, categories=self.statics.categories_ if self.static_covariates else None)
         return self
+
+    def observe(self, batch:SeriesBatch) -> np.ndarray|None:
+        "(features, bins) the histogram of each profiled feature in a transformed request (None: a state written without a profile)."
+        return None if self.profile_ is None else self.profile_.observe(batch.values, batch.indptr, batch.statics)
 
     @cached_property
     def _known(self) -> pd.Index:
@@ -315,8 +328,10 @@ class Preprocessor:
                   df:pd.DataFrame|Panel, # raw long rows (or a panel `panel` parsed them into)
                   horizon:int=0, # when forecasting: steps of future covariates to build beyond the last observed target
                   ordered:bool=False, # refuse timestamps that do not increase within a series
+                  *,
                   history_rows:Mapping[str, int]|None=None, # per series id: how many of its rows are history, the rest planned
                   history_end:Mapping[str, pd.Timestamp]|None=None, # per series id: its history's last step, where its last rows are missing
+                  budget:RepairBudget|None=None, # a served request's repair budget (training repairs by its policy alone)
                  ) -> SeriesBatch:
         "Raw long rows → repaired, scaled float32 series as grouped arrays, with a repair report."
         self._check_fitted()
@@ -338,7 +353,8 @@ class Preprocessor:
         grid = on.panel
         last = grid.times[grid.indptr[1:] - 1]
         if horizon: refuse_beyond_time(last, freqs, horizon, grid.ids)
-        filled, counts = self.repairs.fill(grid, fallback)
+        if budget is not None: budget.check(grid, self.history_length_, self.time_col)
+        filled, counts = self.repairs.fill(grid, fallback, carry_end=budget is not None and budget.at_end == "carry")
         values = Scaler.transform(filled, stats[grid.series_of_rows])
         if not np.isfinite(values).all():  # finite as given, beyond float32 once scaled: the model would answer NaN
             given = np.arange(len(grid.times)) if on.given is None else on.given
@@ -445,11 +461,13 @@ class Preprocessor:
         "Configuration and fitted state as plain data, readable by a person and stable to hash."
         self._check_fitted()
         config = {k: getattr(self, k) for k in ("time_col", "target", "id_col", "past_covariates", "future_covariates", "static_covariates",
-                                                "calendar", "scaler", "missing", "gaps", "unknown_series", "history_length")}
+                                                "calendar", "scaler", "missing", "gaps", "unknown_series", "history_length", "timezone")}
+        config["repair_budget"] = asdict(self.repair_budget)
         return {"format": STATE_FORMAT, "config": config, "series": [str(s) for s in self.series_],
                 "steps": {"frequency": self.spacing.state(), "missing": self.repairs.state(), "scale": self.scaling.state(),
                           "statics": self.statics.state()},
-                "calendar": self.calendar_, "columns": self.columns_, "history_length": self.history_length_}
+                "calendar": self.calendar_, "columns": self.columns_, "history_length": self.history_length_,
+                "profile": None if self.profile_ is None else self.profile_.state()}
 
     @classmethod
     def from_dict(cls, d:dict[str, Any]) -> Preprocessor:
@@ -460,6 +478,7 @@ class Preprocessor:
         steps = d["steps"]
         pre.spacing.load(steps["frequency"]); pre.repairs.load(steps["missing"]); pre.scaling.load(steps["scale"]); pre.statics.load(steps["statics"])
         pre.calendar_, pre.columns_, pre.history_length_ = list(d["calendar"]), dict(d["columns"]), int(d["history_length"])
+        pre.profile_ = Profile.load(d["profile"]) if d.get("profile") else None  # states written before the profile have none
         return pre
 
     def state_hash(self) -> str:
@@ -477,7 +496,8 @@ class Preprocessor:
                    static_covariates=list(cov.get("static", [])) if "static" in roles else [],
                    calendar=list(data.get("calendar", [])) if "future" in roles else [],
                    scaler=data.get("scaler", "standard"), missing=data.get("missing", "error"), gaps=data.get("gaps", "error"),
-                   unknown_series=data.get("unknown_series", "error"), history_length=history_length)
+                   unknown_series=data.get("unknown_series", "error"), history_length=history_length,
+                   repair_budget=data.get("repair_budget"), timezone=data.get("timezone"))
 
 # %% ../nbs/09_preprocess.ipynb #0012
 STATE_FORMAT = 2

@@ -5,6 +5,7 @@
 # %% ../nbs/05_repair.ipynb #0002
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from .core import InputError
 from .panel import Panel
 
 # %% auto #0
-__all__ = ['MISSING_POLICIES', 'segment_sums', 'MissingValues']
+__all__ = ['MISSING_POLICIES', 'AT_END', 'segment_sums', 'MissingValues', 'RepairBudget']
 
 # %% ../nbs/05_repair.ipynb #0005
 MISSING_POLICIES = ("error", "interpolate", "ffill", "fitted")
@@ -67,7 +68,7 @@ class MissingValues:
         raise InputError(panel.columns[c], f"missing value at {pd.Timestamp(panel.times[r])}; set data.missing to one of "
                                            f"{list(MISSING_POLICIES[1:])} to repair", str(panel.ids[k]), panel.labels[r])
 
-    def fill(self, panel:Panel, fallback:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fill(self, panel:Panel, fallback:np.ndarray, carry_end:bool=False) -> tuple[np.ndarray, np.ndarray]:
         "`panel`'s values with every hole filled by the policy (the fallback where it leaves one), and the holes filled per series and column."
         holes = np.isnan(panel.values)
         counts = segment_sums(holes, panel.indptr)
@@ -83,6 +84,9 @@ class MissingValues:
             elif self.policy == "ffill":
                 reached = hole & (before >= 0)
                 column[reached] = column[before[reached]]
+            if carry_end:  # a request's last observed value carried to its end (`RepairBudget.at_end`), never the training mean
+                trailing = np.isnan(column) & (before >= 0) & (after < 0)
+                column[trailing] = column[before[trailing]]
             left = np.isnan(column)
             column[left] = fallback[series[left], c]
         return filled, counts
@@ -108,3 +112,70 @@ class MissingValues:
     def load(self, state:dict[str, Any]) -> MissingValues:
         self.fallback_ = np.array(state["fallback"], dtype=np.float64)
         return self
+
+# %% ../nbs/05_repair.ipynb #0010
+AT_END = ("error", "carry")
+
+@dataclass(frozen=True)
+class RepairBudget:
+    "How much of a served request's look-back window may be repaired, per series and column; beyond it, a refusal naming both."
+    max_share: float = 0.05 # the share of the window's values that may be repaired
+    max_run: int = 6 # the longest run of repaired values in a row
+    at_end: str = "error" # error: a history ending in missing values is refused | carry: its last observed value carried forward
+
+    @classmethod
+    def from_config(cls, config:Any) -> RepairBudget:
+        "The budget of a `data.repair_budget` mapping (the defaults where it says nothing)."
+        config = dict(config or {})
+        if unknown := set(config) - {"max_share", "max_run", "at_end"}:
+            raise InputError(f"data.repair_budget.{sorted(unknown)[0]}", "unknown setting; known: ['max_share', 'max_run', 'at_end']")
+        budget = cls(**config)
+        if not 0 <= budget.max_share <= 1: raise InputError("data.repair_budget.max_share", f"{budget.max_share!r} is not a share in [0, 1]")
+        if budget.max_run < 0: raise InputError("data.repair_budget.max_run", f"{budget.max_run!r} is negative")
+        if budget.at_end not in AT_END: raise InputError("data.repair_budget.at_end", f"unknown value {budget.at_end!r}; allowed: {list(AT_END)}")
+        return budget
+
+    @classmethod
+    def unbounded(cls) -> RepairBudget:
+        "No bound on share or run, the end carried: how a backtest remakes a window from its past (it must score every window)."
+        return cls(max_share=1.0, max_run=2**62, at_end="carry")
+
+    def check(self, panel:Panel, window:int, time_col:str="date") -> None:
+        "Refuse the first series and column whose last `window` rows (`panel` on its grid, NaN where to be repaired) are over budget."
+        holes = np.isnan(panel.values)
+        if not holes.any(): return
+        lengths = np.minimum(panel.lengths, window)
+        inside = panel.position_in_series >= (panel.lengths - lengths)[panel.series_of_rows]  # the look-back window of each series
+        in_window = holes & inside[:, None]
+        counts = segment_sums(in_window, panel.indptr)
+        ends = holes[panel.indptr[1:] - 1] & (panel.lengths > 0)[:, None]
+        runs = self._longest_runs(in_window, panel)
+        share = counts / np.maximum(lengths, 1)[:, None]
+        over = (share > self.max_share + 1e-12) | (runs > self.max_run) | (ends & (self.at_end == "error"))
+        if not over.any(): return
+        k = int(np.argmax(over.any(axis=1))); c = int(np.argmax(over[k]))
+        series, column = str(panel.ids[k]), panel.columns[c]
+        last = panel.indptr[k + 1] - 1
+        if ends[k, c] and self.at_end == "error":
+            rows = np.flatnonzero(~holes[panel.indptr[k]:panel.indptr[k + 1], c])
+            seen = f"its last observed value is at {pd.Timestamp(panel.times[panel.indptr[k] + rows[-1]])}" if len(rows) else "it has no value"
+            trailing = int(panel.indptr[k + 1] - panel.indptr[k] - (rows[-1] + 1 if len(rows) else 0))
+            raise InputError(column, f"the history ends in {trailing} missing value(s) ({seen}): the forecast would start from a made-up "
+                                     "value; send the history up to its last observation, or set data.repair_budget.at_end=carry", series)
+        if share[k, c] > self.max_share + 1e-12:
+            raise InputError(column, f"{counts[k, c]} of the last {lengths[k]} values ({share[k, c]:.1%}) would be repaired; a request may have "
+                                     f"at most {self.max_share:.1%} repaired (data.repair_budget.max_share)", series)
+        raise InputError(column, f"{runs[k, c]} values in a row would be repaired (the run ends at or before {pd.Timestamp(panel.times[last])}); "
+                                 f"a request may have at most {self.max_run} (data.repair_budget.max_run)", series)
+
+    @staticmethod
+    def _longest_runs(holes:np.ndarray, panel:Panel) -> np.ndarray:
+        "(series, columns): the longest run of consecutive holes of each series and column."
+        rows = np.arange(len(holes))
+        start = panel.indptr[:-1][panel.series_of_rows] - 1  # a series' row before its first: where a run at its start begins counting
+        out = np.zeros((panel.n_series, holes.shape[1]), np.int64)
+        for c in np.flatnonzero(holes.any(axis=0)):
+            last_kept = np.maximum.accumulate(np.where(holes[:, c], -1, rows))
+            run = np.where(holes[:, c], rows - np.maximum(last_kept, start), 0)
+            out[:, c] = np.maximum.reduceat(run, panel.indptr[:-1]) * (panel.lengths > 0) if len(run) else 0
+        return out

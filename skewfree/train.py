@@ -25,7 +25,7 @@ from .artifact import input_example, log_forecaster, register, setup_tracking
 from .config import resolved
 from .core import interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
-from .evaluate import Positions, evaluate, refit_rows, temporal_split
+from .evaluate import Positions, evaluate, forecast_profile, refit_rows, temporal_split
 from .forecaster import Forecaster
 from .preprocess import Preprocessor
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
@@ -131,6 +131,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
         metrics = evaluate(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=int(cfg.cv.get("season", 24)))
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
+        forecaster.forecast_profile = forecast_profile(forecaster, refit_rows(raw, cfg.cv, forecaster))  # the monitor's reference
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric)
@@ -227,6 +228,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
         log_repairs(forecaster.preprocessor, rows.rows(0, plan.rows))
+        forecaster.forecast_profile = forecast_profile(forecaster, rows.rows(plan.final.train_start, plan.final.train_end))  # the monitor's reference
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric)
