@@ -25,7 +25,7 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'worker_count',
-           'check_serve_config', 'serve', 'CommandFailed', 'predict', 'ray_output', 'main']
+           'check_serve_config', 'serve', 'CommandFailed', 'predict', 'ray_output', 'drift', 'main']
 
 # %% ../nbs/20_cli.ipynb #0005
 def parser() -> argparse.ArgumentParser:
@@ -62,6 +62,13 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--url", required=True, help="base URL of a running server, e.g. http://127.0.0.1:8000")
     verify.add_argument("--data", type=Path, help="raw rows to cut windows from (.csv, .csv.gz or .parquet); default: the model's input example")
     verify.add_argument("--windows", type=int, default=3, help="windows per series taken from --data (at least 1)")
+    drift = sub.add_parser("drift", help="what the live monitor would say of a file replayed as requests: each feature against the artifact's profile",
+                           description="Exit status: 0 when no feature drifts, 1 when one does, 2 on bad input.")
+    drift.add_argument("--model-uri", required=True)
+    drift.add_argument("--data", required=True, type=Path, help="raw history rows (.csv, .csv.gz or .parquet) of series the model knows")
+    drift.add_argument("--stride", type=int, default=24, help="rows between the replayed requests' ends (default 24)")
+    drift.add_argument("--json", action="store_true", help="the report as JSON, as GET /monitor answers it")
+    drift.add_argument("overrides", nargs="*", help="Hydra overrides of the serve config's thresholds, e.g. serve.monitor.js_threshold=0.4")
     promote = sub.add_parser("promote", help="move champion to challenger if its score is better by the margin",
                              description="Exit status: 0 when it decided (promoted, or kept the champion: it says which and why); "
                                          "2 when it cannot compare (no challenger, or a version without the score).")
@@ -200,10 +207,12 @@ def serve(args:argparse.Namespace) -> None:
         return
     import uvicorn
 
+    from skewfree.monitor import MonitorConfig
     from skewfree.serve import Limits, create_app
     app = create_app(cfg["model_uri"], max_body_bytes=int(cfg["max_body_bytes"]), admin_token=cfg.get("admin_token"),
                      reload_interval=cfg.get("reload_interval"), workers=worker_count(cfg["workers"]), threads=int(cfg["threads"]),
-                     worker_wait=float(cfg["worker_wait_s"]), limits=Limits(max_rows=int(cfg["max_rows"]), max_series=int(cfg["max_series"])))
+                     worker_wait=float(cfg["worker_wait_s"]), limits=Limits(max_rows=int(cfg["max_rows"]), max_series=int(cfg["max_series"])),
+                     monitor=MonitorConfig.from_config(cfg.get("monitor")))
     uvicorn.run(app, host=cfg["host"], port=int(cfg["port"]), log_level="warning", access_log=False)  # metrics count requests
 
 class CommandFailed(Exception):
@@ -242,19 +251,50 @@ def ray_output(path:Path) -> Path:
     if path.exists() and (not path.is_dir() or any(path.iterdir())): raise InputError("--output", f"{path} exists and is not an empty folder")
     return path
 
+def drift(args:argparse.Namespace) -> int:
+    "`skewfree drift`: the file replayed as requests through one monitor whose window holds them all; 1 if a feature drifts."
+    import json
+    from dataclasses import replace
+
+    from omegaconf import OmegaConf
+
+    from skewfree.config import compose_config
+    from skewfree.data import read_table
+    from skewfree.monitor import Monitor, MonitorConfig, replay
+    if args.stride < 1: raise InputError("--stride", f"must be at least 1, got {args.stride}")
+    cfg = OmegaConf.to_container(compose_config(["serve=fastapi", *args.overrides]).serve, resolve=True)
+    config = MonitorConfig.from_config(cfg.get("monitor"))  # type: ignore[union-attr]
+    model = mlflow.pyfunc.load_model(args.model_uri)
+    forecaster = model.unwrap_python_model().forecaster
+    raw = typed_rows(read_table(args.data, "--data"), model.metadata.get_input_schema(), forecaster.preprocessor.id_col, "--data")
+    counts, _ = replay(forecaster, raw, args.stride)
+    monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf"),
+                                                    min_requests=min(config.min_requests, len(counts))), clock=lambda: 0.0)
+    for c in counts: monitor.add(c)
+    report = monitor.report()
+    if args.json: print(json.dumps(report, indent=1))
+    else:
+        print(f"{len(counts)} requests of {forecaster.history_length} rows, one every {args.stride} rows, against the profile of {args.model_uri}:")
+        for name, f in report["features"].items():
+            shown = "-" if f["statistic"] is None else f"{f['statistic']:.3f}"
+            print(f"  {name:<24} {f['comparator']:<15} {shown:>7} (threshold {f['threshold']:g})  {f['state']}")
+    return 1 if report["drifting"] else 0
+
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `skewfree` command: 0 done, 1 a difference found or a failure, 2 bad input (one line naming the field)."
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
     args = parser().parse_args(argv)
     mlflow.set_tracking_uri(tracking_uri())
+    status = 0
     try:
         if args.command == "serve": serve(args)
         elif args.command == "predict": predict(args)
         elif args.command == "verify":
             worst = verify(args.model_uri, args.url, args.data, args.windows)
             print(f"largest difference between batch predict and {args.url}: {worst!r}")
-            return 0 if worst == 0.0 else 1
+            status = 0 if worst == 0.0 else 1
+        elif args.command == "drift": status = drift(args)
         elif args.command == "promote":
             from skewfree.artifact import promote
             from skewfree.config import compose_config
@@ -274,4 +314,4 @@ def main(argv:list[str]|None=None) -> int:
     except (ParityFailure, CommandFailed, ArtifactCheckError) as e:  # the artifact refused to load (its checks): one line too
         print(f"skewfree {args.command}: {e}", file=sys.stderr)
         return 1
-    return 0
+    return status

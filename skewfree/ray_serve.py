@@ -15,8 +15,9 @@ from ray import serve
 
 from .core import InputError
 from .preprocess import SeriesBatch
+from .monitor import MonitorConfig
 from .serve import (Limits, PredictRequest, PredictResponse, Unavailable, create_app, from_frame, hydrate, parse_invocation,
-                            portable_error, predictions_json, prepare_typed, to_frame)
+                            notes_of, portable_error, predictions_json, prepare_typed, to_frame)
 
 # %% auto #0
 __all__ = ['ArtifactMismatch', 'FeatureEngineering', 'ModelInference', 'RayBackend', 'build_app', 'run']
@@ -40,7 +41,8 @@ class FeatureEngineering:
         meta = self.loaded.model.metadata
         try:
             frame, params = parse_invocation(body, self.loaded.input_schema, by_columns=self.loaded.columns_parse_agrees,
-                                             param_names=self.loaded.param_names, id_col=self.loaded.forecaster.preprocessor.id_col)
+                                             param_names=self.loaded.param_names, id_col=self.loaded.forecaster.preprocessor.id_col,
+                                             timezone=self.loaded.forecaster.preprocessor.timezone)
             self.loaded.limits.check_rows(frame, self.loaded.forecaster.preprocessor.id_col)
             frame, params = _validate_prediction_input(frame, params, self.loaded.input_schema, meta.get_params_schema())
         except MlflowException as e:  # some of MLflow's errors do not survive pickling to the ingress: it would answer a 500
@@ -57,14 +59,16 @@ class FeatureEngineering:
         batch, horizon, levels = prepare_typed(frame, request, f)
         return self.loaded.key, batch, horizon, levels, {"validate": (t1 - t0) * 1000, "preprocess": (time.perf_counter() - t1) * 1000}
 
-    def finish(self, key:str, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
-        "Model output back to original units."
+    def finish(self, key:str, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, dict[str, Any]]:
+        "Model output back to original units, and the request's notes (repairs, histograms) for the server's monitor."
         if key != self.loaded.key: raise ArtifactMismatch(f"model output from artifact {key} reached feature engineering holding {self.loaded.key}")
-        return self.loaded.forecaster.finish(scaled, batch, levels)
+        out = self.loaded.forecaster.finish(scaled, batch, levels)
+        return out, notes_of(batch.report, self.loaded.forecaster.observe(batch, out))
 
-    def finish_json(self, key:str, scaled:Any, batch:SeriesBatch, levels:list[float]) -> bytes:
-        "Model output back to original units, as the MLflow protocol's JSON answer."
-        return predictions_json(self.finish(key, scaled, batch, levels))
+    def finish_json(self, key:str, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[bytes, dict[str, Any]]:
+        "Model output back to original units, as the MLflow protocol's JSON answer, and its notes."
+        out, notes = self.finish(key, scaled, batch, levels)
+        return predictions_json(out, batch.report), notes
 
 @serve.deployment
 class ModelInference:
@@ -114,32 +118,34 @@ class RayBackend:
         if self._info is None: self._info = await self._call(self.fe, "info")
         return self._info
 
-    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float]]:
+    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float], dict[str, Any]]:
         t0 = time.perf_counter(); key, batch, horizon, levels = await self._call(self.fe, "invocation", body)
         t1 = time.perf_counter(); scaled = await self._call(self.mi, "predict", (key, batch, horizon))
-        t2 = time.perf_counter(); answer = await self._call(self.fe, "finish_json", key, scaled, batch, levels)
+        t2 = time.perf_counter(); answer, notes = await self._call(self.fe, "finish_json", key, scaled, batch, levels)
         # each as the ingress waited for it: the deployment's work and the hand-off to it and back
-        return answer, {"feature_engineering": (t1 - t0 + time.perf_counter() - t2) * 1000, "model": (t2 - t1) * 1000}
+        return answer, {"feature_engineering": (t1 - t0 + time.perf_counter() - t2) * 1000, "model": (t2 - t1) * 1000}, notes
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
         key, batch, horizon, levels, timings = await self._call(self.fe, "typed", request)
         t = time.perf_counter(); scaled = await self._call(self.mi, "predict", (key, batch, horizon)); timings["model"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        out = await self._call(self.fe, "finish", key, scaled, batch, levels)
+        out, notes = await self._call(self.fe, "finish", key, scaled, batch, levels)
         timings["postprocess"] = (time.perf_counter() - t) * 1000
         info = await self.info()
-        return PredictResponse(model_name=info["model_name"], model_version=info["model_version"], run_id=info["run_id"],
-                               series=from_frame(out, info["id_col"], info["time_col"], [s.id for s in request.series]),
-                               repairs=batch.report, latency_ms=timings), timings
+        answer = PredictResponse(model_name=info["model_name"], model_version=info["model_version"], run_id=info["run_id"],
+                                 series=from_frame(out, info["id_col"], info["time_col"], [s.id for s in request.series]),
+                                 repairs=batch.report, latency_ms=timings)
+        answer._notes = notes
+        return answer, timings
 
     async def reload(self) -> tuple[bool, str]:
         return False, "the ray backend reloads by redeploying the application (serve.run with the new model URI)"
 
 # %% ../nbs/18_ray_serve.ipynb #0008
-def _ingress_builder(app_name:str, max_body_bytes:int):
+def _ingress_builder(app_name:str, max_body_bytes:int, monitor:MonitorConfig):
     "A builder Ray Serve evaluates on the ingress replica, where the deployment handles exist."
     def build():
-        return create_app(RayBackend(app_name), max_body_bytes=max_body_bytes)
+        return create_app(RayBackend(app_name), max_body_bytes=max_body_bytes, monitor=monitor)
     return build
 
 def _options(section:dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +164,8 @@ def build_app(uri:str, store:str, cfg:dict[str, Any], app_name:str="skewfree"):
     mi_cfg = cfg["model_inference"]
     mi = ModelInference.options(  # type: ignore[attr-defined]
         **_options(mi_cfg)).bind(uri, store, int(mi_cfg["max_batch_size"]), float(mi_cfg["batch_wait_timeout_s"]))
-    ingress = serve.deployment(serve.ingress(_ingress_builder(app_name, int(cfg.get("max_body_bytes", 10_000_000))))(), name="Ingress")
+    ingress = serve.deployment(serve.ingress(_ingress_builder(app_name, int(cfg.get("max_body_bytes", 10_000_000)),
+                                                               MonitorConfig.from_config(cfg.get("monitor"))))(), name="Ingress")
     return ingress.options(**_options(cfg["ingress"])).bind(fe, mi)  # type: ignore[attr-defined]
 
 def run(uri:str, store:str, cfg:dict[str, Any], *, host:str="127.0.0.1", port:int=8000, app_name:str="skewfree") -> None:

@@ -38,12 +38,14 @@ from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import DF_SPLIT, INPUTS, INSTANCES, SUPPORTED_FORMATS, infer_and_parse_data
 from mlflow.types import DataType, Schema
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, StrictInt, StrictStr
 
 from .artifact import mlflow_field, mlflow_reason
 from .core import InputError
 from .forecaster import Forecaster
+from .monitor import Monitor, MonitorConfig
 from .panel import SINGLE_SERIES
+from .profile import Feature
 from .preprocess import SeriesBatch
 
 log = logging.getLogger(__name__)
@@ -51,10 +53,11 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'NOT_UNICODE', 'Limits', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut',
            'PredictResponse', 'to_frame', 'typed_keys', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest',
-           'OverLimit', 'Unavailable', 'Backend', 'describe', 'timed_invocation', 'predictions_json', 'request_body',
-           'split_by_columns', 'refuse_duplicate_keys', 'may_repeat_a_key', 'parse_invocation', 'lone_surrogate_at',
-           'refuse_loose_rows', 'answer_invocation', 'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied',
-           'framed', 'read_message', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'create_app']
+           'OverLimit', 'Unavailable', 'Backend', 'describe', 'timed_invocation', 'notes_of', 'predictions_json',
+           'request_body', 'split_by_columns', 'refuse_duplicate_keys', 'may_repeat_a_key', 'parse_invocation',
+           'naive_times', 'lone_surrogate_at', 'refuse_loose_rows', 'answer_invocation', 'answer_typed', 'LocalBackend',
+           'portable_error', 'WorkerDied', 'framed', 'read_message', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard',
+           'Metrics', 'Watch', 'create_app']
 
 # %% ../nbs/17_serve.ipynb #0005
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class PredictResponse(BaseModel):
     repairs: dict[str, dict[str, int]] = Field(default_factory=dict, description="per series id, what the preprocessor's policies repaired "
                                                "in its history (filled_<column>: values filled, reindexed_rows: gap rows inserted); empty: nothing")
     latency_ms: dict[str, float]
+    _notes: dict[str, Any]|None = PrivateAttr(default=None)  # for the server, never sent: what `notes_of` says of this answer
 
 def to_frame(request:PredictRequest, forecaster:Forecaster) -> pd.DataFrame:
     "The typed request as the raw long rows the artifact takes (no value is changed)."
@@ -265,7 +269,7 @@ class Unavailable(RuntimeError):
 class Backend(Protocol):
     "Where forecasts are computed."
     async def info(self) -> dict[str, Any]: ...
-    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float]]: ...  # the answer, and ms by stage
+    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float], dict[str, Any]]: ...  # the answer, ms by stage, `notes_of` it
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]: ...
     async def reload(self) -> tuple[bool, str]: ...
 
@@ -278,24 +282,35 @@ def describe(loaded:Loaded) -> dict[str, Any]:
             "history_length": f.history_length, "max_horizon": f.max_horizon, "quantiles": f.quantiles,
             "id_col": f.preprocessor.id_col, "time_col": f.preprocessor.time_col,
             "input_schema": loaded.input_schema.to_dict(),
-            "hydration_seconds": loaded.model.unwrap_python_model().hydration_seconds}
+            "hydration_seconds": loaded.model.unwrap_python_model().hydration_seconds,
+            "monitored": [feature.state() for feature in f.monitored]}  # the live monitor's references
 
 def _ms(started:float) -> float: return (time.perf_counter() - started) * 1000
 
-def timed_invocation(loaded:Loaded, body:bytes) -> tuple[bytes, dict[str, float]]:
-    "`answer_invocation`, and how long it worked where it ran (a thread, a worker process): `work` in ms."
+def timed_invocation(loaded:Loaded, body:bytes) -> tuple[bytes, dict[str, float], dict[str, Any]]:
+    "`answer_invocation`, how long it worked where it ran (a thread, a worker process): `work` in ms, and its notes."
     started = time.perf_counter()
-    return answer_invocation(loaded, body), {"work": _ms(started)}
+    answer, notes = answer_invocation(loaded, body)
+    return answer, {"work": _ms(started)}, notes
+
+def notes_of(repairs:dict[str, dict[str, int]], observed:Any) -> dict[str, Any]:
+    "What the server's metrics and monitor read of an answered request: repairs summed over its series, and its histograms."
+    repaired: dict[str, int] = {}
+    for counts in repairs.values():
+        for what, n in counts.items(): repaired[what] = repaired.get(what, 0) + int(n)
+    return {"repaired": repaired, "observed": None if observed is None else np.asarray(observed).tolist()}
 
 def _iso(value:Any) -> str:
     if isinstance(value, datetime.date): return value.isoformat()  # pandas Timestamps too, as MLflow's encoder writes them
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
-def predictions_json(forecast:pd.DataFrame) -> bytes:
-    "The MLflow scoring protocol's answer, `{\"predictions\": [record, ...]}`, as MLflow writes it, in a fraction of the time."
+def predictions_json(forecast:pd.DataFrame, repairs:dict[str, dict[str, int]]|None=None) -> bytes:
+    "The MLflow scoring protocol's answer, `{\"predictions\": [record, ...]}`, as MLflow writes it, in a fraction of the time; `repairs` beside."
     columns = list(forecast.columns)
     records = [dict(zip(columns, row)) for row in zip(*(_json_values(forecast[c]) for c in columns))]
-    return orjson.dumps({"predictions": records}, default=_iso, option=orjson.OPT_SERIALIZE_NUMPY)
+    # what the policies repaired, per series, in a key of its own: MLflow's clients read `predictions` and pass over the rest
+    answer = {"predictions": records, "repairs": repairs} if repairs else {"predictions": records}
+    return orjson.dumps(answer, default=_iso, option=orjson.OPT_SERIALIZE_NUMPY)
 
 def _json_values(column:pd.Series) -> list:
     "A column's values for the answer: naive whole-second times as datetimes (orjson writes them as `Timestamp.isoformat` does)."
@@ -398,9 +413,10 @@ def may_repeat_a_key(body:bytes, keys:int) -> bool:
     before = raw[np.flatnonzero(raw[1:] == ord(":"))]  # the byte before each colon
     return bool(np.count_nonzero(before == ord('"')) != keys or np.isin(before, _JSON_SPACE).any())
 
-def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
+def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
                      param_names:list[str]|None=None, # the params the model takes: any other is refused (MLflow only warns)
                      id_col:str|None=None, # the series id column, named in errors
+                     timezone:str|None=None, # the model's zone (`data.timezone`, None: UTC): zone-aware times are converted to it
                     ) -> tuple[pd.DataFrame, dict[str, Any]]:
     "An MLflow scoring request's rows, parsed against `schema` (by MLflow's own parser unless `by_columns` can), and its params."
     try: request = orjson.loads(body)
@@ -426,10 +442,21 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False,
     if frame is not None:
         # read column-wise, a request has three objects: itself, its split and its params, whose keys the bytes are checked against
         if may_repeat_a_key(body, len(top) + len(request[DF_SPLIT]) + len(params)): refuse_duplicate_keys(body)
-        return frame, params
+        return naive_times(frame, schema, timezone), params
     refuse_duplicate_keys(body)  # records and instances repeat their column names in every row: only a full read tells
     refuse_loose_rows(request, schema, id_col)
-    return infer_and_parse_data(request, schema), params
+    return naive_times(infer_and_parse_data(request, schema), schema, timezone), params
+
+def naive_times(frame:pd.DataFrame, schema:Schema, timezone:str|None=None) -> pd.DataFrame:
+    "`frame` with zone-aware times (`…Z`, `…+02:00`, one offset throughout) in the model's zone, naive, as its signature reads times."
+    # MLflow's schema check refuses zone-aware times although their instants are well defined; times that mix offsets
+    # are refused by MLflow's parser already (naming the column), before this
+    aware = [c.name for c in schema.inputs if c.type == DataType.datetime and c.name in frame.columns
+             and isinstance(frame[c.name].dtype, pd.DatetimeTZDtype)]
+    if not aware: return frame
+    frame = frame.copy()
+    for name in aware: frame[name] = _as_ns(frame[name].dt.tz_convert(timezone or "UTC").dt.tz_localize(None))
+    return frame
 
 NOT_UNICODE = "is not Unicode text: it holds a lone surrogate escape (\\ud800 to \\udfff), which JSON allows and text does not"
 
@@ -514,14 +541,16 @@ def _columns_of(key:str, table:Any, required:list[str]) -> dict[str, list]|None:
             raise BadRequest(name, "column is missing from this row (other rows have it)", None, lacking[0])
     return {str(n): [r.get(n) for r in table] for n in present}
 
-def answer_invocation(loaded:Loaded, body:bytes) -> bytes:
+def answer_invocation(loaded:Loaded, body:bytes) -> tuple[bytes, dict[str, Any]]:
     "MLflow's scoring protocol: parse `body` against the input schema, predict through the pyfunc, answer in JSON."
+    pre = loaded.forecaster.preprocessor
     frame, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees, param_names=loaded.param_names,
-                                     id_col=loaded.forecaster.preprocessor.id_col)
+                                     id_col=pre.id_col, timezone=pre.timezone)
     loaded.limits.check_rows(frame, loaded.forecaster.preprocessor.id_col)
     # the frame is indexed as the client counts its rows (by position, or by the `index` it sent): so are the errors
-    forecast = loaded.model.predict(frame, params=params)
-    return predictions_json(cast(pd.DataFrame, forecast))
+    forecast = cast(pd.DataFrame, loaded.model.predict(frame, params=params))
+    repairs = forecast.attrs.get("repairs", {})
+    return predictions_json(forecast, repairs), notes_of(repairs, forecast.attrs.get("observed"))
 
 def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     "The typed route: request → raw rows → the artifact's forecaster, timing each stage."
@@ -531,9 +560,11 @@ def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     t = time.perf_counter(); batch, horizon, levels = prepare_typed(frame, request, f); timings["preprocess"] = _ms(t)
     t = time.perf_counter(); scaled = f.predict_batch(batch, horizon); timings["model"] = _ms(t)
     t = time.perf_counter(); out = f.finish(scaled, batch, levels); timings["postprocess"] = _ms(t)
-    return PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,
-                           series=from_frame(out, f.preprocessor.id_col, f.preprocessor.time_col, [s.id for s in request.series]),
-                           repairs=batch.report, latency_ms=timings)
+    answer = PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,
+                             series=from_frame(out, f.preprocessor.id_col, f.preprocessor.time_col, [s.id for s in request.series]),
+                             repairs=batch.report, latency_ms=timings)
+    answer._notes = notes_of(batch.report, f.observe(batch, out))
+    return answer
 
 # %% ../nbs/17_serve.ipynb #0014
 class LocalBackend:
@@ -551,7 +582,7 @@ class LocalBackend:
 
     async def info(self) -> dict[str, Any]: return self.current.info
 
-    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float]]: return await self._run(timed_invocation, self.current, body)
+    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float], dict[str, Any]]: return await self._run(timed_invocation, self.current, body)
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
         answer = await self._run(answer_typed, self.current, request)  # one model for the whole request, whatever a reload does
@@ -803,7 +834,7 @@ class ProcessBackend:
 
     async def info(self) -> dict[str, Any]: return self.current.info
 
-    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float]]: return await self._run("invocation", body)
+    async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float], dict[str, Any]]: return await self._run("invocation", body)
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
         answer = await self._run("typed", request)
@@ -920,6 +951,43 @@ class Metrics:
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.errors = Counter("skewfree_errors_total", "errors by kind", ["kind"], registry=self.registry)
         self.in_flight = Gauge("skewfree_requests_in_flight", "requests being answered now", ["route"], registry=self.registry)
+        self.repaired = Counter("skewfree_repaired_values_total", "values the policies filled in served histories", ["column"], registry=self.registry)
+        self.inserted = Counter("skewfree_inserted_rows_total", "gap rows the policies inserted in served histories", registry=self.registry)
+        self.drift = Gauge("skewfree_drift_statistic", "each feature's distance from its training reference, over the window", ["feature"],
+                           registry=self.registry)
+        self.drift_threshold = Gauge("skewfree_drift_threshold", "each feature's threshold", ["feature"], registry=self.registry)
+        self.drifting = Gauge("skewfree_drifting", "1 where a feature is drifting, 0 where it is ok or collecting", ["feature"], registry=self.registry)
+        self.window = Gauge("skewfree_monitor_window_requests", "requests in the live monitor's window", registry=self.registry)
+
+class Watch:
+    "The server's one live monitor, of the artifact it serves now (a reload starts a new window), and the metrics of what it is told."
+    def __init__(self, config:MonitorConfig, metrics:Metrics):
+        self.config, self.metrics = config, metrics
+        self.key: str|None = None
+        self.monitor = Monitor([], config)
+
+    def of(self, info:dict[str, Any]) -> Monitor:
+        "The monitor of the artifact `info` describes."
+        if info["key"] != self.key: self.key, self.monitor = info["key"], Monitor([Feature.load(f) for f in info.get("monitored", [])], self.config)
+        return self.monitor
+
+    def add(self, info:dict[str, Any], notes:dict[str, Any]|None) -> None:
+        "One answered request: its repairs counted by column, its histograms into the window."
+        if not notes: return
+        for what, n in notes["repaired"].items():
+            if what.startswith("filled_"): self.metrics.repaired.labels(what.removeprefix("filled_")).inc(n)
+            elif what == "reindexed_rows": self.metrics.inserted.inc(n)
+        self.of(info).add(notes["observed"])
+
+    def report(self, info:dict[str, Any]) -> dict[str, Any]:
+        "What `GET /monitor` answers; the gauges set to it."
+        report = self.of(info).report() | {"model_key": info["key"]}
+        self.metrics.window.set(report["window"]["requests"])
+        for name, f in report["features"].items():
+            self.metrics.drift.labels(name).set(float("nan") if f["statistic"] is None else f["statistic"])
+            self.metrics.drift_threshold.labels(name).set(f["threshold"])
+            self.metrics.drifting.labels(name).set(float(f["state"] == "drifting"))
+        return report
 
 def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / loaded model for a `LocalBackend`  # noqa: PLR0915
                max_body_bytes:int=10_000_000, # larger request bodies get a 413
@@ -930,11 +998,13 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
                threads:int=4, # threads for CPU-bound work (`LocalBackend`)
                worker_wait:float=60, # seconds a request may wait for a free worker process before a 503
                limits:Limits|None=None, # rows and series one request may hold (a 413 beyond)
+               monitor:MonitorConfig|None=None, # the live monitor's window and thresholds (`serve.monitor`)
               ) -> FastAPI:
     "The skewfree HTTP app over `backend`."
     if isinstance(backend, str) and workers > 0: backend = ProcessBackend(backend, workers, wait=worker_wait, limits=limits)
     elif isinstance(backend, str | PyFuncModel): backend = LocalBackend(backend, threads, limits)
     metrics = Metrics()
+    watch = Watch(monitor or MonitorConfig(), metrics)
     app = FastAPI(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.")
     app.state.backend = backend
 
@@ -990,8 +1060,14 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        "Prometheus metrics: requests by route and status, latency histograms, requests in flight, errors by kind."
+        "Prometheus metrics: requests, latency, requests in flight, errors by kind, values repaired by column, the monitor's gauges."
+        watch.report(await backend.info())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/monitor")
+    async def drift() -> dict[str, Any]:
+        "The live monitor: its window, and per feature the comparator, the statistic, the threshold and the state (collecting, ok, drifting)."
+        return watch.report(await backend.info())
 
     @app.post("/predict", response_model=PredictResponse)
     async def predict(request: PredictRequest, raw: Request) -> PredictResponse:
@@ -1001,6 +1077,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
             series = request.series[path[1]].id if len(path) > 1 and path[0] == "series" else None
             raise InputError(".".join(map(str, path)), NOT_UNICODE, series if series and _unicode(series) else None)
         answer, _ = await backend.predict(request)
+        watch.add(await backend.info(), answer._notes)
         return answer
 
     @app.post("/invocations")
@@ -1008,12 +1085,15 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`."
         body = await request.body()
         started = time.perf_counter()
-        answer, stages = await backend.invocations(body)
+        answer, stages, notes = await backend.invocations(body)
+        watch.add(await backend.info(), notes)
         # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's;
         # and its stages: `work`, timed in the thread or worker process that did it (the backend's time beyond it is the
         # hand-off there and back); Ray's stages as the ingress waited for each deployment, hand-offs included
         timing = ", ".join(f"{name};dur={ms:.3f}" for name, ms in {"backend": _ms(started), **stages}.items())
-        return Response(content=answer, media_type="application/json", headers={"Server-Timing": timing})
+        headers = {"Server-Timing": timing}
+        if notes["repaired"]: headers["Skewfree-Repaired"] = ", ".join(f"{what}={n}" for what, n in sorted(notes["repaired"].items()))
+        return Response(content=answer, media_type="application/json", headers=headers)
 
     if admin_token:
         @app.post("/admin/reload")

@@ -74,10 +74,13 @@ class Server:
         Path(self.log.name).unlink(missing_ok=True)
 
 
+MONITOR = ("serve.monitor.window_requests=5", "serve.monitor.min_requests=3")  # a window a test can fill, with a verdict from three requests
+
+
 @pytest.fixture(scope="session")
 def server(trained, store):
     "The registered champion served by `skewfree serve` in its own process."
-    srv = Server("models:/skewfree-ett@champion", store)
+    srv = Server("models:/skewfree-ett@champion", store, *MONITOR)
     yield srv
     srv.stop()
 
@@ -97,6 +100,6 @@ def ray_cluster():
 @pytest.fixture(scope="session")
 def ray_server(trained, store, ray_cluster):
     "The same champion served by the Ray Serve app, on the session's Ray cluster."
-    srv = Server("models:/skewfree-ett@champion", store, "--ray-address", ray_cluster, backend="ray", timeout=240)
+    srv = Server("models:/skewfree-ett@champion", store, "--ray-address", ray_cluster, *MONITOR, backend="ray", timeout=240)
     yield srv
     srv.stop()
