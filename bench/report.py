@@ -377,7 +377,42 @@ def scale(d: dict) -> list[str]:
     return out
 
 
-RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "scale": scale}
+def monitor(d: dict) -> list[str]:
+    "bench/monitor.py: each target of issue #26 beside the figure measured for it, then what the monitor said of each span."
+    res = d.get("results", {})
+    out = [*header(d), "The live skew monitor (`bench/monitor.py`). Targets, and what this run measured:", ""]
+    rows = []
+    if o := res.get("overhead"):
+        rows.append(["monitor overhead on the standard 2-series request, p50", "<= 0.2 ms",
+                     f"+{o['overhead_p50_ms']:.3f} ms ({o['monitor_off_p50_ms']:.3f} -> {o['monitor_on_p50_ms']:.3f} ms; the server's part "
+                     f"alone {o['server_part_p50_ms']:.3f} ms)", verdict(o["overhead_p50_ms"] <= 0.2)])
+    spans = {k: v for k, v in res.get("alarms", {}).items() if k != "config"}
+    for key, r in spans.items():
+        t, v = r["train"], r["val_shifted_1sd"]
+        rows.append([f"{key}: training span replayed ({t['requests']} requests)", "no verdict drifting",
+                     f"{t['requests_drifting']} of {t['verdicts']} verdicts drifting", verdict(t["requests_drifting"] == 0)])
+        first = (v["first_drift"] or {}).get("request")
+        rows.append([f"{key}: validation span + 1 training SD", "flagged within 200 requests",
+                     f"first drift at request {first} ({', '.join((v['first_drift'] or {}).get('features', []))})" if first else "never flagged",
+                     verdict(first is not None and first <= 200)])
+    out += table(["target", "wanted", "measured", "verdict"], rows)
+    if spans:
+        out += ["", "What the monitor says of each span at its end (Jensen-Shannon divergence, state), and its first drift:", ""]
+        lines = []
+        for key, r in spans.items():
+            for span in ("train", "val", "val_shifted_1sd", "test"):
+                s = r[span]
+                first = s["first_drift"]
+                lines.append([key, span, str(s["requests"]), ", ".join(f"{n} {f['statistic']} {f['state']}" for n, f in s["last"].items()),
+                              "-" if not first else f"request {first['request']} ({first['at'][:10]}): {', '.join(first['features'])}"])
+        out += table(["model", "span", "requests", "last window", "first drift"], lines)
+        out += ["", "Test spans' target mean, in training SDs from the training mean: " +
+                ", ".join(f"{k}: {r['test_target_mean_in_training_sds']:+.2f}" for k, r in spans.items())]
+    out += ["", "Every figure of the run:", "", *generic(d)[len(header(d)):]]
+    return out
+
+
+RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "scale": scale, "monitor": monitor}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 
 

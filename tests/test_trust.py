@@ -87,7 +87,7 @@ def test_batch_predict_refuses_them_too(trained, history, tmp_path, case):
     frame = make(trained, history) if case != "daily rows to an hourly model" else make(trained)
     frame.to_csv(tmp_path / "in.csv", index=False)
     done = subprocess.run([str(BIN / "skewfree"), "predict", "--model-uri", trained.model_uri, "--input", str(tmp_path / "in.csv"),
-                           "--horizon", "3", "--output", str(tmp_path / "out.csv"), "--quiet"], capture_output=True, text=True, timeout=300)
+                           "--horizon", "3", "--output", str(tmp_path / "out.csv"), "--quiet"], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 2 and reason in done.stderr, done.stderr
     assert not (tmp_path / "out.csv").exists()
 
@@ -152,7 +152,7 @@ def test_drift_command_reports_a_file_replayed_as_requests(trained, tmp_path):
     raw.assign(OT=raw.OT + 3 * sd).to_csv(tmp_path / "shifted.csv", index=False)
     def run(name, *extra):
         return subprocess.run([str(BIN / "skewfree"), "drift", "--model-uri", trained.model_uri, "--data", str(tmp_path / name), *extra],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, check=False)
     same, shifted = run("same.csv", "--json"), run("shifted.csv")
     assert same.returncode == 0, same.stdout + same.stderr
     assert json.loads(same.stdout)["drifting"] == []
