@@ -384,7 +384,7 @@ def test_200_concurrent_requests_all_answered_and_identical(srv, history, traine
 
 def test_planned_future_covariates_must_cover_the_horizon(store):
     result = train(compose_config(["model=xgboost", "profile=smoke", "data.covariates.future=[HUFL]", "model.covariates=[past,future]",
-                                   "data.covariates.past=[HULL]", "mlflow.registered_model=planned"]))
+                                   "data.covariates.past=[HULL]", "mlflow.registered_model=planned", "data.repair_budget.at_end=carry"]))
     srv = Server(result.model_uri, store)
     try:
         raw = load_ett(max_rows=960)
@@ -412,7 +412,8 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
         refused = httpx.post(f"{srv.url}/predict", json=huge, timeout=60)
         assert refused.status_code == 422 and "beyond the range the model computes in" in refused.json()["error"]["reason"], refused.text
         assert (refused.json()["error"]["field"], refused.json()["error"]["row"]) == ("series.0.future_covariates.HUFL", str(need + 1)), refused.text
-        # a missing last history value is a value to repair (this config interpolates), not where the plan starts
+        # a missing last history value is a value to repair (this config carries the last observed value to the history's end), not
+        # where the plan starts
         gap_at_end = json.loads(json.dumps(body))
         gap_at_end["series"][0]["target"][-1] = None
         repaired = httpx.post(f"{srv.url}/predict", json=gap_at_end, timeout=60)
