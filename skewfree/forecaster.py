@@ -21,7 +21,7 @@ from .config import resolved
 from .core import InputError
 from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, load_model,
                              model_entry, predict_options, windows_from_darts)
-from .preprocess import Preprocessor, SeriesBatch, band_column
+from .preprocess import Preprocessor, ScaledForecast, SeriesBatch, band_column
 from .profile import Feature
 from .repair import RepairBudget
 
@@ -243,9 +243,10 @@ class Forecaster:
         # and no number changes, since each series is forecast from its own rows alone
         for piece in self.preprocessor.pieces(history, PIECE_ROWS):
             batch = self.preprocessor.transform(piece, horizon=self.future_steps(horizon), budget=self.preprocessor.repair_budget)
-            parts.append(self.finish(self.predict_batch(batch, horizon), batch, levels))
+            scaled = self.predict_batch(batch, horizon)
+            parts.append(self.finish(scaled, batch, levels))
             repairs |= batch.report
-            seen = self.observe(batch, parts[-1])
+            seen = self.observe(batch, scaled)
             observed = seen if observed is None or seen is None else observed + seen
         forecast = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if repairs: forecast.attrs["repairs"] = repairs  # what the policies repaired in the history, per series: told with the forecast
@@ -267,13 +268,17 @@ class Forecaster:
         profile = self.preprocessor.profile_
         return [] if profile is None else [*profile.features, *([self.forecast_profile] if self.forecast_profile is not None else [])]
 
-    def observe(self, batch:SeriesBatch, answer:pd.DataFrame) -> np.ndarray|None:
-        "(features, bins) a request's histogram of every monitored feature: its inputs, then its point forecasts, standardised."
+    def observe(self, batch:SeriesBatch, scaled:Any) -> np.ndarray|None:
+        "(features, bins) a request's histogram of every monitored feature: its inputs, then its point forecasts (`scaled`: the model's output), standardised."
         seen = self.preprocessor.observe(batch)
         if seen is None or self.forecast_profile is None or not batch.n_series: return seen
-        steps = len(answer) // batch.n_series
-        standard = (answer["forecast"].to_numpy().reshape(batch.n_series, steps) - batch.target_scale[:, :1]) / batch.target_scale[:, 1:]
-        counts = self.forecast_profile.counts(standard.reshape(-1))
+        # from the model's arrays, not the answer's frame: a fresh frame's first column read costs more than all the rest
+        forecast = (scaled if isinstance(scaled, ScaledForecast) else ScaledForecast(np.empty((0, 0), "datetime64[ns]"), scaled)
+                    if isinstance(scaled, np.ndarray) else ScaledForecast.from_darts(scaled))
+        center, scale = batch.target_scale[:, 0], batch.target_scale[:, 1]
+        point, _ = forecast.original_units(center, scale)  # the answer's `forecast` column, as `finish` makes it
+        f = self.forecast_profile
+        counts = np.bincount(f.bin(((point - center[:, None]) / scale[:, None]).reshape(-1)), minlength=f.n_bins)[:f.n_bins]  # finite
         out = np.zeros((len(seen) + 1, max(seen.shape[1], len(counts))), np.int64)
         out[:-1, :seen.shape[1]], out[-1, :len(counts)] = seen, counts
         return out

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,16 +48,18 @@ class Feature:
     @property
     def comparator(self) -> str: return "jensen_shannon" if self.kind == "numeric" else "l_infinity"
 
+    @cached_property
+    def cut(self) -> np.ndarray: return np.asarray(self.edges, np.float64)
+
     def bin(self, values:np.ndarray) -> np.ndarray:
-        "(values,) each value's bin: numeric by the edges (NaN: -1, not counted), categorical by its code (`values` are codes)."
-        if self.kind == "categorical": return np.asarray(values, np.int64)
-        values = np.asarray(values, np.float64)
-        return np.where(np.isnan(values), -1, np.searchsorted(np.asarray(self.edges), values, side="right"))
+        "(values,) each finite value's bin: numeric by the edges, categorical by its code (`values` are codes)."
+        return np.asarray(values, np.int64) if self.kind == "categorical" else np.searchsorted(self.cut, values, side="right")
 
     def counts(self, values:np.ndarray) -> np.ndarray:
-        "(bins,) how many of `values` fall in each bin."
-        bins = self.bin(values)
-        return np.bincount(bins[bins >= 0], minlength=self.n_bins)[:self.n_bins]
+        "(bins,) how many of `values` fall in each bin (NaN: in none)."
+        values = np.asarray(values)
+        if values.dtype.kind == "f" and np.isnan(values).any(): values = values[~np.isnan(values)]
+        return np.bincount(self.bin(values), minlength=self.n_bins)[:self.n_bins]
 
     def distance(self, counts:np.ndarray) -> float:
         "How far a histogram of live values is from the reference, by this feature's comparator."
@@ -106,6 +109,11 @@ def rolling_moments(values:np.ndarray, indptr:np.ndarray, window:int, last_only:
     var = (squares[ends] - squares[ends - window]) / window - mean * mean
     return mean, np.sqrt(np.maximum(var, 0.0))
 
+def _moments(windows:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Each row's mean and standard deviation, in float64."
+    mean = windows.mean(axis=1, dtype=np.float64)
+    return mean, np.sqrt(np.maximum(np.square(windows, dtype=np.float64).mean(axis=1) - mean * mean, 0.0))
+
 @dataclass
 class Profile:
     "The reference distributions of a preprocessor's inputs on its training rows, and each request's histogram against them."
@@ -135,28 +143,38 @@ class Profile:
         lengths = np.diff(indptr)
         return cls(features, int(window), {"min": int(lengths.min()), "median": int(np.median(lengths)), "max": int(lengths.max())})
 
+    @cached_property
+    def width(self) -> int: return max(f.n_bins for f in self.features)
+
+    def _last_windows(self, values:np.ndarray, indptr:np.ndarray) -> tuple[np.ndarray, int]:
+        "(series x window, columns) the rows of each series' last look-back window (all its rows where it has fewer), and the window."
+        n = len(indptr) - 1
+        if len(values) == n * self.window and int(np.diff(indptr).min()) >= self.window: return values, self.window  # the usual request
+        window = min(self.window, int(np.diff(indptr).min()))
+        return values[(indptr[1:, None] - window + np.arange(window)).reshape(-1)], window
+
     def observe(self, values:np.ndarray, indptr:np.ndarray, statics:np.ndarray|None=None) -> np.ndarray:
         "(features, bins) int64: the histogram of each feature on the last look-back window of each series of a request."
-        return self.observe_each(values, indptr, statics).sum(axis=0)
+        out, n = np.zeros((len(self.features), self.width), np.int64), len(indptr) - 1
+        if n == 0: return out
+        seen, window = self._last_windows(values, indptr)
+        level, spread = _moments(seen[:, 0].reshape(n, window))
+        columns = [seen[:, j] for j in range(seen.shape[1])] + [level, spread] + ([] if statics is None else list(statics.T))
+        for j, (f, x) in enumerate(zip(self.features, columns)): out[j, :f.n_bins] = np.bincount(f.bin(x), minlength=f.n_bins)[:f.n_bins]
+        return out
 
     def observe_each(self, values:np.ndarray, indptr:np.ndarray, statics:np.ndarray|None=None) -> np.ndarray:
         "(series, features, bins) int64: each series' own histograms, on its last look-back window (all its rows where it has fewer)."
-        n, width = len(indptr) - 1, max(f.n_bins for f in self.features)
-        n_history = len(self.features) - 2 - (0 if statics is None else statics.shape[1])
-        out = np.zeros((n, len(self.features), width), np.int64)
+        n = len(indptr) - 1
+        out = np.zeros((n, len(self.features), self.width), np.int64)
         if n == 0: return out
-        window = min(self.window, int(np.diff(indptr).min()))
-        rows = (indptr[1:, None] - window + np.arange(window)).reshape(-1)
-        seen, series = values[rows], np.repeat(np.arange(n), window)
-        def put(j, x, of):
-            f = self.features[j]
-            bins = f.bin(x)
-            kept = bins >= 0
-            out[:, j, :f.n_bins] = np.bincount(of[kept] * f.n_bins + bins[kept], minlength=n * f.n_bins).reshape(n, f.n_bins)
-        for j in range(n_history): put(j, seen[:, j], series)
-        chunk, each = seen[:, 0].reshape(n, window).astype(np.float64), np.arange(n)
-        put(n_history, chunk.mean(axis=1), each); put(n_history + 1, chunk.std(axis=1), each)
-        for s in range(0 if statics is None else statics.shape[1]): put(n_history + 2 + s, statics[:, s], each)  # type: ignore[index]
+        seen, window = self._last_windows(values, indptr)
+        level, spread = _moments(seen[:, 0].reshape(n, window))
+        rows, each = np.repeat(np.arange(n), window), np.arange(n)
+        columns = ([(seen[:, j], rows) for j in range(seen.shape[1])] + [(level, each), (spread, each)] +
+                   [(column, each) for column in ([] if statics is None else statics.T)])
+        for j, (f, (x, of)) in enumerate(zip(self.features, columns)):
+            out[:, j, :f.n_bins] = np.bincount(of * f.n_bins + f.bin(x), minlength=n * f.n_bins).reshape(n, f.n_bins)
         return out
 
     @property

@@ -563,7 +563,7 @@ def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     answer = PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,
                              series=from_frame(out, f.preprocessor.id_col, f.preprocessor.time_col, [s.id for s in request.series]),
                              repairs=batch.report, latency_ms=timings)
-    answer._notes = notes_of(batch.report, f.observe(batch, out))
+    answer._notes = notes_of(batch.report, f.observe(batch, scaled))
     return answer
 
 # %% ../nbs/17_serve.ipynb #0014
