@@ -89,8 +89,8 @@ def overhead(repeats: int, rounds: int = 9) -> dict:
     result["rounds"] = rounds
     result["features"] = [f.name for f in forecaster.monitored]
     print(f"overhead: p50 {result['monitor_on_p50_ms']:.3f} ms on, {result['monitor_off_p50_ms']:.3f} ms off "
-          f"(+{result['overhead_p50_ms']:.3f} ms); binning alone {result['binning_p50_ms']:.3f} ms; the server's part {result['server_part_p50_ms']:.3f} ms; a report "
-          f"{result['report_p50_ms']:.3f} ms", flush=True)
+          f"(+{result['overhead_p50_ms']:.3f} ms); binning alone {result['binning_p50_ms']:.3f} ms; "
+          f"the server's part {result['server_part_p50_ms']:.3f} ms; a report {result['report_p50_ms']:.3f} ms", flush=True)
     return result
 
 

@@ -103,3 +103,16 @@ def ray_server(trained, store, ray_cluster):
     srv = Server("models:/skewfree-ett@champion", store, "--ray-address", ray_cluster, *MONITOR, backend="ray", timeout=240)
     yield srv
     srv.stop()
+
+
+@pytest.fixture(params=["fastapi", "ray"])
+def srv(request):
+    "Each server in turn: the FastAPI one, then the Ray Serve one."
+    return request.getfixturevalue("server" if request.param == "fastapi" else "ray_server")
+
+
+@pytest.fixture(scope="session")
+def history(trained):
+    "The look-back window of each series, from the rows the smoke model was trained on: a ready request."
+    from skewfree.data import load_ett
+    return load_ett(max_rows=930).groupby("series_id").tail(trained.forecaster.history_length).reset_index(drop=True)

@@ -28,16 +28,6 @@ from skewfree.train import train
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(params=["fastapi", "ray"])
-def srv(request):
-    return request.getfixturevalue("server" if request.param == "fastapi" else "ray_server")
-
-
-@pytest.fixture(scope="module")
-def history(trained):
-    return load_ett(max_rows=930).groupby("series_id").tail(trained.forecaster.history_length).reset_index(drop=True)
-
-
 def typed(history, horizon=3, **changes):
     series = []
     for sid, rows in history.groupby("series_id"):

@@ -18,16 +18,6 @@ from skewfree.data import load_ett
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(params=["fastapi", "ray"])
-def srv(request):
-    return request.getfixturevalue("server" if request.param == "fastapi" else "ray_server")
-
-
-@pytest.fixture(scope="module")
-def history(trained):
-    return load_ett(max_rows=930).groupby("series_id").tail(trained.forecaster.history_length).reset_index(drop=True)
-
-
 def invocation(frame: pd.DataFrame, horizon: int = 3) -> str:
     "A `dataframe_split` body: times as given (text stays text), NaN as null."
     rows = frame.astype({"date": str}).to_dict(orient="split", index=False)
