@@ -17,7 +17,8 @@ from typing import Any
 import skewfree
 
 # %% auto #0
-__all__ = ['STOP_SIGNALS', 'InputError', 'project_root', 'interruptible', 'stop_if_interrupted', 'quiet_lightning']
+__all__ = ['STOP_SIGNALS', 'InputError', 'checked_number', 'project_root', 'interruptible', 'stop_if_interrupted',
+           'quiet_lightning']
 
 # %% ../nbs/00_core.ipynb #0005
 class InputError(ValueError):
@@ -42,6 +43,15 @@ class InputError(ValueError):
                 "row": None if self.row is None else str(self.row), "reason": self.reason}
 
 # %% ../nbs/00_core.ipynb #0008
+def checked_number(name:str, # the setting, as the config spells it (`serve.monitor.js_threshold`)
+                   value:Any, kind:type=float, low:float=0.0, high:float=float("inf")) -> Any:
+    "`value` as a `kind` (int: a whole number) within [low, high], or an `InputError` naming the setting."
+    number = isinstance(value, int | float) and not isinstance(value, bool) and (kind is float or float(value).is_integer())
+    if not number or not low <= value <= high:
+        raise InputError(name, f"{value!r} is not a {'whole ' if kind is int else ''}number in [{low:g}, {high:g}]")
+    return kind(value)
+
+# %% ../nbs/00_core.ipynb #0011
 def project_root(start:Path|None=None) -> Path:
     "The nearest folder at or above `start` holding `params/`, else the source checkout, else `start`."
     start = Path(start or Path.cwd()).resolve()
@@ -51,7 +61,7 @@ def project_root(start:Path|None=None) -> Path:
     if (checkout/"params").is_dir(): return checkout
     return start
 
-# %% ../nbs/00_core.ipynb #0011
+# %% ../nbs/00_core.ipynb #0014
 _received: list[int] = []  # stop signals received inside `interruptible`
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -73,7 +83,7 @@ def stop_if_interrupted() -> None:
     "A checkpoint: KeyboardInterrupt if a stop signal arrived, even when its first raise landed where Python ignores exceptions."
     if _received: raise KeyboardInterrupt(f"signal {_received[0]}")
 
-# %% ../nbs/00_core.ipynb #0015
+# %% ../nbs/00_core.ipynb #0018
 def quiet_lightning():
     "Import PyTorch Lightning and silence its per-call banners, tips and known-harmless warnings."
     import pytorch_lightning  # noqa: F401  (its import sets the levels we override)

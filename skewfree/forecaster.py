@@ -235,6 +235,7 @@ class Forecaster:
                 history:pd.DataFrame, # raw long rows: at least `history_length` recent rows per series (plus planned rows)
                 horizon:int, # steps to forecast, at most `max_horizon`
                 quantiles:list[float]|None=None, # quantile columns to return (probabilistic models); default: all it forecasts
+                within_budget:bool=True, # a served request, held to the repair budget; False: repaired by the training policy alone
                ) -> pd.DataFrame:
         "Forecast `horizon` steps after each series' history, in original units."
         horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
@@ -242,7 +243,8 @@ class Forecaster:
         # a large panel in pieces of whole series: every temporary array stays small (fast, and memory bounded by the piece),
         # and no number changes, since each series is forecast from its own rows alone
         for piece in self.preprocessor.pieces(history, PIECE_ROWS):
-            batch = self.preprocessor.transform(piece, horizon=self.future_steps(horizon), budget=self.preprocessor.repair_budget)
+            batch = self.preprocessor.transform(piece, horizon=self.future_steps(horizon),
+                                                budget=self.preprocessor.repair_budget if within_budget else None)
             scaled = self.predict_batch(batch, horizon)
             parts.append(self.finish(scaled, batch, levels))
             repairs |= batch.report

@@ -69,7 +69,8 @@ class Clock:
         a, p = nanoseconds(anchors), np.asarray(positions, np.int64)
         if len(a) == 0: return a.view("datetime64[ns]")
         if self.step is not None:
-            if bool((p > (pd.Timestamp.max.value - a) // self.step).any()): raise OverflowError("past the latest time pandas holds")
+            # in steps, so that no int64 wraps (a time before 1970 is negative: the latest time minus it would)
+            if bool((p > pd.Timestamp.max.value // self.step - a // self.step - 1).any()): raise OverflowError("past the latest time pandas holds")
             return (a + p * self.step).view("datetime64[ns]")
         tod = np.mod(a, DAY); origin = a - tod
         table = self._span(int(origin.min()), int(origin.max()))
@@ -190,6 +191,7 @@ class Frequency:
              panel:Panel, # parsed rows, each series in time order
              freqs:np.ndarray, # (series,) the frequency of each series of `panel`
              end:np.ndarray|None=None, # (series,) datetime64[ns]: a later last step for a series (NaT: its last row)
+             max_rows:np.ndarray|None=None, # (series,) the most rows each series' grid may hold (a served request's bound on its gaps)
             ) -> OnGrid:
         "`panel` on each series' grid: a row off it refused, a missing step refused or (`gaps: reindex`) inserted."
         rows, starts = panel.series_of_rows, panel.indptr[:-1]
@@ -214,6 +216,10 @@ class Frequency:
         size = last + 1
         if (size == panel.lengths).all(): return OnGrid(panel, None, np.zeros(panel.n_series, np.int64))
         if self.gaps == "error": self._refuse_gap(panel, freqs, position, size)
+        if max_rows is not None and (over := size > max_rows).any():
+            k = int(np.argmax(over))  # refused before a row is made: one old row must not make a request a million rows long
+            raise InputError(self.time_col, f"its gaps would insert {size[k] - panel.lengths[k]} rows into a history of {panel.lengths[k]} rows; "
+                                            f"a request's gaps may make it at most {max_rows[k]} rows long", str(panel.ids[k]))
         return self._reindexed(panel, freqs, position, size)
 
     def _refuse_other_spacing(self, panel:Panel, clock:Clock, mask:np.ndarray, position:np.ndarray) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import InputError
+from .core import InputError, checked_number
 from .forecaster import Forecaster
 from .profile import Feature
 
@@ -39,9 +39,12 @@ class MonitorConfig:
         config = dict(config or {})
         known = list(cls.__dataclass_fields__)
         if unknown := sorted(set(config) - set(known)): raise InputError(f"serve.monitor.{unknown[0]}", f"unknown setting; known: {known}")
-        made = cls(**config)
-        if made.window_requests < 1 or made.window_seconds <= 0 or made.min_requests < 1:
-            raise InputError("serve.monitor", "window_requests, window_seconds and min_requests must be positive")
+        d = cls()
+        def get(name, kind, low, high=float("inf")): return checked_number(f"serve.monitor.{name}", config.get(name, getattr(d, name)), kind, low, high)
+        made = cls(get("window_requests", int, 1), get("window_seconds", float, 1e-9), get("min_requests", int, 1),
+                   get("js_threshold", float, 0, 1), get("linf_threshold", float, 0, 1))
+        if made.min_requests > made.window_requests:  # a verdict would never come
+            raise InputError("serve.monitor.min_requests", f"{made.min_requests} is more than the window holds (window_requests: {made.window_requests})")
         return made
 
     def threshold(self, feature:Feature) -> float:

@@ -163,6 +163,14 @@ def _choice(name:str, value:str, allowed:Sequence[str]) -> str:
 
 def _first(mask:np.ndarray) -> int: return int(np.argmax(mask))
 
+def _zone(name:str|None) -> str|None:
+    "`data.timezone`, checked to name a zone (its daylight-saving hours repeat or vanish in naive local times: a fixed offset or UTC is safer)."
+    if name is None: return None
+    import zoneinfo
+    try: zoneinfo.ZoneInfo(str(name))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError): raise InputError("data.timezone", f"{name!r} is not a time zone (e.g. UTC, Asia/Shanghai)") from None
+    return str(name)
+
 _TEXT = pd.Series(["text"]).dtype  # the dtype pandas gives a column of text (pandas 3: `str`, backed by pyarrow)
 
 def repeated_text(values:np.ndarray, times:int) -> Any:
@@ -206,7 +214,7 @@ class Preprocessor:
         self.scaler = _choice("scaler", scaler, SCALERS)
         self.missing, self.gaps = _choice("missing", missing, MISSING_POLICIES), _choice("gaps", gaps, GAP_POLICIES)
         self.unknown_series, self.history_length = _choice("unknown_series", unknown_series, UNKNOWN_POLICIES), int(history_length)
-        self.repair_budget, self.timezone = RepairBudget.from_config(repair_budget), timezone
+        self.repair_budget, self.timezone = RepairBudget.from_config(repair_budget), _zone(timezone)
         # the fitted steps, in the order `transform` runs them
         self.spacing, self.repairs = Frequency(time_col, gaps), MissingValues(missing)
         self.scaling, self.statics = Scaler(scaler), Statics(static_covariates)
@@ -301,7 +309,12 @@ class Preprocessor:
         freqs, stats, fallback = self.spacing.freq_[at], self.scaling.stats_[at], self.repairs.fallback_[at]
         if new.any():
             newcomers = panel.take(np.flatnonzero(new))
-            freqs[new] = self.spacing.learn(newcomers, new_series=True)
+            freqs[new] = learnt = self.spacing.learn(newcomers, new_series=True)
+            fitted = sorted({str(f) for f in self.spacing.freq_})
+            if (other := ~np.isin(learnt.astype(str), fitted)).any():  # a model fitted on hourly data forecasts hourly series only
+                k = _first(other)
+                raise InputError(self.time_col, f"a new series' rows are {learnt[k]!r} apart; the model was fitted on {fitted}: data of another "
+                                                "frequency is refused", str(newcomers.ids[k]))
             self._refuse_empty_columns(newcomers)
             stats[new], fallback[new] = self.scaling.learn(newcomers), self.repairs.learn(newcomers)
         return freqs, stats, fallback
@@ -349,7 +362,9 @@ class Preprocessor:
         self.repairs.refuse(history, self.time_col)
         ends = None if not history_end else np.array([np.datetime64("NaT") if (end := history_end.get(str(i))) is None else
                                                       pd.Timestamp(end).to_datetime64() for i in panel.ids], dtype="datetime64[ns]")
-        on = self.spacing.grid(history, freqs, end=ends)
+        # served, a history's gaps may at most double it (or add one look-back window): the window's own budget is checked below
+        bound = None if budget is None else history.lengths + np.maximum(history.lengths, self.history_length_)
+        on = self.spacing.grid(history, freqs, end=ends, max_rows=bound)
         grid = on.panel
         last = grid.times[grid.indptr[1:] - 1]
         if horizon: refuse_beyond_time(last, freqs, horizon, grid.ids)
@@ -424,6 +439,11 @@ class Preprocessor:
             k = _first(few)
             raise InputError(name, f"future covariates must cover the horizon: {horizon} rows on frequency {batch.freqs[k]!r} after the history, "
                                    f"got {plan.lengths[k]}", str(plan.ids[k]))
+        if (many := plan.lengths > horizon).any():  # never dropped without a word: a plan longer than the forecast reads is refused
+            k = _first(many)
+            raise InputError(name, f"{plan.lengths[k]} planned rows follow the history, and the forecast reads {horizon}: send {horizon} (a "
+                                   "history whose last target values are missing reads as the start of the plan: send it up to its last "
+                                   "observed target)", str(plan.ids[k]))
         rows = np.flatnonzero(inside)
         given = plan.values[rows][:, len(self.numeric) - len(self.future_covariates):]
         if np.isnan(given).any():

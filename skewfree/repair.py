@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .core import InputError
+from .core import InputError, checked_number
 from .panel import Panel
 
 # %% auto #0
@@ -129,11 +129,11 @@ class RepairBudget:
         config = dict(config or {})
         if unknown := set(config) - {"max_share", "max_run", "at_end"}:
             raise InputError(f"data.repair_budget.{sorted(unknown)[0]}", "unknown setting; known: ['max_share', 'max_run', 'at_end']")
-        budget = cls(**config)
-        if not 0 <= budget.max_share <= 1: raise InputError("data.repair_budget.max_share", f"{budget.max_share!r} is not a share in [0, 1]")
-        if budget.max_run < 0: raise InputError("data.repair_budget.max_run", f"{budget.max_run!r} is negative")
-        if budget.at_end not in AT_END: raise InputError("data.repair_budget.at_end", f"unknown value {budget.at_end!r}; allowed: {list(AT_END)}")
-        return budget
+        defaults = cls()
+        at_end = config.get("at_end", defaults.at_end)
+        if at_end not in AT_END: raise InputError("data.repair_budget.at_end", f"unknown value {at_end!r}; allowed: {list(AT_END)}")
+        return cls(checked_number("data.repair_budget.max_share", config.get("max_share", defaults.max_share), float, 0, 1),
+                   checked_number("data.repair_budget.max_run", config.get("max_run", defaults.max_run), int, 0), at_end)
 
     @classmethod
     def unbounded(cls) -> RepairBudget:

@@ -293,12 +293,12 @@ def timed_invocation(loaded:Loaded, body:bytes) -> tuple[bytes, dict[str, float]
     answer, notes = answer_invocation(loaded, body)
     return answer, {"work": _ms(started)}, notes
 
-def notes_of(repairs:dict[str, dict[str, int]], observed:Any) -> dict[str, Any]:
-    "What the server's metrics and monitor read of an answered request: repairs summed over its series, and its histograms."
+def notes_of(repairs:dict[str, dict[str, int]], observed:Any, key:str|None=None) -> dict[str, Any]:
+    "What the server's metrics and monitor read of an answered request: repairs summed over its series, its histograms, whose artifact binned them."
     repaired: dict[str, int] = {}
     for counts in repairs.values():
         for what, n in counts.items(): repaired[what] = repaired.get(what, 0) + int(n)
-    return {"repaired": repaired, "observed": None if observed is None else np.asarray(observed).tolist()}
+    return {"repaired": repaired, "observed": None if observed is None else np.asarray(observed).tolist(), "key": key}
 
 def _iso(value:Any) -> str:
     if isinstance(value, datetime.date): return value.isoformat()  # pandas Timestamps too, as MLflow's encoder writes them
@@ -550,7 +550,7 @@ def answer_invocation(loaded:Loaded, body:bytes) -> tuple[bytes, dict[str, Any]]
     # the frame is indexed as the client counts its rows (by position, or by the `index` it sent): so are the errors
     forecast = cast(pd.DataFrame, loaded.model.predict(frame, params=params))
     repairs = forecast.attrs.get("repairs", {})
-    return predictions_json(forecast, repairs), notes_of(repairs, forecast.attrs.get("observed"))
+    return predictions_json(forecast, repairs), notes_of(repairs, forecast.attrs.get("observed"), loaded.key)
 
 def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     "The typed route: request → raw rows → the artifact's forecaster, timing each stage."
@@ -563,7 +563,7 @@ def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     answer = PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,
                              series=from_frame(out, f.preprocessor.id_col, f.preprocessor.time_col, [s.id for s in request.series]),
                              repairs=batch.report, latency_ms=timings)
-    answer._notes = notes_of(batch.report, f.observe(batch, scaled))
+    answer._notes = notes_of(batch.report, f.observe(batch, scaled), loaded.key)
     return answer
 
 # %% ../nbs/17_serve.ipynb #0014
@@ -968,7 +968,9 @@ class Watch:
 
     def of(self, info:dict[str, Any]) -> Monitor:
         "The monitor of the artifact `info` describes."
-        if info["key"] != self.key: self.key, self.monitor = info["key"], Monitor([Feature.load(f) for f in info.get("monitored", [])], self.config)
+        if info["key"] != self.key:
+            self.key, self.monitor = info["key"], Monitor([Feature.load(f) for f in info.get("monitored", [])], self.config)
+            for gauge in (self.metrics.drift, self.metrics.drift_threshold, self.metrics.drifting): gauge.clear()  # the old artifact's features
         return self.monitor
 
     def add(self, info:dict[str, Any], notes:dict[str, Any]|None) -> None:
@@ -977,7 +979,8 @@ class Watch:
         for what, n in notes["repaired"].items():
             if what.startswith("filled_"): self.metrics.repaired.labels(what.removeprefix("filled_")).inc(n)
             elif what == "reindexed_rows": self.metrics.inserted.inc(n)
-        self.of(info).add(notes["observed"])
+        # binned against the artifact that answered: one a reload has just replaced is not this window's reference
+        if notes.get("key") in (None, info["key"]): self.of(info).add(notes["observed"])
 
     def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "What `GET /monitor` answers; the gauges set to it."

@@ -82,6 +82,28 @@ def test_batch_predict_refuses_them_too(trained, history, tmp_path, case):
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_one_old_row_does_not_make_a_request_a_million_rows_long(srv, history):
+    ancient = pd.concat([history.iloc[:1].assign(date="1990-01-01 00:00:00"), history], ignore_index=True)
+    answer = post(srv, "/invocations", ancient)
+    assert answer.status_code == 422 and "its gaps would insert" in answer.json()["error"]["reason"], answer.text
+
+
+def test_training_data_with_holes_still_packages_its_example(store, tmp_path):
+    "The input example and golden requests are the project's, made from training rows: repaired as training repairs, not refused."
+    from skewfree.config import compose_config
+    from skewfree.train import train
+    raw = load_ett(max_rows=1000)[["series_id", "date", "OT"]]
+    raw.loc[raw.groupby("series_id").cumcount() % 10 == 5, "OT"] = np.nan  # 10 % of every window: beyond a served request's budget
+    raw.to_csv(tmp_path / "holes.csv", index=False)
+    result = train(compose_config(["profile=smoke", "data=file", f"data.path={tmp_path / 'holes.csv'}", "data.id_col=series_id",
+                                   "data.target=OT", "mlflow.registered_model=holes"]))
+    import mlflow
+    model = mlflow.pyfunc.load_model(result.model_uri)  # golden replay at load included
+    assert model.unwrap_python_model().golden_max_difference == 0.0
+    with pytest.raises(Exception, match="would be repaired"):  # the same window sent by a client is held to the budget
+        model.predict(model.input_example, params={"horizon": 3})
+
+
 def test_a_repair_within_budget_is_answered_and_shown_on_every_route(srv, history):
     holed = with_nulls(history, [10])  # 1 of 48 values: within 5 %, and not the last
     before = httpx.get(f"{srv.url}/metrics", timeout=30).text
