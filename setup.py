@@ -26,6 +26,7 @@ lic_classifier = lic[1]
 console_scripts = [s.strip() for s in cfg.get("console_scripts", "").split() if s.strip()]
 
 setuptools.setup(
+    **setup_cfg,  # version, description (the summary pip shows), keywords, author
     name=cfg["lib_name"],
     license=lic[0],
     classifiers=[

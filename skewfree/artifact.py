@@ -216,11 +216,12 @@ def mlflow_field(e:MlflowException) -> str|None:
     return None
 
 def _requirements() -> list[str]:
-    "Pinned requirements of the serving environment (skewfree's own code travels inside the artifact)."
+    "Pinned requirements of the serving environment (skewfree's own code travels inside the artifact), as the package index names them."
     from importlib.metadata import version
-    return [f"{p}=={version(p)}" for p in ("mlflow", "darts", "torch", "xgboost", "pandas", "numpy", "pyarrow", "omegaconf")]
+    # a local version (`2.13.0+cpu`, a wheel built for one machine) is served by no package index: the public version is
+    return [f"{p}=={version(p).split('+')[0]}" for p in ("mlflow", "darts", "torch", "xgboost", "pandas", "numpy", "pyarrow", "omegaconf")]
 
-# %% ../nbs/14_artifact.ipynb #0013
+# %% ../nbs/14_artifact.ipynb #0014
 def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
              ranked_by:str|None=None, # the score `promote` compares by default (the config's `registry.metric`)
             ) -> tuple[str, list[str]]:

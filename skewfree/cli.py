@@ -16,21 +16,24 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-
 from mlflow.exceptions import MlflowException
 
+import skewfree
 from .artifact import ArtifactCheckError, mlflow_reason, tracking_uri
 from .batch import BATCH_ROWS, typed_rows
 from .core import InputError
 
 # %% auto #0
-__all__ = ['parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'worker_count',
-           'check_serve_config', 'serve', 'CommandFailed', 'predict', 'ray_output', 'drift', 'main']
+__all__ = ['CHAMPION', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference',
+           'worker_count', 'check_serve_config', 'serve', 'CommandFailed', 'predict', 'ray_output', 'drift', 'main']
 
 # %% ../nbs/20_cli.ipynb #0005
+CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
+
 def parser() -> argparse.ArgumentParser:
     "The `skewfree` command line."
     p = argparse.ArgumentParser(prog="skewfree", description="Forecasting without training-serving skew.")
+    p.add_argument("--version", action="version", version=f"skewfree {skewfree.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve a model over HTTP: FastAPI under uvicorn, or a Ray Serve application")
     serve.add_argument("--backend", choices=["fastapi", "ray"], default="fastapi",
@@ -47,9 +50,9 @@ def parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="batch inference: history file in, forecast file out, in chunks of whole series",
                              description="Streams the history file in chunks of whole series (bounded memory, a progress bar); "
                                          "--executor ray runs the same artifact as Ray Data actors, Parquet to Parquet.")
-    predict.add_argument("--model-uri", required=True)
+    predict.add_argument("--model-uri", default=CHAMPION, help=f"MLflow model URI (default: {CHAMPION})")
     predict.add_argument("--input", required=True, type=Path, help="raw history rows (.csv, .csv.gz or .parquet; ray: also a Parquet folder)")
-    predict.add_argument("--horizon", required=True, type=int, help="steps to forecast after each series' history")
+    predict.add_argument("--horizon", required=True, type=int, help="steps to forecast after each series' history (at most the model's horizon)")
     predict.add_argument("--output", required=True, type=Path,
                          help="forecast rows: a .csv or .parquet file whose folder exists (ray: a folder for Parquet files)")
     predict.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -58,13 +61,13 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("overrides", nargs="*", help="Hydra overrides of the executor config, e.g. executor.address=HOST:PORT executor.workers=2")
     verify = sub.add_parser("verify", help="parity of batch predict and an HTTP server on the same raw windows")
-    verify.add_argument("--model-uri", required=True)
+    verify.add_argument("--model-uri", default=CHAMPION, help=f"MLflow model URI (default: {CHAMPION})")
     verify.add_argument("--url", required=True, help="base URL of a running server, e.g. http://127.0.0.1:8000")
     verify.add_argument("--data", type=Path, help="raw rows to cut windows from (.csv, .csv.gz or .parquet); default: the model's input example")
     verify.add_argument("--windows", type=int, default=3, help="windows per series taken from --data (at least 1)")
     drift = sub.add_parser("drift", help="what the live monitor would say of a file replayed as requests: each feature against the artifact's profile",
                            description="Exit status: 0 when no feature drifts, 1 when one does, 2 on bad input.")
-    drift.add_argument("--model-uri", required=True)
+    drift.add_argument("--model-uri", default=CHAMPION, help=f"MLflow model URI (default: {CHAMPION})")
     drift.add_argument("--data", required=True, type=Path, help="raw history rows (.csv, .csv.gz or .parquet) of series the model knows")
     drift.add_argument("--stride", type=int, default=24, help="rows between the replayed requests' ends (default 24)")
     drift.add_argument("--json", action="store_true", help="the report as JSON, as GET /monitor answers it")
