@@ -6,8 +6,8 @@
 Sections (`--only` picks some):
 - `overhead`: the standard request (the artifact's input example: 2 series x 336 rows, NLinear in closed form, H = 96)
   through `PyFuncModel.predict`, p50 over many calls, with the monitor's work (each request binned against the profile in
-  `Forecaster.observe`, then added to the server's window) and without it (the same artifact with its profile removed, so
-  that nothing is binned), interleaved rounds; beside them the server's part alone (the window's `add`), and a report (what
+  `Forecaster.observe`, then added to the server's window) and without it (`observing` off, as a batch job loads the
+  artifact: nothing binned), interleaved rounds; beside them the server's part alone (the window's `add`), and a report (what
   `GET /monitor` and a Prometheus scrape make, not per request).
 - `alarms`: per ETT series (ETTh1, ETTh2) and covariate setting (the target alone; with the six load columns), an NLinear
   (closed form) fitted on the paper's training rows, its forecasts profiled on the training and validation rows; then spans
@@ -50,27 +50,25 @@ def overhead(repeats: int, rounds: int = 9) -> dict:
                                        "mlflow.registered_model=monitor-bench"]))
         model = mlflow.pyfunc.load_model(result.model_uri)
     forecaster = model.unwrap_python_model().forecaster
-    pre, request, params = forecaster.preprocessor, model.input_example, {"horizon": HORIZON}
-    profile, forecasts = pre.profile_, forecaster.forecast_profile
+    request, params = model.input_example, {"horizon": HORIZON}
     monitor = Monitor(forecaster.monitored)
+    forecaster.observing = True  # as a server's hydrated artifact does
     seen = model.predict(request, params=params).attrs["observed"]
 
     def on():  # what a request costs: binned where it is prepared, added to the window (a report is made when asked, not per request)
-        pre.profile_, forecaster.forecast_profile = profile, forecasts
+        forecaster.observing = True
         monitor.add(model.predict(request, params=params).attrs["observed"])
 
-    def off():
-        pre.profile_, forecaster.forecast_profile = None, None
+    def off():  # the same artifact, loaded by a batch job: nothing binned
+        forecaster.observing = False
         model.predict(request, params=params)
 
     def server_part(): monitor.add(seen)
 
     batch, horizon, _ = forecaster.prepare(request, HORIZON)
-    scaled = forecaster.predict_batch(batch, horizon)
+    forecast = forecaster.preprocessor.scaled_forecast(forecaster.predict_batch(batch, horizon), batch)
 
-    def binning():  # the request's part alone, on a prepared request
-        pre.profile_, forecaster.forecast_profile = profile, forecasts
-        forecaster.observe(batch, scaled)
+    def binning(): forecaster.observe(batch, forecast)  # the request's part alone, on a prepared request
 
     def report(): monitor.report()
 
@@ -82,7 +80,6 @@ def overhead(repeats: int, rounds: int = 9) -> dict:
             for _ in range(repeats):
                 t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)
             out.setdefault(name, []).append(statistics.median(times))
-    pre.profile_, forecaster.forecast_profile = profile, forecasts
     result = {f"{k}_p50_ms": statistics.median(v) for k, v in out.items()}
     # the difference within each round (same minute, same machine state), then their median: steadier than a difference of medians
     result["overhead_p50_ms"] = statistics.median(a - b for a, b in zip(out["monitor_on"], out["monitor_off"]))

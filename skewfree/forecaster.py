@@ -61,6 +61,7 @@ class Forecaster:
         self.model_calls = 0  # how well concurrent callers were combined: model calls made, whatever the number of callers
         self._refit_overrides: dict[str, Any]|None = None  # how long `fit` trained, as config overrides (see `refitted`)
         self.forecast_profile: Feature|None = None  # the served forecasts' reference, set by training (`evaluate.forecast_profile`)
+        self.observing = False  # bin each answered request for a live monitor (a server sets it; batch forecasts have no monitor)
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
@@ -106,7 +107,7 @@ class Forecaster:
         if self.training is None: raise RuntimeError("This forecaster was loaded, not built: it cannot be refitted. Build one with `from_config`.")
         if self.training.needs_validation and val is None:
             raise InputError("val", f"model {self.model_name!r} stops early on validation rows: pass `val`")
-        batch = self.preprocessor.fit(train).transform(train)
+        batch = self.preprocessor.fit_transform(train)
         held_out = None if val is None else self.preprocessor.transform(val)
         if self.training.fit is not None: self.training.fit(self.model, batch, held_out)  # the family's own fit, on the arrays
         else:  # darts' fit, on darts series made from the arrays
@@ -245,10 +246,9 @@ class Forecaster:
         for piece in self.preprocessor.pieces(history, PIECE_ROWS):
             batch = self.preprocessor.transform(piece, horizon=self.future_steps(horizon),
                                                 budget=self.preprocessor.repair_budget if within_budget else None)
-            scaled = self.predict_batch(batch, horizon)
-            parts.append(self.finish(scaled, batch, levels))
+            answer, seen = self.answer(self.predict_batch(batch, horizon), batch, levels)
+            parts.append(answer)
             repairs |= batch.report
-            seen = self.observe(batch, scaled)
             observed = seen if observed is None or seen is None else observed + seen
         forecast = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if repairs: forecast.attrs["repairs"] = repairs  # what the policies repaired in the history, per series: told with the forecast
@@ -270,20 +270,21 @@ class Forecaster:
         profile = self.preprocessor.profile_
         return [] if profile is None else [*profile.features, *([self.forecast_profile] if self.forecast_profile is not None else [])]
 
-    def observe(self, batch:SeriesBatch, scaled:Any) -> np.ndarray|None:
-        "(features, bins) a request's histogram of every monitored feature: its inputs, then its point forecasts (`scaled`: the model's output), standardised."
+    def observe(self, batch:SeriesBatch, forecast:ScaledForecast) -> np.ndarray|None:
+        "(features, bins) a request's histogram of every monitored feature: its inputs, then its point forecasts, standardised."
         seen = self.preprocessor.observe(batch)
         if seen is None or self.forecast_profile is None or not batch.n_series: return seen
         # from the model's arrays, not the answer's frame: a fresh frame's first column read costs more than all the rest
-        forecast = (scaled if isinstance(scaled, ScaledForecast) else ScaledForecast(np.empty((0, 0), "datetime64[ns]"), scaled)
-                    if isinstance(scaled, np.ndarray) else ScaledForecast.from_darts(scaled))
-        center, scale = batch.target_scale[:, 0], batch.target_scale[:, 1]
-        point, _ = forecast.original_units(center, scale)  # the answer's `forecast` column, as `finish` makes it
         f = self.forecast_profile
-        counts = np.bincount(f.bin(((point - center[:, None]) / scale[:, None]).reshape(-1)), minlength=f.n_bins)[:f.n_bins]  # finite
+        counts = np.bincount(f.bin(self.preprocessor.standardised_point(forecast, batch).reshape(-1)), minlength=f.n_bins)[:f.n_bins]  # finite
         out = np.zeros((len(seen) + 1, max(seen.shape[1], len(counts))), np.int64)
         out[:-1, :seen.shape[1]], out[-1, :len(counts)] = seen, counts
         return out
+
+    def answer(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, np.ndarray|None]:
+        "Model output → the answer (`finish`) and, when `observing`, the request's histograms (`observe`): the output converted once."
+        forecast = self.preprocessor.scaled_forecast(scaled, batch, levels)
+        return self.finish(forecast, batch, levels), self.observe(batch, forecast) if self.observing else None
 
     def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
         "Model output → the answer in original units, with the requested quantile columns only."

@@ -123,9 +123,7 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
     each = pre.profile_.observe_each(values, np.arange(len(origins) + 1) * window, statics)  # each window as a series of its own
     out[:, :each.shape[1], :each.shape[2]] = each
     if forecaster.forecast_profile is not None:
-        center, scale = batch.target_scale[windows.series, 0], batch.target_scale[windows.series, 1]
-        point, _ = windows.forecast.original_units(center, scale)
-        standard = (point - center[:, None]) / scale[:, None]
+        standard = pre.standardised_point(windows.forecast, batch, of=windows.series)
         f = forecaster.forecast_profile
         bins = f.bin(standard)
         kept, request = bins >= 0, np.repeat(np.arange(len(origins)), bins.shape[1]).reshape(bins.shape)

@@ -15,8 +15,8 @@ import pandas as pd
 from .core import InputError
 
 # %% auto #0
-__all__ = ['SINGLE_SERIES', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes', 'parse_times', 'parse_numbers',
-           'parse_panel']
+__all__ = ['SINGLE_SERIES', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes', 'naive_in', 'parse_times',
+           'parse_numbers', 'parse_panel']
 
 # %% ../nbs/03_panel.ipynb #0005
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
@@ -116,6 +116,10 @@ def series_codes(df:pd.DataFrame, id_col:str|None) -> tuple[np.ndarray, np.ndarr
     return codes.astype(np.int64, copy=False), np.asarray(ids, dtype=object)
 
 # %% ../nbs/03_panel.ipynb #0012
+def naive_in(times:pd.Series, zone:str|None=None) -> pd.Series:
+    "Zone-aware times as naive times in `zone` (UTC when None): the one conversion of aware times, here and before MLflow's schema check."
+    return times.dt.tz_convert(zone or "UTC").dt.tz_localize(None)
+
 def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
                 name:str, rows:Rows,
                 zone:str|None=None, # the time zone of naive timestamps, and so of the training data: aware ones are converted to it (None: UTC)
@@ -129,7 +133,7 @@ def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
             raise rows.error(bad, name, lambda at: f"timestamp {values.iloc[at]!r} does not parse")
         values = parsed
     if (missing := values.isna().to_numpy()).any(): raise rows.error(missing, name, "missing timestamp")
-    if getattr(values.dt, "tz", None) is not None: values = values.dt.tz_convert(zone or "UTC").dt.tz_localize(None)
+    if getattr(values.dt, "tz", None) is not None: values = naive_in(values, zone)
     # parsed in a coarser unit than nanoseconds, a time may lie beyond what pandas holds in them (the year 1)
     if getattr(values.dt, "unit", "ns") != "ns" and (beyond := ((values < pd.Timestamp.min) | (values > pd.Timestamp.max)).to_numpy()).any():
         raise rows.error(beyond, name, lambda at: f"timestamp {values.iloc[at]} is outside {pd.Timestamp.min} … {pd.Timestamp.max}, "

@@ -275,6 +275,11 @@ class Preprocessor:
 
     def fit(self, df:pd.DataFrame) -> Preprocessor:
         "Learn each series' frequency, scaling, fallback values and the static encodings from the training rows `df` only."
+        self.fit_transform(df)
+        return self
+
+    def fit_transform(self, df:pd.DataFrame) -> SeriesBatch:
+        "`fit` on the training rows `df`, and those rows transformed (made once: the profile is learnt from them too)."
         panel, need = self.panel(df), max(3, self.history_length)
         if (short := panel.lengths < need).any():
             k = _first(short)
@@ -292,7 +297,7 @@ class Preprocessor:
         batch = self.transform(panel)  # the training rows as the model reads them: the reference of the live monitor
         self.profile_ = Profile.fit(batch.values, batch.indptr, [self.target, *self.past_covariates], self.history_length_, statics=batch.statics,
                                     static_columns=self.static_covariates, categories=self.statics.categories_ if self.static_covariates else None)
-        return self
+        return batch
 
     def observe(self, batch:SeriesBatch) -> np.ndarray|None:
         "(features, bins) the histogram of each profiled feature in a transformed request (None: a state written without a profile)."
@@ -464,13 +469,26 @@ class Preprocessor:
         "Model output → long frame `id, time, forecast[, q…]` in original units."
         self._check_fitted()
         of = np.arange(batch.n_series) if of is None else np.asarray(of)
-        if isinstance(forecasts, np.ndarray): forecasts = ScaledForecast(batch.forecast_times(forecasts.shape[1], of), forecasts)
-        elif not isinstance(forecasts, ScaledForecast): forecasts = ScaledForecast.from_darts(forecasts, quantiles)
+        forecasts = self.scaled_forecast(forecasts, batch, quantiles, of)
         point, bands = forecasts.original_units(batch.target_scale[of, 0], batch.target_scale[of, 1], quantiles)
         steps = forecasts.times.shape[1]
         out = {self.id_col or "series_id": repeated_text(batch.ids[of], steps), self.time_col: forecasts.times.reshape(-1),
                "forecast": point.reshape(-1)}
         return pd.DataFrame(out | {band_column(q): v.reshape(-1) for q, v in bands.items()})
+
+    @staticmethod
+    def scaled_forecast(forecasts:Any, batch:SeriesBatch, quantiles:Sequence[float]=(), of:np.ndarray|None=None) -> ScaledForecast:
+        "Model output — an array (series, steps), darts `TimeSeries`, or a `ScaledForecast` — as a `ScaledForecast` (see `inverse_transform`)."
+        if isinstance(forecasts, ScaledForecast): return forecasts
+        if isinstance(forecasts, np.ndarray): return ScaledForecast(batch.forecast_times(forecasts.shape[1], of), forecasts)
+        return ScaledForecast.from_darts(forecasts, quantiles)
+
+    def standardised_point(self, forecasts:ScaledForecast, batch:SeriesBatch, of:np.ndarray|None=None) -> np.ndarray:
+        "(forecasts, steps) the point forecast the answer holds (`inverse_transform`'s `forecast`), on the standardised scale."
+        of = np.arange(batch.n_series) if of is None else np.asarray(of)
+        center, scale = batch.target_scale[of, 0], batch.target_scale[of, 1]
+        point, _ = forecasts.original_units(center, scale)
+        return (point - center[:, None]) / scale[:, None]
 
     def standardise_target(self, values:np.ndarray, batch:SeriesBatch, position:int|np.ndarray) -> np.ndarray:
         "Original-unit target values of the series at `position` in `batch` (one, or one per value), on the standardised scale (float64)."

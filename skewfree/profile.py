@@ -94,17 +94,14 @@ class Feature:
         return cls(state["name"], state["kind"], list(state["edges"]), list(state["categories"]), list(state["reference"]))
 
 # %% ../nbs/08_profile.ipynb #0011
-def rolling_moments(values:np.ndarray, indptr:np.ndarray, window:int, last_only:bool=False) -> tuple[np.ndarray, np.ndarray]:
-    "The mean and standard deviation of `values` over every `window` consecutive rows within each series (or each series' last window)."
+def rolling_moments(values:np.ndarray, indptr:np.ndarray, window:int) -> tuple[np.ndarray, np.ndarray]:
+    "The mean and standard deviation of `values` over every `window` consecutive rows within each series (running sums: a request's own use `_moments`)."
     values = np.asarray(values, np.float64)
-    lengths = np.diff(indptr)
-    if last_only:
-        rows = indptr[1:][lengths >= window, None] - window + np.arange(window)
-        chunk = values[rows]
-        return chunk.mean(axis=1), chunk.std(axis=1)
     sums = np.concatenate([[0.0], np.cumsum(values)])
     squares = np.concatenate([[0.0], np.cumsum(values * values)])
-    ends = np.concatenate([np.arange(a + window, b + 1) for a, b in zip(indptr[:-1], indptr[1:]) if b - a >= window] or [np.zeros(0, np.int64)])
+    counts = np.maximum(np.diff(indptr) - window + 1, 0)  # windows per series, none in a series shorter than one
+    firsts = np.repeat(indptr[:-1] + window, counts)  # each window's end, one past its last row, in running-sum positions
+    ends = firsts + np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
     mean = (sums[ends] - sums[ends - window]) / window
     var = (squares[ends] - squares[ends - window]) / window - mean * mean
     return mean, np.sqrt(np.maximum(var, 0.0))

@@ -62,8 +62,8 @@ class FeatureEngineering:
     def finish(self, key:str, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, dict[str, Any]]:
         "Model output back to original units, and the request's notes (repairs, histograms) for the server's monitor."
         if key != self.loaded.key: raise ArtifactMismatch(f"model output from artifact {key} reached feature engineering holding {self.loaded.key}")
-        out = self.loaded.forecaster.finish(scaled, batch, levels)
-        return out, notes_of(batch.report, self.loaded.forecaster.observe(batch, scaled), self.loaded.key)
+        out, seen = self.loaded.forecaster.answer(scaled, batch, levels)
+        return out, notes_of(batch.report, seen, self.loaded.key)
 
     def finish_json(self, key:str, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[bytes, dict[str, Any]]:
         "Model output back to original units, as the MLflow protocol's JSON answer, and its notes."

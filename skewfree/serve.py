@@ -44,7 +44,7 @@ from .artifact import mlflow_field, mlflow_reason
 from .core import InputError
 from .forecaster import Forecaster
 from .monitor import Monitor, MonitorConfig
-from .panel import SINGLE_SERIES
+from .panel import SINGLE_SERIES, naive_in
 from .profile import Feature
 from .preprocess import SeriesBatch
 
@@ -88,6 +88,9 @@ class Loaded:
     version: str|None
     run_id: str|None
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self):
+        self.forecaster.observing = True  # served: every answer binned for the server's monitor (a batch job's load bins nothing)
 
     @property
     def forecaster(self) -> Forecaster:
@@ -455,7 +458,7 @@ def naive_times(frame:pd.DataFrame, schema:Schema, timezone:str|None=None) -> pd
              and isinstance(frame[c.name].dtype, pd.DatetimeTZDtype)]
     if not aware: return frame
     frame = frame.copy()
-    for name in aware: frame[name] = _as_ns(frame[name].dt.tz_convert(timezone or "UTC").dt.tz_localize(None))
+    for name in aware: frame[name] = _as_ns(naive_in(frame[name], timezone))
     return frame
 
 NOT_UNICODE = "is not Unicode text: it holds a lone surrogate escape (\\ud800 to \\udfff), which JSON allows and text does not"
@@ -559,11 +562,11 @@ def answer_typed(loaded:Loaded, request:PredictRequest) -> PredictResponse:
     t = time.perf_counter(); frame = to_frame(request, f); timings["validate"] = _ms(t)
     t = time.perf_counter(); batch, horizon, levels = prepare_typed(frame, request, f); timings["preprocess"] = _ms(t)
     t = time.perf_counter(); scaled = f.predict_batch(batch, horizon); timings["model"] = _ms(t)
-    t = time.perf_counter(); out = f.finish(scaled, batch, levels); timings["postprocess"] = _ms(t)
+    t = time.perf_counter(); out, seen = f.answer(scaled, batch, levels); timings["postprocess"] = _ms(t)
     answer = PredictResponse(model_name=f.model_name, model_version=loaded.version, run_id=loaded.run_id,
                              series=from_frame(out, f.preprocessor.id_col, f.preprocessor.time_col, [s.id for s in request.series]),
                              repairs=batch.report, latency_ms=timings)
-    answer._notes = notes_of(batch.report, f.observe(batch, scaled), loaded.key)
+    answer._notes = notes_of(batch.report, seen, loaded.key)
     return answer
 
 # %% ../nbs/17_serve.ipynb #0014
