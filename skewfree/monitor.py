@@ -110,7 +110,7 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
           ) -> tuple[np.ndarray, np.ndarray]:
     "(requests, features, bins) each request's histograms, and (requests,) when each ends: every look-back window of `frame` every `stride` rows."
     pre, window = forecaster.preprocessor, forecaster.history_length
-    if pre.profile_ is None: raise InputError("model", "the artifact holds no training profile (written before skewfree 0.2): nothing to compare with")
+    if pre.profile_ is None: raise InputError("model", "the artifact holds no training profile (written before the monitor existed): nothing to compare with")
     batch = pre.transform(frame, horizon=0 if pre.future_covariates else forecaster.future_steps(forecaster.max_horizon))
     horizon = forecaster.max_horizon
     windows = forecaster.historical_forecasts(batch, horizon, stride)
@@ -125,9 +125,8 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
     if forecaster.forecast_profile is not None:
         standard = pre.standardised_point(windows.forecast, batch, of=windows.series)
         f = forecaster.forecast_profile
-        bins = f.bin(standard)
-        kept, request = bins >= 0, np.repeat(np.arange(len(origins)), bins.shape[1]).reshape(bins.shape)
-        out[:, -1, :f.n_bins] = np.bincount(request[kept] * f.n_bins + bins[kept], minlength=len(origins) * f.n_bins).reshape(-1, f.n_bins)
+        request = np.repeat(np.arange(len(origins)), standard.shape[1])
+        out[:, -1, :f.n_bins] = np.bincount(request * f.n_bins + f.bin(standard.reshape(-1)), minlength=len(origins) * f.n_bins).reshape(-1, f.n_bins)
     ends = batch.times[origins - 1]
     order = np.argsort(ends, kind="stable")  # requests in time order, series interleaved as clients would send them
     return out[order], ends[order]

@@ -301,7 +301,7 @@ def notes_of(repairs:dict[str, dict[str, int]], observed:Any, key:str|None=None)
     repaired: dict[str, int] = {}
     for counts in repairs.values():
         for what, n in counts.items(): repaired[what] = repaired.get(what, 0) + int(n)
-    return {"repaired": repaired, "observed": None if observed is None else np.asarray(observed).tolist(), "key": key}
+    return {"repaired": repaired, "observed": observed, "key": key}  # histograms as made: the window reads them as an array
 
 def _iso(value:Any) -> str:
     if isinstance(value, datetime.date): return value.isoformat()  # pandas Timestamps too, as MLflow's encoder writes them
