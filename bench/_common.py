@@ -24,6 +24,20 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError): return "unknown"
 
 
+def interleaved_medians(steps: dict, rounds: int, repeats: int) -> dict[str, list[float]]:
+    "Per step, the median ms of `repeats` calls (after one warm call) in each of `rounds` rounds that take the steps in turn."
+    import statistics
+    out: dict[str, list[float]] = {}
+    for _ in range(rounds):  # interleaved: a drift of the machine's speed touches every step alike
+        for name, fn in steps.items():
+            fn()
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)
+            out.setdefault(name, []).append(statistics.median(times))
+    return out
+
+
 def write(name: str, command: str, results: dict) -> Path:
     "Write `results` with the command that reproduces them and the machine, to bench/results/<name>.json."
     RESULTS.mkdir(exist_ok=True)

@@ -22,14 +22,13 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import write  # noqa: E402
+from _common import interleaved_medians, write  # noqa: E402
 
 warnings.filterwarnings("ignore")
 SECTIONS = ["overhead", "alarms"]
@@ -72,14 +71,8 @@ def overhead(repeats: int, rounds: int = 9) -> dict:
 
     def report(): monitor.report()
 
-    out: dict = {}
-    for _ in range(rounds):  # interleaved rounds: a drift of the machine's speed touches both alike
-        for name, fn in (("monitor_on", on), ("monitor_off", off), ("binning", binning), ("server_part", server_part), ("report", report)):
-            fn()
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)
-            out.setdefault(name, []).append(statistics.median(times))
+    out = interleaved_medians({"monitor_on": on, "monitor_off": off, "binning": binning, "server_part": server_part, "report": report},
+                              rounds, repeats)
     result = {f"{k}_p50_ms": statistics.median(v) for k, v in out.items()}
     # the difference within each round (same minute, same machine state), then their median: steadier than a difference of medians
     result["overhead_p50_ms"] = statistics.median(a - b for a, b in zip(out["monitor_on"], out["monitor_off"]))

@@ -51,7 +51,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from _common import write  # noqa: E402
+from _common import interleaved_medians, write  # noqa: E402
 
 warnings.filterwarnings("ignore")
 LOOKBACK, HORIZON = 336, 96
@@ -173,14 +173,7 @@ def staged_request(model, repeats: int) -> dict:
               "schema_check": lambda: _validate_prediction_input(request, params, schema, params_schema),
               "parse": parse, "transform": lambda: forecaster.prepare(request, HORIZON),
               "model": lambda: forecaster.predict_batch(batch, horizon), "inverse": lambda: forecaster.finish(scaled, batch, levels)}
-    out = {}
-    for _ in range(3):  # interleaved rounds: a drift of the machine's speed touches every stage alike
-        for name, fn in stages.items():
-            fn()
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter(); fn(); times.append((time.perf_counter() - t) * 1000)
-            out.setdefault(name, []).append(statistics.median(times))
+    out = interleaved_medians(stages, 3, repeats)
     result = {f"{k}_p50_ms": statistics.median(v) for k, v in out.items()}
     result["transform_after_parse_p50_ms"] = result["transform_p50_ms"] - result["parse_p50_ms"]
     return result
