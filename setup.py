@@ -19,7 +19,8 @@ statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Produ
 py_versions = "3.11 3.12".split()
 
 requirements = shlex.split(cfg.get("requirements", ""))
-dev_requirements = shlex.split(cfg.get("dev_requirements", ""))
+extras = {name: shlex.split(cfg.get(f"{name}_requirements", "")) for name in ("ray", "lab")}
+extras["dev"] = shlex.split(cfg.get("dev_requirements", "")) + extras["ray"] + extras["lab"]
 lic = licenses[cfg["license"].lower()]
 min_python = cfg["min_python"]
 lic_classifier = lic[1]
@@ -41,7 +42,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={"skewfree": ["data/*.csv.gz", "data/README.md"]},
     install_requires=requirements,
-    extras_require={"dev": dev_requirements},
+    extras_require=extras,  # ray: beyond one machine; lab: JupyterLab; dev: the tests, which need both
     python_requires=">=" + min_python,
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -34,14 +34,19 @@ from .panel import SINGLE_SERIES
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'GOLDEN_SERIES', 'tracking_uri', 'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests',
-           'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'SkewfreeModel', 'input_example',
-           'log_forecaster', 'mlflow_reason', 'mlflow_field', 'register', 'promote']
+__all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'tracking_uri',
+           'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests', 'request_window',
+           'write_artifact', 'check_parts', 'replay_golden', 'SkewfreeModel', 'input_example', 'log_forecaster',
+           'mlflow_reason', 'mlflow_field', 'distribution', 'register', 'promote']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
     "`MLFLOW_TRACKING_URI`, else `configured`, else the sqlite store in the project root."
     return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{project_root()/'mlflow.db'}"
+
+EXPERIMENT_KIND = "mlflow.experimentKind"  # read by MLflow 3's UI to choose an experiment's first page
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development", "mlflow.note.content": "skewfree training runs: one artifact per run "
+                   "(fitted preprocessor + model), registered as a challenger; see the project's README."}
 
 def setup_tracking(cfg:DictConfig) -> str:
     "Point MLflow at the configured store and experiment; return the tracking URI."
@@ -49,9 +54,11 @@ def setup_tracking(cfg:DictConfig) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs and notebooks
     mlflow.set_tracking_uri(uri)
     name = cfg.mlflow.experiment
-    if mlflow.get_experiment_by_name(name) is None:
+    if (experiment := mlflow.get_experiment_by_name(name)) is None:
         location = (Path(uri.removeprefix("sqlite:///")).parent/"mlartifacts").as_uri() if uri.startswith("sqlite:///") else None
-        mlflow.create_experiment(name, artifact_location=location)
+        mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
+    elif EXPERIMENT_KIND not in experiment.tags:  # made before it said its kind, or by someone else
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
     mlflow.set_experiment(name)
     return uri
 
@@ -176,6 +183,13 @@ def input_example(forecaster:Forecaster, raw:pd.DataFrame) -> pd.DataFrame:
     groups = [rows for _, rows in ordered.groupby(pre.id_col, sort=True)] if pre.id_col else [ordered]
     return pd.concat([request_window(forecaster, rows, forecaster.history_length) for rows in groups], ignore_index=True)
 
+# what MLflow runs to make the pyfunc model at load: the class comes from the code inside the artifact, nothing is unpickled
+MODEL_CODE = """"skewfree's pyfunc model, logged as code (MLflow models from code): the class is in the artifact's own code."
+from mlflow.models import set_model
+from skewfree.artifact import SkewfreeModel
+set_model(SkewfreeModel())
+"""
+
 def log_forecaster(forecaster:Forecaster, # fitted
                    example:pd.DataFrame, # raw request rows, see `input_example`; also the source of golden requests
                    scores:dict[str, float]|None=None, # evaluation scores stored in the manifest
@@ -191,7 +205,9 @@ def log_forecaster(forecaster:Forecaster, # fitted
         manifest = write_artifact(forecaster, folder, golden_requests(forecaster, example), scores, tolerance)
         code = Path(tmp)/"code"/"skewfree"
         shutil.copytree(Path(skewfree.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "data"))
-        info = mlflow.pyfunc.log_model(name=name, python_model=SkewfreeModel(), artifacts={"skewfree": str(folder)},
+        entry = Path(tmp)/"skewfree_model.py"
+        entry.write_text(MODEL_CODE)
+        info = mlflow.pyfunc.log_model(name=name, python_model=str(entry), artifacts={"skewfree": str(folder)},
                                        code_paths=[str(code)], signature=signature, input_example=(example, params),
                                        pip_requirements=_requirements(),
                                        metadata={"skewfree": {k: manifest[k] for k in ("skewfree_version", "model_name", "preprocessor_hash")}})
@@ -215,22 +231,36 @@ def mlflow_field(e:MlflowException) -> str|None:
     if m := _PARAM.search(e.message): return f"params.{m[1]}"
     return None
 
+# one import name, two distributions on the package index: the CUDA build and the CPU build (`pip install skewfree` takes the CPU one)
+DISTRIBUTIONS: dict[str, tuple[str, ...]] = {"xgboost": ("xgboost", "xgboost-cpu")}
+
+def distribution(name:str) -> tuple[str, str]|None:
+    "The installed distribution that provides `name` and its version as installed; None when none is."
+    from importlib.metadata import PackageNotFoundError, version
+    for dist in DISTRIBUTIONS.get(name, (name,)):
+        try: return dist, version(dist)
+        except PackageNotFoundError: continue
+    return None
+
 def _requirements() -> list[str]:
     "Pinned requirements of the serving environment (skewfree's own code travels inside the artifact), as the package index names them."
-    from importlib.metadata import version
+    found = [distribution(p) for p in ("mlflow", "darts", "torch", "xgboost", "pandas", "numpy", "pyarrow", "omegaconf")]
     # a local version (`2.13.0+cpu`, a wheel built for one machine) is served by no package index: the public version is
-    return [f"{p}=={version(p).split('+')[0]}" for p in ("mlflow", "darts", "torch", "xgboost", "pandas", "numpy", "pyarrow", "omegaconf")]
+    return [f"{dist}=={v.split('+')[0]}" for dist, v in filter(None, found)]
 
 # %% ../nbs/14_artifact.ipynb #0014
 def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
              ranked_by:str|None=None, # the score `promote` compares by default (the config's `registry.metric`)
+             scored_on:dict[str, Any]|None=None, # what the scores were measured on (see `skewfree.train.scoring_record`)
             ) -> tuple[str, list[str]]:
     "Register `model_uri` as a new version of `name` tagged with its scores; alias it `challenger`, and `champion` if there is none."
     stop_if_interrupted()  # registering is the step a stopped job must never reach
     client = mlflow.MlflowClient()
-    version = mlflow.register_model(model_uri, name).version
-    for key, value in (scores or {}).items(): client.set_model_version_tag(name, version, f"score.{key}", repr(float(value)))
-    if ranked_by: client.set_model_version_tag(name, version, "ranked_by", ranked_by)
+    tags = {f"score.{key}": repr(float(value)) for key, value in (scores or {}).items()}
+    if ranked_by: tags["ranked_by"] = ranked_by
+    if scored_on: tags["scored_on"] = json.dumps(scored_on, sort_keys=True, separators=(",", ":"))
+    # the version and everything `promote` reads are made by one request: a tracking server lost half-way leaves no untagged version
+    version = mlflow.register_model(model_uri, name, tags=tags).version
     client.set_registered_model_alias(name, "challenger", version)
     aliases = ["challenger"]
     try: client.get_model_version_by_alias(name, "champion")
@@ -241,6 +271,24 @@ def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
 
 def _scores(version) -> list[str]:
     return sorted(k.removeprefix("score.") for k in version.tags if k.startswith("score."))
+
+def _short(value:Any, width:int=60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+def _refuse_incomparable(challenger, champion, metric:str) -> None:
+    "An `InputError` naming what differs when the two versions' scores were measured on different rows, settings or profiles."
+    for role, version in (("challenger", challenger), ("champion", champion)):
+        if "scored_on" not in version.tags:
+            raise InputError("scored_on", f"{role} version {version.version} does not record what its {metric} was measured on, so it "
+                                          f"cannot be compared with version {(champion if role == 'challenger' else challenger).version}'s: "
+                                          "move the alias yourself if you know they are comparable")
+    new, old = json.loads(challenger.tags["scored_on"]), json.loads(champion.tags["scored_on"])
+    if differ := sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k)):
+        what = "; ".join(f"{k}: {_short(new.get(k))} vs {_short(old.get(k))}" for k in differ)
+        raise InputError("scored_on", f"challenger version {challenger.version} and champion version {champion.version} were scored on "
+                                      f"different rows or settings ({what}), so their {metric} cannot be compared: train both the same way "
+                                      "(same data, profile and cv settings), or move the alias yourself")
 
 def promote(name:str, # registered model name
             metric:str|None=None, # the score compared (lower is better); None: the one the challenger was ranked by at training
@@ -266,6 +314,7 @@ def promote(name:str, # registered model name
         if key not in version.tags:
             raise InputError("metric", f"{role} version {version.version} has no {metric!r} score (it has {_scores(version)}), so the versions "
                                        f"cannot be compared by it: name a score both have, or move the alias yourself")
+    _refuse_incomparable(challenger, champion, metric)
     new, old = float(challenger.tags[key]), float(champion.tags[key])
     for role, version, score in (("challenger", challenger, new), ("champion", champion, old)):
         if not math.isfinite(score): raise InputError("metric", f"{role} version {version.version}'s {metric} is {score}: it ranks nothing")

@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 import skewfree
 from .artifact import ArtifactCheckError, mlflow_reason, tracking_uri
 from .batch import BATCH_ROWS, typed_rows
-from .core import InputError
+from .core import InputError, need_ray
 
 # %% auto #0
 __all__ = ['CHAMPION', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference',
@@ -202,6 +202,7 @@ def serve(args:argparse.Namespace) -> None:
     check_serve_config(cfg)
     mlflow.models.get_model_info(cfg["model_uri"])  # an unknown model is named now, before a server or a Ray cluster starts
     if args.backend == "ray":
+        need_ray("--backend")
         from skewfree.ray_serve import run
         if args.ray_address: cfg["address"] = args.ray_address
         try: run(cfg["model_uri"], tracking_uri(), cfg, host=cfg["host"], port=int(cfg["port"]))
@@ -231,6 +232,7 @@ def predict(args:argparse.Namespace) -> None:
     if args.horizon < 1: raise InputError("--horizon", f"must be at least 1, got {args.horizon}")
     executor: dict[str, Any] = OmegaConf.to_container(compose_config([f"executor={args.executor}", *args.overrides]).executor, resolve=True)  # type: ignore[assignment]
     if args.executor == "ray":
+        need_ray("--executor")
         output = ray_output(args.output)  # before any work: a typo in a path should not cost a forecast
         mlflow.models.get_model_info(args.model_uri)  # an unknown model is named before Ray starts
         result = predict_with_ray(args.model_uri, args.input, output, args.horizon, store=tracking_uri(), address=executor.get("address"),

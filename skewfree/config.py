@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from .core import InputError, project_root
 
 # %% auto #0
-__all__ = ['COUNTS', 'CHOICES', 'params_dir', 'compose_config', 'check_config', 'resolved']
+__all__ = ['COUNTS', 'SHARES', 'CHOICES', 'params_dir', 'compose_config', 'check_config', 'resolved']
 
 # %% ../nbs/02_config.ipynb #0005
 def params_dir() -> Path:
@@ -31,19 +31,22 @@ def compose_config(overrides:list[str]|tuple[str, ...]=(), # Hydra override stri
 
 # keys that count rows, epochs, trials or jobs: the least value each may take, and whether null (use a default) is allowed
 COUNTS: dict[str, tuple[int, bool]] = {
-    "cv.train_rows": (1, False), "cv.val_rows": (1, False), "cv.test_rows": (1, False), "cv.eval_stride": (1, False), "cv.season": (1, False),
+    "cv.train_rows": (1, False), "cv.val_rows": (1, False), "cv.test_rows": (1, False), "cv.eval_stride": (1, False), "cv.season": (1, True),
     "cv.rows": (1, True), "cv.n_folds": (1, False), "cv.horizon": (1, True), "cv.step": (1, True), "cv.gap": (0, False),
     "cv.window_rows": (1, True), "cv.inner.n_folds": (1, False), "cv.inner.step": (1, True), "cv.inner.n_trials": (1, False),
     "trainer.torch.max_epochs": (1, False), "trainer.torch.batch_size": (1, False), "trainer.torch.patience": (0, False),
     "trainer.torch.max_samples_per_ts": (1, True), "trainer.boosted.early_stopping_rounds": (1, False), "trainer.boosted.n_jobs": (1, False)}
+SHARES = ("cv.train_rows", "cv.val_rows", "cv.test_rows")  # counts that may instead be a share in (0, 1) of each series' length
 CHOICES: dict[str, tuple[str, ...]] = {"cv.strategy": ("holdout", "nested"), "cv.window": ("expanding", "sliding")}
 
 def check_config(cfg:DictConfig) -> DictConfig:
     "`cfg` if its counts are whole numbers in range and its choices known; else an `InputError` naming the key, before any run."
     for key, (least, nullable) in COUNTS.items():
         if (node := OmegaConf.select(cfg, key, default="absent", throw_on_missing=False)) == "absent" or (node is None and nullable): continue
+        if key in SHARES and type(node) is float and 0 < node < 1: continue
         if type(node) is not int or node < least:
-            raise InputError(key, f"expected a whole number of at least {least}{' or null' if nullable else ''}, got {node!r}")
+            also = " or null" if nullable else " or a share in (0, 1)" if key in SHARES else ""
+            raise InputError(key, f"expected a whole number of at least {least}{also}, got {node!r}")
     for key, allowed in CHOICES.items():
         if (node := OmegaConf.select(cfg, key, default=None)) is not None and node not in allowed:
             raise InputError(key, f"unknown value {node!r}; allowed: {list(allowed)}")

@@ -17,7 +17,7 @@ from typing import Any
 import skewfree
 
 # %% auto #0
-__all__ = ['STOP_SIGNALS', 'InputError', 'checked_number', 'project_root', 'interruptible', 'stop_if_interrupted',
+__all__ = ['STOP_SIGNALS', 'InputError', 'checked_number', 'project_root', 'interruptible', 'stop_if_interrupted', 'need_ray',
            'quiet_lightning']
 
 # %% ../nbs/00_core.ipynb #0005
@@ -84,6 +84,13 @@ def stop_if_interrupted() -> None:
     if _received: raise KeyboardInterrupt(f"signal {_received[0]}")
 
 # %% ../nbs/00_core.ipynb #0018
+def need_ray(option:str) -> None:
+    "An `InputError` naming `option` when Ray, the `ray` extra, is not installed."
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        raise InputError(option, "needs Ray, which is not installed here: pip install 'skewfree[ray]'")
+
+# %% ../nbs/00_core.ipynb #0021
 def quiet_lightning():
     "Import PyTorch Lightning and silence its per-call banners, tips and known-harmless warnings."
     import pytorch_lightning  # noqa: F401  (its import sets the levels we override)

@@ -13,13 +13,15 @@ from omegaconf import DictConfig
 
 from .core import InputError
 from .forecaster import Forecaster
+from .frequency import panel_season
 from .panel import Panel
 from .preprocess import Preprocessor, ScaledForecast, repeated_text
 from .profile import Feature
 from .repair import segment_sums
 
 # %% auto #0
-__all__ = ['Positions', 'temporal_split', 'refit_rows', 'backtest', 'mase_scales', 'score', 'evaluate', 'forecast_profile']
+__all__ = ['Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'backtest', 'mase_season', 'mase_scales', 'score',
+           'evaluate', 'scored_backtest', 'forecast_profile']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 class Positions:
@@ -37,14 +39,27 @@ class Positions:
         keep = (self._position >= max(0, start)) & (self._position < end)
         return self._ordered[keep].drop(columns=["_order", "_id"])
 
+def holdout_rows(split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows`: counts of rows, or shares in (0, 1) of each
+                 lengths:dict[str, int], # rows per series
+                ) -> tuple[int, int, int]:
+    "Train, validation and test rows per series: counts as given, or shares of the shortest series (validation takes the rest when they sum to 1)."
+    sizes = [split[k] for k in ("train_rows", "val_rows", "test_rows")]
+    shares = [isinstance(v, float) and 0 < v < 1 for v in sizes]
+    if not any(shares): return int(sizes[0]), int(sizes[1]), int(sizes[2])
+    if not all(shares) or sum(sizes) > 1 + 1e-9:
+        raise InputError("cv", f"train_rows, val_rows and test_rows are all counts of rows or all shares summing to at most 1, got {sizes}")
+    n = min(lengths.values())
+    train, test = int(n * sizes[0]), int(n * sizes[2])
+    return train, (n - train - test) if abs(sum(sizes) - 1) < 1e-9 else int(n * sizes[1]), test
+
 def temporal_split(df:pd.DataFrame, # raw long rows
                    split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows` per series
                    forecaster:Forecaster, # supplies the columns and the look-back `context`
                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     "Raw train, validation and test rows per series, in time order, validation and test with look-back context."
     context = forecaster.history_length
-    tr, va, te = int(split["train_rows"]), int(split["val_rows"]), int(split["test_rows"])
     rows = Positions(df, forecaster.preprocessor)
+    tr, va, te = holdout_rows(split, rows.lengths)
     if va < forecaster.max_horizon or te < forecaster.max_horizon:
         raise InputError("cv", f"val_rows and test_rows must each be at least the horizon {forecaster.max_horizon}, got {va} and {te}")
     for sid, length in rows.lengths.items():
@@ -57,7 +72,9 @@ def refit_rows(df:pd.DataFrame, # raw long rows
                forecaster:Forecaster, # supplies the columns
               ) -> pd.DataFrame:
     "Raw training and validation rows per series, each once, in time order: what the final refit learns from."
-    return Positions(df, forecaster.preprocessor).rows(0, int(split["train_rows"]) + int(split["val_rows"]))
+    rows = Positions(df, forecaster.preprocessor)
+    train, val, _ = holdout_rows(split, rows.lengths)
+    return rows.rows(0, train + val)
 
 # %% ../nbs/12_evaluate.ipynb #0007
 def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray) -> ScaledForecast:
@@ -128,8 +145,15 @@ def _pinball(actual:np.ndarray, quantile_forecasts:dict[float, np.ndarray]) -> n
     losses = [np.maximum(q * (actual - f), (q - 1) * (actual - f)) for q, f in quantile_forecasts.items()]
     return np.mean(losses, axis=0)
 
-def mase_scales(pre:Preprocessor, insample:pd.DataFrame, season:int) -> dict[str, float]:
+def mase_season(season:int|None, pre:Preprocessor) -> int:
+    "`season` when one is configured, else the one the fitted frequency implies (24 for hourly data, 7 for daily, 12 for monthly …)."
+    return int(season) if season is not None else panel_season(pre.spacing.freq_)
+
+def mase_scales(pre:Preprocessor, insample:pd.DataFrame,
+                season:int|None=None, # the seasonal naive's season; None: the data's own (`mase_season`)
+               ) -> dict[str, float]:
     "The MASE denominator of every series: the in-sample MAE of the seasonal naive forecast `y[t - season]` on its raw training rows."
+    season = mase_season(season, pre)
     panel = pre.panel(insample)
     y, series = panel.values[:, 0], panel.series_of_rows
     error = np.zeros(len(y))
@@ -167,12 +191,18 @@ def evaluate(forecaster:Forecaster, # fitted
              *,
              horizon:int|None=None, # steps per forecast; default the model's `max_horizon`
              insample:pd.DataFrame|None=None, # the training rows: the MASE scale (no `mase` without them)
-             season:int=24, # the seasonal naive's season for MASE
+             season:int|None=None, # the seasonal naive's season for MASE; None: the data's own (`mase_season`)
              scale:Preprocessor|None=None, # whose target scale `_std` metrics use (a protocol's training-rows scaler); default the forecaster's
             ) -> dict[str, float]:
     "MSE/MAE standardised, MAE/RMSE in original units, MASE, sMAPE (and quantile loss) over every test window."
+    return scored_backtest(forecaster, test, stride, horizon=horizon, insample=insample, season=season, scale=scale)[0]
+
+def scored_backtest(forecaster:Forecaster, test:pd.DataFrame, stride:int=1, *, horizon:int|None=None, insample:pd.DataFrame|None=None,
+                    season:int|None=None, scale:Preprocessor|None=None) -> tuple[dict[str, float], pd.DataFrame]:
+    "`evaluate`'s scores, and the backtest table they were computed from (the forecast-vs-actual picture's rows)."
+    table = backtest(forecaster, test, stride, horizon, scale)
     scales = mase_scales(forecaster.preprocessor, insample, season) if insample is not None else None
-    return score(backtest(forecaster, test, stride, horizon, scale), forecaster.quantiles, scales)
+    return score(table, forecaster.quantiles, scales), table
 
 def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
                      rows:pd.DataFrame, # the training and validation rows

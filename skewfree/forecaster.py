@@ -60,6 +60,7 @@ class Forecaster:
         self._waiting_lock = threading.Lock()
         self.model_calls = 0  # how well concurrent callers were combined: model calls made, whatever the number of callers
         self._refit_overrides: dict[str, Any]|None = None  # how long `fit` trained, as config overrides (see `refitted`)
+        self.learning_curve: list[dict[str, float]] = []  # losses per epoch or boosting round of the last `fit` (none for a baseline)
         self.forecast_profile: Feature|None = None  # the served forecasts' reference, set by training (`evaluate.forecast_profile`)
         self.observing = False  # bin each answered request for a live monitor (a server sets it; batch forecasts have no monitor)
 
@@ -116,6 +117,7 @@ class Forecaster:
             if held_out is not None:
                 extra |= {k: v for k, v in zip(("val_series", "val_past_covariates", "val_future_covariates"), held_out.to_darts()) if v is not None}
             self.model.fit(series=series, past_covariates=past, future_covariates=future, **extra)
+        self.learning_curve = self.training.learning_curve(self.model)
         drop_training_callbacks(self.model)
         # read now: a torch model's epoch count lives on its trainer, which the first predict replaces
         self._refit_overrides = self.training.refit_recipe(self.model)

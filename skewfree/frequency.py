@@ -17,7 +17,7 @@ from .panel import Panel, lengths_to_indptr
 
 # %% auto #0
 __all__ = ['DAY', 'GAP_POLICIES', 'fixed_freq', 'nanoseconds', 'Clock', 'pandas_freq', 'infer_frequencies', 'OnGrid', 'clock_of',
-           'Frequency', 'steps_after', 'refuse_beyond_time']
+           'Frequency', 'steps_after', 'refuse_beyond_time', 'natural_season', 'panel_season']
 
 # %% ../nbs/04_frequency.ipynb #0005
 DAY = 86_400 * 10**9  # nanoseconds
@@ -290,3 +290,25 @@ def refuse_beyond_time(last:np.ndarray, freqs:np.ndarray, steps:int, ids:np.ndar
             except OverflowError:
                 raise InputError("horizon", f"{steps} steps of {clock.freq!r} after the history's end, {pd.Timestamp(last[k])}, run past "
                                             f"{pd.Timestamp.max}, the latest time pandas holds", str(ids[k])) from None
+
+# %% ../nbs/04_frequency.ipynb #0018
+_YEARLY = {"W": 52, "M": 12, "MS": 12, "ME": 12, "SM": 24, "SMS": 24, "Q": 4, "QS": 4, "QE": 4, "BQ": 4, "BQS": 4, "BQE": 4, "BM": 12,
+           "BMS": 12, "BME": 12}
+
+def natural_season(freq:str) -> int:
+    "The seasonal period of a pandas frequency: a day of steps below a day, a week of days, a year of weeks, months or quarters."
+    offset = pd.tseries.frequencies.to_offset(freq)
+    day = 86_400 * 10**9
+    if isinstance(offset, pd.offsets.Tick) and int(offset.nanos) < day:
+        return day // int(offset.nanos) if day % int(offset.nanos) == 0 else 1
+    if isinstance(offset, pd.offsets.Day | pd.offsets.Tick):  # pandas 3 keeps a calendar day apart from the 24-hour tick
+        days = offset.n if isinstance(offset, pd.offsets.Day) else int(offset.nanos) // day
+        return 7 // days if 7 % days == 0 else 1
+    if isinstance(offset, pd.offsets.BusinessDay): return 5 if offset.n == 1 else 1
+    per_year = _YEARLY.get(offset.rule_code.split("-")[0])
+    return per_year // offset.n if per_year and per_year % offset.n == 0 else 1
+
+def panel_season(freqs:np.ndarray) -> int:
+    "The season of the most common of the series' fitted frequencies."
+    names, counts = np.unique(np.asarray(freqs, dtype=str), return_counts=True)
+    return natural_season(str(names[np.argmax(counts)]))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -20,8 +21,8 @@ from .panel import lengths_to_indptr
 from .preprocess import ScaledForecast, SeriesBatch
 
 # %% auto #0
-__all__ = ['MODELS', 'TRAINERS', 'COVARIATE_ROLES', 'QUIET_TRAINER', 'Training', 'ModelEntry', 'register_model',
-           'register_trainer', 'model_entry', 'torch_training', 'boosted_training', 'baseline_training',
+__all__ = ['MODELS', 'TRAINERS', 'TRAINING_LOG', 'COVARIATE_ROLES', 'QUIET_TRAINER', 'Training', 'ModelEntry', 'register_model',
+           'register_trainer', 'model_entry', 'epoch_log', 'torch_training', 'boosted_training', 'baseline_training',
            'build_nlinear', 'build_tft', 'build_xgboost', 'build_seasonal_naive', 'capabilities', 'BuiltModel',
            'build_model', 'predict_options', 'drop_training_callbacks', 'load_model', 'Windows', 'window_rows',
            'gathered', 'LinearKernel', 'register_kernel', 'nlinear_kernel', 'checked_kernel', 'windows_from_darts',
@@ -40,6 +41,8 @@ class Training:
     # the family's own way to fit `model`, called as `fit(model, batch, val)` with the preprocessor's `SeriesBatch`es (val: None
     # without validation rows); None: darts' `model.fit` trains it on the batches' darts series
     fit: Callable[..., Any]|None = None
+    # the fitted `model`'s learning curve, one dict per epoch or boosting round (`train_loss`, `val_loss`): the run's loss picture
+    learning_curve: Callable[[Any], list[dict[str, float]]] = lambda model: []
 
 def _lookback(model) -> int:
     "Rows of history a darts model needs to forecast: its largest target lag."
@@ -87,22 +90,53 @@ def model_entry(name:str) -> ModelEntry:
     return MODELS[name]
 
 # %% ../nbs/10_models.ipynb #0007
+TRAINING_LOG = logging.getLogger("skewfree.training")  # one line per epoch; the training notebook shows it
+
+def epoch_log():
+    "A Lightning callback that logs one line per epoch (losses, seconds) to `skewfree.training` and keeps the rows: the run's progress and loss curve."
+    import time
+    from pytorch_lightning.callbacks import Callback
+
+    class EpochLog(Callback):
+        def __init__(self):
+            self.epochs: list[dict[str, float]] = []
+            self.started, self.batch_losses = 0.0, [0.0, 0]
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.started, self.batch_losses = time.perf_counter(), [0.0, 0]
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if loss is not None: self.batch_losses[0] += float(loss); self.batch_losses[1] += 1
+
+        def on_train_epoch_end(self, trainer, pl_module):  # after the epoch's validation, so both losses are in
+            total, batches = self.batch_losses  # the epoch's mean training loss: Lightning's `train_loss` is the last batch's
+            losses = {"train_loss": total / batches} if batches else {}
+            losses |= {k: float(v) for k, v in trainer.callback_metrics.items() if k == "val_loss"}
+            self.epochs.append({"epoch": float(trainer.current_epoch + 1), **losses})
+            TRAINING_LOG.info("epoch %d/%d  %s  (%.2f s)", trainer.current_epoch + 1, trainer.max_epochs,
+                              "  ".join(f"{k} {v:.5g}" for k, v in losses.items()), time.perf_counter() - self.started)
+    return EpochLog()
+
 @register_trainer("torch")
 def torch_training(trainer:DictConfig, seed:int) -> Training:
     "darts arguments for a torch model, from `trainer.torch` (plus the model's own overrides)."
     quiet_lightning()
     import torch
     from pytorch_lightning.callbacks import EarlyStopping
+    log = epoch_log()
     pl = {"accelerator": trainer.accelerator, "enable_progress_bar": bool(trainer.progress_bar),
           "enable_model_summary": False, "logger": False, "enable_checkpointing": False,
           # checked after validation only, so a fit without a validation span simply runs all epochs
-          "callbacks": [EarlyStopping(monitor="val_loss", patience=int(trainer.patience), mode="min", check_on_train_epoch_end=False, strict=False)]}
+          "callbacks": [EarlyStopping(monitor="val_loss", patience=int(trainer.patience), mode="min", check_on_train_epoch_end=False, strict=False),
+                        log]}
     fit = {"max_samples_per_ts": int(trainer.max_samples_per_ts)} if trainer.get("max_samples_per_ts") else {}
     return Training({"n_epochs": int(trainer.max_epochs), "batch_size": int(trainer.batch_size), "random_state": int(seed),
                      "optimizer_kwargs": {"lr": float(trainer.learning_rate)},
                      "lr_scheduler_cls": torch.optim.lr_scheduler.ExponentialLR,
                      "lr_scheduler_kwargs": {"gamma": float(trainer.lr_decay)}, "pl_trainer_kwargs": pl}, fit,
-                    refit_recipe=lambda model: {"model.trainer.max_epochs": max(1, int(model.epochs_trained))})
+                    refit_recipe=lambda model: {"model.trainer.max_epochs": max(1, int(model.epochs_trained))},
+                    learning_curve=lambda model: list(log.epochs))
 
 def _boosting_rounds(model) -> int:
     "Rounds the early-stopped booster(s) kept: the most any of them kept (one booster per quantile, or per step)."
@@ -116,7 +150,18 @@ def boosted_training(trainer:DictConfig, seed:int) -> Training:
     rounds = int(trainer.early_stopping_rounds)
     return Training({"random_state": int(seed), "n_jobs": int(trainer.n_jobs), **({"early_stopping_rounds": rounds} if rounds else {})},
                     {"verbose": bool(trainer.get("verbose", False))}, needs_validation=rounds > 0,
-                    refit_recipe=lambda model: {"model.hyperparameters.n_estimators": _boosting_rounds(model), "model.trainer.early_stopping_rounds": 0})
+                    refit_recipe=lambda model: {"model.hyperparameters.n_estimators": _boosting_rounds(model), "model.trainer.early_stopping_rounds": 0},
+                    learning_curve=_boosting_curve)
+
+def _boosting_curve(model) -> list[dict[str, float]]:
+    "The first booster's losses per round (`validation_0`: the training span, `validation_1`: the validation span, as darts passes them)."
+    fitted = list((getattr(model, "_model_container", None) or {}).values()) or [model.model]
+    first = next(e for f in fitted for e in (getattr(f, "estimators_", None) or [f]))
+    try: history = first.evals_result()
+    except Exception: return []  # a booster fitted without an eval set records none
+    named = {f"validation_{i}": name for i, name in enumerate(("train_loss", "val_loss"))}
+    curves = {named.get(k, k): next(iter(v.values())) for k, v in history.items() if v}
+    return [{"epoch": float(i + 1)} | {k: float(c[i]) for k, c in curves.items() if i < len(c)} for i in range(max(map(len, curves.values()), default=0))]
 
 @register_trainer("baseline")
 def baseline_training(trainer:DictConfig, seed:int) -> Training:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from .core import InputError, stop_if_interrupted
-from .evaluate import Positions, backtest, mase_scales, score
+from .core import InputError, need_ray, stop_if_interrupted
+from .evaluate import Positions, scored_backtest
 from .forecaster import Forecaster
 from .models import build_model
 
@@ -127,12 +127,11 @@ def fit_span(cfg:DictConfig, rows:Positions, start:int, end:int, refit:bool=Fals
     fitted = forecaster.fit(rows.rows(start, end - val), rows.rows(max(start, end - val - forecaster.history_length), end))
     return fitted.refitted(rows.rows(start, end)) if refit else fitted
 
-def score_fold(forecaster:Forecaster, rows:Positions, fold:Fold, season:int) -> tuple[dict[str, float], pd.DataFrame]:
+def score_fold(forecaster:Forecaster, rows:Positions, fold:Fold, season:int|None) -> tuple[dict[str, float], pd.DataFrame]:
     "Scores and the forecast-vs-actual table of one test window; MASE scaled on the fold's training rows."
     test = rows.rows(fold.origin - forecaster.history_length, fold.origin + fold.horizon)
-    table = backtest(forecaster, test, stride=fold.horizon, horizon=fold.horizon)
-    scales = mase_scales(forecaster.preprocessor, rows.rows(fold.train_start, fold.train_end), season)
-    return score(table, forecaster.quantiles, scales), table
+    return scored_backtest(forecaster, test, stride=fold.horizon, horizon=fold.horizon, insample=rows.rows(fold.train_start, fold.train_end),
+                           season=season)
 
 # %% ../nbs/13_nested_cv.ipynb #0016
 def suggest(trial:Any, space:dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -157,7 +156,7 @@ def tune(cfg:DictConfig, rows:Positions, span:Fold, plan:Plan, *, study_name:str
         for fold in inner:
             stop_if_interrupted()  # a stop signal whose interrupt was swallowed (see `skewfree.core`) stops the study here
             forecaster = fit_span(trial_cfg, rows, fold.train_start, fold.train_end)
-            losses.append(score_fold(forecaster, rows, fold, int(cv.season))[0]["mse_std"])
+            losses.append(score_fold(forecaster, rows, fold, cv.season)[0]["mse_std"])
             trial.report(float(np.mean(losses)), fold.index)
             if trial.should_prune(): raise optuna.TrialPruned()
         return float(np.mean(losses))
@@ -222,7 +221,7 @@ def run_fold(cfg:DictConfig|dict, # resolved config (a plain dict when shipped t
             return FoldResult(fold, dict(study.best_params), float(study.best_value), {}, "", None, trials, study_name, stamps,
                               time.perf_counter() - started, weights)
         forecaster = fit_span(with_params(cfg, study.best_params), rows, fold.train_start, fold.train_end, refit=bool(cfg.cv.get("refit")))
-        scores, table = score_fold(forecaster, rows, fold, int(cfg.cv.season))
+        scores, table = score_fold(forecaster, rows, fold, cfg.cv.season)
         stamps |= _timestamps(rows.rows(fold.origin, fold.origin + fold.horizon), pre.time_col, "test")
         forecasts = table.drop(columns=[c for c in table.columns if c.endswith("_std") or c in ("_series", "window")])
         return FoldResult(fold, dict(study.best_params), float(study.best_value), scores, forecaster.preprocessor.state_hash(),
@@ -253,6 +252,7 @@ def run_folds(cfg:DictConfig, raw:pd.DataFrame, spans:list[Fold], plan:Plan, *, 
                 results.append(run_fold(cfg, raw, span, plan, study_name=name, storage=storage, progress=progress)); on_result(results[-1]); bar.update()
         return results
     if cfg.executor.name != "ray": raise InputError("executor.name", f"must be local or ray, got {cfg.executor.name!r}")
+    need_ray("executor")
     import ray
     address = cfg.executor.get("address")
     started_here = not ray.is_initialized()

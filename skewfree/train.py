@@ -5,12 +5,13 @@
 # %% ../nbs/15_train.ipynb #0002
 from __future__ import annotations
 
+import hashlib
 import logging
 import subprocess
+import sys
 import time
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +22,63 @@ import pandas as pd
 from omegaconf import DictConfig
 
 import skewfree
-from .artifact import input_example, log_forecaster, register, setup_tracking
+from .artifact import distribution, input_example, log_forecaster, register, setup_tracking
 from .config import resolved
 from .core import interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
-from .evaluate import Positions, evaluate, forecast_profile, refit_rows, temporal_split
+from .evaluate import Positions, forecast_profile, holdout_rows, mase_season, refit_rows, scored_backtest, temporal_split
 from .forecaster import Forecaster
 from .preprocess import Preprocessor
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
 
 # %% auto #0
-__all__ = ['log', 'TrainResult', 'package_versions', 'study_storage', 'train', 'log_repairs', 'forecast_figure', 'history_figure',
-           'importance_figure', 'fold_figure', 'log_study', 'log_fold']
+__all__ = ['log', 'forecast_figure', 'loss_figure', 'log_learning_curve', 'log_forecasts', 'TrainResult', 'package_versions',
+           'study_storage', 'train', 'log_repairs', 'scoring_record', 'history_figure', 'importance_figure',
+           'fold_figure', 'log_study', 'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
+def _figure(width:float=7, height:float=3.5, ncols:int=1):
+    "A matplotlib figure without pyplot's global state (safe in servers, notebooks and threads)."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width * ncols, height))
+    return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+
+def forecast_figure(forecasts:pd.DataFrame, id_col:str|None, time_col:str, title:str):
+    "Forecast vs actual, one panel per series, with the quantile band when there is one."
+    groups = list(forecasts.groupby(id_col, sort=True)) if id_col else [("series", forecasts)]
+    fig, axes = _figure(ncols=len(groups))
+    for ax, (sid, rows) in zip(axes, groups):
+        ax.plot(rows[time_col], rows.actual, label="actual", color="black")
+        ax.plot(rows[time_col], rows.forecast, label="forecast", color="tab:blue")
+        bands = sorted(c for c in rows.columns if c.startswith("q") and c[1:].replace(".", "", 1).isdigit())
+        if len(bands) >= 2: ax.fill_between(rows[time_col], rows[bands[0]], rows[bands[-1]], alpha=0.2, color="tab:blue", label=f"{bands[0]}–{bands[-1]}")
+        ax.set_title(f"{title}: {sid!s}"); ax.legend(); ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
+
+def loss_figure(curve:list[dict[str, float]], title:str):
+    "The learning curve: each loss per epoch (or boosting round)."
+    fig, (ax,) = _figure()
+    for name in ("train_loss", "val_loss"):
+        points = [(row["epoch"], row[name]) for row in curve if name in row]
+        if points: ax.plot(*zip(*points), marker="o", label=name)
+    ax.set_xlabel("epoch"); ax.set_ylabel("loss"); ax.set_title(title); ax.legend()
+    fig.tight_layout()
+    return fig
+
+def log_learning_curve(curve:list[dict[str, float]], title:str) -> None:
+    "The losses as step metrics and a picture, when the model has a learning curve (a baseline or a closed-form fit has none)."
+    if not curve: return
+    for row in curve: mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+    mlflow.log_figure(loss_figure(curve, f"{title}: learning curve"), "learning_curve.png")
+
+def log_forecasts(table:pd.DataFrame, cfg:DictConfig, title:str) -> None:
+    "A backtest's forecasts against the actual values, each time once (its earliest forecast), as a picture of the run."
+    rows = table.drop(columns=[c for c in table.columns if c.endswith("_std") or c in ("_series", "window")])
+    rows = rows.drop_duplicates([c for c in (cfg.data.get("id_col"), cfg.data.time_col) if c], keep="first")
+    mlflow.log_figure(forecast_figure(rows, cfg.data.get("id_col"), cfg.data.time_col, title), "forecast_vs_actual.png")
+
+# %% ../nbs/15_train.ipynb #0008
 @dataclass
 class TrainResult:
     "What a training run produced: the fitted forecaster, its scores and where it was logged."
@@ -61,21 +105,25 @@ def _git_commit() -> str:
 
 def package_versions() -> dict[str, str]:
     "Versions of the packages a run's numbers depend on."
-    out = {}
-    for name in ("skewfree", "darts", "torch", "pytorch-lightning", "xgboost", "optuna", "mlflow", "pandas", "numpy", "ray"):
-        try: out[name] = version(name)
-        except PackageNotFoundError: out[name] = "not installed"
-    return out
+    names = ("skewfree", "darts", "torch", "pytorch-lightning", "xgboost", "optuna", "mlflow", "pandas", "numpy", "ray")
+    return {name: found[1] if (found := distribution(name)) else "not installed" for name in names}
 
-def _log_run_header(cfg:DictConfig, raw:pd.DataFrame) -> None:
-    "Config, dataset digest, commit and versions: what makes the run reproducible."
+def _run_source(source:str|None) -> dict[str, str]:
+    "MLflow's source tags: the caller's name for itself, else the script that runs (a kernel's launcher says nothing: 'notebook')."
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    name = source or ("notebook" if not script or script.startswith("ipykernel") else script)
+    return {"mlflow.source.name": name, "mlflow.source.type": "NOTEBOOK" if name.endswith(".ipynb") or name == "notebook" else "LOCAL"}
+
+def _log_run_header(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> None:
+    "Config, dataset digest, commit, versions and source: what makes the run reproducible."
     config = resolved(cfg)
     mlflow.log_params(_flat(config))
     mlflow.log_dict(config, "config.json")
     versions = package_versions()
     mlflow.log_dict(versions, "environment.json")
     mlflow.set_tags({"skewfree.model": cfg.model.name, "skewfree.version": skewfree.__version__, "skewfree.cv": cfg.cv.strategy,
-                     "git.commit": _git_commit()} | {f"version.{k}": v for k, v in versions.items()})
+                     "git.commit": _git_commit(), "skewfree.profile": str(cfg.get("profile_name", "full"))}
+                    | {f"version.{k}": v for k, v in versions.items()} | _run_source(source))
     source = str(cfg.data.get("path") or DATA_DIR)
     with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways" by MLflow's source registry: all of them local
         warnings.simplefilter("ignore", UserWarning)
@@ -90,13 +138,15 @@ def study_storage(cfg:DictConfig, tracking:str) -> str:
 
 def train(cfg:DictConfig, # composed config, see `compose_config`
           data:pd.DataFrame|None=None, # raw long rows; default: what `cfg.data` points at
+          *,
+          source:str|None=None, # what ran this, for the run's source (the training notebook says `nbs/train.ipynb`)
          ) -> TrainResult:
     "Measure (holdout or nested CV), fit, log one pyfunc artifact and register it."
     tracking = setup_tracking(cfg)
     raw = load_data(cfg.data) if data is None else data
     with interruptible():
-        if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking))
-        return _train_holdout(cfg, raw)
+        if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking), source)
+        return _train_holdout(cfg, raw, source)
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +160,35 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame) -> dict[str, dict[str, int]]
                            pre.missing, pre.gaps, report)
     return report
 
-def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
+def scoring_record(cfg:DictConfig, scored:pd.DataFrame, protocol:dict[str, Any]) -> dict[str, Any]:
+    "What a version's scores were measured on — profile, data, the scored rows' span and digest, the protocol — for `promote` to compare."
+    times = pd.to_datetime(scored[cfg.data.time_col], format="ISO8601") if scored[cfg.data.time_col].dtype == object else scored[cfg.data.time_col]
+    columns = sorted(scored.columns)  # the raw rows, all their columns: the same whichever model reads which of them
+    digest = hashlib.sha256(pd.util.hash_pandas_object(scored[columns], index=False).to_numpy().tobytes()).hexdigest()[:16]
+    series = int(scored[cfg.data.id_col].nunique()) if cfg.data.get("id_col") else 1
+    return {"profile": str(cfg.get("profile_name", "full")), "data": str(cfg.data.get("name") or "data"), "series": series,
+            "span": [str(times.min()), str(times.max())], "rows": int(len(scored)), "digest": digest, "protocol": protocol}
+
+def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
+    "The run's description (the MLflow page's first lines): what was trained, how it was measured, the score that ranks it."
+    metric = str(cfg.registry.metric)
+    ranked = f"{metric} = {scores[metric]:.4g}" if metric in scores else "no ranking score"
+    mlflow.set_tag("mlflow.note.content", f"**{cfg.model.name}** on `{cfg.data.get('name') or 'data'}` (profile {cfg.get('profile_name', 'full')}), "
+                                          f"{what}; ranked by {ranked}. The artifact is the fitted preprocessor and the model together, "
+                                          f"registered as `{cfg.mlflow.registered_model}`.")
+
+def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> TrainResult:
     "Split, fit, evaluate on the test rows, log and register."
     forecaster = Forecaster.from_config(cfg)
     train_rows, val_rows, test_rows = temporal_split(raw, cfg.cv, forecaster)  # fails before a run exists
+    positions = Positions(raw, forecaster.preprocessor)
+    tr, va, te = holdout_rows(cfg.cv, positions.lengths)
     with mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
-        _log_run_header(cfg, raw)
+        _log_run_header(cfg, raw, source)
+        mlflow.log_params({"split.train_rows": tr, "split.val_rows": va, "split.test_rows": te})
         started = time.perf_counter()
         forecaster.fit(train_rows, val_rows)
+        log_learning_curve(forecaster.learning_curve, cfg.model.name)
         insample = train_rows
         if cfg.cv.get("refit"):  # the model that ships also learns from the validation rows, as long as early stopping chose on them
             mlflow.log_params({f"refit.{k}": v for k, v in forecaster.refit_overrides().items()})
@@ -126,37 +197,24 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame) -> TrainResult:
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
         # the rows this run uses (train, validation, test): rows past them are neither learnt from nor scored
-        used = int(cfg.cv.train_rows) + int(cfg.cv.val_rows) + int(cfg.cv.test_rows)
-        log_repairs(forecaster.preprocessor, Positions(raw, forecaster.preprocessor).rows(0, used))
-        metrics = evaluate(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=int(cfg.cv.get("season", 24)))
+        log_repairs(forecaster.preprocessor, positions.rows(0, tr + va + te))
+        season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
+        metrics, table = scored_backtest(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=season)
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
+        mlflow.log_params({"mase_season": season})
+        log_forecasts(table, cfg, "test span")
+        _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test", scores)
         forecaster.forecast_profile = forecast_profile(forecaster, refit_rows(raw, cfg.cv, forecaster))  # the monitor's reference
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
-        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric)
+        scored_on = scoring_record(cfg, positions.rows(tr + va, tr + va + te), {
+            "cv": "holdout", "train_rows": tr, "val_rows": va, "test_rows": te, "eval_stride": int(cfg.cv.eval_stride),
+            "horizon": forecaster.max_horizon, "season": season})
+        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
-# %% ../nbs/15_train.ipynb #0007
-def _figure(width:float=7, height:float=3.5, ncols:int=1):
-    "A matplotlib figure without pyplot's global state (safe in servers, notebooks and threads)."
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(width * ncols, height))
-    return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
-
-def forecast_figure(forecasts:pd.DataFrame, id_col:str|None, time_col:str, title:str):
-    "Forecast vs actual, one panel per series, with the quantile band when there is one."
-    groups = list(forecasts.groupby(id_col, sort=True)) if id_col else [("series", forecasts)]
-    fig, axes = _figure(ncols=len(groups))
-    for ax, (sid, rows) in zip(axes, groups):
-        ax.plot(rows[time_col], rows.actual, label="actual", color="black")
-        ax.plot(rows[time_col], rows.forecast, label="forecast", color="tab:blue")
-        bands = sorted(c for c in rows.columns if c.startswith("q") and c[1:].replace(".", "", 1).isdigit())
-        if len(bands) >= 2: ax.fill_between(rows[time_col], rows[bands[0]], rows[bands[-1]], alpha=0.2, color="tab:blue", label=f"{bands[0]}–{bands[-1]}")
-        ax.set_title(f"{title}: {sid!s}"); ax.legend(); ax.tick_params(axis="x", labelrotation=30)
-    fig.tight_layout()
-    return fig
-
+# %% ../nbs/15_train.ipynb #0010
 def history_figure(trials:pd.DataFrame, title:str):
     "Optuna optimisation history: every completed trial's loss and the best so far."
     fig, (ax,) = _figure()
@@ -204,13 +262,13 @@ def log_fold(result:FoldResult, cfg:DictConfig) -> None:
         if result.forecasts is not None:
             mlflow.log_figure(forecast_figure(result.forecasts, cfg.data.get("id_col"), cfg.data.time_col, f"fold {k}"), "forecast_vs_actual.png")
 
-def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
+def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None=None) -> TrainResult:
     "Nested CV, then the final model tuned and refitted on the whole span, logged and registered."
     forecaster = Forecaster.from_config(cfg)
     rows = Positions(raw, forecaster.preprocessor)
     plan = plan_folds(cfg, rows.lengths)  # fails before a run exists: rows needed and had
     with mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:
-        _log_run_header(cfg, raw)
+        _log_run_header(cfg, raw, source)
         started = time.perf_counter()
 
         def on_fold(done:FoldResult) -> None:
@@ -231,5 +289,9 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str) -> TrainResult:
         forecaster.forecast_profile = forecast_profile(forecaster, rows.rows(plan.final.train_start, plan.final.train_end))  # the monitor's reference
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
-        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric)
+        _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each", result.summary)
+        season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
+        scored_on = scoring_record(cfg, rows.rows(min(f.origin for f in plan.outer), plan.rows), {
+            "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season})
+        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)

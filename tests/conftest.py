@@ -80,7 +80,7 @@ MONITOR = ("serve.monitor.window_requests=5", "serve.monitor.min_requests=3")  #
 @pytest.fixture(scope="session")
 def server(trained, store):
     "The registered champion served by `skewfree serve` in its own process."
-    srv = Server("models:/skewfree-ett@champion", store, *MONITOR)
+    srv = Server("models:/skewfree-ett-smoke@champion", store, *MONITOR)
     yield srv
     srv.stop()
 
@@ -100,7 +100,7 @@ def ray_cluster():
 @pytest.fixture(scope="session")
 def ray_server(trained, store, ray_cluster):
     "The same champion served by the Ray Serve app, on the session's Ray cluster."
-    srv = Server("models:/skewfree-ett@champion", store, "--ray-address", ray_cluster, *MONITOR, backend="ray", timeout=240)
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "--ray-address", ray_cluster, *MONITOR, backend="ray", timeout=240)
     yield srv
     srv.stop()
 

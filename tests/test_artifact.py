@@ -232,7 +232,7 @@ def test_verify_passes_against_our_server_and_fails_against_a_different_model(tr
 def test_mlflow_models_serve_answers_with_the_same_numbers(trained, server, store):
     port = free_port()
     env = dict(os.environ, MLFLOW_TRACKING_URI=store)
-    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/skewfree-ett@champion", "--env-manager", "local",
+    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/skewfree-ett-smoke@champion", "--env-manager", "local",
                              "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 180
@@ -243,7 +243,7 @@ def test_mlflow_models_serve_answers_with_the_same_numbers(trained, server, stor
                 time.sleep(0.5)
         else:
             pytest.fail("mlflow models serve did not start in 180 s")
-        champion = "models:/skewfree-ett@champion"
+        champion = "models:/skewfree-ett-smoke@champion"
         theirs = cli("verify", "--model-uri", champion, "--url", f"http://127.0.0.1:{port}", store=store)
         ours = cli("verify", "--model-uri", champion, "--url", server.url, store=store)
         assert theirs.returncode == 0 and ours.returncode == 0, theirs.stdout + theirs.stderr[-2000:]
@@ -256,10 +256,12 @@ def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and
     from skewfree.artifact import register
     mlflow.set_tracking_uri(store)
     client = mlflow.MlflowClient()
-    assert client.get_model_version("skewfree-ett", trained.version).tags["ranked_by"] == "test_mse_std"  # what training recorded
+    recorded = client.get_model_version("skewfree-ett-smoke", trained.version).tags
+    assert recorded["ranked_by"] == "test_mse_std"  # what training recorded
+    scored_on = json.loads(recorded["scored_on"])
 
-    def version(scores: dict, ranked_by: str) -> str:  # the trained model once more, under other scores: only the decision is tested
-        return register(trained.model_uri, "promote-cli", scores, ranked_by=ranked_by)[0]
+    def version(scores: dict, ranked_by: str, on: dict = scored_on) -> str:  # the trained model again, other scores: only the decision is tested
+        return register(trained.model_uri, "promote-cli", scores, ranked_by=ranked_by, scored_on=on)[0]
 
     def promote() -> subprocess.CompletedProcess:
         return cli("promote", "--name", "promote-cli", store=store)
@@ -272,6 +274,13 @@ def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and
     better = version({"test_mse_std": 0.4}, "test_mse_std")
     moved = promote()
     assert moved.returncode == 0 and f"promoted version {better}" in moved.stdout, moved.stdout + moved.stderr
+    elsewhere = version({"test_mse_std": 0.01}, "test_mse_std", scored_on | {"profile": "full", "span": ["2017-10-20 08:00:00", "2018-02-17 07:00:00"]})
+    other = promote()  # far better, but measured on other rows by another profile: not comparable, refused with what differs
+    assert other.returncode == 2 and f"challenger version {elsewhere} and champion version {better} were scored on different rows" in other.stderr
+    assert 'profile: "full" vs "smoke"' in other.stderr and "span:" in other.stderr, other.stderr
+    unrecorded = register(trained.model_uri, "promote-cli", {"test_mse_std": 0.01}, ranked_by="test_mse_std")[0]  # registered by hand
+    blind = promote()
+    assert blind.returncode == 2 and f"challenger version {unrecorded} does not record what its test_mse_std was measured on" in blind.stderr
     version({"cv_mse_std": 0.1}, "cv_mse_std")  # trained with nested CV: a score the champion does not have
     refused = promote()
     assert refused.returncode == 2 and f"champion version {better} has no 'cv_mse_std' score" in refused.stderr, refused.stdout + refused.stderr

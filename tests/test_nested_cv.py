@@ -33,7 +33,7 @@ def test_training_notebook_runs_nested_cv_and_logs_parent_children_trials_and_pi
     assert done.returncode == 0, done.stderr[-3000:]
     uri = re.findall(r"MODEL_URI=(models:/[^\"\\\s]+)", (tmp_path / "nested.ipynb").read_text())[0]
     client = mlflow.MlflowClient()
-    version = client.get_model_version("skewfree-ett", uri.rsplit("/", 1)[1])
+    version = client.get_model_version("skewfree-ett-smoke", uri.rsplit("/", 1)[1])
     parent = mlflow.get_run(version.run_id)
     assert parent.data.tags["skewfree.cv"] == "nested" and parent.data.tags["git.commit"] and parent.data.tags["version.optuna"]
     assert parent.inputs.dataset_inputs and parent.inputs.dataset_inputs[0].dataset.digest
@@ -52,7 +52,7 @@ def test_training_notebook_runs_nested_cv_and_logs_parent_children_trials_and_pi
     # the studies persisted in the default storage beside the MLflow store
     storage = f"sqlite:///{Path(store.removeprefix('sqlite:///')).parent / 'optuna.db'}"
     names = optuna.get_all_study_names(storage)
-    assert {f"skewfree-ett-{parent.info.run_id}-fold0", f"skewfree-ett-{parent.info.run_id}-final"} <= set(names)
+    assert {f"skewfree-ett-smoke-{parent.info.run_id}-fold0", f"skewfree-ett-smoke-{parent.info.run_id}-final"} <= set(names)
     served = mlflow.pyfunc.load_model(uri)
     assert len(served.predict(served.input_example, params={"horizon": 6})) == 12
 

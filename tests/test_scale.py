@@ -111,7 +111,7 @@ def test_a_request_of_150000_unknown_series_is_refused_at_once(server, trained, 
     assert answer.status_code == 413, answer.text[:500]  # over the default limit: told by name
     assert answer.json()["error"]["reason"] == "the request holds 150000 series; this server takes at most 100000 (serve.max_series)"
     # a server that takes that many series refuses them for what they are, naming the first few (bounded: it once took minutes)
-    wide = Server("models:/skewfree-ett@champion", store, "serve.max_series=200000")
+    wide = Server("models:/skewfree-ett-smoke@champion", store, "serve.max_series=200000")
     try:
         answer = httpx.post(f"{wide.url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=120)
         error = answer.json()["error"]

@@ -518,7 +518,7 @@ def _wait_until_held(srv: Server) -> float:
 
 
 def test_a_worker_dying_while_it_holds_a_request_costs_that_request_nothing(trained, store, history):
-    srv = Server("models:/skewfree-ett@champion", store, "--workers", "1")
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "--workers", "1")
     try:
         body = exact_json_body(history, 3)
         post = lambda: _post(srv, body)  # noqa: E731
@@ -549,7 +549,7 @@ def _cpu_ticks(pid: int) -> int:
 
 
 def test_a_request_two_workers_die_on_gets_a_503_and_is_not_sent_a_third_time(trained, store, history):
-    srv = Server("models:/skewfree-ett@champion", store, "--workers", "2")
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "--workers", "2")
     try:
         body = exact_json_body(history, 3)
         post = lambda: _post(srv, body)  # noqa: E731
@@ -577,7 +577,7 @@ def test_a_request_two_workers_die_on_gets_a_503_and_is_not_sent_a_third_time(tr
 
 
 def test_a_request_that_finds_no_free_worker_in_time_gets_a_503_not_a_hang(trained, store, history):
-    srv = Server("models:/skewfree-ett@champion", store, "--workers", "1", "serve.worker_wait_s=1")
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "--workers", "1", "serve.worker_wait_s=1")
     try:
         body = exact_json_body(history, 3)
         post = lambda: _post(srv, body)  # noqa: E731
@@ -602,7 +602,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("how", ["terminate", "kill"])
 def test_worker_processes_end_with_the_server(trained, store, how):
-    srv = Server("models:/skewfree-ett@champion", store, "--workers", "2")
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "--workers", "2")
     workers = _worker_pids(srv.proc.pid)
     assert len(workers) == 2
     getattr(srv.proc, how)()  # a clean stop, or the server killed outright: its workers notice within a second or two

@@ -28,12 +28,15 @@ def test_smoke_run_prints_a_model_uri_that_serves(store, tmp_path, model):
     overrides = "profile=smoke" if model == "seasonal_naive" else '["profile=smoke"]'  # one override may come bare, not as a list
     done = papermill(tmp_path / "smoke.ipynb", "-p", "model", model, "-p", "overrides", overrides, store=store)
     assert done.returncode == 0, done.stderr[-3000:]
-    uris = re.findall(r"MODEL_URI=(models:/[^\"\\\s]+)", (tmp_path / "smoke.ipynb").read_text())
+    text = (tmp_path / "smoke.ipynb").read_text()
+    uris = re.findall(r"MODEL_URI=(models:/[^\"\\\s]+)", text)
     assert len(uris) == 1
+    assert "IProgress" not in text and "Traceback" not in text  # no warning wall, no red box
+    if model in ("nlinear", "tft"): assert re.search(r"epoch 1/\d+  train_loss [\d.e-]+  val_loss", text), text[-3000:]  # progress as it trains
     served = mlflow.pyfunc.load_model(uris[0])
     forecast = served.predict(served.input_example, params={"horizon": 4})
     assert list(forecast.columns)[:3] == ["series_id", "date", "forecast"] and len(forecast) == 8
-    assert mlflow.get_run(mlflow.MlflowClient().get_model_version("skewfree-ett", uris[0].rsplit("/", 1)[1]).run_id).data.tags["skewfree.model"] == model
+    assert mlflow.get_run(mlflow.MlflowClient().get_model_version("skewfree-ett-smoke", uris[0].rsplit("/", 1)[1]).run_id).data.tags["skewfree.model"] == model
 
 
 def test_unknown_model_fails_naming_the_registered_ones(store, tmp_path):
