@@ -414,7 +414,25 @@ def monitor(d: dict) -> list[str]:
     return out
 
 
-RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "scale": scale, "monitor": monitor}
+def first_hour(d: dict) -> list[str]:
+    "bench/first_hour.py: the README's first command on a fresh clone and venv, beside issue #28's targets."
+    r = d.get("results", {})
+    out = [*header(d), "A new user's first command (`bench/first_hour.py`): a fresh clone, a fresh venv, the README's install and main job.", ""]
+    rows = [["fresh CPU venv", "<= 2 GB", f"{r['venv_bytes'] / 1e9:.2f} GB (torch {r['torch']}; CUDA packages: {r['cuda_packages'] or 'none'}; "
+             f"XGBoost as {', '.join(r['xgboost_distribution'])}; Ray installed: {r['ray_installed']})", verdict(r["venv_bytes"] <= r["venv_target_bytes"])],
+            ["first README command (install + training, apart)", "<= 6 min", f"{r['first_command_s'] / 60:.1f} min: torch {r['torch_install_s']:.0f} s + "
+             f"package {r['package_install_s']:.0f} s + training {r['main_job_train_s']:.0f} s ({r['epoch_lines']} epoch lines; {r['model_uri']})",
+             verdict(r["first_command_s"] <= r["first_command_target_s"])],
+            ["warnings in the executed notebook that are not about the user's data", "none",
+             "; ".join(r["notebook_stderr"]) or "none", verdict(not [w for w in r["notebook_stderr"] if "WARNING" in w or "Warning" in w])]]
+    out += table(["target", "wanted", "measured", "verdict"], rows)
+    out += ["", f"A smoke run (`-p overrides '[\"profile=smoke\"]'`): {r['smoke_run_s']:.0f} s. Largest packages in the venv (MiB): " +
+            ", ".join(f"{k} {v}" for k, v in r["largest_packages_mib"].items()) + "."]
+    out += ["", "Every figure of the run:", "", *generic(d)[len(header(d)):]]
+    return out
+
+
+RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "scale": scale, "monitor": monitor, "first_hour": first_hour}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 
 

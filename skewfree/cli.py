@@ -25,7 +25,8 @@ from .core import InputError, need_ray
 
 # %% auto #0
 __all__ = ['CHAMPION', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference',
-           'worker_count', 'check_serve_config', 'serve', 'CommandFailed', 'predict', 'ray_output', 'drift', 'main']
+           'worker_count', 'known_model', 'check_serve_config', 'serve', 'CommandFailed', 'predict', 'ray_output',
+           'drift', 'main']
 
 # %% ../nbs/20_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -176,6 +177,14 @@ def _positive(cfg:dict[str, Any], key:str, kind:type, least:float, nullable:bool
         raise InputError(f"serve.{key}", f"must be a {'whole ' if kind is int else ''}number of at least {least}{' or null' if nullable else ''}, "
                                          f"got {value!r}")
 
+def known_model(uri:str) -> None:
+    "Nothing when `uri` names a model in the store; else an `InputError` saying which registered models there are (a smoke run's has its own name)."
+    try: mlflow.models.get_model_info(uri)
+    except MlflowException as e:
+        if not uri.startswith("models:/"): raise
+        names = sorted(m.name for m in mlflow.MlflowClient().search_registered_models(max_results=20))
+        raise InputError("--model-uri", f"{mlflow_reason(e)} in {tracking_uri()}; registered models there: {names or 'none (train one first)'}") from None
+
 def check_serve_config(cfg:dict[str, Any]) -> None:
     "The serve settings a server would only trip over later (a traceback, a bind error, a 503 on every request): refused now."
     _positive(cfg, "max_body_bytes", int, 1); _positive(cfg, "threads", int, 1); _positive(cfg, "worker_wait_s", float, 0.001)
@@ -200,7 +209,7 @@ def serve(args:argparse.Namespace) -> None:
     for key in ("model_uri", "host", "port", "workers", "threads", "admin_token", "reload_interval"):
         if getattr(args, key, None) is not None: cfg[key] = getattr(args, key)
     check_serve_config(cfg)
-    mlflow.models.get_model_info(cfg["model_uri"])  # an unknown model is named now, before a server or a Ray cluster starts
+    known_model(cfg["model_uri"])  # an unknown model is named now, before a server or a Ray cluster starts
     if args.backend == "ray":
         need_ray("--backend")
         from skewfree.ray_serve import run
@@ -234,7 +243,7 @@ def predict(args:argparse.Namespace) -> None:
     if args.executor == "ray":
         need_ray("--executor")
         output = ray_output(args.output)  # before any work: a typo in a path should not cost a forecast
-        mlflow.models.get_model_info(args.model_uri)  # an unknown model is named before Ray starts
+        known_model(args.model_uri)  # an unknown model is named before Ray starts
         result = predict_with_ray(args.model_uri, args.input, output, args.horizon, store=tracking_uri(), address=executor.get("address"),
                                   workers=executor.get("workers"), rows=args.chunk_rows)
     else:

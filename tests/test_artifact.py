@@ -318,3 +318,10 @@ def test_serving_an_artifact_that_fails_its_checks_is_one_line(local_copy, store
     assert done.returncode == 1 and last.startswith("skewfree serve: artifact part 'forecaster/model/kernel.npz' failed its integrity check"), \
         done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_serving_a_model_the_store_does_not_have_names_the_ones_it_has(trained, store):
+    # after a smoke run only, the production champion does not exist: the error lists what does, the smoke model among them
+    done = cli("serve", "--port", str(free_port()), store=store)
+    assert done.returncode == 2 and "skewfree serve: --model-uri:" in done.stderr and "'skewfree-ett-smoke'" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
