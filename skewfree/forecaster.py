@@ -69,7 +69,7 @@ class Forecaster:
         "An unfitted forecaster: the model from the factory, a preprocessor for the columns it will use."
         _runtime(cfg.model)  # checked before any training
         built = build_model(cfg)
-        pre = Preprocessor.from_config(cfg.data, roles=list(cfg.model.get("covariates", [])), history_length=built.history_length)
+        pre = Preprocessor.from_config(cfg.data, roles=built.roles, history_length=built.history_length)
         return cls(pre, built.model, cfg.model.name, resolved(cfg), max_horizon=built.max_horizon, training=built.training)
 
     @property

@@ -9,7 +9,7 @@ import json
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,9 +24,10 @@ from .preprocess import ScaledForecast, SeriesBatch
 __all__ = ['MODELS', 'TRAINERS', 'TRAINING_LOG', 'COVARIATE_ROLES', 'QUIET_TRAINER', 'Training', 'ModelEntry', 'register_model',
            'register_trainer', 'model_entry', 'epoch_log', 'torch_training', 'boosted_training', 'baseline_training',
            'build_nlinear', 'build_tft', 'build_xgboost', 'build_seasonal_naive', 'capabilities', 'BuiltModel',
-           'build_model', 'predict_options', 'drop_training_callbacks', 'load_model', 'Windows', 'window_rows',
-           'gathered', 'LinearKernel', 'register_kernel', 'nlinear_kernel', 'checked_kernel', 'windows_from_darts',
-           'WindowMoments', 'window_moments', 'ridge_solutions', 'fit_least_squares', 'least_squares_training']
+           'data_roles', 'build_model', 'predict_options', 'drop_training_callbacks', 'load_model', 'Windows',
+           'window_rows', 'gathered', 'LinearKernel', 'register_kernel', 'nlinear_kernel', 'checked_kernel',
+           'windows_from_darts', 'WindowMoments', 'window_moments', 'ridge_solutions', 'fit_least_squares',
+           'least_squares_training']
 
 # %% ../nbs/10_models.ipynb #0005
 @dataclass(frozen=True)
@@ -63,13 +64,16 @@ class ModelEntry:
     max_horizon: Callable[[Any, dict[str, Any]], int] = _output_length
     # the fitted model's forward pass without darts or torch, or None where there is none for its configuration
     kernel: Callable[[Any], Any] = lambda model: None
+    # per covariate role the data may not give: the hyperparameters that make the model work without it ({}: nothing to
+    # change), or None: the model needs that role, and a run without it is refused by name
+    without: dict[str, dict[str, Any]|None] = field(default_factory=dict)
 
 MODELS: dict[str, ModelEntry] = {}
 TRAINERS: dict[str, Callable[[DictConfig, int], Training]] = {}
 
 def register_model(name:str, # registry key: the YAML file name under `params/model/`
                    family:str, # the trainer family that trains it
-                   **options, # `saved_as`, `history_length`, `max_horizon`, `kernel`: see `ModelEntry`
+                   **options, # `saved_as`, `history_length`, `max_horizon`, `kernel`, `without`: see `ModelEntry`
                   ):
     "Decorator: register `build(hyperparameters, training) -> model` under `name`."
     def _register(build):
@@ -154,12 +158,12 @@ def boosted_training(trainer:DictConfig, seed:int) -> Training:
                     learning_curve=_boosting_curve)
 
 def _boosting_curve(model) -> list[dict[str, float]]:
-    "The first booster's losses per round (`validation_0`: the training span, `validation_1`: the validation span, as darts passes them)."
+    "The first booster's losses per round on the eval sets darts passed: the validation span alone, or the training span, then it."
     fitted = list((getattr(model, "_model_container", None) or {}).values()) or [model.model]
     first = next(e for f in fitted for e in (getattr(f, "estimators_", None) or [f]))
     try: history = first.evals_result()
     except Exception: return []  # a booster fitted without an eval set records none
-    named = {f"validation_{i}": name for i, name in enumerate(("train_loss", "val_loss"))}
+    named = {f"validation_{i}": name for i, name in enumerate(("val_loss",) if len(history) == 1 else ("train_loss", "val_loss"))}
     curves = {named.get(k, k): next(iter(v.values())) for k, v in history.items() if v}
     return [{"epoch": float(i + 1)} | {k: float(c[i]) for k, c in curves.items() if i < len(c)} for i in range(max(map(len, curves.values()), default=0))]
 
@@ -177,7 +181,7 @@ def build_nlinear(hyperparameters:dict[str, Any], training:Training):
     from darts.models import NLinearModel
     return NLinearModel(**hyperparameters, **training.model_kwargs)
 
-@register_model("tft", family="torch")
+@register_model("tft", family="torch", without={"future": {"add_relative_index": True}})  # darts' TFT needs a future input
 def build_tft(hyperparameters:dict[str, Any], training:Training):
     "darts `TFTModel` with quantile outputs (default 0.1 / 0.5 / 0.9), past, future and static covariates."
     from darts.models import TFTModel
@@ -190,7 +194,8 @@ def _xgb_history(model) -> int:
     "XGBoost with one booster for all steps shifts its lags by the output length: it needs that much more history."
     return -int(model.extreme_lags[0]) + (0 if model.multi_models else int(model.output_chunk_length) - 1)
 
-@register_model("xgboost", family="boosted", saved_as="pickle", history_length=_xgb_history)
+@register_model("xgboost", family="boosted", saved_as="pickle", history_length=_xgb_history,
+                without={"past": {"lags_past_covariates": None}, "future": {"lags_future_covariates": None}})
 def build_xgboost(hyperparameters:dict[str, Any], training:Training):
     "darts `XGBModel`: lags of the target, past covariates and calendar features; quantile loss when `quantiles` is set."
     import inspect
@@ -232,6 +237,26 @@ class BuiltModel:
     training: Training
     history_length: int
     max_horizon: int
+    roles: list[str]  # the covariate roles the model uses: those it can use that the data gives
+
+def data_roles(data:Any) -> list[str]:
+    "The covariate roles a data config gives: past and static columns, future columns or calendar features."
+    cov = data.get("covariates") or {}
+    given = {"past": bool(cov.get("past")), "future": bool(cov.get("future")) or bool(data.get("calendar")), "static": bool(cov.get("static"))}
+    return [role for role in COVARIATE_ROLES if given[role]]
+
+def _roles_used(cfg:DictConfig, entry:ModelEntry, hyperparameters:dict[str, Any]) -> list[str]:
+    "The model's roles the data gives; for each it does not, the entry's hyperparameters without it (in place), or a refusal naming it."
+    wanted, given = list(cfg.model.get("covariates", [])), data_roles(cfg.data)
+    for role in wanted:
+        if role not in COVARIATE_ROLES: raise InputError("model.covariates", f"unknown covariate role {role!r}; known: {list(COVARIATE_ROLES)}")
+        if role in given: continue
+        if (settings := entry.without.get(role, {})) is None:
+            where = "data.covariates.future or data.calendar" if role == "future" else f"data.covariates.{role}"
+            raise InputError("model.covariates", f"model {entry.name!r} needs {role} covariates and the data gives none: list their columns "
+                                                 f"in {where}")
+        hyperparameters.update(settings)
+    return [role for role in wanted if role in given]
 
 def build_model(cfg:DictConfig) -> BuiltModel:
     "An unfitted darts model from a composed config, hyperparameters and covariate roles checked before any training."
@@ -239,15 +264,15 @@ def build_model(cfg:DictConfig) -> BuiltModel:
     if entry.family not in TRAINERS: raise InputError("trainer", f"no trainer registered for family {entry.family!r}; known: {sorted(TRAINERS)}")
     trainer = OmegaConf.merge(cfg.trainer.get(entry.family, {}), cfg.model.get("trainer") or {})
     hyperparameters: dict[str, Any] = OmegaConf.to_container(cfg.model.hyperparameters, resolve=True)  # type: ignore[assignment]
+    roles = _roles_used(cfg, entry, hyperparameters)
     training = TRAINERS[entry.family](trainer, cfg.seed)  # type: ignore[arg-type]
     try: model = entry.build(hyperparameters, training)
     except (TypeError, ValueError) as e:
         raise InputError("model.hyperparameters", f"model {entry.name!r} refused its hyperparameters: {e}") from None
     can = capabilities(model)
-    for role in cfg.model.get("covariates", []):
-        if role not in COVARIATE_ROLES: raise InputError("model.covariates", f"unknown covariate role {role!r}; known: {list(COVARIATE_ROLES)}")
+    for role in roles:
         if not can[f"{role}_covariates"]: raise InputError("model.covariates", f"model {entry.name!r} cannot use {role} covariates")
-    return BuiltModel(model, entry, training, entry.history_length(model), entry.max_horizon(model, hyperparameters))
+    return BuiltModel(model, entry, training, entry.history_length(model), entry.max_horizon(model, hyperparameters), roles)
 
 def predict_options(model) -> dict[str, Any]:
     "Arguments for `model.predict` that make serving exact and cheap: one series per forward pass, one reused trainer."
@@ -287,7 +312,7 @@ def load_model(saved_as:str, path:str):
         from darts.models.forecasting.forecasting_model import ForecastingModel
         return ForecastingModel.load(path)
 
-# %% ../nbs/10_models.ipynb #0017
+# %% ../nbs/10_models.ipynb #0019
 @dataclass
 class Windows:
     "Backtest forecasts, one per window: the series it is of, the position of its first step in that series, and the forecast."
@@ -456,7 +481,7 @@ def windows_from_darts(batch:SeriesBatch, forecasts:Sequence[Sequence[Any]], qua
     firsts = np.array([int(np.searchsorted(batch.times[batch.indptr[k]:batch.indptr[k + 1]], t)) for k, t in zip(series, starts)], dtype=np.int64)
     return Windows(series, firsts, forecast)
 
-# %% ../nbs/10_models.ipynb #0031
+# %% ../nbs/10_models.ipynb #0033
 @dataclass
 class WindowMoments:
     "Sums over windows that least squares needs: Σ zᵀz, Σ zᵀy and Σ ‖y‖², with z a window's inputs and a 1 for the bias."

@@ -85,3 +85,19 @@ def test_params_model_files_match_the_registry():
     assert files == sorted(MODELS) == sorted(MODEL_NAMES)
     for name in files:
         assert compose_config([f"model={name}"]).model.name == name
+
+
+@pytest.mark.parametrize("name", ["nlinear", "xgboost", "seasonal_naive"])
+def test_the_learning_curve_is_what_the_fit_saw(name):
+    cfg = compose_config([f"model={name}", "profile=smoke"])
+    forecaster = Forecaster.from_config(cfg)
+    train_rows, val_rows, _ = temporal_split(load_ett(max_rows=1000), cfg.cv, forecaster)
+    curve = forecaster.fit(train_rows, val_rows).learning_curve
+    if name == "seasonal_naive":
+        assert curve == []  # nothing is learnt: no curve, no picture
+        return
+    assert [row["epoch"] for row in curve] == list(range(1, len(curve) + 1)) and all("val_loss" in row for row in curve)
+    if name == "nlinear":  # one row per epoch trained, the epoch's mean training loss beside the validation loss
+        assert len(curve) == forecaster.refit_overrides()["model.trainer.max_epochs"] and all(row["train_loss"] > 0 for row in curve)
+    else:  # one row per boosting round, on the validation span darts evaluates
+        assert len(curve) >= forecaster.refit_overrides()["model.hyperparameters.n_estimators"]

@@ -82,3 +82,17 @@ def test_own_file_splits_by_its_own_length_and_scores_mase_by_its_own_frequency(
                                    "data.id_col=store", "mlflow.registered_model=own-daily", "mlflow.experiment=own-daily"]))
     params = mlflow.get_run(result.run_id).data.params
     assert (params["split.train_rows"], params["split.val_rows"], params["split.test_rows"], params["mase_season"]) == ("770", "110", "220", "7")
+
+
+@pytest.mark.parametrize("model", ["nlinear", "nlinear_ls", "tft", "xgboost", "seasonal_naive"])
+def test_every_model_trains_on_a_one_column_file_through_config_alone(store, tmp_path, model):
+    # `data=file` gives no covariates and no calendar: each model drops the roles the data does not give (#29)
+    from skewfree.data import load_ett
+    one = load_ett(max_rows=1000).query("series_id == 'ETTh1'")[["date", "OT"]].rename(columns={"OT": "y"})
+    one.to_csv(tmp_path / "one.csv", index=False)
+    result = train(compose_config([f"model={model}", "profile=smoke", "data=file", f"data.path={tmp_path / 'one.csv'}", "data.id_col=null",
+                                   "data.target=y", "mlflow.registered_model=one-column"]))
+    assert result.forecaster.preprocessor.columns == ["date", "y"]  # nothing else is read
+    forecast = result.forecaster.predict(one.tail(result.forecaster.history_length), 6)
+    assert {"date", "forecast"} <= set(forecast.columns) and len(forecast) == 6 and forecast.forecast.notna().all()
+    assert np.isfinite(result.metrics["mse_std"])
