@@ -11,7 +11,9 @@ Every cell goes through the library exactly as a training run does: `compose_con
 Protocol (bench/ltsf_linear_reference.md, a verbatim copy of the published table and protocol):
 - look-back L = 336; train rows [0, 8640), validation [8640-L, 11520), test [11520-L, 14400) per series, i.e.
   `cv.train_rows=8640 cv.val_rows=2880 cv.test_rows=2880` (temporal_split adds the look-back context itself);
-  rows from 14400 on are dropped before anything else sees the data;
+  rows from 14400 on are dropped before anything else sees the data. A `--csv` keeps the months, not the rows: 12 / 4 / 4
+  months of 30 days at its own step (34,560 / 11,520 / 11,520 rows of 15-minute data), stated in the results' protocol;
+  a file too short for them is refused before any cell (`--rows` sets other borders);
 - per-series (= per-column) standard scaling fitted on the training rows only (the library's Preprocessor);
 - scored on every stride-1 test window (2880-H+1 of them), MSE / MAE on the standardised scale (`mse_std`, `mae_std`);
 - torch recipe from params/trainer/default.yaml (Adam lr 0.005, batch 32, 10 epochs, lr halved every epoch,
@@ -107,6 +109,7 @@ from _common import RESULTS, git_commit, machine, write  # noqa: E402
 REFERENCE = HERE / "ltsf_linear_reference.md"
 LOOKBACK = 336
 ROWS = (8640, 2880, 2880)  # train, val, test rows per series: the paper's ETTh borders
+MONTHS = (12, 4, 4)  # the same borders in months of 30 days: at another frequency, the protocol keeps the months, not the rows
 HORIZONS = (96, 192, 336, 720)
 MODELS = ("nlinear", "xgboost", "tft", "seasonal_naive", "nlinear_l512", "nlinear_l720", "nlinear_ls", "nlinear_ls_l512", "nlinear_ls_l720",
           "nested_cv_selected")
@@ -137,7 +140,7 @@ def paper_table(path: Path = REFERENCE) -> dict[tuple[str, str, int], dict[str, 
     return table
 
 
-def load_frame(dataset: str, csv: str | None, max_rows: int) -> pd.DataFrame:
+def load_frame(dataset: str, csv: str | None, max_rows: int | None) -> pd.DataFrame:
     "One dataset as the library's long frame (series_id, date, numeric columns…, OT), first `max_rows` rows only."
     if csv is None:
         from skewfree.data import load_ett
@@ -402,7 +405,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--models", default="nlinear")
     ap.add_argument("--csv", help="a CSV in the ETT format (date, numeric columns, target OT) instead of the embedded data")
     ap.add_argument("--name", help="the dataset name of --csv")
-    ap.add_argument("--rows", default=",".join(map(str, ROWS)), help="train,val,test rows per series (default: the paper's ETTh borders)")
+    ap.add_argument("--rows", help="train,val,test rows per series (default: 12/4/4 months of 30 days at the data's own frequency, "
+                                   "the paper's ETTh borders for hourly data)")
     ap.add_argument("--cell-timeout", type=float, default=1200, help="seconds per cell (fit + evaluation) before it is skipped")
     ap.add_argument("--refit", action="store_true",
                     help="also refit each cell's model on training + validation rows for as long as early stopping chose, and score that")
@@ -414,18 +418,37 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def check_csv(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    "Read `--csv` once, before any cell: a file that is not in the ETT format is one message, not one failed cell per horizon."
+def protocol_rows(dates: pd.Series) -> tuple[tuple[int, int, int], str]:
+    "The protocol's borders at the data's own step: 12 / 4 / 4 months of 30 days (8640 / 2880 / 2880 hourly rows, 34560 / 11520 / 11520 every 15 min)."
+    from skewfree.core import InputError
+    steps = pd.to_datetime(dates).diff().dropna()
+    step = steps.mode().iloc[0] if len(steps) else pd.Timedelta(0)
+    if step <= pd.Timedelta(0):
+        raise InputError("date", "the timestamps have no regular step: the protocol's borders cannot be derived from the data; give --rows")
+    rows = tuple(int(pd.Timedelta(days=30 * months) / step) for months in MONTHS)
+    return rows, pd.tseries.frequencies.to_offset(step).freqstr  # type: ignore[return-value]
+
+
+def check_csv(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[tuple[int, int, int], str] | None:
+    "Read `--csv` once, before any cell: a file not in the ETT format, or too short for the borders, is one message, not one failed cell per horizon."
     from skewfree.core import InputError
     if bool(args.csv) != bool(args.name): ap.error("--csv and --name go together")
-    if not args.csv: return
-    try: load_frame(args.name, args.csv, sum(map(int, args.rows.split(","))))
+    if not args.csv: return None
+    try:
+        frame = load_frame(args.name, args.csv, None)
+        rows, freq = tuple(int(r) for r in args.rows.split(",")) if args.rows else protocol_rows(frame["date"])  # type: ignore[assignment]
     except InputError as e: ap.error(str(e))
+    except ValueError: ap.error(f"--rows needs three whole numbers train,val,test, got {args.rows!r}")
+    if len(frame) < sum(rows):
+        ap.error(f"--csv: {args.csv} has {len(frame)} rows; the protocol's borders at its frequency {freq!r} need {sum(rows)} "
+                 f"(train {rows[0]} + val {rows[1]} + test {rows[2]}{'' if args.rows else ': 12 / 4 / 4 months of 30 days'})")
+    return rows, freq  # type: ignore[return-value]
 
 
-def split_rows(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    "The standard train/val/test rows, and the rows this run uses: a selection run's are one block earlier."
-    rows = tuple(int(r) for r in args.rows.split(","))
+def split_rows(ap: argparse.ArgumentParser, args: argparse.Namespace,
+               derived: tuple[tuple[int, int, int], str] | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    "The standard rows (given, derived from --csv's frequency, or the paper's) and this run's: a selection run's are one block earlier."
+    rows = derived[0] if derived else tuple(int(r) for r in args.rows.split(",")) if args.rows else ROWS
     if len(rows) != 3: ap.error("--rows needs train,val,test")
     if not args.selection_slice: return rows, rows
     if args.refit or rows[0] <= rows[1] or args.selection_stride < 1:
@@ -453,9 +476,11 @@ def cell_plan(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[li
 def main() -> None:
     ap = parser()
     args = ap.parse_args()
-    check_csv(ap, args)
+    derived = check_csv(ap, args)
     plan, datasets = cell_plan(ap, args)
-    rows, run_rows = split_rows(ap, args)
+    rows, run_rows = split_rows(ap, args, derived)
+    protocol = PROTOCOL | {"split_rows": f"train [0, {rows[0]}), val [{rows[0]}-L, {rows[0] + rows[1]}), test [{rows[0] + rows[1]}-L, {sum(rows)}); "
+                                         f"rows >= {sum(rows)} unused" + (f" ({derived[1]} data)" if derived else "")}
     command = "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]).as_posix()), *sys.argv[1:]])
     paper = paper_table()
     commit, dirty = git_commit(), working_tree_changes()
@@ -480,7 +505,7 @@ def main() -> None:
         print_table([cell])
         if cell.get("traceback"): print(cell["traceback"], file=sys.stderr)
         run["cells"].append(key); run["wall_s"] = time.perf_counter() - started
-        write(args.results, command, {"protocol": PROTOCOL, "levels": levels, "runs": runs, "cells": cells})
+        write(args.results, command, {"protocol": protocol, "levels": levels, "runs": runs, "cells": cells})
 
     for setting, dataset, horizon, model in plan:
         key, cell = new_cell(args, dataset, setting, horizon, model, rows=rows, run_rows=run_rows, paper=paper,
@@ -503,7 +528,7 @@ def main() -> None:
             futures = {pool.submit(measure, key, threads): key for key in keys}
             for done in as_completed(futures): record(futures[done], keyed[futures[done]] | done.result())
     run["wall_s"], run["finished"] = time.perf_counter() - started, True
-    write(args.results, command, {"protocol": PROTOCOL, "levels": levels, "runs": runs, "cells": cells})
+    write(args.results, command, {"protocol": protocol, "levels": levels, "runs": runs, "cells": cells})
     print(f"\nthis run: {len(measured)} cells in {time.perf_counter() - started:.0f} s wall\n")
     print_table(measured)
     if measured and all(c["status"] == "failed" for c in measured): sys.exit("every cell failed: see the reasons above")

@@ -15,7 +15,7 @@ from skewfree.core import InputError
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
-from accuracy import load_frame, schedule  # noqa: E402
+from accuracy import ROWS, load_frame, protocol_rows, schedule  # noqa: E402
 
 
 def ett_like(rows: int = 50) -> pd.DataFrame:
@@ -50,6 +50,24 @@ def test_a_good_csv_reads_as_the_library_long_frame(tmp_path):
     frame = load_frame("MYDATA", str(path), 20)
     assert list(frame.columns) == ["series_id", "date", "HUFL", "MUFL", "OT"] and len(frame) == 20
     assert str(frame.date.dtype) == "datetime64[ns]" and (frame.series_id == "MYDATA").all()
+
+
+def test_the_protocols_borders_follow_the_datas_frequency():
+    # 12 / 4 / 4 months of 30 days: the paper's rows for hourly data, four times as many for 15-minute data (#29)
+    assert protocol_rows(pd.Series(pd.date_range("2020-01-01", periods=100, freq="h"))) == (ROWS, "h")
+    assert protocol_rows(pd.Series(pd.date_range("2020-01-01", periods=100, freq="15min"))) == ((34_560, 11_520, 11_520), "15min")
+    assert protocol_rows(pd.Series(pd.date_range("2020-01-01", periods=100, freq="D")))[0] == (360, 120, 120)
+    with pytest.raises(InputError, match="no regular step"):
+        protocol_rows(pd.Series(pd.to_datetime(["2020-01-01"] * 3)))
+
+
+def test_the_benchmark_refuses_a_csv_too_short_for_its_own_borders_before_any_cell(tmp_path):
+    path = tmp_path / "ett_15min.csv"
+    ett_like(40_000).assign(date=pd.date_range("2020-01-01", periods=40_000, freq="15min").astype(str)).to_csv(path, index=False)
+    done = subprocess.run([sys.executable, str(BENCH / "accuracy.py"), "--csv", str(path), "--name", "ETTm1", "--quick", "--settings", "S"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2 and "---" not in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "has 40000 rows; the protocol's borders at its frequency '15min' need 57600 (train 34560 + val 11520 + test 11520" in done.stderr
 
 
 def test_the_benchmark_refuses_a_bad_csv_once_before_any_cell(tmp_path):
