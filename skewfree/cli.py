@@ -25,8 +25,8 @@ from .core import InputError, need_ray
 
 # %% auto #0
 __all__ = ['CHAMPION', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference',
-           'worker_count', 'known_model', 'check_serve_config', 'serve', 'CommandFailed', 'predict', 'ray_output',
-           'drift', 'main']
+           'worker_count', 'known_model', 'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'predict',
+           'ray_output', 'drift', 'main']
 
 # %% ../nbs/20_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -36,7 +36,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skewfree", description="Forecasting without training-serving skew.")
     p.add_argument("--version", action="version", version=f"skewfree {skewfree.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve a model over HTTP: FastAPI under uvicorn, or a Ray Serve application")
+    # no abbreviated options: `--admin-token` must not pass for `--admin-token-file`
+    serve = sub.add_parser("serve", help="serve a model over HTTP: FastAPI under uvicorn, or a Ray Serve application", allow_abbrev=False)
     serve.add_argument("--backend", choices=["fastapi", "ray"], default="fastapi",
                        help="fastapi: one server process, the model in worker processes; ray: a Ray Serve application")
     serve.add_argument("--model-uri", help="MLflow model URI (default: serve.model_uri, the champion)")
@@ -44,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--workers", type=int, help="worker processes holding the model (fastapi; default: one per CPU; 0: threads of the server process)")
     serve.add_argument("--threads", type=int, help="threads for predict calls when --workers is 0 (fastapi)")
-    serve.add_argument("--admin-token", default=os.environ.get("SKEWFREE_ADMIN_TOKEN"), help="enables POST /admin/reload (fastapi)")
+    serve.add_argument("--admin-token-file", type=Path, help="a file holding the token that enables POST /admin/reload (fastapi); or set "
+                                                              "SKEWFREE_ADMIN_TOKEN (never on the command line, which the process list shows)")
     serve.add_argument("--reload-interval", type=float, help="seconds between polls of the model URI for a new version (fastapi)")
     serve.add_argument("--ray-address", help="join this Ray cluster instead of starting a local instance (ray)")
     serve.add_argument("overrides", nargs="*", help="Hydra overrides of the serve config, e.g. serve.model_inference.num_replicas=2")
@@ -206,8 +208,9 @@ def serve(args:argparse.Namespace) -> None:
 
     from skewfree.config import compose_config
     cfg: dict[str, Any] = OmegaConf.to_container(compose_config([f"serve={args.backend}", *args.overrides]).serve, resolve=True)  # type: ignore[assignment]
-    for key in ("model_uri", "host", "port", "workers", "threads", "admin_token", "reload_interval"):
+    for key in ("model_uri", "host", "port", "workers", "threads", "reload_interval"):
         if getattr(args, key, None) is not None: cfg[key] = getattr(args, key)
+    cfg["admin_token"] = admin_token(args.admin_token_file) or cfg.get("admin_token")
     check_serve_config(cfg)
     known_model(cfg["model_uri"])  # an unknown model is named now, before a server or a Ray cluster starts
     if args.backend == "ray":
@@ -226,7 +229,26 @@ def serve(args:argparse.Namespace) -> None:
                      reload_interval=cfg.get("reload_interval"), workers=worker_count(cfg["workers"]), threads=int(cfg["threads"]),
                      worker_wait=float(cfg["worker_wait_s"]), limits=Limits(max_rows=int(cfg["max_rows"]), max_series=int(cfg["max_series"])),
                      monitor=MonitorConfig.from_config(cfg.get("monitor")))
-    uvicorn.run(app, host=cfg["host"], port=int(cfg["port"]), log_level="warning", access_log=False)  # metrics count requests
+
+    class Announcing(uvicorn.Server):
+        "uvicorn, saying on standard error — once it listens — where it serves which model, with how many workers."
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if not self.started: return
+            info = await app.state.backend.info()
+            print(f"skewfree serve: {info['model_uri']} (version {info['model_version']}, {info['model_name']}) on "
+                  f"http://{cfg['host']}:{cfg['port']} with {info.get('workers', 0) or 'no'} worker processes; docs at /docs, "
+                  "metrics at /metrics", file=sys.stderr, flush=True)
+    # quiet otherwise: the metrics count requests
+    Announcing(uvicorn.Config(app, host=cfg["host"], port=int(cfg["port"]), log_level="warning", access_log=False)).run()
+
+def admin_token(path:Path|None) -> str|None:
+    "The admin token: what `path` holds (whitespace around it dropped), else `SKEWFREE_ADMIN_TOKEN`, else None (no reload route)."
+    if path is None: return os.environ.get("SKEWFREE_ADMIN_TOKEN") or None
+    try: token = path.read_text().strip()
+    except OSError as e: raise InputError("--admin-token-file", f"cannot read {path}: {e.strerror or e}") from None
+    if not token: raise InputError("--admin-token-file", f"{path} is empty: write the token in it")
+    return token
 
 class CommandFailed(Exception):
     "A command that could not do its job for a reason other than its input (a deployment that did not start)."

@@ -45,7 +45,7 @@ class FeatureEngineering:
                                              timezone=self.loaded.forecaster.preprocessor.timezone)
             self.loaded.limits.check_rows(frame, self.loaded.forecaster.preprocessor.id_col)
             frame, params = _validate_prediction_input(frame, params, self.loaded.input_schema, meta.get_params_schema())
-        except MlflowException as e:  # some of MLflow's errors do not survive pickling to the ingress: it would answer a 500
+        except (MlflowException, InputError) as e:  # as they survive the way to the ingress (pickling, Ray's logs): else a 500
             raise portable_error(e) from None
         f = self.loaded.forecaster
         return (self.loaded.key, *f.prepare(frame, (params or {}).get("horizon", f.max_horizon), (params or {}).get("quantiles")))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hmac
+import io
 import json
 import math
 import logging
@@ -29,6 +31,7 @@ import numpy as np
 import orjson
 import pandas as pd
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -54,10 +57,10 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'NOT_UNICODE', 'Limits', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut',
            'PredictResponse', 'to_frame', 'typed_keys', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest',
            'OverLimit', 'Unavailable', 'Backend', 'describe', 'timed_invocation', 'notes_of', 'predictions_json',
-           'request_body', 'split_by_columns', 'refuse_duplicate_keys', 'may_repeat_a_key', 'parse_invocation',
-           'naive_times', 'lone_surrogate_at', 'refuse_loose_rows', 'answer_invocation', 'answer_typed', 'LocalBackend',
-           'portable_error', 'WorkerDied', 'framed', 'read_message', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard',
-           'Metrics', 'Watch', 'create_app']
+           'request_body', 'split_by_columns', 'refuse_duplicate_keys', 'may_repeat_a_key', 'csv_as_split',
+           'parse_invocation', 'naive_times', 'lone_surrogate_at', 'refuse_loose_rows', 'answer_invocation',
+           'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'framed', 'read_message', 'pinned',
+           'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'Watch', 'create_app']
 
 # %% ../nbs/17_serve.ipynb #0005
 @dataclass(frozen=True)
@@ -416,6 +419,15 @@ def may_repeat_a_key(body:bytes, keys:int) -> bool:
     before = raw[np.flatnonzero(raw[1:] == ord(":"))]  # the byte before each colon
     return bool(np.count_nonzero(before == ord('"')) != keys or np.isin(before, _JSON_SPACE).any())
 
+def csv_as_split(body:bytes, columns:list[dict[str, Any]]) -> bytes:
+    "A `text/csv` body (a header, then rows; no params, as MLflow takes it) as the `dataframe_split` body the pipeline parses."
+    # text and time columns are read as text, as the JSON formats carry them: an id like '001' stays '001', not the number 1
+    as_text = {c["name"]: str for c in columns if c.get("type") in ("string", "datetime")}
+    try: frame = pd.read_csv(io.BytesIO(body), dtype=as_text)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise BadRequest("body", f"not valid CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return orjson.dumps({DF_SPLIT: {"columns": list(frame.columns), "data": frame.astype(object).where(frame.notna(), None).to_numpy().tolist()}})
+
 def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
                      param_names:list[str]|None=None, # the params the model takes: any other is refused (MLflow only warns)
                      id_col:str|None=None, # the series id column, named in errors
@@ -615,9 +627,15 @@ def _loaded() -> Loaded:
     if "loaded" not in _in_worker: raise _in_worker.get("error") or RuntimeError("this worker process hydrated no artifact")
     return _in_worker["loaded"]
 
+def _writable(value:Any) -> Any:
+    "Text as it can be written into an answer: a lone surrogate (a JSON escape no text can hold) as its escape, `\\ud800`."
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
 def portable_error(e:Exception) -> Exception:
     "`e` as it can cross back to the server process: some MLflow errors need constructor arguments pickling does not keep."
     if isinstance(e, MlflowException) and type(e) is not MlflowException: e = MlflowException(e.message)
+    # the caller's text an error echoes (a key with a lone surrogate) must survive being written on the way (Ray logs it)
+    if isinstance(e, InputError): e = type(e)(*(_writable(v) for v in (e.field, e.reason, e.series, e.row)))
     try: pickle.loads(pickle.dumps(e))
     except Exception: return RuntimeError(f"{type(e).__name__}: {e}")
     return e
@@ -837,6 +855,14 @@ class ProcessBackend:
 
     async def info(self) -> dict[str, Any]: return self.current.info
 
+    def live_workers(self) -> int:
+        "Worker processes of the current pool that can take a request: none while a pool whose workers all died is replaced."
+        pool = self.current
+        # a pool watches its workers from its first request on: one asked about before any request starts watching now, so a
+        # worker that died while the server was idle is noticed (and its pool replaced) without a request failing first
+        if pool._idle is None: pool._start_watching()
+        return sum(w not in pool.dead and w.process.is_alive() for w in pool.workers)
+
     async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float], dict[str, Any]]: return await self._run("invocation", body)
 
     async def predict(self, request:PredictRequest) -> tuple[PredictResponse, dict[str, float]]:
@@ -871,7 +897,9 @@ def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
     return item["id"] if isinstance(item, dict) and isinstance(item.get("id"), str) else None
 
 def _error(status:int, field:str|None, reason:str, series:str|None=None, row:Any=None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"field": field, "series": series, "row": row, "reason": reason}})
+    # every part may echo the caller's text, keys included: an unwritable one must not turn a 4xx into a 500
+    error = {"field": field, "series": series, "row": row, "reason": reason}
+    return JSONResponse(status_code=status, content={"error": {k: _writable(v) for k, v in error.items()}})
 
 class _TooLarge(Exception): pass
 
@@ -1011,7 +1039,8 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     elif isinstance(backend, str | PyFuncModel): backend = LocalBackend(backend, threads, limits)
     metrics = Metrics()
     watch = Watch(monitor or MonitorConfig(), metrics)
-    app = FastAPI(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.")
+    # the docs pages from files inside the package (fastapi-offline): FastAPI's own load Swagger UI from a CDN, a blank page offline
+    app = FastAPIOffline(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.")
     app.state.backend = backend
 
     app.add_middleware(Guard, metrics=metrics, max_body_bytes=max_body_bytes)
@@ -1053,11 +1082,15 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         "Alive."
         return {"status": "ok"}
 
-    @app.get("/ready")
-    async def ready() -> dict[str, Any]:
-        "Ready: the artifact is hydrated and passed its self-check (a backend that is not would not answer)."
+    @app.get("/ready", responses={503: {"description": "no model worker can take a request now (they are being restarted)"}})
+    async def ready() -> Any:
+        "Ready: the artifact is hydrated, passed its self-check, and a model worker can take a request now."
         info = await backend.info()
-        return {"status": "ready", "model_version": info["model_version"], "key": info["key"]}
+        live = getattr(backend, "live_workers", None)  # worker processes can all be dead while a new pool starts; threads cannot
+        if live is not None and (n := live()) == 0:
+            return JSONResponse({"status": "not ready", "reason": f"no live model worker (0 of {info.get('workers')}): a new pool is starting",
+                                 "model_version": info["model_version"], "key": info["key"]}, status_code=503)
+        return {"status": "ready", "model_version": info["model_version"], "key": info["key"]} | ({"live_workers": n} if live is not None else {})
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
@@ -1088,9 +1121,11 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
-        "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`."
+        "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`; or `text/csv` rows, as `mlflow models serve` takes them."
         body = await request.body()
         started = time.perf_counter()
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv":
+            body = csv_as_split(body, (await backend.info())["input_schema"])
         answer, stages, notes = await backend.invocations(body)
         watch.add(await backend.info(), notes)
         # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's;
@@ -1105,7 +1140,9 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         @app.post("/admin/reload")
         async def reload(request: Request) -> JSONResponse:
             "Hydrate and self-check what the model URI points at now, then swap it in atomically."
-            if request.headers.get("authorization") != f"Bearer {admin_token}": return _error(401, "authorization", "a valid admin token is required")
+            # compared in constant time: how long a wrong guess takes says nothing about how much of it was right
+            if not hmac.compare_digest(request.headers.get("authorization", "").encode(), f"Bearer {admin_token}".encode()):
+                return _error(401, "authorization", "a valid admin token is required")
             try: swapped, why = await backend.reload()
             except Exception as e:  # the new version failed to hydrate or its checks: the old one serves on, and the caller is told why
                 log.warning("skewfree: reload refused: %s: %s", type(e).__name__, e)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -70,3 +71,43 @@ def test_malformed_bodies(server, body):
 
 def test_health(server):
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+LONE_SURROGATE_KEYS = {  # a key, not a value: the error names it, so the answer must be writable with it in (#27)
+    "top level": ("/invocations", '{"\\ud800": 1}'),
+    "in params": ("/invocations", '{"dataframe_split": {"columns": ["date"], "data": [["2020-01-01"]]}, "params": {"\\ud800": 1}}'),
+    "in a records row": ("/invocations", '{"dataframe_records": [{"\\ud800": 1}]}'),
+    "in a typed covariate map": ("/predict", '{"series": [{"id": "x", "timestamps": ["2020-01-01"], "target": [1], '
+                                             '"past_covariates": {"\\ud800": [1]}}], "horizon": 2}'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LONE_SURROGATE_KEYS))
+def test_a_lone_surrogate_key_is_a_4xx_that_names_it_on_both_backends(srv, case):
+    route, body = LONE_SURROGATE_KEYS[case]
+    answer = httpx.post(f"{srv.url}{route}", content=body, headers={"Content-Type": "application/json"}, timeout=60)
+    assert 400 <= answer.status_code < 500, answer.text
+    error = answer.json()["error"]  # a JSON body, whatever it echoes
+    assert "internal error" not in error["reason"]
+
+
+def test_the_docs_page_needs_no_internet_on_both_backends(srv):
+    page = httpx.get(f"{srv.url}/docs", timeout=60)
+    assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
+    scripts = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert scripts and not [s for s in scripts if s.startswith(("http://", "https://", "//"))], scripts  # nothing from a CDN
+    for asset in scripts:
+        got = httpx.get(f"{srv.url}{asset}", timeout=60)
+        assert got.status_code == 200 and len(got.content) > 1000, asset
+    assert httpx.get(f"{srv.url}/openapi.json", timeout=60).json()["info"]["title"] == "skewfree"
+
+
+def test_text_csv_is_taken_as_mlflow_takes_it_on_both_backends(srv, history, trained):
+    # a header and rows, no params (MLflow's CSV carries none): the model's longest horizon, the same numbers as the JSON body
+    as_csv = httpx.post(f"{srv.url}/invocations", content=history.to_csv(index=False), headers={"Content-Type": "text/csv"}, timeout=60)
+    as_json = post(srv, exact_json_body(history, trained.forecaster.max_horizon))
+    assert as_csv.status_code == 200, as_csv.text
+    assert as_csv.json()["predictions"] == as_json.json()["predictions"]
+    for broken in (b'"unterminated', b""):
+        refused = httpx.post(f"{srv.url}/invocations", content=broken, headers={"Content-Type": "text/csv; charset=utf-8"}, timeout=60)
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == "body", refused.text

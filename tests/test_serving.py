@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import signal
+import tempfile
 import socket
 import subprocess
 import sys
@@ -417,7 +418,9 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
 @pytest.mark.parametrize("workers", ["2", "0"])  # a new pool of worker processes; a new model in this process's threads
 def test_hot_reload_under_load_fails_no_request(store, history, workers):
     first = train(compose_config(["profile=smoke", f"mlflow.registered_model=reloading-{workers}"]))
-    srv = Server(f"models:/reloading-{workers}@champion", store, "--admin-token", "s3cret", "--workers", workers)
+    token = Path(tempfile.mkdtemp()) / "admin-token"
+    token.write_text("s3cret\n")  # from a file, never the command line (which the process list shows)
+    srv = Server(f"models:/reloading-{workers}@champion", store, "--admin-token-file", str(token), "--workers", workers)
     failures, versions, stop = [], set(), threading.Event()
 
     def hammer():
@@ -611,3 +614,30 @@ def test_worker_processes_end_with_the_server(trained, store, how):
     while any(_alive(p) for p in workers) and time.monotonic() < deadline: time.sleep(0.2)
     srv.stop()
     assert not any(_alive(p) for p in workers)
+
+
+def test_serve_says_where_it_serves_which_model_once_it_listens(server, trained):
+    said = Path(server.log.name).read_text()
+    assert f"skewfree serve: models:/skewfree-ett-smoke@champion (version {trained.version}, nlinear) on {server.url} with 2 worker processes" in said
+
+
+def test_an_admin_token_is_not_taken_on_the_command_line(store):
+    done = subprocess.run([str(Path(sys.executable).parent / "skewfree"), "serve", "--admin-token", "s3cret"], capture_output=True, text=True,
+                          timeout=120, check=False, env=dict(os.environ, MLFLOW_TRACKING_URI=store))
+    assert done.returncode == 2 and "unrecognized arguments: --admin-token" in done.stderr, done.stderr[-2000:]
+
+
+def test_ready_says_no_while_no_worker_can_take_a_request(trained, store):
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "--workers", "1")
+    try:
+        first = httpx.get(f"{srv.url}/ready", timeout=30)
+        assert first.status_code == 200 and first.json()["live_workers"] == 1, first.text
+        [worker] = _worker_pids(srv.proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        states, deadline = [], time.monotonic() + 120
+        while time.monotonic() < deadline and (not states or states[-1] != 200 or 503 not in states):
+            states.append(httpx.get(f"{srv.url}/ready", timeout=30).status_code)
+            time.sleep(0.05)
+        assert 503 in states and states[-1] == 200, states  # not ready while the new pool hydrates, ready again once it has
+    finally:
+        srv.stop()
