@@ -174,14 +174,17 @@ def run(uri:str, store:str, cfg:dict[str, Any], *, host:str="127.0.0.1", port:in
     import sys
 
     import ray
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a terminated server still shuts Ray down (finally, below)
     address = cfg.get("address")
     # "local" starts a fresh instance: without it Ray would join whatever cluster last ran on this machine
     try: ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
     except ConnectionError as e: raise InputError("serve.address", f"cannot reach the Ray cluster at {address!r}: {e}") from None
+    # set after Ray's start, which installs its own SIGTERM handler (a stack dump): a terminated server shuts Ray down
+    # whole (finally, below), as Ctrl+C does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(uri, store, cfg, app_name), name=app_name, route_prefix="/")
-    print(f"skewfree: Ray Serve app {app_name!r} on http://{host}:{port}", flush=True)
+    print(f"skewfree serve: {uri} on http://{host}:{port} as Ray Serve app {app_name!r} "
+          f"({'joined ' + address if address else 'a local Ray instance'}); docs at /docs", file=sys.stderr, flush=True)
     try:
         while True: time.sleep(3600)
     except (KeyboardInterrupt, SystemExit): pass

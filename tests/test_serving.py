@@ -641,3 +641,42 @@ def test_ready_says_no_while_no_worker_can_take_a_request(trained, store):
         assert 503 in states and states[-1] == 200, states  # not ready while the new pool hydrates, ready again once it has
     finally:
         srv.stop()
+
+
+def _descendants(pid: int) -> set[int]:
+    "Every live process below `pid`."
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try: fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError: continue
+        if fields[0] not in "ZX": parent[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try: return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError: return False
+
+
+def test_a_terminated_ray_server_stops_its_own_ray_whole(trained, store):
+    # its own local instance (no --ray-address): SIGTERM must leave none of the processes it started — GCS, raylet, agents, replicas
+    srv = Server("models:/skewfree-ett-smoke@champion", store, backend="ray", timeout=240)
+    try:
+        deadline = time.monotonic() + 120
+        while "skewfree serve: models:/skewfree-ett-smoke@champion on " not in Path(srv.log.name).read_text():  # every deployment up
+            assert time.monotonic() < deadline, Path(srv.log.name).read_text()[-2000:]
+            time.sleep(0.5)
+        started = _descendants(srv.proc.pid)
+        assert len(started) >= 3, started
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=120) == 0
+        deadline = time.monotonic() + 60
+        while (left := {p for p in started if _alive(p)}) and time.monotonic() < deadline: time.sleep(0.5)
+        assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:120] for p in left if _alive(p)]
+        assert "SIGTERM received" not in Path(srv.log.name).read_text()  # Ray's own handler (a stack dump) is not the one that ran
+    finally:
+        srv.stop()
