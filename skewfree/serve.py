@@ -54,13 +54,14 @@ from .preprocess import SeriesBatch
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'NOT_UNICODE', 'Limits', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn', 'PredictRequest', 'SeriesOut',
-           'PredictResponse', 'to_frame', 'typed_keys', 'typed_error', 'prepare_typed', 'from_frame', 'BadRequest',
-           'OverLimit', 'Unavailable', 'Backend', 'describe', 'timed_invocation', 'notes_of', 'predictions_json',
-           'request_body', 'split_by_columns', 'refuse_duplicate_keys', 'may_repeat_a_key', 'csv_as_split',
-           'parse_invocation', 'naive_times', 'lone_surrogate_at', 'refuse_loose_rows', 'answer_invocation',
-           'answer_typed', 'LocalBackend', 'portable_error', 'WorkerDied', 'framed', 'read_message', 'pinned',
-           'WorkerPool', 'ProcessBackend', 'Guard', 'Metrics', 'Watch', 'create_app']
+__all__ = ['log', 'INVOCATION_BODY', 'NOT_UNICODE', 'Limits', 'Loaded', 'registry_version', 'hydrate', 'SeriesIn',
+           'PredictRequest', 'SeriesOut', 'PredictResponse', 'ErrorDetail', 'ErrorBody', 'to_frame', 'typed_keys',
+           'typed_error', 'prepare_typed', 'from_frame', 'BadRequest', 'OverLimit', 'Unavailable', 'Backend',
+           'describe', 'timed_invocation', 'notes_of', 'predictions_json', 'request_body', 'split_by_columns',
+           'refuse_duplicate_keys', 'may_repeat_a_key', 'csv_as_split', 'parse_invocation', 'naive_times',
+           'lone_surrogate_at', 'refuse_loose_rows', 'answer_invocation', 'answer_typed', 'LocalBackend',
+           'portable_error', 'WorkerDied', 'framed', 'read_message', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard',
+           'Metrics', 'Watch', 'create_app']
 
 # %% ../nbs/17_serve.ipynb #0005
 @dataclass(frozen=True)
@@ -192,6 +193,38 @@ class PredictResponse(BaseModel):
                                                "in its history (filled_<column>: values filled, reindexed_rows: gap rows inserted); empty: nothing")
     latency_ms: dict[str, float]
     _notes: dict[str, Any]|None = PrivateAttr(default=None)  # for the server, never sent: what `notes_of` says of this answer
+
+class ErrorDetail(BaseModel):
+    "What was wrong with a request: the field, the series and the first bad row where they are known, and why."
+    field: str|None = Field(description="the column, parameter or part of the body at fault")
+    series: str|None = Field(description="the series id, when the problem is in one series")
+    row: Any = Field(default=None, description="the first offending row (its position or timestamp), when known")
+    reason: str = Field(description="what is wrong, in words a caller can act on")
+
+class ErrorBody(BaseModel):
+    "Every 4xx and 5xx answer: one error."
+    error: ErrorDetail
+
+def _answers(*statuses:int) -> dict[int|str, dict[str, Any]]:
+    "The error answers a route can give, for the OpenAPI: each an `ErrorBody`, with what it means."
+    meaning = {400: "not a request: the body is not JSON/CSV, or not of the scoring protocol's shape",
+               401: "no valid admin token", 409: "the new version was refused (hydration or its self-check): the old one serves on",
+               413: "over a limit: the body's bytes, or the rows or series one request may hold", 422: "a request that cannot be answered "
+               "as it is: a column, a series, a value or a parameter, named", 503: "no model worker can take it now: try again"}
+    return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}
+
+_COLUMNS = {"type": "array", "items": {"type": "string"}}
+_ROWS = {"type": "array", "items": {"type": "array", "items": {}}}
+_PARAMS = {"type": "object", "properties": {"horizon": {"type": "integer", "minimum": 1, "description": "steps to forecast"},
+                                            "quantiles": {"type": "array", "items": {"type": "number"}}}, "additionalProperties": False}
+# MLflow's scoring protocol as a schema: a schema-driven client (or a fuzzer) can form a valid request from it
+INVOCATION_BODY = {"required": True, "content": {
+    "application/json": {"schema": {"oneOf": [
+        {"type": "object", "required": [DF_SPLIT], "additionalProperties": False, "properties": {
+            DF_SPLIT: {"type": "object", "required": ["columns", "data"], "properties": {"columns": _COLUMNS, "data": _ROWS}}, "params": _PARAMS}},
+        {"type": "object", "required": ["dataframe_records"], "additionalProperties": False, "properties": {
+            "dataframe_records": {"type": "array", "items": {"type": "object"}}, "params": _PARAMS}}]}},
+    "text/csv": {"schema": {"type": "string", "description": "a header row, then the rows (no params: the model's longest horizon)"}}}}
 
 def to_frame(request:PredictRequest, forecaster:Forecaster) -> pd.DataFrame:
     "The typed request as the raw long rows the artifact takes (no value is changed)."
@@ -1108,7 +1141,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         "The live monitor: its window, and per feature the comparator, the statistic, the threshold and the state (collecting, ok, drifting)."
         return watch.report(await backend.info())
 
-    @app.post("/predict", response_model=PredictResponse)
+    @app.post("/predict", response_model=PredictResponse, responses=_answers(400, 413, 422, 503))
     async def predict(request: PredictRequest, raw: Request) -> PredictResponse:
         "Typed forecast request; the answer says which model made it and where the time went."
         if may_repeat_a_key(body := await raw.body(), typed_keys(request)): refuse_duplicate_keys(body)  # JSON kept only the last
@@ -1119,7 +1152,11 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         watch.add(await backend.info(), answer._notes)
         return answer
 
-    @app.post("/invocations")
+    @app.post("/invocations", openapi_extra={"requestBody": INVOCATION_BODY}, responses={
+        200: {"description": "`predictions`: one row per series and step, in original units; `repairs`: what was repaired",
+              "content": {"application/json": {"schema": {"type": "object", "required": ["predictions"], "properties": {
+                  "predictions": {"type": "array", "items": {"type": "object"}}, "repairs": {"type": "object"}}}}}},
+        **_answers(400, 413, 422, 503)})
     async def invocations(request: Request) -> Response:
         "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`; or `text/csv` rows, as `mlflow models serve` takes them."
         body = await request.body()
@@ -1137,7 +1174,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         return Response(content=answer, media_type="application/json", headers=headers)
 
     if admin_token:
-        @app.post("/admin/reload")
+        @app.post("/admin/reload", responses=_answers(401, 409))
         async def reload(request: Request) -> JSONResponse:
             "Hydrate and self-check what the model URI points at now, then swap it in atomically."
             # compared in constant time: how long a wrong guess takes says nothing about how much of it was right

@@ -111,3 +111,14 @@ def test_text_csv_is_taken_as_mlflow_takes_it_on_both_backends(srv, history, tra
     for broken in (b'"unterminated', b""):
         refused = httpx.post(f"{srv.url}/invocations", content=broken, headers={"Content-Type": "text/csv; charset=utf-8"}, timeout=60)
         assert refused.status_code == 400 and refused.json()["error"]["field"] == "body", refused.text
+
+
+def test_the_openapi_states_every_body_and_answer_on_both_backends(srv):
+    spec = httpx.get(f"{srv.url}/openapi.json", timeout=60).json()
+    invocations = spec["paths"]["/invocations"]["post"]
+    assert set(invocations["requestBody"]["content"]) == {"application/json", "text/csv"}  # a fuzzer can form a valid request
+    for path, statuses in (("/invocations", {"200", "400", "413", "422", "503"}), ("/predict", {"200", "400", "413", "422", "503"})):
+        answers = spec["paths"][path]["post"]["responses"]
+        assert statuses <= set(answers), (path, sorted(answers))
+        for status in statuses - {"200"}:  # every error is the one body the server sends, not FastAPI's default validation shape
+            assert answers[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
