@@ -192,6 +192,8 @@ def check_serve_config(cfg:dict[str, Any]) -> None:
     _positive(cfg, "max_body_bytes", int, 1); _positive(cfg, "threads", int, 1); _positive(cfg, "worker_wait_s", float, 0.001)
     _positive(cfg, "max_rows", int, 1); _positive(cfg, "max_series", int, 1)
     _positive(cfg, "reload_interval", float, 0.001, nullable=True)
+    for key, kind, least in (("header_timeout_s", float, 0.001), ("body_timeout_s", float, 0.001), ("max_connections", int, 1)):
+        if key in cfg: _positive(cfg, key, kind, least)  # the FastAPI server's (Ray's proxy has its own)
     port = cfg.get("port")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise InputError("--port", f"must be a port number from 1 to 65535, got {port!r}")
@@ -224,7 +226,7 @@ def serve(args:argparse.Namespace) -> None:
     import uvicorn
 
     from skewfree.monitor import MonitorConfig
-    from skewfree.serve import Limits, create_app
+    from skewfree.serve import Limits, create_app, guarded_http
     app = create_app(cfg["model_uri"], max_body_bytes=int(cfg["max_body_bytes"]), admin_token=cfg.get("admin_token"),
                      reload_interval=cfg.get("reload_interval"), workers=worker_count(cfg["workers"]), threads=int(cfg["threads"]),
                      worker_wait=float(cfg["worker_wait_s"]), limits=Limits(max_rows=int(cfg["max_rows"]), max_series=int(cfg["max_series"])),
@@ -240,7 +242,8 @@ def serve(args:argparse.Namespace) -> None:
                   f"http://{cfg['host']}:{cfg['port']} with {info.get('workers', 0) or 'no'} worker processes; docs at /docs, "
                   "metrics at /metrics", file=sys.stderr, flush=True)
     # quiet otherwise: the metrics count requests
-    Announcing(uvicorn.Config(app, host=cfg["host"], port=int(cfg["port"]), log_level="warning", access_log=False)).run()
+    http = guarded_http(float(cfg["header_timeout_s"]), float(cfg["body_timeout_s"]), int(cfg["max_connections"]))  # slow clients closed
+    Announcing(uvicorn.Config(app, host=cfg["host"], port=int(cfg["port"]), http=http, log_level="warning", access_log=False)).run()
 
 def admin_token(path:Path|None) -> str|None:
     "The admin token: what `path` holds (whitespace around it dropped), else `SKEWFREE_ADMIN_TOKEN`, else None (no reload route)."

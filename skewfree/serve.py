@@ -61,7 +61,7 @@ __all__ = ['log', 'INVOCATION_BODY', 'NOT_UNICODE', 'Limits', 'Loaded', 'registr
            'refuse_duplicate_keys', 'may_repeat_a_key', 'csv_as_split', 'parse_invocation', 'naive_times',
            'lone_surrogate_at', 'refuse_loose_rows', 'answer_invocation', 'answer_typed', 'LocalBackend',
            'portable_error', 'WorkerDied', 'framed', 'read_message', 'pinned', 'WorkerPool', 'ProcessBackend', 'Guard',
-           'Metrics', 'Watch', 'create_app']
+           'Metrics', 'Watch', 'create_app', 'guarded_http']
 
 # %% ../nbs/17_serve.ipynb #0005
 @dataclass(frozen=True)
@@ -1205,3 +1205,49 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
             app.state.poller = asyncio.create_task(loop())
 
     return app
+
+# %% ../nbs/17_serve.ipynb #0022
+def guarded_http(header_timeout:float=10, # seconds from a connection (or the last answer) to a request's last header
+                 body_timeout:float=30, # seconds from the headers to the body's last byte
+                 max_connections:int=1000, # open connections beyond this are closed at once
+                ) -> type:
+    "uvicorn's httptools protocol, closing connections whose headers or body are too slow, and any beyond `max_connections`."
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttp(HttpToolsProtocol):
+        def connection_made(self, transport):  # type: ignore[override]
+            super().connection_made(transport)
+            self._deadline = None
+            if len(self.connections) > max_connections:
+                log.warning("skewfree: %d open connections, over serve.max_connections=%d: closing the newest", len(self.connections), max_connections)
+                transport.close()
+                return
+            self._wait(header_timeout)
+
+        def _wait(self, seconds:float) -> None:
+            self._stop_waiting()
+            self._deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def _stop_waiting(self) -> None:
+            if getattr(self, "_deadline", None) is not None: self._deadline.cancel(); self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing(): self.transport.close()
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self._wait(body_timeout)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._stop_waiting()  # the request is whole: the work is the server's now
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing(): self._wait(header_timeout)  # the next request on this connection
+
+        def connection_lost(self, exc) -> None:
+            self._stop_waiting()
+            super().connection_lost(exc)
+    return GuardedHttp

@@ -5,6 +5,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import select
 import signal
 import tempfile
 import socket
@@ -678,5 +679,39 @@ def test_a_terminated_ray_server_stops_its_own_ray_whole(trained, store):
         while (left := {p for p in started if _alive(p)}) and time.monotonic() < deadline: time.sleep(0.5)
         assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:120] for p in left if _alive(p)]
         assert "SIGTERM received" not in Path(srv.log.name).read_text()  # Ray's own handler (a stack dump) is not the one that ran
+    finally:
+        srv.stop()
+
+
+def _closed_by_server(sock: socket.socket, wait: float) -> bool:
+    "Whether the server closed `sock` (EOF or reset) within `wait` seconds, having sent nothing."
+    sock.settimeout(wait)
+    try: return sock.recv(1) == b""
+    except ConnectionResetError: return True
+    except TimeoutError: return False
+
+
+def test_slow_clients_are_closed_and_open_connections_capped(trained, store, history):
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "--workers", "1", "serve.header_timeout_s=1", "serve.body_timeout_s=1",
+                 "serve.max_connections=8")
+    address, opened = ("127.0.0.1", srv.port), []
+    try:
+        # headers that never end, and a body that never comes: closed once their clock runs out, with no answer
+        for _ in range(4):
+            opened.append(slow := socket.create_connection(address))
+            slow.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\n")
+        opened.append(no_body := socket.create_connection(address))
+        no_body.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        started = time.monotonic()
+        assert all(_closed_by_server(s, 10) for s in opened)
+        assert 0.8 < time.monotonic() - started < 5  # by the clocks (1 s), not before
+        for s in opened: s.close()
+        # the cap: 8 open connections; the newest 4 of 12 are closed at once, long before the header clock
+        held = [socket.create_connection(address) for _ in range(12)]
+        time.sleep(0.3)
+        readable, _, _ = select.select(held, [], [], 0)
+        assert len(readable) == 4 and all(_closed_by_server(s, 0.1) for s in readable), len(readable)
+        for s in held: s.close()
+        assert _post(srv, exact_json_body(history, 3)).status_code == 200  # a client that sends its request is served
     finally:
         srv.stop()
