@@ -21,7 +21,7 @@ from .repair import segment_sums
 
 # %% auto #0
 __all__ = ['Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'backtest', 'mase_season', 'mase_scales', 'score',
-           'evaluate', 'scored_backtest', 'forecast_profile']
+           'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 class Positions:
@@ -196,6 +196,10 @@ def evaluate(forecaster:Forecaster, # fitted
             ) -> dict[str, float]:
     "MSE/MAE standardised, MAE/RMSE in original units, MASE, sMAPE (and quantile loss) over every test window."
     return scored_backtest(forecaster, test, stride, horizon=horizon, insample=insample, season=season, scale=scale)[0]
+
+def forecast_rows(table:pd.DataFrame) -> pd.DataFrame:
+    "A backtest table as forecast-vs-actual rows: id, time, forecast, actual (and quantiles), in original units."
+    return table.drop(columns=[c for c in table.columns if c.endswith("_std") or c in ("_series", "window")])
 
 def scored_backtest(forecaster:Forecaster, test:pd.DataFrame, stride:int=1, *, horizon:int|None=None, insample:pd.DataFrame|None=None,
                     season:int|None=None, scale:Preprocessor|None=None) -> tuple[dict[str, float], pd.DataFrame]:

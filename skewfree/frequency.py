@@ -298,11 +298,10 @@ _YEARLY = {"W": 52, "M": 12, "MS": 12, "ME": 12, "SM": 24, "SMS": 24, "Q": 4, "Q
 def natural_season(freq:str) -> int:
     "The seasonal period of a pandas frequency: a day of steps below a day, a week of days, a year of weeks, months or quarters."
     offset = pd.tseries.frequencies.to_offset(freq)
-    day = 86_400 * 10**9
-    if isinstance(offset, pd.offsets.Tick) and int(offset.nanos) < day:
-        return day // int(offset.nanos) if day % int(offset.nanos) == 0 else 1
+    if isinstance(offset, pd.offsets.Tick) and int(offset.nanos) < DAY:
+        return DAY // int(offset.nanos) if DAY % int(offset.nanos) == 0 else 1
     if isinstance(offset, pd.offsets.Day | pd.offsets.Tick):  # pandas 3 keeps a calendar day apart from the 24-hour tick
-        days = offset.n if isinstance(offset, pd.offsets.Day) else int(offset.nanos) // day
+        days = offset.n if isinstance(offset, pd.offsets.Day) else int(offset.nanos) // DAY
         return 7 // days if 7 % days == 0 else 1
     if isinstance(offset, pd.offsets.BusinessDay): return 5 if offset.n == 1 else 1
     per_year = _YEARLY.get(offset.rule_code.split("-")[0])

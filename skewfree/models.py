@@ -142,11 +142,14 @@ def torch_training(trainer:DictConfig, seed:int) -> Training:
                     refit_recipe=lambda model: {"model.trainer.max_epochs": max(1, int(model.epochs_trained))},
                     learning_curve=lambda model: list(log.epochs))
 
+def _boosters(model) -> list:
+    "A fitted darts boosting model's boosters: one per quantile, or per step, or one."
+    fitted = list((getattr(model, "_model_container", None) or {}).values()) or [model.model]
+    return [e for f in fitted for e in (getattr(f, "estimators_", None) or [f])]
+
 def _boosting_rounds(model) -> int:
     "Rounds the early-stopped booster(s) kept: the most any of them kept (one booster per quantile, or per step)."
-    fitted = list((getattr(model, "_model_container", None) or {}).values()) or [model.model]
-    boosters = [e for f in fitted for e in (getattr(f, "estimators_", None) or [f])]
-    return max(int(getattr(b, "best_iteration", b.n_estimators - 1)) + 1 for b in boosters)
+    return max(int(getattr(b, "best_iteration", b.n_estimators - 1)) + 1 for b in _boosters(model))
 
 @register_trainer("boosted")
 def boosted_training(trainer:DictConfig, seed:int) -> Training:
@@ -159,9 +162,7 @@ def boosted_training(trainer:DictConfig, seed:int) -> Training:
 
 def _boosting_curve(model) -> list[dict[str, float]]:
     "The first booster's losses per round on the eval sets darts passed: the validation span alone, or the training span, then it."
-    fitted = list((getattr(model, "_model_container", None) or {}).values()) or [model.model]
-    first = next(e for f in fitted for e in (getattr(f, "estimators_", None) or [f]))
-    try: history = first.evals_result()
+    try: history = _boosters(model)[0].evals_result()
     except Exception: return []  # a booster fitted without an eval set records none
     named = {f"validation_{i}": name for i, name in enumerate(("val_loss",) if len(history) == 1 else ("train_loss", "val_loss"))}
     curves = {named.get(k, k): next(iter(v.values())) for k, v in history.items() if v}

@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from .core import InputError, need_ray, stop_if_interrupted
-from .evaluate import Positions, scored_backtest
+from .evaluate import Positions, forecast_rows, scored_backtest
 from .forecaster import Forecaster
 from .models import build_model
 
@@ -223,7 +223,7 @@ def run_fold(cfg:DictConfig|dict, # resolved config (a plain dict when shipped t
         forecaster = fit_span(with_params(cfg, study.best_params), rows, fold.train_start, fold.train_end, refit=bool(cfg.cv.get("refit")))
         scores, table = score_fold(forecaster, rows, fold, cfg.cv.season)
         stamps |= _timestamps(rows.rows(fold.origin, fold.origin + fold.horizon), pre.time_col, "test")
-        forecasts = table.drop(columns=[c for c in table.columns if c.endswith("_std") or c in ("_series", "window")])
+        forecasts = forecast_rows(table)
         return FoldResult(fold, dict(study.best_params), float(study.best_value), scores, forecaster.preprocessor.state_hash(),
                           forecasts, trials, study_name, stamps, time.perf_counter() - started, weights)
     finally:

@@ -795,6 +795,13 @@ class WorkerPool:
             self._idle.put_nowait(w)
             loop.add_reader(w.process.sentinel, self._ended, w)
 
+    def live(self) -> int:
+        "Workers that can take a request (on the event loop)."
+        # a pool watches its workers from its first request on: one asked before any request starts watching now, so a worker
+        # that died while the server was idle is noticed (and its pool replaced) without a request failing first
+        if self._idle is None: self._start_watching()
+        return sum(w not in self.dead and w.process.is_alive() for w in self.workers)
+
     def _ended(self, worker:_Worker) -> None:
         asyncio.get_running_loop().remove_reader(worker.process.sentinel)
         if self.retired: return
@@ -890,11 +897,7 @@ class ProcessBackend:
 
     def live_workers(self) -> int:
         "Worker processes of the current pool that can take a request: none while a pool whose workers all died is replaced."
-        pool = self.current
-        # a pool watches its workers from its first request on: one asked about before any request starts watching now, so a
-        # worker that died while the server was idle is noticed (and its pool replaced) without a request failing first
-        if pool._idle is None: pool._start_watching()
-        return sum(w not in pool.dead and w.process.is_alive() for w in pool.workers)
+        return self.current.live()
 
     async def invocations(self, body:bytes) -> tuple[bytes, dict[str, float], dict[str, Any]]: return await self._run("invocation", body)
 
@@ -1162,7 +1165,8 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         body = await request.body()
         started = time.perf_counter()
         if request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv":
-            body = csv_as_split(body, (await backend.info())["input_schema"])
+            # parsed in a thread: a large CSV must not hold the event loop, which every other request needs
+            body = await asyncio.to_thread(csv_as_split, body, (await backend.info())["input_schema"])
         answer, stages, notes = await backend.invocations(body)
         watch.add(await backend.info(), notes)
         # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's;

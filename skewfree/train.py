@@ -26,7 +26,7 @@ from .artifact import distribution, input_example, log_forecaster, register, set
 from .config import resolved
 from .core import interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
-from .evaluate import Positions, forecast_profile, holdout_rows, mase_season, refit_rows, scored_backtest, temporal_split
+from .evaluate import Positions, forecast_profile, forecast_rows, holdout_rows, mase_season, refit_rows, scored_backtest, temporal_split
 from .forecaster import Forecaster
 from .preprocess import Preprocessor
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
@@ -74,8 +74,7 @@ def log_learning_curve(curve:list[dict[str, float]], title:str) -> None:
 
 def log_forecasts(table:pd.DataFrame, cfg:DictConfig, title:str) -> None:
     "A backtest's forecasts against the actual values, each time once (its earliest forecast), as a picture of the run."
-    rows = table.drop(columns=[c for c in table.columns if c.endswith("_std") or c in ("_series", "window")])
-    rows = rows.drop_duplicates([c for c in (cfg.data.get("id_col"), cfg.data.time_col) if c], keep="first")
+    rows = forecast_rows(table).drop_duplicates([c for c in (cfg.data.get("id_col"), cfg.data.time_col) if c], keep="first")
     mlflow.log_figure(forecast_figure(rows, cfg.data.get("id_col"), cfg.data.time_col, title), "forecast_vs_actual.png")
 
 # %% ../nbs/15_train.ipynb #0008
@@ -162,7 +161,8 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame) -> dict[str, dict[str, int]]
 
 def scoring_record(cfg:DictConfig, scored:pd.DataFrame, protocol:dict[str, Any]) -> dict[str, Any]:
     "What a version's scores were measured on — profile, data, the scored rows' span and digest, the protocol — for `promote` to compare."
-    times = pd.to_datetime(scored[cfg.data.time_col], format="ISO8601") if scored[cfg.data.time_col].dtype == object else scored[cfg.data.time_col]
+    times = scored[cfg.data.time_col]  # as `Positions` reads them: text (object or pandas' str dtype) parsed, timestamps kept
+    times = times if pd.api.types.is_datetime64_any_dtype(times) else pd.to_datetime(times, format="ISO8601")
     columns = sorted(scored.columns)  # the raw rows, all their columns: the same whichever model reads which of them
     digest = hashlib.sha256(pd.util.hash_pandas_object(scored[columns], index=False).to_numpy().tobytes()).hexdigest()[:16]
     series = int(scored[cfg.data.id_col].nunique()) if cfg.data.get("id_col") else 1
