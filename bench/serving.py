@@ -17,7 +17,7 @@ of the server process: no pipe to a worker, one GIL for all); both are also time
 
 Two floors, measured in this process on the same loaded artifact: `in_process_predict` = `PyFuncModel.predict` on
 the artifact's input example (the request's rows as a DataFrame, the same object every call), and
-`in_process_answer` = `skewfree.serve.answer_invocation` on the very request bytes (parse + predict + JSON:
+`in_process_answer` = `skewfree.serving.pipeline.answer_invocation` on the very request bytes (parse + predict + JSON:
 everything the server computes for the request). They are measured before the servers start, so the c1 load's p50
 minus them would carry any change in the machine's speed between the two phases (this shared 2-core VM drifts by tens
 of percent): HTTP overhead is measured by `paired_c1` instead, which times, in turn and round after round, one c1
@@ -181,7 +181,7 @@ def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dic
     model, horizon, loaded, whole_rows = floors  # the loaded artifact, its horizon, and the same rows with every raw column
     from conftest import free_port
 
-    from skewfree.serve import answer_invocation
+    from skewfree.serving.pipeline import answer_invocation
     host, port = url.removeprefix("http://").split(":")
     payload, headers, raw, example = body.encode(), {"Content-Type": "application/json"}, body.encode(), model.input_example
     conn = connect(host, int(port))
@@ -249,7 +249,7 @@ def paired(url: str, body: str, floors: tuple, *, rounds: int, env: dict) -> dic
 def whole_rows_body(example, horizon: int) -> str:
     "The request's rows with every raw column of the embedded data (the extra ones are left out by MLflow's schema)."
     from skewfree.data import load_ett
-    from skewfree.serve import request_body
+    from skewfree.serving.codec import request_body
     raw = load_ett()
     return request_body(example[["series_id", "date"]].merge(raw, on=["series_id", "date"], how="left")[list(raw.columns)], {"horizon": horizon})
 
@@ -294,8 +294,8 @@ def floors(uri: str, model, body: str, horizon: int) -> dict:
     import orjson
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
-    from skewfree.serve import (Loaded, answer_invocation, may_repeat_a_key, predictions_json, refuse_loose_rows, registry_version,
-                                split_by_columns)
+    from skewfree.serving.codec import may_repeat_a_key, predictions_json, refuse_loose_rows, split_by_columns
+    from skewfree.serving.pipeline import Loaded, answer_invocation, registry_version
     loaded, example = Loaded(uri, model, registry_version(uri), model.metadata.run_id), model.input_example  # the model loaded once
     request, forecast = {"dataframe_split": orjson.loads(body)["dataframe_split"]}, model.predict(example, params={"horizon": horizon})
     whole = orjson.loads(body)
@@ -307,7 +307,7 @@ def floors(uri: str, model, body: str, horizon: int) -> dict:
             "parts": {"parse_mlflow": p50_p95(lambda: infer_and_parse_data(request, loaded.input_schema)),
                       "parse_by_columns": p50_p95(lambda: split_by_columns(request, loaded.input_schema)),
                       # what a request that leaves the column-wise path (a null, an integer column) pays before MLflow's parser
-                      "refuse_loose_rows": p50_p95(lambda: refuse_loose_rows(request, loaded.input_schema, loaded.forecaster.preprocessor.id_col)),
+                      "refuse_loose_rows": p50_p95(lambda: refuse_loose_rows(request, loaded.input_schema, loaded.artifact.columns.id_col)),
                       "write_json": p50_p95(lambda: predictions_json(forecast)),
                       # every column-wise request: its keys' colons counted, so that only a body that may name a key twice is read again
                       "screen_duplicate_keys": p50_p95(lambda: may_repeat_a_key(body.encode(), keys)),
@@ -375,7 +375,7 @@ def main() -> None:
     import mlflow
 
     from skewfree.config import compose_config
-    from skewfree.serve import request_body
+    from skewfree.serving.codec import request_body
     from skewfree.train import train
     result = train(compose_config([f"model={args.model}", "mlflow.registered_model=bench-serving"]))
     uri = "models:/bench-serving@champion"
@@ -383,7 +383,7 @@ def main() -> None:
     example, horizon = model.input_example, result.forecaster.max_horizon
     body = request_body(example, {"horizon": horizon})
     whole_rows = whole_rows_body(example, horizon)
-    from skewfree.serve import Loaded, registry_version
+    from skewfree.serving.pipeline import Loaded, registry_version
     loaded = Loaded(uri, model, registry_version(uri), model.metadata.run_id)
     results: dict = {"model": args.model, "request_rows": len(example), "horizon": horizon, "request_bytes": len(body.encode()),
                      **floors(uri, model, body, horizon)}

@@ -15,20 +15,22 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import Model, infer_signature, validate_schema
 from mlflow.models.model import ModelInfo
 from mlflow.pyfunc import PythonModel
+from mlflow.types.schema import ParamSpec
 from omegaconf import DictConfig
 
 import skewfree
 from .core import InputError, project_root, stop_if_interrupted
-from .forecaster import Forecaster
+from .forecaster import Forecaster, Prepared
 from .panel import SINGLE_SERIES
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'tracking_uri',
            'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests', 'request_window',
-           'write_artifact', 'check_parts', 'replay_golden', 'SkewfreeModel', 'input_example', 'log_forecaster',
-           'mlflow_reason', 'mlflow_field', 'distribution', 'register', 'promote']
+           'write_artifact', 'check_parts', 'replay_golden', 'Columns', 'SkewfreeModel', 'input_example',
+           'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution', 'register', 'promote']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -155,8 +157,20 @@ def replay_golden(forecaster:Forecaster, folder:Path, manifest:dict[str, Any], t
     return worst
 
 # %% ../nbs/14_artifact.ipynb #0009
+@dataclass(frozen=True)
+class Columns:
+    "The raw columns an artifact reads, by role: what a request must carry."
+    id_col: str|None
+    time_col: str
+    target: str
+    past_covariates: Sequence[str]
+    future_covariates: Sequence[str]
+    static_covariates: Sequence[str]
+    timezone: str|None # the model's zone: zone-aware times in a request are converted to it
+    names: Sequence[str] # every column a request must carry — id, time, numeric, static — in the preprocessor's order
+
 class SkewfreeModel(PythonModel):
-    "MLflow pyfunc model: checks, hydrates and self-tests the `Forecaster`, then forecasts raw rows."
+    "MLflow pyfunc model: checks, hydrates and self-tests the `Forecaster`, then forecasts raw rows — whole, or stage by stage."
     def load_context(self, context):
         "Check every part's hash, hydrate, replay the golden examples; refuse to load on any mismatch."
         started = time.perf_counter()
@@ -165,14 +179,83 @@ class SkewfreeModel(PythonModel):
         self.forecaster = Forecaster.load(folder/"forecaster")
         tolerance = float(os.environ.get("SKEWFREE_GOLDEN_TOLERANCE", self.manifest["golden_tolerance"]))
         self.golden_max_difference = replay_golden(self.forecaster, folder, self.manifest, tolerance)
+        # the signature MLflow enforces before `predict`, read from the model's own MLmodel file (two folders up), for `validate`
+        self.signature = Model.load(str(folder.parents[1]/"MLmodel")).signature if (folder.parents[1]/"MLmodel").exists() else None
         self.hydration_seconds = time.perf_counter() - started
         log.info("skewfree: hydrated %s and replayed %d golden examples in %.3f s", self.manifest["model_name"],
                  len(self.manifest["golden"]), self.hydration_seconds)
 
     def predict(self, context, model_input:pd.DataFrame, params:dict[str, Any]|None=None) -> pd.DataFrame:
         "Forecast `params['horizon']` steps (default: the model's longest) after each series' history."
-        params = params or {}
-        return self.forecaster.predict(model_input, params.get("horizon", self.forecaster.max_horizon), params.get("quantiles"))
+        return self.forecast(model_input, self.defaults | (params or {}))
+
+    def forecast(self, rows:pd.DataFrame, params:dict[str, Any], checkpoint:Callable[[str], None]|None=None) -> pd.DataFrame:
+        "Every stage in this process, piece by piece of a large panel (`Forecaster.predict`); repairs and histograms in the answer's `attrs`."
+        return self.forecaster.predict(rows, params["horizon"], params["quantiles"], checkpoint=checkpoint)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        "The params a request may leave out, as this model fills them in: its longest horizon, every quantile it forecasts."
+        return {"horizon": self.forecaster.max_horizon, "quantiles": self.forecaster.quantiles or None}
+
+    @property
+    def columns(self) -> Columns:
+        "What a request carries, by role."
+        pre = self.forecaster.preprocessor
+        return Columns(pre.id_col, pre.time_col, pre.target, tuple(pre.past_covariates), tuple(pre.future_covariates),
+                       tuple(pre.static_covariates), pre.timezone, tuple(pre.columns))
+
+    def validate(self, rows:pd.DataFrame, params:dict[str, Any]|None) -> tuple[pd.DataFrame, dict[str, Any]]:
+        "What MLflow's pyfunc checks before `predict` — the rows against the input schema, each param against its spec — by its public API; defaults filled."
+        schema, specs = (self.signature.inputs, self.signature.params) if self.signature else (None, None)
+        if schema is not None:
+            try: validate_schema(rows, schema)
+            except MlflowException as e:  # worded as the pyfunc words it, without its echo of the whole frame
+                raise MlflowException.invalid_parameter_value(f"Failed to enforce schema of the input rows. Error: {e.message}") from None
+            # the columns the schema names, as MLflow hands them to `predict`: whole raw rows cost no more than the model's own
+            if extra := [c for c in rows.columns if c not in schema.input_names()]: rows = rows.drop(columns=extra)
+        params = dict(params or {})
+        if specs is not None:
+            invalid = set()
+            for spec in specs.params:
+                if spec.name not in params: continue
+                try: params[spec.name] = ParamSpec.validate_param_spec(params[spec.name], spec)
+                except MlflowException as e: invalid.add((spec.name, e.message))
+            if invalid: raise MlflowException.invalid_parameter_value(f"Invalid parameters found: {invalid!r}")
+        return rows, self.defaults | params
+
+    def prepare(self, rows:pd.DataFrame, params:dict[str, Any], **how:Any) -> Prepared:
+        "Stage 1, CPU: validated rows and params → a transformed batch (`how`: `Forecaster.prepare`'s options)."
+        return self.forecaster.prepare(rows, params["horizon"], params["quantiles"], **how)
+
+    def model_output(self, prepared:Prepared) -> Any:
+        "Stage 2: the model's output in scaled units (concurrent callers share one model call)."
+        return self.forecaster.predict_batch(prepared.batch, prepared.horizon)
+
+    def model_outputs(self, prepared:Sequence[Prepared], horizon:int) -> list[Any]:
+        "Stage 2 for many requests of one horizon in one model call; a request whose batch fails gets its exception in its place."
+        return self.forecaster.predict_batches_apart([p.batch for p in prepared], horizon)
+
+    def finish(self, scaled:Any, prepared:Prepared) -> tuple[pd.DataFrame, np.ndarray|None]:
+        "Stage 3, CPU: model output → the answer in original units, and the request's histograms for a live monitor (when `observing`)."
+        return self.forecaster.answer(scaled, prepared.batch, prepared.levels)
+
+    @property
+    def observing(self) -> bool:
+        "Whether `finish` bins each answer for a live monitor (a server's does; a batch job's does not)."
+        return self.forecaster.observing
+
+    @observing.setter
+    def observing(self, on:bool) -> None: self.forecaster.observing = on
+
+    def describe(self) -> dict[str, Any]:
+        "What a server says of this model: its name, scores, history and horizons, quantiles, columns, and the monitor's references."
+        f, manifest = self.forecaster, self.manifest
+        return {"model_name": f.model_name, "preprocessor_hash": manifest["preprocessor_hash"], "skewfree_version": manifest["skewfree_version"],
+                "scores": manifest["scores"], "history_length": f.history_length, "max_horizon": f.max_horizon, "quantiles": f.quantiles,
+                "id_col": f.preprocessor.id_col, "time_col": f.preprocessor.time_col, "hydration_seconds": self.hydration_seconds,
+                "policies": {"missing": f.preprocessor.missing, "gaps": f.preprocessor.gaps},
+                "monitored": [feature.state() for feature in f.monitored]}
 
 # %% ../nbs/14_artifact.ipynb #0011
 def input_example(forecaster:Forecaster, raw:pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,14 +21,21 @@ from .config import resolved
 from .core import InputError
 from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, load_model,
                              model_entry, predict_options, windows_from_darts)
+from .panel import Panel
 from .preprocess import Preprocessor, ScaledForecast, SeriesBatch, band_column
 from .profile import Feature
 from .repair import RepairBudget
 
 # %% auto #0
-__all__ = ['PIECE_ROWS', 'Forecaster']
+__all__ = ['PIECE_ROWS', 'Prepared', 'Forecaster']
 
 # %% ../nbs/11_forecaster.ipynb #0005
+class Prepared(NamedTuple):
+    "A request after the first stage: its transformed batch, its checked horizon and quantile levels."
+    batch: SeriesBatch
+    horizon: int
+    levels: list[float]
+
 @dataclass
 class _Waiting:
     "One caller's share of a combined model call."
@@ -239,32 +246,39 @@ class Forecaster:
                 horizon:int, # steps to forecast, at most `max_horizon`
                 quantiles:list[float]|None=None, # quantile columns to return (probabilistic models); default: all it forecasts
                 within_budget:bool=True, # a served request, held to the repair budget; False: repaired by the training policy alone
+                checkpoint:Callable[[str], None]|None=None, # called before each piece's stages with the stage's name (a server's deadline)
                ) -> pd.DataFrame:
         "Forecast `horizon` steps after each series' history, in original units."
-        horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
+        horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)  # refused before any piece is worked on
         parts, repairs, observed = [], dict[str, dict[str, int]](), None
         # a large panel in pieces of whole series: every temporary array stays small (fast, and memory bounded by the piece),
         # and no number changes, since each series is forecast from its own rows alone
         for piece in self.preprocessor.pieces(history, PIECE_ROWS):
-            batch = self.preprocessor.transform(piece, horizon=self.future_steps(horizon),
-                                                budget=self.preprocessor.repair_budget if within_budget else None)
-            answer, seen = self.answer(self.predict_batch(batch, horizon), batch, levels)
+            if checkpoint: checkpoint("prepare")
+            prepared = self.prepare(piece, horizon, levels, within_budget=within_budget)
+            if checkpoint: checkpoint("model")
+            answer, seen = self.forecast(prepared)
             parts.append(answer)
-            repairs |= batch.report
+            repairs |= prepared.batch.report
             observed = seen if observed is None or seen is None else observed + seen
         forecast = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if repairs: forecast.attrs["repairs"] = repairs  # what the policies repaired in the history, per series: told with the forecast
         if observed is not None: forecast.attrs["observed"] = observed.tolist()  # the request's histograms, for a live monitor
         return forecast
 
-    def prepare(self, history:pd.DataFrame, horizon:Any, quantiles:Any=None, ordered:bool=False, *, backtest:bool=False,
-                history_rows:Mapping[str, int]|None=None, history_end:Mapping[str, pd.Timestamp]|None=None) -> tuple[SeriesBatch, int, list[float]]:
-        "The CPU half of a forecast: check the parameters, transform the raw rows (see `Preprocessor.transform`)."
+    def prepare(self, history:pd.DataFrame|Panel, horizon:Any, quantiles:Any=None, ordered:bool=False, *, backtest:bool=False,
+                within_budget:bool=True, history_rows:Mapping[str, int]|None=None,
+                history_end:Mapping[str, pd.Timestamp]|None=None) -> Prepared:
+        "Stage 1, CPU: check the parameters, transform the raw rows (see `Preprocessor.transform`)."
         horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
+        budget = RepairBudget.unbounded() if backtest else self.preprocessor.repair_budget if within_budget else None
         batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon), ordered=ordered, history_rows=history_rows,
-                                            history_end=history_end,
-                                            budget=RepairBudget.unbounded() if backtest else self.preprocessor.repair_budget)
-        return batch, horizon, levels
+                                            history_end=history_end, budget=budget)
+        return Prepared(batch, horizon, levels)
+
+    def forecast(self, prepared:Prepared) -> tuple[pd.DataFrame, np.ndarray|None]:
+        "Stages 2 and 3 in this process: the model (`predict_batch`), then `answer` — the one sequence after `prepare`."
+        return self.answer(self.predict_batch(prepared.batch, prepared.horizon), prepared.batch, prepared.levels)
 
     @property
     def monitored(self) -> list[Feature]:

@@ -9,7 +9,7 @@ import pytest
 from mlflow.pyfunc.scoring_server import infer_and_parse_data
 from mlflow.types import ColSpec, Schema
 
-from skewfree.serve import split_by_columns
+from skewfree.serving.codec import split_by_columns
 
 SCHEMA = Schema([ColSpec("string", "series_id"), ColSpec("datetime", "date"), ColSpec("double", "OT"), ColSpec("float", "load")])
 
@@ -73,7 +73,7 @@ def test_written_times_is_the_written_form_exactly():
     "The vectorised check accepts exactly the texts this pattern (pandas' written form, years 1900–2099) matches, alone or in a column."
     import re
 
-    from skewfree.serve import _written_times
+    from skewfree.serving.codec import _written_times
     pattern = re.compile(r"(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
     texts = [d for d in DATES if isinstance(d, str)] + [f"20{y:02d}-{m:02d}-{d:02d} {h:02d}:{mi:02d}:{s:02d}"
                                                          for y, m, d, h, mi, s in [(99, 12, 31, 23, 59, 59), (0, 1, 1, 0, 0, 0), (16, 2, 30, 12, 30, 30)]]

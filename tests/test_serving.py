@@ -338,19 +338,19 @@ def test_unknown_route_and_method_answer_in_the_same_error_body(srv):
 
 def test_model_inference_answers_each_request_alone_when_a_merged_batch_fails(trained, store):
     "Ray's batching method, called as Serve calls it (one list of requests): a batch that fails fails only its own request."
-    from skewfree.ray_serve import ModelInference
-    from skewfree.serve import hydrate
+    from skewfree.serving.ray_serve import ModelInference
+    from skewfree.serving.pipeline import hydrate
     mlflow.set_tracking_uri(store)
     cls = ModelInference.func_or_class
     mi = cls.__new__(cls)
     mi.loaded = hydrate(trained.model_uri)
-    f = mi.loaded.forecaster
-    batch, horizon, _ = f.prepare(mi.loaded.model.input_example, 3)
-    broken = dataclasses.replace(batch, indptr=np.minimum(batch.indptr, 10))  # too short for the model: its call raises
-    good, bad = asyncio.run(cls.predict.__wrapped__(mi, [(mi.loaded.key, batch, horizon), (mi.loaded.key, broken, horizon)]))
+    artifact = mi.loaded.artifact
+    prepared = artifact.prepare(mi.loaded.model.input_example, artifact.defaults | {"horizon": 3})
+    broken = prepared._replace(batch=dataclasses.replace(prepared.batch, indptr=np.minimum(prepared.batch.indptr, 10)))  # too short: its call raises
+    good, bad = asyncio.run(cls.predict.__wrapped__(mi, [(mi.loaded.key, prepared), (mi.loaded.key, broken)]))
     assert isinstance(bad, ValueError) and "the model needs" in str(bad)
     values = lambda x: x.values() if callable(getattr(x, "values", None)) else np.asarray(x)  # noqa: E731
-    assert all(np.array_equal(values(a), values(b)) for a, b in zip(good, f.predict_batch(batch, horizon), strict=True))
+    assert all(np.array_equal(values(a), values(b)) for a, b in zip(good, artifact.model_output(prepared), strict=True))
 
 
 def test_oversized_body_is_a_413(srv):
@@ -491,7 +491,7 @@ def test_a_worker_whose_pipe_fails_is_ended_so_that_its_pool_is_replaced(store):
     "A worker the server can no longer talk to is ended: its end is what makes the pool be replaced, not left a worker short."
     import multiprocessing
 
-    from skewfree.serve import WorkerDied, _Worker
+    from skewfree.serving.workers import WorkerDied, _Worker
     worker = _Worker(multiprocessing.get_context("spawn"), "models:/no-such-model/1", 1)  # hydrates nothing, answers all the same
 
     async def exchange_then_break() -> None:
@@ -643,6 +643,43 @@ def test_ready_says_no_while_no_worker_can_take_a_request(trained, store):
     finally:
         srv.stop()
 
+
+
+def test_work_past_its_deadline_is_answered_504_and_its_worker_stopped_and_replaced(trained, store, history):
+    "A forecast still running at serve.request_timeout_s: the client gets a 504 naming it, and the worker holding it is stopped."
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "--workers", "1", "serve.request_timeout_s=2")
+    try:
+        body = exact_json_body(history, 3)
+        assert _post(srv, body).status_code == 200  # within the deadline: answered
+        [worker] = _worker_pids(srv.proc.pid)
+        os.kill(worker, signal.SIGSTOP)  # the worker takes the next request and never finishes it: a forecast that runs on
+        started = time.monotonic()
+        late = _post(srv, body)
+        assert late.status_code == 504 and "deadline of 2 s (serve.request_timeout_s)" in late.json()["error"]["reason"], late.text
+        assert 1.9 < time.monotonic() - started < 10  # answered at the deadline, not when (if ever) the work ends
+        stopped_by = time.monotonic() + 30
+        while _alive(worker) and time.monotonic() < stopped_by: time.sleep(0.1)
+        assert not _alive(worker), "the worker holding the overdue request was left working"
+        assert "past a request's deadline: stopping it" in Path(srv.log.name).read_text()
+        ready_by = time.monotonic() + 120  # a fresh pool replaces it, and answers
+        while httpx.get(f"{srv.url}/ready", timeout=30).status_code != 200:
+            assert time.monotonic() < ready_by; time.sleep(0.2)
+        assert _post(srv, body).status_code == 200
+        assert worker not in _worker_pids(srv.proc.pid)
+    finally:
+        srv.stop()
+
+
+def test_a_ray_server_answers_504_past_its_deadline_on_both_routes(trained, store, history):
+    # its own local Ray (a second app on the session's cluster would replace the session's): a deadline no request can meet
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "serve.request_timeout_s=0.000001", backend="ray", timeout=240)
+    try:
+        for route, body in (("invocations", exact_json_body(history, 3)), ("predict", json.dumps(typed(history, 3)))):
+            late = httpx.post(f"{srv.url}/{route}", content=body, headers={"Content-Type": "application/json"}, timeout=60)
+            assert late.status_code == 504 and "(serve.request_timeout_s)" in late.json()["error"]["reason"], (route, late.text)
+        assert httpx.get(f"{srv.url}/health", timeout=30).status_code == 200
+    finally:
+        srv.stop()
 
 def _descendants(pid: int) -> set[int]:
     "Every live process below `pid`."
