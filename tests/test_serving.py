@@ -671,8 +671,8 @@ def test_work_past_its_deadline_is_answered_504_and_its_worker_stopped_and_repla
 
 
 def test_a_ray_server_answers_504_past_its_deadline_on_both_routes(trained, store, history):
-    # its own local Ray (a second app on the session's cluster would replace the session's): a deadline no request can meet
-    srv = Server("models:/skewfree-ett-smoke@champion", store, "serve.request_timeout_s=0.000001", backend="ray", timeout=240)
+    # its own local Ray (a second app on the session's cluster would replace the session's): a deadline (1 ms, the least allowed) no request through Ray can meet
+    srv = Server("models:/skewfree-ett-smoke@champion", store, "serve.request_timeout_s=0.001", backend="ray", timeout=240)
     try:
         for route, body in (("invocations", exact_json_body(history, 3)), ("predict", json.dumps(typed(history, 3)))):
             late = httpx.post(f"{srv.url}/{route}", content=body, headers={"Content-Type": "application/json"}, timeout=60)
