@@ -671,7 +671,7 @@ def test_work_past_its_deadline_is_answered_504_and_its_worker_stopped_and_repla
 
 
 def test_a_ray_server_answers_504_past_its_deadline_on_both_routes(trained, store, history):
-    # its own local Ray (a second app on the session's cluster would replace the session's): a deadline (1 ms, the least allowed) no request through Ray can meet
+    # its own local Ray (a second app on the session's cluster would replace the session's): a 1 ms deadline no request through Ray meets
     srv = Server("models:/skewfree-ett-smoke@champion", store, "serve.request_timeout_s=0.001", backend="ray", timeout=240)
     try:
         for route, body in (("invocations", exact_json_body(history, 3)), ("predict", json.dumps(typed(history, 3)))):
@@ -705,7 +705,7 @@ def test_a_terminated_ray_server_stops_its_own_ray_whole(trained, store):
     srv = Server("models:/skewfree-ett-smoke@champion", store, backend="ray", timeout=240)
     try:
         deadline = time.monotonic() + 120
-        while "skewfree serve: models:/skewfree-ett-smoke@champion on " not in Path(srv.log.name).read_text():  # every deployment up
+        while "skewfree serve: models:/skewfree-ett-smoke@champion (version " not in Path(srv.log.name).read_text():  # every deployment up
             assert time.monotonic() < deadline, Path(srv.log.name).read_text()[-2000:]
             time.sleep(0.5)
         started = _descendants(srv.proc.pid)

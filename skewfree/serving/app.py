@@ -292,7 +292,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         watch.add(await backend.info(), notes)
         # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's;
         # and its stages: `work`, timed in the thread or worker process that did it (the backend's time beyond it is the
-        # hand-off there and back); Ray's stages as the ingress waited for each deployment, hand-offs included
+        # hand-off there and back); Ray's stages as the feature replica spent them, the model's hand-off included
         timing = ", ".join(f"{name};dur={ms:.3f}" for name, ms in {"backend": ms_since(started), **stages}.items())
         headers = {"Server-Timing": timing}
         if notes["repaired"]: headers["Skewfree-Repaired"] = ", ".join(f"{what}={n}" for what, n in sorted(notes["repaired"].items()))

@@ -84,7 +84,7 @@ def split_by_columns(request:dict[str, Any], schema:Schema) -> pd.DataFrame|None
 def _read_column(name:str, values:tuple, kind:Any) -> np.ndarray|pd.Series|None:
     "One column of a plain request as MLflow's cast would make it; None when that is not certain."
     if kind in _NUMBERS: return _numbers(values, _NUMBERS[kind])
-    if kind not in (DataType.string, DataType.datetime) or not all(type(v) is str for v in values): return None
+    if kind not in (DataType.string, DataType.datetime) or set(map(type, values)) != {str}: return None
     if kind == DataType.datetime and (written := _written_times(values)) is not None:
         # what pandas writes, in years pandas holds in nanoseconds: numpy parses it to the same instants in a tenth of the time
         try: return np.frombuffer(written, "S19").astype("datetime64[s]").astype("datetime64[ns]")

@@ -137,7 +137,9 @@ def answer_invocation(loaded:Loaded, body:bytes, deadline:Deadline|None=None) ->
     "MLflow's scoring protocol in one process: decode → the artifact's stages (piece by piece of a large panel) → encode."
     rows, params = decode(loaded, body, deadline)
     forecast = loaded.artifact.forecast(rows, params, checkpoint=deadline.check if deadline else None)
-    return encode(loaded, forecast, forecast.attrs.get("repairs", {}), forecast.attrs.get("observed"))
+    # taken out of `attrs` first: pandas deep-copies a frame's attrs into every column it hands out (a fifth of the encoding)
+    repairs, observed = forecast.attrs.pop("repairs", {}), forecast.attrs.pop("observed", None)
+    return encode(loaded, forecast, repairs, observed)
 
 def front_invocation(loaded:Loaded, body:bytes, deadline:Deadline|None=None) -> Prepared:
     "The same protocol, up to the model, for a model elsewhere (Ray Serve): decode → `prepare`."
