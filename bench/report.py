@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -432,7 +433,50 @@ def first_hour(d: dict) -> list[str]:
     return out
 
 
-RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "scale": scale, "monitor": monitor, "first_hour": first_hour}
+def clip(text, limit: int) -> str:
+    "A request's or answer's body for a table cell: one line, its first `limit` characters."
+    if text is None: return "-"
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def fuzz(d: dict) -> list[str]:
+    "bench/fuzz.py: Schemathesis over every operation of the server's OpenAPI, beside issue #27's target, then each failure with its reproducer."
+    r = d.get("results", {})
+    out = [*header(d), f"Schemathesis {r['schemathesis_version']} against `skewfree serve` (FastAPI) with the smoke model (`bench/fuzz.py`): requests "
+           "formed from the server's own `/openapi.json` (plus real request examples for the two POST routes), every answer checked "
+           f"({', '.join(f'`{c}`' for c in r['checks'])}). Phases {r['phases']}, positive and negative inputs, "
+           f"{'deterministic' if r.get('seed') is None else 'seed ' + str(r['seed'])}, at most "
+           f"{r['max_examples']:,} fuzzed cases per operation. Targets, and what this run measured:", ""]
+    out += table(["target", "wanted", "measured", "verdict"], [
+        ["cases, across every operation of the OpenAPI", ">= 5,000", f"{r['cases']:,} over {len(r['operations'])} of {len(r['operations_documented'])} "
+         f"operations ({r['fuzz_wall_s']:.0f} s; {r['total_wall_s']:.0f} s with training and start)",
+         verdict(r["cases"] >= 5000 and not r["operations_untested"])],
+        ["5xx answers", "0", f"{r['server_errors']}", verdict(r["server_errors"] == 0)],
+        ["answers not as the OpenAPI says (status, Content-Type or body schema)", "0", f"{r['nonconforming']}", verdict(r["nonconforming"] == 0)],
+        ["requests left unanswered / fuzzer errors", "0", f"{r['no_answer']} / {len(r['engine_errors'])}",
+         verdict(r["no_answer"] == 0 and not r["engine_errors"])]])
+    out += ["", "Cases and answers by operation:", ""]
+    out += table(["operation", "cases", "by phase", "answers by status"],
+                 [[op, f"{o['cases']:,}", ", ".join(f"{k} {v}" for k, v in o["by_phase"].items()), ", ".join(f"{k}: {v}" for k, v in o["statuses"].items())]
+                  for op, o in r["operations"].items()])
+    failures = r.get("failures", [])
+    out += ["", f"Failures ({len(failures)} distinct; each with the first request that showed it):" if failures else "Failures: none.", ""]
+    if failures:
+        out += table(["operation", "check", "what", "times", "request", "answer"],
+                     [[f["operation"], f"`{f['check']}`", clip(f["message"] or f["title"], 160), str(f["count"]),
+                       clip(f"{f['request']['method']} {urlsplit(f['request']['uri']).path} [{f['request']['content_type'] or '-'}] "
+                            f"{f['request']['body'] or ''}", 300),
+                       clip(f"{f['response']['status']} [{f['response']['content_type']}] {f['response']['body']}", 200)] for f in failures])
+    if r.get("engine_errors"):
+        out += ["", "Fuzzer errors:", "", *[f"- {clip(e, 400)}" for e in r["engine_errors"]]]
+    out += ["", f"The Schemathesis command (`$WORK`: the run's temporary folder; `$URL`: the server's): `{r['schemathesis_command']}`", "",
+            "Request examples added to the server's OpenAPI: " + "; ".join(f"{path} {t}: {', '.join(names)}" for path, by_type in
+                                                                          r["examples_added"].items() for t, names in by_type.items()) + ".", ""]
+    return out
+
+
+RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "scale": scale, "monitor": monitor, "first_hour": first_hour, "fuzz": fuzz}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi_offline import FastAPIOffline
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
@@ -192,7 +192,8 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     metrics = Metrics()
     watch = Watch(monitor or MonitorConfig(), metrics)
     # the docs pages from files inside the package (fastapi-offline): FastAPI's own load Swagger UI from a CDN, a blank page offline
-    app = FastAPIOffline(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.")
+    app = FastAPIOffline(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.",
+                         responses=error_answers(413))  # the guard refuses an oversized body on any route
     app.state.backend = backend
 
     app.add_middleware(Guard, metrics=metrics, max_body_bytes=max_body_bytes)
@@ -254,7 +255,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
         "Which model is served, its training scores, its input schema."
         return await backend.info()
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)  # Prometheus' text format, as the OpenAPI says
     async def prometheus() -> Response:
         "Prometheus metrics: requests, latency, requests in flight, errors by kind, values repaired by column, the monitor's gauges."
         watch.report(await backend.info())
@@ -310,8 +311,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
                 log.warning("skewfree: reload refused: %s: %s", type(e).__name__, e)
                 metrics.errors.labels("reload").inc()
                 current = await backend.info()
-                return JSONResponse({"reloaded": False, "detail": f"still serving {current['key']}: the model URI's version was refused: "
-                                                                  f"{type(e).__name__}: {e}"}, status_code=409)
+                return _error(409, "model_uri", f"still serving {current['key']}: the model URI's version was refused: {type(e).__name__}: {e}")
             return JSONResponse({"reloaded": swapped, "detail": why})
 
     @app.on_event("shutdown")

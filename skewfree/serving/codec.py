@@ -224,15 +224,21 @@ def _shown(value:Any) -> str:
 def _columns_of(key:str, table:Any, required:list[str]) -> dict[str, list]|None:
     "A request's values column by column (`None` where a row lacks one), refusing a ragged row or a record lacking a column."
     if key == DF_SPLIT:
-        if not (isinstance(table, dict) and isinstance(names := table.get("columns"), list) and isinstance(rows := table.get("data"), list)
-                and all(isinstance(r, list) for r in rows)): return None
-        if not all(type(n) is str for n in names): raise BadRequest(f"{key}.columns", "column names must be text")
+        if not isinstance(table, dict): return None
+        names, rows = table.get("columns"), table.get("data")
+        # each checked whenever it is there: MLflow's parser fails on a column named by an object with an error no caller can read
+        if isinstance(names, list) and not all(type(n) is str for n in names): raise BadRequest(f"{key}.columns", "column names must be text")
+        if not (isinstance(names, list) and isinstance(rows, list)): return None
+        if bad := [i for i, r in enumerate(rows) if not isinstance(r, list)]:
+            raise BadRequest(f"{key}.data.{bad[0]}", f"a row is a list of values, one per column; got {_shown(rows[bad[0]])}", None, bad[0])
         if ragged := [i for i, r in enumerate(rows) if len(r) != len(names)]:
             raise BadRequest(f"{key}.data.{ragged[0]}", f"has {len(rows[ragged[0]])} values for {len(names)} columns")
         return {n: [r[i] for r in rows] for i, n in enumerate(names)}
     if isinstance(table, dict) and key in (INSTANCES, INPUTS) and all(isinstance(v, list) for v in table.values()):
         return {str(n): v for n, v in table.items()}  # columnar: one list per column
-    if not (isinstance(table, list) and table and all(isinstance(r, dict) for r in table)): return None
+    if not (isinstance(table, list) and table): return None
+    if bad := [i for i, r in enumerate(table) if not isinstance(r, dict)]:  # records (or `instances`/`inputs` as a list of them)
+        raise BadRequest(f"{key}.{bad[0]}", f"a record is an object of column → value; got {_shown(table[bad[0]])}", None, bad[0])
     present = set().union(*table)  # records (or `instances`/`inputs` as a list of them)
     for name in (n for n in required if n in present):  # a column no row has is MLflow's to name ("missing inputs")
         if lacking := [i for i, r in enumerate(table) if name not in r]:

@@ -100,7 +100,8 @@ class PredictRequest(BaseModel):
     "A forecast request: some series, a horizon, optional quantiles."
     model_config = ConfigDict(extra="forbid")
     series: list[SeriesIn] = Field(min_length=1)
-    horizon: StrictInt = Field(description="steps to forecast, 1 … the model's longest horizon")
+    # the least stated in the OpenAPI, not checked here: the artifact's refusal names the whole range, 1 … its longest horizon
+    horizon: StrictInt = Field(json_schema_extra={"minimum": 1}, description="steps to forecast, 1 … the model's longest horizon (`/metadata`: `max_horizon`)")
     quantiles: list[StrictFloat]|None = Field(default=None, description="quantiles to return (probabilistic models); default: all")
 
 class SeriesOut(BaseModel):
