@@ -19,6 +19,7 @@ from fastapi_offline import FastAPIOffline
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -35,7 +36,7 @@ from .workers import Backend, LocalBackend, ProcessBackend, writable
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Guard', 'Metrics', 'Watch', 'create_app', 'guarded_http']
+__all__ = ['log', 'Guard', 'Metrics', 'Repairs', 'Window', 'Watch', 'create_app', 'guarded_http']
 
 # %% ../../nbs/21_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -131,8 +132,8 @@ class Metrics:
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.errors = Counter("skewfree_errors_total", "errors by kind", ["kind"], registry=self.registry)
         self.in_flight = Gauge("skewfree_requests_in_flight", "requests being answered now", ["route"], registry=self.registry)
-        self.repaired = Counter("skewfree_repaired_values_total", "values the policies filled in served histories", ["column"], registry=self.registry)
-        self.inserted = Counter("skewfree_inserted_rows_total", "gap rows the policies inserted in served histories", registry=self.registry)
+        self.repairs = Repairs()  # read from the live monitor's window, which tallies them for every replica of an app
+        self.registry.register(self.repairs)
         self.drift = Gauge("skewfree_drift_statistic", "each feature's distance from its training reference, over the window", ["feature"],
                            registry=self.registry)
         self.drift_threshold = Gauge("skewfree_drift_threshold", "each feature's threshold", ["feature"], registry=self.registry)
@@ -140,33 +141,60 @@ class Metrics:
         self.window = Gauge("skewfree_monitor_window_requests", "requests in the live monitor's window", registry=self.registry)
 
 # %% ../../nbs/21_serving_app.ipynb #0007
-class Watch:
-    "The server's one live monitor, of the artifact it serves now (a reload starts a new window), and the metrics of what it is told."
-    def __init__(self, config:MonitorConfig, metrics:Metrics):
-        self.config, self.metrics = config, metrics
-        self.key: str|None = None
+class Repairs:
+    "Prometheus counters of the policies' repairs in served histories, as the window last tallied them."
+    def __init__(self): self.totals: dict[str, int] = {}
+
+    def collect(self):
+        filled = CounterMetricFamily("skewfree_repaired_values", "values the policies filled in served histories", labels=["column"])
+        for what, n in sorted(self.totals.items()):
+            if what.startswith("filled_"): filled.add_metric([what.removeprefix("filled_")], n)
+        inserted = CounterMetricFamily("skewfree_inserted_rows", "gap rows the policies inserted in served histories")
+        inserted.add_metric([], self.totals.get("reindexed_rows", 0))
+        yield from (filled, inserted)
+
+class Window:
+    "The live monitor's window of requests, of the artifact served now (a reload — a new artifact key — starts a new one), and the repairs tallied."
+    def __init__(self, config:MonitorConfig):
+        self.config, self.key = config, None
         self.monitor = Monitor([], config)
+        self.repaired: dict[str, int] = {}  # since the server started, whatever it served
 
     def of(self, info:dict[str, Any]) -> Monitor:
-        "The monitor of the artifact `info` describes."
+        "The monitor of the artifact `info` describes (its key, and the references it `monitored`)."
         if info["key"] != self.key:
             self.key, self.monitor = info["key"], Monitor([Feature.load(f) for f in info.get("monitored", [])], self.config)
-            for gauge in (self.metrics.drift, self.metrics.drift_threshold, self.metrics.drifting): gauge.clear()  # the old artifact's features
         return self.monitor
 
-    def add(self, info:dict[str, Any], notes:dict[str, Any]|None) -> None:
-        "One answered request: its repairs counted by column, its histograms into the window."
-        if not notes: return
-        for what, n in notes["repaired"].items():
-            if what.startswith("filled_"): self.metrics.repaired.labels(what.removeprefix("filled_")).inc(n)
-            elif what == "reindexed_rows": self.metrics.inserted.inc(n)
-        # binned against the artifact that answered: one a reload has just replaced is not this window's reference
-        if notes.get("key") in (None, info["key"]): self.of(info).add(notes["observed"])
+    def add(self, info:dict[str, Any], observed:Any, repaired:dict[str, int]) -> None:
+        "One answered request: its histograms (None: binned by an artifact no longer served), what the policies repaired in it."
+        for what, n in repaired.items(): self.repaired[what] = self.repaired.get(what, 0) + int(n)
+        if observed is not None: self.of(info).add(observed)
 
-    def report(self, info:dict[str, Any]) -> dict[str, Any]:
+    async def report(self, info:dict[str, Any]) -> dict[str, Any]:
+        "The monitor's report on its window, and the repairs tallied."
+        return self.of(info).report() | {"repaired": dict(self.repaired)}
+
+class Watch:
+    "The server's live monitor — a `Window` here, or one shared by every replica of an application — and the metrics of what it is told."
+    def __init__(self, config:MonitorConfig, metrics:Metrics, window:Any=None):
+        self.metrics, self.window = metrics, window or Window(config)
+        self.key: str|None = None  # the artifact the drift gauges describe
+
+    def add(self, info:dict[str, Any], notes:dict[str, Any]|None) -> None:
+        "One answered request: its histograms and its repairs, into the window."
+        if not notes: return
+        # binned against the artifact that answered: one a reload has just replaced is not this window's reference
+        self.window.add(info, notes["observed"] if notes.get("key") in (None, info["key"]) else None, notes["repaired"])
+
+    async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "What `GET /monitor` answers; the gauges set to it."
-        report = self.of(info).report() | {"model_key": info["key"]}
+        report = await self.window.report(info) | {"model_key": info["key"]}
+        if info["key"] != self.key:  # the old artifact's features leave the gauges
+            self.key = info["key"]
+            for gauge in (self.metrics.drift, self.metrics.drift_threshold, self.metrics.drifting): gauge.clear()
         self.metrics.window.set(report["window"]["requests"])
+        self.metrics.repairs.totals = report["repaired"]
         for name, f in report["features"].items():
             self.metrics.drift.labels(name).set(float("nan") if f["statistic"] is None else f["statistic"])
             self.metrics.drift_threshold.labels(name).set(f["threshold"])
@@ -190,7 +218,8 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     if isinstance(backend, str) and workers > 0: backend = ProcessBackend(backend, workers, wait=worker_wait, limits=limits)
     elif isinstance(backend, str | PyFuncModel): backend = LocalBackend(backend, threads, limits)
     metrics = Metrics()
-    watch = Watch(monitor or MonitorConfig(), metrics)
+    # one window per server; a backend whose replicas answer apart (Ray) brings the window they share
+    watch = Watch(monitor or MonitorConfig(), metrics, getattr(backend, "window", None))
     # the docs pages from files inside the package (fastapi-offline): FastAPI's own load Swagger UI from a CDN, a blank page offline
     app = FastAPIOffline(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.",
                          responses=error_answers(413))  # the guard refuses an oversized body on any route
@@ -258,13 +287,13 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     @app.get("/metrics", response_class=PlainTextResponse)  # Prometheus' text format, as the OpenAPI says
     async def prometheus() -> Response:
         "Prometheus metrics: requests, latency, requests in flight, errors by kind, values repaired by column, the monitor's gauges."
-        watch.report(await backend.info())
+        await watch.report(await backend.info())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/monitor")
     async def drift() -> dict[str, Any]:
         "The live monitor: its window, and per feature the comparator, the statistic, the threshold and the state (collecting, ok, drifting)."
-        return watch.report(await backend.info())
+        return await watch.report(await backend.info())
 
     @app.post("/predict", response_model=PredictResponse, responses=error_answers(400, 413, 422, 503, 504))
     async def predict(request: PredictRequest, raw: Request) -> PredictResponse:

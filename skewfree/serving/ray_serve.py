@@ -16,12 +16,13 @@ from ray import serve
 from ..core import InputError
 from ..forecaster import Prepared
 from ..monitor import MonitorConfig
-from .app import create_app
+from .app import Window, create_app
 from .contract import Deadline, Limits, PredictRequest, PredictResponse, Unavailable
 from .pipeline import back_invocation, back_typed, front_invocation, front_typed, hydrate, registry_version
 
 # %% auto #0
-__all__ = ['PROXY_MARGIN_S', 'ArtifactMismatch', 'ModelInference', 'RayBackend', 'request_timeout', 'build_app', 'run']
+__all__ = ['FLUSH_S', 'PROXY_MARGIN_S', 'ArtifactMismatch', 'ModelInference', 'MonitorWindow', 'SharedWindow', 'RayBackend',
+           'request_timeout', 'build_app', 'run']
 
 # %% ../../nbs/22_ray_serve.ipynb #0004
 class ArtifactMismatch(Unavailable):
@@ -51,6 +52,49 @@ class ModelInference:
             for i, scaled in zip(ok, self.loaded.artifact.model_outputs([items[i][1] for i in ok], horizon)): out[i] = scaled
         return out
 
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+class MonitorWindow:
+    "The application's one live monitor: every feature replica's requests in one window, as one FastAPI server has one."
+    def __init__(self, config:MonitorConfig):
+        self.window = Window(config)
+
+    def add(self, info:dict[str, Any], answered:list[tuple[Any, dict[str, int]]]) -> None:
+        "Some answered requests' histograms and repairs, from one replica."
+        for observed, repaired in answered: self.window.add(info, observed, repaired)
+
+    async def report(self, info:dict[str, Any]) -> dict[str, Any]: return await self.window.report(info)
+
+FLUSH_S = 0.2  # a feature replica sends what it binned to the monitor window this often: a hop per request would cost as much as the work
+
+class SharedWindow:
+    "A feature replica's side of `MonitorWindow`: histograms sent in batches, every `FLUSH_S`; a report asked of it after its own are sent."
+    def __init__(self, handle:Any):
+        self.handle, self.pending, self.info = handle, list[Any](), dict[str, Any]()
+        self._sender: asyncio.Task|None = None
+
+    def add(self, info:dict[str, Any], observed:Any, repaired:dict[str, int]) -> None:
+        "One request's histograms and repairs, sent with the next batch."
+        if info["key"] != self.info.get("key"): self.info = {"key": info["key"], "monitored": info.get("monitored", [])}
+        self.pending.append((observed, repaired))
+        if self._sender is None: self._sender = asyncio.get_running_loop().create_task(self._send_every())
+
+    async def _send_every(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            try: await self.send()
+            except Exception as e: print(f"skewfree: the monitor window did not take a batch: {type(e).__name__}: {e}")  # the next one may
+
+    async def send(self) -> None:
+        "What this replica binned since the last batch, to the window."
+        if not self.pending: return
+        batch, self.pending = self.pending, []
+        await self.handle.add.remote(self.info, batch)
+
+    async def report(self, info:dict[str, Any]) -> dict[str, Any]:
+        "The shared window's report, with this replica's last requests in it."
+        await self.send()
+        return await self.handle.report.remote({"key": info["key"], "monitored": info.get("monitored", [])})
+
 # %% ../../nbs/22_ray_serve.ipynb #0006
 def _unwrap(e:BaseException) -> BaseException:
     "The original exception inside a Ray task error."
@@ -69,6 +113,7 @@ class RayBackend:
         mlflow.set_tracking_uri(store)
         self.loaded = hydrate(uri, limits)
         self.mi = serve.get_deployment_handle("ModelInference", app_name=app_name)
+        self.window = SharedWindow(serve.get_deployment_handle("MonitorWindow", app_name=app_name))  # the app's monitor, shared
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="features")  # CPU stages off the event loop
 
     async def _cpu(self, fn, *args) -> Any:
@@ -140,8 +185,9 @@ def build_app(uri:str, store:str, cfg:dict[str, Any], app_name:str="skewfree"):
     mi_cfg = cfg["model_inference"]
     mi = ModelInference.options(  # type: ignore[attr-defined]
         **_options(mi_cfg)).bind(uri, store, int(mi_cfg["max_batch_size"]), float(mi_cfg["batch_wait_timeout_s"]))
+    window = MonitorWindow.bind(MonitorConfig.from_config(cfg.get("monitor")))  # type: ignore[attr-defined]
     fe = serve.deployment(serve.ingress(_feature_builder(app_name, uri, store, cfg))(), name="FeatureEngineering")
-    return fe.options(**_options(cfg["feature_engineering"])).bind(mi)  # type: ignore[attr-defined]
+    return fe.options(**_options(cfg["feature_engineering"])).bind(mi, window)  # type: ignore[attr-defined]
 
 def run(uri:str, store:str, cfg:dict[str, Any], *, host:str="127.0.0.1", port:int=8000, app_name:str="skewfree") -> None:
     "Start (or join) Ray, deploy the application on `host:port`, and block until interrupted."
