@@ -205,10 +205,12 @@ class SkewfreeModel(PythonModel):
         return Columns(pre.id_col, pre.time_col, pre.target, tuple(pre.past_covariates), tuple(pre.future_covariates),
                        tuple(pre.static_covariates), pre.timezone, tuple(pre.columns))
 
-    def validate(self, rows:pd.DataFrame, params:dict[str, Any]|None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    def validate(self, rows:pd.DataFrame, params:dict[str, Any]|None,
+                 rows_typed:bool=False, # read column by column into the schema's own types, and no other column: the rows' check finds nothing
+                ) -> tuple[pd.DataFrame, dict[str, Any]]:
         "What MLflow's pyfunc checks before `predict` — the rows against the input schema, each param against its spec — by its public API; defaults filled."
         schema, specs = (self.signature.inputs, self.signature.params) if self.signature else (None, None)
-        if schema is not None:
+        if schema is not None and not rows_typed:
             try: validate_schema(rows, schema)
             except MlflowException as e:  # worded as the pyfunc words it, without its echo of the whole frame
                 raise MlflowException.invalid_parameter_value(f"Failed to enforce schema of the input rows. Error: {e.message}") from None

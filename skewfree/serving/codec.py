@@ -9,7 +9,7 @@ import datetime
 import io
 import json
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import orjson
@@ -23,7 +23,7 @@ from .contract import BadRequest
 # %% auto #0
 __all__ = ['INVOCATION_BODY', 'NOT_UNICODE', 'predictions_json', 'request_body', 'split_by_columns', 'refuse_duplicate_keys',
            'may_repeat_a_key', 'lone_surrogate_at', 'is_unicode', 'refuse_loose_rows', 'csv_as_split',
-           'parse_invocation', 'naive_times']
+           'parse_invocation', 'Parsed', 'naive_times']
 
 # %% ../../nbs/18_serving_codec.ipynb #0006
 _COLUMNS = {"type": "array", "items": {"type": "string"}}
@@ -260,7 +260,7 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
                      param_names:list[str]|None=None, # the params the model takes: any other is refused (MLflow only warns)
                      id_col:str|None=None, # the series id column, named in errors
                      timezone:str|None=None, # the model's zone (`data.timezone`, None: UTC): zone-aware times are converted to it
-                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
+                    ) -> Parsed:
     "An MLflow scoring request's rows, parsed against `schema` (by MLflow's own parser unless `by_columns` can), and its params."
     try: request = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -285,10 +285,16 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
     if frame is not None:
         # read column-wise, a request has three objects: itself, its split and its params, whose keys the bytes are checked against
         if may_repeat_a_key(body, len(top) + len(request[DF_SPLIT]) + len(params)): refuse_duplicate_keys(body)
-        return naive_times(frame, schema, timezone), params
+        return Parsed(naive_times(frame, schema, timezone), params, True)
     refuse_duplicate_keys(body)  # records and instances repeat their column names in every row: only a full read tells
     refuse_loose_rows(request, schema, id_col)
-    return naive_times(infer_and_parse_data(request, schema), schema, timezone), params
+    return Parsed(naive_times(infer_and_parse_data(request, schema), schema, timezone), params, False)
+
+class Parsed(NamedTuple):
+    "A parsed request: its rows, its params, and whether the rows were read column by column into the schema's own types."
+    rows: pd.DataFrame
+    params: dict[str, Any]
+    typed: bool # read by `split_by_columns`: every column of the schema, each of its type, and no other (MLflow's check would find nothing)
 
 def naive_times(frame:pd.DataFrame, schema:Schema, timezone:str|None=None) -> pd.DataFrame:
     "`frame` with zone-aware times (`…Z`, `…+02:00`, one offset throughout) in the model's zone, naive, as its signature reads times."

@@ -74,7 +74,8 @@ class Limits:
         "Refuse an MLflow-protocol request's rows beyond the limits."
         if len(frame) > self.max_rows:
             raise OverLimit("input", f"the request holds {len(frame)} rows; this server takes at most {self.max_rows} (serve.max_rows)")
-        if id_col and id_col in frame.columns and (n := int(frame[id_col].nunique())) > self.max_series:
+        # counted only where it could matter: a request holds no more series than rows
+        if id_col and len(frame) > self.max_series and id_col in frame.columns and (n := int(frame[id_col].nunique())) > self.max_series:
             raise OverLimit(id_col, f"the request holds {n} series; this server takes at most {self.max_series} (serve.max_series)")
 
     def check_typed(self, request:PredictRequest) -> None:

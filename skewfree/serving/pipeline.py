@@ -123,11 +123,11 @@ def notes_of(repairs:dict[str, dict[str, int]], observed:Any, key:str|None=None)
 def decode(loaded:Loaded, body:bytes, deadline:Deadline|None=None) -> tuple[pd.DataFrame, dict[str, Any]]:
     "Request bytes → validated rows and params: the codec, the server's limits, the artifact's own checks and defaults."
     columns = loaded.artifact.columns
-    rows, params = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees, param_names=loaded.param_names,
-                                    id_col=columns.id_col, timezone=columns.timezone)
+    rows, params, typed = parse_invocation(body, loaded.input_schema, by_columns=loaded.columns_parse_agrees, param_names=loaded.param_names,
+                                           id_col=columns.id_col, timezone=columns.timezone)
     loaded.limits.check_rows(rows, columns.id_col)
     checkpoint(deadline, "validate")
-    return loaded.artifact.validate(rows, params)
+    return loaded.artifact.validate(rows, params, rows_typed=typed)
 
 def encode(loaded:Loaded, forecast:pd.DataFrame, repairs:dict[str, dict[str, int]], observed:Any) -> tuple[bytes, dict[str, Any]]:
     "A forecast → MLflow's JSON answer, and its notes for the server's metrics and monitor."
