@@ -227,11 +227,11 @@ def serve(args:argparse.Namespace) -> None:
 
     from skewfree.monitor import MonitorConfig
     from skewfree.serving.app import create_app, guarded_http
-    from skewfree.serving.contract import Limits
+    from skewfree.serving.contract import Limits, request_timeout
     app = create_app(cfg["model_uri"], max_body_bytes=int(cfg["max_body_bytes"]), admin_token=cfg.get("admin_token"),
                      reload_interval=cfg.get("reload_interval"), workers=worker_count(cfg["workers"]), threads=int(cfg["threads"]),
-                     worker_wait=float(cfg["worker_wait_s"]), limits=Limits(max_rows=int(cfg["max_rows"]), max_series=int(cfg["max_series"])),
-                     monitor=MonitorConfig.from_config(cfg.get("monitor")), request_timeout=float(cfg["request_timeout_s"] or 0) or None)
+                     worker_wait=float(cfg["worker_wait_s"]), limits=Limits.from_config(cfg),
+                     monitor=MonitorConfig.from_config(cfg.get("monitor")), request_timeout=request_timeout(cfg))
 
     class Announcing(uvicorn.Server):
         "uvicorn, saying on standard error — once it listens — where it serves which model, with how many workers."

@@ -39,6 +39,12 @@ def typed(history, horizon=3, **changes):
     return body
 
 
+def scrape(srv) -> str:
+    "`/metrics`, once Ray's feature replicas have sent their figures to the app's window (five times a second)."
+    if srv.backend == "ray": time.sleep(0.5)
+    return httpx.get(f"{srv.url}/metrics", timeout=60).text
+
+
 def test_health_ready_metadata_metrics(srv, trained):
     assert httpx.get(f"{srv.url}/health", timeout=60).json() == {"status": "ok"}
     assert httpx.get(f"{srv.url}/ready", timeout=60).json()["status"] == "ready"
@@ -48,9 +54,18 @@ def test_health_ready_metadata_metrics(srv, trained):
     assert meta["scores"]["test_mse_std"] == pytest.approx(trained.metrics["mse_std"])
     assert [c["name"] for c in meta["input_schema"]][:2] == ["series_id", "date"]
     httpx.post(f"{srv.url}/predict", json={"series": [], "horizon": 1}, timeout=60)
-    metrics = httpx.get(f"{srv.url}/metrics", timeout=60).text
+    metrics = scrape(srv)
     assert 'skewfree_requests_total{route="/predict",status="422"}' in metrics
     assert "skewfree_request_latency_seconds_bucket" in metrics and 'skewfree_errors_total{kind="input"}' in metrics
+
+
+def test_every_scrape_counts_the_whole_application(srv):
+    "Ray's proxy answers `/metrics` from any feature replica: each says the application's counts, not its own share."
+    sample = 'skewfree_requests_total{route="/predict",status="422"}'
+    before = _counted(scrape(srv), sample)
+    for _ in range(8): httpx.post(f"{srv.url}/predict", json={"series": [], "horizon": 1}, timeout=60)
+    time.sleep(0.5 if srv.backend == "ray" else 0)
+    assert [_counted(httpx.get(f"{srv.url}/metrics", timeout=60).text, sample) - before for _ in range(6)] == [8.0] * 6
 
 
 def test_openapi_is_the_contract(srv):
@@ -262,7 +277,7 @@ def test_a_client_that_leaves_mid_body_is_no_internal_error(srv, history, route,
     half = body[:len(body) // 2]
     # with its size told, or streamed in chunks (which the guard reads whole, within the limit, before any route)
     framing = f"Content-Length: {len(body)}\r\n\r\n".encode() + half if sized else b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n%s\r\n" % (len(half), half)
-    before = httpx.get(f"{srv.url}/metrics").text
+    before = scrape(srv)
     with socket.create_connection(("127.0.0.1", srv.port)) as client:
         client.sendall(f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode() + framing)
         time.sleep(0.3)  # the first half is read; then the connection ends
@@ -328,7 +343,7 @@ def test_typed_answer_keeps_the_request_order_and_reports_repairs(srv, history):
 def test_unknown_route_and_method_answer_in_the_same_error_body(srv):
     missing = httpx.get(f"{srv.url}/no-such-route", timeout=60)
     assert missing.status_code == 404 and missing.json()["error"]["reason"] == "Not Found"
-    metrics = httpx.get(f"{srv.url}/metrics", timeout=60).text  # one label for all made-up paths, not one per path
+    metrics = scrape(srv)  # one label for all made-up paths, not one per path
     assert 'route="unmatched",status="404"' in metrics and "no-such-route" not in metrics
     wrong = httpx.get(f"{srv.url}/predict", timeout=60)
     assert wrong.status_code == 405 and "error" in wrong.json() and "POST" in wrong.headers["allow"]

@@ -10,7 +10,7 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +19,8 @@ from fastapi_offline import FastAPIOffline
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.samples import Sample
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -36,7 +37,7 @@ from .workers import Backend, LocalBackend, ProcessBackend, writable
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Guard', 'Metrics', 'Repairs', 'Window', 'Watch', 'create_app', 'guarded_http']
+__all__ = ['log', 'Family', 'Guard', 'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'create_app', 'guarded_http']
 
 # %% ../../nbs/21_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -124,14 +125,17 @@ class Guard:
 
 @dataclass
 class Metrics:
-    "Prometheus metrics of one app: requests, latency, requests in flight, errors by kind."
+    "Prometheus metrics of one app: its traffic (requests, latency, requests in flight, errors by kind), the repairs, the monitor's gauges."
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     def __post_init__(self):
-        self.requests = Counter("skewfree_requests_total", "HTTP requests", ["route", "status"], registry=self.registry)
-        self.latency = Histogram("skewfree_request_latency_seconds", "request latency", ["route"], registry=self.registry,
+        own = CollectorRegistry()  # this server's traffic: what the replicas of an application add up
+        self.requests = Counter("skewfree_requests_total", "HTTP requests", ["route", "status"], registry=own)
+        self.latency = Histogram("skewfree_request_latency_seconds", "request latency", ["route"], registry=own,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
-        self.errors = Counter("skewfree_errors_total", "errors by kind", ["kind"], registry=self.registry)
-        self.in_flight = Gauge("skewfree_requests_in_flight", "requests being answered now", ["route"], registry=self.registry)
+        self.errors = Counter("skewfree_errors_total", "errors by kind", ["kind"], registry=own)
+        self.in_flight = Gauge("skewfree_requests_in_flight", "requests being answered now", ["route"], registry=own)
+        self.traffic = Traffic(own)
+        self.registry.register(self.traffic)
         self.repairs = Repairs()  # read from the live monitor's window, which tallies them for every replica of an app
         self.registry.register(self.repairs)
         self.drift = Gauge("skewfree_drift_statistic", "each feature's distance from its training reference, over the window", ["feature"],
@@ -153,18 +157,55 @@ class Repairs:
         inserted.add_metric([], self.totals.get("reindexed_rows", 0))
         yield from (filled, inserted)
 
+# %% ../../nbs/21_serving_app.ipynb #0009
+Family = tuple[str, str, str, str, list[tuple[str, dict[str, str], float]]]  # name, help, type, unit, samples: a metric as plain data
+
+class Traffic:
+    "A server's HTTP figures: its own — or, where replicas answer apart, every replica's added up as the shared window last tallied them."
+    def __init__(self, own:CollectorRegistry):
+        self.own, self.summed = own, list[Family]()
+
+    def snapshot(self) -> list[Family]:
+        "This server's own figures, as plain data another process can add up."
+        return [(m.name, m.documentation, m.type, m.unit, [(s.name, s.labels, s.value) for s in m.samples]) for m in self.own.collect()]
+
+    def collect(self):
+        if not self.summed: yield from self.own.collect(); return
+        for name, documentation, kind, unit, samples in self.summed:
+            family = Metric(name, documentation, kind, unit)
+            family.samples = [Sample(*sample) for sample in samples]
+            yield family
+
+def added_up(snapshots:Iterable[list[Family]]) -> list[Family]:
+    "Replicas' figures as one server's: counts, sums and buckets added; a series' creation time the earliest."
+    families: dict[str, tuple[str, str, str, str, dict[tuple, float]]] = {}
+    for snapshot in snapshots:
+        for name, documentation, kind, unit, samples in snapshot:
+            total = families.setdefault(name, (name, documentation, kind, unit, {}))[4]
+            for sample, labels, value in samples:
+                key = (sample, tuple(labels.items()))
+                total[key] = min(total[key], value) if sample.endswith("_created") and key in total else total.get(key, 0) + value
+    return [(name, doc, kind, unit, [(sample, dict(labels), value) for (sample, labels), value in total.items()])
+            for name, doc, kind, unit, total in families.values()]
+
+# %% ../../nbs/21_serving_app.ipynb #0012
 class Window:
     "The live monitor's window of requests, of the artifact served now (a reload — a new artifact key — starts a new one), and the repairs tallied."
     def __init__(self, config:MonitorConfig):
-        self.config, self.key = config, None
-        self.monitor = Monitor([], config)
+        self.config = config
+        self.monitors: dict[str, Monitor] = {}  # by artifact key, the newest two: during a rollout replicas of both answer
         self.repaired: dict[str, int] = {}  # since the server started, whatever it served
+        self.traffic: dict[str, list[Family]] = {}  # each replica's HTTP figures as it last sent them (none: one server reads its own)
+
+    def start(self) -> None:
+        "Nothing to start: this window lives in the server that answers."
 
     def of(self, info:dict[str, Any]) -> Monitor:
         "The monitor of the artifact `info` describes (its key, and the references it `monitored`)."
-        if info["key"] != self.key:
-            self.key, self.monitor = info["key"], Monitor([Feature.load(f) for f in info.get("monitored", [])], self.config)
-        return self.monitor
+        if (key := info["key"]) not in self.monitors:
+            self.monitors[key] = Monitor([Feature.load(f) for f in info.get("monitored", [])], self.config)
+            while len(self.monitors) > 2: del self.monitors[next(iter(self.monitors))]
+        return self.monitors[key]
 
     def add(self, info:dict[str, Any], observed:Any, repaired:dict[str, int]) -> None:
         "One answered request: its histograms (None: binned by an artifact no longer served), what the policies repaired in it."
@@ -173,12 +214,13 @@ class Window:
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "The monitor's report on its window, and the repairs tallied."
-        return self.of(info).report() | {"repaired": dict(self.repaired)}
+        return self.of(info).report() | {"repaired": dict(self.repaired)} | ({"traffic": added_up(self.traffic.values())} if self.traffic else {})
 
 class Watch:
     "The server's live monitor — a `Window` here, or one shared by every replica of an application — and the metrics of what it is told."
     def __init__(self, config:MonitorConfig, metrics:Metrics, window:Any=None):
         self.metrics, self.window = metrics, window or Window(config)
+        if window is not None: window.share(metrics.traffic)  # a shared window is sent this server's traffic, to add up with the others'
         self.key: str|None = None  # the artifact the drift gauges describe
 
     def add(self, info:dict[str, Any], notes:dict[str, Any]|None) -> None:
@@ -190,6 +232,7 @@ class Watch:
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "What `GET /monitor` answers; the gauges set to it."
         report = await self.window.report(info) | {"model_key": info["key"]}
+        self.metrics.traffic.summed = report.pop("traffic", [])
         if info["key"] != self.key:  # the old artifact's features leave the gauges
             self.key = info["key"]
             for gauge in (self.metrics.drift, self.metrics.drift_threshold, self.metrics.drifting): gauge.clear()
@@ -201,7 +244,7 @@ class Watch:
             self.metrics.drifting.labels(name).set(float(f["state"] == "drifting"))
         return report
 
-# %% ../../nbs/21_serving_app.ipynb #0008
+# %% ../../nbs/21_serving_app.ipynb #0013
 def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / loaded model for a `LocalBackend`  # noqa: PLR0915
                max_body_bytes:int=10_000_000, # larger request bodies get a 413
                admin_token:str|None=None, # enables `POST /admin/reload` for callers presenting it
@@ -343,6 +386,10 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
                 return _error(409, "model_uri", f"still serving {current['key']}: the model URI's version was refused: {type(e).__name__}: {e}")
             return JSONResponse({"reloaded": swapped, "detail": why})
 
+    @app.on_event("startup")
+    async def start_watch() -> None:
+        watch.window.start()
+
     @app.on_event("shutdown")
     async def stop_workers() -> None:
         if isinstance(backend, ProcessBackend): backend.close()
@@ -360,7 +407,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
 
     return app
 
-# %% ../../nbs/21_serving_app.ipynb #0010
+# %% ../../nbs/21_serving_app.ipynb #0015
 def guarded_http(header_timeout:float=10, # seconds from a connection (or the last answer) to a request's last header
                  body_timeout:float=30, # seconds from the headers to the body's last byte
                  max_connections:int=1000, # open connections beyond this are closed at once
@@ -399,7 +446,8 @@ def guarded_http(header_timeout:float=10, # seconds from a connection (or the la
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if not self.transport.is_closing(): self._wait(header_timeout)  # the next request on this connection
+            # the next request on this connection; one pipelined behind this one is whole already, and its answer is being made
+            if not self.pipeline and not self.transport.is_closing(): self._wait(header_timeout)
 
         def connection_lost(self, exc) -> None:
             self._stop_waiting()

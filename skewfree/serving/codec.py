@@ -5,6 +5,7 @@
 # %% ../../nbs/18_serving_codec.ipynb #0003
 from __future__ import annotations
 
+import csv
 import datetime
 import io
 import json
@@ -17,6 +18,7 @@ import pandas as pd
 from mlflow.pyfunc.scoring_server import DF_SPLIT, INPUTS, INSTANCES, SUPPORTED_FORMATS, infer_and_parse_data
 from mlflow.types import DataType, Schema
 
+from ..core import InputError
 from ..panel import naive_in
 from .contract import BadRequest
 
@@ -250,10 +252,20 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]]) -> bytes:
     "A `text/csv` body (a header, then rows; no params, as MLflow takes it) as the `dataframe_split` body the pipeline parses."
     # text and time columns are read as text, as the JSON formats carry them: an id like '001' stays '001', not the number 1
     as_text = {c["name"]: str for c in columns if c.get("type") in ("string", "datetime")}
+    # pandas renames a column named twice (`y`, `y.1`): one of the two would be read, the other dropped unread
+    first_line = (body.split(b"\n", 1)[0].decode("utf-8-sig", "replace").splitlines() or [""])[0]  # a line may end in a lone \r too
+    try: header = next(csv.reader([first_line]), [])
+    except csv.Error as e: raise BadRequest("body", f"not valid CSV: {e}") from None
+    if twice := sorted({n for n in header if header.count(n) > 1}):
+        raise BadRequest(twice[0], "named twice in the CSV header: only one of the two columns would be read")
     try: frame = pd.read_csv(io.BytesIO(body), dtype=as_text)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise BadRequest("body", f"not valid CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    return orjson.dumps({DF_SPLIT: {"columns": list(frame.columns), "data": frame.astype(object).where(frame.notna(), None).to_numpy().tolist()}})
+    for name in frame.columns:  # JSON carries no infinity: written as null, it would be taken for a missing value and filled
+        if frame[name].dtype.kind == "f" and (rows := np.flatnonzero(np.isinf(frame[name].to_numpy()))).size:
+            raise InputError(str(name), "infinite value", None, int(rows[0]))
+    try: return orjson.dumps({DF_SPLIT: {"columns": list(frame.columns), "data": frame.astype(object).where(frame.notna(), None).to_numpy().tolist()}})
+    except orjson.JSONEncodeError as e: raise BadRequest("body", f"a value the CSV holds is out of range: {e}") from None
 
 # %% ../../nbs/18_serving_codec.ipynb #0020
 def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,

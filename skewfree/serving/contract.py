@@ -5,9 +5,10 @@
 # %% ../../nbs/17_serving_contract.ipynb #0003
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Awaitable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,9 +18,9 @@ from ..artifact import Columns
 from ..core import InputError
 
 # %% auto #0
-__all__ = ['BadRequest', 'OverLimit', 'Unavailable', 'DeadlineExceeded', 'Deadline', 'checkpoint', 'Limits', 'SeriesIn',
-           'PredictRequest', 'SeriesOut', 'PredictResponse', 'ErrorDetail', 'ErrorBody', 'error_answers', 'to_frame',
-           'typed_keys', 'typed_error', 'from_frame']
+__all__ = ['BadRequest', 'OverLimit', 'Unavailable', 'DeadlineExceeded', 'Deadline', 'checkpoint', 'within', 'request_timeout',
+           'Limits', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse', 'ErrorDetail', 'ErrorBody',
+           'error_answers', 'to_frame', 'typed_keys', 'typed_error', 'from_frame']
 
 # %% ../../nbs/17_serving_contract.ipynb #0006
 class BadRequest(InputError):
@@ -64,11 +65,26 @@ def checkpoint(deadline:Deadline|None, stage:str) -> None:
     "`deadline.check(stage)`, when there is a deadline."
     if deadline is not None: deadline.check(stage)
 
+async def within(deadline:Deadline|None, work:Awaitable, stopped:str) -> Any:
+    "`work`'s result, or at the deadline a 504 that says how the work is stopped (`stopped`): the client is not kept waiting for it."
+    if deadline is None: return await work
+    try: return await asyncio.wait_for(work, max(deadline.remaining(), 0))
+    except TimeoutError: raise deadline.exceeded(stopped) from None
+
+def request_timeout(cfg:dict[str, Any]) -> float|None:
+    "`serve.request_timeout_s` of a serve config (null or 0: no deadline)."
+    return float(cfg["request_timeout_s"]) if cfg.get("request_timeout_s") else None
+
 @dataclass(frozen=True)
 class Limits:
     "How much one request may hold: beyond a limit, a 413 naming it, before any forecasting work."
     max_rows: int = 5_000_000 # rows of one request: every series' history and planned rows
     max_series: int = 100_000 # distinct series of one request
+
+    @classmethod
+    def from_config(cls, cfg:dict[str, Any]) -> Limits:
+        "The limits a serve config sets (`serve.max_rows`, `serve.max_series`); the defaults for those it leaves out."
+        return cls(**{k: int(cfg[k]) for k in ("max_rows", "max_series") if cfg.get(k) is not None})
 
     def check_rows(self, frame:pd.DataFrame, id_col:str|None) -> None:
         "Refuse an MLflow-protocol request's rows beyond the limits."

@@ -28,9 +28,9 @@ from .contract import Deadline, Limits, PredictRequest, PredictResponse, checkpo
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Loaded', 'registry_version', 'hydrate', 'describe', 'notes_of', 'decode', 'encode', 'answer_invocation',
-           'front_invocation', 'back_invocation', 'ms_since', 'timed_invocation', 'front_typed', 'back_typed',
-           'answer_typed']
+__all__ = ['log', 'Loaded', 'registry_version', 'pinned', 'hydrate', 'describe', 'notes_of', 'decode', 'encode',
+           'answer_invocation', 'front_invocation', 'back_invocation', 'ms_since', 'timed_invocation', 'front_typed',
+           'back_typed', 'answer_typed']
 
 # %% ../../nbs/19_serving_pipeline.ipynb #0006
 @dataclass
@@ -98,10 +98,16 @@ def registry_version(uri:str) -> str|None:
     name, _, number = name.partition("/")
     return number or None
 
-def hydrate(uri:str, limits:Limits|None=None) -> Loaded:
-    "Load, check and self-test the artifact at `uri`; requests to it are held to `limits`."
+def pinned(uri:str) -> str:
+    "`uri` with a registry alias resolved to the version it points at now."
     version = registry_version(uri)
-    model = mlflow.pyfunc.load_model(uri)
+    return f"models:/{uri.removeprefix('models:/').split('@')[0].split('/')[0]}/{version}" if version else uri
+
+def hydrate(uri:str, limits:Limits|None=None) -> Loaded:
+    "Load, check and self-test the artifact `uri` points at now; requests to it are held to `limits`."
+    exact = pinned(uri)  # an alias resolved once: the version the answers name is the version loaded, whatever the alias does meanwhile
+    version = registry_version(exact)
+    model = mlflow.pyfunc.load_model(exact)
     loaded = Loaded(uri, model, version, model.metadata.run_id, limits or Limits())
     _ = loaded.columns_parse_agrees  # decided once, before the first request
     return loaded

@@ -7,22 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Coroutine
+from typing import Any
 
 import mlflow
+from prometheus_client import CollectorRegistry
 from ray import serve
 
 from ..core import InputError
 from ..forecaster import Prepared
 from ..monitor import MonitorConfig
-from .app import Window, create_app
-from .contract import Deadline, Limits, PredictRequest, PredictResponse, Unavailable
-from .pipeline import back_invocation, back_typed, front_invocation, front_typed, hydrate, registry_version
+from .app import Family, Traffic, Window, create_app
+from .contract import Deadline, Limits, PredictRequest, PredictResponse, Unavailable, request_timeout, within
+from .pipeline import back_invocation, back_typed, front_invocation, front_typed, hydrate, pinned, registry_version
 
 # %% auto #0
-__all__ = ['FLUSH_S', 'PROXY_MARGIN_S', 'ArtifactMismatch', 'ModelInference', 'MonitorWindow', 'SharedWindow', 'RayBackend',
-           'request_timeout', 'build_app', 'run']
+__all__ = ['FLUSH_S', 'SEND_TIMEOUT_S', 'MAX_PENDING', 'STOPPED', 'PROXY_MARGIN_S', 'ArtifactMismatch', 'ModelInference',
+           'MonitorWindow', 'SharedWindow', 'RayBackend', 'build_app', 'run']
 
 # %% ../../nbs/22_ray_serve.ipynb #0004
 class ArtifactMismatch(Unavailable):
@@ -58,25 +60,38 @@ class MonitorWindow:
     def __init__(self, config:MonitorConfig):
         self.window = Window(config)
 
-    def add(self, info:dict[str, Any], answered:list[tuple[Any, dict[str, int]]]) -> None:
-        "Some answered requests' histograms and repairs, from one replica."
+    def add(self, info:dict[str, Any], answered:list[tuple[Any, dict[str, int]]], replica:str|None=None, traffic:list[Family]|None=None) -> None:
+        "Some answered requests' histograms and repairs, and the HTTP figures, from one replica."
         for observed, repaired in answered: self.window.add(info, observed, repaired)
+        if traffic is not None: self.window.traffic[str(replica)] = traffic
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]: return await self.window.report(info)
 
 FLUSH_S = 0.2  # a feature replica sends what it binned to the monitor window this often: a hop per request would cost as much as the work
+SEND_TIMEOUT_S = 5.0  # a batch the window has not taken by then is kept, and sent with the next
+MAX_PENDING = 10_000  # requests a replica keeps for a window that does not answer; beyond, the oldest are dropped
 
 class SharedWindow:
-    "A feature replica's side of `MonitorWindow`: histograms sent in batches, every `FLUSH_S`; a report asked of it after its own are sent."
+    "A feature replica's side of `MonitorWindow`: histograms and HTTP figures sent every `FLUSH_S`; a report asked of it after its own are sent."
     def __init__(self, handle:Any):
         self.handle, self.pending, self.info = handle, list[Any](), dict[str, Any]()
+        self.replica, self.traffic, self.sent = uuid.uuid4().hex, Traffic(CollectorRegistry()), list[Family]()
         self._sender: asyncio.Task|None = None
+
+    def share(self, traffic:Traffic) -> None:
+        "The HTTP figures of this replica's app, sent with every batch they changed in."
+        self.traffic = traffic
+
+    def start(self) -> None:
+        "Send every `FLUSH_S`, from the app's start: its figures reach the window even before its first forecast."
+        if self._sender is None: self._sender = asyncio.get_running_loop().create_task(self._send_every())
 
     def add(self, info:dict[str, Any], observed:Any, repaired:dict[str, int]) -> None:
         "One request's histograms and repairs, sent with the next batch."
         if info["key"] != self.info.get("key"): self.info = {"key": info["key"], "monitored": info.get("monitored", [])}
         self.pending.append((observed, repaired))
-        if self._sender is None: self._sender = asyncio.get_running_loop().create_task(self._send_every())
+        if len(self.pending) > MAX_PENDING: del self.pending[:-MAX_PENDING]
+        self.start()
 
     async def _send_every(self) -> None:
         while True:
@@ -85,15 +100,23 @@ class SharedWindow:
             except Exception as e: print(f"skewfree: the monitor window did not take a batch: {type(e).__name__}: {e}")  # the next one may
 
     async def send(self) -> None:
-        "What this replica binned since the last batch, to the window."
-        if not self.pending: return
+        "What this replica binned since the last batch, and its HTTP figures where they changed, to the window."
+        traffic = self.traffic.snapshot()
+        if not self.pending and traffic == self.sent: return
         batch, self.pending = self.pending, []
-        await self.handle.add.remote(self.info, batch)
+        try: await asyncio.wait_for(self.handle.add.remote(self.info, batch, self.replica, traffic), SEND_TIMEOUT_S)
+        except Exception:
+            self.pending[:0] = batch  # not taken: sent again with the next batch
+            raise
+        self.sent = traffic
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "The shared window's report, with this replica's last requests in it."
-        await self.send()
-        return await self.handle.report.remote({"key": info["key"], "monitored": info.get("monitored", [])})
+        try:
+            await self.send()
+            return await asyncio.wait_for(self.handle.report.remote({"key": info["key"], "monitored": info.get("monitored", [])}), SEND_TIMEOUT_S)
+        except Exception as e:  # the window's replica restarting, say: a 503, try again
+            raise Unavailable(f"the application's monitor window did not answer: {type(e).__name__}: {e}") from None
 
 # %% ../../nbs/22_ray_serve.ipynb #0006
 def _unwrap(e:BaseException) -> BaseException:
@@ -101,11 +124,7 @@ def _unwrap(e:BaseException) -> BaseException:
     cause = getattr(e, "cause", None)
     return cause if isinstance(cause, BaseException) else e
 
-async def _within(deadline:Deadline|None, work:Coroutine) -> Any:
-    "`work`, or at the deadline a 504: its awaiting of the model deployment is cancelled (Ray cancels the request there)."
-    if deadline is None: return await work
-    try: return await asyncio.wait_for(work, max(deadline.remaining(), 0))
-    except TimeoutError: raise deadline.exceeded("its stages stop before the next one, its model request is cancelled") from None
+STOPPED = "its stages stop before the next one, and its model request is cancelled (Ray cancels it in the model replica)"
 
 class RayBackend:
     "The pipeline's CPU stages in this (FeatureEngineering) replica, on its own hydrated artifact; the model stage on ModelInference."
@@ -129,7 +148,7 @@ class RayBackend:
     async def info(self) -> dict[str, Any]: return self.loaded.info
 
     async def invocations(self, body:bytes, deadline:Deadline|None=None) -> tuple[bytes, dict[str, float], dict[str, Any]]:
-        return await _within(deadline, self._invocations(body, deadline))
+        return await within(deadline, self._invocations(body, deadline), STOPPED)
 
     async def _invocations(self, body:bytes, deadline:Deadline|None) -> tuple[bytes, dict[str, float], dict[str, Any]]:
         t0 = time.perf_counter(); prepared = await self._cpu(front_invocation, body, deadline)
@@ -139,7 +158,7 @@ class RayBackend:
         return answer, {"feature_engineering": (t1 - t0 + time.perf_counter() - t2) * 1000, "model": (t2 - t1) * 1000}, notes
 
     async def predict(self, request:PredictRequest, deadline:Deadline|None=None) -> tuple[PredictResponse, dict[str, float]]:
-        return await _within(deadline, self._predict(request, deadline))
+        return await within(deadline, self._predict(request, deadline), STOPPED)
 
     async def _predict(self, request:PredictRequest, deadline:Deadline|None) -> tuple[PredictResponse, dict[str, float]]:
         prepared, timings = await self._cpu(front_typed, request, deadline)
@@ -154,15 +173,10 @@ class RayBackend:
 def _feature_builder(app_name:str, uri:str, store:str, cfg:dict[str, Any]):
     "A builder Ray Serve evaluates on each FeatureEngineering replica: its artifact hydrated there, the model deployment's handle found there."
     def build():
-        limits = Limits(**{k: int(cfg[k]) for k in ("max_rows", "max_series") if k in cfg})
-        backend = RayBackend(app_name, uri, store, limits, int(cfg["feature_engineering"].get("threads", 2)))
+        backend = RayBackend(app_name, uri, store, Limits.from_config(cfg), int(cfg["feature_engineering"].get("threads", 2)))
         return create_app(backend, max_body_bytes=int(cfg.get("max_body_bytes", 10_000_000)), monitor=MonitorConfig.from_config(cfg.get("monitor")),
                           request_timeout=request_timeout(cfg))
     return build
-
-def request_timeout(cfg:dict[str, Any]) -> float|None:
-    "`serve.request_timeout_s` (null or 0: no deadline)."
-    return float(cfg["request_timeout_s"]) if cfg.get("request_timeout_s") else None
 
 PROXY_MARGIN_S = 5.0
 
@@ -182,6 +196,7 @@ def _replicas(section:dict[str, Any]) -> str:
 
 def build_app(uri:str, store:str, cfg:dict[str, Any], app_name:str="skewfree"):
     "The bound Ray Serve application: FeatureEngineering (CPU; the HTTP ingress) → ModelInference (GPU or CPU)."
+    uri = pinned(uri)  # resolved once for every replica: one started later (autoscaling, a restart) holds the same version
     mi_cfg = cfg["model_inference"]
     mi = ModelInference.options(  # type: ignore[attr-defined]
         **_options(mi_cfg)).bind(uri, store, int(mi_cfg["max_batch_size"]), float(mi_cfg["batch_wait_timeout_s"]))

@@ -23,14 +23,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 
 from ..core import InputError
-from .contract import Deadline, Limits, PredictRequest, PredictResponse, Unavailable
-from .pipeline import Loaded, answer_typed, hydrate, registry_version, timed_invocation
+from .contract import Deadline, Limits, PredictRequest, PredictResponse, Unavailable, within
+from .pipeline import Loaded, answer_typed, hydrate, pinned, registry_version, timed_invocation
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'OVERDUE_GRACE_S', 'Backend', 'LocalBackend', 'writable', 'portable_error', 'WorkerDied', 'framed',
-           'read_message', 'pinned', 'WorkerPool', 'ProcessBackend']
+           'read_message', 'WorkerPool', 'ProcessBackend']
 
 # %% ../../nbs/20_serving_workers.ipynb #0005
 OVERDUE_GRACE_S = 1.0  # a worker past a request's deadline by this much is stopped: it had its chance to stop at a stage's end
@@ -57,10 +57,7 @@ class LocalBackend:
 
     async def _within(self, deadline:Deadline|None, fn, *args):
         "`fn` in the pool; at the deadline the client is answered, and the thread stops before the pipeline's next stage."
-        work = self._run(fn, *args, deadline)
-        if deadline is None: return await work
-        try: return await asyncio.wait_for(work, max(deadline.remaining(), 0))
-        except TimeoutError: raise deadline.exceeded("its thread stops before its next stage") from None
+        return await within(deadline, self._run(fn, *args, deadline), "its thread stops before its next stage")
 
     async def info(self) -> dict[str, Any]: return self.current.info
 
@@ -191,11 +188,6 @@ class _Worker:
         self.process.join(timeout=5)
         if self.process.is_alive(): self.process.terminate()
 
-def pinned(uri:str) -> str:
-    "`uri` with a registry alias resolved to the version it points at now."
-    version = registry_version(uri)
-    return f"models:/{uri.removeprefix('models:/').split('@')[0].split('/')[0]}/{version}" if version else uri
-
 class _Retired(Exception): pass
 
 @contextmanager
@@ -210,17 +202,19 @@ def _without_artifact_code():
 
 class WorkerPool:
     "Worker processes holding one artifact (pinned, checked identical in each); each request takes the next free worker."
-    def __init__(self, uri:str, workers:int, torch_threads:int=1, limits:Limits|None=None):
+    def __init__(self, uri:str, workers:int, torch_threads:int=1, limits:Limits|None=None,
+                 shown:str|None=None, # the URI `/metadata` names (the alias the server was given), if not `uri`
+                ):
         import multiprocessing
-        ctx, pinned_uri = multiprocessing.get_context("spawn"), pinned(uri)
+        ctx, self.pinned_uri = multiprocessing.get_context("spawn"), pinned(uri)
         with _without_artifact_code():
-            self.workers = [_Worker(ctx, pinned_uri, torch_threads, limits) for _ in range(workers)]  # they hydrate side by side
+            self.workers = [_Worker(ctx, self.pinned_uri, torch_threads, limits) for _ in range(workers)]  # they hydrate side by side
         try: infos = [w.ask("info", None, timeout=900) for w in self.workers]
         except BaseException:
             self.stop(); raise
         if len(keys := {i["key"] for i in infos}) != 1:
             self.stop(); raise RuntimeError(f"worker processes hydrated different artifacts: {sorted(keys)}")
-        self.info = infos[0] | {"model_uri": uri, "workers": workers}
+        self.info = infos[0] | {"model_uri": shown or uri, "workers": workers}
         self._idle: asyncio.Queue|None = None  # made on first use, on the server's event loop
         self.busy, self.retired = 0, False
         self.dead: set[_Worker] = set()
@@ -287,14 +281,15 @@ class WorkerPool:
         self.busy -= 1
         if not (task.cancelled() or isinstance(task.exception(), WorkerDied)): self._idle.put_nowait(worker)  # type: ignore[union-attr]
 
-    async def retire(self) -> None:
-        "Take no new requests; stop the workers once the requests in flight are answered."
+    async def retire(self, drain:float=600) -> None:
+        "Take no new requests; stop the workers once the requests in flight are answered, or after `drain` seconds (a worker that hangs)."
         self.retired = True
         if self._idle is not None: self._idle.put_nowait(None)  # wakes requests waiting for a worker of this pool
         loop = asyncio.get_running_loop()
         for w in self.workers:
             if w not in self.dead: loop.remove_reader(w.process.sentinel)
-        while self.busy: await asyncio.sleep(0.05)
+        until = time.monotonic() + drain
+        while self.busy and time.monotonic() < until: await asyncio.sleep(0.05)
         await loop.run_in_executor(None, self.stop)
 
     def stop(self) -> None:
@@ -314,8 +309,9 @@ class ProcessBackend:
         task = asyncio.get_running_loop().create_task(work)
         self._chores.add(task); task.add_done_callback(self._chores.discard)
 
-    def _new_pool(self) -> WorkerPool:
-        pool = WorkerPool(self.uri, self.workers, self.torch_threads, self.limits)
+    def _new_pool(self, uri:str|None=None) -> WorkerPool:
+        "A pool on `uri` (default: what the server's URI points at now), named as the server's URI."
+        pool = WorkerPool(uri or self.uri, self.workers, self.torch_threads, self.limits, shown=self.uri)
         pool.on_death = self._worker_ended
         return pool
 
@@ -341,7 +337,8 @@ class ProcessBackend:
             log.error("skewfree: a worker process died; starting a new pool")
             delay = 1.0
             while True:  # until a pool starts: the survivors, if any, answer meanwhile
-                try: fresh = await asyncio.get_running_loop().run_in_executor(None, self._new_pool); break
+                # the version the broken pool held: a worker's death is no time to move to what an alias points at now
+                try: fresh = await asyncio.get_running_loop().run_in_executor(None, self._new_pool, broken.pinned_uri); break
                 except Exception as e:
                     log.error("skewfree: could not start a new worker pool (%s: %s); trying again in %.0f s", type(e).__name__, e, delay)
                     await asyncio.sleep(delay); delay = min(2 * delay, 30)
