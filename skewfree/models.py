@@ -22,12 +22,12 @@ from .preprocess import ScaledForecast, SeriesBatch
 
 # %% auto #0
 __all__ = ['MODELS', 'TRAINERS', 'TRAINING_LOG', 'COVARIATE_ROLES', 'QUIET_TRAINER', 'Training', 'ModelEntry', 'register_model',
-           'register_trainer', 'model_entry', 'epoch_log', 'torch_training', 'boosted_training', 'baseline_training',
-           'build_nlinear', 'build_tft', 'build_xgboost', 'build_seasonal_naive', 'capabilities', 'BuiltModel',
-           'data_roles', 'build_model', 'predict_options', 'drop_training_callbacks', 'load_model', 'Windows',
-           'window_rows', 'gathered', 'LinearKernel', 'register_kernel', 'nlinear_kernel', 'checked_kernel',
-           'windows_from_darts', 'WindowMoments', 'window_moments', 'ridge_solutions', 'fit_least_squares',
-           'least_squares_training']
+           'register_trainer', 'model_entry', 'epoch_log', 'torch_training', 'boosted_training', 'point_booster',
+           'baseline_training', 'build_nlinear', 'build_tft', 'build_xgboost', 'level_free_xgb', 'build_seasonal_naive',
+           'capabilities', 'BuiltModel', 'data_roles', 'build_model', 'predict_options', 'drop_training_callbacks',
+           'load_model', 'Windows', 'window_rows', 'gathered', 'LinearKernel', 'register_kernel', 'nlinear_kernel',
+           'checked_kernel', 'windows_from_darts', 'WindowMoments', 'window_moments', 'ridge_solutions',
+           'fit_least_squares', 'least_squares_training']
 
 # %% ../nbs/10_models.ipynb #0005
 @dataclass(frozen=True)
@@ -160,9 +160,15 @@ def boosted_training(trainer:DictConfig, seed:int) -> Training:
                     refit_recipe=lambda model: {"model.hyperparameters.n_estimators": _boosting_rounds(model), "model.trainer.early_stopping_rounds": 0},
                     learning_curve=_boosting_curve)
 
+def point_booster(model) -> Any:
+    "The booster of the point forecast: the median's where there is one per quantile, else the first."
+    container = dict(getattr(model, "_model_container", None) or {})
+    fitted = container[0.5] if 0.5 in container else next(iter(container.values())) if container else model.model
+    return (getattr(fitted, "estimators_", None) or [fitted])[0]
+
 def _boosting_curve(model) -> list[dict[str, float]]:
-    "The first booster's losses per round on the eval sets darts passed: the validation span alone, or the training span, then it."
-    try: history = _boosters(model)[0].evals_result()
+    "The point forecast's booster's losses per round on the eval sets darts passed: the validation span alone, or the training span, then it."
+    try: history = point_booster(model).evals_result()
     except Exception: return []  # a booster fitted without an eval set records none
     named = {f"validation_{i}": name for i, name in enumerate(("val_loss",) if len(history) == 1 else ("train_loss", "val_loss"))}
     curves = {named.get(k, k): next(iter(v.values())) for k, v in history.items() if v}
@@ -201,15 +207,55 @@ def build_xgboost(hyperparameters:dict[str, Any], training:Training):
     "darts `XGBModel`: lags of the target, past covariates and calendar features; quantile loss when `quantiles` is set."
     import inspect
 
-    from darts.models import XGBModel
+    from darts.models.forecasting.xgboost import XGBModel
     from xgboost import XGBRegressor
     hp = dict(hyperparameters)
-    unknown = set(hp) - {"quantiles"} - set(inspect.signature(XGBModel.__init__).parameters) - set(XGBRegressor().get_params())
+    unknown = set(hp) - {"quantiles", "relative_to_last_value"} - set(inspect.signature(XGBModel.__init__).parameters) - set(XGBRegressor().get_params())
     if unknown: raise TypeError(f"unexpected hyperparameter(s) {sorted(unknown)}")
     quantiles = list(hp.pop("quantiles", []) or [])
+    relative = bool(hp.pop("relative_to_last_value", False))
     if hp.get("lags_future_covariates") is not None: hp["lags_future_covariates"] = tuple(hp["lags_future_covariates"])
     extra = {"likelihood": "quantile", "quantiles": quantiles} if quantiles else {}
-    return XGBModel(**hp, **extra, **training.model_kwargs)
+    model = (level_free_xgb() if relative else XGBModel)(**hp, **extra, **training.model_kwargs)
+    if relative and (max(model.lags.get("target") or [0]) != -1 or model.component_lags):
+        raise ValueError("relative_to_last_value needs the target's last value among its lags (lag -1) and one lag set for every component")
+    return model
+
+_classes: dict[str, type] = {}
+
+def level_free_xgb() -> type:
+    "`LevelFreeXGBModel`, defined on first use: xgboost (about a second to import) is loaded only by a process that uses it."
+    if "LevelFreeXGBModel" not in _classes:
+        from darts.models.forecasting.xgboost import XGBModel
+
+        class LevelFreeXGBModel(XGBModel):
+            "darts `XGBModel` on each window less its last observed value, forecasting the change from it: trees cannot reach a level they never saw."
+            def _lags(self) -> int: return len(self._get_lags("target"))  # the target's lags lead each row, oldest first: its last is lag -1
+
+            def _relative(self, rows:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                "Rows with the target's lags less the row's last observed value, and that value."
+                rows = np.array(rows, dtype=np.float64)
+                last = rows[:, self._lags() - 1].copy()
+                rows[:, :self._lags()] -= last[:, None]
+                return rows, last
+
+            def _create_lagged_data(self, *args, **kwargs):  # every training and validation row darts builds passes here
+                features, labels, weights = super()._create_lagged_data(*args, **kwargs)
+                features, last = self._relative(features)
+                return features, labels - last.reshape(-1, *[1] * (labels.ndim - 1)), weights
+
+            def _predict(self, x:np.ndarray, *args, **kwargs) -> np.ndarray:  # so is every row it forecasts from (predict, historical forecasts)
+                x, last = self._relative(x)
+                return super()._predict(x, *args, **kwargs) + last[:, None, None]  # quantiles shift with the level: the interval keeps its width
+
+        LevelFreeXGBModel.__module__, LevelFreeXGBModel.__qualname__ = __name__, "LevelFreeXGBModel"  # pickled as `skewfree.models.LevelFreeXGBModel`, found by the module's `__getattr__`
+        _classes["LevelFreeXGBModel"] = LevelFreeXGBModel
+    return _classes["LevelFreeXGBModel"]
+
+def __getattr__(name:str) -> Any:
+    "A model class built on first use (`LevelFreeXGBModel`), as pickle asks this module for it."
+    if name == "LevelFreeXGBModel": return level_free_xgb()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 @register_model("seasonal_naive", family="baseline", max_horizon=lambda model, hp: int(hp["max_horizon"]))
 def build_seasonal_naive(hyperparameters:dict[str, Any], training:Training):
@@ -219,7 +265,7 @@ def build_seasonal_naive(hyperparameters:dict[str, Any], training:Training):
     if unknown: raise TypeError(f"unexpected hyperparameter(s) {sorted(unknown)}")
     return GlobalNaiveSeasonal(input_chunk_length=int(hyperparameters["season_length"]), output_chunk_length=1, **training.model_kwargs)
 
-# %% ../nbs/10_models.ipynb #0011
+# %% ../nbs/10_models.ipynb #0013
 COVARIATE_ROLES = ("past", "future", "static")
 
 def capabilities(model) -> dict[str, bool]:
@@ -305,7 +351,8 @@ def load_model(saved_as:str, path:str):
     from darts.utils.serialization import safe_globals
     # Python 3.11.2 pickles enum members (darts' LikelihoodType) as getattr(Enum, name); 3.11.7 does not. We allow that one
     # builtin and nothing else; the artifact's manifest has already proven these bytes are the ones training wrote.
-    with safe_globals([builtins.getattr]):
+    # Our own model classes are allowed where a file may hold one: the level-free XGBoost is pickled.
+    with safe_globals([builtins.getattr, *([level_free_xgb()] if saved_as == "pickle" else [])]):
         if saved_as == "torch":
             quiet_lightning()
             from darts.models.forecasting.torch_forecasting_model import TorchForecastingModel
@@ -313,7 +360,7 @@ def load_model(saved_as:str, path:str):
         from darts.models.forecasting.forecasting_model import ForecastingModel
         return ForecastingModel.load(path)
 
-# %% ../nbs/10_models.ipynb #0019
+# %% ../nbs/10_models.ipynb #0021
 @dataclass
 class Windows:
     "Backtest forecasts, one per window: the series it is of, the position of its first step in that series, and the forecast."
@@ -482,7 +529,7 @@ def windows_from_darts(batch:SeriesBatch, forecasts:Sequence[Sequence[Any]], qua
     firsts = np.array([int(np.searchsorted(batch.times[batch.indptr[k]:batch.indptr[k + 1]], t)) for k, t in zip(series, starts)], dtype=np.int64)
     return Windows(series, firsts, forecast)
 
-# %% ../nbs/10_models.ipynb #0033
+# %% ../nbs/10_models.ipynb #0035
 @dataclass
 class WindowMoments:
     "Sums over windows that least squares needs: Σ zᵀz, Σ zᵀy and Σ ‖y‖², with z a window's inputs and a 1 for the bias."

@@ -14,7 +14,7 @@ from skewfree.config import compose_config, params_dir
 from skewfree.data import load_ett
 from skewfree.evaluate import temporal_split
 from skewfree.forecaster import Forecaster
-from skewfree.models import MODELS, build_model
+from skewfree.models import MODELS, build_model, point_booster
 from skewfree.train import train
 
 MODEL_NAMES = ["nlinear", "nlinear_ls", "tft", "xgboost", "seasonal_naive"]
@@ -99,5 +99,6 @@ def test_the_learning_curve_is_what_the_fit_saw(name):
     assert [row["epoch"] for row in curve] == list(range(1, len(curve) + 1)) and all("val_loss" in row for row in curve)
     if name == "nlinear":  # one row per epoch trained, the epoch's mean training loss beside the validation loss
         assert len(curve) == forecaster.refit_overrides()["model.trainer.max_epochs"] and all(row["train_loss"] > 0 for row in curve)
-    else:  # one row per boosting round, on the validation span darts evaluates
-        assert len(curve) >= forecaster.refit_overrides()["model.hyperparameters.n_estimators"]
+    else:  # one row per boosting round of the point forecast's booster, on the validation span darts evaluates
+        booster = point_booster(forecaster.model)
+        assert int(booster.best_iteration) + 1 <= len(curve) <= booster.n_estimators
