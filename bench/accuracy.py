@@ -39,9 +39,11 @@ Settings:
   forecasts, so its xgboost fits one (squared-error) booster, not the three of its quantile bands.
   The nlinear_ls candidates were committed (this file, the model and its trainer) before any of their test figures
   existed, and measured once; nothing about them was changed after.
-- "S" (univariate): the target OT only, one model per dataset. NLinear uses no covariates (its YAML's `covariates: []`);
-  xgboost / tft / seasonal_naive use the covariate roles their own YAML lists (so xgboost and tft also read the six
-  load columns as past covariates, and calendar features): they are comparisons, not the paper's models.
+- "S" (univariate): the target OT only, one model per dataset, for every model: the six load columns are not handed to
+  any model (`data.covariates.past=[]`), as the paper defines the setting. NLinear uses no covariates (its YAML's
+  `covariates: []`); xgboost and tft add the calendar features their YAML asks for (future covariates made from the
+  timestamps alone). Up to commit 04b1ab3 xgboost and tft also read the load columns as past covariates in S; the
+  setting was made univariate for every model by this definition, before any test figure of it existed.
 - "M" (multivariate, NLinear only, trained or solved): the paper forecasts all 7 columns with one channel-independent linear map shared
   by every channel. We RESHAPE the wide frame into long format with ONE SERIES PER CHANNEL:
   series_id = f"{dataset}:{column}", date, OT = that column's values (the data config's target is OT), and train one
@@ -188,12 +190,12 @@ def level_shift(wide: pd.DataFrame, rows: tuple[int, int, int]) -> dict[str, dic
     return out
 
 
-def overrides_for(dataset: str, setting: str, horizon: int, model: str, *, rows: tuple[int, int, int], past: list[str]) -> list[str]:
+def overrides_for(dataset: str, setting: str, horizon: int, model: str, *, rows: tuple[int, int, int]) -> list[str]:
     "The Hydra overrides of one cell: the split, the horizon (and the paper's look-back), the setting."
     tr, va, te = rows
     model, lookback = VARIANTS.get(model, (model, LOOKBACK))
     o = [f"model={model}", f"data.names=[{dataset}]", f"cv.train_rows={tr}", f"cv.val_rows={va}", f"cv.test_rows={te}", "cv.eval_stride=1",
-         f"data.covariates.past=[{','.join(past)}]"]
+         "data.covariates.past=[]"]  # S and M alike: the target alone (M's channels are each a series of their own)
     if model in LINEAR:
         o += [f"model.hyperparameters.input_chunk_length={lookback}", f"model.hyperparameters.output_chunk_length={horizon}"]
         if setting == "M": o.append("model.hyperparameters.shared_weights=true")
@@ -204,7 +206,7 @@ def overrides_for(dataset: str, setting: str, horizon: int, model: str, *, rows:
     return o
 
 
-def nested_choice(raw: pd.DataFrame, dataset: str, setting: str, horizon: int, *, rows: tuple[int, int, int], past: list[str]) -> tuple[list[str], dict]:
+def nested_choice(raw: pd.DataFrame, dataset: str, setting: str, horizon: int, *, rows: tuple[int, int, int]) -> tuple[list[str], dict]:
     "Nested CV of every candidate on the training + validation rows only; the winner's overrides with its final tuned parameters."
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local instance for this cell only: no token written to ~/.ray
     import ray
@@ -222,7 +224,7 @@ def nested_choice(raw: pd.DataFrame, dataset: str, setting: str, horizon: int, *
                                "executor=ray", f"executor.cpus_per_fold={cpus}", f"executor.threads_per_fold={cpus}", f"trainer.boosted.n_jobs={cpus}"])
 
     for candidate in NESTED_CANDIDATES:
-        base = [o for o in overrides_for(dataset, setting, horizon, candidate, rows=rows, past=past) if not o.startswith("cv.")]
+        base = [o for o in overrides_for(dataset, setting, horizon, candidate, rows=rows) if not o.startswith("cv.")]
         # nested CV scores point forecasts (cv_mse_std): a quantile model would fit three boosters to score one of them
         if candidate == "xgboost": base.append("model.hyperparameters.quantiles=[]")
         cfg = nested_config(base, cpus=1)  # one CPU per fold: two folds share the two cores
@@ -254,18 +256,17 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
              stride: int = 1, score_val: bool = True, boosted_jobs: int | None = None) -> dict:
     "Fit and score one cell through the library; returns its measurements."
     from skewfree.config import compose_config
-    from skewfree.evaluate import evaluate, refit_rows, temporal_split
+    from skewfree.evaluate import calibrate, evaluate, refit_rows, temporal_split
     from skewfree.forecaster import Forecaster
     wide = load_frame(dataset, csv, max_rows=sum(rows))
-    past = [c for c in wide.columns if c not in ("series_id", "date", "OT")]
     raw = channels_long(wide, dataset) if setting == "M" else wide
     chosen: dict = {}
     if model == "nested_cv_selected":
         tr, va, te = rows
-        overrides, chosen = nested_choice(raw, dataset, setting, horizon, rows=rows, past=past)
+        overrides, chosen = nested_choice(raw, dataset, setting, horizon, rows=rows)
         overrides += [f"cv.train_rows={tr}", f"cv.val_rows={va}", f"cv.test_rows={te}", "cv.eval_stride=1"]
     else:
-        overrides = overrides_for(dataset, setting, horizon, model, rows=rows, past=past)
+        overrides = overrides_for(dataset, setting, horizon, model, rows=rows)
         if boosted_jobs and model == "xgboost": overrides.append(f"trainer.boosted.n_jobs={boosted_jobs}")  # its share of the cores
     cfg = compose_config(overrides)
     forecaster = Forecaster.from_config(cfg)
@@ -274,11 +275,20 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     # torch models: epochs run before early stopping / max_epochs, as `fit` recorded them (the module's own counter reads
     # its current trainer, which the first predict replaces)
     epochs = forecaster.refit_overrides().get("model.trainer.max_epochs")
+    # the intervals (params/config.yaml `intervals`), calibrated on the validation windows, as a training run does
+    t = time.perf_counter(); calibrate(forecaster, val); calibrate_s = time.perf_counter() - t
     t = time.perf_counter(); m = evaluate(forecaster, test, stride=stride); eval_s = time.perf_counter() - t
+    intervals = {k: m[k] for k in m if k.startswith(("coverage_", "width_", "quantile_loss"))}
+    if forecaster.head_quantiles and forecaster.intervals is not None:  # the model's own quantile heads, as it made them, beside them
+        calibrated, forecaster.intervals = forecaster.intervals, None
+        own = evaluate(forecaster, test, stride=stride)
+        intervals |= {f"heads_{k}": own[k] for k in own if k.startswith(("coverage_", "width_", "quantile_loss"))}
+        forecaster.intervals = calibrated
     v = evaluate(forecaster, val, stride=1) if score_val else {}  # what a choice between models may look at: never the test rows
     out = {"mse": m["mse_std"], "mae": m["mae_std"], "val_mse": v.get("mse_std"), "val_mae": v.get("mae_std"), "stride": stride, **chosen,
            "mae_original_units": m["mae"], "rmse_original_units": m["rmse"],
            "n_windows": int(m["n_windows"]), "n_series": int(raw["series_id"].nunique()), "fit_s": fit_s, "eval_s": eval_s,
+           "intervals": intervals, "calibrate_s": calibrate_s,
            "overrides": overrides, "covariates": list(cfg.model.get("covariates", [])), "history_length": forecaster.history_length,
            "train_rows_seen": int(len(train)), "val_rows_seen": int(len(val)), "test_rows_seen": int(len(test))}
     if epochs is not None: out["epochs_trained"] = int(epochs)
