@@ -87,6 +87,7 @@ def accuracy(d: dict) -> list[str]:
     levels = {name: v for f in LOADED.values() for name, v in f.get("results", {}).get("levels", {}).items()}
     out += ["", *best_per_cell(cells), "", *selection_choice(cells, selection), "", *why_choices_miss(cells, selection, levels)]
     out += ["", *run_times(res)]
+    out += ["", *interval_table(cells)]
     out += ["", "Original units (the scale a user sees):", ""]
     out += table(["dataset", "setting", "H", "model", "MAE", "RMSE"],
                  [[c["dataset"], c["setting"], num(c["horizon"]), c["model"], num(c.get("mae_original_units")), num(c.get("rmse_original_units"))]
@@ -299,12 +300,31 @@ def where_time_went(run: dict, cells: dict) -> str:
             + "; ".join(f"{name}: {len(w)} cells, {sum(w) / 60:.1f} min" for name, w in by_model.items()) + ".")
 
 
+def interval_table(cells: list[dict]) -> list[str]:
+    "Each cell's calibrated intervals on the test windows (and a quantile model's own heads beside them), when it has any."
+    rows = []
+    for c in cells:
+        iv = c.get("intervals") or {}
+        for label, prefix in (("calibrated (split conformal)", ""), ("the model's own heads", "heads_")):
+            if f"{prefix}coverage_80" not in iv and f"{prefix}quantile_loss_std" not in iv: continue
+            rows.append([c["dataset"], c["setting"], num(c["horizon"]), c["model"], label, num(iv.get(f"{prefix}coverage_80"), ".3f"),
+                         num(iv.get(f"{prefix}width_80_std"), ".3f"), num(iv.get(f"{prefix}coverage_90"), ".3f"), num(iv.get(f"{prefix}width_90_std"), ".3f"),
+                         num(iv.get(f"{prefix}quantile_loss_std"), ".4f")])
+    if not rows: return []
+    return ["Intervals on the test windows: the share of test values inside the 80 % (q0.1–q0.9) and 90 % (q0.05–q0.95) intervals, their mean "
+            "width, and the pinball loss averaged over the levels, all on the standardised scale. The calibrated levels' shifts were measured on "
+            "the validation windows (`evaluate.calibrate`, params/config.yaml `intervals`); target: 77–83 % and 87–93 % coverage. A quantile "
+            "model's own heads (TFT and XGBoost: 0.1 / 0.5 / 0.9) are scored beside them, on their own levels.", "",
+            *table(["dataset", "setting", "H", "model", "levels", "coverage 80 %", "width 80 %", "coverage 90 %", "width 90 %", "pinball"], rows), ""]
+
+
 def accuracy_rerun(d: dict) -> list[str]:
     "A re-run kept apart from the accuracy table (`--results`): its run times, and each cell beside the one the table records."
     res, recorded = d.get("results", {}), LOADED.get("accuracy", {}).get("results", {}).get("cells", {})
     out = [*header(d), "A re-run of cells that the accuracy section records, written to its own file (`bench/accuracy.py --results NAME`) so "
            "the table keeps its provenance. It shows whether the code of its commit still gives the recorded figures, and it times whole runs.", ""]
     out += [*run_times(res), ""]
+    out += interval_table(sorted(res.get("cells", {}).values(), key=lambda c: (c["dataset"], c["horizon"], c["model"])))
     rows, diffs, flips = [], [], []
     for key, c in sorted(res.get("cells", {}).items()):
         then = recorded.get(key)

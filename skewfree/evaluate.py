@@ -12,16 +12,16 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from .core import InputError
-from .forecaster import Forecaster
+from .forecaster import ConformalIntervals, Forecaster, IntervalSpec
 from .frequency import panel_season
 from .panel import Panel
-from .preprocess import Preprocessor, ScaledForecast, repeated_text
+from .preprocess import Preprocessor, ScaledForecast, band_column, repeated_text
 from .profile import Feature
 from .repair import segment_sums
 
 # %% auto #0
 __all__ = ['Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'backtest', 'mase_season', 'mase_scales', 'score',
-           'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile']
+           'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 class Positions:
@@ -123,7 +123,7 @@ def backtest(forecaster:Forecaster, # fitted
             k = int(windows.series[i])
             _put(windows.forecast, i, _from_its_past(forecaster, raw, k, batch.times[batch.indptr[k]:batch.indptr[k + 1]], windows.forecast.times[i]))
     # every window back to original units in one call of the preprocessor's own inverse, as serving answers
-    out = pre.inverse_transform(windows.forecast, batch, quantiles=forecaster.quantiles, of=windows.series)
+    out = pre.inverse_transform(forecaster.banded(windows.forecast), batch, quantiles=forecaster.quantiles, of=windows.series)
     steps = windows.forecast.times.shape[1]
     # what happened, as given: a value the preprocessor repaired (filled, or a gap row it inserted) is missing here, never
     # the made-up value, so no forecast is scored against one (`score` leaves those points out and counts them)
@@ -136,7 +136,7 @@ def backtest(forecaster:Forecaster, # fitted
     at = np.repeat(windows.series if scale is None else pd.Index(scaled.ids).get_indexer(batch.ids)[windows.series], steps)
     out["actual_std"] = yardstick.standardise_target(out["actual"].to_numpy(), scaled, at)
     # the point forecast the user sees (the median, for quantile models), back on the standardised scale
-    for column in ["forecast", *[f"q{q}" for q in forecaster.quantiles]]:
+    for column in ["forecast", *map(band_column, forecaster.quantiles)]:
         out[f"{column}_std"] = yardstick.standardise_target(out[column].to_numpy(), scaled, at)
     return out
 
@@ -144,6 +144,15 @@ def _pinball(actual:np.ndarray, quantile_forecasts:dict[float, np.ndarray]) -> n
     "Pinball loss per point, averaged over the quantiles."
     losses = [np.maximum(q * (actual - f), (q - 1) * (actual - f)) for q, f in quantile_forecasts.items()]
     return np.mean(losses, axis=0)
+
+def _interval_scores(actual:np.ndarray, bands:dict[float, np.ndarray]) -> dict[str, float]:
+    "Each central interval's coverage (the share of actual values inside it) and mean width: `coverage_80`, `width_80_std` for q0.1–q0.9."
+    out = {}
+    for low in [q for q in bands if q < 0.5 and round(1 - q, 9) in bands]:
+        high, name = bands[round(1 - low, 9)], f"{round(100 * (1 - 2 * low), 6):g}"
+        out[f"coverage_{name}"] = float(np.mean((actual >= bands[low]) & (actual <= high)))
+        out[f"width_{name}_std"] = float(np.mean(high - bands[low]))
+    return out
 
 def mase_season(season:int|None, pre:Preprocessor) -> int:
     "`season` when one is configured, else the one the fitted frequency implies (24 for hourly data, 7 for daily, 12 for monthly …)."
@@ -181,8 +190,9 @@ def score(table:pd.DataFrame, # from `backtest`
               "mae": float(np.mean(np.abs(f - a))), "rmse": float(np.sqrt(np.mean((f - a)**2))), "smape": float(np.mean(smape))}
     if scales: scores["mase"] = float(np.mean(np.abs(f - a) / table["_series"].map(scales).to_numpy(np.float64)))
     if quantiles:
-        pinball = _pinball(table.actual_std.to_numpy(np.float64), {q: table[f"q{q}_std"].to_numpy(np.float64) for q in quantiles})
-        scores["quantile_loss_std"] = float(np.mean(pinball))
+        actual, bands = table.actual_std.to_numpy(np.float64), {q: table[f"{band_column(q)}_std"].to_numpy(np.float64) for q in quantiles}
+        scores["quantile_loss_std"] = float(np.mean(_pinball(actual, bands)))
+        scores |= _interval_scores(actual, bands)
     return scores | {"n_windows": float(table.groupby(["_series", "window"]).ngroups), "n_unscored_points": unscored}
 
 def evaluate(forecaster:Forecaster, # fitted
@@ -216,3 +226,19 @@ def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
     try: table = backtest(forecaster, rows, stride=stride or forecaster.max_horizon)
     except InputError: return None
     return Feature.numeric("forecast", table.forecast_std.to_numpy()) if len(table) else None
+
+# %% ../nbs/12_evaluate.ipynb #0013
+def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
+              held_out:pd.DataFrame, # raw rows it did not fit, with look-back context (the validation rows of `temporal_split`)
+             ) -> Forecaster:
+    "The forecaster with its quantile levels (the config's `intervals`) calibrated on every window of `held_out`: split conformal."
+    spec = IntervalSpec.from_config(forecaster.config)
+    heads = forecaster.head_quantiles if spec.heads == "conformalise" else []
+    levels = sorted({*spec.quantiles, *heads})
+    forecaster.intervals = None  # the base forecasts are the model's own
+    if not levels: return forecaster
+    table, steps = backtest(forecaster, held_out, stride=spec.stride), forecaster.max_horizon
+    def by_window(column:str) -> np.ndarray: return table[column].to_numpy(np.float64).reshape(-1, steps)
+    base = {q: by_window(f"{band_column(q)}_std" if q in heads else "forecast_std") for q in levels}
+    forecaster.intervals = ConformalIntervals.calibrate(base, by_window("actual_std"), heads)
+    return forecaster

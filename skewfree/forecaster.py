@@ -27,9 +27,74 @@ from .profile import Feature
 from .repair import RepairBudget
 
 # %% auto #0
-__all__ = ['PIECE_ROWS', 'Prepared', 'Forecaster']
+__all__ = ['PIECE_ROWS', 'ConformalIntervals', 'IntervalSpec', 'Prepared', 'Forecaster']
 
 # %% ../nbs/11_forecaster.ipynb #0005
+def _conformal_ranks(q:float, n:np.ndarray) -> np.ndarray:
+    "The order statistic (1-based) of `n` sorted scores that is split conformal's `q` quantile: ⌈(n+1)q⌉ above the median, ⌊(n+1)q⌋ below."
+    rank = np.ceil((n + 1) * q) if q >= 0.5 else np.floor((n + 1) * q)
+    return np.clip(rank, 1, np.maximum(n, 1)).astype(np.int64)  # beyond the scores there is no finite quantile: the extreme one stands in
+
+@dataclass
+class ConformalIntervals:
+    "Quantile levels made from a base forecast plus a shift per level and step, calibrated on held-out windows (split conformal)."
+    levels: list[float] # the calibrated quantile levels
+    shifts: np.ndarray # (levels, steps) added to each level's base forecast, in the model's scaled units
+    heads: list[float] # levels whose base is the model's own quantile head; the others shift the point forecast
+    windows: int # held-out windows the shifts were measured on
+
+    @classmethod
+    def calibrate(cls, base:Mapping[float, np.ndarray], # level → (windows, steps) base forecast on held-out windows, scaled units
+                  actual:np.ndarray, # (windows, steps) what happened, scaled units; NaN where it was not observed
+                  heads:Sequence[float]=(), # the levels based on a quantile head
+                 ) -> ConformalIntervals:
+        "The shift of every level and step: split conformal's quantile of `actual - base` over the windows."
+        levels, shifts = sorted(base), []
+        for q in levels:
+            scores = np.sort(actual - base[q], axis=0)  # NaN (not observed) sorts last, and is not counted
+            n = (~np.isnan(scores)).sum(axis=0)
+            if not n.all(): raise InputError("intervals", f"no observed value at step {int(np.argmin(n)) + 1} of any calibration window")
+            shifts.append(np.take_along_axis(scores, _conformal_ranks(q, n)[None] - 1, axis=0)[0])
+        return cls(levels, np.array(shifts, dtype=np.float64).reshape(len(levels), -1), sorted(float(h) for h in heads), int(actual.shape[0]))
+
+    def apply(self, forecast:ScaledForecast) -> ScaledForecast:
+        "`forecast` with the calibrated levels (a model's uncalibrated heads kept as they are) beside its unchanged point forecast."
+        steps, point = forecast.times.shape[1], forecast.served_point()
+        made = {q: (forecast.levels[q] if q in self.heads else point) + self.shifts[i, :steps] for i, q in enumerate(self.levels)}
+        kept = {q: v for q, v in forecast.levels.items() if q not in made}
+        return ScaledForecast(forecast.times, point, dict(sorted((kept | made).items())), point_apart=True)
+
+    def state(self) -> dict[str, Any]:
+        "Plain data for the artifact."
+        return {"levels": self.levels, "shifts": self.shifts.tolist(), "heads": self.heads, "windows": self.windows}
+
+    @classmethod
+    def load(cls, state:Mapping[str, Any]) -> ConformalIntervals:
+        "Rebuilt from `state`."
+        return cls([float(q) for q in state["levels"]], np.array(state["shifts"], dtype=np.float64), [float(q) for q in state["heads"]],
+                   int(state["windows"]))
+
+# %% ../nbs/11_forecaster.ipynb #0006
+class IntervalSpec(NamedTuple):
+    "The config's `intervals`: the levels to calibrate, whether a model's own heads are calibrated too, and the windows' stride."
+    quantiles: list[float]
+    heads: str
+    stride: int
+
+    @classmethod
+    def from_config(cls, config:Mapping[str, Any]) -> IntervalSpec:
+        "`config['intervals']` checked (absent: none), or an `InputError` naming the key."
+        spec = config.get("intervals") or {}
+        levels = list(spec.get("quantiles") or [])
+        if any(isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q < 1 for q in levels):
+            raise InputError("intervals.quantiles", f"must be numbers between 0 and 1, got {levels}")
+        heads, stride = spec.get("heads", "conformalise"), spec.get("stride", 1)
+        if heads not in ("conformalise", "keep"): raise InputError("intervals.heads", f"must be 'conformalise' or 'keep', got {heads!r}")
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise InputError("intervals.stride", f"must be a positive integer, got {stride!r}")
+        return cls(sorted({float(q) for q in levels}), heads, stride)
+
+# %% ../nbs/11_forecaster.ipynb #0009
 class Prepared(NamedTuple):
     "A request after the first stage: its transformed batch, its checked horizon and quantile levels."
     batch: SeriesBatch
@@ -70,11 +135,12 @@ class Forecaster:
         self.learning_curve: list[dict[str, float]] = []  # losses per epoch or boosting round of the last `fit` (none for a baseline)
         self.forecast_profile: Feature|None = None  # the served forecasts' reference, set by training (`evaluate.forecast_profile`)
         self.observing = False  # bin each answered request for a live monitor (a server sets it; batch forecasts have no monitor)
+        self.intervals: ConformalIntervals|None = None  # quantile levels calibrated on held-out rows (`evaluate.calibrate`), stored with the model
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
         "An unfitted forecaster: the model from the factory, a preprocessor for the columns it will use."
-        _runtime(cfg.model)  # checked before any training
+        _runtime(cfg.model); IntervalSpec.from_config(cfg)  # checked before any training
         built = build_model(cfg)
         pre = Preprocessor.from_config(cfg.data, roles=built.roles, history_length=built.history_length)
         return cls(pre, built.model, cfg.model.name, resolved(cfg), max_horizon=built.max_horizon, training=built.training)
@@ -101,11 +167,20 @@ class Forecaster:
         return self.preprocessor.history_length
 
     @property
-    def quantiles(self) -> list[float]:
-        "The quantiles the model forecasts directly, or [] for a point forecaster."
+    def head_quantiles(self) -> list[float]:
+        "The quantiles the model itself forecasts (its quantile heads), or [] for a point forecaster."
         if self.kernel is not None: return []  # kernels exist for point forecasters only
         likelihood = getattr(self.model, "likelihood", None)
         return [float(q) for q in getattr(likelihood, "quantiles", None) or []]
+
+    @property
+    def quantiles(self) -> list[float]:
+        "The quantiles an answer can hold: the calibrated levels and the model's own heads; [] for an uncalibrated point forecaster."
+        return sorted({*self.head_quantiles, *(self.intervals.levels if self.intervals else [])})
+
+    def banded(self, forecast:ScaledForecast) -> ScaledForecast:
+        "`forecast` with the calibrated quantile levels added, when the forecaster has them."
+        return forecast if self.intervals is None else self.intervals.apply(forecast)
 
     def fit(self,
             train:pd.DataFrame, # raw training rows: the preprocessor learns from these only
@@ -144,7 +219,9 @@ class Forecaster:
         "A fresh forecaster of this config fitted on `rows` for as long as this one trained: the final model."
         cfg = OmegaConf.create(self.config)
         for key, value in self.refit_overrides().items(): OmegaConf.update(cfg, key, value)
-        return Forecaster.from_config(cfg).fit(rows)
+        final = Forecaster.from_config(cfg).fit(rows)
+        final.intervals = self.intervals  # calibrated on rows this model did not fit; the final one has fitted them, so it keeps these
+        return final
 
     def check_horizon(self, horizon:Any) -> int:
         "`horizon` as an int in 1..max_horizon, or an `InputError` saying the limit."
@@ -158,7 +235,7 @@ class Forecaster:
         "The model's output in scaled units for `batch` (quantile components for probabilistic models); the caller holds the lock."
         self.model_calls += 1
         if self.kernel is not None: return self.kernel.predict(batch, horizon)  # (series, horizon): one gather, one pass
-        extra: dict[str, Any] = {"predict_likelihood_parameters": True} if self.quantiles else {}
+        extra: dict[str, Any] = {"predict_likelihood_parameters": True} if self.head_quantiles else {}
         if self._predict_options is None: self._predict_options = predict_options(self.model)
         series, past, future = batch.to_darts()
         return self.model.predict(n=horizon, series=series, past_covariates=past, future_covariates=future, verbose=False, **extra,
@@ -224,12 +301,12 @@ class Forecaster:
     def historical_forecasts(self, batch:SeriesBatch, horizon:int, stride:int=1) -> Windows:
         "Model output in scaled units for every window of each series in `batch` that has the history and `horizon` rows, every `stride` rows."
         if self.kernel is not None: return self.kernel.historical_forecasts(batch, horizon, stride, start=self.history_length)
-        extra = {"predict_likelihood_parameters": True} if self.quantiles else {}
+        extra = {"predict_likelihood_parameters": True} if self.head_quantiles else {}
         series, past, future = batch.to_darts()
         return windows_from_darts(batch, self.model.historical_forecasts(series=series, past_covariates=past, future_covariates=future, **extra,
                                                                          forecast_horizon=horizon, stride=int(stride), retrain=False,
                                                                          last_points_only=False, start=self.history_length,
-                                                                         start_format="position", verbose=False), self.quantiles)
+                                                                         start_format="position", verbose=False), self.head_quantiles)
 
     def check_quantiles(self, quantiles:Any) -> list[float]:
         "Requested quantiles, each one the model forecasts, or an `InputError` listing those it does."
@@ -299,11 +376,11 @@ class Forecaster:
 
     def answer(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, np.ndarray|None]:
         "Model output → the answer (`finish`) and, when `observing`, the request's histograms (`observe`): the output converted once."
-        forecast = self.preprocessor.scaled_forecast(scaled, batch, levels)
+        forecast = self.banded(self.preprocessor.scaled_forecast(scaled, batch, levels))
         return self.finish(forecast, batch, levels), self.observe(batch, forecast) if self.observing else None
 
     def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
-        "Model output → the answer in original units, with the requested quantile columns only."
+        "Model output (with its calibrated levels: see `answer`) → the answer in original units, with the requested quantile columns only."
         out = self.preprocessor.inverse_transform(scaled, batch, quantiles=levels)
         # by the names the preprocessor gives the bands, so an id or time column named q-something is never mistaken for one
         unasked = [name for q in self.quantiles if q not in levels and (name := band_column(q)) in out.columns]
@@ -317,6 +394,7 @@ class Forecaster:
         (folder/"forecaster.json").write_text(json.dumps({"model_name": self.model_name, "saved_as": self.entry.saved_as,
                                                           "max_horizon": self.max_horizon, "quantiles": self.quantiles,
                                                           "runtime": self.runtime, "skewfree_version": skewfree.__version__,
+                                                          "intervals": None if self.intervals is None else self.intervals.state(),
                                                           "forecast_profile": None if self.forecast_profile is None else self.forecast_profile.state()},
                                                          indent=1))
         self.model.save(str(folder/"model"/"model.pt"))
@@ -336,4 +414,5 @@ class Forecaster:
             loaded = cls(pre, None, meta["model_name"], config, max_horizon=meta["max_horizon"], kernel=LinearKernel.load(folder/"model"/"kernel.npz"))
             loaded._load_model = darts_model
         loaded.forecast_profile = Feature.load(meta["forecast_profile"]) if meta.get("forecast_profile") else None
+        loaded.intervals = ConformalIntervals.load(meta["intervals"]) if meta.get("intervals") else None  # none before calibration existed
         return loaded

@@ -248,7 +248,8 @@ def level_free_xgb() -> type:
                 x, last = self._relative(x)
                 return super()._predict(x, *args, **kwargs) + last[:, None, None]  # quantiles shift with the level: the interval keeps its width
 
-        LevelFreeXGBModel.__module__, LevelFreeXGBModel.__qualname__ = __name__, "LevelFreeXGBModel"  # pickled as `skewfree.models.LevelFreeXGBModel`, found by the module's `__getattr__`
+        # pickled as `skewfree.models.LevelFreeXGBModel`, found by the module's `__getattr__`
+        LevelFreeXGBModel.__module__, LevelFreeXGBModel.__qualname__ = __name__, "LevelFreeXGBModel"
         _classes["LevelFreeXGBModel"] = LevelFreeXGBModel
     return _classes["LevelFreeXGBModel"]
 

@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from .core import InputError, need_ray, stop_if_interrupted
-from .evaluate import Positions, forecast_rows, scored_backtest
+from .evaluate import Positions, calibrate, forecast_rows, scored_backtest
 from .forecaster import Forecaster
 from .models import build_model
 
@@ -120,11 +120,13 @@ def plan_folds(cfg:DictConfig, lengths:dict[str, int]) -> Plan:
     return Plan(outer, final, horizon, inner_step, rows)
 
 # %% ../nbs/13_nested_cv.ipynb #0014
-def fit_span(cfg:DictConfig, rows:Positions, start:int, end:int, refit:bool=False) -> Forecaster:
-    "A fresh preprocessor and model fitted on rows `[start, end)`: early stopping on the last `cv.val_rows`; with `refit`, then all of them."
+def fit_span(cfg:DictConfig, rows:Positions, start:int, end:int, *, refit:bool=False, calibrated:bool=True) -> Forecaster:
+    "A fresh model fitted on rows `[start, end)`: early stopping and calibrated intervals on the last `cv.val_rows`; with `refit`, then all of them."
     forecaster = Forecaster.from_config(cfg)
     val = int(cfg.cv.val_rows)
-    fitted = forecaster.fit(rows.rows(start, end - val), rows.rows(max(start, end - val - forecaster.history_length), end))
+    held_out = rows.rows(max(start, end - val - forecaster.history_length), end)
+    fitted = forecaster.fit(rows.rows(start, end - val), held_out)
+    if calibrated: calibrate(fitted, held_out)  # a trial's model is scored on its point forecast only: it skips this
     return fitted.refitted(rows.rows(start, end)) if refit else fitted
 
 def score_fold(forecaster:Forecaster, rows:Positions, fold:Fold, season:int|None) -> tuple[dict[str, float], pd.DataFrame]:
@@ -155,7 +157,7 @@ def tune(cfg:DictConfig, rows:Positions, span:Fold, plan:Plan, *, study_name:str
         losses = []
         for fold in inner:
             stop_if_interrupted()  # a stop signal whose interrupt was swallowed (see `skewfree.core`) stops the study here
-            forecaster = fit_span(trial_cfg, rows, fold.train_start, fold.train_end)
+            forecaster = fit_span(trial_cfg, rows, fold.train_start, fold.train_end, calibrated=False)
             losses.append(score_fold(forecaster, rows, fold, cv.season)[0]["mse_std"])
             trial.report(float(np.mean(losses)), fold.index)
             if trial.should_prune(): raise optuna.TrialPruned()

@@ -128,7 +128,7 @@ class ScaledForecast:
     times: np.ndarray # (forecasts, steps) datetime64[ns]
     point: np.ndarray|None = None # (forecasts, steps)
     levels: dict[float, np.ndarray] = field(default_factory=dict) # quantile → (forecasts, steps)
-    sampled: bool = False # the levels are quantiles of samples, made only as asked; else a model's own quantile head
+    point_apart: bool = False # `point` is the forecast, the levels bands beside it (samples' quantiles, conformal levels); else quantile heads
 
     @classmethod
     def from_darts(cls, forecasts:Sequence[Any], # darts `TimeSeries`, all of one horizon
@@ -141,13 +141,18 @@ class ScaledForecast:
         if named:  # quantile components, from `predict_likelihood_parameters=True`
             return cls(times, levels={q: stacked(lambda ts, c=named[q]: ts[c]) for q in sorted(named)})
         if forecasts and forecasts[0].is_stochastic:  # a stochastic forecast is summarised by its median; quantiles come from the same samples
-            return cls(times, stacked(lambda ts: ts.quantile(0.5)), {q: stacked(lambda ts, q=q: ts.quantile(q)) for q in quantiles}, sampled=True)
+            return cls(times, stacked(lambda ts: ts.quantile(0.5)), {q: stacked(lambda ts, q=q: ts.quantile(q)) for q in quantiles}, point_apart=True)
         return cls(times, stacked(lambda ts: ts) if forecasts else np.empty((0, 0), np.float32))
+
+    def served_point(self) -> np.ndarray:
+        "(forecasts, steps) the point forecast in scaled units: `point`, or a quantile model's median head (else the mean of its heads)."
+        if self.point is not None and (self.point_apart or not self.levels): return self.point
+        return self.levels[0.5] if 0.5 in self.levels else np.mean(list(self.levels.values()), axis=0)
 
     def original_units(self, center:np.ndarray, scale:np.ndarray, quantiles:Sequence[float]=()) -> tuple[np.ndarray, dict[float, np.ndarray]]:
         "(point forecast, quantile bands) in original units, given each forecast's target `center` and `scale` (forecasts,)."
         center, scale = center[:, None], scale[:, None]
-        if self.levels and not self.sampled:
+        if self.levels and not self.point_apart:
             levels = {q: Scaler.inverse(v, center, scale) for q, v in self.levels.items()}
             point = levels[0.5] if 0.5 in levels else np.mean(list(levels.values()), axis=0)
             return point, {q: v for q, v in levels.items() if not quantiles or q in quantiles}

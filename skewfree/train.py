@@ -26,7 +26,8 @@ from .artifact import distribution, input_example, log_forecaster, register, set
 from .config import resolved
 from .core import interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
-from .evaluate import Positions, forecast_profile, forecast_rows, holdout_rows, mase_season, refit_rows, scored_backtest, temporal_split
+from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_rows, mase_season, refit_rows, scored_backtest,
+                               temporal_split)
 from .forecaster import Forecaster
 from .preprocess import Preprocessor
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
@@ -187,7 +188,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         _log_run_header(cfg, raw, source)
         mlflow.log_params({"split.train_rows": tr, "split.val_rows": va, "split.test_rows": te})
         started = time.perf_counter()
-        forecaster.fit(train_rows, val_rows)
+        calibrate(forecaster.fit(train_rows, val_rows), val_rows)  # the intervals, on the rows the model did not fit
         log_learning_curve(forecaster.learning_curve, cfg.model.name)
         insample = train_rows
         if cfg.cv.get("refit"):  # the model that ships also learns from the validation rows, as long as early stopping chose on them

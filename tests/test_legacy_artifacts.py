@@ -5,6 +5,7 @@ request is stricter than that code was (it had none), refused by name, and answe
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlflow
@@ -17,18 +18,24 @@ from skewfree.repair import RepairBudget
 
 LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy"
 MODELS = ["nlinear_past", "xgboost", "tft"]
+# torch's CPU kernels take another path on another instruction set (AVX-512 or not): TFT's forecasts written on one machine
+# agree with another's to about 1e-7, not to the bit (measured: 3.3e-7 on an AMD EPYC with AVX-512). NumPy's kernel and
+# xgboost's trees give the same bits everywhere, and are held to that.
+TOLERANCE = {"tft": 1e-5}
 
 
 @pytest.fixture(scope="module", params=MODELS)
 def legacy(request):
-    "A legacy artifact, loaded (hash check and golden replay at tolerance 0 included)."
-    return request.param, mlflow.pyfunc.load_model(str(LEGACY / request.param))
+    "A legacy artifact, loaded (hash check and golden replay included, at tolerance 0 or the model's stated one)."
+    os.environ["SKEWFREE_GOLDEN_TOLERANCE"] = str(TOLERANCE.get(request.param, 0.0))
+    try: return request.param, mlflow.pyfunc.load_model(str(LEGACY / request.param))
+    finally: del os.environ["SKEWFREE_GOLDEN_TOLERANCE"]
 
 
 def test_a_legacy_artifact_loads_and_replays_its_golden_examples_exactly(legacy):
     name, model = legacy
     python_model = model.unwrap_python_model()
-    assert python_model.golden_max_difference == 0.0
+    assert python_model.golden_max_difference <= TOLERANCE.get(name, 0.0)
     assert "format" not in json.loads((LEGACY / name / "artifacts/skewfree/forecaster/preprocessor.json").read_text())  # the first format
     assert python_model.forecaster.preprocessor.to_dict()["format"] == STATE_FORMAT
 
@@ -47,5 +54,7 @@ def test_a_legacy_artifact_answers_as_it_did(legacy, case):
     try: got = model.predict(request, params={"horizon": meta["horizon"]})
     finally:
         if refused: pre.repair_budget = strict
-    pd.testing.assert_frame_equal(got, pd.read_parquet(folder / f"{case}.forecast.parquet"), check_exact=True)
+    tolerance = TOLERANCE.get(name)
+    pd.testing.assert_frame_equal(got, pd.read_parquet(folder / f"{case}.forecast.parquet"), check_exact=tolerance is None,
+                                  **({"rtol": 0.0, "atol": tolerance} if tolerance else {}))
     assert got.attrs.get("repairs", {}) == meta["repairs"]

@@ -32,8 +32,11 @@ def test_own_file_trains_through_config_alone(store, tmp_path, suffix):
     assert dict(zip(pre.series_, pre.spacing.freq_)) == {"north": "24h", "south": "24h"}
     history = frame.groupby("store").tail(result.forecaster.history_length)
     forecast = result.forecaster.predict(history, 7)
-    assert list(forecast.columns) == ["store", "day", "forecast"]
+    # the point forecast and the calibrated intervals (params/config.yaml `intervals`), nested as quantiles are
+    assert list(forecast.columns) == ["store", "day", "forecast", "q0.05", "q0.1", "q0.9", "q0.95"]
     assert forecast.groupby("store").forecast.mean().between(30, 90).all()  # original units, not standardised
+    assert (forecast["q0.05"] <= forecast["q0.1"]).all() and (forecast["q0.9"] <= forecast["q0.95"]).all()
+    assert 0 < result.metrics["width_80_std"] < result.metrics["width_90_std"] and 0 <= result.metrics["coverage_80"] <= 1
 
 
 def test_own_file_missing_the_configured_target_names_it(store, tmp_path):

@@ -85,6 +85,27 @@ def test_typed_predict_matches_the_artifact_and_reports_latency(srv, trained, hi
     assert set(body["latency_ms"]) == {"validate", "preprocess", "model", "postprocess"}
 
 
+def test_calibrated_intervals_are_served_on_both_routes_as_the_artifact_makes_them(srv, trained, history):
+    offline = trained.forecaster.predict(history, 5)
+    assert [c for c in offline.columns if c.startswith("q")] == ["q0.05", "q0.1", "q0.9", "q0.95"]  # params/config.yaml `intervals`
+    answer = httpx.post(f"{srv.url}/predict", json=typed(history, 5, quantiles=[0.1, 0.9]), timeout=60)
+    assert answer.status_code == 200, answer.text
+    series = answer.json()["series"]
+    assert all(set(s["quantiles"]) == {"q0.1", "q0.9"} for s in series)  # the levels asked for, and only those
+    for band in ("q0.1", "q0.9"):
+        assert np.array_equal([v for s in series for v in s["quantiles"][band]], offline[band].to_numpy())
+    body = json.loads(split_body(history, lambda rows, at: None))
+    body["params"] = {"horizon": 5}  # every level by default, as the signature's params say
+    answer = httpx.post(f"{srv.url}/invocations", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    got = pd.DataFrame(answer.json()["predictions"])
+    assert list(got.columns)[-4:] == ["q0.05", "q0.1", "q0.9", "q0.95"]
+    assert np.array_equal(got[["q0.05", "q0.95"]].to_numpy(), offline[["q0.05", "q0.95"]].to_numpy())
+    body["params"] = {"horizon": 5, "quantiles": [0.25]}
+    refused = httpx.post(f"{srv.url}/invocations", json=body, timeout=60)
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "quantiles" and "available: [0.05, 0.1, 0.9, 0.95]" in refused.text
+
+
 def test_verify_command_against_each_server(srv, trained, store, tmp_path):
     data = tmp_path / "raw.parquet"
     load_ett(max_rows=960).to_parquet(data)
