@@ -59,17 +59,18 @@ def test_a_truncated_model_file_is_refused(local_copy, name):
         mlflow.pyfunc.load_model(str(local_copy))
 
 
-def test_a_forecast_that_no_longer_matches_its_golden_example_is_refused_naming_example_and_column(local_copy):
+@pytest.mark.parametrize("column", ["forecast", "q0.9"])  # the point forecast, and a calibrated interval's bound
+def test_a_forecast_that_no_longer_matches_its_golden_example_is_refused_naming_example_and_column(local_copy, column):
     # the hashes are consistent (as after a library upgrade or a device change); only the replay can tell
     golden = part(local_copy, "golden/series-ETTh1.forecast.parquet")
     expected = pd.read_parquet(golden)
-    expected.loc[3, "forecast"] += 1e-9
+    expected.loc[3, column] += 1e-9
     expected.to_parquet(golden)
     manifest_path = part(local_copy, "manifest.json")
     manifest = json.loads(manifest_path.read_text())
     manifest["parts"] = _hashes(part(local_copy, ""))
     manifest_path.write_text(json.dumps(manifest))
-    refusal = r"golden example 'series-ETTh1', column 'forecast': largest difference (9\.99\d*e-10|1\.0\d*e-09) exceeds the tolerance 0\.0"
+    refusal = rf"golden example 'series-ETTh1', column '{column}': largest difference (9\.99\d*e-10|1\.0\d*e-09) exceeds the tolerance 0\.0"
     with pytest.raises(ArtifactCheckError, match=refusal):
         mlflow.pyfunc.load_model(str(local_copy))
     os.environ["SKEWFREE_GOLDEN_TOLERANCE"] = "1e-6"  # the CPU↔GPU switch: a stated tolerance instead of exactness
