@@ -20,6 +20,11 @@ Protocol (bench/ltsf_linear_reference.md, a verbatim copy of the published table
   early stopping patience 3 on the validation loss) = the paper's scripts. The paper's scripts train ETTh2 "M" with
   lr 0.05: that override is applied to that setting only and recorded in the cell.
 
+Intervals: after the fit, every cell is calibrated as a training run is (`evaluate.calibrate` on the validation rows:
+split-conformal shifts per quantile level and step, params/config.yaml `intervals`), and its `intervals` record the test
+windows' coverage of the 80 % and 90 % intervals, their mean width and the pinball loss (all standardised); a model with
+quantile heads (TFT) also records its own heads' figures (`heads_…`), as the model made them.
+
 Settings:
 - `--refit`: after the cell's fit (early stopping on the validation rows), `Forecaster.refitted` fits a fresh preprocessor
   and model on the training + validation rows for exactly as many epochs (boosting rounds) as early stopping kept, with
