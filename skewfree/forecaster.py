@@ -53,7 +53,8 @@ class ConformalIntervals:
         for q in levels:
             scores = np.sort(actual - base[q], axis=0)  # NaN (not observed) sorts last, and is not counted
             n = (~np.isnan(scores)).sum(axis=0)
-            if not n.all(): raise InputError("intervals", f"no observed value at step {int(np.argmin(n)) + 1} of any calibration window")
+            if not n.all(): raise InputError("intervals", f"no observed value at step {int(np.argmin(n)) + 1} of any calibration window: "
+                                              "give more held-out rows (cv.val_rows) or none (intervals.quantiles=[])")
             shifts.append(np.take_along_axis(scores, _conformal_ranks(q, n)[None] - 1, axis=0)[0])
         return cls(levels, np.array(shifts, dtype=np.float64).reshape(len(levels), -1), sorted(float(h) for h in heads), int(actual.shape[0]))
 

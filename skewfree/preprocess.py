@@ -152,12 +152,9 @@ class ScaledForecast:
     def original_units(self, center:np.ndarray, scale:np.ndarray, quantiles:Sequence[float]=()) -> tuple[np.ndarray, dict[float, np.ndarray]]:
         "(point forecast, quantile bands) in original units, given each forecast's target `center` and `scale` (forecasts,)."
         center, scale = center[:, None], scale[:, None]
-        if self.levels and not self.point_apart:
-            levels = {q: Scaler.inverse(v, center, scale) for q, v in self.levels.items()}
-            point = levels[0.5] if 0.5 in levels else np.mean(list(levels.values()), axis=0)
-            return point, {q: v for q, v in levels.items() if not quantiles or q in quantiles}
-        point = Scaler.inverse(self.point, center, scale)  # type: ignore[arg-type]
-        return point, {q: Scaler.inverse(self.levels[q], center, scale) for q in quantiles if q in self.levels}
+        point = Scaler.inverse(self.served_point(), center, scale)
+        heads = self.levels and not self.point_apart  # a quantile model's heads are all bands (none asked: every one)
+        return point, {q: Scaler.inverse(v, center, scale) for q, v in self.levels.items() if (heads and not quantiles) or q in quantiles}
 
 # %% ../nbs/09_preprocess.ipynb #0009
 UNKNOWN_POLICIES = ("error", "own_history")
