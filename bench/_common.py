@@ -38,13 +38,13 @@ def interleaved_medians(steps: dict, rounds: int, repeats: int) -> dict[str, lis
     return out
 
 
-def write(name: str, command: str, results: dict) -> Path:
-    "Write `results` with the command that reproduces them and the machine, to bench/results/<name>.json."
+def write(name: str, command: str, results: dict, commit: str | None = None) -> Path:
+    "Write `results` with the command that reproduces them, its commit (given: the one the run started at) and the machine, to bench/results/<name>.json."
     RESULTS.mkdir(exist_ok=True)
     path, partial = RESULTS / f"{name}.json", RESULTS / f".{name}.json.partial"
     # written whole, then renamed over the old file: a run stopped while it writes leaves the old results, never half a file
     partial.write_text(json.dumps({"benchmark": name, "command": command, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                                "commit": git_commit(), "machine": machine(), "results": results}, indent=1) + "\n")
+                                "commit": commit or git_commit(), "machine": machine(), "results": results}, indent=1) + "\n")
     partial.replace(path)
     print(f"wrote {path}")
     return path

@@ -528,7 +528,7 @@ def main() -> None:
         print_table([cell])
         if cell.get("traceback"): print(cell["traceback"], file=sys.stderr)
         run["cells"].append(key); run["wall_s"] = time.perf_counter() - started
-        write(args.results, command, {"protocol": protocol, "levels": levels, "runs": runs, "cells": cells})
+        write(args.results, command, {"protocol": protocol, "levels": levels, "runs": runs, "cells": cells}, commit)
 
     for setting, dataset, horizon, model in plan:
         key, cell = new_cell(args, dataset, setting, horizon, model, rows=rows, run_rows=run_rows, paper=paper,
@@ -551,7 +551,7 @@ def main() -> None:
             futures = {pool.submit(measure, key, threads): key for key in keys}
             for done in as_completed(futures): record(futures[done], keyed[futures[done]] | done.result())
     run["wall_s"], run["finished"] = time.perf_counter() - started, True
-    write(args.results, command, {"protocol": protocol, "levels": levels, "runs": runs, "cells": cells})
+    write(args.results, command, {"protocol": protocol, "levels": levels, "runs": runs, "cells": cells}, commit)
     print(f"\nthis run: {len(measured)} cells in {time.perf_counter() - started:.0f} s wall\n")
     print_table(measured)
     if measured and all(c["status"] == "failed" for c in measured): sys.exit("every cell failed: see the reasons above")

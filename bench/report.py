@@ -524,7 +524,7 @@ def fuzz(d: dict) -> list[str]:
 
 
 RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
-              "scale": scale, "monitor": monitor, "first_hour": first_hour, "fuzz": fuzz}
+             "scale": scale, "monitor": monitor, "first_hour": first_hour, "fuzz": fuzz}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 
 
