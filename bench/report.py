@@ -352,7 +352,8 @@ def tft_budget(d: dict) -> list[str]:
     res, recorded = d.get("results", {}), LOADED.get("accuracy", {}).get("results", {}).get("cells", {})
     out = [*header(d), "TFT's training recipe, chosen by the rule written beside `TFT_VARIANTS` in bench/accuracy.py before these figures "
            "existed: the lowest mean, over ETTh1 and ETTh2 S at H = 96, of the selection-slice MSE (fit rows 0–5760, tuned on 5760–8640, "
-           "scored on 8640–11520) divided by seasonal naive's there; a tie within 1 % keeps the cheaper recipe.", ""]
+           "scored on 8640–11520) divided by seasonal naive's there; a tie within 1 % keeps the cheaper recipe. The `tft` rows are "
+           "params/model/tft.yaml as it stood at their commit (887256a: the latest 2000 windows only).", ""]
     out += [*run_times(res), ""]
     cells = res.get("cells", {})
     by_model: dict[str, dict[str, float]] = {}
