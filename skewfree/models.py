@@ -22,12 +22,12 @@ from .preprocess import ScaledForecast, SeriesBatch
 
 # %% auto #0
 __all__ = ['MODELS', 'TRAINERS', 'TRAINING_LOG', 'COVARIATE_ROLES', 'QUIET_TRAINER', 'Training', 'ModelEntry', 'register_model',
-           'register_trainer', 'model_entry', 'epoch_log', 'torch_training', 'boosted_training', 'point_booster',
-           'baseline_training', 'build_nlinear', 'build_tft', 'build_xgboost', 'level_free_xgb', 'build_seasonal_naive',
-           'capabilities', 'BuiltModel', 'data_roles', 'build_model', 'predict_options', 'drop_training_callbacks',
-           'load_model', 'Windows', 'window_rows', 'gathered', 'LinearKernel', 'register_kernel', 'nlinear_kernel',
-           'checked_kernel', 'windows_from_darts', 'WindowMoments', 'window_moments', 'ridge_solutions',
-           'fit_least_squares', 'least_squares_training']
+           'register_trainer', 'model_entry', 'epoch_log', 'best_weights', 'torch_training', 'boosted_training',
+           'point_booster', 'baseline_training', 'build_nlinear', 'build_tft', 'build_xgboost', 'level_free_xgb',
+           'build_seasonal_naive', 'capabilities', 'BuiltModel', 'data_roles', 'build_model', 'predict_options',
+           'drop_training_callbacks', 'load_model', 'Windows', 'window_rows', 'gathered', 'LinearKernel',
+           'register_kernel', 'nlinear_kernel', 'checked_kernel', 'windows_from_darts', 'WindowMoments',
+           'window_moments', 'ridge_solutions', 'fit_least_squares', 'least_squares_training']
 
 # %% ../nbs/10_models.ipynb #0005
 @dataclass(frozen=True)
@@ -122,24 +122,47 @@ def epoch_log():
                               "  ".join(f"{k} {v:.5g}" for k, v in losses.items()), time.perf_counter() - self.started)
     return EpochLog()
 
+def best_weights():
+    "A Lightning callback that keeps the weights of the epoch with the lowest validation loss and restores them when the fit ends."
+    from pytorch_lightning.callbacks import Callback
+
+    class BestWeights(Callback):
+        def __init__(self):
+            self.best_loss, self.best_epoch, self.state = float("inf"), 0, None
+
+        def on_fit_start(self, trainer, pl_module):
+            self.best_loss, self.best_epoch, self.state = float("inf"), 0, None
+
+        def on_validation_end(self, trainer, pl_module):
+            loss = trainer.callback_metrics.get("val_loss")
+            if trainer.sanity_checking or loss is None or not float(loss) < self.best_loss: return  # a NaN loss is never the best
+            self.best_loss, self.best_epoch = float(loss), trainer.current_epoch + 1
+            self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+        def on_fit_end(self, trainer, pl_module):
+            if self.state is not None: pl_module.load_state_dict(self.state)
+            self.state = None  # not pickled with the model, whose hyperparameters hold this callback
+    return BestWeights()
+
 @register_trainer("torch")
 def torch_training(trainer:DictConfig, seed:int) -> Training:
     "darts arguments for a torch model, from `trainer.torch` (plus the model's own overrides)."
     quiet_lightning()
     import torch
     from pytorch_lightning.callbacks import EarlyStopping
-    log = epoch_log()
+    log, best = epoch_log(), best_weights()
     pl = {"accelerator": trainer.accelerator, "enable_progress_bar": bool(trainer.progress_bar),
           "enable_model_summary": False, "logger": False, "enable_checkpointing": False,
           # checked after validation only, so a fit without a validation span simply runs all epochs
           "callbacks": [EarlyStopping(monitor="val_loss", patience=int(trainer.patience), mode="min", check_on_train_epoch_end=False, strict=False),
-                        log]}
+                        log, best]}
     fit = {"max_samples_per_ts": int(trainer.max_samples_per_ts)} if trainer.get("max_samples_per_ts") else {}
     return Training({"n_epochs": int(trainer.max_epochs), "batch_size": int(trainer.batch_size), "random_state": int(seed),
                      "optimizer_kwargs": {"lr": float(trainer.learning_rate)},
                      "lr_scheduler_cls": torch.optim.lr_scheduler.ExponentialLR,
                      "lr_scheduler_kwargs": {"gamma": float(trainer.lr_decay)}, "pl_trainer_kwargs": pl}, fit,
-                    refit_recipe=lambda model: {"model.trainer.max_epochs": max(1, int(model.epochs_trained))},
+                    # without a validation span there is no best epoch: as many as ran
+                    refit_recipe=lambda model: {"model.trainer.max_epochs": max(1, best.best_epoch or int(model.epochs_trained))},
                     learning_curve=lambda model: list(log.epochs))
 
 def _boosters(model) -> list:
