@@ -355,7 +355,9 @@ def tft_budget(d: dict) -> list[str]:
            "scored on 8640–11520) divided by seasonal naive's there; a tie within 1 % keeps the cheaper recipe. The `tft` rows are "
            "params/model/tft.yaml as it stood at their commit (887256a: the latest 2000 windows only). Two rounds: the first (887256a) "
            "chose `tft_all` out of tft, tft_all and tft_all_h32; the second (3ba5720) added tft_all_in168, tft_all_lr3 and tft_all_e10, "
-           "each committed before its figures, and the rule reads them all.", ""]
+           "each committed before its figures, and the rule reads them all. Every candidate on every window was then measured again at "
+           "7c115c8 and later, where a torch fit ends with its best validation epoch's weights (before: the last epoch's, `patience` "
+           "epochs past the best); a cell's commit says which.", ""]
     out += [*run_times(res), ""]
     cells = res.get("cells", {})
     by_model: dict[str, dict[str, float]] = {}
