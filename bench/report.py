@@ -87,7 +87,7 @@ def accuracy(d: dict) -> list[str]:
     levels = {name: v for f in LOADED.values() for name, v in f.get("results", {}).get("levels", {}).items()}
     out += ["", *best_per_cell(cells), "", *selection_choice(cells, selection), "", *why_choices_miss(cells, selection, levels)]
     out += ["", *run_times(res)]
-    out += ["", *interval_table(cells)]
+    out += ["", *model_targets(cells), *interval_table(cells)]
     out += ["", "Original units (the scale a user sees):", ""]
     out += table(["dataset", "setting", "H", "model", "MAE", "RMSE"],
                  [[c["dataset"], c["setting"], num(c["horizon"]), c["model"], num(c.get("mae_original_units")), num(c.get("rmse_original_units"))]
@@ -298,6 +298,23 @@ def where_time_went(run: dict, cells: dict) -> str:
     side_by_side = f"; {run['jobs']} ran at once, so they add up to more than the run's wall time" if run.get("jobs", 1) > 1 else ""
     return (f"  Where its time went (cells' own wall times, fit + scoring + process start{side_by_side}): "
             + "; ".join(f"{name}: {len(w)} cells, {sum(w) / 60:.1f} min" for name, w in by_model.items()) + ".")
+
+
+def model_targets(cells: list[dict]) -> list[str]:
+    "TFT and XGBoost against issue #29's bar in the S cells at H 96 and 336: below seasonal naive, and within 1.3 x NLinear."
+    by = {(c["dataset"], c["horizon"], c["model"]): c for c in cells if c["setting"] == "S" and c.get("mse") is not None}
+    rows = []
+    for (dataset, horizon, model), c in sorted(by.items()):
+        nlinear, naive = by.get((dataset, horizon, "nlinear")), by.get((dataset, horizon, "seasonal_naive"))
+        if model not in ("tft", "xgboost") or horizon not in (96, 336) or not nlinear or not naive: continue
+        ratio = c["mse"] / nlinear["mse"]
+        rows.append([dataset, num(horizon), model, num(c["mse"]), num(nlinear["mse"]), num(ratio, ".3f"), num(naive["mse"]),
+                     verdict(ratio <= 1.3 and c["mse"] < naive["mse"]), f"`{c.get('commit')}` (nlinear `{nlinear.get('commit')}`)"])
+    if not rows: return []
+    met = sum(r[7] == "met" for r in rows)
+    return [f"Every model a user can pick (issue #29): TFT and XGBoost below seasonal naive and within 1.3 x NLinear, test MSE, S setting. "
+            f"**{met} of {len(rows)} met.**", "",
+            *table(["dataset", "H", "model", "test MSE", "nlinear", "x nlinear", "seasonal naive", "target", "commits"], rows), ""]
 
 
 def interval_table(cells: list[dict]) -> list[str]:
