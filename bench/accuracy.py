@@ -293,8 +293,8 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     forecaster = Forecaster.from_config(cfg)
     train, val, test = temporal_split(raw, cfg.cv, forecaster)
     t = time.perf_counter(); forecaster.fit(train, val); fit_s = time.perf_counter() - t
-    # torch models: epochs run before early stopping / max_epochs, as `fit` recorded them (the module's own counter reads
-    # its current trainer, which the first predict replaces)
+    # torch models: the epochs the kept weights were trained for, which a refit repeats (up to the best validation epoch
+    # since 7c115c8; before it, the last epoch's weights were kept: every epoch run), as `fit` recorded them
     epochs = forecaster.refit_overrides().get("model.trainer.max_epochs")
     # the intervals (params/config.yaml `intervals`), calibrated on the validation windows, as a training run does
     t = time.perf_counter(); calibrate(forecaster, val); calibrate_s = time.perf_counter() - t
@@ -567,7 +567,8 @@ def main() -> None:
 
 PROTOCOL = {
     "source": "bench/ltsf_linear_reference.md (copy of the project's reference: LTSF-Linear, Zeng et al. AAAI 2023, cure-lab/LTSF-Linear)",
-    "lookback": LOOKBACK, "split_rows": "train [0, 8640), val [8640-L, 11520), test [11520-L, 14400); rows >= 14400 unused",
+    "lookback": f"{LOOKBACK} (tft: {TFT_LOOKBACK}, tft.yaml's own)",
+    "split_rows": "train [0, 8640), val [8640-L, 11520), test [11520-L, 14400); rows >= 14400 unused",
     "metric": "MSE / MAE on the per-series standard scale fitted on training rows, every stride-1 test window (skewfree.evaluate.evaluate)",
     "M_setting": "one series per channel (series_id=dataset:column, values under OT), one nlinear (or nlinear_ls) with shared_weights=true over the 7 series",
     "pass_rule": "MSE <= paper MSE x 1.02",

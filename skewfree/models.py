@@ -135,7 +135,7 @@ def best_weights():
 
         def on_validation_end(self, trainer, pl_module):
             loss = trainer.callback_metrics.get("val_loss")
-            if trainer.sanity_checking or loss is None or not float(loss) < self.best_loss: return  # a NaN loss is never the best
+            if trainer.sanity_checking or trainer.state.fn != "fit" or loss is None or not float(loss) < self.best_loss: return  # NaN: never the best
             self.best_loss, self.best_epoch = float(loss), trainer.current_epoch + 1
             self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
 
