@@ -127,9 +127,8 @@ HORIZONS = (96, 192, 336, 720)
 # tft.yaml's own look-back of 168 hours (`_in168`), twice the epochs (`_e10`: early stopping still picks the best), or a
 # threefold learning rate (`_lr3`). In order of cost, as the tie reads them.
 # The rule, re-read with every candidate measured again once a torch fit kept its best epoch (28bf34b), chose tft_all_in168:
-# `tft` is tft.yaml as it stands, at its own look-back of 168 hours (TFT_LOOKBACK), on every window.
+# `tft` is tft.yaml as it stands (its own look-back, not overridden here), on every window.
 ALL_WINDOWS = "model.trainer.max_samples_per_ts=null"
-TFT_LOOKBACK = 168
 TFT_VARIANTS = {"tft_all_in168": [ALL_WINDOWS], "tft_all": [ALL_WINDOWS], "tft_all_lr3": [ALL_WINDOWS, "model.trainer.learning_rate=0.003"],
                 "tft_all_h32": [ALL_WINDOWS, "model.hyperparameters.hidden_size=32"], "tft_all_e10": [ALL_WINDOWS, "model.trainer.max_epochs=10"]}
 MODELS = ("nlinear", "xgboost", "tft", "seasonal_naive", "nlinear_l512", "nlinear_l720", "nlinear_ls", "nlinear_ls_l512", "nlinear_ls_l720",
@@ -138,7 +137,7 @@ MODELS = ("nlinear", "xgboost", "tft", "seasonal_naive", "nlinear_l512", "nlinea
 # candidates for the per-cell choice made on validation rows (bench/report.py), and the TFT candidates above
 VARIANTS = {"nlinear_l512": ("nlinear", 512, []), "nlinear_l720": ("nlinear", 720, []), "nlinear_ls_l512": ("nlinear_ls", 512, []),
             "nlinear_ls_l720": ("nlinear_ls", 720, []),
-            **{name: ("tft", TFT_LOOKBACK if name.endswith("_in168") else LOOKBACK, extra) for name, extra in TFT_VARIANTS.items()}}
+            **{name: ("tft", 168 if name.endswith("_in168") else LOOKBACK, extra) for name, extra in TFT_VARIANTS.items()}}
 LINEAR = ("nlinear", "nlinear_ls")  # the paper's architecture: its look-back, its horizon, shared weights in the M setting
 NESTED_CANDIDATES = ("nlinear", "nlinear_ls", "xgboost", "seasonal_naive")  # what nested CV chooses among (tft is too slow for 2 cores)
 FULL_OTHERS = ("xgboost", "tft", "seasonal_naive", "nested_cv_selected")  # the issue's item 2, in S at H 96 and 336
@@ -214,7 +213,7 @@ def level_shift(wide: pd.DataFrame, rows: tuple[int, int, int]) -> dict[str, dic
 def overrides_for(dataset: str, setting: str, horizon: int, model: str, *, rows: tuple[int, int, int]) -> list[str]:
     "The Hydra overrides of one cell: the split, the horizon (and the paper's look-back), the setting."
     tr, va, te = rows
-    model, lookback, extra = VARIANTS.get(model, (model, TFT_LOOKBACK if model == "tft" else LOOKBACK, []))
+    model, lookback, extra = VARIANTS.get(model, (model, None if model == "tft" else LOOKBACK, []))  # None: the model YAML's own
     o = [f"model={model}", f"data.names=[{dataset}]", f"cv.train_rows={tr}", f"cv.val_rows={va}", f"cv.test_rows={te}", "cv.eval_stride=1",
          "data.covariates.past=[]"]  # S and M alike: the target alone (M's channels are each a series of their own)
     if model in LINEAR:
@@ -222,7 +221,8 @@ def overrides_for(dataset: str, setting: str, horizon: int, model: str, *, rows:
         if setting == "M": o.append("model.hyperparameters.shared_weights=true")
         if model == "nlinear" and (dataset, setting) in PAPER_LR: o.append(f"trainer.torch.learning_rate={PAPER_LR[(dataset, setting)]}")
     elif model == "xgboost": o.append(f"model.hyperparameters.output_chunk_length={horizon}")
-    elif model == "tft": o += [f"model.hyperparameters.input_chunk_length={lookback}", f"model.hyperparameters.output_chunk_length={horizon}"]
+    elif model == "tft":
+        o += [f"model.hyperparameters.output_chunk_length={horizon}", *([f"model.hyperparameters.input_chunk_length={lookback}"] if lookback else [])]
     elif model == "seasonal_naive": o.append(f"model.hyperparameters.max_horizon={horizon}")
     return o + extra
 
@@ -567,7 +567,7 @@ def main() -> None:
 
 PROTOCOL = {
     "source": "bench/ltsf_linear_reference.md (copy of the project's reference: LTSF-Linear, Zeng et al. AAAI 2023, cure-lab/LTSF-Linear)",
-    "lookback": f"{LOOKBACK} (tft: {TFT_LOOKBACK}, tft.yaml's own)",
+    "lookback": f"{LOOKBACK} (tft: tft.yaml's own input_chunk_length)",
     "split_rows": "train [0, 8640), val [8640-L, 11520), test [11520-L, 14400); rows >= 14400 unused",
     "metric": "MSE / MAE on the per-series standard scale fitted on training rows, every stride-1 test window (skewfree.evaluate.evaluate)",
     "M_setting": "one series per channel (series_id=dataset:column, values under OT), one nlinear (or nlinear_ls) with shared_weights=true over the 7 series",
