@@ -46,8 +46,9 @@ class Training:
     learning_curve: Callable[[Any], list[dict[str, float]]] = lambda model: []
 
 def _lookback(model) -> int:
-    "Rows of history a darts model needs to forecast: its largest target lag."
-    return -int(model.extreme_lags[0])
+    "Rows of history a darts model needs to forecast: its oldest lag of the target, the past covariates or the future covariates."
+    lags = model.extreme_lags  # (min target, max target, min past, max past, min future, max future, ...): None where unused
+    return max(-int(lag) for lag in (lags[0], lags[2], lags[4]) if lag is not None)
 
 def _output_length(model, hyperparameters:dict[str, Any]) -> int:
     "The longest horizon a model forecasts in one shot."
@@ -64,9 +65,11 @@ class ModelEntry:
     max_horizon: Callable[[Any, dict[str, Any]], int] = _output_length
     # the fitted model's forward pass without darts or torch, or None where there is none for its configuration
     kernel: Callable[[Any], Any] = lambda model: None
-    # per covariate role the data may not give: the hyperparameters that make the model work without it ({}: nothing to
-    # change), or None: the model needs that role, and a run without it is refused by name
+    # per covariate role the model is not fed (not in `model.covariates`, or the data gives none): the hyperparameters that make
+    # the model work without it ({}: nothing to change), or None: the model needs that role, and a run without it is refused by name
     without: dict[str, dict[str, Any]|None] = field(default_factory=dict)
+    # the covariate roles its trainer family can feed it (the darts model may support more): any other is refused by name
+    uses: tuple[str, ...] = ("past", "future", "static")
 
 MODELS: dict[str, ModelEntry] = {}
 TRAINERS: dict[str, Callable[[DictConfig, int], Training]] = {}
@@ -222,7 +225,7 @@ def build_tft(hyperparameters:dict[str, Any], training:Training):
 
 def _xgb_history(model) -> int:
     "XGBoost with one booster for all steps shifts its lags by the output length: it needs that much more history."
-    return -int(model.extreme_lags[0]) + (0 if model.multi_models else int(model.output_chunk_length) - 1)
+    return _lookback(model) + (0 if model.multi_models else int(model.output_chunk_length) - 1)
 
 @register_model("xgboost", family="boosted", saved_as="pickle", history_length=_xgb_history,
                 without={"past": {"lags_past_covariates": None}, "future": {"lags_future_covariates": None}})
@@ -317,17 +320,21 @@ def data_roles(data:Any) -> list[str]:
     return [role for role in COVARIATE_ROLES if given[role]]
 
 def _roles_used(cfg:DictConfig, entry:ModelEntry, hyperparameters:dict[str, Any]) -> list[str]:
-    "The model's roles the data gives; for each it does not, the entry's hyperparameters without it (in place), or a refusal naming it."
-    wanted, given = list(cfg.model.get("covariates", [])), data_roles(cfg.data)
-    for role in wanted:
-        if role not in COVARIATE_ROLES: raise InputError("model.covariates", f"unknown covariate role {role!r}; known: {list(COVARIATE_ROLES)}")
-        if role in given: continue
+    "The roles in `model.covariates` that the data gives; for every other role the entry's hyperparameters without it (in place), or a refusal."
+    wanted, given = cfg.model.get("covariates") or [], data_roles(cfg.data)  # absent or null: no covariates
+    if isinstance(wanted, str) or not all(role in COVARIATE_ROLES for role in wanted):
+        raise InputError("model.covariates", f"must be a list of covariate roles out of {list(COVARIATE_ROLES)}, got {wanted!r}")
+    for role in COVARIATE_ROLES:
+        if role in wanted and role in given: continue
         if (settings := entry.without.get(role, {})) is None:
+            if role not in wanted: raise InputError("model.covariates", f"model {entry.name!r} needs {role} covariates: add {role!r} to model.covariates")
             where = "data.covariates.future or data.calendar" if role == "future" else f"data.covariates.{role}"
             raise InputError("model.covariates", f"model {entry.name!r} needs {role} covariates and the data gives none: list their columns "
                                                  f"in {where}")
+        if settings and role in given:  # the data has them, the config leaves them out: said, since a lag set in the YAML is undone
+            TRAINING_LOG.info("model %s is not fed the data's %s covariates (not in model.covariates): %s", entry.name, role, settings)
         hyperparameters.update(settings)
-    return [role for role in wanted if role in given]
+    return [role for role in COVARIATE_ROLES if role in wanted and role in given]
 
 def build_model(cfg:DictConfig) -> BuiltModel:
     "An unfitted darts model from a composed config, hyperparameters and covariate roles checked before any training."
@@ -342,7 +349,8 @@ def build_model(cfg:DictConfig) -> BuiltModel:
         raise InputError("model.hyperparameters", f"model {entry.name!r} refused its hyperparameters: {e}") from None
     can = capabilities(model)
     for role in roles:
-        if not can[f"{role}_covariates"]: raise InputError("model.covariates", f"model {entry.name!r} cannot use {role} covariates")
+        if role not in entry.uses or not can[f"{role}_covariates"]:
+            raise InputError("model.covariates", f"model {entry.name!r} cannot use {role} covariates: remove {role!r} from model.covariates")
     return BuiltModel(model, entry, training, entry.history_length(model), entry.max_horizon(model, hyperparameters), roles)
 
 def predict_options(model) -> dict[str, Any]:
@@ -628,7 +636,7 @@ def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:Seri
     return chosen
 
 # the same darts NLinear and the same kernel as `nlinear`; only the trainer family differs
-register_model("nlinear_ls", family="least_squares")(build_nlinear)
+register_model("nlinear_ls", family="least_squares", uses=("past",))(build_nlinear)
 register_kernel("nlinear_ls")(nlinear_kernel)
 
 @register_trainer("least_squares")

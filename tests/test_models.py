@@ -124,3 +124,25 @@ def test_a_torch_fit_ends_with_its_best_validation_epoch_s_weights():
     assert longer.refit_overrides() == {"model.trainer.max_epochs": best}  # the refit trains as long as the best epoch
     # same seed, same batches: the 3-epoch fit restored the best epoch's weights, which a fit of that many epochs ended with
     pd.testing.assert_frame_equal(forecast(longer), forecast(fit(best)))
+
+
+@pytest.mark.parametrize("name, roles", [("xgboost", "[]"), ("tft", "[past]")])
+def test_a_model_fed_fewer_covariate_roles_than_the_data_gives_trains_and_forecasts(name, roles):
+    # ETT gives load columns and a calendar; the config leaves some out, and the model is built without them (#29 review)
+    cfg = compose_config([f"model={name}", "profile=smoke", f"model.covariates={roles}"])
+    forecaster = Forecaster.from_config(cfg)
+    train_rows, val_rows, test_rows = temporal_split(load_ett(max_rows=1000), cfg.cv, forecaster)
+    forecaster.fit(train_rows, val_rows)
+    forecast = forecaster.predict(test_rows.groupby("series_id").head(forecaster.history_length), 6)
+    assert len(forecast) == 12 and forecast.forecast.notna().all()
+
+
+def test_a_request_of_history_length_rows_feeds_the_oldest_covariate_lag():
+    # the past covariates' lags reach further back than the target's: a request of `history_length` rows must still serve
+    cfg = compose_config(["model=xgboost", "profile=smoke", "model.hyperparameters.lags=24", "model.hyperparameters.lags_past_covariates=40"])
+    forecaster = Forecaster.from_config(cfg)
+    assert forecaster.history_length == 40
+    train_rows, val_rows, test_rows = temporal_split(load_ett(max_rows=1000), cfg.cv, forecaster)
+    forecaster.fit(train_rows, val_rows)
+    forecast = forecaster.predict(test_rows.groupby("series_id").head(forecaster.history_length), 6)
+    assert len(forecast) == 12 and forecast.forecast.notna().all()
