@@ -123,7 +123,7 @@ def backtest(forecaster:Forecaster, # fitted
             k = int(windows.series[i])
             _put(windows.forecast, i, _from_its_past(forecaster, raw, k, batch.times[batch.indptr[k]:batch.indptr[k + 1]], windows.forecast.times[i]))
     # every window back to original units in one call of the preprocessor's own inverse, as serving answers
-    out = pre.inverse_transform(forecaster.banded(windows.forecast), batch, quantiles=forecaster.quantiles, of=windows.series)
+    out = pre.inverse_transform(forecaster.banded(windows.forecast, batch, windows.series), batch, quantiles=forecaster.quantiles, of=windows.series)
     steps = windows.forecast.times.shape[1]
     # what happened, as given: a value the preprocessor repaired (filled, or a gap row it inserted) is missing here, never
     # the made-up value, so no forecast is scored against one (`score` leaves those points out and counts them)
@@ -234,7 +234,7 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
     "The forecaster with its quantile levels (the config's `intervals`) calibrated on every window of `held_out`: split conformal."
     spec = IntervalSpec.from_config(forecaster.config)
     heads = forecaster.head_quantiles if spec.heads == "conformalise" else []
-    levels = sorted({*spec.quantiles, *heads})
+    levels = sorted({*spec.quantiles, *heads} - (set() if heads else set(forecaster.head_quantiles)))  # `keep`: heads stay the model's
     forecaster.intervals = None  # the base forecasts are the model's own
     if not levels: return forecaster
     table, steps = backtest(forecaster, held_out, stride=spec.stride), forecaster.max_horizon

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -27,13 +27,18 @@ from .profile import Feature
 from .repair import RepairBudget
 
 # %% auto #0
-__all__ = ['PIECE_ROWS', 'ConformalIntervals', 'IntervalSpec', 'Prepared', 'Forecaster']
+__all__ = ['PIECE_ROWS', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'Prepared', 'Forecaster']
 
 # %% ../nbs/11_forecaster.ipynb #0005
 def _conformal_ranks(q:float, n:np.ndarray) -> np.ndarray:
     "The order statistic (1-based) of `n` sorted scores that is split conformal's `q` quantile: ⌈(n+1)q⌉ above the median, ⌊(n+1)q⌋ below."
-    rank = np.ceil((n + 1) * q) if q >= 0.5 else np.floor((n + 1) * q)
-    return np.clip(rank, 1, np.maximum(n, 1)).astype(np.int64)  # beyond the scores there is no finite quantile: the extreme one stands in
+    return (np.ceil((n + 1) * q) if q >= 0.5 else np.floor((n + 1) * q)).astype(np.int64)
+
+def fewest_windows(q:float) -> int:
+    "The fewest calibration scores whose split-conformal `q` quantile is one of them (finite): 19 for 0.05 and 0.95, 9 for 0.1 and 0.9."
+    n = np.arange(1, 1_000_001)
+    rank = _conformal_ranks(q, n)
+    return int(n[np.argmax((rank >= 1) & (rank <= n))])
 
 @dataclass
 class ConformalIntervals:
@@ -42,6 +47,8 @@ class ConformalIntervals:
     shifts: np.ndarray # (levels, steps) added to each level's base forecast, in the model's scaled units
     heads: list[float] # levels whose base is the model's own quantile head; the others shift the point forecast
     windows: int # held-out windows the shifts were measured on
+    # series id → the target scale the shifts were measured in, where the serving preprocessor learnt others (a refit); None: its own
+    scales: dict[str, float]|None = None
 
     @classmethod
     def calibrate(cls, base:Mapping[float, np.ndarray], # level → (windows, steps) base forecast on held-out windows, scaled units
@@ -55,25 +62,42 @@ class ConformalIntervals:
             n = (~np.isnan(scores)).sum(axis=0)
             if not n.all(): raise InputError("intervals", f"no observed value at step {int(np.argmin(n)) + 1} of any calibration window: "
                                               "give more held-out rows (cv.val_rows) or none (intervals.quantiles=[])")
+            if n.min() < (fewest := fewest_windows(q)):  # beyond the scores there is no finite quantile: refused, not clipped to the extreme
+                raise InputError("intervals.quantiles", f"level {q} needs {fewest} calibration windows with a value at every step, the held-out "
+                                 f"rows give {int(n.min())}: give more held-out rows (cv.val_rows), a smaller intervals.stride, or drop the level")
             shifts.append(np.take_along_axis(scores, _conformal_ranks(q, n)[None] - 1, axis=0)[0])
         return cls(levels, np.array(shifts, dtype=np.float64).reshape(len(levels), -1), sorted(float(h) for h in heads), int(actual.shape[0]))
 
-    def apply(self, forecast:ScaledForecast) -> ScaledForecast:
+    def apply(self, forecast:ScaledForecast, # model output, one forecast per row
+              ratio:np.ndarray|None=None, # (forecasts,) each forecast's calibration scale over its serving scale (`scale_ratio`); None: 1
+             ) -> ScaledForecast:
         "`forecast` with the calibrated levels (a model's uncalibrated heads kept as they are) beside its unchanged point forecast."
         steps, point = forecast.times.shape[1], forecast.served_point()
-        made = {q: (forecast.levels[q] if q in self.heads else point) + self.shifts[i, :steps] for i, q in enumerate(self.levels)}
-        kept = {q: v for q, v in forecast.levels.items() if q not in made}
-        return ScaledForecast(forecast.times, point, dict(sorted((kept | made).items())), point_apart=True)
+        shifts = self.shifts[:, None, :steps] * (1.0 if ratio is None else np.asarray(ratio, np.float64)[None, :, None])
+        made = {q: (forecast.levels[q] if q in self.heads else point) + shifts[i] for i, q in enumerate(self.levels)}
+        levels = dict(sorted(({q: v for q, v in forecast.levels.items() if q not in made} | made).items()))
+        if len(levels) > 1:  # rearranged: levels of different bases (a head, the point) never cross
+            levels = dict(zip(levels, np.sort(np.stack(np.broadcast_arrays(*levels.values())), axis=0)))
+        return ScaledForecast(forecast.times, point, levels, point_apart=True)
+
+    def scale_ratio(self, ids:np.ndarray, # (forecasts,) each forecast's series id
+                    serving:np.ndarray, # (forecasts,) each forecast's target scale as served
+                   ) -> np.ndarray|None:
+        "Each forecast's calibration scale over its serving scale (1 for a series calibrated under none), or None where they are one scale."
+        if self.scales is None: return None
+        calibrated = pd.Series(self.scales, dtype=np.float64).reindex([str(i) for i in ids]).to_numpy()
+        return np.where(np.isnan(calibrated), 1.0, calibrated / serving)
 
     def state(self) -> dict[str, Any]:
         "Plain data for the artifact."
-        return {"levels": self.levels, "shifts": self.shifts.tolist(), "heads": self.heads, "windows": self.windows}
+        return {"levels": self.levels, "shifts": self.shifts.tolist(), "heads": self.heads, "windows": self.windows, "scales": self.scales}
 
     @classmethod
     def load(cls, state:Mapping[str, Any]) -> ConformalIntervals:
         "Rebuilt from `state`."
+        scales = state.get("scales")  # absent before refitted models converted them
         return cls([float(q) for q in state["levels"]], np.array(state["shifts"], dtype=np.float64), [float(q) for q in state["heads"]],
-                   int(state["windows"]))
+                   int(state["windows"]), None if scales is None else {str(k): float(v) for k, v in scales.items()})
 
 # %% ../nbs/11_forecaster.ipynb #0006
 class IntervalSpec(NamedTuple):
@@ -179,9 +203,14 @@ class Forecaster:
         "The quantiles an answer can hold: the calibrated levels and the model's own heads; [] for an uncalibrated point forecaster."
         return sorted({*self.head_quantiles, *(self.intervals.levels if self.intervals else [])})
 
-    def banded(self, forecast:ScaledForecast) -> ScaledForecast:
+    def banded(self, forecast:ScaledForecast, # model output in scaled units
+               batch:SeriesBatch, # the series it was made from
+               of:np.ndarray|None=None, # (forecasts,) each forecast's series in `batch`; None: one forecast per series, in order
+              ) -> ScaledForecast:
         "`forecast` with the calibrated quantile levels added, when the forecaster has them."
-        return forecast if self.intervals is None else self.intervals.apply(forecast)
+        if self.intervals is None: return forecast
+        of = np.arange(batch.n_series) if of is None else of
+        return self.intervals.apply(forecast, self.intervals.scale_ratio(batch.ids[of], batch.target_scale[of, 1]))
 
     def fit(self,
             train:pd.DataFrame, # raw training rows: the preprocessor learns from these only
@@ -221,7 +250,10 @@ class Forecaster:
         cfg = OmegaConf.create(self.config)
         for key, value in self.refit_overrides().items(): OmegaConf.update(cfg, key, value)
         final = Forecaster.from_config(cfg).fit(rows)
-        final.intervals = self.intervals  # calibrated on rows this model did not fit; the final one has fitted them, so it keeps these
+        # calibrated on rows this model did not fit (the final one has fitted them, so it keeps these), in this model's scaled units
+        if self.intervals is not None:
+            pre = self.preprocessor
+            final.intervals = replace(self.intervals, scales=dict(zip(map(str, pre.series_), pre.scaling.stats_[:, 0, 1].tolist())))
         return final
 
     def check_horizon(self, horizon:Any) -> int:
@@ -377,7 +409,7 @@ class Forecaster:
 
     def answer(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, np.ndarray|None]:
         "Model output → the answer (`finish`) and, when `observing`, the request's histograms (`observe`): the output converted once."
-        forecast = self.banded(self.preprocessor.scaled_forecast(scaled, batch, levels))
+        forecast = self.banded(self.preprocessor.scaled_forecast(scaled, batch, levels), batch)
         return self.finish(forecast, batch, levels), self.observe(batch, forecast) if self.observing else None
 
     def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
