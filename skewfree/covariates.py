@@ -14,7 +14,7 @@ from .core import InputError
 from .panel import Panel
 
 # %% auto #0
-__all__ = ['CALENDAR', 'calendar_features', 'calendar_columns', 'Statics']
+__all__ = ['CALENDAR', 'calendar_features', 'calendar_columns', 'idle_calendar', 'Statics']
 
 # %% ../nbs/07_covariates.ipynb #0005
 CALENDAR = {"hour": 24, "dayofweek": 7, "day": 31, "month": 12, "dayofyear": 366}  # feature → cycle length
@@ -34,6 +34,17 @@ def calendar_features(times:np.ndarray, # datetime64[ns]
 def calendar_columns(features:Sequence[str]) -> list[str]:
     "The names of the calendar columns, in the order `calendar_features` makes them."
     return [f"{name}_{f}" for name in features for f in ("sin", "cos")]
+
+def idle_calendar(features:Sequence[str], # names from `CALENDAR`
+                  freq:str, # the data's step, as `frequency.Spacing` learnt it ('h', 'D', 'W-SUN', 'MS', ...)
+                  start:Any, # a timestamp of the data: where the steps are anchored
+                 ) -> list[str]:
+    "The `features` that take one value at every step of `freq` from `start` (hour on daily rows): they tell a model nothing."
+    step = pd.tseries.frequencies.to_offset(freq)
+    if isinstance(step, pd.tseries.offsets.Tick) and step.nanos < pd.Timedelta("1D").value: return []  # every feature moves within 2 years
+    first = pd.Timestamp(start)
+    times = pd.date_range(first, first + pd.DateOffset(years=2, days=1), freq=step).to_numpy()  # every cycle passes at least twice
+    return [name for name in features if np.ptp(calendar_features(times, [name]), axis=0).max() < 1e-9]
 
 # %% ../nbs/07_covariates.ipynb #0008
 def _first_given(given:np.ndarray, indptr:np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .core import InputError
-from .covariates import CALENDAR, Statics, calendar_columns, calendar_features
+from .covariates import CALENDAR, Statics, calendar_columns, calendar_features, idle_calendar
 from .frequency import GAP_POLICIES, Frequency, refuse_beyond_time, steps_after
 from .panel import Panel, lengths_to_indptr, parse_panel, segment_rows
 from .profile import Profile
@@ -268,6 +268,15 @@ class Preprocessor:
                 return
         yield from self.panel(df).chunks(rows)
 
+    def _refuse_idle_calendar(self, panel:Panel) -> None:
+        "Refuse a calendar feature that takes one value at every step of a series' learnt frequency (hour on daily rows)."
+        freqs = self.spacing.freq_.astype(str)
+        for freq in dict.fromkeys(freqs.tolist()):
+            k = _first(freqs == freq)
+            if idle := idle_calendar(self.calendar, freq, panel.times[panel.indptr[k]]):
+                raise InputError("data.calendar", f"calendar features {idle} take one value at every step of this data ({freq}): they tell a model nothing; "
+                                 "remove them from data.calendar", str(panel.ids[k]))
+
     def _refuse_empty_columns(self, panel:Panel) -> None:
         "Refuse a series with a numeric column whose every value is missing: nothing to learn its scale from."
         empty = segment_sums(~np.isnan(panel.values), panel.indptr) == 0
@@ -287,6 +296,7 @@ class Preprocessor:
             k = _first(short)
             raise InputError(self.time_col, f"needs at least {need} rows to fit, got {panel.lengths[k]}", str(panel.ids[k]))
         self.spacing.fit(panel)
+        self._refuse_idle_calendar(panel)
         self._refuse_empty_columns(panel)
         self.scaling.fit(panel); self.repairs.fit(panel); self.statics.fit(panel)
         self.series_ = panel.ids
