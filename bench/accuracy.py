@@ -310,7 +310,7 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
            "mae_original_units": m["mae"], "rmse_original_units": m["rmse"],
            "n_windows": int(m["n_windows"]), "n_series": int(raw["series_id"].nunique()), "fit_s": fit_s, "eval_s": eval_s,
            "intervals": intervals, "calibrate_s": calibrate_s,
-           "overrides": overrides, "covariates": list(cfg.model.get("covariates", [])), "history_length": forecaster.history_length,
+           "overrides": overrides, "covariates": list(cfg.model.get("covariates") or []), "history_length": forecaster.history_length,
            "train_rows_seen": int(len(train)), "val_rows_seen": int(len(val)), "test_rows_seen": int(len(test))}
     if epochs is not None: out["epochs_trained"] = int(epochs)
     if ridges := forecaster.refit_overrides().get("model.trainer.ridges"): out["ridge"] = float(ridges[0])  # least squares: chosen on validation

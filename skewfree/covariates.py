@@ -41,10 +41,13 @@ def idle_calendar(features:Sequence[str], # names from `CALENDAR`
                  ) -> list[str]:
     "The `features` that take one value at every step of `freq` from `start` (hour on daily rows): they tell a model nothing."
     step = pd.tseries.frequencies.to_offset(freq)
-    if isinstance(step, pd.tseries.offsets.Tick) and step.nanos < pd.Timedelta("1D").value: return []  # every feature moves within 2 years
+    if not features or (isinstance(step, pd.tseries.offsets.Tick) and step.nanos < pd.Timedelta("1D").value): return []  # all move within 2 years
     first = pd.Timestamp(start)
-    times = pd.date_range(first, first + pd.DateOffset(years=2, days=1), freq=step).to_numpy()  # every cycle passes at least twice
-    return [name for name in features if np.ptp(calendar_features(times, [name]), axis=0).max() < 1e-9]
+    try:
+        times = pd.date_range(first, first + pd.DateOffset(years=2, days=1), freq=step)  # every cycle passes at least twice
+        if len(times) < 4: times = pd.date_range(first, periods=4, freq=step)  # a step of years: a few of them
+    except (pd.errors.OutOfBoundsDatetime, OverflowError): return []  # near the end of pandas' calendar: nothing to judge by
+    return [name for name in features if np.ptp(calendar_features(times.to_numpy(), [name]), axis=0).max() < 1e-9]
 
 # %% ../nbs/07_covariates.ipynb #0008
 def _first_given(given:np.ndarray, indptr:np.ndarray) -> np.ndarray:

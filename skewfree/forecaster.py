@@ -38,7 +38,8 @@ def fewest_windows(q:float) -> int:
     "The fewest calibration scores whose split-conformal `q` quantile is one of them (finite): 19 for 0.05 and 0.95, 9 for 0.1 and 0.9."
     n = np.arange(1, 1_000_001)
     rank = _conformal_ranks(q, n)
-    return int(n[np.argmax((rank >= 1) & (rank <= n))])
+    finite = (rank >= 1) & (rank <= n)
+    return int(n[np.argmax(finite)]) if finite.any() else len(n) + 1  # a level closer to 0 or 1 than that: more than we ever count
 
 @dataclass
 class ConformalIntervals:
@@ -76,8 +77,9 @@ class ConformalIntervals:
         shifts = self.shifts[:, None, :steps] * (1.0 if ratio is None else np.asarray(ratio, np.float64)[None, :, None])
         made = {q: (forecast.levels[q] if q in self.heads else point) + shifts[i] for i, q in enumerate(self.levels)}
         levels = dict(sorted(({q: v for q, v in forecast.levels.items() if q not in made} | made).items()))
-        if len(levels) > 1:  # rearranged: levels of different bases (a head, the point) never cross
-            levels = dict(zip(levels, np.sort(np.stack(np.broadcast_arrays(*levels.values())), axis=0)))
+        if len(levels) > 1:  # rearranged: levels of different bases (a head, the point) never cross; a step with a NaN level is left as it is
+            stacked = np.stack(np.broadcast_arrays(*levels.values()))
+            levels = dict(zip(levels, np.where(np.isnan(stacked).any(axis=0), stacked, np.sort(stacked, axis=0))))
         return ScaledForecast(forecast.times, point, levels, point_apart=True)
 
     def scale_ratio(self, ids:np.ndarray, # (forecasts,) each forecast's series id
@@ -253,7 +255,9 @@ class Forecaster:
         # calibrated on rows this model did not fit (the final one has fitted them, so it keeps these), in this model's scaled units
         if self.intervals is not None:
             pre = self.preprocessor
-            final.intervals = replace(self.intervals, scales=dict(zip(map(str, pre.series_), pre.scaling.stats_[:, 0, 1].tolist())))
+            # a refit of a refit keeps the scales of the model that was calibrated
+            measured_in = self.intervals.scales or dict(zip(map(str, pre.series_), pre.scaling.stats_[:, 0, 1].tolist()))
+            final.intervals = replace(self.intervals, scales=measured_in)
         return final
 
     def check_horizon(self, horizon:Any) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .core import InputError, quiet_lightning
 from .panel import lengths_to_indptr
@@ -322,7 +322,7 @@ def data_roles(data:Any) -> list[str]:
 def _roles_used(cfg:DictConfig, entry:ModelEntry, hyperparameters:dict[str, Any]) -> list[str]:
     "The roles in `model.covariates` that the data gives; for every other role the entry's hyperparameters without it (in place), or a refusal."
     wanted, given = cfg.model.get("covariates") or [], data_roles(cfg.data)  # absent or null: no covariates
-    if isinstance(wanted, str) or not all(role in COVARIATE_ROLES for role in wanted):
+    if not isinstance(wanted, list | tuple | ListConfig) or not all(role in COVARIATE_ROLES for role in wanted):
         raise InputError("model.covariates", f"must be a list of covariate roles out of {list(COVARIATE_ROLES)}, got {wanted!r}")
     for role in COVARIATE_ROLES:
         if role in wanted and role in given: continue
