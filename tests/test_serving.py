@@ -697,10 +697,14 @@ def test_work_past_its_deadline_is_answered_504_and_its_worker_stopped_and_repla
         while _alive(worker) and time.monotonic() < stopped_by: time.sleep(0.1)
         assert not _alive(worker), "the worker holding the overdue request was left working"
         assert "past a request's deadline: stopping it" in Path(srv.log.name).read_text()
-        ready_by = time.monotonic() + 120  # a fresh pool replaces it, and answers
-        while httpx.get(f"{srv.url}/ready", timeout=30).status_code != 200:
-            assert time.monotonic() < ready_by; time.sleep(0.2)
-        assert _post(srv, body).status_code == 200
+        ready_by, codes = time.monotonic() + 120, []  # a fresh pool replaces it, and answers
+        # the fresh worker's first forecast is cold (it builds what the first call needs): on a busy 2-core machine it can
+        # itself pass the 2 s deadline, which is then answered 504 as above (and that worker replaced); a few tries at most
+        while len(codes) < 3 and 200 not in codes:
+            while httpx.get(f"{srv.url}/ready", timeout=30).status_code != 200:
+                assert time.monotonic() < ready_by; time.sleep(0.2)
+            codes.append(_post(srv, body).status_code)
+        assert codes[-1] == 200 and set(codes) <= {200, 504}, codes
         assert worker not in _worker_pids(srv.proc.pid)
     finally:
         srv.stop()
