@@ -234,7 +234,8 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
     "The forecaster with its quantile levels (the config's `intervals`) calibrated on every window of `held_out`: split conformal."
     spec = IntervalSpec.from_config(forecaster.config)
     heads = forecaster.head_quantiles if spec.heads == "conformalise" else []
-    levels = sorted({*spec.quantiles, *heads} - (set() if heads else set(forecaster.head_quantiles)))  # `keep`: heads stay the model's
+    kept = forecaster.head_quantiles if spec.heads == "keep" else []  # served as the model made them: not calibrated
+    levels = sorted({*spec.quantiles, *heads} - set(kept))
     forecaster.intervals = None  # the base forecasts are the model's own
     if not levels: return forecaster
     table, steps = backtest(forecaster, held_out, stride=spec.stride), forecaster.max_horizon

@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -87,8 +88,13 @@ class ConformalIntervals:
                    ) -> np.ndarray|None:
         "Each forecast's calibration scale over its serving scale (1 for a series calibrated under none), or None where they are one scale."
         if self.scales is None: return None
-        calibrated = pd.Series(self.scales, dtype=np.float64).reindex([str(i) for i in ids]).to_numpy()
+        calibrated = self._scale_of.reindex(pd.Index(ids).astype(str)).to_numpy()
         return np.where(np.isnan(calibrated), 1.0, calibrated / serving)
+
+    @cached_property
+    def _scale_of(self) -> pd.Series:
+        "`scales` indexed by series id, made once: a request looks its series up in it, not the whole table again."
+        return pd.Series(self.scales, dtype=np.float64)
 
     def state(self) -> dict[str, Any]:
         "Plain data for the artifact."

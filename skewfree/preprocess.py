@@ -270,9 +270,8 @@ class Preprocessor:
 
     def _refuse_idle_calendar(self, panel:Panel) -> None:
         "Refuse a calendar feature that takes one value at every step of a series' learnt frequency (hour on daily rows)."
-        freqs = self.spacing.freq_.astype(str)
-        for freq in dict.fromkeys(freqs.tolist()):
-            k = _first(freqs == freq)
+        freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)  # each frequency once, at its first series
+        for freq, k in zip(freqs.tolist(), firsts.tolist()):
             if idle := idle_calendar(self.calendar, freq, panel.times[panel.indptr[k]]):
                 raise InputError("data.calendar", f"calendar features {idle} take one value at every step of this data ({freq}): they tell a model nothing; "
                                  "remove them from data.calendar", str(panel.ids[k]))
