@@ -27,7 +27,8 @@ __all__ = ['MODELS', 'TRAINERS', 'TRAINING_LOG', 'COVARIATE_ROLES', 'QUIET_TRAIN
            'build_seasonal_naive', 'capabilities', 'BuiltModel', 'data_roles', 'build_model', 'predict_options',
            'drop_training_callbacks', 'load_model', 'Windows', 'window_rows', 'gathered', 'LinearKernel',
            'register_kernel', 'nlinear_kernel', 'checked_kernel', 'windows_from_darts', 'WindowMoments',
-           'window_moments', 'ridge_solutions', 'fit_least_squares', 'least_squares_training']
+           'window_moments', 'ridge_solutions', 'last_inputs', 'blended_solutions', 'fit_least_squares',
+           'least_squares_training']
 
 # %% ../nbs/10_models.ipynb #0005
 @dataclass(frozen=True)
@@ -610,7 +611,28 @@ def ridge_solutions(moments:WindowMoments, ridges:Sequence[float]) -> dict[float
         out[float(ridge)] = (weight, mean_y - mean_x @ weight)
     return out
 
-def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:SeriesBatch|None=None) -> dict[str, Any]:
+def last_inputs(moments:WindowMoments, rows:int, components:int) -> WindowMoments:
+    "The moments of the same windows read `rows` rows back only: their last rows' inputs and the bias, a corner of these."
+    inputs = moments.gram.shape[0] - 1
+    keep = np.r_[np.arange(inputs - rows * components, inputs), inputs]  # row-major (step, column): the last rows come last
+    return WindowMoments(moments.gram[np.ix_(keep, keep)], moments.cross[keep], moments.target_energy, moments.windows)
+
+def blended_solutions(moments:WindowMoments, ridges:Sequence[float], look_backs:Sequence[int], components:int) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    "Per ridge, the mean of the ridge solutions read `look_backs` rows back on the same windows, shorter ones padded with zeros."
+    inputs = moments.gram.shape[0] - 1
+    members = [ridge_solutions(last_inputs(moments, rows, components), ridges) for rows in look_backs]
+    out = {}
+    for ridge in map(float, ridges):
+        weight, bias = np.zeros((inputs, moments.cross.shape[1])), np.zeros(moments.cross.shape[1])
+        for solutions in members:
+            w, b = solutions[ridge]
+            weight[inputs - len(w):] += w; bias += b
+        out[ridge] = (weight / len(members), bias / len(members))
+    return out
+
+def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:SeriesBatch|None=None,
+                      look_backs:Sequence[int]|None=None, # several: the mean of the NLinears reading that many rows (None: input_chunk_length)
+                     ) -> dict[str, Any]:
     "Fit a darts NLinear by ridge regression (the ridge with the lowest validation MSE when there are several); what it chose."
     import torch
     if batch.future is not None and batch.names["future"]:
@@ -621,13 +643,17 @@ def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:Seri
         model.fit(*batch.subset(np.arange(min(8, batch.n_series))).to_darts()[:2])
     kernel = nlinear_kernel(model)
     if kernel is None: raise InputError("model", "least squares fits a point NLinear only (no likelihood, encoders, output shift or static covariates)")
-    solutions = ridge_solutions(window_moments(kernel, batch), ridges)
-    chosen: dict[str, Any] = {"ridge": float(ridges[0])}
+    rows = sorted({int(r) for r in look_backs}) if look_backs else [kernel.input_chunk_length]
+    if rows[-1] > kernel.input_chunk_length:
+        raise InputError("trainer.least_squares.look_backs", f"{rows[-1]} rows is more than the model's input_chunk_length, "
+                         f"{kernel.input_chunk_length}: raise model.hyperparameters.input_chunk_length to {rows[-1]}")
+    solutions = blended_solutions(window_moments(kernel, batch), ridges, rows, kernel.components)
+    chosen: dict[str, Any] = {"ridge": float(ridges[0]), "look_backs": rows}
     if len(ridges) > 1:
         if val is None: raise InputError("val", f"several ridges {list(ridges)} are chosen between on validation rows: pass `val`")
         moments = window_moments(kernel, val)
         scores = {r: moments.mse(*solutions[r]) for r in solutions}
-        chosen = {"ridge": min(scores, key=lambda r: scores[r]), "val_mse_by_ridge": scores}
+        chosen.update(ridge=min(scores, key=lambda r: scores[r]), val_mse_by_ridge=scores)
     weight, bias = solutions[chosen["ridge"]]
     layer = model.model.layer
     with torch.no_grad():
@@ -646,9 +672,14 @@ def least_squares_training(trainer:DictConfig, seed:int) -> Training:
     ridges = [float(r) for r in trainer.ridges]
     if not ridges or not all(r >= 0 for r in ridges):
         raise InputError("trainer.least_squares.ridges", f"must be one or more numbers >= 0, got {ridges}")
+    look_backs = trainer.get("look_backs")
+    if look_backs is not None and (isinstance(look_backs, (str, bytes)) or not hasattr(look_backs, "__len__") or not len(look_backs)
+                                   or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in look_backs)):
+        raise InputError("trainer.least_squares.look_backs", f"must be null or a list of whole numbers of rows >= 1, got {look_backs!r}")
     chosen: dict[str, Any] = {}
 
-    def fit(model, batch:SeriesBatch, val:SeriesBatch|None=None) -> None: chosen.update(fit_least_squares(model, ridges, batch, val))
+    def fit(model, batch:SeriesBatch, val:SeriesBatch|None=None) -> None:
+        chosen.update(fit_least_squares(model, ridges, batch, val, None if look_backs is None else list(look_backs)))
     return Training({"n_epochs": 0, "random_state": int(seed), "pl_trainer_kwargs": dict(QUIET_TRAINER)}, {}, needs_validation=len(ridges) > 1,
                     refit_recipe=lambda model: {"model.trainer.ridges": [chosen["ridge"]]}, fit=fit)
 

@@ -13,7 +13,7 @@ import pytest
 
 from skewfree.config import compose_config, params_dir
 from skewfree.data import load_ett
-from skewfree.evaluate import temporal_split
+from skewfree.evaluate import refit_rows, temporal_split
 from skewfree.forecaster import Forecaster
 from skewfree.models import MODELS, build_model, point_booster
 from skewfree.train import train
@@ -146,3 +146,23 @@ def test_a_request_of_history_length_rows_feeds_the_oldest_covariate_lag():
     forecaster.fit(train_rows, val_rows)
     forecast = forecaster.predict(test_rows.groupby("series_id").head(forecaster.history_length), 6)
     assert len(forecast) == 12 and forecast.forecast.notna().all()
+
+
+def blend_forecast(look_backs: str):
+    cfg = compose_config(["model=nlinear_ls", "profile=smoke", "model.hyperparameters.input_chunk_length=72", f"trainer.least_squares.look_backs={look_backs}"])
+    forecaster, raw = Forecaster.from_config(cfg), load_ett(max_rows=1000)
+    train_rows, val_rows, test_rows = temporal_split(raw, cfg.cv, forecaster)
+    forecaster.fit(train_rows, val_rows)
+    return forecaster, refit_rows(raw, cfg.cv, forecaster), test_rows.groupby("series_id").head(forecaster.history_length)
+
+
+def test_a_blend_of_look_backs_trains_refits_and_forecasts_as_one_nlinear():
+    blend, seen, history = blend_forecast("[24,48,72]")
+    assert blend.history_length == 72 and blend.kernel is not None  # one NLinear reading the longest look-back, on the NumPy runtime
+    final = blend.refitted(seen)
+    assert final.config["trainer"]["least_squares"]["look_backs"] == [24, 48, 72] and len(final.config["model"]["trainer"]["ridges"]) == 1
+    single, _, _ = blend_forecast("[72]")
+    plain, _, _ = blend_forecast("null")
+    assert single.predict(history, 24).equals(plain.predict(history, 24))  # one look-back is the plain model, bit for bit
+    assert not blend.predict(history, 24).equals(plain.predict(history, 24))
+    assert final.predict(history, 24)["forecast"].notna().all()
