@@ -27,8 +27,8 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['BATCH_ROWS', 'file_kind', 'stream_rows', 'file_rows', 'NotGrouped', 'whole_series', 'partitioned', 'typed_rows',
-           'ForecastWriter', 'BatchResult', 'predict_file', 'typed_chunks', 'series_ranges', 'read_rows',
-           'RayForecasts', 'predict_with_ray']
+           'ForecastWriter', 'BatchResult', 'forecast_params', 'predict_file', 'typed_chunks', 'series_ranges',
+           'read_rows', 'RayForecasts', 'predict_with_ray']
 
 # %% ../nbs/23_batch.ipynb #0005
 BATCH_ROWS = 1_000_000  # rows read and forecast at a time: memory is bounded by this, not by the file
@@ -161,30 +161,38 @@ def _policy(model:Any) -> str:
     policies = model.unwrap_python_model().describe()["policies"]
     return f"data.missing={policies['missing']}, data.gaps={policies['gaps']}"
 
+def forecast_params(model:Any, horizon:int, quantiles:Sequence[float]|None=None) -> dict[str, Any]:
+    "The pyfunc's params for every chunk: the horizon, and the quantile levels asked for (None: every level the model serves), checked first."
+    if quantiles is None: return {"horizon": int(horizon)}
+    try: levels = model.unwrap_python_model().forecaster.check_quantiles(list(quantiles))
+    except InputError as e: raise InputError("--quantiles", e.reason) from None  # before any row is read, in the option's name
+    return {"horizon": int(horizon), "quantiles": levels}
+
 def predict_file(model:Any, # a loaded skewfree pyfunc model
                  source:Path, # raw history rows: .csv, .csv.gz or .parquet
                  output:Path, # forecast rows: .csv or .parquet
                  horizon:int,
                  *,
+                 quantiles:Sequence[float]|None=None, # the quantile columns to write; None: every level the model serves, []: none
                  rows:int=BATCH_ROWS, # rows per chunk, about
                  progress:bool=True, # a progress bar on standard error, where that is a terminal
                 ) -> BatchResult:
     "Forecast every series of `source` into `output`, a chunk of whole series at a time: bounded memory whatever the file's size."
     from tqdm.auto import tqdm
-    id_col = model.unwrap_python_model().columns.id_col
+    id_col, params = model.unwrap_python_model().columns.id_col, forecast_params(model, horizon, quantiles)
     def read() -> Iterator[pd.DataFrame]: return typed_chunks(model, stream_rows(source, "--input", rows, [id_col] if id_col else []))
     writer, result = ForecastWriter(output), BatchResult(policy=_policy(model))
     bar = tqdm(total=file_rows(source), unit="rows", unit_scale=True, file=sys.stderr, disable=not (progress and sys.stderr.isatty()),
                desc="forecasting")
     try:
-        try: _forecast_chunks(model, whole_series(read(), id_col), horizon, writer=writer, result=result, bar=bar)
+        try: _forecast_chunks(model, whole_series(read(), id_col), params, writer=writer, result=result, bar=bar)
         except NotGrouped:  # sorted by time, say: spread the rows by series first, then forecast each part whole
             writer.discard(); writer, result = ForecastWriter(output), BatchResult(policy=_policy(model))
             bar.reset(); bar.set_description("forecasting (rows not grouped by series: partitioned first)")
             with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
                 parts = max(1, math.ceil((file_rows(source) or _count_rows(source)) / rows))
                 spread = partitioned(read(), id_col, Path(tmp), parts)  # type: ignore[arg-type]
-                _forecast_chunks(model, spread, horizon, writer=writer, result=result, bar=bar)
+                _forecast_chunks(model, spread, params, writer=writer, result=result, bar=bar)
         if not result.chunks: raise InputError("--input", f"no rows in {source}")
         writer.close()
     except BaseException:
@@ -204,13 +212,13 @@ def typed_chunks(model:Any, chunks:Iterator[pd.DataFrame]) -> Iterator[pd.DataFr
             raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
         yield typed_rows(chunk[[c for c in chunk.columns if c in names]], schema, columns.id_col, "--input")
 
-def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], horizon:int, *, writer:ForecastWriter, result:BatchResult, bar:Any) -> None:
+def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], params:dict[str, Any], *, writer:ForecastWriter, result:BatchResult, bar:Any) -> None:
     "Each chunk of whole series, typed, forecast through the pyfunc, written; the repairs and counts gathered into `result`."
     for chunk in chunks:
-        forecast = model.predict(chunk, params={"horizon": horizon})
+        forecast = model.predict(chunk, params=params)
         writer.write(forecast)
         result.rows, result.chunks = result.rows + len(forecast), result.chunks + 1
-        result.series += len(forecast) // horizon
+        result.series += len(forecast) // params["horizon"]
         result.repairs.update(forecast.attrs.get("repairs", {}))
         bar.update(len(chunk))
 
@@ -246,17 +254,17 @@ def read_rows(path:Path, start:int, stop:int) -> pd.DataFrame:
 
 class RayForecasts:
     "A Ray Data actor: one hydrated artifact; each batch — whole series, given as rows or as a row range of `source` — forecast in one call."
-    def __init__(self, model_uri:str, store:str, horizon:int, output:str, source:str|None=None):
+    def __init__(self, model_uri:str, store:str, params:dict[str, Any], output:str, source:str|None=None):
         import mlflow
         mlflow.set_tracking_uri(store)
-        self.model, self.horizon, self.output = mlflow.pyfunc.load_model(model_uri), int(horizon), Path(output)
+        self.model, self.params, self.output = mlflow.pyfunc.load_model(model_uri), dict(params), Path(output)
         self.source = None if source is None else Path(source)
         self.id_col, self.schema = self.model.unwrap_python_model().columns.id_col, self.model.metadata.get_input_schema()
 
     def __call__(self, block:pd.DataFrame) -> pd.DataFrame:
         if self.source is not None:  # row ranges of the file: read here, by the actor that forecasts them
             block = pd.concat([read_rows(self.source, int(a), int(b)) for a, b in zip(block["start"], block["stop"])])
-        try: forecast = self.model.predict(typed_rows(block, self.schema, self.id_col, "--input"), params={"horizon": self.horizon})
+        try: forecast = self.model.predict(typed_rows(block, self.schema, self.id_col, "--input"), params=self.params)
         except InputError as e:  # Ray reports a failed block by its own exception, without ours: the refusal is left beside the output
             self._note("_refused", e.to_dict())
             raise
@@ -318,12 +326,13 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
                      address:str|None=None, # an existing Ray cluster; None: a local instance, shut down after
                      workers:int|None=None, # actors (and, locally, CPUs); None: one per CPU
                      rows:int=BATCH_ROWS, # rows per block, about
+                     quantiles:Sequence[float]|None=None, # the quantile columns to write; None: every level the model serves, []: none
                     ) -> BatchResult:
     "Forecast every series of `source` with Ray Data actors into Parquet files under `output`."
     import mlflow
     import ray
     loaded = mlflow.pyfunc.load_model(model_uri)
-    policy = _policy(loaded)
+    policy, params = _policy(loaded), forecast_params(loaded, horizon, quantiles)
     started, clock = not ray.is_initialized(), time.perf_counter()
     if started:
         try: ray.init(address=address or "local", num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False)
@@ -334,7 +343,7 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
         ds, ranges, batch_size = _whole_series_dataset(source, loaded.unwrap_python_model().columns, rows, workers)
         blocks = ds.count() if ranges else ds.num_blocks()
         repairs = output/"_repairs"  # notes beside the output: Parquet readers pass over names starting with an underscore
-        forecasts = ds.map_batches(RayForecasts, fn_constructor_kwargs={"model_uri": model_uri, "store": store, "horizon": horizon,
+        forecasts = ds.map_batches(RayForecasts, fn_constructor_kwargs={"model_uri": model_uri, "store": store, "params": params,
                                                                          "output": str(output), "source": str(source) if ranges else None},
                                    batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
         clock = time.perf_counter()

@@ -25,8 +25,8 @@ from .core import InputError, need_ray
 
 # %% auto #0
 __all__ = ['CHAMPION', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference',
-           'worker_count', 'known_model', 'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'predict',
-           'ray_output', 'drift', 'main']
+           'worker_count', 'known_model', 'check_serve_config', 'serve', 'admin_token', 'CommandFailed',
+           'quantile_levels', 'predict', 'ray_output', 'drift', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -61,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--executor", choices=["local", "ray"], default="local",
                          help="local: this process, chunk by chunk; ray: Ray Data actors (executor.address=HOST:PORT joins a cluster)")
     predict.add_argument("--chunk-rows", type=int, default=BATCH_ROWS, help=f"rows read and forecast at a time, about (default {BATCH_ROWS:,})")
+    predict.add_argument("--quantiles", help="the bands to write, as levels: 0.1,0.9 (none: the point forecast only; default: every level the model serves)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("overrides", nargs="*", help="Hydra overrides of the executor config, e.g. executor.address=HOST:PORT executor.workers=2")
     verify = sub.add_parser("verify", help="parity of batch predict and an HTTP server on the same raw windows")
@@ -257,6 +258,13 @@ def admin_token(path:Path|None) -> str|None:
 class CommandFailed(Exception):
     "A command that could not do its job for a reason other than its input (a deployment that did not start)."
 
+def quantile_levels(text:str|None) -> list[float]|None:
+    "`--quantiles` as levels: None when not given (every band), [] for `none`; anything else that is not numbers, named."
+    if text is None: return None
+    if text.strip().lower() == "none": return []
+    try: return [float(level) for level in text.split(",")]
+    except ValueError: raise InputError("--quantiles", f"must be levels separated by commas (0.1,0.9) or none, got {text!r}") from None
+
 def predict(args:argparse.Namespace) -> None:
     "Batch inference: raw history rows from a file, through the artifact's pyfunc, forecasts to a file — in chunks of whole series."
     from omegaconf import OmegaConf
@@ -265,17 +273,18 @@ def predict(args:argparse.Namespace) -> None:
     from skewfree.config import compose_config
     if args.chunk_rows < 1: raise InputError("--chunk-rows", f"must be at least 1, got {args.chunk_rows}")
     if args.horizon < 1: raise InputError("--horizon", f"must be at least 1, got {args.horizon}")
+    quantiles = quantile_levels(args.quantiles)
     executor: dict[str, Any] = OmegaConf.to_container(compose_config([f"executor={args.executor}", *args.overrides]).executor, resolve=True)  # type: ignore[assignment]
     if args.executor == "ray":
         need_ray("--executor")
         output = ray_output(args.output)  # before any work: a typo in a path should not cost a forecast
         known_model(args.model_uri)  # an unknown model is named before Ray starts
         result = predict_with_ray(args.model_uri, args.input, output, args.horizon, store=tracking_uri(), address=executor.get("address"),
-                                  workers=executor.get("workers"), rows=args.chunk_rows)
+                                  workers=executor.get("workers"), rows=args.chunk_rows, quantiles=quantiles)
     else:
         output = output_path(args.output)
         model = mlflow.pyfunc.load_model(args.model_uri)
-        try: result = predict_file(model, args.input, output, args.horizon, rows=args.chunk_rows, progress=not args.quiet)
+        try: result = predict_file(model, args.input, output, args.horizon, quantiles=quantiles, rows=args.chunk_rows, progress=not args.quiet)
         except OSError as e: raise InputError("--output", f"cannot write {output}: {e.strerror or e}") from None
     if result.repairs:  # the forecasts stand on repaired histories: say so, as the HTTP answer does
         shown = dict(list(result.repairs.items())[:20])

@@ -21,7 +21,7 @@ import skewfree
 from .config import resolved
 from .core import InputError
 from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, load_model,
-                             model_entry, predict_options, windows_from_darts)
+                             TRAINING_LOG, model_entry, predict_options, windows_from_darts)
 from .panel import Panel
 from .preprocess import Preprocessor, ScaledForecast, SeriesBatch, band_column
 from .profile import Feature
@@ -244,6 +244,8 @@ class Forecaster:
         # from here on the kernel, checked against darts on the training series, computes every forecast and every score
         wanted = _runtime(self.config["model"]) == "numpy"
         self.kernel = checked_kernel(self.entry, self.model, batch) if wanted else None
+        if wanted and self.kernel is None:  # asked for, not given: said once, where the training's lines go
+            TRAINING_LOG.warning(f"model.runtime=numpy: model {self.model_name!r} has no NumPy forward pass for this configuration; darts predicts")
         return self
 
     def refit_overrides(self) -> dict[str, Any]:

@@ -140,6 +140,23 @@ def test_batch_predict_cli_matches_the_pyfunc_path(trained, store, tmp_path, suf
     assert (got.forecast.to_numpy() == expected.forecast.to_numpy()).all()
 
 
+def test_batch_predict_cli_writes_the_bands_asked_for_and_refuses_one_the_model_does_not_serve(trained, store, tmp_path):
+    history = load_ett(max_rows=900).groupby("series_id").tail(trained.forecaster.history_length)
+    source, target = tmp_path / "history.csv", tmp_path / "forecast.parquet"
+    history.to_csv(source, index=False)
+    expected = mlflow.pyfunc.load_model(trained.model_uri).predict(history, params={"horizon": 5, "quantiles": [0.1, 0.9]})
+    done = cli("predict", "--model-uri", trained.model_uri, "--input", str(source), "--horizon", "5", "--output", str(target),
+               "--quantiles", "0.1,0.9", store=store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_parquet(target), expected, check_exact=True)
+    assert [c for c in expected.columns if c.startswith("q")] == ["q0.1", "q0.9"]
+    done = cli("predict", "--model-uri", trained.model_uri, "--input", str(source), "--horizon", "5", "--output", str(tmp_path / "f.csv"),
+               "--quantiles", "0.5", store=store)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and last.startswith("skewfree predict: --quantiles: [0.5] not forecast"), done.stderr[-2000:]
+    assert not (tmp_path / "f.csv").exists()
+
+
 def test_batch_predict_cli_says_what_it_repaired_in_the_history(trained, store, tmp_path):
     history = load_ett(max_rows=900).groupby("series_id").tail(trained.forecaster.history_length).reset_index(drop=True)
     history.loc[[3, 4], "OT"] = np.nan  # two missing values in ETTh1's history, which this model's policy interpolates
