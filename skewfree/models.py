@@ -27,7 +27,7 @@ __all__ = ['MODELS', 'TRAINERS', 'TRAINING_LOG', 'COVARIATE_ROLES', 'QUIET_TRAIN
            'build_seasonal_naive', 'capabilities', 'BuiltModel', 'data_roles', 'build_model', 'predict_options',
            'drop_training_callbacks', 'load_model', 'Windows', 'window_rows', 'gathered', 'LinearKernel',
            'register_kernel', 'nlinear_kernel', 'checked_kernel', 'windows_from_darts', 'WindowMoments',
-           'window_moments', 'ridge_solutions', 'last_inputs', 'blended_solutions', 'fit_least_squares',
+           'window_moments', 'ridge_solutions', 'last_inputs', 'solve_members', 'fit_least_squares',
            'least_squares_training']
 
 # %% ../nbs/10_models.ipynb #0005
@@ -617,21 +617,24 @@ def last_inputs(moments:WindowMoments, rows:int, components:int) -> WindowMoment
     keep = np.r_[np.arange(inputs - rows * components, inputs), inputs]  # row-major (step, column): the last rows come last
     return WindowMoments(moments.gram[np.ix_(keep, keep)], moments.cross[keep], moments.target_energy, moments.windows)
 
-def blended_solutions(moments:WindowMoments, ridges:Sequence[float], look_backs:Sequence[int], components:int) -> dict[float, tuple[np.ndarray, np.ndarray]]:
-    "Per ridge, the mean of the ridge solutions read `look_backs` rows back on the same windows, shorter ones padded with zeros."
-    inputs = moments.gram.shape[0] - 1
-    members = [ridge_solutions(last_inputs(moments, rows, components), ridges) for rows in look_backs]
-    out = {}
-    for ridge in map(float, ridges):
-        weight, bias = np.zeros((inputs, moments.cross.shape[1])), np.zeros(moments.cross.shape[1])
-        for solutions in members:
-            w, b = solutions[ridge]
-            weight[inputs - len(w):] += w; bias += b
-        out[ridge] = (weight / len(members), bias / len(members))
-    return out
+def solve_members(moments:WindowMoments, look_backs:Sequence[int], candidates:Sequence[Sequence[float]], components:int,
+                  val:WindowMoments|None=None) -> tuple[np.ndarray, np.ndarray, list[float], list[dict[float, float]]]:
+    "The mean of the NLinears reading `look_backs[i]` rows of the same windows, each with its ridge of lowest `val` MSE out of `candidates[i]`."
+    inputs, steps = moments.gram.shape[0] - 1, moments.cross.shape[1]
+    weight, bias, ridges, scores = np.zeros((inputs, steps)), np.zeros(steps), [], []
+    for rows, options in zip(look_backs, candidates):
+        solutions = ridge_solutions(last_inputs(moments, rows, components), options)
+        if len(options) > 1 and val is None: raise ValueError("several ridges are chosen between on validation moments: pass `val`")
+        score = {} if len(options) == 1 else {r: last_inputs(val, rows, components).mse(*solutions[r]) for r in solutions}  # type: ignore[arg-type]
+        ridge = min(score, key=score.__getitem__) if score else float(options[0])
+        w, b = solutions[ridge]
+        weight[inputs - len(w):] += w; bias += b  # a shorter look-back reads the last rows: zero weight on the rows before them
+        ridges.append(ridge); scores.append(score)
+    return weight / len(look_backs), bias / len(look_backs), ridges, scores
 
-def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:SeriesBatch|None=None,
+def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:SeriesBatch|None=None, *,
                       look_backs:Sequence[int]|None=None, # several: the mean of the NLinears reading that many rows (None: input_chunk_length)
+                      member_ridges:Sequence[float]|None=None, # each look-back's ridge, in increasing order of look-back (None: chosen on `val`)
                      ) -> dict[str, Any]:
     "Fit a darts NLinear by ridge regression (the ridge with the lowest validation MSE when there are several); what it chose."
     import torch
@@ -647,14 +650,15 @@ def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:Seri
     if rows[-1] > kernel.input_chunk_length:
         raise InputError("trainer.least_squares.look_backs", f"{rows[-1]} rows is more than the model's input_chunk_length, "
                          f"{kernel.input_chunk_length}: raise model.hyperparameters.input_chunk_length to {rows[-1]}")
-    solutions = blended_solutions(window_moments(kernel, batch), ridges, rows, kernel.components)
-    chosen: dict[str, Any] = {"ridge": float(ridges[0]), "look_backs": rows}
-    if len(ridges) > 1:
-        if val is None: raise InputError("val", f"several ridges {list(ridges)} are chosen between on validation rows: pass `val`")
-        moments = window_moments(kernel, val)
-        scores = {r: moments.mse(*solutions[r]) for r in solutions}
-        chosen.update(ridge=min(scores, key=lambda r: scores[r]), val_mse_by_ridge=scores)
-    weight, bias = solutions[chosen["ridge"]]
+    if member_ridges is not None and len(member_ridges) != len(rows):
+        raise InputError("trainer.least_squares.member_ridges", f"gives {len(member_ridges)} ridges for the look-backs {rows}: one each, in that order")
+    candidates = [[float(r)] for r in member_ridges] if member_ridges is not None else [list(ridges)] * len(rows)
+    choosing = any(len(c) > 1 for c in candidates)
+    if choosing and val is None: raise InputError("val", f"several ridges {list(ridges)} are chosen between on validation rows: pass `val`")
+    weight, bias, picked, scores = solve_members(window_moments(kernel, batch), rows, candidates, kernel.components,
+                                                 window_moments(kernel, val) if choosing and val is not None else None)
+    chosen: dict[str, Any] = {"ridge": picked[0]} if len(rows) == 1 else {"look_backs": rows, "member_ridges": picked}
+    if choosing: chosen["val_mse_by_ridge"] = scores[0] if len(rows) == 1 else scores
     layer = model.model.layer
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(weight.T).to(layer.weight.dtype))
@@ -672,15 +676,24 @@ def least_squares_training(trainer:DictConfig, seed:int) -> Training:
     ridges = [float(r) for r in trainer.ridges]
     if not ridges or not all(r >= 0 for r in ridges):
         raise InputError("trainer.least_squares.ridges", f"must be one or more numbers >= 0, got {ridges}")
-    look_backs = trainer.get("look_backs")
-    if look_backs is not None and (isinstance(look_backs, (str, bytes)) or not hasattr(look_backs, "__len__") or not len(look_backs)
-                                   or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in look_backs)):
-        raise InputError("trainer.least_squares.look_backs", f"must be null or a list of whole numbers of rows >= 1, got {look_backs!r}")
+    look_backs, member_ridges = _listed(trainer, "look_backs", int, 1), _listed(trainer, "member_ridges", float, 0)
     chosen: dict[str, Any] = {}
 
     def fit(model, batch:SeriesBatch, val:SeriesBatch|None=None) -> None:
-        chosen.update(fit_least_squares(model, ridges, batch, val, None if look_backs is None else list(look_backs)))
-    return Training({"n_epochs": 0, "random_state": int(seed), "pl_trainer_kwargs": dict(QUIET_TRAINER)}, {}, needs_validation=len(ridges) > 1,
-                    refit_recipe=lambda model: {"model.trainer.ridges": [chosen["ridge"]]}, fit=fit)
+        chosen.update(fit_least_squares(model, ridges, batch, val, look_backs=look_backs, member_ridges=member_ridges))
+
+    def refit_recipe(model) -> dict[str, Any]:  # each ridge as chosen: the refit needs no validation rows
+        return {"model.trainer.ridges": [chosen["ridge"]]} if "ridge" in chosen else {"model.trainer.member_ridges": chosen["member_ridges"]}
+    return Training({"n_epochs": 0, "random_state": int(seed), "pl_trainer_kwargs": dict(QUIET_TRAINER)}, {},
+                    needs_validation=len(ridges) > 1 and member_ridges is None, refit_recipe=refit_recipe, fit=fit)
+
+def _listed(trainer:DictConfig, key:str, kind:type, least:float) -> list|None:
+    "`trainer.least_squares.<key>`: null, or a non-empty list of `kind` numbers >= `least`, or an `InputError` naming it."
+    value = trainer.get(key)
+    if value is None: return None
+    items = list(value) if isinstance(value, ListConfig | list | tuple) else None
+    if not items or not all(isinstance(v, int | float) and not isinstance(v, bool) and (kind is float or isinstance(v, int)) and v >= least for v in items):
+        raise InputError(f"trainer.least_squares.{key}", f"must be null or a list of {'whole numbers' if kind is int else 'numbers'} >= {least}, got {value!r}")
+    return [kind(v) for v in items]
 
 

@@ -160,7 +160,8 @@ def test_a_blend_of_look_backs_trains_refits_and_forecasts_as_one_nlinear():
     blend, seen, history = blend_forecast("[24,48,72]")
     assert blend.history_length == 72 and blend.kernel is not None  # one NLinear reading the longest look-back, on the NumPy runtime
     final = blend.refitted(seen)
-    assert final.config["trainer"]["least_squares"]["look_backs"] == [24, 48, 72] and len(final.config["model"]["trainer"]["ridges"]) == 1
+    assert final.config["trainer"]["least_squares"]["look_backs"] == [24, 48, 72]
+    assert len(final.config["model"]["trainer"]["member_ridges"]) == 3  # each member's ridge, as chosen: no validation rows needed
     single, _, _ = blend_forecast("[72]")
     plain, _, _ = blend_forecast("null")
     assert single.predict(history, 24).equals(plain.predict(history, 24))  # one look-back is the plain model, bit for bit
