@@ -45,12 +45,14 @@ Settings:
   The nlinear_ls candidates were committed (this file, the model and its trainer) before any of their test figures
   existed, and measured once; nothing about them was changed after. So was `nlinear_ls_blend` (later, after every other
   candidate's test figures were known): one NLinear that is the mean of nlinear_ls, nlinear_ls_l512 and nlinear_ls_l720,
-  solved on the same windows, each member with its own ridge chosen on the validation rows (`trainer.least_squares.look_backs`).
-  A forecast combination of candidates that differ only in look-back: its look-backs are the candidates' own, the rule
-  that chooses among the candidates is unchanged, and neither was set from a test figure. Its first form (6341369: one
-  ridge for all three members, chosen on the blend's validation MSE) was scored on the selection slice only, where it lost
-  to each of its members in every S cell measured (it over-shrank the shorter look-backs); it was changed to a ridge per
-  member before any test figure of either form existed.
+  each member solved as it is alone (every window of its own look-back, its own ridge chosen on the validation rows;
+  `trainer.least_squares.look_backs`). A forecast combination of candidates that differ only in look-back: its
+  look-backs are the candidates' own, the rule that chooses among the candidates is unchanged, and neither was set from
+  a test figure. Two earlier forms were scored on the selection slice only, never on test rows, and each was worse than
+  its best member in all but one of the cells it was scored in: 6341369 (one ridge for all three members, chosen on the
+  blend's validation MSE; 15 cells, recorded in ff54408's results) and ff54408 (a ridge per member, but every member
+  fitted on the longest look-back's windows only, which moved the shorter members' ridges; 16 cells, recorded in the
+  commit after it). The third form is the mean of the three candidates exactly, which the docstring above had promised.
 - "S" (univariate): the target OT only, one model per dataset, for every model: the six load columns are not handed to
   any model (`data.covariates.past=[]`), as the paper defines the setting. NLinear uses no covariates (its YAML's
   `covariates: []`); xgboost and tft add the calendar features their YAML asks for (future covariates made from the

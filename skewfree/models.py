@@ -500,6 +500,10 @@ class LinearKernel:
         times = batch.times[(batch.indptr[series] + firsts)[:, None] + np.arange(h)]
         return Windows(series, firsts, ScaledForecast(times, np.concatenate(out) if out else np.empty((0, h), self.weight.dtype)))
 
+    def reading(self, rows:int) -> LinearKernel:
+        "This map on the last `rows` rows of each window only: its weights on them."
+        return LinearKernel(self.weight[:, (self.input_chunk_length - rows) * self.components:], self.bias, rows, self.components, self.normalize)
+
     def save(self, path:str|Path) -> None:
         "Weights and shape in one `.npz` file, readable without pickle."
         meta = {"input_chunk_length": self.input_chunk_length, "components": self.components, "normalize": self.normalize}
@@ -617,18 +621,21 @@ def last_inputs(moments:WindowMoments, rows:int, components:int) -> WindowMoment
     keep = np.r_[np.arange(inputs - rows * components, inputs), inputs]  # row-major (step, column): the last rows come last
     return WindowMoments(moments.gram[np.ix_(keep, keep)], moments.cross[keep], moments.target_energy, moments.windows)
 
-def solve_members(moments:WindowMoments, look_backs:Sequence[int], candidates:Sequence[Sequence[float]], components:int,
-                  val:WindowMoments|None=None) -> tuple[np.ndarray, np.ndarray, list[float], list[dict[float, float]]]:
-    "The mean of the NLinears reading `look_backs[i]` rows of the same windows, each with its ridge of lowest `val` MSE out of `candidates[i]`."
-    inputs, steps = moments.gram.shape[0] - 1, moments.cross.shape[1]
-    weight, bias, ridges, scores = np.zeros((inputs, steps)), np.zeros(steps), [], []
+def solve_members(kernel:LinearKernel, batch:SeriesBatch, look_backs:Sequence[int], candidates:Sequence[Sequence[float]],
+                  val:SeriesBatch|None=None) -> tuple[np.ndarray, np.ndarray, list[float], list[dict[float, float]]]:
+    "The mean of the NLinears reading `look_backs[i]` rows, each solved alone with its ridge of lowest `val` MSE out of `candidates[i]`."
+    L, C = kernel.input_chunk_length, kernel.components
+    # each member fits every window its own look-back allows, as it would alone; all are scored on the windows of the longest
+    # look-back, whose forecasts cover the validation rows exactly (the rows before them are its context)
+    scored = window_moments(kernel, val) if val is not None and any(len(c) > 1 for c in candidates) else None
+    weight, bias, ridges, scores = np.zeros((L * C, kernel.output_chunk_length)), np.zeros(kernel.output_chunk_length), [], []
     for rows, options in zip(look_backs, candidates):
-        solutions = ridge_solutions(last_inputs(moments, rows, components), options)
-        if len(options) > 1 and val is None: raise ValueError("several ridges are chosen between on validation moments: pass `val`")
-        score = {} if len(options) == 1 else {r: last_inputs(val, rows, components).mse(*solutions[r]) for r in solutions}  # type: ignore[arg-type]
+        solutions = ridge_solutions(window_moments(kernel.reading(rows), batch), options)
+        if len(options) > 1 and scored is None: raise ValueError("several ridges are chosen between on validation rows: pass `val`")
+        score = {r: last_inputs(scored, rows, C).mse(*solutions[r]) for r in solutions} if len(options) > 1 and scored else {}
         ridge = min(score, key=score.__getitem__) if score else float(options[0])
         w, b = solutions[ridge]
-        weight[inputs - len(w):] += w; bias += b  # a shorter look-back reads the last rows: zero weight on the rows before them
+        weight[(L - rows) * C:] += w; bias += b  # a shorter look-back reads the last rows: zero weight on the rows before them
         ridges.append(ridge); scores.append(score)
     return weight / len(look_backs), bias / len(look_backs), ridges, scores
 
@@ -655,8 +662,7 @@ def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:Seri
     candidates = [[float(r)] for r in member_ridges] if member_ridges is not None else [list(ridges)] * len(rows)
     choosing = any(len(c) > 1 for c in candidates)
     if choosing and val is None: raise InputError("val", f"several ridges {list(ridges)} are chosen between on validation rows: pass `val`")
-    weight, bias, picked, scores = solve_members(window_moments(kernel, batch), rows, candidates, kernel.components,
-                                                 window_moments(kernel, val) if choosing and val is not None else None)
+    weight, bias, picked, scores = solve_members(kernel, batch, rows, candidates, val)
     chosen: dict[str, Any] = {"ridge": picked[0]} if len(rows) == 1 else {"look_backs": rows, "member_ridges": picked}
     if choosing: chosen["val_mse_by_ridge"] = scores[0] if len(rows) == 1 else scores
     layer = model.model.layer
