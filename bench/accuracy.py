@@ -48,8 +48,8 @@ Settings:
   each member solved as it is alone (every window of its own look-back, its own ridge chosen on the validation rows;
   `trainer.least_squares.look_backs`). A forecast combination of candidates that differ only in look-back: its
   look-backs are the candidates' own, the rule that chooses among the candidates is unchanged, and neither was set from
-  a test figure. Two earlier forms were scored on the selection slice only, never on test rows, and each was worse than
-  its best member in all but one of the cells it was scored in: 6341369 (one ridge for all three members, chosen on the
+  a test figure. Two earlier forms were scored on the selection slice only, never on test rows, and were worse than
+  their best member in 15 of the 15 and 15 of the 16 cells they were scored in: 6341369 (one ridge for all three members, chosen on the
   blend's validation MSE; 15 cells, recorded in ff54408's results) and ff54408 (a ridge per member, but every member
   fitted on the longest look-back's windows only, which moved the shorter members' ridges; 16 cells, recorded in the
   commit after it). The third form is the mean of the three candidates exactly, which the docstring above had promised.
