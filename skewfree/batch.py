@@ -163,8 +163,10 @@ def _policy(model:Any) -> str:
 
 def forecast_params(model:Any, horizon:int, quantiles:Sequence[float]|None=None) -> dict[str, Any]:
     "The pyfunc's params for every chunk: the horizon, and the quantile levels asked for (None: every level the model serves), checked first."
-    if quantiles is None: return {"horizon": int(horizon)}
-    try: levels = model.unwrap_python_model().forecaster.check_quantiles(list(quantiles))
+    forecaster = model.unwrap_python_model().forecaster
+    # a model that serves no band has no `quantiles` param to send (MLflow would warn of it on every chunk)
+    if quantiles is None or not (quantiles or forecaster.quantiles): return {"horizon": int(horizon)}
+    try: levels = forecaster.check_quantiles(list(quantiles))
     except InputError as e: raise InputError("--quantiles", e.reason) from None  # before any row is read, in the option's name
     return {"horizon": int(horizon), "quantiles": levels}
 

@@ -625,14 +625,15 @@ def solve_members(kernel:LinearKernel, batch:SeriesBatch, look_backs:Sequence[in
                   val:SeriesBatch|None=None) -> tuple[np.ndarray, np.ndarray, list[float], list[dict[float, float]]]:
     "The mean of the NLinears reading `look_backs[i]` rows, each solved alone with its ridge of lowest `val` MSE out of `candidates[i]`."
     L, C = kernel.input_chunk_length, kernel.components
-    # each member fits every window its own look-back allows, as it would alone; all are scored on the windows of the longest
-    # look-back, whose forecasts cover the validation rows exactly (the rows before them are its context)
+    # each member fits every window its own look-back allows, as it would alone; all are scored on the windows of the model's
+    # input_chunk_length, whose forecasts cover the validation rows exactly (the rows before them are its context)
     scored = window_moments(kernel, val) if val is not None and any(len(c) > 1 for c in candidates) else None
     weight, bias, ridges, scores = np.zeros((L * C, kernel.output_chunk_length)), np.zeros(kernel.output_chunk_length), [], []
     for rows, options in zip(look_backs, candidates):
         solutions = ridge_solutions(window_moments(kernel.reading(rows), batch), options)
         if len(options) > 1 and scored is None: raise ValueError("several ridges are chosen between on validation rows: pass `val`")
-        score = {r: last_inputs(scored, rows, C).mse(*solutions[r]) for r in solutions} if len(options) > 1 and scored else {}
+        read = last_inputs(scored, rows, C) if len(options) > 1 and scored else None  # once per member, not once per ridge
+        score = {r: read.mse(*solutions[r]) for r in solutions} if read else {}
         ridge = min(score, key=score.__getitem__) if score else float(options[0])
         w, b = solutions[ridge]
         weight[(L - rows) * C:] += w; bias += b  # a shorter look-back reads the last rows: zero weight on the rows before them
@@ -641,7 +642,7 @@ def solve_members(kernel:LinearKernel, batch:SeriesBatch, look_backs:Sequence[in
 
 def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:SeriesBatch|None=None, *,
                       look_backs:Sequence[int]|None=None, # several: the mean of the NLinears reading that many rows (None: input_chunk_length)
-                      member_ridges:Sequence[float]|None=None, # each look-back's ridge, in increasing order of look-back (None: chosen on `val`)
+                      member_ridges:Sequence[float]|None=None, # each look-back's ridge, in the order of `look_backs` (None: chosen on `val`)
                      ) -> dict[str, Any]:
     "Fit a darts NLinear by ridge regression (the ridge with the lowest validation MSE when there are several); what it chose."
     import torch
@@ -653,12 +654,15 @@ def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:Seri
         model.fit(*batch.subset(np.arange(min(8, batch.n_series))).to_darts()[:2])
     kernel = nlinear_kernel(model)
     if kernel is None: raise InputError("model", "least squares fits a point NLinear only (no likelihood, encoders, output shift or static covariates)")
-    rows = sorted({int(r) for r in look_backs}) if look_backs else [kernel.input_chunk_length]
-    if rows[-1] > kernel.input_chunk_length:
-        raise InputError("trainer.least_squares.look_backs", f"{rows[-1]} rows is more than the model's input_chunk_length, "
-                         f"{kernel.input_chunk_length}: raise model.hyperparameters.input_chunk_length to {rows[-1]}")
+    rows = [int(r) for r in look_backs] if look_backs else [kernel.input_chunk_length]
+    if len(set(rows)) < len(rows):  # a repeat would weigh one member twice, and pair the ridges given with the wrong members
+        raise InputError("trainer.least_squares.look_backs", f"{rows} names a look-back more than once: give each once")
+    if max(rows) > kernel.input_chunk_length:
+        raise InputError("trainer.least_squares.look_backs", f"{max(rows)} rows is more than the model's input_chunk_length, "
+                         f"{kernel.input_chunk_length}: raise model.hyperparameters.input_chunk_length to {max(rows)}")
     if member_ridges is not None and len(member_ridges) != len(rows):
-        raise InputError("trainer.least_squares.member_ridges", f"gives {len(member_ridges)} ridges for the look-backs {rows}: one each, in that order")
+        raise InputError("trainer.least_squares.member_ridges", f"gives {len(member_ridges)} ridges for the look-backs {rows}: one each, in that "
+                         "order (a refit writes them under model.trainer.member_ridges)")
     candidates = [[float(r)] for r in member_ridges] if member_ridges is not None else [list(ridges)] * len(rows)
     choosing = any(len(c) > 1 for c in candidates)
     if choosing and val is None: raise InputError("val", f"several ridges {list(ridges)} are chosen between on validation rows: pass `val`")
