@@ -22,6 +22,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.models import Model, infer_signature, validate_schema
 from mlflow.models.model import ModelInfo
 from mlflow.pyfunc import PythonModel
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'tracking_uri',
            'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests', 'request_window',
-           'write_artifact', 'check_parts', 'replay_golden', 'Columns', 'SkewfreeModel', 'input_example',
-           'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution', 'register', 'promote']
+           'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput', 'Columns', 'SkewfreeModel',
+           'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution', 'register', 'promote']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -157,6 +158,13 @@ def replay_golden(forecaster:Forecaster, folder:Path, manifest:dict[str, Any], t
     return worst
 
 # %% ../nbs/14_artifact.ipynb #0009
+class RefusedInput(InputError, MlflowException):
+    "An `InputError` that MLflow's own scoring server (`mlflow models serve`) answers as a 400 with its message."
+    def __init__(self, field:str, reason:str, series:str|None=None, row:Any=None):
+        InputError.__init__(self, field, reason, series, row)
+        MlflowException.__init__(self, str(self), error_code=INVALID_PARAMETER_VALUE)  # its message: the InputError's one line
+
+# %% ../nbs/14_artifact.ipynb #0010
 @dataclass(frozen=True)
 class Columns:
     "The raw columns an artifact reads, by role: what a request must carry."
@@ -187,7 +195,10 @@ class SkewfreeModel(PythonModel):
 
     def predict(self, context, model_input:pd.DataFrame, params:dict[str, Any]|None=None) -> pd.DataFrame:
         "Forecast `params['horizon']` steps (default: the model's longest) after each series' history."
-        return self.forecast(model_input, self.defaults | (params or {}))
+        try: return self.forecast(model_input, self.defaults | (params or {}))
+        except InputError as e:
+            if isinstance(e, MlflowException): raise
+            raise RefusedInput(e.field, e.reason, e.series, e.row) from None
 
     def forecast(self, rows:pd.DataFrame, params:dict[str, Any], checkpoint:Callable[[str], None]|None=None) -> pd.DataFrame:
         "Every stage in this process, piece by piece of a large panel (`Forecaster.predict`); repairs and histograms in the answer's `attrs`."
@@ -259,7 +270,7 @@ class SkewfreeModel(PythonModel):
                 "policies": {"missing": f.preprocessor.missing, "gaps": f.preprocessor.gaps},
                 "monitored": [feature.state() for feature in f.monitored]}
 
-# %% ../nbs/14_artifact.ipynb #0011
+# %% ../nbs/14_artifact.ipynb #0012
 def input_example(forecaster:Forecaster, raw:pd.DataFrame) -> pd.DataFrame:
     "The last `history_length` raw rows of each series in `raw` (up to `GOLDEN_SERIES` of them), in the columns the preprocessor reads: a real request."
     pre = forecaster.preprocessor
@@ -300,7 +311,7 @@ def log_forecaster(forecaster:Forecaster, # fitted
 
 _CONVERT = re.compile(r"Failed to convert column (.+?) to type '([^']+)'\. Error: (.*)", re.S)
 _MISSING = re.compile(r"Model is missing inputs \[(.*?)\]")
-_PARAM = re.compile(r"Failed to validate type and shape for '([^']+)'")
+_PARAM = re.compile(r"(?:Failed to validate type and shape for|for param) '([^']+)'")
 
 def mlflow_reason(e:MlflowException) -> str:
     "MLflow's schema-enforcement message without its echo of the whole input frame, and with the column it names."
@@ -333,7 +344,7 @@ def _requirements() -> list[str]:
     # a local version (`2.13.0+cpu`, a wheel built for one machine) is served by no package index: the public version is
     return [f"{dist}=={v.split('+')[0]}" for dist, v in filter(None, found)]
 
-# %% ../nbs/14_artifact.ipynb #0014
+# %% ../nbs/14_artifact.ipynb #0015
 def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
              ranked_by:str|None=None, # the score `promote` compares by default (the config's `registry.metric`)
              scored_on:dict[str, Any]|None=None, # what the scores were measured on (see `skewfree.train.scoring_record`)

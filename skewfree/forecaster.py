@@ -118,9 +118,14 @@ class IntervalSpec(NamedTuple):
     def from_config(cls, config:Mapping[str, Any]) -> IntervalSpec:
         "`config['intervals']` checked (absent: none), or an `InputError` naming the key."
         spec = config.get("intervals") or {}
-        levels = list(spec.get("quantiles") or [])
+        given = spec.get("quantiles") or []
+        if isinstance(given, str | bytes) or not hasattr(given, "__iter__"):  # a lone 0.1 or "0.1" is not a list of levels
+            raise InputError("intervals.quantiles", f"must be a list of numbers between 0 and 1, got {given!r}")
+        levels = list(given)
         if any(isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q < 1 for q in levels):
             raise InputError("intervals.quantiles", f"must be numbers between 0 and 1, got {levels}")
+        if len({band_column(q) for q in levels}) < len({float(q) for q in levels}):  # two levels, one column of the answer
+            raise InputError("intervals.quantiles", f"{levels} holds levels too close to be told apart in the answer's columns (q0.1, …)")
         heads, stride = spec.get("heads", "conformalise"), spec.get("stride", 1)
         if heads not in ("conformalise", "keep"): raise InputError("intervals.heads", f"must be 'conformalise' or 'keep', got {heads!r}")
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:

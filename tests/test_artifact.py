@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import Server, free_port
+from conftest import Server, exact_json_body, free_port
 
 from skewfree.artifact import ArtifactCheckError, _hashes
 from skewfree.config import compose_config
@@ -265,6 +265,13 @@ def test_mlflow_models_serve_answers_with_the_same_numbers(trained, server, stor
         theirs = cli("verify", "--model-uri", champion, "--url", f"http://127.0.0.1:{port}", store=store)
         ours = cli("verify", "--model-uri", champion, "--url", server.url, store=store)
         assert theirs.returncode == 0 and ours.returncode == 0, theirs.stdout + theirs.stderr[-2000:]
+        # bad input: MLflow's own server answers 400 with the field and the reason, not its generic message and a traceback
+        history = load_ett(max_rows=900).groupby("series_id").tail(trained.forecaster.history_length)
+        body = json.loads(exact_json_body(history, 3))
+        body["params"]["quantiles"] = [0.25]
+        refused = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
+        assert refused.status_code == 400 and "stack_trace" not in refused.json(), refused.text[-2000:]
+        assert "quantiles: [0.25] not forecast by model 'nlinear'" in refused.json()["message"], refused.text[-2000:]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

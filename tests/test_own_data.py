@@ -1,6 +1,8 @@
 "A user's own long-format file trains and serves through config alone: data=file data.path=... data.time_col=... ."
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -99,3 +101,32 @@ def test_every_model_trains_on_a_one_column_file_through_config_alone(store, tmp
     forecast = result.forecaster.predict(one.tail(result.forecaster.history_length), 6)
     assert {"date", "forecast"} <= set(forecast.columns) and len(forecast) == 6 and forecast.forecast.notna().all()
     assert np.isfinite(result.metrics["mse_std"])
+
+
+def test_a_model_of_one_series_answers_its_bands_on_both_routes(store, tmp_path):
+    # a file without an id column: the answer's one series must come back with its bands, never its id among them
+    import httpx
+    from conftest import Server, exact_json_body
+    from skewfree.data import load_ett
+    one = load_ett(max_rows=1000).query("series_id == 'ETTh1'")[["date", "OT"]]
+    one.to_csv(tmp_path / "one.csv", index=False)
+    result = train(compose_config(["model=nlinear_ls", "profile=smoke", "data=file", f"data.path={tmp_path / 'one.csv'}", "data.id_col=null",
+                                   "data.target=OT", "mlflow.registered_model=one-series"]))
+    history = one.tail(result.forecaster.history_length)
+    offline = result.forecaster.predict(history, 4, [0.1, 0.9])
+    srv = Server(result.model_uri, store, "--workers", "0")
+    try:
+        typed = {"series": [{"id": "mine", "timestamps": history.date.astype(str).tolist(), "target": history.OT.tolist()}],
+                 "horizon": 4, "quantiles": [0.1, 0.9]}
+        answer = httpx.post(f"{srv.url}/predict", json=typed, timeout=60)
+        assert answer.status_code == 200, answer.text
+        (series,) = answer.json()["series"]
+        assert series["id"] == "mine" and series["forecast"] == offline.forecast.tolist()
+        assert series["quantiles"] == {"q0.1": offline["q0.1"].tolist(), "q0.9": offline["q0.9"].tolist()}
+        body = json.loads(exact_json_body(history, 4))
+        body["params"]["quantiles"] = [0.1, 0.9]
+        split = httpx.post(f"{srv.url}/invocations", json=body, timeout=60)
+        assert split.status_code == 200, split.text
+        assert [row["q0.9"] for row in split.json()["predictions"]] == offline["q0.9"].tolist()
+    finally:
+        srv.stop()

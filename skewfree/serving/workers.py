@@ -246,12 +246,16 @@ class WorkerPool:
         "The answer of the next free worker; `_Retired` if this pool was replaced meanwhile; 503 if none is free within `wait` s, 504 past the deadline."
         if self._idle is None: self._start_watching()
         assert self._idle is not None
+        # the deadline, when it comes first, is what a wait for a worker runs out against: that is a 504, not a 503 (asyncio's
+        # timer can fire a hair before the deadline's own clock says it has passed)
+        bounded = deadline is not None and deadline.remaining() <= wait
         if deadline is not None: wait = min(wait, max(deadline.remaining(), 0))
         while True:
             if self.retired: raise _Retired
             try: worker = await asyncio.wait_for(self._idle.get(), wait)
             except TimeoutError:  # every worker busy that long, or all dead and no new pool yet: say so rather than hang
-                if deadline is not None and deadline.remaining() <= 0: raise deadline.exceeded("no model worker became free in time") from None
+                if deadline is not None and (bounded or deadline.remaining() <= 0):
+                    raise deadline.exceeded("no model worker became free in time") from None
                 raise Unavailable(f"no model worker became free within {wait:.0f} s (all busy, or being restarted)") from None
             if worker is None or self.retired:  # retired while this request waited: pass the wake-up on, go to the new pool
                 self._idle.put_nowait(worker); raise _Retired
