@@ -84,3 +84,18 @@ def test_written_times_is_the_written_form_exactly():
     # texts that join into whole 19-character times without each being one
     assert _written_times(("2016-07-01 00:00:0", "02016-07-01 00:00:00")) is None
     assert _written_times(("2016-07-01 00:00:é0",)) is None and _written_times(()) is None
+
+
+@pytest.mark.parametrize("params, field", [({"quantiles": 0.1}, "params.quantiles"), ({"quantiles": "0.1"}, "params.quantiles"),
+                                           ({"quantiles": [[0.1]]}, "params.quantiles"), ({"horizon": "soon"}, "params.horizon")])
+def test_a_param_mlflow_refuses_is_named_as_the_field(params, field):
+    # MLflow words a wrong type and a wrong shape differently; the answer names the param either way, never "input"
+    from mlflow.exceptions import MlflowException
+    from mlflow.models.utils import _enforce_params_schema
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    from skewfree.artifact import mlflow_field
+    schema = ParamSchema([ParamSpec("horizon", "long", 24), ParamSpec("quantiles", "double", [0.1, 0.9], shape=(-1,))])
+    with pytest.raises(MlflowException) as refused:
+        _enforce_params_schema(params, schema)
+    assert mlflow_field(refused.value) == field
