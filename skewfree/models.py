@@ -627,13 +627,14 @@ def solve_members(kernel:LinearKernel, batch:SeriesBatch, look_backs:Sequence[in
     L, C = kernel.input_chunk_length, kernel.components
     # each member fits every window its own look-back allows, as it would alone; all are scored on the windows of the model's
     # input_chunk_length, whose forecasts cover the validation rows exactly (the rows before them are its context)
-    scored = window_moments(kernel, val) if val is not None and any(len(c) > 1 for c in candidates) else None
+    if any(len(c) > 1 for c in candidates) and val is None:
+        raise InputError("val", f"several ridges {max(candidates, key=len)} are chosen between on validation rows: pass `val`")
+    scored = None if val is None else window_moments(kernel, val)
     weight, bias, ridges, scores = np.zeros((L * C, kernel.output_chunk_length)), np.zeros(kernel.output_chunk_length), [], []
     for rows, options in zip(look_backs, candidates):
         solutions = ridge_solutions(window_moments(kernel.reading(rows), batch), options)
-        if len(options) > 1 and scored is None: raise ValueError("several ridges are chosen between on validation rows: pass `val`")
-        read = last_inputs(scored, rows, C) if len(options) > 1 and scored else None  # once per member, not once per ridge
-        score = {r: read.mse(*solutions[r]) for r in solutions} if read else {}
+        read = last_inputs(scored, rows, C) if len(options) > 1 and scored is not None else None  # once per member, not per ridge
+        score = {r: read.mse(*solutions[r]) for r in solutions} if read is not None else {}
         ridge = min(score, key=score.__getitem__) if score else float(options[0])
         w, b = solutions[ridge]
         weight[(L - rows) * C:] += w; bias += b  # a shorter look-back reads the last rows: zero weight on the rows before them
@@ -664,11 +665,9 @@ def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:Seri
         raise InputError("trainer.least_squares.member_ridges", f"gives {len(member_ridges)} ridges for the look-backs {rows}: one each, in that "
                          "order (a refit writes them under model.trainer.member_ridges)")
     candidates = [[float(r)] for r in member_ridges] if member_ridges is not None else [list(ridges)] * len(rows)
-    choosing = any(len(c) > 1 for c in candidates)
-    if choosing and val is None: raise InputError("val", f"several ridges {list(ridges)} are chosen between on validation rows: pass `val`")
     weight, bias, picked, scores = solve_members(kernel, batch, rows, candidates, val)
     chosen: dict[str, Any] = {"ridge": picked[0]} if len(rows) == 1 else {"look_backs": rows, "member_ridges": picked}
-    if choosing: chosen["val_mse_by_ridge"] = scores[0] if len(rows) == 1 else scores
+    if any(scores): chosen["val_mse_by_ridge"] = scores[0] if len(rows) == 1 else scores
     layer = model.model.layer
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(weight.T).to(layer.weight.dtype))
@@ -683,9 +682,8 @@ register_kernel("nlinear_ls")(nlinear_kernel)
 def least_squares_training(trainer:DictConfig, seed:int) -> Training:
     "NLinear in closed form (`fit_least_squares`) over `trainer.least_squares.ridges`; several ridges need validation rows."
     quiet_lightning()
-    ridges = [float(r) for r in trainer.ridges]
-    if not ridges or not all(r >= 0 for r in ridges):
-        raise InputError("trainer.least_squares.ridges", f"must be one or more numbers >= 0, got {ridges}")
+    ridges = _listed(trainer, "ridges", float, 0)
+    if ridges is None: raise InputError("trainer.least_squares.ridges", "must be a list of one or more numbers >= 0, got null")
     look_backs, member_ridges = _listed(trainer, "look_backs", int, 1), _listed(trainer, "member_ridges", float, 0)
     chosen: dict[str, Any] = {}
 

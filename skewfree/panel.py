@@ -15,11 +15,12 @@ import pandas as pd
 from .core import InputError
 
 # %% auto #0
-__all__ = ['SINGLE_SERIES', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes', 'naive_in', 'parse_times',
-           'parse_numbers', 'parse_panel']
+__all__ = ['SINGLE_SERIES', 'SINGLE_SERIES_COLUMN', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes',
+           'naive_in', 'parse_times', 'parse_numbers', 'parse_panel']
 
 # %% ../nbs/03_panel.ipynb #0005
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
+SINGLE_SERIES_COLUMN = "series_id"  # the column a forecast of such a frame holds that id in
 
 @dataclass(eq=False)
 class Panel:

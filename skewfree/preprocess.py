@@ -18,7 +18,7 @@ import pandas as pd
 from .core import InputError
 from .covariates import CALENDAR, Statics, calendar_columns, calendar_features, idle_calendar
 from .frequency import GAP_POLICIES, Frequency, refuse_beyond_time, steps_after
-from .panel import Panel, lengths_to_indptr, parse_panel, segment_rows
+from .panel import SINGLE_SERIES_COLUMN, Panel, lengths_to_indptr, parse_panel, segment_rows
 from .profile import Profile
 from .repair import MISSING_POLICIES, MissingValues, RepairBudget, segment_sums
 from .scale import SCALERS, Scaler
@@ -483,7 +483,7 @@ class Preprocessor:
         forecasts = self.scaled_forecast(forecasts, batch, quantiles, of)
         point, bands = forecasts.original_units(batch.target_scale[of, 0], batch.target_scale[of, 1], quantiles)
         steps = forecasts.times.shape[1]
-        out = {self.id_col or "series_id": repeated_text(batch.ids[of], steps), self.time_col: forecasts.times.reshape(-1),
+        out = {self.id_col or SINGLE_SERIES_COLUMN: repeated_text(batch.ids[of], steps), self.time_col: forecasts.times.reshape(-1),
                "forecast": point.reshape(-1)}
         return pd.DataFrame(out | {band_column(q): v.reshape(-1) for q, v in bands.items()})
 

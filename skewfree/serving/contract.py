@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, Str
 
 from ..artifact import Columns
 from ..core import InputError
+from ..panel import SINGLE_SERIES_COLUMN
 
 # %% auto #0
 __all__ = ['BadRequest', 'OverLimit', 'Unavailable', 'DeadlineExceeded', 'Deadline', 'checkpoint', 'within', 'request_timeout',
@@ -217,7 +218,7 @@ def typed_error(e:InputError, request:PredictRequest, columns:Columns) -> InputE
 def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str, ids:list[str]) -> list[SeriesOut]:
     "The artifact's long answer as typed per-series forecasts, in the order of `ids` (the request's)."
     groups = {str(k): rows for k, rows in forecast.groupby(id_col, sort=False)} if id_col else {ids[0]: forecast}
-    # the quantile columns: all but the id (named `series_id` for a model of one series, as the preprocessor names it), time, point
-    bands = [c for c in forecast.columns if c not in (id_col or "series_id", time_col, "forecast")]
+    # the quantile columns: all but the id (the preprocessor's `SINGLE_SERIES_COLUMN` for a model of one series), time, point
+    bands = [c for c in forecast.columns if c not in (id_col or SINGLE_SERIES_COLUMN, time_col, "forecast")]
     return [SeriesOut(id=sid, timestamps=[t.isoformat() for t in rows[time_col]], forecast=rows.forecast.tolist(),
                       quantiles={c: rows[c].tolist() for c in bands}) for sid in ids for rows in [groups[sid]]]
