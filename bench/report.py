@@ -547,7 +547,30 @@ def fuzz(d: dict) -> list[str]:
     return out
 
 
-RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
+def recalibration(d: dict) -> list[str]:
+    "Interval coverage under each recalibration policy of bench/recalibration.py, on the selection slice (the choice) or the test windows."
+    res = d.get("results", {})
+    span = res.get("span")
+    out = [*header(d), ("The selection slice (fit 0–5760, early stopping 5760–8640, scored 8640–11520): the policy chosen by the rule in "
+                        "bench/recalibration.py's docstring, committed before these figures, is the one with the least summed distance "
+                        "from nominal coverage." if span == "slice" else
+                        "The test windows (fit 0–8640, early stopping and static calibration 8640–11520, scored 11520–14400): the shipped "
+                        f"static calibration beside the policy the selection slice chose ({res.get('chosen_on_slice')}); they choose nothing."),
+           "Target (issue #29): 77–83 % and 87–93 % coverage. All on the standardised scale.", ""]
+    rows = [[key.split("|")[0], key.split("|")[3], policy, num(c[policy]["coverage_80"], ".3f"), num(c[policy]["coverage_90"], ".3f"),
+             num(c[policy]["width_80_std"], ".3f"), num(c[policy]["width_90_std"], ".3f"), num(c[policy]["quantile_loss_std"], ".4f"),
+             num(c[policy]["distance"], ".3f"),
+             "in both" if 0.77 <= c[policy]["coverage_80"] <= 0.83 and 0.87 <= c[policy]["coverage_90"] <= 0.93 else "missed"]
+            for key, c in sorted(res.get("cells", {}).items(), key=lambda kv: (kv[0].split("|")[3], kv[0])) for policy in res.get("policies", [])]
+    out += table(["dataset", "model", "policy", "coverage 80 %", "coverage 90 %", "width 80 %", "width 90 %", "pinball", "distance", "target"], rows)
+    if totals := res.get("summed_distance"):
+        out += ["", "Summed distance from nominal over the cells: " + ", ".join(f"{k} {v:.3f}" for k, v in totals.items())
+                + f" → **chosen: {res.get('chosen')}**"]
+    return [*out, ""]
+
+
+RENDERERS = {"accuracy": accuracy, "recalibration_slice": recalibration, "recalibration_test": recalibration,
+              "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
              "scale": scale, "monitor": monitor, "first_hour": first_hour, "fuzz": fuzz}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 

@@ -20,8 +20,9 @@ from .profile import Feature
 from .repair import segment_sums
 
 # %% auto #0
-__all__ = ['Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'backtest', 'mase_season', 'mase_scales', 'score',
-           'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate']
+__all__ = ['RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'backtest', 'mase_season',
+           'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate',
+           'recalibrate']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 class Positions:
@@ -38,6 +39,11 @@ class Positions:
         "Rows at positions `[start, end)` of every series, in the caller's columns."
         keep = (self._position >= max(0, start)) & (self._position < end)
         return self._ordered[keep].drop(columns=["_order", "_id"])
+
+    def latest(self, n:int) -> pd.DataFrame:
+        "The last `n` rows of every series (all of a shorter one), in the caller's columns."
+        from_end = np.repeat(np.array(list(self.lengths.values())), list(self.lengths.values())) - 1 - self._position  # series in id order, as sorted
+        return self._ordered[from_end < n].drop(columns=["_order", "_id"])
 
 def holdout_rows(split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows`: counts of rows, or shares in (0, 1) of each
                  lengths:dict[str, int], # rows per series
@@ -236,10 +242,40 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
     heads = forecaster.head_quantiles if spec.heads == "conformalise" else []
     kept = forecaster.head_quantiles if spec.heads == "keep" else []  # served as the model made them: not calibrated
     levels = sorted({*spec.quantiles, *heads} - set(kept))
-    forecaster.intervals = None  # the base forecasts are the model's own
+    previous, forecaster.intervals = forecaster.intervals, None  # the base forecasts are the model's own
     if not levels: return forecaster
-    table, steps = backtest(forecaster, held_out, stride=spec.stride), forecaster.max_horizon
-    def by_window(column:str) -> np.ndarray: return table[column].to_numpy(np.float64).reshape(-1, steps)
-    base = {q: by_window(f"{band_column(q)}_std" if q in heads else "forecast_std") for q in levels}
-    forecaster.intervals = ConformalIntervals.calibrate(base, by_window("actual_std"), heads)
+    try:
+        table, steps = backtest(forecaster, held_out, stride=spec.stride), forecaster.max_horizon
+        def by_window(column:str) -> np.ndarray: return table[column].to_numpy(np.float64).reshape(-1, steps)
+        base = {q: by_window(f"{band_column(q)}_std" if q in heads else "forecast_std") for q in levels}
+        forecaster.intervals = ConformalIntervals.calibrate(base, by_window("actual_std"), heads)
+    except BaseException:  # refused (too few windows, bad rows): the bands it had stand, never silently none
+        forecaster.intervals = previous
+        raise
     return forecaster
+
+# %% ../nbs/12_evaluate.ipynb #0019
+RECALIBRATION_WINDOWS = 1440  # bench/recalibration.py's choice on its selection slice: the latest 1440 windows (two months of hours), weekly
+
+def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor are kept as they are
+                recent:pd.DataFrame, # raw rows after those it was fitted on, with their actuals (and look-back context)
+                windows:int=RECALIBRATION_WINDOWS, # each series' latest windows the shifts are measured on
+               ) -> Forecaster:
+    "The forecaster's quantile levels calibrated again on each series' latest `windows` windows of `recent`: new shifts, nothing else new."
+    if isinstance(windows, bool) or not isinstance(windows, int | np.integer) or windows < 1:
+        raise InputError("windows", f"must be a positive integer, got {windows!r}")
+    context, horizon = forecaster.history_length, forecaster.max_horizon
+    rows, needed = Positions(recent, forecaster.preprocessor), context + int(windows) + horizon - 1
+    if short := {sid: n for sid, n in rows.lengths.items() if n < needed}:
+        sid, n = next(iter(short.items()))
+        raise InputError("windows", f"{windows} windows of {horizon} steps after a look-back of {context} rows need {needed} rows "
+                                    f"of each series, {len(short)} series have fewer ({n} here): give more rows or fewer windows", sid)
+    latest = rows.latest(needed)
+    if forecaster.fitted_through is not None:  # a window the model was fitted on scores its fit, not its error: bands too narrow
+        panel = forecaster.preprocessor.panel(latest)
+        origins = panel.times[panel.indptr[:-1] + context]  # each series' first window's first step
+        if (inside := origins <= np.datetime64(forecaster.fitted_through)).any():
+            k = int(np.argmax(inside))
+            raise InputError("windows", f"the latest {windows} windows start at {pd.Timestamp(origins[k])}, inside the rows the model was "
+                                        f"fitted on (through {forecaster.fitted_through}): give rows after them, or fewer windows", str(panel.ids[k]))
+    return calibrate(forecaster, latest)

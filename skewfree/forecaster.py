@@ -174,6 +174,7 @@ class Forecaster:
         self.forecast_profile: Feature|None = None  # the served forecasts' reference, set by training (`evaluate.forecast_profile`)
         self.observing = False  # bin each answered request for a live monitor (a server sets it; batch forecasts have no monitor)
         self.intervals: ConformalIntervals|None = None  # quantile levels calibrated on held-out rows (`evaluate.calibrate`), stored with the model
+        self.fitted_through: pd.Timestamp|None = None  # the last time of the rows `fit` learnt from: a recalibration starts after it
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
@@ -234,6 +235,7 @@ class Forecaster:
         if self.training.needs_validation and val is None:
             raise InputError("val", f"model {self.model_name!r} stops early on validation rows: pass `val`")
         batch = self.preprocessor.fit_transform(train)
+        self.fitted_through = pd.Timestamp(batch.times.max())
         held_out = None if val is None else self.preprocessor.transform(val)
         if self.training.fit is not None: self.training.fit(self.model, batch, held_out)  # the family's own fit, on the arrays
         else:  # darts' fit, on darts series made from the arrays
@@ -445,7 +447,8 @@ class Forecaster:
                                                           "max_horizon": self.max_horizon, "quantiles": self.quantiles,
                                                           "runtime": self.runtime, "skewfree_version": skewfree.__version__,
                                                           "intervals": None if self.intervals is None else self.intervals.state(),
-                                                          "forecast_profile": None if self.forecast_profile is None else self.forecast_profile.state()},
+                                                          "forecast_profile": None if self.forecast_profile is None else self.forecast_profile.state(),
+                                                          "fitted_through": None if self.fitted_through is None else self.fitted_through.isoformat()},
                                                          indent=1))
         self.model.save(str(folder/"model"/"model.pt"))
         if self.kernel is not None: self.kernel.save(folder/"model"/"kernel.npz")
@@ -465,4 +468,5 @@ class Forecaster:
             loaded._load_model = darts_model
         loaded.forecast_profile = Feature.load(meta["forecast_profile"]) if meta.get("forecast_profile") else None
         loaded.intervals = ConformalIntervals.load(meta["intervals"]) if meta.get("intervals") else None  # none before calibration existed
+        loaded.fitted_through = pd.Timestamp(meta["fitted_through"]) if meta.get("fitted_through") else None  # none before 2026-12-05
         return loaded

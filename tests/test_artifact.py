@@ -157,6 +157,41 @@ def test_batch_predict_cli_writes_the_bands_asked_for_and_refuses_one_the_model_
     assert not (tmp_path / "f.csv").exists()
 
 
+def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_not(trained, store, tmp_path):
+    from skewfree.evaluate import recalibrate
+    fitted = mlflow.pyfunc.load_model(trained.model_uri).unwrap_python_model().forecaster
+    context, horizon, through = fitted.history_length, fitted.max_horizon, fitted.fitted_through
+    raw = load_ett(max_rows=1400)
+    recent = raw[pd.to_datetime(raw.date) > through - pd.Timedelta(hours=context)]  # after the training rows, with look-back context
+    recent.to_csv(source := tmp_path / "recent.csv", index=False)
+    done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", "--register", "recalibrated-smoke", store=store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "registered recalibrated-smoke version 1 (challenger, champion)" in done.stdout, done.stdout
+    new, old = mlflow.pyfunc.load_model("models:/recalibrated-smoke/1"), mlflow.pyfunc.load_model(trained.model_uri)
+    # the library's recalibration of the same model on the same rows: the shifts the new artifact carries, bit for bit
+    expected = recalibrate(fitted, recent, windows=100).intervals
+    got = new.unwrap_python_model().forecaster.intervals
+    assert got.windows == 100 * raw.series_id.nunique() and np.array_equal(got.shifts, expected.shifts)
+    history = recent.groupby("series_id").tail(context)
+    before, after = old.predict(history, params={"horizon": horizon}), new.predict(history, params={"horizon": horizon})
+    assert np.array_equal(after.forecast.to_numpy(), before.forecast.to_numpy())  # same weights, same preprocessor
+    assert not np.allclose(after["q0.9"].to_numpy(), before["q0.9"].to_numpy())  # new bands
+    version, was = mlflow.MlflowClient().get_model_version("recalibrated-smoke", "1"), mlflow.MlflowClient().get_model_version(
+        "skewfree-ett-smoke", trained.version)
+    ranked_by = was.tags["ranked_by"]  # the source's point scores and what they were measured on; not the old bands' scores
+    assert version.tags["ranked_by"] == ranked_by and version.tags[f"score.{ranked_by}"] == was.tags[f"score.{ranked_by}"]
+    assert version.tags["scored_on"] == was.tags["scored_on"]
+    assert "score.test_coverage_80" in was.tags and not any("coverage" in k or "quantile_loss" in k for k in version.tags)
+    run = mlflow.get_run(new.metadata.run_id)
+    assert run.data.tags["skewfree.recalibrated_from"] == trained.model_uri and run.data.params["windows"] == "100"
+    # rows the model was fitted on are refused, naming the field; nothing is logged
+    raw[pd.to_datetime(raw.date) <= through].to_csv(source, index=False)
+    done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", store=store)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and last.startswith("skewfree recalibrate: --windows: the latest 100 windows start at"), done.stderr[-2000:]
+    assert "inside the rows the model was fitted on" in last
+
+
 def test_batch_predict_cli_says_what_it_repaired_in_the_history(trained, store, tmp_path):
     history = load_ett(max_rows=900).groupby("series_id").tail(trained.forecaster.history_length).reset_index(drop=True)
     history.loc[[3, 4], "OT"] = np.nan  # two missing values in ETTh1's history, which this model's policy interpolates
