@@ -570,7 +570,7 @@ def recalibration(d: dict) -> list[str]:
 
 
 RENDERERS = {"accuracy": accuracy, "recalibration_slice": recalibration, "recalibration_test": recalibration,
-              "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
+             "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
              "scale": scale, "monitor": monitor, "first_hour": first_hour, "fuzz": fuzz}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 

@@ -365,6 +365,7 @@ def recalibrate(args:argparse.Namespace) -> str:
         if e.field != "windows": raise
         raise InputError("--windows", e.reason, e.series) from None
     scores = {k: v for k, v in source.manifest["scores"].items() if not any(s in k for s in INTERVAL_SCORES)}
+    was = registered_version(args.model_uri) if args.register else None  # read before anything is logged: a bad URI logs nothing
     run_id = model.metadata.run_id
     with mlflow.start_run(experiment_id=mlflow.get_run(run_id).info.experiment_id if run_id else None, run_name="recalibrate"):
         mlflow.set_tags({"skewfree.recalibrated_from": args.model_uri, "skewfree.source_run": run_id or ""})
@@ -372,7 +373,6 @@ def recalibrate(args:argparse.Namespace) -> str:
         info = log_forecaster(forecaster, input_example(forecaster, raw), scores, tolerance=source.manifest["golden_tolerance"])
     print(f"logged {info.model_uri}: bands from {forecaster.intervals.windows} windows, the point forecast of {args.model_uri}")
     if args.register:
-        was = registered_version(args.model_uri)
         version, aliases = register(info.model_uri, args.register, scores, ranked_by=was.tags.get("ranked_by") if was else None,
                                     scored_on=json.loads(was.tags["scored_on"]) if was and "scored_on" in was.tags else None)
         print(f"registered {args.register} version {version} ({', '.join(aliases)})")
