@@ -346,31 +346,38 @@ def registered_version(uri:str):
     if not uri.startswith("models:/"): return None
     client, name = mlflow.MlflowClient(), uri.removeprefix("models:/")
     if "@" in name: return client.get_model_version_by_alias(*name.split("@", 1))
-    return client.get_model_version(*name.rsplit("/", 1)) if "/" in name else None
+    if "/" not in name: return None
+    name, version = name.rsplit("/", 1)
+    if version.isdigit(): return client.get_model_version(name, version)
+    return max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), default=None)  # models:/NAME/latest
 
 def recalibrate(args:argparse.Namespace) -> str:
     "`skewfree recalibrate`: the model's bands measured again on the latest windows of `--data`, logged (and registered) as a new model."
     from skewfree.artifact import input_example, log_forecaster, register
     from skewfree.data import read_table
     from skewfree.evaluate import recalibrate as measure_again
+    from skewfree.serving.codec import naive_times
     model = mlflow.pyfunc.load_model(args.model_uri)
     source, forecaster = model.unwrap_python_model(), model.unwrap_python_model().forecaster
     if forecaster.intervals is None: raise InputError("--model-uri", f"{args.model_uri} serves no calibrated band: nothing to recalibrate")
     if forecaster.fitted_through is None:
         print("skewfree recalibrate: this model does not record where its training rows end (logged before recalibration existed): "
               "--data must hold only rows after them", file=sys.stderr)
-    raw = typed_rows(read_table(args.data, "--data"), model.metadata.get_input_schema(), forecaster.preprocessor.id_col, "--data")
+    schema = model.metadata.get_input_schema()
+    raw = typed_rows(read_table(args.data, "--data"), schema, forecaster.preprocessor.id_col, "--data")
+    raw = naive_times(raw, schema, forecaster.preprocessor.timezone)  # as a served request's: the example's times are the model's own kind
     try: measure_again(forecaster, raw, args.windows)
     except InputError as e:
         if e.field != "windows": raise
         raise InputError("--windows", e.reason, e.series) from None
     scores = {k: v for k, v in source.manifest["scores"].items() if not any(s in k for s in INTERVAL_SCORES)}
     was = registered_version(args.model_uri) if args.register else None  # read before anything is logged: a bad URI logs nothing
+    example = input_example(forecaster, raw)
     run_id = model.metadata.run_id
     with mlflow.start_run(experiment_id=mlflow.get_run(run_id).info.experiment_id if run_id else None, run_name="recalibrate"):
         mlflow.set_tags({"skewfree.recalibrated_from": args.model_uri, "skewfree.source_run": run_id or ""})
         mlflow.log_params({"windows": args.windows, "data": str(args.data), "calibration_windows": forecaster.intervals.windows})
-        info = log_forecaster(forecaster, input_example(forecaster, raw), scores, tolerance=source.manifest["golden_tolerance"])
+        info = log_forecaster(forecaster, example, scores, tolerance=source.manifest["golden_tolerance"])
     print(f"logged {info.model_uri}: bands from {forecaster.intervals.windows} windows, the point forecast of {args.model_uri}")
     if args.register:
         version, aliases = register(info.model_uri, args.register, scores, ranked_by=was.tags.get("ranked_by") if was else None,

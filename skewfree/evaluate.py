@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from .core import InputError
-from .forecaster import ConformalIntervals, Forecaster, IntervalSpec
+from .forecaster import ConformalIntervals, Forecaster, IntervalSpec, fewest_windows
 from .frequency import panel_season
 from .panel import Panel
 from .preprocess import Preprocessor, ScaledForecast, band_column, repeated_text
@@ -22,7 +22,7 @@ from .repair import segment_sums
 # %% auto #0
 __all__ = ['RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'backtest', 'mase_season',
            'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate',
-           'recalibrate']
+           'latest_windows', 'recalibrate']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 class Positions:
@@ -236,6 +236,7 @@ def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
 # %% ../nbs/12_evaluate.ipynb #0013
 def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
               held_out:pd.DataFrame, # raw rows it did not fit, with look-back context (the validation rows of `temporal_split`)
+              latest:int|None=None, # only each series' latest that many windows (see `recalibrate`); None: every window
              ) -> Forecaster:
     "The forecaster with its quantile levels (the config's `intervals`) calibrated on every window of `held_out`: split conformal."
     spec = IntervalSpec.from_config(forecaster.config)
@@ -246,6 +247,7 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
     if not levels: return forecaster
     try:
         table, steps = backtest(forecaster, held_out, stride=spec.stride), forecaster.max_horizon
+        if latest is not None: table = latest_windows(forecaster, table, latest)
         def by_window(column:str) -> np.ndarray: return table[column].to_numpy(np.float64).reshape(-1, steps)
         base = {q: by_window(f"{band_column(q)}_std" if q in heads else "forecast_std") for q in levels}
         forecaster.intervals = ConformalIntervals.calibrate(base, by_window("actual_std"), heads)
@@ -257,6 +259,24 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
 # %% ../nbs/12_evaluate.ipynb #0019
 RECALIBRATION_WINDOWS = 1440  # bench/recalibration.py's choice on its selection slice: the latest 1440 windows (two months of hours), weekly
 
+def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd.DataFrame:
+    "A backtest table's latest `windows` windows of each series (on the model's grid: a gap in the rows is steps, not fewer), none it was fitted on."
+    steps, stride = forecaster.max_horizon, IntervalSpec.from_config(forecaster.config).stride
+    made = table.groupby("_series", sort=False)["window"].transform("max").to_numpy() + 1  # each row's series' window count
+    if (short := made < windows).any():
+        at = int(np.argmax(short))
+        raise InputError("windows", f"{windows} windows of {steps} steps, one every {stride} rows, after a look-back of {forecaster.history_length} "
+                                    f"rows: the rows give {made[at]} — give more rows or fewer windows", str(table["_series"].iloc[at]))
+    kept = table[(table["window"].to_numpy() >= made - windows)]
+    if forecaster.fitted_through is not None:  # a window the model was fitted on scores its fit, not its error: bands too narrow
+        origins = kept[forecaster.preprocessor.time_col].to_numpy()[::steps]  # each window's first step
+        if (inside := origins <= np.datetime64(forecaster.fitted_through)).any():
+            at = int(np.argmax(inside)) * steps
+            raise InputError("windows", f"the latest {windows} windows start at {pd.Timestamp(origins[at // steps])}, inside the rows the model "
+                                        f"was fitted on (through {forecaster.fitted_through}): give rows after them, or fewer windows",
+                             str(kept["_series"].iloc[at]))
+    return kept
+
 def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor are kept as they are
                 recent:pd.DataFrame, # raw rows after those it was fitted on, with their actuals (and look-back context)
                 windows:int=RECALIBRATION_WINDOWS, # each series' latest windows the shifts are measured on
@@ -264,18 +284,9 @@ def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor ar
     "The forecaster's quantile levels calibrated again on each series' latest `windows` windows of `recent`: new shifts, nothing else new."
     if isinstance(windows, bool) or not isinstance(windows, int | np.integer) or windows < 1:
         raise InputError("windows", f"must be a positive integer, got {windows!r}")
-    context, horizon = forecaster.history_length, forecaster.max_horizon
-    rows, needed = Positions(recent, forecaster.preprocessor), context + int(windows) + horizon - 1
-    if short := {sid: n for sid, n in rows.lengths.items() if n < needed}:
-        sid, n = next(iter(short.items()))
-        raise InputError("windows", f"{windows} windows of {horizon} steps after a look-back of {context} rows need {needed} rows "
-                                    f"of each series, {len(short)} series have fewer ({n} here): give more rows or fewer windows", sid)
-    latest = rows.latest(needed)
-    if forecaster.fitted_through is not None:  # a window the model was fitted on scores its fit, not its error: bands too narrow
-        panel = forecaster.preprocessor.panel(latest)
-        origins = panel.times[panel.indptr[:-1] + context]  # each series' first window's first step
-        if (inside := origins <= np.datetime64(forecaster.fitted_through)).any():
-            k = int(np.argmax(inside))
-            raise InputError("windows", f"the latest {windows} windows start at {pd.Timestamp(origins[k])}, inside the rows the model was "
-                                        f"fitted on (through {forecaster.fitted_through}): give rows after them, or fewer windows", str(panel.ids[k]))
-    return calibrate(forecaster, latest)
+    spec = IntervalSpec.from_config(forecaster.config)
+    if windows < (fewest := max((fewest_windows(q) for q in spec.quantiles), default=1)):
+        raise InputError("windows", f"level {min(spec.quantiles, key=lambda q: min(q, 1 - q))} needs at least {fewest} windows of each series")
+    # a series' last n rows span at least n steps of its grid (a gap only adds steps): enough for the windows, whatever is missing
+    rows = Positions(recent, forecaster.preprocessor).latest(forecaster.history_length + (int(windows) - 1) * spec.stride + forecaster.max_horizon)
+    return calibrate(forecaster, rows, latest=int(windows))

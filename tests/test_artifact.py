@@ -184,6 +184,13 @@ def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_n
     assert "score.test_coverage_80" in was.tags and not any("coverage" in k or "quantile_loss" in k for k in version.tags)
     run = mlflow.get_run(new.metadata.run_id)
     assert run.data.tags["skewfree.recalibrated_from"] == trained.model_uri and run.data.params["windows"] == "100"
+    # times with an offset are the same instants: read as a served request reads them, the same shifts
+    aware = recent.assign(date=pd.to_datetime(recent.date).dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai"))
+    aware.to_csv(source, index=False)
+    done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", store=store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    logged = done.stdout.split("logged ", 1)[1].split(": bands", 1)[0]
+    assert np.array_equal(mlflow.pyfunc.load_model(logged).unwrap_python_model().forecaster.intervals.shifts, expected.shifts)
     # rows the model was fitted on are refused, naming the field; nothing is logged
     raw[pd.to_datetime(raw.date) <= through].to_csv(source, index=False)
     done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", store=store)
