@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write  # noqa: E402
+from _common import RESULTS, git_commit, write  # noqa: E402
 from accuracy import load_frame, overrides_for  # noqa: E402
 
 HORIZON = 96
@@ -108,7 +108,7 @@ def main() -> None:
     else:  # the test rows judge the slice's choice; they choose nothing
         chosen = json.loads((RESULTS / "recalibration_slice.json").read_text())["results"]["chosen"]
         policies = sorted({"static", chosen}, key=POLICIES.index)
-    cells, started = {}, time.perf_counter()
+    cells, started, commit = {}, time.perf_counter(), git_commit()  # the code the run started on, whatever lands meanwhile
     for model in args.models.split(","):
         for dataset in args.datasets.split(","):
             cells[f"{dataset}|S|{HORIZON}|{model}"] = run_cell(dataset, model, args.span, policies)
@@ -118,7 +118,7 @@ def main() -> None:
         print("summed distance from nominal:", {k: round(v, 3) for k, v in results["summed_distance"].items()}, "→ chosen:", results["chosen"])
     else:
         results["chosen_on_slice"] = chosen
-    write(f"recalibration_{args.span}", "python bench/recalibration.py " + " ".join(sys.argv[1:]), results)
+    write(f"recalibration_{args.span}", "python bench/recalibration.py " + " ".join(sys.argv[1:]), results, commit=commit)
 
 
 if __name__ == "__main__":
