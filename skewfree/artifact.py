@@ -37,8 +37,8 @@ from .panel import SINGLE_SERIES
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'tracking_uri',
-           'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests', 'request_window',
+__all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'RECALIBRATED_FROM',
+           'tracking_uri', 'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests', 'request_window',
            'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput', 'Columns', 'SkewfreeModel',
            'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution', 'register', 'promote']
 
@@ -345,18 +345,22 @@ def _requirements() -> list[str]:
     return [f"{dist}=={v.split('+')[0]}" for dist, v in filter(None, found)]
 
 # %% ../nbs/14_artifact.ipynb #0015
+RECALIBRATED_FROM = "recalibrated_from"  # a version's tag: the NAME/VERSION whose model it recalibrated (`skewfree recalibrate`)
+
 def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
              ranked_by:str|None=None, # the score `promote` compares by default (the config's `registry.metric`)
              scored_on:dict[str, Any]|None=None, # what the scores were measured on (see `skewfree.train.scoring_record`)
+             *,
+             tags:dict[str, str]|None=None, # more version tags, e.g. `RECALIBRATED_FROM`
             ) -> tuple[str, list[str]]:
     "Register `model_uri` as a new version of `name` tagged with its scores; alias it `challenger`, and `champion` if there is none."
     stop_if_interrupted()  # registering is the step a stopped job must never reach
     client = mlflow.MlflowClient()
-    tags = {f"score.{key}": repr(float(value)) for key, value in (scores or {}).items()}
-    if ranked_by: tags["ranked_by"] = ranked_by
-    if scored_on: tags["scored_on"] = json.dumps(scored_on, sort_keys=True, separators=(",", ":"))
+    written = {f"score.{key}": repr(float(value)) for key, value in (scores or {}).items()} | dict(tags or {})
+    if ranked_by: written["ranked_by"] = ranked_by
+    if scored_on: written["scored_on"] = json.dumps(scored_on, sort_keys=True, separators=(",", ":"))
     # the version and everything `promote` reads are made by one request: a tracking server lost half-way leaves no untagged version
-    version = mlflow.register_model(model_uri, name, tags=tags).version
+    version = mlflow.register_model(model_uri, name, tags=written).version
     client.set_registered_model_alias(name, "challenger", version)
     aliases = ["challenger"]
     try: client.get_model_version_by_alias(name, "champion")
@@ -402,6 +406,10 @@ def promote(name:str, # registered model name
         client.set_registered_model_alias(name, "champion", challenger.version)
         return True, f"{name!r} had no champion: version {challenger.version} is champion now"
     if champion.version == challenger.version: return False, f"version {challenger.version} is already champion"
+    if challenger.tags.get(RECALIBRATED_FROM) == f"{name}/{champion.version}":  # its scores are the champion's: no margin could decide
+        client.set_registered_model_alias(name, "champion", challenger.version)
+        return True, (f"promoted version {challenger.version}: champion version {champion.version} recalibrated (the same point forecast, "
+                      "its bands measured again on later windows)")
     metric = metric or challenger.tags.get("ranked_by")
     if not metric: raise InputError("metric", f"challenger version {challenger.version} does not say which score ranks it: "
                                               f"name one of its scores {_scores(challenger)}")

@@ -353,7 +353,7 @@ def registered_version(uri:str):
 
 def recalibrate(args:argparse.Namespace) -> str:
     "`skewfree recalibrate`: the model's bands measured again on the latest windows of `--data`, logged (and registered) as a new model."
-    from skewfree.artifact import input_example, log_forecaster, register
+    from skewfree.artifact import RECALIBRATED_FROM, input_example, log_forecaster, register
     from skewfree.data import read_table
     from skewfree.evaluate import recalibrate as measure_again
     from skewfree.serving.codec import naive_times
@@ -376,12 +376,15 @@ def recalibrate(args:argparse.Namespace) -> str:
     run_id = model.metadata.run_id
     with mlflow.start_run(experiment_id=mlflow.get_run(run_id).info.experiment_id if run_id else None, run_name="recalibrate"):
         mlflow.set_tags({"skewfree.recalibrated_from": args.model_uri, "skewfree.source_run": run_id or ""})
-        mlflow.log_params({"windows": args.windows, "data": str(args.data), "calibration_windows": forecaster.intervals.windows})
+        times, pre = pd.to_datetime(raw[forecaster.preprocessor.time_col]), forecaster.preprocessor  # what the bands were measured on
+        mlflow.log_params({"windows": args.windows, "data": str(args.data), "calibration_windows": forecaster.intervals.windows,
+                           "data_series": raw[pre.id_col].nunique() if pre.id_col else 1, "data_from": str(times.min()), "data_to": str(times.max())})
         info = log_forecaster(forecaster, example, scores, tolerance=source.manifest["golden_tolerance"])
     print(f"logged {info.model_uri}: bands from {forecaster.intervals.windows} windows, the point forecast of {args.model_uri}")
     if args.register:
         version, aliases = register(info.model_uri, args.register, scores, ranked_by=was.tags.get("ranked_by") if was else None,
-                                    scored_on=json.loads(was.tags["scored_on"]) if was and "scored_on" in was.tags else None)
+                                    scored_on=json.loads(was.tags["scored_on"]) if was and "scored_on" in was.tags else None,
+                                    tags={RECALIBRATED_FROM: f"{was.name}/{was.version}"} if was else None)
         print(f"registered {args.register} version {version} ({', '.join(aliases)})")
     return info.model_uri
 

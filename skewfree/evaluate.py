@@ -268,6 +268,11 @@ def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd
         raise InputError("windows", f"{windows} windows of {steps} steps, one every {stride} rows, after a look-back of {forecaster.history_length} "
                                     f"rows: the rows give {made[at]} — give more rows or fewer windows", str(table["_series"].iloc[at]))
     kept = table[(table["window"].to_numpy() >= made - windows)]
+    last = kept.groupby("_series", sort=False).tail(1)  # each series' newest window's last step: the rows' end
+    if (unseen := last["actual"].isna().to_numpy()).any():  # rows whose actuals have not arrived are not windows to measure errors on
+        at = int(np.argmax(unseen))
+        raise InputError("windows", f"the rows end at {last[forecaster.preprocessor.time_col].iloc[at]} without an observed value there: "
+                                    "give rows up to each series' last observed value", str(last["_series"].iloc[at]))
     if forecaster.fitted_through is not None:  # a window the model was fitted on scores its fit, not its error: bands too narrow
         origins = kept[forecaster.preprocessor.time_col].to_numpy()[::steps]  # each window's first step
         if (inside := origins <= np.datetime64(forecaster.fitted_through)).any():

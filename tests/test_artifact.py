@@ -180,10 +180,11 @@ def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_n
         "skewfree-ett-smoke", trained.version)
     ranked_by = was.tags["ranked_by"]  # the source's point scores and what they were measured on; not the old bands' scores
     assert version.tags["ranked_by"] == ranked_by and version.tags[f"score.{ranked_by}"] == was.tags[f"score.{ranked_by}"]
-    assert version.tags["scored_on"] == was.tags["scored_on"]
+    assert version.tags["scored_on"] == was.tags["scored_on"] and version.tags["recalibrated_from"] == f"skewfree-ett-smoke/{trained.version}"
     assert "score.test_coverage_80" in was.tags and not any("coverage" in k or "quantile_loss" in k for k in version.tags)
     run = mlflow.get_run(new.metadata.run_id)
     assert run.data.tags["skewfree.recalibrated_from"] == trained.model_uri and run.data.params["windows"] == "100"
+    assert run.data.params["data_series"] == "2" and run.data.params["data_to"] == str(pd.to_datetime(recent.date).max())
     # times with an offset are the same instants: read as a served request reads them, the same shifts
     aware = recent.assign(date=pd.to_datetime(recent.date).dt.tz_localize("UTC").dt.tz_convert("Asia/Shanghai"))
     aware.to_csv(source, index=False)
