@@ -566,11 +566,13 @@ def recalibration(d: dict) -> list[str]:
     if totals := res.get("summed_distance"):
         out += ["", "Summed distance from nominal over the cells: " + ", ".join(f"{k} {v:.3f}" for k, v in totals.items())
                 + f" → **chosen: {res.get('chosen')}**"]
+    if totals := res.get("heads_summed_distance"):
+        out += ["", "tft's bands (the second rule in bench/recalibration.py's docstring), summed distance over ETTh1, ETTh2 x {static, "
+                "rolling 1440/168}: " + ", ".join(f"{k} {v:.3f}" for k, v in totals.items()) + f" → **intervals.heads: {res.get('heads_chosen')}**"]
     return [*out, ""]
 
 
-RENDERERS = {"accuracy": accuracy, "recalibration_slice": recalibration, "recalibration_test": recalibration,
-             "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
+RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
              "scale": scale, "monitor": monitor, "first_hour": first_hour, "fuzz": fuzz}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 
@@ -583,7 +585,8 @@ def main() -> None:
     for d in LOADED.values():
         name = d.get("benchmark", "")
         # any other accuracy results file (`bench/accuracy.py --results NAME`) is a re-run, set beside the recorded table
-        lines += RENDERERS.get(name, accuracy_rerun if name.startswith("accuracy_") else generic)(d)
+        fallback = accuracy_rerun if name.startswith("accuracy_") else recalibration if name.startswith("recalibration_") else generic
+        lines += RENDERERS.get(name, fallback)(d)
     OUT.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {OUT} ({len(files)} benchmarks)")
 

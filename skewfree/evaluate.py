@@ -256,7 +256,7 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
         raise
     return forecaster
 
-# %% ../nbs/12_evaluate.ipynb #0019
+# %% ../nbs/12_evaluate.ipynb #0020
 RECALIBRATION_WINDOWS = 1440  # bench/recalibration.py's choice on its selection slice: the latest 1440 windows (two months of hours), weekly
 
 def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from .profile import Feature
 from .repair import RepairBudget
 
 # %% auto #0
-__all__ = ['PIECE_ROWS', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'Prepared', 'Forecaster']
+__all__ = ['HEADS', 'PIECE_ROWS', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'Prepared', 'Forecaster']
 
 # %% ../nbs/11_forecaster.ipynb #0005
 def _conformal_ranks(q:float, n:np.ndarray) -> np.ndarray:
@@ -108,6 +108,10 @@ class ConformalIntervals:
                    int(state["windows"]), None if scales is None else {str(k): float(v) for k, v in scales.items()})
 
 # %% ../nbs/11_forecaster.ipynb #0006
+# what calibration does with a model's own quantile heads: calibrates them (conformalise), serves them as the model made them
+# (keep), or calibrates every level on the model's median instead, its heads unused for the bands (median)
+HEADS = ("conformalise", "keep", "median")
+
 class IntervalSpec(NamedTuple):
     "The config's `intervals`: the levels to calibrate, whether a model's own heads are calibrated too, and the windows' stride."
     quantiles: list[float]
@@ -127,7 +131,7 @@ class IntervalSpec(NamedTuple):
         if len({band_column(q) for q in levels}) < len({float(q) for q in levels}):  # two levels, one column of the answer
             raise InputError("intervals.quantiles", f"{levels} holds levels too close to be told apart in the answer's columns (q0.1, …)")
         heads, stride = spec.get("heads", "conformalise"), spec.get("stride", 1)
-        if heads not in ("conformalise", "keep"): raise InputError("intervals.heads", f"must be 'conformalise' or 'keep', got {heads!r}")
+        if heads not in HEADS: raise InputError("intervals.heads", f"must be one of {', '.join(map(repr, HEADS))}, got {heads!r}")
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise InputError("intervals.stride", f"must be a positive integer, got {stride!r}")
         return cls(sorted({float(q) for q in levels}), heads, stride)
