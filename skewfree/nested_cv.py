@@ -5,7 +5,9 @@
 # %% ../nbs/13_nested_cv.ipynb #0002
 from __future__ import annotations
 
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from .core import InputError, need_ray, stop_if_interrupted
+from .core import STOP_SIGNALS, InputError, need_ray, stop_if_interrupted
 from .evaluate import Positions, calibrate, forecast_rows, scored_backtest
 from .forecaster import Forecaster
 from .models import build_model
@@ -262,8 +264,13 @@ def run_folds(cfg:DictConfig, raw:pd.DataFrame, spans:list[Fold], plan:Plan, *, 
         if address: _check_reachable(str(address), float(cfg.executor.connect_timeout))
         # "local" starts a new instance even when another cluster runs on this machine
         runtime_env = OmegaConf.to_container(cfg.executor.runtime_env, resolve=True) if cfg.executor.get("runtime_env") else None
+        handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS} if threading.current_thread() is threading.main_thread() else {}
         ray.init(address=address or "local", num_cpus=None if address else cfg.executor.get("workers"), include_dashboard=False,
                  log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
+        # Ray's driver handler exits on SIGTERM, bypassing `interruptible`: a stop swallowed where Python ignores exceptions
+        # would be forgotten and the job would register. The handlers in place before Ray started stay in place.
+        for s, handler in handlers.items():
+            if handler is not None: signal.signal(s, handler)
     bar = tqdm(total=len(spans), desc="folds", disable=not progress)
     try:
         task: Any = ray.remote(num_cpus=float(cfg.executor.cpus_per_fold))(run_fold)  # type: ignore[arg-type]
