@@ -9,9 +9,10 @@ months), coverage drifts with it. `skewfree recalibrate` measures the same split
 whose actuals have arrived and logs a new version of the artifact: same preprocessor, same weights, new shifts. How many
 windows, and how often, is a policy:
 - `static`: calibrated once, on the validation windows, as a training run ships it;
-- `rolling N/E`: every E rows of the scored span (a block of E forecast origins), recalibrated with the library's own
-  `evaluate.calibrate` on the latest N windows whose every actual is observed before the block's first origin — never a
-  window that starts in the rows the model was fitted on. N in (720, 1440, 2880), E in (168, 720): weekly or monthly.
+- `rolling N/E`: every E rows of the scored span (a block of E forecast origins), recalibrated by
+  `evaluate.recalibrate` (what `skewfree recalibrate` runs) on the latest N windows whose every actual is observed before
+  the block's first origin — never a window that starts in the rows the model was fitted on (fewer where the rows after
+  them hold fewer than N: N = 2880 in the slice's first blocks). N in (720, 1440, 2880), E in (168, 720): weekly or monthly.
 
 Spans (the S protocol of bench/accuracy.py, `overrides_for`; H = 96):
 - slice: fitted on rows [0, 5760) with early stopping on [5760, 8640); `static` calibrated on every window of
@@ -76,8 +77,8 @@ def chosen_policy(cells: dict) -> tuple[str, dict[str, float]]:
 
 
 def policy_table(forecaster, positions, policy: str, rows: tuple[int, int, int], val: pd.DataFrame) -> pd.DataFrame:
-    "The scored span's backtest table, its intervals calibrated as `policy` says, block by block."
-    from skewfree.evaluate import backtest, calibrate
+    "The scored span's backtest table, its intervals calibrated as `policy` says, block by block: what `skewfree recalibrate` does."
+    from skewfree.evaluate import backtest, calibrate, recalibrate
     fitted, start, end = rows[0], rows[0] + rows[1], sum(rows)
     context, horizon = forecaster.history_length, forecaster.max_horizon
     last_origin = end - horizon  # the last window whose every step lies in the scored span
@@ -88,8 +89,9 @@ def policy_table(forecaster, positions, policy: str, rows: tuple[int, int, int],
     tables, numbered = [], 0
     for first_origin in range(start, last_origin + 1, every):
         block_end = min(first_origin + every, last_origin + 1)  # the block's origins: [first_origin, block_end)
-        oldest = max(fitted, first_origin - horizon - n + 1)  # the latest n windows observed whole before the block, none in the fit
-        calibrate(forecaster, positions.rows(oldest - context, first_origin))
+        # the rows observed before the block; the latest n windows of them, or as many as start after the fitted rows
+        # (recalibrate refuses a window that starts inside them): fewer only for N = 2880 in the slice's first blocks
+        recalibrate(forecaster, positions.rows(0, first_origin), windows=min(n, first_origin - horizon + 1 - fitted))
         table = backtest(forecaster, positions.rows(first_origin - context, block_end + horizon - 1))
         tables.append(table.assign(window=table["window"] + numbered)); numbered += int(table["window"].max()) + 1
     return pd.concat(tables, ignore_index=True)

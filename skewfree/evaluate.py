@@ -274,12 +274,11 @@ def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd
         raise InputError("windows", f"the rows end at {last[forecaster.preprocessor.time_col].iloc[at]} without an observed value there: "
                                     "give rows up to each series' last observed value", str(last["_series"].iloc[at]))
     if forecaster.fitted_through is not None:  # a window the model was fitted on scores its fit, not its error: bands too narrow
-        origins = kept[forecaster.preprocessor.time_col].to_numpy()[::steps]  # each window's first step
-        if (inside := origins <= np.datetime64(forecaster.fitted_through)).any():
-            at = int(np.argmax(inside)) * steps
-            raise InputError("windows", f"the latest {windows} windows start at {pd.Timestamp(origins[at // steps])}, inside the rows the model "
-                                        f"was fitted on (through {forecaster.fitted_through}): give rows after them, or fewer windows",
-                             str(kept["_series"].iloc[at]))
+        time_col, firsts = forecaster.preprocessor.time_col, kept.iloc[::steps]  # each window's first step
+        if (inside := firsts[time_col].to_numpy() <= np.datetime64(forecaster.fitted_through)).any():
+            first = firsts.iloc[int(np.argmax(inside))]  # a series' oldest window of the latest: where they start
+            raise InputError("windows", f"the latest {windows} windows start at {first[time_col]}, inside the rows the model was fitted on "
+                                        f"(through {forecaster.fitted_through}): give rows after them, or fewer windows", str(first["_series"]))
     return kept
 
 def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor are kept as they are
