@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.models import Model, infer_signature, validate_schema
+from mlflow.models import Model, ModelSignature, infer_signature, validate_schema
 from mlflow.models.model import ModelInfo
 from mlflow.pyfunc import PythonModel
-from mlflow.types.schema import ParamSpec
+from mlflow.types.schema import ParamSchema, ParamSpec
 from omegaconf import DictConfig
 
 import skewfree
@@ -177,6 +177,15 @@ class Columns:
     timezone: str|None # the model's zone: zone-aware times in a request are converted to it
     names: Sequence[str] # every column a request must carry — id, time, numeric, static — in the preprocessor's order
 
+_NOUNS = {"long": "integer", "integer": "integer", "double": "number", "float": "number", "string": "string", "boolean": "boolean"}
+
+def _param_refusal(spec:ParamSpec, value:Any) -> str:
+    "A param its spec refuses, in the caller's terms: what it must be, and what it was as JSON writes it (MLflow's words print the spec)."
+    kind = getattr(spec.dtype, "name", str(spec.dtype))
+    noun = _NOUNS.get(kind, kind)
+    must = f"a list of {noun}s" if spec.shape else f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+    return f"param '{spec.name}' must be {must}, got {_short(value, 80)}"
+
 class SkewfreeModel(PythonModel):
     "MLflow pyfunc model: checks, hydrates and self-tests the `Forecaster`, then forecasts raw rows — whole, or stage by stage."
     def load_context(self, context):
@@ -229,12 +238,12 @@ class SkewfreeModel(PythonModel):
             if extra := [c for c in rows.columns if c not in schema.input_names()]: rows = rows.drop(columns=extra)
         params = dict(params or {})
         if specs is not None:
-            invalid = set()
+            invalid: list[str] = []
             for spec in specs.params:
                 if spec.name not in params: continue
                 try: params[spec.name] = ParamSpec.validate_param_spec(params[spec.name], spec)
-                except MlflowException as e: invalid.add((spec.name, e.message))
-            if invalid: raise MlflowException.invalid_parameter_value(f"Invalid parameters found: {invalid!r}")
+                except MlflowException: invalid.append(_param_refusal(spec, params[spec.name]))
+            if invalid: raise MlflowException.invalid_parameter_value(f"Invalid parameters found: {'; '.join(invalid)}")
         return rows, self.defaults | params
 
     def prepare(self, rows:pd.DataFrame, params:dict[str, Any], **how:Any) -> Prepared:
@@ -294,8 +303,12 @@ def log_forecaster(forecaster:Forecaster, # fitted
                   ) -> ModelInfo:
     "Log `forecaster` as one verified pyfunc model with signature, input example and its own code, in the active run."
     stop_if_interrupted()  # a job told to stop does not package (see `skewfree.core.interruptible`)
-    params: dict[str, Any] = {"horizon": forecaster.max_horizon} | ({"quantiles": forecaster.quantiles} if forecaster.quantiles else {})
-    signature = infer_signature(example, forecaster.predict(example, forecaster.max_horizon, within_budget=False), params=params)
+    params: dict[str, Any] = {"horizon": forecaster.max_horizon, "quantiles": forecaster.quantiles}
+    rows = infer_signature(example, forecaster.predict(example, forecaster.max_horizon, within_budget=False))
+    # both params declared for every model, a point forecaster's levels defaulting to none: MLflow drops a param its model
+    # does not declare with a warning the caller never sees, so `quantiles=[0.1]` would be answered without the band it asked for
+    signature = ModelSignature(rows.inputs, rows.outputs, ParamSchema([ParamSpec("horizon", "long", forecaster.max_horizon),
+                                                                       ParamSpec("quantiles", "double", forecaster.quantiles, (-1,))]))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)/"skewfree"
         manifest = write_artifact(forecaster, folder, golden_requests(forecaster, example), scores, tolerance)
@@ -311,13 +324,15 @@ def log_forecaster(forecaster:Forecaster, # fitted
 
 _CONVERT = re.compile(r"Failed to convert column (.+?) to type '([^']+)'\. Error: (.*)", re.S)
 _MISSING = re.compile(r"Model is missing inputs \[(.*?)\]")
-_PARAM = re.compile(r"(?:Failed to validate type and shape for|for param) '([^']+)'")
+_PARAM = re.compile(r"(?:Failed to validate type and shape for|\bparam) '([^']+)'")
+_REFUSED_PARAM = re.compile(r"Invalid parameters found: param '[^']+' (.*)", re.S)  # `validate`'s own words
 
 def mlflow_reason(e:MlflowException) -> str:
     "MLflow's schema-enforcement message without its echo of the whole input frame, and with the column it names."
     message = e.message
     if m := _CONVERT.search(message):  # a cast that failed: MLflow names the column before "Error:", so keep it
         return f"column {m[1]} does not convert to {m[2]}: {m[3].strip().strip(chr(39))}"
+    if m := _REFUSED_PARAM.match(message): return m[1]  # the field names the param
     return message.split("Error: ", 1)[-1].strip() if "Error: " in message else message
 
 def mlflow_field(e:MlflowException) -> str|None:
@@ -373,7 +388,8 @@ def _scores(version) -> list[str]:
     return sorted(k.removeprefix("score.") for k in version.tags if k.startswith("score."))
 
 def _short(value:Any, width:int=60) -> str:
-    text = json.dumps(value)
+    "`value` as JSON writes it, cut to `width` characters."
+    text = json.dumps(value, default=str)
     return text if len(text) <= width else text[:width - 1] + "…"
 
 def _refuse_incomparable(challenger, champion, metric:str) -> None:
@@ -389,6 +405,15 @@ def _refuse_incomparable(challenger, champion, metric:str) -> None:
         raise InputError("scored_on", f"challenger version {challenger.version} and champion version {champion.version} were scored on "
                                       f"different rows or settings ({what}), so their {metric} cannot be compared: train both the same way "
                                       "(same data, profile and cv settings), or move the alias yourself")
+
+def _recalibrated_from(client:Any, name:str, version:Any) -> list[str]:
+    "The versions of `name` that `version` was recalibrated from, nearest first (a recalibration of a recalibration of …): their point forecast."
+    chain: list[str] = []
+    while (source := version.tags.get(RECALIBRATED_FROM, "")).startswith(f"{name}/") and (number := source.rsplit("/", 1)[1]) not in chain:
+        chain.append(number)
+        try: version = client.get_model_version(name, number)
+        except MlflowException: break  # deleted since: the chain ends there
+    return chain
 
 def promote(name:str, # registered model name
             metric:str|None=None, # the score compared (lower is better); None: the one the challenger was ranked by at training
@@ -406,10 +431,13 @@ def promote(name:str, # registered model name
         client.set_registered_model_alias(name, "champion", challenger.version)
         return True, f"{name!r} had no champion: version {challenger.version} is champion now"
     if champion.version == challenger.version: return False, f"version {challenger.version} is already champion"
-    if challenger.tags.get(RECALIBRATED_FROM) == f"{name}/{champion.version}":  # its scores are the champion's: no margin could decide
+    # its scores are the champion's: no margin could decide (a version's number is a text or an integer, by store)
+    if str(champion.version) in (made_from := _recalibrated_from(client, name, challenger)):
         client.set_registered_model_alias(name, "champion", challenger.version)
-        return True, (f"promoted version {challenger.version}: champion version {champion.version} recalibrated (the same point forecast, "
-                      "its bands measured again on later windows)")
+        via = made_from[:made_from.index(str(champion.version))]
+        through = f" (through version {', '.join(via)})" if via else ""
+        return True, (f"promoted version {challenger.version}: champion version {champion.version} recalibrated{through} — the same point "
+                      "forecast, its bands measured again on later windows")
     metric = metric or challenger.tags.get("ranked_by")
     if not metric: raise InputError("metric", f"challenger version {challenger.version} does not say which score ranks it: "
                                               f"name one of its scores {_scores(challenger)}")

@@ -21,14 +21,14 @@ from mlflow.exceptions import MlflowException
 import skewfree
 from .artifact import ArtifactCheckError, mlflow_reason, tracking_uri
 from .batch import BATCH_ROWS, typed_rows
-from .core import InputError, need_ray
+from .core import InputError, interruptible, need_ray
 from .evaluate import RECALIBRATION_WINDOWS
 
 # %% auto #0
 __all__ = ['CHAMPION', 'INTERVAL_SCORES', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model',
            'column_difference', 'worker_count', 'known_model', 'check_serve_config', 'serve', 'admin_token',
-           'CommandFailed', 'quantile_levels', 'predict', 'ray_output', 'drift', 'registered_version', 'recalibrate',
-           'main']
+           'CommandFailed', 'quantile_levels', 'predict', 'ray_output', 'drift', 'registered_version',
+           'registration_source', 'recalibrate', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -351,28 +351,45 @@ def registered_version(uri:str):
     if version.isdigit(): return client.get_model_version(name, version)
     return max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), default=None)  # models:/NAME/latest
 
+def registration_source(uri:str, name:str):
+    "The registered version `uri` names, whose record (what its scores were measured on) a recalibration registered as `name` carries."
+    try: mlflow.MlflowClient().get_registered_model(name)  # a name the registry refuses is refused before any work, by its option
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST": raise InputError("--register", mlflow_reason(e)) from None
+    if (was := registered_version(uri)) is None:  # a logged model's URI: no record for `promote` to compare the new version by
+        raise InputError("--register", f"needs --model-uri as models:/NAME/VERSION or models:/NAME@ALIAS, got {uri}: the new version "
+                                       "carries that version's record of what its scores were measured on, which promote compares")
+    return was
+
 def recalibrate(args:argparse.Namespace) -> str:
     "`skewfree recalibrate`: the model's bands measured again on the latest windows of `--data`, logged (and registered) as a new model."
-    from skewfree.artifact import RECALIBRATED_FROM, input_example, log_forecaster, register
     from skewfree.data import read_table
-    from skewfree.evaluate import recalibrate as measure_again
     from skewfree.serving.codec import naive_times
     model = mlflow.pyfunc.load_model(args.model_uri)
-    source, forecaster = model.unwrap_python_model(), model.unwrap_python_model().forecaster
+    forecaster = model.unwrap_python_model().forecaster
     if forecaster.intervals is None: raise InputError("--model-uri", f"{args.model_uri} serves no calibrated band: nothing to recalibrate")
+    was = None if args.register is None else registration_source(args.model_uri, args.register)  # checked before anything is measured
     if forecaster.fitted_through is None:
         print("skewfree recalibrate: this model does not record where its training rows end (logged before recalibration existed): "
               "--data must hold only rows after them", file=sys.stderr)
     schema = model.metadata.get_input_schema()
     raw = typed_rows(read_table(args.data, "--data"), schema, forecaster.preprocessor.id_col, "--data")
     raw = naive_times(raw, schema, forecaster.preprocessor.timezone)  # as a served request's: the example's times are the model's own kind
+    with interruptible():  # a stop (SIGTERM, Ctrl+C) ends the run as failed and registers nothing
+        return _recalibrated(args, model, raw, was)
+
+def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any) -> str:
+    "`recalibrate`'s work once its inputs are checked: measure, log in the source run's experiment, register."
+    from skewfree.artifact import RECALIBRATED_FROM, input_example, log_forecaster, register
+    from skewfree.evaluate import recalibrate as measure_again
+    source, forecaster = model.unwrap_python_model(), model.unwrap_python_model().forecaster
     try: measure_again(forecaster, raw, args.windows)
     except InputError as e:
         if e.field != "windows": raise
         raise InputError("--windows", e.reason, e.series) from None
     scores = {k: v for k, v in source.manifest["scores"].items() if not any(s in k for s in INTERVAL_SCORES)}
-    was = registered_version(args.model_uri) if args.register else None  # read before anything is logged: a bad URI logs nothing
-    example = input_example(forecaster, raw)
+    # the source's own example (a request its checks passed), not the file's last rows, which may hold more gaps than serving repairs
+    example = given if isinstance(given := model.input_example, pd.DataFrame) else input_example(forecaster, raw)
     run_id = model.metadata.run_id
     with mlflow.start_run(experiment_id=mlflow.get_run(run_id).info.experiment_id if run_id else None, run_name="recalibrate"):
         mlflow.set_tags({"skewfree.recalibrated_from": args.model_uri, "skewfree.source_run": run_id or ""})
@@ -381,10 +398,13 @@ def recalibrate(args:argparse.Namespace) -> str:
                            "data_series": raw[pre.id_col].nunique() if pre.id_col else 1, "data_from": str(times.min()), "data_to": str(times.max())})
         info = log_forecaster(forecaster, example, scores, tolerance=source.manifest["golden_tolerance"])
     print(f"logged {info.model_uri}: bands from {forecaster.intervals.windows} windows, the point forecast of {args.model_uri}")
-    if args.register:
-        version, aliases = register(info.model_uri, args.register, scores, ranked_by=was.tags.get("ranked_by") if was else None,
-                                    scored_on=json.loads(was.tags["scored_on"]) if was and "scored_on" in was.tags else None,
-                                    tags={RECALIBRATED_FROM: f"{was.name}/{was.version}"} if was else None)
+    if (given := raw[pre.id_col].nunique() if pre.id_col else 1) < (known := len(pre.series_)):  # said, since they serve the others too
+        print(f"skewfree recalibrate: the bands were measured on {given} of the model's {known} series; they serve every series "
+              "(one set of shifts, in each series' own scale)", file=sys.stderr)
+    if was is not None:
+        version, aliases = register(info.model_uri, args.register, scores, ranked_by=was.tags.get("ranked_by"),
+                                    scored_on=json.loads(was.tags["scored_on"]) if "scored_on" in was.tags else None,
+                                    tags={RECALIBRATED_FROM: f"{was.name}/{was.version}"})
         print(f"registered {args.register} version {version} ({', '.join(aliases)})")
     return info.model_uri
 
@@ -423,4 +443,8 @@ def main(argv:list[str]|None=None) -> int:
     except (ParityFailure, CommandFailed, ArtifactCheckError) as e:  # the artifact refused to load (its checks): one line too
         print(f"skewfree {args.command}: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:  # told to stop: what it had started is closed on the way out (an MLflow run ends as failed)
+        print(f"skewfree {args.command}: stopped ({e or 'interrupted'})", file=sys.stderr)
+        signum = str(e).removeprefix("signal ")  # `interruptible` names the signal; a bare Ctrl+C is SIGINT's
+        return 128 + (int(signum) if signum.isdigit() else 2)
     return status

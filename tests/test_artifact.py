@@ -200,6 +200,60 @@ def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_n
     assert "inside the rows the model was fitted on" in last
 
 
+def test_recalibrate_refuses_before_any_work_and_a_stopped_one_leaves_nothing(trained, store, tmp_path):
+    fitted = mlflow.pyfunc.load_model(trained.model_uri).unwrap_python_model().forecaster
+    raw = load_ett(max_rows=1400)
+    recent = raw[pd.to_datetime(raw.date) > fitted.fitted_through - pd.Timedelta(hours=fitted.history_length)].reset_index(drop=True)
+    recent.to_csv(source := tmp_path / "recent.csv", index=False)
+    client = mlflow.MlflowClient()
+    experiment = client.get_run(mlflow.pyfunc.load_model(trained.model_uri).metadata.run_id).info.experiment_id
+    def runs() -> dict[str, str]: return {r.info.run_id: r.info.status for r in client.search_runs([experiment])}
+    def names() -> set[str]: return {m.name for m in client.search_registered_models()}
+    before, registered = runs(), names()
+    run = ("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100")
+    # a name the registry refuses, an empty one, and a source with no registered record: refused by option before any work
+    for name, says in [("a/b", "Invalid model name 'a/b'"), ("", "Missing value for required parameter 'name'")]:
+        done = cli(*run, "--register", name, store=store)
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 2 and last.startswith(f"skewfree recalibrate: --register: {says}"), done.stderr[-2000:]
+    logged = f"runs:/{mlflow.pyfunc.load_model(trained.model_uri).metadata.run_id}/model"
+    done = cli("recalibrate", "--model-uri", logged, "--data", str(source), "--windows", "100", "--register", "elsewhere", store=store)
+    assert done.returncode == 2 and "--register: needs --model-uri as models:/NAME/VERSION or models:/NAME@ALIAS" in done.stderr, done.stderr[-2000:]
+    # a series with the look-back but not one whole window: named by its id, not a position inside the model
+    short = pd.concat([recent[recent.series_id == "ETTh1"], recent[recent.series_id == "ETTh2"].tail(fitted.history_length + 2)])
+    short.to_csv(cut := tmp_path / "short.csv", index=False)
+    done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(cut), "--windows", "100", store=store)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
+        f"skewfree recalibrate: --windows: {fitted.history_length + 2} rows on the model's grid, too few for one window of "
+        f"{fitted.history_length} rows of history and {fitted.max_horizon} steps: give more rows, series 'ETTh2'"), done.stderr[-2000:]
+    assert runs() == before and names() == registered
+    # stopped while it logs (a scheduler's SIGTERM): the run ends failed, nothing is registered, one line says so
+    job = subprocess.Popen([str(BIN / "skewfree"), *run, "--register", "stopped-recalibration"], env=dict(os.environ, MLFLOW_TRACKING_URI=store),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (started := set(runs()) - set(before)) and job.poll() is None and time.monotonic() < deadline: time.sleep(0.05)
+    assert started and job.poll() is None, "the recalibration ended before it could be stopped"
+    job.send_signal(15)
+    _, err = job.communicate(timeout=240)
+    assert job.returncode == 143 and err.strip().splitlines()[-1] == "skewfree recalibrate: stopped (signal 15)", err[-2000:]
+    assert {runs()[r] for r in started} == {"FAILED"} and names() == registered
+    # missing values near the file's end (more than serving repairs in its last look-back): the new model keeps its source's
+    # example, a request its own checks pass, so it loads, replays and serves it
+    gappy = recent.copy()
+    gappy.loc[gappy.index[gappy.series_id == "ETTh2"][-4:-1], "OT"] = np.nan
+    gappy.to_csv(source, index=False)
+    done = cli(*run, store=store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    new = mlflow.pyfunc.load_model(done.stdout.split("logged ", 1)[1].split(": bands", 1)[0])
+    pd.testing.assert_frame_equal(new.input_example, mlflow.pyfunc.load_model(trained.model_uri).input_example)
+    assert len(new.predict(new.input_example, params={"horizon": fitted.max_horizon})) == 2 * fitted.max_horizon
+    assert "measured on" not in done.stderr
+    # one series of two: its bands serve the other as well, and it is said
+    recent[recent.series_id == "ETTh1"].to_csv(source, index=False)
+    done = cli(*run, store=store)
+    assert done.returncode == 0 and "the bands were measured on 1 of the model's 2 series; they serve every series" in done.stderr, done.stderr[-2000:]
+
+
 def test_batch_predict_cli_says_what_it_repaired_in_the_history(trained, store, tmp_path):
     history = load_ett(max_rows=900).groupby("series_id").tail(trained.forecaster.history_length).reset_index(drop=True)
     history.loc[[3, 4], "OT"] = np.nan  # two missing values in ETTh1's history, which this model's policy interpolates

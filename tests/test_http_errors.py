@@ -45,13 +45,29 @@ def test_too_few_history_rows_says_how_many(server, history, trained):
 def test_non_integer_horizon(server, history, horizon):
     answer = post(server, exact_json_body(history, 3).replace('"horizon": 3', f'"horizon": {json.dumps(horizon)}'))
     assert 400 <= answer.status_code < 500
-    assert "horizon" in answer.json()["error"]["reason"]
+    error = answer.json()["error"]
+    assert (error["field"], error["reason"]) == ("params.horizon", f"must be an integer, got {json.dumps(horizon)}"), answer.text
 
 
 def test_horizon_beyond_the_model_says_the_limit(server, history, trained):
     answer = post(server, exact_json_body(history, 1000))
     assert answer.status_code == 422
     assert f"between 1 and {trained.forecaster.max_horizon}" in answer.json()["error"]["reason"]
+
+
+def test_null_quantiles_mean_the_same_on_both_routes_as_on_mlflows(server, history):
+    # left out: every level; null: refused, as MLflow's own pyfunc and scoring server refuse it — never "every level" on one
+    # route and an error on another
+    body = json.loads(exact_json_body(history, 3))
+    body["params"]["quantiles"] = None
+    split = post(server, json.dumps(body))
+    assert split.status_code == 400 and split.json()["error"]["field"] == "params.quantiles", split.text
+    assert split.json()["error"]["reason"] == "must be a list of numbers, got null"
+    series = [{"id": sid, "timestamps": rows.date.astype(str).tolist(), "target": rows.OT.tolist()} for sid, rows in history.groupby("series_id")]
+    typed = httpx.post(f"{server.url}/predict", json={"series": series, "horizon": 3, "quantiles": None}, timeout=60)
+    assert typed.status_code == 422 and typed.json()["error"]["field"] == "quantiles", typed.text
+    left_out = httpx.post(f"{server.url}/predict", json={"series": series, "horizon": 3}, timeout=60)
+    assert left_out.status_code == 200 and set(left_out.json()["series"][0]["quantiles"]) == {"q0.05", "q0.1", "q0.9", "q0.95"}, left_out.text
 
 
 def test_unparsable_timestamp(server, history):

@@ -120,7 +120,10 @@ class PredictRequest(BaseModel):
     series: list[SeriesIn] = Field(min_length=1)
     # the least stated in the OpenAPI, not checked here: the artifact's refusal names the whole range, 1 … its longest horizon
     horizon: StrictInt = Field(json_schema_extra={"minimum": 1}, description="steps to forecast, 1 … the model's longest horizon (`/metadata`: `max_horizon`)")
-    quantiles: list[StrictFloat]|None = Field(default=None, description="quantiles to return (probabilistic models); default: all")
+    # left out: every level; never null, which MLflow's routes refuse too (one meaning per request, whatever the route): the
+    # default stands for "left out" and is never validated, so it may be one the type refuses
+    quantiles: list[StrictFloat] = Field(default=None, description="the quantile levels to return, of those the model serves "  # type: ignore[arg-type]
+                                                                   "(`/metadata`: `quantiles`); left out: every one, []: none")
 
 class SeriesOut(BaseModel):
     "The forecast of one series."
