@@ -165,8 +165,10 @@ def forecast_params(model:Any, horizon:int, quantiles:Sequence[float]|None=None)
     "The pyfunc's params for every chunk: the horizon, and the quantile levels asked for (None: every level the model serves), checked first."
     forecaster = model.unwrap_python_model().forecaster
     # a model that serves no band is sent none: one logged before 2026-12-05 declares no `quantiles` (MLflow would warn on every chunk)
-    if quantiles is None or not (quantiles or forecaster.quantiles): return {"horizon": int(horizon)}
-    try: levels = forecaster.check_quantiles(quantiles if isinstance(quantiles, str | bytes) else list(quantiles))  # "0.1" is not 3 levels
+    # a tuple or an array is a list of levels; a text or a number stays one, refused as such
+    given = quantiles.tolist() if isinstance(quantiles, np.ndarray) else list(quantiles) if isinstance(quantiles, tuple) else quantiles
+    if given is None or (given == [] and not forecaster.quantiles): return {"horizon": int(horizon)}
+    try: levels = forecaster.check_quantiles(given)
     except InputError as e: raise InputError("--quantiles", e.reason) from None  # before any row is read, in the option's name
     return {"horizon": int(horizon), "quantiles": levels}
 

@@ -398,7 +398,8 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
                            "data_series": raw[pre.id_col].nunique() if pre.id_col else 1, "data_from": str(times.min()), "data_to": str(times.max())})
         info = log_forecaster(forecaster, example, scores, tolerance=source.manifest["golden_tolerance"])
     print(f"logged {info.model_uri}: bands from {forecaster.intervals.windows} windows, the point forecast of {args.model_uri}")
-    if (given := raw[pre.id_col].nunique() if pre.id_col else 1) < (known := len(pre.series_)):  # said, since they serve the others too
+    given = int(pd.Index(raw[pre.id_col].astype(str).unique()).isin(pre.series_).sum()) if pre.id_col else 1  # the model's own series
+    if given < (known := len(pre.series_)):  # said, since the bands serve the others too
         print(f"skewfree recalibrate: the bands were measured on {given} of the model's {known} series; they serve every series "
               "(one set of shifts, in each series' own scale)", file=sys.stderr)
     if was is not None:
@@ -444,7 +445,7 @@ def main(argv:list[str]|None=None) -> int:
         print(f"skewfree {args.command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # told to stop: what it had started is closed on the way out (an MLflow run ends as failed)
-        print(f"skewfree {args.command}: stopped ({e or 'interrupted'})", file=sys.stderr)
+        print(f"skewfree {args.command}: stopped ({str(e) or 'interrupted'})", file=sys.stderr)
         signum = str(e).removeprefix("signal ")  # `interruptible` names the signal; a bare Ctrl+C is SIGINT's
         return 128 + (int(signum) if signum.isdigit() else 2)
     return status

@@ -5,7 +5,7 @@
 # %% ../nbs/12_evaluate.ipynb #0002
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,9 +20,9 @@ from .profile import Feature
 from .repair import segment_sums
 
 # %% auto #0
-__all__ = ['RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'backtest', 'mase_season',
-           'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate',
-           'latest_windows', 'recalibrate', 'widest_gap']
+__all__ = ['RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'UnservableWindow', 'backtest',
+           'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile',
+           'calibrate', 'latest_windows', 'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 class Positions:
@@ -40,17 +40,10 @@ class Positions:
         keep = (self._position >= max(0, start)) & (self._position < end)
         return self._ordered[keep].drop(columns=["_order", "_id"])
 
-    def latest(self, n:int, freqs:Mapping[str, str]|None=None) -> pd.DataFrame:
-        "The last `n` rows of every series (all of a shorter one), in the caller's columns; with `freqs` (id → frequency), its last `n` steps."
+    def latest(self, n:int) -> pd.DataFrame:
+        "The last `n` rows of every series (all of a shorter one), in the caller's columns."
         from_end = np.repeat(np.array(list(self.lengths.values())), list(self.lengths.values())) - 1 - self._position  # series in id order, as sorted
-        keep = from_end < n  # a series of no known frequency: by rows
-        if freqs:  # on each series' grid, back from its last time: a gap is steps, so it holds no more windows than asked for
-            times, ids = self._ordered["_order"].to_numpy("datetime64[ns]"), self._ordered["_id"]
-            last, freq = self._ordered.groupby("_id", sort=False)["_order"].transform("max").to_numpy("datetime64[ns]"), ids.map(freqs)
-            for f in freq.dropna().unique():
-                rows = (freq == f).to_numpy()
-                keep[rows] = clock_of(str(f)).positions(times[rows], last[rows])[0] > -n
-        return self._ordered[keep].drop(columns=["_order", "_id"])
+        return self._ordered[from_end < n].drop(columns=["_order", "_id"])
 
 def holdout_rows(split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows`: counts of rows, or shares in (0, 1) of each
                  lengths:dict[str, int], # rows per series
@@ -115,6 +108,9 @@ def _put(forecast:ScaledForecast, row:int, made:ScaledForecast) -> None:
     if forecast.point is not None: forecast.point[row] = made.point[0]  # type: ignore[index]
     for q, levels in forecast.levels.items(): levels[row] = made.levels[q][0]
 
+class UnservableWindow(InputError):
+    "A backtest window whose request serving would refuse (`row`: its origin), so it has no forecast to score."
+
 def backtest(forecaster:Forecaster, # fitted
              test:pd.DataFrame, # raw test rows with look-back context
              stride:int=1, # rows between forecast origins
@@ -134,7 +130,10 @@ def backtest(forecaster:Forecaster, # fitted
         raw = pre.panel(test)
         for i in again.tolist():
             k = int(windows.series[i])
-            _put(windows.forecast, i, _from_its_past(forecaster, raw, k, batch.times[batch.indptr[k]:batch.indptr[k + 1]], windows.forecast.times[i]))
+            try: made = _from_its_past(forecaster, raw, k, batch.times[batch.indptr[k]:batch.indptr[k + 1]], windows.forecast.times[i])
+            except InputError as e:  # serving would refuse this window's request (its look-back mostly a gap): said so, with its origin
+                raise UnservableWindow(e.field, e.reason, e.series, pd.Timestamp(windows.forecast.times[i][0])) from None
+            _put(windows.forecast, i, made)
     # every window back to original units in one call of the preprocessor's own inverse, as serving answers
     out = pre.inverse_transform(forecaster.banded(windows.forecast, batch, windows.series), batch, quantiles=forecaster.quantiles, of=windows.series)
     steps = windows.forecast.times.shape[1]
@@ -308,24 +307,24 @@ def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor ar
     if windows < (fewest := max((fewest_windows(q) for q in spec.quantiles), default=1)):
         raise InputError("windows", f"level {min(spec.quantiles, key=lambda q: min(q, 1 - q))} needs at least {fewest} windows of each series")
     pre, steps = forecaster.preprocessor, forecaster.history_length + (int(windows) - 1) * spec.stride + forecaster.max_horizon
-    freqs = dict(zip(map(str, pre.series_), map(str, pre.spacing.freq_)))
-    rows = Positions(recent, pre).latest(steps, freqs)  # each series' last `steps` steps: the windows asked for, no older one
+    # a series' last n rows span at least n steps of its grid (a gap only adds steps): enough for the windows, whatever is missing
+    rows = Positions(recent, pre).latest(steps)
     try: return calibrate(forecaster, rows, latest=int(windows))
-    except InputError as e:  # a window serving could not make (its look-back in a long gap) is refused in its own terms: say where the gap is
-        if e.field == "windows" or e.series is None or (gap := widest_gap(rows, pre, e.series, freqs)) is None: raise
+    except UnservableWindow as e:  # its look-back lies in a gap serving would not fill: say where it ends, and how many windows fit after it
+        if (gap := gap_before(rows, pre, str(e.series), e.row)) is None: raise
         missing, after, tail = gap
-        usable = max(0, (tail - forecaster.history_length - forecaster.max_horizon) // spec.stride + 1)  # the windows after the gap
-        raise InputError("windows", f"the latest {windows} windows reach back across {missing} missing steps before {after}, and a window "
-                                    f"whose look-back lies in them is not one serving could make ({e.field}: {e.reason}): give rows that fill "
-                                    f"them, or at most {usable} windows", e.series) from None
+        usable = max(0, (tail - forecaster.history_length - forecaster.max_horizon) // spec.stride + 1)
+        raise InputError("windows", f"the window at {e.row} lies across a gap of {missing} missing steps before {after}: serving would not "
+                                    f"make it ({e.field}: {e.reason}); give rows that fill them, or at most {usable} windows", e.series) from None
 
-def widest_gap(rows:pd.DataFrame, pre:Preprocessor, sid:str, freqs:Mapping[str, str]) -> tuple[int, pd.Timestamp, int]|None:
-    "Series `sid`'s widest run of missing steps in `rows`: how many, the time after it, and the steps from that time to its last; None: no gap."
+def gap_before(rows:pd.DataFrame, pre:Preprocessor, sid:str, origin:pd.Timestamp) -> tuple[int, pd.Timestamp, int]|None:
+    "Series `sid`'s latest run of missing steps in `rows` that starts before `origin`: how many, the time after it, and the steps from there to its last."
     own = rows[rows[pre.id_col].astype(str) == sid] if pre.id_col else rows
     given = own[pre.time_col] if pd.api.types.is_datetime64_any_dtype(own[pre.time_col]) else pd.to_datetime(own[pre.time_col], format="ISO8601")
-    times = np.sort(given.to_numpy("datetime64[ns]"))
-    if sid not in freqs or len(times) < 2: return None
-    position = clock_of(freqs[sid]).positions(times, np.full(len(times), times[-1]))[0]  # 0 at the last, negative before
-    if (widths := np.diff(position) - 1).max() < 1: return None
-    at = int(np.argmax(widths))
-    return int(widths[at]), pd.Timestamp(times[at + 1]), int(1 - position[at + 1])
+    times, known = np.sort(given.to_numpy("datetime64[ns]")), dict(zip(map(str, pre.series_), map(str, pre.spacing.freq_)))
+    if sid not in known or len(times) < 2: return None
+    position = clock_of(known[sid]).positions(times, np.full(len(times), times[-1]))[0]  # 0 at the last row, negative before
+    gaps = np.flatnonzero((np.diff(position) > 1) & (times[:-1] < np.datetime64(origin)))  # each gap's row before it: before the origin
+    if not gaps.size: return None
+    at = int(gaps[-1])
+    return int(position[at + 1] - position[at] - 1), pd.Timestamp(times[at + 1]), int(1 - position[at + 1])

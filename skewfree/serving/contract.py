@@ -114,6 +114,10 @@ class SeriesIn(BaseModel):
     future_covariates: dict[str, list[StrictFloat|None]] = Field(default_factory=dict, description="column → values aligned with `timestamps`")
     static_covariates: dict[str, StrictStr|StrictFloat] = Field(default_factory=dict, description="column → the series' constant value")
 
+def _no_default(schema:dict[str, Any]) -> None:
+    "A field's schema without its default: one that stands for \"left out\" and is not a value to send (null, for a list)."
+    schema.pop("default", None)
+
 class PredictRequest(BaseModel):
     "A forecast request: some series, a horizon, optional quantiles."
     model_config = ConfigDict(extra="forbid")
@@ -123,7 +127,8 @@ class PredictRequest(BaseModel):
     # left out: every level; never null, which MLflow's routes refuse too (one meaning per request, whatever the route): the
     # default stands for "left out" and is never validated, so it may be one the type refuses
     quantiles: list[StrictFloat] = Field(default=None, description="the quantile levels to return, of those the model serves "  # type: ignore[arg-type]
-                                                                   "(`/metadata`: `quantiles`); left out: every one, []: none")
+                                                                   "(`/metadata`: `quantiles`); left out: every one, []: none",
+                                         json_schema_extra=_no_default)
 
 class SeriesOut(BaseModel):
     "The forecast of one series."
