@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 import skewfree
 from .artifact import ArtifactCheckError, mlflow_reason, tracking_uri
 from .batch import BATCH_ROWS, typed_rows
-from .core import InputError, interruptible, need_ray
+from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_interrupted
 from .evaluate import RECALIBRATION_WINDOWS
 
 # %% auto #0
@@ -391,21 +391,25 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
     # the source's own example (a request its checks passed), not the file's last rows, which may hold more gaps than serving repairs
     example = given if isinstance(given := model.input_example, pd.DataFrame) else input_example(forecaster, raw)
     run_id = model.metadata.run_id
-    with mlflow.start_run(experiment_id=mlflow.get_run(run_id).info.experiment_id if run_id else None, run_name="recalibrate"):
+    # a stop while the run is written is taken at the next checkpoint: raised inside a database commit, it breaks the session
+    # that would have ended the run as failed
+    with deferred_stops(), mlflow.start_run(experiment_id=mlflow.get_run(run_id).info.experiment_id if run_id else None, run_name="recalibrate"):
         mlflow.set_tags({"skewfree.recalibrated_from": args.model_uri, "skewfree.source_run": run_id or ""})
         times, pre = pd.to_datetime(raw[forecaster.preprocessor.time_col]), forecaster.preprocessor  # what the bands were measured on
         mlflow.log_params({"windows": args.windows, "data": str(args.data), "calibration_windows": forecaster.intervals.windows,
                            "data_series": raw[pre.id_col].nunique() if pre.id_col else 1, "data_from": str(times.min()), "data_to": str(times.max())})
         info = log_forecaster(forecaster, example, scores, tolerance=source.manifest["golden_tolerance"])
+        stop_if_interrupted()  # a stop while it logged: the run ends failed, and nothing is registered
     print(f"logged {info.model_uri}: bands from {forecaster.intervals.windows} windows, the point forecast of {args.model_uri}")
     given = int(pd.Index(raw[pre.id_col].astype(str).unique()).isin(pre.series_).sum()) if pre.id_col else 1  # the model's own series
     if given < (known := len(pre.series_)):  # said, since the bands serve the others too
         print(f"skewfree recalibrate: the bands were measured on {given} of the model's {known} series; they serve every series "
               "(one set of shifts, in each series' own scale)", file=sys.stderr)
     if was is not None:
-        version, aliases = register(info.model_uri, args.register, scores, ranked_by=was.tags.get("ranked_by"),
-                                    scored_on=json.loads(was.tags["scored_on"]) if "scored_on" in was.tags else None,
-                                    tags={RECALIBRATED_FROM: f"{was.name}/{was.version}"})
+        with deferred_stops():  # a version is registered whole with its aliases, or not at all
+            version, aliases = register(info.model_uri, args.register, scores, ranked_by=was.tags.get("ranked_by"),
+                                        scored_on=json.loads(was.tags["scored_on"]) if "scored_on" in was.tags else None,
+                                        tags={RECALIBRATED_FROM: f"{was.name}/{was.version}"})
         print(f"registered {args.register} version {version} ({', '.join(aliases)})")
     return info.model_uri
 

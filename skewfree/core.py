@@ -17,8 +17,8 @@ from typing import Any
 import skewfree
 
 # %% auto #0
-__all__ = ['STOP_SIGNALS', 'InputError', 'checked_number', 'project_root', 'interruptible', 'stop_if_interrupted', 'need_ray',
-           'quiet_lightning']
+__all__ = ['STOP_SIGNALS', 'InputError', 'checked_number', 'project_root', 'interruptible', 'stop_if_interrupted',
+           'deferred_stops', 'need_ray', 'quiet_lightning']
 
 # %% ../nbs/00_core.ipynb #0005
 class InputError(ValueError):
@@ -82,6 +82,16 @@ def interruptible() -> Iterator[None]:
 def stop_if_interrupted() -> None:
     "A checkpoint: KeyboardInterrupt if a stop signal arrived, even when its first raise landed where Python ignores exceptions."
     if _received: raise KeyboardInterrupt(f"signal {_received[0]}")
+
+@contextmanager
+def deferred_stops() -> Iterator[None]:
+    "A stop signal only remembered for the next `stop_if_interrupted`, and taken on leaving: never raised inside a database commit."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    previous = {s: signal.signal(s, lambda signum, frame: _received.append(signum)) for s in STOP_SIGNALS}
+    try: yield
+    finally:
+        for s, handler in previous.items(): signal.signal(s, signal.SIG_DFL if handler is None else handler)
+    stop_if_interrupted()
 
 # %% ../nbs/00_core.ipynb #0018
 def need_ray(option:str) -> None:
