@@ -342,14 +342,17 @@ def drift(args:argparse.Namespace) -> int:
 INTERVAL_SCORES = ("coverage_", "width_", "quantile_loss")  # scores of the bands: a recalibrated model's are not its source's
 
 def registered_version(uri:str):
-    "The model version a `models:/NAME/VERSION` or `models:/NAME@ALIAS` URI names; None for any other URI."
+    "The model version a `models:/NAME/VERSION`, `models:/NAME/STAGE` or `models:/NAME@ALIAS` URI names; None for any other URI."
     if not uri.startswith("models:/"): return None
     client, name = mlflow.MlflowClient(), uri.removeprefix("models:/")
     if "@" in name: return client.get_model_version_by_alias(*name.split("@", 1))
     if "/" not in name: return None
     name, version = name.rsplit("/", 1)
     if version.isdigit(): return client.get_model_version(name, version)
-    return max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), default=None)  # models:/NAME/latest
+    versions = client.search_model_versions(f"name='{name}'")
+    if version.lower() != "latest":  # a stage (Production, Staging): its newest version, as MLflow resolves the URI
+        versions = [v for v in versions if (v.current_stage or "").lower() == version.lower()]
+    return max(versions, key=lambda v: int(v.version), default=None)
 
 def registration_source(uri:str, name:str):
     "The registered version `uri` names, whose record (what its scores were measured on) a recalibration registered as `name` carries."

@@ -35,6 +35,10 @@ class Positions:
         self._position = self._ordered.groupby("_id").cumcount().to_numpy()
         self.lengths: dict[str, int] = {str(k): int(v) for k, v in self._ordered.groupby("_id").size().items()}
 
+    def times(self, sid:str) -> np.ndarray:
+        "Series `sid`'s timestamps in time order (datetime64[ns]; empty for an id not among the rows)."
+        return self._ordered.loc[self._ordered["_id"] == sid, "_order"].to_numpy("datetime64[ns]")
+
     def rows(self, start:int, end:int) -> pd.DataFrame:
         "Rows at positions `[start, end)` of every series, in the caller's columns."
         keep = (self._position >= max(0, start)) & (self._position < end)
@@ -308,22 +312,23 @@ def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor ar
         raise InputError("windows", f"level {min(spec.quantiles, key=lambda q: min(q, 1 - q))} needs at least {fewest} windows of each series")
     pre, steps = forecaster.preprocessor, forecaster.history_length + (int(windows) - 1) * spec.stride + forecaster.max_horizon
     # a series' last n rows span at least n steps of its grid (a gap only adds steps): enough for the windows, whatever is missing
-    rows = Positions(recent, pre).latest(steps)
-    try: return calibrate(forecaster, rows, latest=int(windows))
+    positions = Positions(recent, pre)
+    try: return calibrate(forecaster, positions.latest(steps), latest=int(windows))
     except UnservableWindow as e:  # its look-back lies in a gap serving would not fill: say where it ends, and how many windows fit after it
-        if (gap := gap_before(rows, pre, str(e.series), e.row)) is None: raise
+        freq = pre.frequency_of(str(e.series))
+        if freq is None or (gap := gap_before(positions.times(str(e.series)), freq, e.row)) is None: raise
         missing, after, tail = gap
         usable = max(0, (tail - forecaster.history_length - forecaster.max_horizon) // spec.stride + 1)
         raise InputError("windows", f"the window at {e.row} lies across a gap of {missing} missing steps before {after}: serving would not "
                                     f"make it ({e.field}: {e.reason}); give rows that fill them, or at most {usable} windows", e.series) from None
 
-def gap_before(rows:pd.DataFrame, pre:Preprocessor, sid:str, origin:pd.Timestamp) -> tuple[int, pd.Timestamp, int]|None:
-    "Series `sid`'s latest run of missing steps in `rows` that starts before `origin`: how many, the time after it, and the steps from there to its last."
-    own = rows[rows[pre.id_col].astype(str) == sid] if pre.id_col else rows
-    given = own[pre.time_col] if pd.api.types.is_datetime64_any_dtype(own[pre.time_col]) else pd.to_datetime(own[pre.time_col], format="ISO8601")
-    times, known = np.sort(given.to_numpy("datetime64[ns]")), dict(zip(map(str, pre.series_), map(str, pre.spacing.freq_)))
-    if sid not in known or len(times) < 2: return None
-    position = clock_of(known[sid]).positions(times, np.full(len(times), times[-1]))[0]  # 0 at the last row, negative before
+def gap_before(times:np.ndarray, # one series' timestamps in time order (datetime64[ns])
+               freq:str, # its grid step
+               origin:pd.Timestamp,
+              ) -> tuple[int, pd.Timestamp, int]|None:
+    "The latest run of missing steps in `times` that starts before `origin`: how many, the time after it, and the steps from there to the last."
+    if len(times) < 2: return None
+    position = clock_of(freq).positions(times, np.full(len(times), times[-1]))[0]  # 0 at the last row, negative before
     gaps = np.flatnonzero((np.diff(position) > 1) & (times[:-1] < np.datetime64(origin)))  # each gap's row before it: before the origin
     if not gaps.size: return None
     at = int(gaps[-1])

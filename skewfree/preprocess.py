@@ -314,6 +314,11 @@ class Preprocessor:
         "(features, bins) the histogram of each profiled feature in a transformed request (None: a state written without a profile)."
         return None if self.profile_ is None else self.profile_.observe(batch.values, batch.indptr, batch.statics)
 
+    def frequency_of(self, sid:str) -> str|None:
+        "The grid step series `sid` was fitted on (None: a series not seen at fit)."
+        at = int(self._known.get_indexer(pd.Index([sid]))[0])
+        return None if at < 0 else str(self.spacing.freq_[at])
+
     @cached_property
     def _known(self) -> pd.Index:
         return pd.Index(self.series_)
