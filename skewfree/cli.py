@@ -349,7 +349,7 @@ def registered_version(uri:str):
     if "/" not in name: return None
     name, version = name.rsplit("/", 1)
     if version.isdigit(): return client.get_model_version(name, version)
-    versions = client.search_model_versions(f"name='{name}'")
+    versions = list(client.search_model_versions(f"name='{name}'"))
     if version.lower() != "latest":  # a stage (Production, Staging): its newest version, as MLflow resolves the URI
         versions = [v for v in versions if (v.current_stage or "").lower() == version.lower()]
     return max(versions, key=lambda v: int(v.version), default=None)
