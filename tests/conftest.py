@@ -15,6 +15,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (each a minute or more of its own processes)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a minute or more of its own processes; skipped unless --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    "Skip the slow tests, by name in the report, unless --run-slow: the default run stays within the CI's time."
+    if config.getoption("--run-slow"): return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords: item.add_marker(skip)
+
+
 def free_port() -> int:
     "A free TCP port on 127.0.0.1."
     with socket.socket() as s:

@@ -71,23 +71,8 @@ def test_ray_executor_gives_the_same_outer_scores_as_local(tmp_path):
     assert len(optuna.load_study(study_name="ray-fold1", storage=storage).trials) == 3
 
 
-@pytest.fixture
-def ray_cluster(tmp_path):
-    "A real `ray start --head` cluster on a loopback port, stopped after the test."
-    port = free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    proc = subprocess.Popen(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-                             "--block"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    yield f"127.0.0.1:{port}"
-    # the whole group at once: a graceful stop of `ray start --block` takes 30-60 s (measured), a killed group leaves no process
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    # `ray start` records the head as this machine's current cluster; a stopped head must not be joined by later `ray.init()`s
-    current = Path("/tmp/ray/ray_current_cluster")
-    if current.exists() and current.read_text().strip().endswith(f":{port}"): current.unlink()
-
-
 def test_ray_executor_joins_an_existing_cluster(ray_cluster):
+    # the session's `ray start --head` cluster (conftest), which the Ray Serve tests also use
     import ray
     cfg = compose_config([*SMOKE, "model=seasonal_naive", "executor=ray", f"executor.address={ray_cluster}", "executor.connect_timeout=60"])
     deadline = time.monotonic() + 90

@@ -76,6 +76,7 @@ def test_train_register_serve_and_verify_against_a_tracking_server(tmp_path):
         tracking.kill()
 
 
+@pytest.mark.slow
 def test_a_server_lost_mid_training_fails_the_run_registers_nothing_and_a_rerun_succeeds(tmp_path):
     tracking = TrackingServer(tmp_path)
     long_fit = ("profile=smoke", "trainer.torch.max_epochs=200", "trainer.torch.patience=200")  # long enough to be caught in the middle
