@@ -23,8 +23,21 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a minute or more of its own processes; skipped unless --run-slow")
 
 
+def _uses_ray(item) -> bool:
+    "Whether the test needs the session's Ray cluster: directly, through the Ray Serve app, or as `srv`'s Ray case."
+    callspec = getattr(item, "callspec", None)
+    return "ray_cluster" in getattr(item, "fixturenames", ()) or (callspec is not None and callspec.params.get("srv") == "ray")
+
+
 def pytest_collection_modifyitems(config, items):
-    "Skip the slow tests, by name in the report, unless --run-slow: the default run stays within the CI's time."
+    "Ray's tests last, so that the idle cluster costs the others nothing; the slow ones skipped, by name, unless --run-slow."
+    # an idle Ray cluster with its Serve app took about a third of a core; a test that shares a module-scoped fixture with a
+    # Ray one moves with it, so that the fixture is built once
+    shared = {(item.module.__name__, name) for item in items if _uses_ray(item)
+              for name, defs in item._fixtureinfo.name2fixturedefs.items() if defs[-1].scope == "module"}
+    def last(item) -> bool:
+        return _uses_ray(item) or any((item.module.__name__, name) in shared for name in item.fixturenames)
+    items[:] = [item for item in items if not last(item)] + [item for item in items if last(item)]
     if config.getoption("--run-slow"): return
     skip = pytest.mark.skip(reason="slow: run with --run-slow")
     for item in items:

@@ -200,6 +200,7 @@ def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_n
     assert "inside the rows the model was fitted on" in last
 
 
+@pytest.mark.slow
 def test_recalibrate_refuses_before_any_work_and_a_stopped_one_leaves_nothing(trained, store, tmp_path):
     fitted = mlflow.pyfunc.load_model(trained.model_uri).unwrap_python_model().forecaster
     raw = load_ett(max_rows=1400)

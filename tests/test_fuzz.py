@@ -63,6 +63,7 @@ def test_admin_reload_refuses_a_fuzzer_without_the_token(trained, store, history
         srv.stop()
 
 
+@pytest.mark.slow
 def test_ray_answers_every_fuzzed_request_as_its_openapi_says(ray_server, history, trained, tmp_path):
     run, spec = fuzz(ray_server, history, trained, tmp_path, max_examples=100)
     assert set(run["operations"]) == operations(spec)

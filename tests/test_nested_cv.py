@@ -57,6 +57,7 @@ def test_training_notebook_runs_nested_cv_and_logs_parent_children_trials_and_pi
     assert len(served.predict(served.input_example, params={"horizon": 6})) == 12
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_same_outer_scores_as_local(tmp_path):
     import ray
     raw = load_ett(max_rows=1000)

@@ -452,7 +452,7 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
         srv.stop()
 
 
-@pytest.mark.parametrize("workers", ["2", "0"])  # a new pool of worker processes; a new model in this process's threads
+@pytest.mark.parametrize("workers", [pytest.param("2", marks=pytest.mark.slow), "0"])  # a new pool of worker processes; a new model in this process's threads
 def test_hot_reload_under_load_fails_no_request(store, history, workers):
     first = train(compose_config(["profile=smoke", f"mlflow.registered_model=reloading-{workers}"]))
     token = Path(tempfile.mkdtemp()) / "admin-token"
