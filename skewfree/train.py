@@ -44,15 +44,14 @@ def _figure(width:float=7, height:float=3.5, ncols:int=1):
     fig = Figure(figsize=(width * ncols, height))
     return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
 
-FIGURE_SERIES = 4  # panels in a forecast picture: a panel of 300 series drew 300 of them (2 minutes of the run)
+FIGURE_SERIES = 4  # panels in a forecast picture: one per series made training on a 300-series panel take 128 s instead of 39 s
 
 def forecast_figure(forecasts:pd.DataFrame, id_col:str|None, time_col:str, title:str, max_series:int=FIGURE_SERIES):
     "Forecast vs actual, one panel for each of the first `max_series` series by id, with the quantile band when there is one."
-    ids = pd.Index(forecasts[id_col].unique()).sort_values() if id_col else pd.Index(["series"])
-    shown = ids[:max_series]
-    groups = [(sid, forecasts[forecasts[id_col] == sid]) for sid in shown] if id_col else [("series", forecasts)]
+    ids = pd.Index(forecasts[id_col].unique()).sort_values() if id_col else pd.Index([])
+    groups = [(sid, forecasts[forecasts[id_col] == sid]) for sid in ids[:max_series]] if id_col else [("series", forecasts)]
     fig, axes = _figure(ncols=len(groups))
-    if len(shown) < len(ids): fig.suptitle(f"{len(shown)} of {len(ids)} series (the first by id); the scores cover them all")
+    if len(groups) < len(ids): fig.suptitle(f"{len(groups)} of {len(ids)} series (the first by id); the scores cover them all")
     for ax, (sid, rows) in zip(axes, groups):
         ax.plot(rows[time_col], rows.actual, label="actual", color="black")
         ax.plot(rows[time_col], rows.forecast, label="forecast", color="tab:blue")
