@@ -243,7 +243,9 @@ class SkewfreeModel(PythonModel):
                 if spec.name not in params: continue
                 try: params[spec.name] = ParamSpec.validate_param_spec(params[spec.name], spec)
                 except MlflowException: invalid.append(_param_refusal(spec, params[spec.name]))
-            if invalid: raise MlflowException.invalid_parameter_value(f"Invalid parameters found: {'; '.join(invalid)}")
+            # the field names the first; the reason names every other one too, so one answer tells the caller all to mend
+            if invalid: raise MlflowException.invalid_parameter_value(
+                f"Invalid parameters found: {invalid[0]}" + (f" (also refused: {'; '.join(invalid[1:])})" if invalid[1:] else ""))
         return rows, self.defaults | params
 
     def prepare(self, rows:pd.DataFrame, params:dict[str, Any], **how:Any) -> Prepared:

@@ -21,16 +21,19 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a minute or more of its own processes; skipped unless --run-slow")
+    config.addinivalue_line("markers", "ray: runs Ray or shares a module's fixture with a test that does (set at collection)")
 
 
 def _uses_ray(item) -> bool:
-    "Whether the test needs the session's Ray cluster: directly, through the Ray Serve app, or as `srv`'s Ray case."
+    "Whether the test runs Ray: the session's cluster, the Ray Serve app, a Ray case of a parametrised test, or one of its own."
     callspec = getattr(item, "callspec", None)
-    return "ray_cluster" in getattr(item, "fixturenames", ()) or (callspec is not None and callspec.params.get("srv") == "ray")
+    return ("ray_cluster" in getattr(item, "fixturenames", ()) or "ray" in item.name.split("_")
+            or (callspec is not None and "ray" in callspec.params.values()))
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks set here, and before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    "Ray's tests last, so that the idle cluster costs the others nothing; the slow ones skipped, by name, unless --run-slow."
+    "Ray's tests marked `ray` and last; under pytest-xdist each group on one worker; slow ones skipped unless --run-slow."
     # an idle Ray cluster with its Serve app took about a third of a core; a test that shares a module-scoped fixture with a
     # Ray one moves with it, so that the fixture is built once
     shared = {(item.module.__name__, name) for item in items if _uses_ray(item)
@@ -38,6 +41,10 @@ def pytest_collection_modifyitems(config, items):
     def last(item) -> bool:
         return _uses_ray(item) or any((item.module.__name__, name) in shared for name in item.fixturenames)
     items[:] = [item for item in items if not last(item)] + [item for item in items if last(item)]
+    # `--dist loadgroup` keeps a group on one worker: a module's fixtures are built once, and there is one Ray cluster
+    for item in items:
+        if last(item): item.add_marker(pytest.mark.ray)
+        item.add_marker(pytest.mark.xdist_group("ray" if last(item) else item.module.__name__))
     if config.getoption("--run-slow"): return
     skip = pytest.mark.skip(reason="slow: run with --run-slow")
     for item in items:
