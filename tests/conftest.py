@@ -28,7 +28,7 @@ def _uses_ray(item) -> bool:
     "Whether the test runs Ray: the session's cluster, the Ray Serve app, a Ray case of a parametrised test, or one of its own."
     callspec = getattr(item, "callspec", None)
     return ("ray_cluster" in getattr(item, "fixturenames", ()) or "ray" in item.name.split("_")
-            or (callspec is not None and "ray" in callspec.params.values()))
+            or (callspec is not None and any(isinstance(value, str) and value == "ray" for value in callspec.params.values())))
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks set here, and before pytest-xdist reads the groups
