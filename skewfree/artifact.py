@@ -433,6 +433,8 @@ def promote(name:str, # registered model name
         client.set_registered_model_alias(name, "champion", challenger.version)
         return True, f"{name!r} had no champion: version {challenger.version} is champion now"
     if champion.version == challenger.version: return False, f"version {challenger.version} is already champion"
+    if metric and f"score.{metric}" not in challenger.tags:  # a misspelt score is refused, also where no score will be compared
+        raise InputError("metric", f"challenger version {challenger.version} has no {metric!r} score (it has {_scores(challenger)})")
     # its scores are the champion's: no margin could decide (a version's number is a text or an integer, by store)
     if str(champion.version) in (made_from := _recalibrated_from(client, name, challenger)):
         client.set_registered_model_alias(name, "champion", challenger.version)

@@ -24,6 +24,8 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 
 from .artifact import Columns
 from .core import InputError
+from .data import each_column_once
+from .serving.codec import naive_times
 
 # %% auto #0
 __all__ = ['BATCH_ROWS', 'file_kind', 'stream_rows', 'file_rows', 'NotGrouped', 'whole_series', 'partitioned', 'typed_rows',
@@ -45,6 +47,7 @@ def stream_rows(path:Path, field:str="--input", rows:int=BATCH_ROWS, text:Sequen
     "The rows of a CSV or Parquet file, about `rows` at a time, indexed by their position in the file (so errors name file rows)."
     kind, start = file_kind(path, field), 0
     try:
+        each_column_once(path, field)
         if kind == "parquet":
             import pyarrow.parquet as pq
             chunks: Iterator[pd.DataFrame] = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=rows))
@@ -60,7 +63,8 @@ def file_rows(path:Path) -> int|None:
     "How many rows a Parquet file holds (from its footer); None for a CSV, which only reading tells."
     if file_kind(path, "--input") != "parquet": return None
     import pyarrow.parquet as pq
-    return int(pq.ParquetFile(path).metadata.num_rows)
+    try: return int(pq.ParquetFile(path).metadata.num_rows)
+    except (ValueError, OSError) as e: raise InputError("--input", f"cannot read {path}: {type(e).__name__}: {e}") from None
 
 # %% ../nbs/23_batch.ipynb #0007
 class NotGrouped(Exception):
@@ -101,24 +105,38 @@ def partitioned(chunks:Iterator[pd.DataFrame], id_col:str, folder:Path, parts:in
     for p in sorted(writers): yield pd.read_parquet(folder/f"part-{p}.parquet")
 
 # %% ../nbs/23_batch.ipynb #0010
-def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str) -> pd.DataFrame:
+def _series_at(raw:pd.DataFrame, id_col:str|None, row:Any) -> str|None:
+    "The series of row `row` (an index label), for an error; None without a row or an id column."
+    return None if row is None or id_col not in raw.columns else str(raw.at[row, id_col])
+
+def _first_other_offset(values:pd.Series) -> Any:
+    "The first row whose written UTC offset (`Z`, `+02:00`, or none) differs from the first row's; None when the text shows none."
+    offsets = values.astype(str).str.extract(r"(Z|[+-]\d\d:?\d\d)$", expand=False).fillna("")
+    other = offsets.index[(offsets != offsets.iloc[0]).to_numpy()]
+    return other[0] if len(other) else None
+
+def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
+               *, timezone:str|None, # the model's zone (`Columns.timezone`): zone-aware times are read in it, as a served request's are
+              ) -> pd.DataFrame:
     "`raw` typed as MLflow's scoring server types a request; a value that does not convert is an `InputError` naming its column, series and row."
-    try: return cast_df_types_according_to_schema(raw, schema)
+    try: return naive_times(cast_df_types_according_to_schema(raw, schema), schema, timezone)
     except MlflowException:
         for spec in schema.inputs:  # the cast's message names the column only in prose: find it, and its first bad row
             if spec.name not in raw.columns: continue
             try: cast_df_types_according_to_schema(raw[[spec.name]], Schema([spec]))
             except MlflowException:
-                values = raw[spec.name]
-                parsed = (pd.to_datetime(values, errors="coerce", format="mixed") if spec.type == DataType.datetime
-                          else pd.to_numeric(values, errors="coerce") if spec.type in (DataType.double, DataType.float, DataType.long, DataType.integer)
-                          else values)
+                values, kind = raw[spec.name], getattr(spec.type, "name", str(spec.type))  # a DataType's name: double, datetime, ...
+                try: parsed = (pd.to_datetime(values, errors="coerce", format="mixed") if spec.type == DataType.datetime
+                               else pd.to_numeric(values, errors="coerce") if spec.type in (DataType.double, DataType.float, DataType.long, DataType.integer)
+                               else values)
+                except ValueError:  # pandas refuses times written in several UTC offsets, or zone-aware beside naive ones, all at once
+                    row = _first_other_offset(values)
+                    raise InputError(f"{field}: column {spec.name}", f"{values[row]!r} is in another UTC offset than {values.iloc[0]!r}: "
+                                     "write every time in one offset, or all without one", _series_at(raw, id_col, row), row) from None
                 bad = values.index[parsed.isna() & values.notna()]
                 row = bad[0] if len(bad) else None
-                series = None if row is None or id_col not in raw.columns else str(raw.at[row, id_col])
-                kind = getattr(spec.type, "name", str(spec.type))  # a DataType's name: double, datetime, ...
                 what = f"{values[row]!r} is not a {kind}" if row is not None else f"does not convert to {kind}"
-                raise InputError(f"{field}: column {spec.name}", what, series, row) from None
+                raise InputError(f"{field}: column {spec.name}", what, _series_at(raw, id_col, row), row) from None
         raise
 
 # %% ../nbs/23_batch.ipynb #0012
@@ -214,7 +232,7 @@ def typed_chunks(model:Any, chunks:Iterator[pd.DataFrame]) -> Iterator[pd.DataFr
     for chunk in chunks:
         if missing := [c for c in needed if c not in chunk.columns]:
             raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
-        yield typed_rows(chunk[[c for c in chunk.columns if c in names]], schema, columns.id_col, "--input")
+        yield typed_rows(chunk[[c for c in chunk.columns if c in names]], schema, columns.id_col, "--input", timezone=columns.timezone)
 
 def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], params:dict[str, Any], *, writer:ForecastWriter, result:BatchResult, bar:Any) -> None:
     "Each chunk of whole series, typed, forecast through the pyfunc, written; the repairs and counts gathered into `result`."
@@ -263,12 +281,13 @@ class RayForecasts:
         mlflow.set_tracking_uri(store)
         self.model, self.params, self.output = mlflow.pyfunc.load_model(model_uri), dict(params), Path(output)
         self.source = None if source is None else Path(source)
-        self.id_col, self.schema = self.model.unwrap_python_model().columns.id_col, self.model.metadata.get_input_schema()
+        columns = self.model.unwrap_python_model().columns
+        self.id_col, self.timezone, self.schema = columns.id_col, columns.timezone, self.model.metadata.get_input_schema()
 
     def __call__(self, block:pd.DataFrame) -> pd.DataFrame:
         if self.source is not None:  # row ranges of the file: read here, by the actor that forecasts them
             block = pd.concat([read_rows(self.source, int(a), int(b)) for a, b in zip(block["start"], block["stop"])])
-        try: forecast = self.model.predict(typed_rows(block, self.schema, self.id_col, "--input"), params=self.params)
+        try: forecast = self.model.predict(typed_rows(block, self.schema, self.id_col, "--input", timezone=self.timezone), params=self.params)
         except InputError as e:  # Ray reports a failed block by its own exception, without ours: the refusal is left beside the output
             self._note("_refused", e.to_dict())
             raise

@@ -26,8 +26,8 @@ from .evaluate import RECALIBRATION_WINDOWS
 
 # %% auto #0
 __all__ = ['CHAMPION', 'INTERVAL_SCORES', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model',
-           'column_difference', 'worker_count', 'known_model', 'check_serve_config', 'serve', 'admin_token',
-           'CommandFailed', 'quantile_levels', 'predict', 'ray_output', 'drift', 'registered_version',
+           'column_difference', 'worker_count', 'known_model', 'load_known_model', 'check_serve_config', 'serve',
+           'admin_token', 'CommandFailed', 'quantile_levels', 'predict', 'ray_output', 'drift', 'registered_version',
            'registration_source', 'recalibrate', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
@@ -111,7 +111,7 @@ def windows(model, data:Path|None, per_series:int) -> list[pd.DataFrame]:
     forecaster = model.unwrap_python_model().forecaster
     pre, n = forecaster.preprocessor, forecaster.history_length
     # typed as MLflow's scoring server types a request (and `predict` a file): a CSV's times are text until then
-    raw = typed_rows(read_table(data, "--data"), model.metadata.get_input_schema(), pre.id_col, "--data")
+    raw = typed_rows(read_table(data, "--data"), model.metadata.get_input_schema(), pre.id_col, "--data", timezone=pre.timezone)
     if pre.id_col and pre.id_col not in raw.columns:  # what cutting windows reads; other columns are checked as in any request
         raise InputError("--data", f"no {pre.id_col!r} column: the model reads {pre.columns}")
     groups = list(raw.groupby(pre.id_col, sort=True)) if pre.id_col else [("series", raw)]
@@ -132,7 +132,7 @@ def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> flo
     import httpx
 
     from skewfree.serving.codec import request_body
-    model = mlflow.pyfunc.load_model(model_uri)
+    model = load_known_model(model_uri)
     horizon = model.unwrap_python_model().forecaster.max_horizon
     cuts = windows(model, data, per_series)  # the request windows first: bad data is named before any server is asked
     same_model(model, model_uri, url)
@@ -191,12 +191,19 @@ def _positive(cfg:dict[str, Any], key:str, kind:type, least:float, nullable:bool
                                          f"got {value!r}")
 
 def known_model(uri:str) -> None:
-    "Nothing when `uri` names a model in the store; else an `InputError` saying which registered models there are (a smoke run's has its own name)."
+    "Nothing when `uri` names a model in the store; else an `InputError` on `--model-uri` naming the store (and its registered models)."
     try: mlflow.models.get_model_info(uri)
     except MlflowException as e:
-        if not uri.startswith("models:/"): raise
+        if not uri.startswith("models:/"): raise InputError("--model-uri", f"{mlflow_reason(e)} in {tracking_uri()}") from None
         names = sorted(m.name for m in mlflow.MlflowClient().search_registered_models(max_results=20))
         raise InputError("--model-uri", f"{mlflow_reason(e)} in {tracking_uri()}; registered models there: {names or 'none (train one first)'}") from None
+    except (ImportError, ValueError, OSError) as e:  # a scheme this install cannot read (s3:// without boto3), or no model URI at all
+        raise InputError("--model-uri", f"cannot read {uri!r}: {type(e).__name__}: {e}") from None
+
+def load_known_model(uri:str) -> Any:
+    "The pyfunc model at `uri`, once `known_model` has found it: every command names a model it cannot find by its flag."
+    known_model(uri)
+    return mlflow.pyfunc.load_model(uri)
 
 def check_serve_config(cfg:dict[str, Any]) -> None:
     "The serve settings a server would only trip over later (a traceback, a bind error, a 503 on every request): refused now."
@@ -285,6 +292,8 @@ def predict(args:argparse.Namespace) -> None:
     if args.horizon < 1: raise InputError("--horizon", f"must be at least 1, got {args.horizon}")
     quantiles = quantile_levels(args.quantiles)
     executor: dict[str, Any] = OmegaConf.to_container(compose_config([f"executor={args.executor}", *args.overrides]).executor, resolve=True)  # type: ignore[assignment]
+    if Path(args.output).resolve() == Path(args.input).resolve():  # the forecasts would be written over the history they come from
+        raise InputError("--output", f"is the --input file {args.input}: write the forecasts to another file")
     if args.executor == "ray":
         need_ray("--executor")
         output = ray_output(args.output)  # before any work: a typo in a path should not cost a forecast
@@ -293,7 +302,7 @@ def predict(args:argparse.Namespace) -> None:
                                   workers=executor.get("workers"), rows=args.chunk_rows, quantiles=quantiles)
     else:
         output = output_path(args.output)
-        model = mlflow.pyfunc.load_model(args.model_uri)
+        model = load_known_model(args.model_uri)
         try: result = predict_file(model, args.input, output, args.horizon, quantiles=quantiles, rows=args.chunk_rows, progress=not args.quiet)
         except OSError as e: raise InputError("--output", f"cannot write {output}: {e.strerror or e}") from None
     if result.repairs:  # the forecasts stand on repaired histories: say so, as the HTTP answer does
@@ -323,9 +332,10 @@ def drift(args:argparse.Namespace) -> int:
     if args.stride < 1: raise InputError("--stride", f"must be at least 1, got {args.stride}")
     cfg = OmegaConf.to_container(compose_config(["serve=fastapi", *args.overrides]).serve, resolve=True)
     config = MonitorConfig.from_config(cfg.get("monitor"))  # type: ignore[union-attr]
-    model = mlflow.pyfunc.load_model(args.model_uri)
+    model = load_known_model(args.model_uri)
     forecaster = model.unwrap_python_model().forecaster
-    raw = typed_rows(read_table(args.data, "--data"), model.metadata.get_input_schema(), forecaster.preprocessor.id_col, "--data")
+    raw = typed_rows(read_table(args.data, "--data"), model.metadata.get_input_schema(), forecaster.preprocessor.id_col, "--data",
+                     timezone=forecaster.preprocessor.timezone)
     counts, _ = replay(forecaster, raw, args.stride)
     monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf"),
                                                     min_requests=min(config.min_requests, len(counts))), clock=lambda: 0.0)
@@ -367,8 +377,7 @@ def registration_source(uri:str, name:str):
 def recalibrate(args:argparse.Namespace) -> str:
     "`skewfree recalibrate`: the model's bands measured again on the latest windows of `--data`, logged (and registered) as a new model."
     from skewfree.data import read_table
-    from skewfree.serving.codec import naive_times
-    model = mlflow.pyfunc.load_model(args.model_uri)
+    model = load_known_model(args.model_uri)
     forecaster = model.unwrap_python_model().forecaster
     if forecaster.intervals is None: raise InputError("--model-uri", f"{args.model_uri} serves no calibrated band: nothing to recalibrate")
     was = None if args.register is None else registration_source(args.model_uri, args.register)  # checked before anything is measured
@@ -376,8 +385,7 @@ def recalibrate(args:argparse.Namespace) -> str:
         print("skewfree recalibrate: this model does not record where its training rows end (logged before recalibration existed): "
               "--data must hold only rows after them", file=sys.stderr)
     schema = model.metadata.get_input_schema()
-    raw = typed_rows(read_table(args.data, "--data"), schema, forecaster.preprocessor.id_col, "--data")
-    raw = naive_times(raw, schema, forecaster.preprocessor.timezone)  # as a served request's: the example's times are the model's own kind
+    raw = typed_rows(read_table(args.data, "--data"), schema, forecaster.preprocessor.id_col, "--data", timezone=forecaster.preprocessor.timezone)
     with interruptible():  # a stop (SIGTERM, Ctrl+C) ends the run as failed and registers nothing
         return _recalibrated(args, model, raw, was)
 

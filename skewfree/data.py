@@ -15,7 +15,7 @@ import skewfree
 from .core import InputError
 
 # %% auto #0
-__all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'ett_panel', 'read_table', 'load_data']
+__all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'ett_panel', 'each_column_once', 'read_table', 'load_data']
 
 # %% ../nbs/01_data.ipynb #0005
 DATA_DIR = Path(skewfree.__file__).parent/"data"
@@ -54,6 +54,15 @@ def ett_panel(n:int, # series
     return pd.DataFrame({"series_id": np.repeat(ids, rows), "date": dates[at].ravel(), "OT": values.ravel()})
 
 # %% ../nbs/01_data.ipynb #0013
+def each_column_once(path:Path, field:str) -> None:
+    "Nothing when every column of the file's header has its own name; else an `InputError`: pandas would rename a repeat (`OT.1`) unseen."
+    if path.name.lower().endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+        names = [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
+    else: names = [str(n) for n in pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0]]  # as written, not as pandas renames them
+    if twice := [n for i, n in enumerate(names) if n in names[:i]]:
+        raise InputError(field, f"column {twice[0]!r} is named more than once in {path}'s header: give each column its own name")
+
 def read_table(path:str|Path, field:str="data.path") -> pd.DataFrame:
     "Read a long-format CSV (or gzipped CSV) or Parquet file, unchanged; what cannot be read is an `InputError` naming `field`."
     path = Path(path)
@@ -62,7 +71,9 @@ def read_table(path:str|Path, field:str="data.path") -> pd.DataFrame:
     if not name.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
         raise InputError(field, f"unsupported file type {''.join(path.suffixes) or path.name!r}: use .csv, .csv.gz or .parquet")
     # empty, truncated, not in that format, unreadable: all of them a ValueError (pandas, pyarrow) or an OSError
-    try: return pd.read_parquet(path) if name.endswith((".parquet", ".pq")) else pd.read_csv(path)
+    try:
+        each_column_once(path, field)
+        return pd.read_parquet(path) if name.endswith((".parquet", ".pq")) else pd.read_csv(path)
     except (ValueError, OSError) as e: raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
 
 def load_data(data_cfg) -> pd.DataFrame:

@@ -293,6 +293,8 @@ BAD_PREDICTS = {
     "input missing": (lambda tmp: tmp / "nope.parquet", "f.csv", None, "--input: file not found"),
     "value not a number": (_not_numeric, "f.csv", None, "--input: column OT: 'abc' is not a double, series 'ETTh2', first bad row"),
     "unknown model": (_history, "f.csv", "models:/no-such-model@champion", "no-such-model"),
+    "no model at the path": (_history, "f.csv", "/no/such/model", "--model-uri: "),
+    "output is the input": (_not_numeric, "history.csv", None, "--output: is the --input file"),
 }
 
 
