@@ -129,8 +129,9 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                 try: parsed = (pd.to_datetime(values, errors="coerce", format="mixed") if spec.type == DataType.datetime
                                else pd.to_numeric(values, errors="coerce") if spec.type in (DataType.double, DataType.float, DataType.long, DataType.integer)
                                else values)
-                except ValueError:  # pandas refuses times written in several UTC offsets, or zone-aware beside naive ones, all at once
-                    row = _first_other_offset(values)
+                except ValueError as e:  # pandas refuses times written in several UTC offsets, or zone-aware beside naive ones, all at once
+                    if (row := _first_other_offset(values)) is None:  # not an offset the text shows: pandas' own words
+                        raise InputError(f"{field}: column {spec.name}", f"does not convert to {kind}: {e}") from None
                     raise InputError(f"{field}: column {spec.name}", f"{values[row]!r} is in another UTC offset than {values.iloc[0]!r}: "
                                      "write every time in one offset, or all without one", _series_at(raw, id_col, row), row) from None
                 bad = values.index[parsed.isna() & values.notna()]

@@ -59,7 +59,8 @@ def each_column_once(path:Path, field:str) -> None:
     if path.name.lower().endswith((".parquet", ".pq")):
         import pyarrow.parquet as pq
         names = [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
-    else: names = [str(n) for n in pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0]]  # as written, not as pandas renames them
+    else:  # as written, not as pandas renames them; an empty name stays empty
+        names = [str(n) for n in pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]]
     if twice := [n for i, n in enumerate(names) if n in names[:i]]:
         raise InputError(field, f"column {twice[0]!r} is named more than once in {path}'s header: give each column its own name")
 

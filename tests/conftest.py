@@ -21,13 +21,13 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: a minute or more of its own processes; skipped unless --run-slow")
-    config.addinivalue_line("markers", "ray: runs Ray or shares a module's fixture with a test that does (set at collection)")
+    config.addinivalue_line("markers", "ray: starts a Ray of its own (else set at collection: the session's cluster, a Ray case, a shared fixture)")
 
 
 def _uses_ray(item) -> bool:
-    "Whether the test runs Ray: the session's cluster, the Ray Serve app, a Ray case of a parametrised test, or one of its own."
+    "Whether the test runs Ray: the session's cluster, the Ray Serve app, a Ray case of a parametrised test, or one of its own (marked)."
     callspec = getattr(item, "callspec", None)
-    return ("ray_cluster" in getattr(item, "fixturenames", ()) or "ray" in item.name.split("_")
+    return ("ray_cluster" in getattr(item, "fixturenames", ()) or item.get_closest_marker("ray") is not None
             or (callspec is not None and any(isinstance(value, str) and value == "ray" for value in callspec.params.values())))
 
 

@@ -58,6 +58,7 @@ def test_training_notebook_runs_nested_cv_and_logs_parent_children_trials_and_pi
 
 
 @pytest.mark.slow
+@pytest.mark.ray  # a local Ray instance of its own
 def test_ray_executor_gives_the_same_outer_scores_as_local(tmp_path):
     import ray
     raw = load_ett(max_rows=1000)
@@ -89,6 +90,7 @@ def test_ray_executor_joins_an_existing_cluster(ray_cluster):
     assert [f.scores for f in result.folds] == [f.scores for f in local.folds]
 
 
+@pytest.mark.ray  # a Ray client of its own
 def test_an_unreachable_ray_address_fails_fast_naming_it():
     from skewfree.core import InputError
     port = free_port()

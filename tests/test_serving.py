@@ -711,6 +711,7 @@ def test_work_past_its_deadline_is_answered_504_and_its_worker_stopped_and_repla
 
 
 @pytest.mark.slow
+@pytest.mark.ray  # the server starts a Ray instance of its own
 def test_a_ray_server_answers_504_past_its_deadline_on_both_routes(trained, store, history):
     # its own local Ray (a second app on the session's cluster would replace the session's): a 1 ms deadline no request through Ray meets
     srv = Server("models:/skewfree-ett-smoke@champion", store, "serve.request_timeout_s=0.001", backend="ray", timeout=240)
@@ -742,6 +743,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.ray  # the server starts a Ray instance of its own
 def test_a_terminated_ray_server_stops_its_own_ray_whole(trained, store):
     # its own local instance (no --ray-address): SIGTERM must leave none of the processes it started — GCS, raylet, agents, replicas
     srv = Server("models:/skewfree-ett-smoke@champion", store, backend="ray", timeout=240)
