@@ -302,12 +302,18 @@ class RayForecasts:
         (folder := self.output/kind).mkdir(parents=True, exist_ok=True)
         (folder/f"{uuid.uuid4().hex}.json").write_text(json.dumps(what))
 
-def _refuse_missing_columns(source:Path, kind:str, columns:Sequence[str]) -> None:
-    "Name a column the model reads that the input lacks, before any actor starts."
-    if kind == "parquet":
-        import pyarrow.dataset as arrow_dataset
-        names = arrow_dataset.dataset(str(source), format="parquet").schema.names
-    else: names = list(pd.read_csv(source, nrows=0).columns)
+def _refuse_unread_columns(source:Path, kind:str, columns:Sequence[str]) -> None:
+    "Name a column the model reads that the input lacks, or one its header names twice, or a file that cannot be read, before any actor starts."
+    files = [source] if source.is_file() else sorted(source.rglob("*.parquet"))
+    try:
+        for file in files: each_column_once(file, "--input")
+        if kind == "parquet":
+            import pyarrow.dataset as arrow_dataset
+            names = arrow_dataset.dataset(str(source), format="parquet").schema.names
+        else: names = list(pd.read_csv(source, nrows=0).columns)
+    except InputError: raise
+    except (ValueError, OSError) as e:  # pandas and pyarrow say ValueError or OSError
+        raise InputError("--input", f"cannot read {source}: {type(e).__name__}: {e}") from None
     if missing := [c for c in columns if c not in names]: raise InputError(missing[0], f"column is missing; the input needs columns {list(columns)}")
 
 def _stage_seconds(dataset:Any) -> dict[str, float]:
@@ -326,7 +332,7 @@ def _whole_series_dataset(source:Path, columns:Columns, rows:int, workers:int) -
     "(a Ray dataset whose batches are whole series, whether its items are row ranges of `source`, the batch size that keeps series whole)."
     import ray
     kind = "parquet" if source.is_dir() else file_kind(source, "--input")
-    _refuse_missing_columns(source, kind, list(columns.names))
+    _refuse_unread_columns(source, kind, list(columns.names))
     ranges = series_ranges(source, columns.id_col, rows) if kind == "parquet" and source.is_file() else None
     if ranges is not None:  # each series' rows together in one file: the actors read their own ranges of it, nothing shuffled
         return ray.data.from_items([{"start": a, "stop": b} for a, b in ranges]), True, 1

@@ -96,6 +96,13 @@ def test_ray_executor_equals_the_local_run_to_the_bit(panel_model, history, stor
                   "--output", str(tmp_path / "refused"), "--executor", "ray", f"executor.address={ray_cluster}", store=store)
     assert refused.returncode == 2 and "series was not seen at fit time" in refused.stderr and "'stranger'" in refused.stderr, refused.stderr[-3000:]
     assert not (tmp_path / "refused").exists()  # no half-written output
+    # a header that names a column twice (read as `OT` and `OT.1`) or a file that is no Parquet: refused before any actor starts
+    pd.read_parquet(history).to_csv(tmp_path / "twice.csv", index=False, header=["series_id", "OT", "OT"])
+    (tmp_path / "broken.parquet").write_bytes(b"not a parquet file")
+    for bad, reason in [("twice.csv", "column 'OT' is named more than once"), ("broken.parquet", "cannot read")]:
+        refused = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(tmp_path / bad), "--horizon", "24",
+                      "--output", str(tmp_path / f"{bad}.out"), "--executor", "ray", f"executor.address={ray_cluster}", store=store)
+        assert refused.returncode == 2 and f"--input: {reason}" in refused.stderr, refused.stderr[-3000:]
 
 
 def unknown_ids_body(n: int) -> bytes:
