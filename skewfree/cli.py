@@ -337,8 +337,10 @@ def drift(args:argparse.Namespace) -> int:
     raw = typed_rows(read_table(args.data, "--data"), model.metadata.get_input_schema(), forecaster.preprocessor.id_col, "--data",
                      timezone=forecaster.preprocessor.timezone)
     counts, _ = replay(forecaster, raw, args.stride)
-    monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf"),
-                                                    min_requests=min(config.min_requests, len(counts))), clock=lambda: 0.0)
+    if len(counts) < config.min_requests:  # the live monitor would still be collecting: no verdict, and no exit status that reads as one
+        raise InputError("--data", f"{len(counts)} requests replayed, one every {args.stride} rows; a verdict needs serve.monitor.min_requests="
+                                   f"{config.min_requests}: give more rows, a smaller --stride, or a lower serve.monitor.min_requests")
+    monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf")), clock=lambda: 0.0)
     for c in counts: monitor.add(c)
     report = monitor.report()
     if args.json: print(json.dumps(report, indent=1))

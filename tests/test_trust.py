@@ -168,8 +168,12 @@ def test_drift_command_reports_a_file_replayed_as_requests(trained, tmp_path):
     def run(name, *extra):
         return subprocess.run([str(BIN / "skewfree"), "drift", "--model-uri", trained.model_uri, "--data", str(tmp_path / name), *extra],
                               capture_output=True, text=True, timeout=300, check=False)
-    same, shifted = run("same.csv", "--json"), run("shifted.csv")
+    same, shifted = run("same.csv", "--json", "--stride", "8"), run("shifted.csv", "--stride", "8")
     assert same.returncode == 0, same.stdout + same.stderr
     assert json.loads(same.stdout)["drifting"] == []
     assert shifted.returncode == 1 and "drifting" in shifted.stdout, shifted.stdout + shifted.stderr
     assert run("same.csv", "--stride", "0").returncode == 2
+    # fewer requests than the live monitor needs for a verdict: refused, not judged on a handful; lowering the bar is the user's visible choice
+    few = run("shifted.csv")
+    assert few.returncode == 2 and "a verdict needs serve.monitor.min_requests=100" in few.stderr, few.stdout + few.stderr
+    assert run("shifted.csv", "serve.monitor.min_requests=20").returncode == 1
