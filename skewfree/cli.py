@@ -103,10 +103,10 @@ def output_path(path:Path) -> Path:
     if not path.parent.is_dir(): raise InputError("--output", f"folder not found: {path.parent}")
     return path
 
-def windows(model, data:Path|None, per_series:int) -> list[pd.DataFrame]:
-    "Raw request windows: the model's input example, or `per_series` windows per series cut from a file (at least one in all)."
+def windows(model, data:Path|None, per_series:int) -> tuple[list[pd.DataFrame], str]:
+    "(raw requests, what they cover): the model's input example, or up to `per_series` windows per series, the latest first, cut in time order from a file."
     if per_series < 1: raise InputError("--windows", f"must be at least 1, got {per_series}")
-    if data is None: return [model.input_example]
+    if data is None: return [model.input_example], "the model's input example"
     from skewfree.data import read_table
     forecaster = model.unwrap_python_model().forecaster
     pre, n = forecaster.preprocessor, forecaster.history_length
@@ -114,7 +114,8 @@ def windows(model, data:Path|None, per_series:int) -> list[pd.DataFrame]:
     raw = typed_rows(read_table(data, "--data"), model.metadata.get_input_schema(), pre.id_col, "--data", timezone=pre.timezone)
     if pre.id_col and pre.id_col not in raw.columns:  # what cutting windows reads; other columns are checked as in any request
         raise InputError("--data", f"no {pre.id_col!r} column: the model reads {pre.columns}")
-    groups = list(raw.groupby(pre.id_col, sort=True)) if pre.id_col else [("series", raw)]
+    # each series' rows in time order, as its windows are meant: a file need not be sorted to be compared
+    groups = [(sid, rows.sort_values(pre.time_col, kind="stable")) for sid, rows in (raw.groupby(pre.id_col, sort=True) if pre.id_col else [("", raw)])]
     out = []
     for k in range(per_series):
         parts = [rows.iloc[len(rows) - n - k * n: len(rows) - k * n] for _, rows in groups if len(rows) >= n * (k + 1)]
@@ -122,19 +123,23 @@ def windows(model, data:Path|None, per_series:int) -> list[pd.DataFrame]:
     if not out:  # comparing nothing must not pass
         longest = max(len(rows) for _, rows in groups) if groups else 0
         raise InputError("--data", f"no series has the {n} rows one window needs (the longest has {longest})")
-    return out
+    held = [min(per_series, len(rows) // n) for _, rows in groups]  # whole windows each series gives, up to the number asked
+    said = f"{sum(held)} windows of {n} rows from {sum(h > 0 for h in held)} of {len(groups)} series in {len(out)} requests"
+    if short := sum(h == 0 for h in held): said += f"; {short} series shorter than {n} rows not compared"
+    if fewer := sum(0 < h < per_series for h in held): said += f"; {fewer} series {'holds' if fewer == 1 else 'hold'} fewer than the {per_series} windows asked"
+    return out, said
 
 class ParityFailure(Exception):
     "The server's answer differs from batch predict: another status, other columns or rows, or other values."
 
-def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> float:
-    "Largest absolute difference between batch predict and the server at `url` over raw windows (inf: not the same answer)."
+def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> tuple[float, str]:
+    "(largest absolute difference between batch predict and the server at `url` over raw windows (inf: not the same answer), what was compared)."
     import httpx
 
     from skewfree.serving.codec import request_body
     model = load_known_model(model_uri)
     horizon = model.unwrap_python_model().forecaster.max_horizon
-    cuts = windows(model, data, per_series)  # the request windows first: bad data is named before any server is asked
+    cuts, compared = windows(model, data, per_series)  # the request windows first: bad data is named before any server is asked
     same_model(model, model_uri, url)
     worst = 0.0
     for window in cuts:
@@ -142,13 +147,16 @@ def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> flo
         try: answer = httpx.post(f"{url.rstrip('/')}/invocations", content=request_body(window, {"horizon": horizon}),
                                  headers={"Content-Type": "application/json"}, timeout=120)
         except (httpx.HTTPError, httpx.InvalidURL) as e: raise InputError("--url", f"cannot reach {url}: {type(e).__name__}: {e}") from None
+        if answer.status_code in (404, 405):  # no scoring route there: a wrong address, not a server that answers otherwise
+            raise InputError("--url", f"{url} has no POST /invocations route (it answered {answer.status_code}): give the server's base URL, "
+                                      "e.g. http://127.0.0.1:8000")
         if answer.status_code != 200: raise ParityFailure(f"the server answered {answer.status_code} where batch predict answered: {answer.text[:500]}")
         try: served = pd.DataFrame(answer.json()["predictions"])
         except (ValueError, KeyError, TypeError): raise ParityFailure(f"the server's answer is not MLflow's scoring protocol: {answer.text[:500]}") from None
         if list(served.columns) != list(batch.columns) or len(served) != len(batch):
             raise ParityFailure(f"the server answered columns {list(served.columns)} x {len(served)} rows, batch predict {list(batch.columns)} x {len(batch)}")
         for col in batch.columns: worst = max(worst, column_difference(served[col], batch[col]))
-    return worst
+    return worst, compared
 
 def same_model(model, model_uri:str, url:str) -> None:
     "Refuse to compare with a server that says it serves another artifact: equal forecasts of two models are no parity."
@@ -437,7 +445,8 @@ def main(argv:list[str]|None=None) -> int:
         if args.command == "serve": serve(args)
         elif args.command == "predict": predict(args)
         elif args.command == "verify":
-            worst = verify(args.model_uri, args.url, args.data, args.windows)
+            worst, compared = verify(args.model_uri, args.url, args.data, args.windows)
+            print(f"compared {compared}")
             print(f"largest difference between batch predict and {args.url}: {worst!r}")
             status = 0 if worst == 0.0 else 1
         elif args.command == "drift": status = drift(args)

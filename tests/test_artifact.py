@@ -337,6 +337,14 @@ def test_verify_passes_against_our_server_and_fails_against_a_different_model(tr
     data = tmp_path / "raw.parquet"
     load_ett(max_rows=950).to_parquet(data)
     assert cli("verify", "--model-uri", trained.model_uri, "--url", server.url, "--data", str(data), store=store).returncode == 0
+    # a file in no order, one series too short for a window: cut in time order, and what was left out is said
+    raw = load_ett(max_rows=950)
+    pd.concat([raw[raw.series_id == "ETTh1"], raw[raw.series_id == "ETTh2"].tail(30)]).sample(frac=1.0, random_state=0).to_parquet(data)
+    shuffled = cli("verify", "--model-uri", trained.model_uri, "--url", server.url, "--data", str(data), store=store)
+    assert shuffled.returncode == 0 and shuffled.stdout.strip().endswith(": 0.0"), shuffled.stdout + shuffled.stderr[-2000:]
+    assert "from 1 of 2 series in 3 requests; 1 series shorter than" in shuffled.stdout, shuffled.stdout
+    route = cli("verify", "--model-uri", trained.model_uri, "--url", f"{server.url}/invocations", store=store)  # the route, not the server
+    assert route.returncode == 2 and "--url: " in route.stderr and "has no POST /invocations route" in route.stderr, route.stderr[-2000:]
     other = train(compose_config(["profile=smoke", "seed=7", "mlflow.registered_model=other-seed"]))
     srv = Server(other.model_uri, store)
     try:
