@@ -25,7 +25,7 @@ from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_i
 from .evaluate import RECALIBRATION_WINDOWS
 
 # %% auto #0
-__all__ = ['CHAMPION', 'INTERVAL_SCORES', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model',
+__all__ = ['CHAMPION', 'INTERVAL_SCORES', 'Parser', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model',
            'column_difference', 'worker_count', 'known_model', 'load_known_model', 'check_serve_config', 'serve',
            'admin_token', 'CommandFailed', 'quantile_levels', 'predict', 'ray_output', 'drift', 'registered_version',
            'registration_source', 'recalibrate', 'main']
@@ -33,13 +33,28 @@ __all__ = ['CHAMPION', 'INTERVAL_SCORES', 'parser', 'output_path', 'windows', 'P
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
 
+class _StoreOnce(argparse.Action):
+    "An option's value, given once: a second `--quantiles` is refused, not kept silently in place of the first."
+    def __call__(self, parser:argparse.ArgumentParser, namespace:argparse.Namespace, values:Any, option_string:str|None=None) -> None:
+        given = vars(namespace).setdefault("_given", set())
+        if option_string and self.dest in given: parser.error(f"{option_string} given more than once")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+class Parser(argparse.ArgumentParser):
+    "argparse as `skewfree` reads: every option spelt out, each given at most once."
+    def __init__(self, *args:Any, **kwargs:Any) -> None:
+        # no abbreviated options: `--admin-token` must not pass for `--admin-token-file`, nor `--out` for `--output`
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
 def parser() -> argparse.ArgumentParser:
-    "The `skewfree` command line."
-    p = argparse.ArgumentParser(prog="skewfree", description="Forecasting without training-serving skew.")
+    "The `skewfree` command line (its subcommands are `Parser`s too)."
+    p = Parser(prog="skewfree", description="Forecasting without training-serving skew.")
     p.add_argument("--version", action="version", version=f"skewfree {skewfree.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    # no abbreviated options: `--admin-token` must not pass for `--admin-token-file`
-    serve = sub.add_parser("serve", help="serve a model over HTTP: FastAPI under uvicorn, or a Ray Serve application", allow_abbrev=False)
+    serve = sub.add_parser("serve", help="serve a model over HTTP: FastAPI under uvicorn, or a Ray Serve application")
     serve.add_argument("--backend", choices=["fastapi", "ray"], default="fastapi",
                        help="fastapi: one server process, the model in worker processes; ray: a Ray Serve application")
     serve.add_argument("--model-uri", help="MLflow model URI (default: serve.model_uri, the champion)")
@@ -456,6 +471,7 @@ def main(argv:list[str]|None=None) -> int:
             from skewfree.config import compose_config
             cfg = compose_config()
             margin = float(cfg.registry.margin) if args.margin is None else args.margin
+            if args.name is not None and not args.name.strip(): raise InputError("--name", "must name a registered model, got an empty name")
             _, why = promote(args.name or cfg.mlflow.registered_model, args.metric, margin)
             print(why)
     except InputError as e:
