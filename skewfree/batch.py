@@ -119,6 +119,11 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                *, timezone:str|None, # the model's zone (`Columns.timezone`): zone-aware times are read in it, as a served request's are
               ) -> pd.DataFrame:
     "`raw` typed as MLflow's scoring server types a request; a value that does not convert is an `InputError` naming its column, series and row."
+    for spec in schema.inputs:  # numbers where times belong: MLflow's cast reads them as nanoseconds after 1970, which no model was fitted on
+        given = raw.get(spec.name)
+        if spec.type == DataType.datetime and given is not None and pd.api.types.is_numeric_dtype(given) and (first := given.first_valid_index()) is not None:
+            raise InputError(f"{field}: column {spec.name}", f"holds numbers ({given[first]}), not times: write times as text, e.g. 2016-07-01 00:00:00",
+                             _series_at(raw, id_col, first), first)
     try: return naive_times(cast_df_types_according_to_schema(raw, schema), schema, timezone)
     except MlflowException:
         for spec in schema.inputs:  # the cast's message names the column only in prose: find it, and its first bad row
