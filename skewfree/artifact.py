@@ -38,14 +38,25 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'RECALIBRATED_FROM',
-           'tracking_uri', 'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests', 'request_window',
-           'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput', 'Columns', 'SkewfreeModel',
-           'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution', 'register', 'promote']
+           'tracking_uri', 'reachable', 'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests',
+           'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput', 'Columns',
+           'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution',
+           'register', 'promote']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
     "`MLFLOW_TRACKING_URI`, else `configured`, else the sqlite store in the project root."
     return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{project_root()/'mlflow.db'}"
+
+def reachable(uri:str, timeout:float=10.0) -> str:
+    "`uri`, once the tracking server it names answers at all (a store that is no server: at once); else an `InputError` naming where it was set."
+    if not uri.startswith(("http://", "https://")): return uri
+    import httpx
+    try: httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except (httpx.TransportError, httpx.InvalidURL) as e:
+        field = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "mlflow.tracking_uri"
+        raise InputError(field, f"cannot reach the tracking server at {uri}: {type(e).__name__}: {e}") from None
+    return uri
 
 EXPERIMENT_KIND = "mlflow.experimentKind"  # read by MLflow 3's UI to choose an experiment's first page
 EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development", "mlflow.note.content": "skewfree training runs: one artifact per run "
@@ -53,7 +64,7 @@ EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development", "mlflow.note.con
 
 def setup_tracking(cfg:DictConfig) -> str:
     "Point MLflow at the configured store and experiment; return the tracking URI."
-    uri = tracking_uri(cfg.mlflow.get("tracking_uri"))
+    uri = reachable(tracking_uri(cfg.mlflow.get("tracking_uri")))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs and notebooks
     mlflow.set_tracking_uri(uri)
     name = cfg.mlflow.experiment

@@ -19,7 +19,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 import skewfree
-from .artifact import ArtifactCheckError, mlflow_reason, tracking_uri
+from .artifact import ArtifactCheckError, mlflow_reason, reachable, tracking_uri
 from .batch import BATCH_ROWS, typed_rows
 from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_interrupted
 from .evaluate import RECALIBRATION_WINDOWS
@@ -457,6 +457,7 @@ def main(argv:list[str]|None=None) -> int:
     mlflow.set_tracking_uri(tracking_uri())
     status = 0
     try:
+        reachable(tracking_uri())  # a server that is not there is named now, not after MLflow's minutes of retries
         if args.command == "serve": serve(args)
         elif args.command == "predict": predict(args)
         elif args.command == "verify":
