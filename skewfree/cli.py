@@ -25,10 +25,10 @@ from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_i
 from .evaluate import RECALIBRATION_WINDOWS
 
 # %% auto #0
-__all__ = ['CHAMPION', 'INTERVAL_SCORES', 'Parser', 'parser', 'output_path', 'windows', 'ParityFailure', 'verify', 'same_model',
-           'column_difference', 'worker_count', 'known_model', 'load_known_model', 'check_serve_config', 'serve',
-           'admin_token', 'CommandFailed', 'quantile_levels', 'predict', 'ray_output', 'drift', 'registered_version',
-           'registration_source', 'recalibrate', 'main']
+__all__ = ['CHAMPION', 'INTERVAL_SCORES', 'Parser', 'parser', 'worker_count', 'known_model', 'load_known_model',
+           'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'output_path', 'quantile_levels', 'predict',
+           'ray_output', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'drift',
+           'registered_version', 'registration_source', 'recalibrate', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -109,97 +109,7 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("--margin", type=float, help="fraction the challenger must beat the champion by (default: registry.margin)")
     return p
 
-# %% ../nbs/24_cli.ipynb #0006
-_OUTPUT_TYPES = (".csv", ".parquet", ".pq")
-
-def output_path(path:Path) -> Path:
-    "`--output` checked before any work: a file type we write, in a folder that exists."
-    if path.suffix not in _OUTPUT_TYPES: raise InputError("--output", f"unsupported file type {path.suffix!r}: use .csv or .parquet")
-    if not path.parent.is_dir(): raise InputError("--output", f"folder not found: {path.parent}")
-    return path
-
-def windows(model, data:Path|None, per_series:int) -> tuple[list[pd.DataFrame], str]:
-    "(raw requests, what they cover): the model's input example, or up to `per_series` windows per series, the latest first, cut in time order from a file."
-    if per_series < 1: raise InputError("--windows", f"must be at least 1, got {per_series}")
-    if data is None: return [model.input_example], "the model's input example"
-    from skewfree.data import read_table
-    forecaster = model.unwrap_python_model().forecaster
-    pre, n = forecaster.preprocessor, forecaster.history_length
-    # typed as MLflow's scoring server types a request (and `predict` a file): a CSV's times are text until then
-    raw = typed_rows(read_table(data, "--data"), model.metadata.get_input_schema(), pre.id_col, "--data", timezone=pre.timezone)
-    if pre.id_col and pre.id_col not in raw.columns:  # what cutting windows reads; other columns are checked as in any request
-        raise InputError("--data", f"no {pre.id_col!r} column: the model reads {pre.columns}")
-    # each series' rows in time order, as its windows are meant: a file need not be sorted to be compared
-    groups = [(sid, rows.sort_values(pre.time_col, kind="stable")) for sid, rows in (raw.groupby(pre.id_col, sort=True) if pre.id_col else [("", raw)])]
-    out = []
-    for k in range(per_series):
-        parts = [rows.iloc[len(rows) - n - k * n: len(rows) - k * n] for _, rows in groups if len(rows) >= n * (k + 1)]
-        if parts: out.append(pd.concat(parts, ignore_index=True))
-    if not out:  # comparing nothing must not pass
-        longest = max(len(rows) for _, rows in groups) if groups else 0
-        raise InputError("--data", f"no series has the {n} rows one window needs (the longest has {longest})")
-    held = [min(per_series, len(rows) // n) for _, rows in groups]  # whole windows each series gives, up to the number asked
-    said = f"{sum(held)} windows of {n} rows from {sum(h > 0 for h in held)} of {len(groups)} series in {len(out)} requests"
-    if short := sum(h == 0 for h in held): said += f"; {short} series shorter than {n} rows not compared"
-    if fewer := sum(0 < h < per_series for h in held): said += f"; {fewer} series {'holds' if fewer == 1 else 'hold'} fewer than the {per_series} windows asked"
-    return out, said
-
-class ParityFailure(Exception):
-    "The server's answer differs from batch predict: another status, other columns or rows, or other values."
-
-def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> tuple[float, str]:
-    "(largest absolute difference between batch predict and the server at `url` over raw windows (inf: not the same answer), what was compared)."
-    import httpx
-
-    from skewfree.serving.codec import request_body
-    model = load_known_model(model_uri)
-    horizon = model.unwrap_python_model().forecaster.max_horizon
-    cuts, compared = windows(model, data, per_series)  # the request windows first: bad data is named before any server is asked
-    same_model(model, model_uri, url)
-    worst = 0.0
-    for window in cuts:
-        batch = model.predict(window, params={"horizon": horizon})
-        try: answer = httpx.post(f"{url.rstrip('/')}/invocations", content=request_body(window, {"horizon": horizon}),
-                                 headers={"Content-Type": "application/json"}, timeout=120)
-        except (httpx.HTTPError, httpx.InvalidURL) as e: raise InputError("--url", f"cannot reach {url}: {type(e).__name__}: {e}") from None
-        if answer.status_code in (404, 405):  # no scoring route there: a wrong address, not a server that answers otherwise
-            raise InputError("--url", f"{url} has no POST /invocations route (it answered {answer.status_code}): give the server's base URL, "
-                                      "e.g. http://127.0.0.1:8000")
-        if answer.status_code != 200: raise ParityFailure(f"the server answered {answer.status_code} where batch predict answered: {answer.text[:500]}")
-        try: served = pd.DataFrame(answer.json()["predictions"])
-        except (ValueError, KeyError, TypeError): raise ParityFailure(f"the server's answer is not MLflow's scoring protocol: {answer.text[:500]}") from None
-        if list(served.columns) != list(batch.columns) or len(served) != len(batch):
-            raise ParityFailure(f"the server answered columns {list(served.columns)} x {len(served)} rows, batch predict {list(batch.columns)} x {len(batch)}")
-        for col in batch.columns: worst = max(worst, column_difference(served[col], batch[col]))
-    return worst, compared
-
-def same_model(model, model_uri:str, url:str) -> None:
-    "Refuse to compare with a server that says it serves another artifact: equal forecasts of two models are no parity."
-    import httpx
-    try: said = httpx.get(f"{url.rstrip('/')}/metadata", timeout=60)
-    except (httpx.HTTPError, httpx.InvalidURL) as e: raise InputError("--url", f"cannot reach {url}: {type(e).__name__}: {e}") from None
-    if said.status_code != 200: return  # not a skewfree server (`mlflow models serve`, say): the answers alone are compared
-    try: theirs = said.json()
-    except ValueError: return
-    ours = {"run_id": model.metadata.run_id, "preprocessor": model.unwrap_python_model().manifest["preprocessor_hash"]}
-    served = {"run_id": theirs.get("run_id"), "preprocessor": theirs.get("preprocessor_hash")}
-    if served != ours:
-        raise ParityFailure(f"the server at {url} serves run {served['run_id']} (preprocessor {str(served['preprocessor'])[:16]}, version "
-                            f"{theirs.get('model_version')}), not {model_uri}: run {ours['run_id']} (preprocessor {ours['preprocessor'][:16]})")
-
-def column_difference(served:pd.Series, batch:pd.Series) -> float:
-    "Largest absolute difference of a float column; for any other column 0 when equal, else inf (so is a value that does not parse)."
-    if pd.api.types.is_float_dtype(batch):
-        theirs, ours = pd.to_numeric(served, errors="coerce").to_numpy(dtype=float), batch.to_numpy(dtype=float)
-        # a NaN on one side only is no match (max() would pass it over); NaN on both sides is the same answer
-        if (np.isnan(theirs) != np.isnan(ours)).any(): return float("inf")
-        return float(np.nanmax(np.abs(theirs - ours), initial=0.0))
-    if pd.api.types.is_datetime64_any_dtype(batch):
-        same = pd.to_datetime(served, errors="coerce").to_numpy() == batch.to_numpy()
-    else: same = served.astype(str).to_numpy() == batch.astype(str).to_numpy()
-    return 0.0 if same.all() else float("inf")
-
-# %% ../nbs/24_cli.ipynb #0007
+# %% ../nbs/24_cli.ipynb #0010
 def worker_count(value:Any) -> int:
     "`serve.workers` as a number of processes: `auto` is one per CPU this process may use."
     if value == "auto": return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -298,6 +208,15 @@ def admin_token(path:Path|None) -> str|None:
 class CommandFailed(Exception):
     "A command that could not do its job for a reason other than its input (a deployment that did not start)."
 
+# %% ../nbs/24_cli.ipynb #0013
+_OUTPUT_TYPES = (".csv", ".parquet", ".pq")
+
+def output_path(path:Path) -> Path:
+    "`--output` checked before any work: a file type we write, in a folder that exists."
+    if path.suffix not in _OUTPUT_TYPES: raise InputError("--output", f"unsupported file type {path.suffix!r}: use .csv or .parquet")
+    if not path.parent.is_dir(): raise InputError("--output", f"folder not found: {path.parent}")
+    return path
+
 def quantile_levels(text:str|None) -> list[float]|None:
     "`--quantiles` as levels: None when not given (every band), [] for `none`; anything else that is not numbers, named."
     if text is None: return None
@@ -342,6 +261,89 @@ def ray_output(path:Path) -> Path:
     if path.exists() and (not path.is_dir() or any(path.iterdir())): raise InputError("--output", f"{path} exists and is not an empty folder")
     return path
 
+# %% ../nbs/24_cli.ipynb #0017
+def windows(model, data:Path|None, per_series:int) -> tuple[list[pd.DataFrame], str]:
+    "(raw requests, what they cover): the model's input example, or up to `per_series` windows per series, the latest first, cut in time order from a file."
+    if per_series < 1: raise InputError("--windows", f"must be at least 1, got {per_series}")
+    if data is None: return [model.input_example], "the model's input example"
+    from skewfree.data import read_table
+    forecaster = model.unwrap_python_model().forecaster
+    pre, n = forecaster.preprocessor, forecaster.history_length
+    # typed as MLflow's scoring server types a request (and `predict` a file): a CSV's times are text until then
+    raw = typed_rows(read_table(data, "--data"), model.metadata.get_input_schema(), pre.id_col, "--data", timezone=pre.timezone)
+    if pre.id_col and pre.id_col not in raw.columns:  # what cutting windows reads; other columns are checked as in any request
+        raise InputError("--data", f"no {pre.id_col!r} column: the model reads {pre.columns}")
+    # each series' rows in time order, as its windows are meant: a file need not be sorted to be compared
+    groups = [(sid, rows.sort_values(pre.time_col, kind="stable")) for sid, rows in (raw.groupby(pre.id_col, sort=True) if pre.id_col else [("", raw)])]
+    out = []
+    for k in range(per_series):
+        parts = [rows.iloc[len(rows) - n - k * n: len(rows) - k * n] for _, rows in groups if len(rows) >= n * (k + 1)]
+        if parts: out.append(pd.concat(parts, ignore_index=True))
+    if not out:  # comparing nothing must not pass
+        longest = max(len(rows) for _, rows in groups) if groups else 0
+        raise InputError("--data", f"no series has the {n} rows one window needs (the longest has {longest})")
+    held = [min(per_series, len(rows) // n) for _, rows in groups]  # whole windows each series gives, up to the number asked
+    said = f"{sum(held)} windows of {n} rows from {sum(h > 0 for h in held)} of {len(groups)} series in {len(out)} requests"
+    if short := sum(h == 0 for h in held): said += f"; {short} series shorter than {n} rows not compared"
+    if fewer := sum(0 < h < per_series for h in held): said += f"; {fewer} series {'holds' if fewer == 1 else 'hold'} fewer than the {per_series} windows asked"
+    return out, said
+
+class ParityFailure(Exception):
+    "The server's answer differs from batch predict: another status, other columns or rows, or other values."
+
+def verify(model_uri:str, url:str, data:Path|None=None, per_series:int=3) -> tuple[float, str]:
+    "(largest absolute difference between batch predict and the server at `url` over raw windows (inf: not the same answer), what was compared)."
+    import httpx
+
+    from skewfree.serving.codec import request_body
+    model = load_known_model(model_uri)
+    horizon = model.unwrap_python_model().forecaster.max_horizon
+    cuts, compared = windows(model, data, per_series)  # the request windows first: bad data is named before any server is asked
+    same_model(model, model_uri, url)
+    worst = 0.0
+    for window in cuts:
+        batch = model.predict(window, params={"horizon": horizon})
+        try: answer = httpx.post(f"{url.rstrip('/')}/invocations", content=request_body(window, {"horizon": horizon}),
+                                 headers={"Content-Type": "application/json"}, timeout=120)
+        except (httpx.HTTPError, httpx.InvalidURL) as e: raise InputError("--url", f"cannot reach {url}: {type(e).__name__}: {e}") from None
+        if answer.status_code in (404, 405):  # no scoring route there: a wrong address, not a server that answers otherwise
+            raise InputError("--url", f"{url} has no POST /invocations route (it answered {answer.status_code}): give the server's base URL, "
+                                      "e.g. http://127.0.0.1:8000")
+        if answer.status_code != 200: raise ParityFailure(f"the server answered {answer.status_code} where batch predict answered: {answer.text[:500]}")
+        try: served = pd.DataFrame(answer.json()["predictions"])
+        except (ValueError, KeyError, TypeError): raise ParityFailure(f"the server's answer is not MLflow's scoring protocol: {answer.text[:500]}") from None
+        if list(served.columns) != list(batch.columns) or len(served) != len(batch):
+            raise ParityFailure(f"the server answered columns {list(served.columns)} x {len(served)} rows, batch predict {list(batch.columns)} x {len(batch)}")
+        for col in batch.columns: worst = max(worst, column_difference(served[col], batch[col]))
+    return worst, compared
+
+def same_model(model, model_uri:str, url:str) -> None:
+    "Refuse to compare with a server that says it serves another artifact: equal forecasts of two models are no parity."
+    import httpx
+    try: said = httpx.get(f"{url.rstrip('/')}/metadata", timeout=60)
+    except (httpx.HTTPError, httpx.InvalidURL) as e: raise InputError("--url", f"cannot reach {url}: {type(e).__name__}: {e}") from None
+    if said.status_code != 200: return  # not a skewfree server (`mlflow models serve`, say): the answers alone are compared
+    try: theirs = said.json()
+    except ValueError: return
+    ours = {"run_id": model.metadata.run_id, "preprocessor": model.unwrap_python_model().manifest["preprocessor_hash"]}
+    served = {"run_id": theirs.get("run_id"), "preprocessor": theirs.get("preprocessor_hash")}
+    if served != ours:
+        raise ParityFailure(f"the server at {url} serves run {served['run_id']} (preprocessor {str(served['preprocessor'])[:16]}, version "
+                            f"{theirs.get('model_version')}), not {model_uri}: run {ours['run_id']} (preprocessor {ours['preprocessor'][:16]})")
+
+def column_difference(served:pd.Series, batch:pd.Series) -> float:
+    "Largest absolute difference of a float column; for any other column 0 when equal, else inf (so is a value that does not parse)."
+    if pd.api.types.is_float_dtype(batch):
+        theirs, ours = pd.to_numeric(served, errors="coerce").to_numpy(dtype=float), batch.to_numpy(dtype=float)
+        # a NaN on one side only is no match (max() would pass it over); NaN on both sides is the same answer
+        if (np.isnan(theirs) != np.isnan(ours)).any(): return float("inf")
+        return float(np.nanmax(np.abs(theirs - ours), initial=0.0))
+    if pd.api.types.is_datetime64_any_dtype(batch):
+        same = pd.to_datetime(served, errors="coerce").to_numpy() == batch.to_numpy()
+    else: same = served.astype(str).to_numpy() == batch.astype(str).to_numpy()
+    return 0.0 if same.all() else float("inf")
+
+# %% ../nbs/24_cli.ipynb #0021
 def drift(args:argparse.Namespace) -> int:
     "`skewfree drift`: the file replayed as requests through one monitor whose window holds them all; 1 if a feature drifts."
     import json
@@ -374,6 +376,7 @@ def drift(args:argparse.Namespace) -> int:
             print(f"  {name:<24} {f['comparator']:<15} {shown:>7} (threshold {f['threshold']:g})  {f['state']}")
     return 1 if report["drifting"] else 0
 
+# %% ../nbs/24_cli.ipynb #0023
 INTERVAL_SCORES = ("coverage_", "width_", "quantile_loss")  # scores of the bands: a recalibrated model's are not its source's
 
 def registered_version(uri:str):
@@ -449,6 +452,7 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
         print(f"registered {args.register} version {version} ({', '.join(aliases)})")
     return info.model_uri
 
+# %% ../nbs/24_cli.ipynb #0027
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `skewfree` command: 0 done, 1 a difference found or a failure, 2 bad input (one line naming the field)."
     from hydra.errors import HydraException
