@@ -207,6 +207,8 @@ LOOSE_INVOCATIONS = {
     "record lacking the target": (lambda h: records_body(h, lambda records: records[9].pop("OT")), 400, "OT", "column is missing"),
     "true as a number": (lambda h: split_body(h, lambda rows, at: rows[5].__setitem__(at["OT"], True)), 400, "OT", "true is not a number"),
     "number as text": (lambda h: split_body(h, lambda rows, at: rows[5].__setitem__(at["OT"], "1.5")), 400, "OT", '"1.5" is not a number'),
+    "time as a number": (lambda h: split_body(h, lambda rows, at: rows[5].__setitem__(at["date"], 1467331200000)), 400, "date",
+                         "is not a time written as text"),
     "misspelt params key": (lambda h: exact_json_body(h, 3).replace('"params"', '"parameters"'), 400, "parameters", "unknown key"),
     "nested deeper than the stack": (lambda h: "[" * 100_000 + "]" * 100_000, 400, "body", "not valid JSON"),
 }

@@ -201,7 +201,9 @@ def _text(value:Any) -> bool: return type(value) is str or (type(value) is float
 # per schema type: the JSON values it takes (null always: a missing value, for the preprocessor's policy), and what to call them
 _STRICT: dict[Any, tuple[Callable[[Any], bool], str]] = {
     DataType.double: (_number, "a number"), DataType.float: (_number, "a number"),
-    DataType.long: (_whole, "a whole number"), DataType.integer: (_whole, "a whole number"), DataType.string: (_text, "text")}
+    DataType.long: (_whole, "a whole number"), DataType.integer: (_whole, "a whole number"), DataType.string: (_text, "text"),
+    # a number is no time: MLflow would read it as nanoseconds after 1970 (pandas' `to_json` writes milliseconds unless told `date_format="iso"`)
+    DataType.datetime: (_text, "a time written as text, e.g. 2016-07-01T00:00:00")}
 
 def refuse_loose_rows(request:dict[str, Any], schema:Schema, id_col:str|None=None) -> None:
     "Refuse what MLflow's parser would quietly mend: a ragged row or a record lacking a column (null-filled), a number as text or true."
