@@ -383,6 +383,8 @@ def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
             ) -> tuple[str, list[str]]:
     "Register `model_uri` as a new version of `name` tagged with its scores; alias it `challenger`, and `champion` if there is none."
     stop_if_interrupted()  # registering is the step a stopped job must never reach
+    if ranked_by and scores and ranked_by in scores and not math.isfinite(float(scores[ranked_by])):  # a NaN model would become champion
+        raise InputError(ranked_by, f"is {scores[ranked_by]}: the model's forecasts are not finite numbers, so it is not registered")
     client = mlflow.MlflowClient()
     written = {f"score.{key}": repr(float(value)) for key, value in (scores or {}).items()} | dict(tags or {})
     if ranked_by: written["ranked_by"] = ranked_by

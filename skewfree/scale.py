@@ -11,6 +11,7 @@ import numpy as np
 from coreforecast.grouped_array import GroupedArray
 from coreforecast.scalers import LocalMinMaxScaler, LocalRobustScaler, LocalStandardScaler
 
+from .core import InputError
 from .panel import Panel
 
 # %% auto #0
@@ -36,6 +37,13 @@ class Scaler:
             spread = np.fmax.reduceat(np.abs(column - center), panel.indptr[:-1]) if len(column) else np.zeros(0)  # NaN-skipping max
             scale = stats[:, c, 1]
             stats[:, c, 1] = np.where((scale > 0) & (spread / np.where(scale > 0, scale, 1) < 1e30), scale, 1.0)
+        if not (finite := np.isfinite(stats).all(axis=2)).all():  # values near float64's limit: their spread overflows, the model would be NaN
+            k, c = np.argwhere(~finite)[0]
+            values = panel.values[panel.indptr[k]:panel.indptr[k + 1], c]
+            at = int(np.nanargmax(np.abs(values)))
+            raise InputError(panel.columns[c], f"values too large to scale: this series' {self.kind} center and scale are {stats[k, c, 0]:g} and "
+                             f"{stats[k, c, 1]:g} (its largest value {values[at]:g}); rescale the column or drop the value",
+                             str(panel.ids[k]), panel.labels[panel.indptr[k] + at])
         return stats
 
     def fit(self, panel:Panel) -> Scaler:
