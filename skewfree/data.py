@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
 import skewfree
@@ -64,8 +66,10 @@ def each_column_once(path:Path, field:str) -> None:
     if twice := [n for i, n in enumerate(names) if n in names[:i]]:
         raise InputError(field, f"column {twice[0]!r} is named more than once in {path}'s header: give each column its own name")
 
-def read_table(path:str|Path, field:str="data.path") -> pd.DataFrame:
-    "Read a long-format CSV (or gzipped CSV) or Parquet file, unchanged; what cannot be read is an `InputError` naming `field`."
+def read_table(path:str|Path, field:str="data.path",
+               text:Sequence[str]=(), # a CSV's columns read as text, as written: the series id
+              ) -> pd.DataFrame:
+    "Read a long-format CSV (or gzipped CSV) or Parquet file; what cannot be read is an `InputError` naming `field`."
     path = Path(path)
     if not path.is_file(): raise InputError(field, f"file not found: {path}")
     name = path.name.lower()
@@ -74,12 +78,21 @@ def read_table(path:str|Path, field:str="data.path") -> pd.DataFrame:
     # empty, truncated, not in that format, unreadable: all of them a ValueError (pandas, pyarrow) or an OSError
     try:
         each_column_once(path, field)
-        return pd.read_parquet(path) if name.endswith((".parquet", ".pq")) else pd.read_csv(path)
+        if not name.endswith((".parquet", ".pq")): return pd.read_csv(path, dtype={c: str for c in text})
+        import pyarrow.parquet as pq
+        table = pq.read_table(path)
+        return table.cast(pa.schema([_plain(f) for f in table.schema])).to_pandas()  # Parquet's own types otherwise: ids as they were typed
     except (ValueError, OSError) as e: raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
+
+def _plain(column:Any) -> Any:
+    "A Parquet column's type as skewfree reads it: a decimal as float64, a dictionary (pandas' category) as its values' type."
+    if pa.types.is_decimal(column.type): return column.with_type(pa.float64())
+    if pa.types.is_dictionary(column.type): return column.with_type(column.type.value_type)
+    return column
 
 def load_data(data_cfg) -> pd.DataFrame:
     "The raw frame a data config points at: the embedded ETT panel or a user's file."
     if isinstance(data_cfg, DictConfig) and OmegaConf.is_missing(data_cfg, "path"):  # `???`: a file config whose file was not named
         raise InputError("data.path", "required: the file to train on (data=file data.path=FILE)")
-    if data_cfg.get("path"): return read_table(data_cfg.path)
+    if data_cfg.get("path"): return read_table(data_cfg.path, text=[data_cfg.id_col] if data_cfg.get("id_col") else [])
     return load_ett(list(data_cfg.get("names", ETT_NAMES)), max_rows=data_cfg.get("max_rows"))
