@@ -24,18 +24,20 @@ from omegaconf import DictConfig
 import skewfree
 from .artifact import distribution, input_example, log_forecaster, register, setup_tracking
 from .config import resolved
-from .core import interruptible, project_root, stop_if_interrupted
+from .core import InputError, checked_number, interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
 from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_rows, mase_season, refit_rows, scored_backtest,
                                temporal_split)
 from .forecaster import Forecaster
+from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
 
 # %% auto #0
-__all__ = ['FIGURE_SERIES', 'log', 'forecast_figure', 'loss_figure', 'log_learning_curve', 'log_forecasts', 'TrainResult',
-           'package_versions', 'study_storage', 'train', 'log_repairs', 'scoring_record', 'history_figure',
-           'importance_figure', 'fold_figure', 'log_study', 'log_fold']
+__all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
+           'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'log_repairs',
+           'log_unused_rows', 'scoring_record', 'history_figure', 'importance_figure', 'fold_figure', 'log_study',
+           'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
 def _figure(width:float=7, height:float=3.5, ncols:int=1):
@@ -154,15 +156,39 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
 
 log = logging.getLogger(__name__)
 
-def log_repairs(pre:Preprocessor, raw:pd.DataFrame) -> dict[str, dict[str, int]]:
-    "What the fitted preprocessor's policies repair in the raw rows, per series: logged to the run as `repairs.json`, and told."
+TRAINING_REPAIR_SHARE = 0.25  # `data.training_repair_share` unless the config says: at most this share of a series' values may be made up
+
+def _repair_share(cfg:DictConfig) -> float:
+    return checked_number("data.training_repair_share", cfg.data.get("training_repair_share", TRAINING_REPAIR_SHARE), float, 0, 1)
+
+def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
+                max_share:float=TRAINING_REPAIR_SHARE, # beyond it in any series and column, training is refused
+               ) -> dict[str, dict[str, int]]:
+    "What the fitted preprocessor's policies repair in the raw rows, per series: bounded, logged to the run as `repairs.json`, and told."
     report = pre.transform(raw).report  # counts (values filled, gap rows inserted): the same whatever state the policy fills from
+    lengths = raw.groupby(raw[pre.id_col].astype(str)).size().to_dict() if pre.id_col else {SINGLE_SERIES: len(raw)}
+    for sid, counts in report.items():  # a model fitted on mostly made-up values learns the repair policy, not the series
+        rows = lengths.get(sid, 0) + counts.get("reindexed_rows", 0)
+        filled = {k.removeprefix("filled_"): n for k, n in counts.items() if k.startswith("filled_")}
+        if filled and rows and filled[worst := max(filled, key=lambda c: filled[c])] > max_share * rows:
+            raise InputError(worst, f"{filled[worst]} of this series' {rows} values the run fits and scores would be made up by the repair policies "
+                             f"({filled[worst] / rows:.0%}; data.training_repair_share allows {max_share:.0%}): mend the data, or raise the share", sid)
     mlflow.log_dict(report, "repairs.json")
     mlflow.log_metrics({"repaired_values": sum(n for r in report.values() for k, n in r.items() if k.startswith("filled_")),
                         "inserted_gap_rows": sum(r.get("reindexed_rows", 0) for r in report.values())})
     if report: log.warning("skewfree: the data's missing values and gaps were repaired (data.missing=%s, data.gaps=%s): %s",
                            pre.missing, pre.gaps, report)
     return report
+
+def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
+    "Rows after each series' first `used`, which the split neither fits nor scores: logged (`unused_rows.json`, metric `unused_rows`) and told."
+    unused = {sid: n - used for sid, n in positions.lengths.items() if n > used}
+    mlflow.log_metric("unused_rows", sum(unused.values()))
+    if unused:
+        mlflow.log_dict(unused, "unused_rows.json")
+        log.warning("skewfree: the split takes each series' first %d rows; the rows after them are neither fitted nor scored "
+                    "(cv.train_rows, cv.val_rows, cv.test_rows): %s", used, dict(list(unused.items())[:20]))
+    return unused
 
 def scoring_record(cfg:DictConfig, scored:pd.DataFrame, protocol:dict[str, Any]) -> dict[str, Any]:
     "What a version's scores were measured on — profile, data, the scored rows' span and digest, the protocol — for `promote` to compare."
@@ -202,7 +228,8 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
         # the rows this run uses (train, validation, test): rows past them are neither learnt from nor scored
-        log_repairs(forecaster.preprocessor, positions.rows(0, tr + va + te))
+        log_repairs(forecaster.preprocessor, positions.rows(0, tr + va + te), _repair_share(cfg))
+        log_unused_rows(positions, tr + va + te)
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
         metrics, table = scored_backtest(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=season)
         scores = {f"test_{k}": v for k, v in metrics.items()}
@@ -290,7 +317,8 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         final_cfg = with_params(cfg, result.final.best_params)
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
-        log_repairs(forecaster.preprocessor, rows.rows(0, plan.rows))
+        log_repairs(forecaster.preprocessor, rows.rows(0, plan.rows), _repair_share(cfg))
+        log_unused_rows(rows, plan.rows)
         forecaster.forecast_profile = forecast_profile(forecaster, rows.rows(plan.final.train_start, plan.final.train_end))  # the monitor's reference
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))

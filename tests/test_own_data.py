@@ -65,6 +65,23 @@ def test_missing_values_and_gaps_are_repaired_told_and_never_scored(store, tmp_p
     assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/repairs.json") == {"north": {"filled_units": 5},
                                                                                     "south": {"reindexed_rows": 1, "filled_units": 1}}
     assert (run.data.metrics["repaired_values"], run.data.metrics["inserted_gap_rows"]) == (6, 1)
+    # the split takes each series' first 1000 rows (smoke: 600 + 200 + 200): the rows after them are said, not dropped unseen
+    assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/unused_rows.json") == {"north": 100, "south": 99}
+    assert run.data.metrics["unused_rows"] == 199
+
+
+def test_a_series_mostly_made_up_by_repairs_is_refused_not_registered(store, tmp_path):
+    frame = sales()
+    north = frame.index[frame.store == "north"]
+    frame.loc[north[1:600:2], "units"] = np.nan  # every other training value of north missing: half its training rows would be invented
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    overrides = ["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day", "data.target=units",
+                 "data.id_col=store", "mlflow.registered_model=own-data-made-up"]
+    with pytest.raises(InputError, match=r"units: 300 of this series' 1000 values the run fits and scores would be made up .*30%.*series 'north'"):
+        train(compose_config(overrides))
+    assert mlflow.MlflowClient().search_model_versions("name='own-data-made-up'") == []
+    assert train(compose_config([*overrides, "data.training_repair_share=0.5"])).metrics  # the share is the user's to raise, visibly
 
 
 def test_a_file_config_without_its_file_says_so(store):
