@@ -127,6 +127,8 @@ def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
                ) -> np.ndarray:
     "Timestamps as naive datetime64[ns] in `zone` (UTC by default), or an `InputError` naming the first that does not parse."
     values = column
+    if pd.api.types.is_numeric_dtype(values) and (given := values.notna().to_numpy()).any():  # pandas would read seconds as nanoseconds
+        raise rows.error(given, name, lambda at: f"holds numbers ({values.iloc[at]}), not times: write times as text, e.g. 2016-07-01 00:00:00")
     if not pd.api.types.is_datetime64_any_dtype(values):
         try: parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
         except (ValueError, TypeError) as e: parsed = _one_offset_per_series(values, name, rows, e)
