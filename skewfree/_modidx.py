@@ -931,4 +931,5 @@ d = { 'settings': { 'branch': 'main',
                                 'skewfree.train.package_versions': ('train.html#package_versions', 'skewfree/train.py'),
                                 'skewfree.train.scoring_record': ('train.html#scoring_record', 'skewfree/train.py'),
                                 'skewfree.train.study_storage': ('train.html#study_storage', 'skewfree/train.py'),
+                                'skewfree.train.the_rows': ('train.html#the_rows', 'skewfree/train.py'),
                                 'skewfree.train.train': ('train.html#train', 'skewfree/train.py')}}}

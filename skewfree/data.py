@@ -14,7 +14,7 @@ import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
 import skewfree
-from .core import InputError
+from .core import InputError, checked_number
 
 # %% auto #0
 __all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'ett_panel', 'each_column_once', 'read_table', 'load_data']
@@ -95,4 +95,5 @@ def load_data(data_cfg) -> pd.DataFrame:
     if isinstance(data_cfg, DictConfig) and OmegaConf.is_missing(data_cfg, "path"):  # `???`: a file config whose file was not named
         raise InputError("data.path", "required: the file to train on (data=file data.path=FILE)")
     if data_cfg.get("path"): return read_table(data_cfg.path, text=[data_cfg.id_col] if data_cfg.get("id_col") else [])
-    return load_ett(list(data_cfg.get("names", ETT_NAMES)), max_rows=data_cfg.get("max_rows"))
+    cap = data_cfg.get("max_rows")
+    return load_ett(list(data_cfg.get("names", ETT_NAMES)), max_rows=None if cap is None else checked_number("data.max_rows", cap, int, 1))

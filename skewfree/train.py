@@ -35,7 +35,7 @@ from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds
 
 # %% auto #0
 __all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
-           'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'log_repairs',
+           'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'the_rows', 'log_repairs',
            'log_unused_rows', 'scoring_record', 'history_figure', 'importance_figure', 'fold_figure', 'log_study',
            'log_fold']
 
@@ -149,12 +149,21 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
          ) -> TrainResult:
     "Measure (holdout or nested CV), fit, log one pyfunc artifact and register it."
     tracking = setup_tracking(cfg)
-    raw = load_data(cfg.data) if data is None else data
+    raw = the_rows(cfg, load_data(cfg.data) if data is None else data)
     with interruptible():
         if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking), source)
         return _train_holdout(cfg, raw, source)
 
 log = logging.getLogger(__name__)
+
+def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
+    "The rows a run learns from: every column the data config names checked present, and `data.max_rows` (first rows per series) applied."
+    for role, names in dict(cfg.data.get("covariates") or {}).items():  # named, even where this model reads no covariate of that role
+        if missing := [c for c in names or [] if c not in raw.columns]:
+            raise InputError(f"data.covariates.{role}", f"column {missing[0]!r} is not in the data; its columns are {list(raw.columns)}")
+    if (cap := cfg.data.get("max_rows")) is None: return raw
+    cap = checked_number("data.max_rows", cap, int, 1)
+    return Positions(raw, Forecaster.from_config(cfg).preprocessor).rows(0, cap)  # each series' first rows in time, whatever the file's order
 
 TRAINING_REPAIR_SHARE = 0.25  # `data.training_repair_share` unless the config says: at most this share of a series' values may be made up
 

@@ -56,8 +56,9 @@ def test_missing_values_and_gaps_are_repaired_told_and_never_scored(store, tmp_p
     frame = frame.drop(frame.index[frame.store == "south"][950])  # and one day missing from south's
     path = tmp_path / "sales.csv"
     frame.to_csv(path, index=False)
-    result = train(compose_config(["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day",
-                                   "data.target=units", "data.id_col=store", "mlflow.registered_model=own-data-repaired"]))
+    overrides = ["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day", "data.target=units",
+                 "data.id_col=store", "mlflow.registered_model=own-data-repaired"]
+    result = train(compose_config([*overrides, "data.max_rows=null"]))
     # the forecasts were scored only where a value was given, never against the values the policy made up
     assert all(np.isfinite(v) for v in result.metrics.values()), result.metrics
     assert result.metrics["n_unscored_points"] > 0
@@ -68,6 +69,13 @@ def test_missing_values_and_gaps_are_repaired_told_and_never_scored(store, tmp_p
     # the split takes each series' first 1000 rows (smoke: 600 + 200 + 200): the rows after them are said, not dropped unseen
     assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/unused_rows.json") == {"north": 100, "south": 99}
     assert run.data.metrics["unused_rows"] == 199
+    # the smoke profile's data.max_rows (1000) keeps each series' first 1000 rows in time, as it does of the embedded data
+    capped = mlflow.get_run(train(compose_config(overrides)).run_id)
+    assert capped.data.metrics["unused_rows"] == 0 and capped.data.params["split.train_rows"] == "600"
+    with pytest.raises(InputError, match="data.max_rows: 'abc' is not a whole number"):
+        train(compose_config([*overrides, "data.max_rows=abc"]))
+    with pytest.raises(InputError, match=r"data.covariates.past: column 'weather' is not in the data; its columns are \['store', 'day', 'promo', 'units'\]"):
+        train(compose_config([*overrides, "data.covariates.past=[weather]"]))  # seasonal_naive reads no covariate: named all the same
 
 
 def test_a_series_mostly_made_up_by_repairs_is_refused_not_registered(store, tmp_path):
