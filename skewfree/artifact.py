@@ -293,11 +293,14 @@ class SkewfreeModel(PythonModel):
                 "monitored": [feature.state() for feature in f.monitored]}
 
 # %% ../nbs/14_artifact.ipynb #0012
-def input_example(forecaster:Forecaster, raw:pd.DataFrame) -> pd.DataFrame:
+def input_example(forecaster:Forecaster,
+                  raw:pd.DataFrame, # raw rows in time order within each series, as `evaluate.Positions` gives them
+                 ) -> pd.DataFrame:
     "The last `history_length` raw rows of each series in `raw` (up to `GOLDEN_SERIES` of them), in the columns the preprocessor reads: a real request."
     pre = forecaster.preprocessor
     if pre.id_col: raw = raw[raw[pre.id_col].astype(str).isin(sample_series(raw[pre.id_col].astype(str)))]
-    ordered = raw.sort_values([pre.id_col, pre.time_col] if pre.id_col else [pre.time_col], kind="stable")[[c for c in raw.columns if c in pre.columns]]
+    # grouped by series, each in the caller's time order: sorted as text, times written in two formats would interleave wrongly
+    ordered = (raw.sort_values(pre.id_col, kind="stable") if pre.id_col else raw)[[c for c in raw.columns if c in pre.columns]]
     groups = [rows for _, rows in ordered.groupby(pre.id_col, sort=True)] if pre.id_col else [ordered]
     return pd.concat([request_window(forecaster, rows, forecaster.history_length) for rows in groups], ignore_index=True)
 
