@@ -20,12 +20,12 @@ from .profile import Feature
 from .repair import segment_sums
 
 # %% auto #0
-__all__ = ['RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'UnservableWindow', 'backtest',
-           'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile',
-           'calibrate', 'latest_windows', 'recalibrate', 'gap_before']
+__all__ = ['RECALIBRATION_WINDOWS', 'written_times', 'Positions', 'holdout_rows', 'temporal_split', 'refit_rows',
+           'UnservableWindow', 'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows',
+           'scored_backtest', 'forecast_profile', 'calibrate', 'latest_windows', 'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
-def _instants(written:pd.Series, timezone:str|None) -> pd.Series:
+def written_times(written:pd.Series, timezone:str|None) -> pd.Series:
     "Written times parsed for ordering rows: as pandas reads them, or, when series are written in different UTC offsets, in the model's zone."
     try: return pd.to_datetime(written, format="ISO8601")
     except ValueError:  # several offsets in one column: pandas parses them only as instants (the panel accepted them, one offset a series)
@@ -36,7 +36,7 @@ class Positions:
     def __init__(self, df:pd.DataFrame, pre:Preprocessor):
         pre.panel(df)  # validates columns and timestamps before any row is assigned to a side
         ids = df[pre.id_col].astype(str) if pre.id_col else pd.Series("series", index=df.index)
-        order = df[pre.time_col] if pd.api.types.is_datetime64_any_dtype(df[pre.time_col]) else _instants(df[pre.time_col], pre.timezone)
+        order = df[pre.time_col] if pd.api.types.is_datetime64_any_dtype(df[pre.time_col]) else written_times(df[pre.time_col], pre.timezone)
         self._ordered = df.assign(_order=order, _id=ids).sort_values(["_id", "_order"], kind="stable")
         self._position = self._ordered.groupby("_id").cumcount().to_numpy()
         self.lengths: dict[str, int] = {str(k): int(v) for k, v in self._ordered.groupby("_id").size().items()}

@@ -27,7 +27,7 @@ from .config import resolved
 from .core import InputError, checked_number, interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
 from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_rows, mase_season, refit_rows, scored_backtest,
-                               temporal_split)
+                               temporal_split, written_times)
 from .forecaster import Forecaster
 from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
@@ -202,7 +202,7 @@ def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
 def scoring_record(cfg:DictConfig, scored:pd.DataFrame, protocol:dict[str, Any]) -> dict[str, Any]:
     "What a version's scores were measured on — profile, data, the scored rows' span and digest, the protocol — for `promote` to compare."
     times = scored[cfg.data.time_col]  # as `Positions` reads them: text (object or pandas' str dtype) parsed, timestamps kept
-    times = times if pd.api.types.is_datetime64_any_dtype(times) else pd.to_datetime(times, format="ISO8601")
+    times = times if pd.api.types.is_datetime64_any_dtype(times) else written_times(times, cfg.data.get("timezone"))
     columns = sorted(scored.columns)  # the raw rows, all their columns: the same whichever model reads which of them
     digest = hashlib.sha256(pd.util.hash_pandas_object(scored[columns], index=False).to_numpy().tobytes()).hexdigest()[:16]
     series = int(scored[cfg.data.id_col].nunique()) if cfg.data.get("id_col") else 1

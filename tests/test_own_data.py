@@ -155,3 +155,13 @@ def test_a_model_of_one_series_answers_its_bands_on_both_routes(store, tmp_path)
         assert [row["q0.9"] for row in split.json()["predictions"]] == offline["q0.9"].tolist()
     finally:
         srv.stop()
+
+
+def test_series_written_in_their_own_utc_offsets_train_as_the_panel_reads_them(store, tmp_path):
+    frame = sales()  # pandas parses a column of several offsets only as instants: every step that orders rows reads them as the panel does
+    frame["day"] = frame.day + np.where(frame.store == "north", "T00:00:00+01:00", "T00:00:00+05:30")
+    path = tmp_path / "offsets.csv"
+    frame.to_csv(path, index=False)
+    result = train(compose_config(["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day",
+                                   "data.target=units", "data.id_col=store", "mlflow.registered_model=own-data-offsets"]))
+    assert list(result.forecaster.preprocessor.series_) == ["north", "south"] and np.isfinite(result.metrics["mse_std"])
