@@ -149,7 +149,7 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
          ) -> TrainResult:
     "Measure (holdout or nested CV), fit, log one pyfunc artifact and register it."
     tracking = setup_tracking(cfg)
-    raw = the_rows(cfg, load_data(cfg.data) if data is None else data)
+    raw = the_rows(cfg, load_data(cfg.data)) if data is None else data  # rows handed in are the caller's choice, as they are
     with interruptible():
         if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking), source)
         return _train_holdout(cfg, raw, source)
@@ -157,7 +157,7 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
 log = logging.getLogger(__name__)
 
 def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
-    "The rows a run learns from: every column the data config names checked present, and `data.max_rows` (first rows per series) applied."
+    "The rows of the data config's source a run learns from: every column it names checked present, `data.max_rows` (first rows per series) applied."
     for role, names in dict(cfg.data.get("covariates") or {}).items():  # named, even where this model reads no covariate of that role
         if missing := [c for c in names or [] if c not in raw.columns]:
             raise InputError(f"data.covariates.{role}", f"column {missing[0]!r} is not in the data; its columns are {list(raw.columns)}")

@@ -19,6 +19,7 @@ from conftest import Server, exact_json_body, free_port
 
 from skewfree.artifact import ArtifactCheckError, _hashes
 from skewfree.config import compose_config
+from skewfree.core import InputError
 from skewfree.data import load_ett
 from skewfree.train import train
 
@@ -418,7 +419,12 @@ def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and
     refused = promote()
     assert refused.returncode == 2 and f"champion version {better} has no 'cv_mse_std' score" in refused.stderr, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr
-    version({"test_mse_std": float("nan")}, "test_mse_std")  # a score that ranks nothing: refused, not "kept" as if compared
+    with pytest.raises(InputError, match="test_mse_std: is nan: the model's forecasts are not finite numbers, so it is not registered"):
+        version({"test_mse_std": float("nan")}, "test_mse_std")
+    # one registered by other means (MLflow's own client) with a score that ranks nothing: refused, not "kept" as if compared
+    by_hand = mlflow.register_model(trained.model_uri, "promote-cli", tags={"score.test_mse_std": "nan", "ranked_by": "test_mse_std",
+                                                                              "scored_on": json.dumps(scored_on, sort_keys=True, separators=(",", ":"))})
+    client.set_registered_model_alias("promote-cli", "challenger", by_hand.version)
     nan = promote()
     assert nan.returncode == 2 and "'s test_mse_std is nan: it ranks nothing" in nan.stderr, nan.stdout + nan.stderr
     assert str(client.get_model_version_by_alias("promote-cli", "champion").version) == better
