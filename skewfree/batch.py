@@ -25,6 +25,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 from .artifact import Columns
 from .core import InputError
 from .data import each_column_once
+from .panel import numbers_not_times
 from .serving.codec import naive_times
 
 # %% auto #0
@@ -122,7 +123,7 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
     for spec in schema.inputs:  # numbers where times belong: MLflow's cast reads them as nanoseconds after 1970, which no model was fitted on
         given = raw.get(spec.name)
         if spec.type == DataType.datetime and given is not None and pd.api.types.is_numeric_dtype(given) and (first := given.first_valid_index()) is not None:
-            raise InputError(f"{field}: column {spec.name}", f"holds numbers ({given[first]}), not times: write times as text, e.g. 2016-07-01 00:00:00",
+            raise InputError(f"{field}: column {spec.name}", numbers_not_times(given[first]),
                              _series_at(raw, id_col, first), first)
     try: return naive_times(cast_df_types_according_to_schema(raw, schema), schema, timezone)
     except MlflowException:

@@ -16,7 +16,7 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['SINGLE_SERIES', 'SINGLE_SERIES_COLUMN', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes',
-           'naive_in', 'parse_times', 'parse_numbers', 'parse_panel']
+           'naive_in', 'numbers_not_times', 'parse_times', 'parse_numbers', 'parse_panel']
 
 # %% ../nbs/03_panel.ipynb #0005
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
@@ -121,6 +121,10 @@ def naive_in(times:pd.Series, zone:str|None=None) -> pd.Series:
     "Zone-aware times as naive times in `zone` (UTC when None): the one conversion of aware times, here and before MLflow's schema check."
     return times.dt.tz_convert(zone or "UTC").dt.tz_localize(None)
 
+def numbers_not_times(value:Any) -> str:
+    "Why a time column of numbers is refused (seconds since 1970 would be read as nanoseconds): one reason wherever times are read."
+    return f"holds numbers ({value}), not times: write times as text, e.g. 2016-07-01 00:00:00"
+
 def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
                 name:str, rows:Rows,
                 zone:str|None=None, # the time zone of naive timestamps, and so of the training data: aware ones are converted to it (None: UTC)
@@ -128,7 +132,7 @@ def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
     "Timestamps as naive datetime64[ns] in `zone` (UTC by default), or an `InputError` naming the first that does not parse."
     values = column
     if pd.api.types.is_numeric_dtype(values) and (given := values.notna().to_numpy()).any():  # pandas would read seconds as nanoseconds
-        raise rows.error(given, name, lambda at: f"holds numbers ({values.iloc[at]}), not times: write times as text, e.g. 2016-07-01 00:00:00")
+        raise rows.error(given, name, lambda at: numbers_not_times(values.iloc[at]))
     if not pd.api.types.is_datetime64_any_dtype(values):
         try: parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
         except (ValueError, TypeError) as e: parsed = _one_offset_per_series(values, name, rows, e)

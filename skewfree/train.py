@@ -161,7 +161,7 @@ def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
     for role, names in dict(cfg.data.get("covariates") or {}).items():  # named, even where this model reads no covariate of that role
         if missing := [c for c in names or [] if c not in raw.columns]:
             raise InputError(f"data.covariates.{role}", f"column {missing[0]!r} is not in the data; its columns are {list(raw.columns)}")
-    if (cap := cfg.data.get("max_rows")) is None: return raw
+    if (cap := cfg.data.get("max_rows")) is None or not cfg.data.get("path"): return raw  # the embedded data: `load_ett` took its first rows
     cap = checked_number("data.max_rows", cap, int, 1)
     return Positions(raw, Forecaster.from_config(cfg).preprocessor).rows(0, cap)  # each series' first rows in time, whatever the file's order
 
