@@ -16,8 +16,8 @@ from .core import InputError
 from .panel import Panel, lengths_to_indptr
 
 # %% auto #0
-__all__ = ['DAY', 'GAP_POLICIES', 'fixed_freq', 'nanoseconds', 'Clock', 'pandas_freq', 'infer_frequencies', 'OnGrid', 'clock_of',
-           'Frequency', 'steps_after', 'refuse_beyond_time', 'natural_season', 'panel_season']
+__all__ = ['DAY', 'GAP_POLICIES', 'fixed_freq', 'nanoseconds', 'Clock', 'pandas_freq', 'gappy_frequencies', 'infer_frequencies',
+           'OnGrid', 'clock_of', 'Frequency', 'steps_after', 'refuse_beyond_time', 'natural_season', 'panel_season']
 
 # %% ../nbs/04_frequency.ipynb #0005
 DAY = 86_400 * 10**9  # nanoseconds
@@ -109,9 +109,46 @@ def _modes(steps:np.ndarray, series:np.ndarray, n:int) -> np.ndarray:
     out = np.zeros(n, np.int64); out[run_series[first]] = run_steps[first]
     return out
 
+# %% ../nbs/04_frequency.ipynb #0011
+def _anchored(kind:str, first:pd.Timestamp) -> str:
+    "The alias of calendar `kind` anchored where a series' first time lies (its weekday, its month)."
+    if kind == "W": return f"W-{first.day_name()[:3].upper()}"
+    return f"{kind}-{first.month_name()[:3].upper()}" if kind in ("QS", "QE", "YS", "YE") else kind
+
+# the calendars a series' most common step may stand for: (fewest days, most days) of that step, the calendars tried
+_CALENDARS = (((1, 1), ("B",)), ((7, 7), ("W",)), ((28, 31), ("MS", "ME")), ((89, 92), ("QS", "QE")), ((365, 366), ("YS", "YE")))
+
+def gappy_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing within each series
+                      indptr:np.ndarray, # (series + 1,) row offsets
+                      modes:np.ndarray, # (series,) each series' most common step in nanoseconds (0: none)
+                     ) -> np.ndarray:
+    "Each series' frequency where its steps are uneven: the calendar or fixed step whose grid holds every row in the fewest steps."
+    t, n, lengths = nanoseconds(times), len(indptr) - 1, np.diff(indptr)
+    series, first = np.repeat(np.arange(n), lengths), t[indptr[:-1]]
+    step = np.maximum(modes, 1)
+    fixed = np.logical_and.reduceat((t - first[series]) % step[series] == 0, indptr[:-1]) if len(t) else np.zeros(0, bool)
+    fewest = np.where(fixed, (t[indptr[1:] - 1] - first) // step + 1, np.iinfo(np.int64).max)
+    out = np.array([fixed_freq(pd.tseries.frequencies.to_offset(pd.Timedelta(int(d))).freqstr) if d else None for d in modes], dtype=object)
+    for (shortest, longest), kinds in _CALENDARS:
+        near = np.flatnonzero((modes >= shortest * DAY) & (modes <= longest * DAY) & (lengths >= 2))
+        for kind in kinds:
+            aliases = np.array([_anchored(kind, pd.Timestamp(int(first[k]))) for k in near], dtype=object)
+            for alias in pd.unique(aliases):
+                chosen = near[aliases == alias]
+                mask = np.isin(series, chosen)
+                position, on = Clock(alias).positions(t[mask], first[series[mask]])
+                ends = lengths_to_indptr(lengths[chosen])
+                holds, span = np.logical_and.reduceat(on, ends[:-1]), position[ends[1:] - 1] + 1
+                wins = holds & (span <= fewest[chosen])
+                if wins.any():
+                    name = pandas_freq(pd.date_range(pd.Timestamp(int(first[chosen[0]])), periods=12, freq=alias).to_numpy())
+                    out[chosen[wins]], fewest[chosen[wins]] = name, span[wins]
+    return out
+
+# %% ../nbs/04_frequency.ipynb #0012
 def infer_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing within each series
                       indptr:np.ndarray, # (series + 1,) row offsets
-                      allow_gaps:bool=False, # a series pandas finds no frequency for takes its most common step
+                      allow_gaps:bool=False, # a series pandas finds no frequency for takes the grid that holds it (`gappy_frequencies`)
                      ) -> np.ndarray:
     "Each series' frequency as `pd.infer_freq` names it, days as 24-hour steps (see `fixed_freq`); None where there is none."
     t, n = nanoseconds(times), len(indptr) - 1
@@ -140,14 +177,14 @@ def infer_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing wit
             same = [k for k in members if np.array_equal(times[indptr[k]:indptr[k + 1]], rep)]
             out[same] = pandas_freq(rep)
             for k in set(members.tolist()) - set(same): out[k] = pandas_freq(times[indptr[k]:indptr[k + 1]])
-    if allow_gaps and (gappy := pd.isna(out) & (lengths >= 2)).any():  # a gappy series still has a dominant step
+    if allow_gaps and (gappy := np.flatnonzero(pd.isna(out) & (lengths >= 2))).size:  # a gappy series still has a grid that holds it
         series = np.repeat(np.arange(n), lengths)
         modes = _modes(step[~starts], series[~starts], n)
-        for d in np.unique(modes[gappy]):
-            out[gappy & (modes == d)] = fixed_freq(pd.tseries.frequencies.to_offset(pd.Timedelta(int(d))).freqstr)
+        rows = np.isin(series, gappy)
+        out[gappy] = gappy_frequencies(times[rows], lengths_to_indptr(lengths[gappy]), modes[gappy])
     return out
 
-# %% ../nbs/04_frequency.ipynb #0013
+# %% ../nbs/04_frequency.ipynb #0018
 GAP_POLICIES = ("error", "reindex")
 
 @dataclass
@@ -271,7 +308,7 @@ class Frequency:
         self.freq_ = np.array(state["freq"], dtype=object)
         return self
 
-# %% ../nbs/04_frequency.ipynb #0014
+# %% ../nbs/04_frequency.ipynb #0019
 def steps_after(last:np.ndarray, freqs:np.ndarray, steps:int) -> np.ndarray:
     "(series, steps) datetime64[ns]: the `steps` times after each series' `last` time, on its frequency."
     out = np.empty((len(last), steps), "datetime64[ns]")
@@ -291,7 +328,7 @@ def refuse_beyond_time(last:np.ndarray, freqs:np.ndarray, steps:int, ids:np.ndar
                 raise InputError("horizon", f"{steps} steps of {clock.freq!r} after the history's end, {pd.Timestamp(last[k])}, run past "
                                             f"{pd.Timestamp.max}, the latest time pandas holds", str(ids[k])) from None
 
-# %% ../nbs/04_frequency.ipynb #0018
+# %% ../nbs/04_frequency.ipynb #0023
 _YEARLY = {"W": 52, "M": 12, "MS": 12, "ME": 12, "SM": 24, "SMS": 24, "Q": 4, "QS": 4, "QE": 4, "BQ": 4, "BQS": 4, "BQE": 4, "BM": 12,
            "BMS": 12, "BME": 12}
 

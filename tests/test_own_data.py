@@ -165,3 +165,19 @@ def test_series_written_in_their_own_utc_offsets_train_as_the_panel_reads_them(s
     result = train(compose_config(["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day",
                                    "data.target=units", "data.id_col=store", "mlflow.registered_model=own-data-offsets"]))
     assert list(result.forecaster.preprocessor.series_) == ["north", "south"] and np.isfinite(result.metrics["mse_std"])
+
+
+def test_business_days_with_holidays_train_on_business_days(store, tmp_path):
+    # a holiday is a gap in business days, not a sign the data is daily with every weekend missing (28 % invented, refused)
+    days = pd.bdate_range("2022-01-03", periods=1100)
+    holidays = days[50::100]
+    frame = sales().assign(day=lambda f: np.tile(days.strftime("%Y-%m-%d"), 2))
+    frame = frame[~frame.day.isin(holidays.strftime("%Y-%m-%d"))]
+    frame.to_csv(tmp_path / "business.csv", index=False)
+    result = train(compose_config(["model=nlinear_ls", "profile=smoke", "data=file", f"data.path={tmp_path / 'business.csv'}", "data.time_col=day",
+                                   "data.target=units", "data.id_col=store", "mlflow.registered_model=own-business"]))
+    assert list(result.forecaster.preprocessor.spacing.freq_) == ["B", "B"]
+    run = mlflow.get_run(result.run_id)
+    assert run.data.params["mase_season"] == "5" and run.data.metrics["inserted_gap_rows"] == 2 * 10  # the smoke's 1000 rows hold 10 holidays
+    forecast = result.forecaster.predict(frame.groupby("store").tail(result.forecaster.history_length), 5)
+    assert (forecast.day.dt.day_of_week < 5).all() and forecast.day.iloc[0] == pd.Timestamp("2026-03-23")  # the Monday after the last Friday
