@@ -246,7 +246,7 @@ def nested_choice(raw: pd.DataFrame, dataset: str, setting: str, horizon: int, *
     import ray
     from skewfree.config import compose_config
     from skewfree.evaluate import Positions
-    from skewfree.forecaster import Forecaster
+    from skewfree.forecaster import Forecaster, data_decided
     from skewfree.nested_cv import plan_folds, run_folds, summarise
     seen = raw[raw.groupby("series_id").cumcount() < rows[0] + rows[1]]  # the test rows are never handed over
     started, setups = time.perf_counter(), {}
@@ -261,7 +261,7 @@ def nested_choice(raw: pd.DataFrame, dataset: str, setting: str, horizon: int, *
         base = [o for o in overrides_for(dataset, setting, horizon, candidate, rows=rows) if not o.startswith("cv.")]
         # nested CV scores point forecasts (cv_mse_std): a quantile model would fit three boosters to score one of them
         if candidate == "xgboost": base.append("model.hyperparameters.quantiles=[]")
-        cfg = nested_config(base, cpus=1)  # one CPU per fold: two folds share the two cores
+        cfg = data_decided(nested_config(base, cpus=1), seen)  # one CPU per fold: two folds share the two cores
         setups[candidate] = (base, cfg, plan_folds(cfg, Positions(seen, Forecaster.from_config(cfg).preprocessor).lengths))
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -291,7 +291,7 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     "Fit and score one cell through the library; returns its measurements."
     from skewfree.config import compose_config
     from skewfree.evaluate import calibrate, evaluate, refit_rows, temporal_split
-    from skewfree.forecaster import Forecaster
+    from skewfree.forecaster import Forecaster, data_decided
     wide = load_frame(dataset, csv, max_rows=sum(rows))
     raw = channels_long(wide, dataset) if setting == "M" else wide
     chosen: dict = {}
@@ -302,7 +302,7 @@ def run_cell(dataset: str, setting: str, horizon: int, model: str, *, csv: str |
     else:
         overrides = overrides_for(dataset, setting, horizon, model, rows=rows)
         if boosted_jobs and model == "xgboost": overrides.append(f"trainer.boosted.n_jobs={boosted_jobs}")  # its share of the cores
-    cfg = compose_config(overrides)
+    cfg = data_decided(compose_config(overrides), raw)  # seasonal naive's season: the data's own (24 on ETTh's hours)
     forecaster = Forecaster.from_config(cfg)
     train, val, test = temporal_split(raw, cfg.cv, forecaster)
     t = time.perf_counter(); forecaster.fit(train, val); fit_s = time.perf_counter() - t

@@ -25,7 +25,7 @@ from _common import write  # noqa: E402
 from skewfree.config import compose_config  # noqa: E402
 from skewfree.data import load_ett  # noqa: E402
 from skewfree.evaluate import temporal_split  # noqa: E402
-from skewfree.forecaster import Forecaster  # noqa: E402
+from skewfree.forecaster import Forecaster, data_decided  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -67,7 +67,7 @@ def main() -> None:
     raw = load_ett(max_rows=14400)
     results = {}
     for name in args.models.split(","):
-        cfg = compose_config([f"model={name}"])
+        cfg = data_decided(compose_config([f"model={name}"]), raw)
         pipeline_times, raw_times = [], []
         for _ in range(args.repeats):
             forecaster = Forecaster.from_config(cfg)

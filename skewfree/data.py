@@ -78,11 +78,19 @@ def read_table(path:str|Path, field:str="data.path",
     # empty, truncated, not in that format, unreadable: all of them a ValueError (pandas, pyarrow) or an OSError
     try:
         each_column_once(path, field)
-        if not name.endswith((".parquet", ".pq")): return pd.read_csv(path, dtype={c: str for c in text})
+        if not name.endswith((".parquet", ".pq")): return _comma_separated(pd.read_csv(path, dtype={c: str for c in text}), path, field)
         import pyarrow.parquet as pq
         table = pq.read_table(path)
         return table.cast(pa.schema([_plain(f) for f in table.schema])).to_pandas()  # Parquet's own types otherwise: ids as they were typed
     except (ValueError, OSError) as e: raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
+
+def _comma_separated(frame:pd.DataFrame, path:Path, field:str) -> pd.DataFrame:
+    "`frame`, unless it is one column because the file separates its fields otherwise (`;` where a comma is the decimal mark)."
+    header = str(frame.columns[0])
+    if len(frame.columns) == 1 and (sep := next((s for s in (";", "\t", "|") if s in header), None)):
+        raise InputError(field, f"{path} reads as one column, {header!r}: its fields are separated by {sep!r}; skewfree reads comma-separated "
+                                f"CSV (decimal points): save it with commas between fields")
+    return frame
 
 def _plain(column:Any) -> Any:
     "A Parquet column's type as skewfree reads it: a decimal as float64, a dictionary (pandas' category) as its values' type."

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 import skewfree
 from .config import resolved
 from .core import InputError
+from .frequency import panel_season
 from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, load_model,
                              TRAINING_LOG, model_entry, predict_options, windows_from_darts)
 from .panel import Panel
@@ -28,7 +29,8 @@ from .profile import Feature
 from .repair import RepairBudget
 
 # %% auto #0
-__all__ = ['HEADS', 'PIECE_ROWS', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'Prepared', 'Forecaster']
+__all__ = ['HEADS', 'PIECE_ROWS', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'Prepared', 'Forecaster',
+           'data_decided']
 
 # %% ../nbs/11_forecaster.ipynb #0005
 def _conformal_ranks(q:float, n:np.ndarray) -> np.ndarray:
@@ -478,3 +480,14 @@ class Forecaster:
         loaded.intervals = ConformalIntervals.load(meta["intervals"]) if meta.get("intervals") else None  # none before calibration existed
         loaded.fitted_through = pd.Timestamp(meta["fitted_through"]) if meta.get("fitted_through") else None  # none before 2026-12-05
         return loaded
+
+# %% ../nbs/11_forecaster.ipynb #0015
+def data_decided(cfg:DictConfig, rows:pd.DataFrame) -> DictConfig:
+    "`cfg` with what it leaves to the data set from `rows`: a null `season_length` becomes the data's season (`cv.season`, else its frequency's)."
+    hyperparameters = cfg.model.get("hyperparameters") or {}
+    if "season_length" not in hyperparameters or hyperparameters["season_length"] is not None: return cfg
+    season = cfg.cv.get("season")
+    if season is None:
+        pre = Preprocessor.from_config(cfg.data, roles=[], history_length=1)
+        season = panel_season(pre.spacing.learn(pre.panel(rows)))
+    return OmegaConf.merge(cfg, {"model": {"hyperparameters": {"season_length": int(season)}}})  # type: ignore[return-value]

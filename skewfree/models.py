@@ -291,6 +291,9 @@ def build_seasonal_naive(hyperparameters:dict[str, Any], training:Training):
     from darts.models import GlobalNaiveSeasonal
     unknown = set(hyperparameters) - {"season_length", "max_horizon"}
     if unknown: raise TypeError(f"unexpected hyperparameter(s) {sorted(unknown)}")
+    if hyperparameters.get("season_length") is None:
+        raise InputError("model.hyperparameters.season_length", "null stands for the data's own season, set from the rows a run learns from "
+                                                               "(`train`, `nested_cv`, `forecaster.data_decided`): give a number to build it without rows")
     return GlobalNaiveSeasonal(input_chunk_length=int(hyperparameters["season_length"]), output_chunk_length=1, **training.model_kwargs)
 
 # %% ../nbs/10_models.ipynb #0013
@@ -346,6 +349,7 @@ def build_model(cfg:DictConfig) -> BuiltModel:
     roles = _roles_used(cfg, entry, hyperparameters)
     training = TRAINERS[entry.family](trainer, cfg.seed)  # type: ignore[arg-type]
     try: model = entry.build(hyperparameters, training)
+    except InputError: raise  # a builder's own reason, already named
     except (TypeError, ValueError) as e:
         raise InputError("model.hyperparameters", f"model {entry.name!r} refused its hyperparameters: {e}") from None
     can = capabilities(model)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .core import STOP_SIGNALS, InputError, need_ray, stop_if_interrupted
 from .evaluate import Positions, calibrate, forecast_rows, scored_backtest
-from .forecaster import Forecaster
+from .forecaster import Forecaster, data_decided
 from .models import build_model
 
 # %% auto #0
@@ -316,6 +316,7 @@ def nested_cv(cfg:DictConfig, # composed config with `cv=nested`
               plan:Plan|None=None, # from `plan_folds`, when the caller checked it already
              ) -> NestedResult:
     "Outer rolling-origin folds, an Optuna study inside each, and the final span's study."
+    cfg = data_decided(cfg, raw)
     plan = plan or plan_folds(cfg, Positions(raw, Forecaster.from_config(cfg).preprocessor).lengths)
     spans = [*plan.outer, plan.final]
     names = [f"{study_prefix}-fold{f.index}" for f in plan.outer] + [f"{study_prefix}-final"]

@@ -28,7 +28,7 @@ from .core import InputError, checked_number, interruptible, project_root, stop_
 from .data import DATA_DIR, load_data
 from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_rows, mase_season, refit_rows, scored_backtest,
                                temporal_split, written_times)
-from .forecaster import Forecaster
+from .forecaster import Forecaster, data_decided
 from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
@@ -149,7 +149,9 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
          ) -> TrainResult:
     "Measure (holdout or nested CV), fit, log one pyfunc artifact and register it."
     tracking = setup_tracking(cfg)
-    raw = the_rows(cfg, load_data(cfg.data)) if data is None else data  # rows handed in are the caller's choice, as they are
+    loaded = load_data(cfg.data) if data is None else data
+    cfg = data_decided(cfg, loaded)  # before any model is built: a season of the data's own steps
+    raw = the_rows(cfg, loaded) if data is None else data  # rows handed in are the caller's choice, as they are
     with interruptible():
         if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking), source)
         return _train_holdout(cfg, raw, source)

@@ -14,7 +14,7 @@ import pytest
 from skewfree.config import compose_config, params_dir
 from skewfree.data import load_ett
 from skewfree.evaluate import refit_rows, temporal_split
-from skewfree.forecaster import Forecaster
+from skewfree.forecaster import Forecaster, data_decided
 from skewfree.models import MODELS, build_model, point_booster
 from skewfree.train import train
 
@@ -22,9 +22,10 @@ MODEL_NAMES = ["nlinear", "nlinear_ls", "tft", "xgboost", "seasonal_naive"]
 
 
 def fit_and_forecast(name: str):
-    cfg = compose_config([f"model={name}", "profile=smoke"])
+    raw = load_ett(max_rows=1000)
+    cfg = data_decided(compose_config([f"model={name}", "profile=smoke"]), raw)
     forecaster = Forecaster.from_config(cfg)
-    train_rows, val_rows, test_rows = temporal_split(load_ett(max_rows=1000), cfg.cv, forecaster)
+    train_rows, val_rows, test_rows = temporal_split(raw, cfg.cv, forecaster)
     forecaster.fit(train_rows, val_rows)
     history = test_rows.groupby("series_id").head(forecaster.history_length)
     return forecaster.predict(history, min(12, forecaster.max_horizon))
@@ -90,9 +91,10 @@ def test_params_model_files_match_the_registry():
 
 @pytest.mark.parametrize("name", ["nlinear", "xgboost", "seasonal_naive"])
 def test_the_learning_curve_is_what_the_fit_saw(name):
-    cfg = compose_config([f"model={name}", "profile=smoke"])
+    raw = load_ett(max_rows=1000)
+    cfg = data_decided(compose_config([f"model={name}", "profile=smoke"]), raw)
     forecaster = Forecaster.from_config(cfg)
-    train_rows, val_rows, _ = temporal_split(load_ett(max_rows=1000), cfg.cv, forecaster)
+    train_rows, val_rows, _ = temporal_split(raw, cfg.cv, forecaster)
     curve = forecaster.fit(train_rows, val_rows).learning_curve
     if name == "seasonal_naive":
         assert curve == []  # nothing is learnt: no curve, no picture

@@ -66,6 +66,9 @@ def test_missing_values_and_gaps_are_repaired_told_and_never_scored(store, tmp_p
     assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/repairs.json") == {"north": {"filled_units": 5},
                                                                                     "south": {"reindexed_rows": 1, "filled_units": 1}}
     assert (run.data.metrics["repaired_values"], run.data.metrics["inserted_gap_rows"]) == (6, 1)
+    # seasonal naive repeats the data's own season (`season_length: null`): a week of days, as MASE's, not 24 days
+    assert (run.data.params["model.hyperparameters.season_length"], run.data.params["mase_season"]) == ("7", "7")
+    assert result.forecaster.history_length == 7
     # the split takes each series' first 1000 rows (smoke: 600 + 200 + 200): the rows after them are said, not dropped unseen
     assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/unused_rows.json") == {"north": 100, "south": 99}
     assert run.data.metrics["unused_rows"] == 199
