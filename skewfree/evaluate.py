@@ -210,12 +210,18 @@ def score(table:pd.DataFrame, # from `backtest`
     smape = np.divide(200 * np.abs(f - a), denominator, out=np.zeros_like(a), where=denominator > 0)
     scores = {"mse_std": float(np.mean(s**2)), "mae_std": float(np.mean(np.abs(s))),
               "mae": float(np.mean(np.abs(f - a))), "rmse": float(np.sqrt(np.mean((f - a)**2))), "smape": float(np.mean(smape))}
-    if scales: scores["mase"] = float(np.mean(np.abs(f - a) / table["_series"].map(scales).to_numpy(np.float64)))
+    counts = {"n_windows": float(table.groupby(["_series", "window"]).ngroups), "n_unscored_points": unscored}
+    if scales:
+        scale = table["_series"].map(scales).to_numpy(np.float64)
+        # a series its seasonal naive fits exactly in-sample (a constant one), or with no seasonal pair there, has no scale: left out, counted
+        scaled = scale > 0
+        scores["mase"] = float(np.mean(np.abs(f - a)[scaled] / scale[scaled])) if scaled.any() else float("nan")
+        counts["mase_unscaled_series"] = float(table["_series"][~scaled].nunique())
     if quantiles:
         actual, bands = table.actual_std.to_numpy(np.float64), {q: table[f"{band_column(q)}_std"].to_numpy(np.float64) for q in quantiles}
         scores["quantile_loss_std"] = float(np.mean(_pinball(actual, bands)))
         scores |= _interval_scores(actual, bands)
-    return scores | {"n_windows": float(table.groupby(["_series", "window"]).ngroups), "n_unscored_points": unscored}
+    return scores | counts
 
 def evaluate(forecaster:Forecaster, # fitted
              test:pd.DataFrame, # raw test rows with look-back context, from `temporal_split`

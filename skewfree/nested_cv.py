@@ -302,7 +302,7 @@ def summarise(folds:list[FoldResult]) -> dict[str, float]:
     "Mean and standard deviation over folds of every outer score, as `cv_<metric>` and `cv_<metric>_sd`."
     out: dict[str, float] = {}
     for metric in folds[0].scores:
-        if metric in ("n_windows", "n_unscored_points"): continue  # counts, not scores
+        if metric in ("n_windows", "n_unscored_points", "mase_unscaled_series"): continue  # counts, not scores
         values = np.array([f.scores[metric] for f in folds], dtype=np.float64)
         out[f"cv_{metric}"], out[f"cv_{metric}_sd"] = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return out | {"cv_n_folds": float(len(folds))}

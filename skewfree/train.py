@@ -246,6 +246,10 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
         mlflow.log_params({"mase_season": season})
+        if unscaled := int(metrics.get("mase_unscaled_series", 0)):
+            log.warning("skewfree: %d series have no MASE scale: their training rows never change over one season (%d steps), a constant series "
+                        "say, or hold no two values that far apart; test_mase is over the other series (metric test_mase_unscaled_series)",
+                        unscaled, season)
         log_forecasts(table, cfg, "test span")
         _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test", scores)
         forecaster.forecast_profile = forecast_profile(forecaster, refit_rows(raw, cfg.cv, forecaster))  # the monitor's reference

@@ -184,3 +184,14 @@ def test_business_days_with_holidays_train_on_business_days(store, tmp_path):
     assert run.data.params["mase_season"] == "5" and run.data.metrics["inserted_gap_rows"] == 2 * 10  # the smoke's 1000 rows hold 10 holidays
     forecast = result.forecaster.predict(frame.groupby("store").tail(result.forecaster.history_length), 5)
     assert (forecast.day.dt.day_of_week < 5).all() and forecast.day.iloc[0] == pd.Timestamp("2026-03-23")  # the Monday after the last Friday
+
+
+def test_a_constant_series_is_left_out_of_mase_and_counted(store, tmp_path, caplog):
+    # its seasonal naive never errs in-sample: a MASE scale of 0 made test_mase infinite, with no word of why
+    frame = sales()
+    frame.loc[frame.store == "south", "units"] = 40.0
+    frame.to_csv(tmp_path / "flat.csv", index=False)
+    result = train(compose_config(["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={tmp_path / 'flat.csv'}", "data.time_col=day",
+                                   "data.target=units", "data.id_col=store", "mlflow.registered_model=own-flat"]))
+    assert np.isfinite(result.metrics["mase"]) and result.metrics["mase_unscaled_series"] == 1
+    assert "1 series have no MASE scale" in caplog.text
