@@ -14,30 +14,24 @@ from omegaconf import DictConfig
 from .core import InputError
 from .forecaster import ConformalIntervals, Forecaster, IntervalSpec, fewest_windows
 from .frequency import clock_of, panel_season
-from .panel import Panel
+from .panel import Panel, Rows, parse_times, series_codes
 from .preprocess import Preprocessor, ScaledForecast, band_column, repeated_text
 from .profile import Feature
 from .repair import segment_sums
 
 # %% auto #0
-__all__ = ['RECALIBRATION_WINDOWS', 'written_times', 'Positions', 'holdout_rows', 'temporal_split', 'refit_rows',
-           'UnservableWindow', 'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows',
-           'scored_backtest', 'forecast_profile', 'calibrate', 'latest_windows', 'recalibrate', 'gap_before']
+__all__ = ['RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'UnservableWindow', 'backtest',
+           'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile',
+           'calibrate', 'latest_windows', 'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
-def written_times(written:pd.Series, timezone:str|None) -> pd.Series:
-    "Written times parsed for ordering rows: as pandas reads them, or, when series are written in different UTC offsets, in the model's zone."
-    try: return pd.to_datetime(written, format="ISO8601")
-    except ValueError:  # several offsets in one column: pandas parses them only as instants (the panel accepted them, one offset a series)
-        return pd.to_datetime(written, format="ISO8601", utc=True).dt.tz_convert(timezone or "UTC").dt.tz_localize(None)
-
 class Positions:
     "Raw rows ordered in time per series, sliced by row position — the same positions in every series."
     def __init__(self, df:pd.DataFrame, pre:Preprocessor):
         pre.panel(df)  # validates columns and timestamps before any row is assigned to a side
-        ids = df[pre.id_col].astype(str) if pre.id_col else pd.Series("series", index=df.index)
-        order = df[pre.time_col] if pd.api.types.is_datetime64_any_dtype(df[pre.time_col]) else written_times(df[pre.time_col], pre.timezone)
-        self._ordered = df.assign(_order=order, _id=ids).sort_values(["_id", "_order"], kind="stable")
+        rows = Rows(*series_codes(df, pre.id_col), df.index)
+        order = parse_times(df[pre.time_col], pre.time_col, rows, pre.timezone)  # the panel's reading: naive, in the model's zone
+        self._ordered = df.assign(_order=order, _id=rows.ids[rows.codes]).sort_values(["_id", "_order"], kind="stable")
         self._position = self._ordered.groupby("_id").cumcount().to_numpy()
         self.lengths: dict[str, int] = {str(k): int(v) for k, v in self._ordered.groupby("_id").size().items()}
 
@@ -47,8 +41,15 @@ class Positions:
 
     def rows(self, start:int, end:int) -> pd.DataFrame:
         "Rows at positions `[start, end)` of every series, in the caller's columns."
-        keep = (self._position >= max(0, start)) & (self._position < end)
-        return self._ordered[keep].drop(columns=["_order", "_id"])
+        return self._ordered[self._at(start, end)].drop(columns=["_order", "_id"])
+
+    def span(self, start:int, end:int) -> tuple[pd.Timestamp, pd.Timestamp]:
+        "The earliest and the latest time of the rows at positions `[start, end)`, as the panel reads them."
+        times = self._ordered.loc[self._at(start, end), "_order"]
+        return pd.Timestamp(times.min()), pd.Timestamp(times.max())
+
+    def _at(self, start:int, end:int) -> np.ndarray:
+        return (self._position >= max(0, start)) & (self._position < end)
 
     def latest(self, n:int) -> pd.DataFrame:
         "The last `n` rows of every series (all of a shorter one), in the caller's columns."

@@ -204,6 +204,11 @@ def _by_frequency(freqs:np.ndarray):
     if len(freqs) and (freqs[0] == freqs).all(): yield clock_of(str(freqs[0])), np.ones(len(freqs), bool); return  # the usual: one frequency
     for freq in pd.unique(freqs): yield clock_of(str(freq)), freqs == freq
 
+def _step_kind(freq:str) -> tuple:
+    "What the frequencies of one model's series share: a fixed step's length, or a calendar's unit and multiple (weeks ending on any day)."
+    offset = pd.tseries.frequencies.to_offset(freq)
+    return (int(offset.nanos),) if isinstance(offset, pd.offsets.Tick) else (type(offset).__name__, int(offset.n))
+
 class Frequency:
     "The fitted step between a series' rows, and every history checked against it: off-grid rows refused, gaps refused or reindexed."
     def __init__(self, time_col:str="date", gaps:str="error"):
@@ -220,8 +225,15 @@ class Frequency:
         return freqs
 
     def fit(self, panel:Panel) -> Frequency:
-        "Learn each series' frequency from its training rows."
+        "Learn each series' frequency from its training rows: one frequency for the panel, up to where a calendar is anchored."
         self.freq_ = self.learn(panel)
+        if len({_step_kind(str(f)) for f in pd.unique(self.freq_)}) > 1:
+            names, counts = np.unique(self.freq_.astype(str), return_counts=True)
+            common = str(names[np.argmax(counts)])
+            k = int(np.argmax([_step_kind(str(f)) != _step_kind(common) for f in self.freq_]))
+            raise InputError(self.time_col, f"this series is on {self.freq_[k]!r} where {counts.max()} of {len(self.freq_)} series are on "
+                                            f"{common!r}: one model learns one frequency (and one MASE season); train each frequency "
+                                            f"apart, from a file or a filter of its own", str(panel.ids[k]))
         return self
 
     def grid(self,

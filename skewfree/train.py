@@ -27,7 +27,7 @@ from .config import resolved
 from .core import InputError, checked_number, interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
 from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_rows, mase_season, refit_rows, scored_backtest,
-                               temporal_split, written_times)
+                               temporal_split)
 from .forecaster import Forecaster, data_decided
 from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
@@ -197,19 +197,20 @@ def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
     mlflow.log_metric("unused_rows", sum(unused.values()))
     if unused:
         mlflow.log_dict(unused, "unused_rows.json")
-        log.warning("skewfree: the split takes each series' first %d rows; the rows after them are neither fitted nor scored "
-                    "(cv.train_rows, cv.val_rows, cv.test_rows): %s", used, dict(list(unused.items())[:20]))
+        shortest = min(positions.lengths, key=positions.lengths.__getitem__)  # shares of a split are shares of it: name it where it set the split
+        why = f", as many as its shortest series, {shortest!r}, has" if positions.lengths[shortest] == used else ""
+        log.warning("skewfree: the split takes each series' first %d rows%s; the rows after them are neither fitted nor scored "
+                    "(cv.train_rows, cv.val_rows, cv.test_rows): %s", used, why, dict(list(unused.items())[:20]))
     return unused
 
-def scoring_record(cfg:DictConfig, scored:pd.DataFrame, protocol:dict[str, Any]) -> dict[str, Any]:
-    "What a version's scores were measured on — profile, data, the scored rows' span and digest, the protocol — for `promote` to compare."
-    times = scored[cfg.data.time_col]  # as `Positions` reads them: text (object or pandas' str dtype) parsed, timestamps kept
-    times = times if pd.api.types.is_datetime64_any_dtype(times) else written_times(times, cfg.data.get("timezone"))
+def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, protocol:dict[str, Any]) -> dict[str, Any]:
+    "What a version's scores were measured on (rows `[start, end)` of each series): profile, data, span, digest, protocol, for `promote`."
+    scored, (first, last) = positions.rows(start, end), positions.span(start, end)
     columns = sorted(scored.columns)  # the raw rows, all their columns: the same whichever model reads which of them
     digest = hashlib.sha256(pd.util.hash_pandas_object(scored[columns], index=False).to_numpy().tobytes()).hexdigest()[:16]
     series = int(scored[cfg.data.id_col].nunique()) if cfg.data.get("id_col") else 1
     return {"profile": str(cfg.get("profile_name", "full")), "data": str(cfg.data.get("name") or "data"), "series": series,
-            "span": [str(times.min()), str(times.max())], "rows": int(len(scored)), "digest": digest, "protocol": protocol}
+            "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol}
 
 def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
     "The run's description (the MLflow page's first lines): what was trained, how it was measured, the score that ranks it."
@@ -255,7 +256,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         forecaster.forecast_profile = forecast_profile(forecaster, refit_rows(raw, cfg.cv, forecaster))  # the monitor's reference
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
-        scored_on = scoring_record(cfg, positions.rows(tr + va, tr + va + te), {
+        scored_on = scoring_record(cfg, positions, tr + va, tr + va + te, {
             "cv": "holdout", "train_rows": tr, "val_rows": va, "test_rows": te, "eval_stride": int(cfg.cv.eval_stride),
             "horizon": forecaster.max_horizon, "season": season})
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
@@ -339,7 +340,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
         _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each", result.summary)
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
-        scored_on = scoring_record(cfg, rows.rows(min(f.origin for f in plan.outer), plan.rows), {
+        scored_on = scoring_record(cfg, rows, min(f.origin for f in plan.outer), plan.rows, {
             "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season})
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)

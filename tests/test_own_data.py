@@ -195,3 +195,15 @@ def test_a_constant_series_is_left_out_of_mase_and_counted(store, tmp_path, capl
                                    "data.target=units", "data.id_col=store", "mlflow.registered_model=own-flat"]))
     assert np.isfinite(result.metrics["mase"]) and result.metrics["mase_unscaled_series"] == 1
     assert "1 series have no MASE scale" in caplog.text
+
+
+def test_a_short_series_that_sets_the_share_split_is_named(store, tmp_path, caplog):
+    # shares of a split are shares of the shortest series: every longer series loses its newest rows to it, so it is named
+    frame = sales(2200)
+    frame = frame[(frame.store == "north") | (frame.groupby("store").cumcount() < 2000)]
+    frame.to_csv(tmp_path / "short.csv", index=False)
+    result = train(compose_config(["model=seasonal_naive", "data=file", f"data.path={tmp_path / 'short.csv'}", "data.time_col=day",
+                                   "data.target=units", "data.id_col=store", "mlflow.registered_model=own-short"]))
+    run = mlflow.get_run(result.run_id)
+    assert (run.data.params["split.train_rows"], run.data.metrics["unused_rows"]) == ("1400", 200)
+    assert "first 2000 rows, as many as its shortest series, 'south', has" in caplog.text
