@@ -212,9 +212,9 @@ def test_a_short_series_that_sets_the_share_split_is_named(store, tmp_path, capl
 def test_a_file_mixing_hourly_and_daily_series_is_refused_by_name(store, tmp_path):
     # one model, one MASE season: a daily series among hourly ones would train on two meanings of a step
     hourly = sales(1100).query("store == 'north'").assign(day=lambda f: pd.date_range("2023-01-01", periods=1100, freq="h").strftime("%Y-%m-%d %H:%M"))
-    frame = pd.concat([hourly, sales(1100).query("store == 'south'")])
+    frame = pd.concat([hourly, hourly.assign(store="east"), sales(1100).query("store == 'south'")])
     frame.to_csv(tmp_path / "mixed.csv", index=False)
-    with pytest.raises(InputError, match=r"this series is on '24h' where 1 of 2 series are on 'h': one model learns one frequency.*series 'south'"):
+    with pytest.raises(InputError, match=r"this series is on '24h' where 2 of 3 series are on 'h': one model learns one frequency.*series 'south'"):
         train(compose_config(["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={tmp_path / 'mixed.csv'}", "data.time_col=day",
                               "data.target=units", "data.id_col=store", "mlflow.registered_model=own-mixed"]))
     assert mlflow.MlflowClient().search_model_versions("name='own-mixed'") == []
