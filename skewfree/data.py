@@ -82,6 +82,7 @@ def read_table(path:str|Path, field:str="data.path",
         import pyarrow.parquet as pq
         table = pq.read_table(path)
         return table.cast(pa.schema([_plain(f) for f in table.schema])).to_pandas()  # Parquet's own types otherwise: ids as they were typed
+    except InputError: raise  # already said, by name
     except (ValueError, OSError) as e: raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
 
 def _comma_separated(frame:pd.DataFrame, path:Path, field:str) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 import skewfree
 from .config import resolved
 from .core import InputError
-from .frequency import panel_season
+from .frequency import natural_season, panel_frequency, season_choices
 from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, load_model,
                              TRAINING_LOG, model_entry, predict_options, windows_from_darts)
 from .panel import Panel
@@ -29,8 +29,8 @@ from .profile import Feature
 from .repair import RepairBudget
 
 # %% auto #0
-__all__ = ['HEADS', 'PIECE_ROWS', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'Prepared', 'Forecaster',
-           'data_decided']
+__all__ = ['HEADS', 'PIECE_ROWS', 'SEASON_SEARCH', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'Prepared',
+           'Forecaster', 'data_decided']
 
 # %% ../nbs/11_forecaster.ipynb #0005
 def _conformal_ranks(q:float, n:np.ndarray) -> np.ndarray:
@@ -482,12 +482,17 @@ class Forecaster:
         return loaded
 
 # %% ../nbs/11_forecaster.ipynb #0015
+SEASON_SEARCH = "model.hyperparameters.season_length"
+
 def data_decided(cfg:DictConfig, rows:pd.DataFrame) -> DictConfig:
-    "`cfg` with what it leaves to the data set from `rows`: a null `season_length` becomes the data's season (`cv.season`, else its frequency's)."
-    hyperparameters = cfg.model.get("hyperparameters") or {}
-    if "season_length" not in hyperparameters or hyperparameters["season_length"] is not None: return cfg
-    season = cfg.cv.get("season")
-    if season is None:
-        pre = Preprocessor.from_config(cfg.data, roles=[], history_length=1)
-        season = panel_season(pre.spacing.learn(pre.panel(rows)))
-    return OmegaConf.merge(cfg, {"model": {"hyperparameters": {"season_length": int(season)}}})  # type: ignore[return-value]
+    "`cfg` with what it leaves to the data set from `rows`: a null `season_length` (`cv.season`, else the frequency's), null season choices."
+    hyperparameters, searched = cfg.model.get("hyperparameters") or {}, (cfg.get("search") or {}).get(SEASON_SEARCH)
+    open_season = "season_length" in hyperparameters and hyperparameters["season_length"] is None
+    open_choices = searched is not None and "choices" in searched and searched["choices"] is None
+    if not (open_season or open_choices): return cfg
+    pre = Preprocessor.from_config(cfg.data, roles=[], history_length=1)
+    freq = panel_frequency(pre.spacing.learn(pre.panel(rows)))
+    decided: dict[str, Any] = {}
+    if open_season: decided["model"] = {"hyperparameters": {"season_length": int(cfg.cv.get("season") or natural_season(freq))}}
+    if open_choices: decided["search"] = {SEASON_SEARCH: {"choices": season_choices(freq)}}
+    return OmegaConf.merge(cfg, decided)  # type: ignore[return-value]

@@ -17,7 +17,8 @@ from .panel import Panel, lengths_to_indptr
 
 # %% auto #0
 __all__ = ['DAY', 'GAP_POLICIES', 'fixed_freq', 'nanoseconds', 'Clock', 'pandas_freq', 'gappy_frequencies', 'infer_frequencies',
-           'OnGrid', 'clock_of', 'Frequency', 'steps_after', 'refuse_beyond_time', 'natural_season', 'panel_season']
+           'OnGrid', 'clock_of', 'Frequency', 'steps_after', 'refuse_beyond_time', 'natural_season', 'panel_frequency',
+           'panel_season', 'season_choices']
 
 # %% ../nbs/04_frequency.ipynb #0005
 DAY = 86_400 * 10**9  # nanoseconds
@@ -110,10 +111,12 @@ def _modes(steps:np.ndarray, series:np.ndarray, n:int) -> np.ndarray:
     return out
 
 # %% ../nbs/04_frequency.ipynb #0011
-def _anchored(kind:str, first:pd.Timestamp) -> str:
-    "The alias of calendar `kind` anchored where a series' first time lies (its weekday, its month)."
-    if kind == "W": return f"W-{first.day_name()[:3].upper()}"
-    return f"{kind}-{first.month_name()[:3].upper()}" if kind in ("QS", "QE", "YS", "YE") else kind
+def _anchored(kind:str, firsts:np.ndarray) -> np.ndarray:
+    "The alias of calendar `kind` anchored where each series' first time lies (its weekday, its month)."
+    index = pd.DatetimeIndex(firsts)
+    if kind == "W": return ("W-" + index.day_name().str[:3].str.upper()).to_numpy(dtype=object)
+    if kind in ("QS", "QE", "YS", "YE"): return (f"{kind}-" + index.month_name().str[:3].str.upper()).to_numpy(dtype=object)
+    return np.full(len(index), kind, dtype=object)
 
 # the calendars a series' most common step may stand for: (fewest days, most days) of that step, the calendars tried
 _CALENDARS = (((1, 1), ("B",)), ((7, 7), ("W",)), ((28, 31), ("MS", "ME")), ((89, 92), ("QS", "QE")), ((365, 366), ("YS", "YE")))
@@ -128,11 +131,12 @@ def gappy_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing wit
     step = np.maximum(modes, 1)
     fixed = np.logical_and.reduceat((t - first[series]) % step[series] == 0, indptr[:-1]) if len(t) else np.zeros(0, bool)
     fewest = np.where(fixed, (t[indptr[1:] - 1] - first) // step + 1, np.iinfo(np.int64).max)
-    out = np.array([fixed_freq(pd.tseries.frequencies.to_offset(pd.Timedelta(int(d))).freqstr) if d else None for d in modes], dtype=object)
+    distinct, which = np.unique(modes, return_inverse=True)
+    out = np.array([fixed_freq(pd.tseries.frequencies.to_offset(pd.Timedelta(int(d))).freqstr) if d else None for d in distinct], dtype=object)[which]
     for (shortest, longest), kinds in _CALENDARS:
         near = np.flatnonzero((modes >= shortest * DAY) & (modes <= longest * DAY) & (lengths >= 2))
         for kind in kinds:
-            aliases = np.array([_anchored(kind, pd.Timestamp(int(first[k]))) for k in near], dtype=object)
+            aliases = _anchored(kind, first[near].view("datetime64[ns]"))
             for alias in pd.unique(aliases):
                 chosen = near[aliases == alias]
                 mask = np.isin(series, chosen)
@@ -204,10 +208,14 @@ def _by_frequency(freqs:np.ndarray):
     if len(freqs) and (freqs[0] == freqs).all(): yield clock_of(str(freqs[0])), np.ones(len(freqs), bool); return  # the usual: one frequency
     for freq in pd.unique(freqs): yield clock_of(str(freq)), freqs == freq
 
+_UNITS = {f"{b}{kind}{edge}": unit for kind, unit in (("Month", "month"), ("Quarter", "quarter"), ("Year", "year"))
+          for b in ("", "B", "Business") for edge in ("Begin", "End")}  # month starts and month ends are both months
+
 def _step_kind(freq:str) -> tuple:
     "What the frequencies of one model's series share: a fixed step's length, or a calendar's unit and multiple (weeks ending on any day)."
     offset = pd.tseries.frequencies.to_offset(freq)
-    return (int(offset.nanos),) if isinstance(offset, pd.offsets.Tick) else (type(offset).__name__, int(offset.n))
+    if isinstance(offset, pd.offsets.Tick): return (int(offset.nanos),)
+    return (_UNITS.get(type(offset).__name__, type(offset).__name__), int(offset.n))
 
 class Frequency:
     "The fitted step between a series' rows, and every history checked against it: off-grid rows refused, gaps refused or reindexed."
@@ -227,14 +235,29 @@ class Frequency:
     def fit(self, panel:Panel) -> Frequency:
         "Learn each series' frequency from its training rows: one frequency for the panel, up to where a calendar is anchored."
         self.freq_ = self.learn(panel)
-        if len({_step_kind(str(f)) for f in pd.unique(self.freq_)}) > 1:
-            names, counts = np.unique(self.freq_.astype(str), return_counts=True)
-            common = str(names[np.argmax(counts)])
-            k = int(np.argmax([_step_kind(str(f)) != _step_kind(common) for f in self.freq_]))
-            raise InputError(self.time_col, f"this series is on {self.freq_[k]!r} where {counts.max()} of {len(self.freq_)} series are on "
-                                            f"{common!r}: one model learns one frequency (and one MASE season); train each frequency "
-                                            f"apart, from a file or a filter of its own", str(panel.ids[k]))
+        self._refuse_mixed(panel)
         return self
+
+    def _refuse_mixed(self, panel:Panel) -> None:
+        "Refuse series on another frequency than most: a stray row off the common grid by its time, else the series, by name."
+        names, which, counts = np.unique(self.freq_.astype(str), return_inverse=True, return_counts=True)
+        kinds = [_step_kind(str(f)) for f in names]
+        if len(set(kinds)) < 2: return
+        share = {k: sum(int(c) for kk, c in zip(kinds, counts) if kk == k) for k in set(kinds)}
+        # the most common; a tie goes to a calendar, which one stray row turns into a fixed step (a Saturday among business days)
+        common_kind = max(share, key=lambda k: (share[k], isinstance(k[0], str)))
+        common = str(names[max((i for i, k in enumerate(kinds) if k == common_kind), key=lambda i: counts[i])])
+        odd = np.flatnonzero(np.isin(which, [i for i, k in enumerate(kinds) if k != common_kind]))
+        rows = np.flatnonzero(np.isin(panel.series_of_rows, odd))
+        _, on = clock_of(common).positions(panel.times[rows], panel.times[panel.indptr[:-1]][panel.series_of_rows[rows]])
+        off = np.bincount(panel.series_of_rows[rows][~on], minlength=panel.n_series)
+        stray = odd[(off[odd] > 0) & (off[odd] <= np.maximum(1, panel.lengths[odd] // 100))]  # a few rows off it: typos, not another frequency
+        said = f"the frequency {common!r} that {share[common_kind]} of {len(self.freq_)} series are on"
+        if len(stray):
+            at = rows[int(np.argmax(~on & (panel.series_of_rows[rows] == stray[0])))]
+            raise InputError(self.time_col, f"timestamp {pd.Timestamp(panel.times[at])} is off {said}", str(panel.ids[stray[0]]), panel.labels[at])
+        raise InputError(self.time_col, f"this series is on {self.freq_[odd[0]]!r}, not {said}: one model learns one frequency (and one MASE "
+                                        f"season); train each frequency apart, from a file or a filter of its own", str(panel.ids[odd[0]]))
 
     def grid(self,
              panel:Panel, # parsed rows, each series in time order
@@ -356,7 +379,20 @@ def natural_season(freq:str) -> int:
     per_year = _YEARLY.get(offset.rule_code.split("-")[0])
     return per_year // offset.n if per_year and per_year % offset.n == 0 else 1
 
+def panel_frequency(freqs:np.ndarray) -> str:
+    "The most common of the series' fitted frequencies."
+    names, counts = np.unique(np.asarray(freqs, dtype=str), return_counts=True)
+    return str(names[np.argmax(counts)])
+
 def panel_season(freqs:np.ndarray) -> int:
     "The season of the most common of the series' fitted frequencies."
-    names, counts = np.unique(np.asarray(freqs, dtype=str), return_counts=True)
-    return natural_season(str(names[np.argmax(counts)]))
+    return natural_season(panel_frequency(freqs))
+
+def season_choices(freq:str) -> list[int]:
+    "The seasons a seasonal naive may be tuned between: the frequency's own and the next longer cycle (a day or a week of hours, a week or a year of days)."
+    season, offset = natural_season(freq), pd.tseries.frequencies.to_offset(freq)
+    step = int(offset.nanos) if isinstance(offset, pd.offsets.Tick) else None
+    if step is not None and step < DAY and DAY % step == 0: return [season, 7 * season]  # a day, a week
+    if step is not None and step % DAY == 0 and season > 1: return [season, 52 * season]  # a week, 52 of them (weekdays kept)
+    if isinstance(offset, pd.offsets.BusinessDay) and season > 1: return [season, 52 * season]
+    return [season]

@@ -70,6 +70,8 @@ def search_space(cfg:DictConfig) -> dict[str, dict[str, Any]]:
         if needed is None: raise InputError(f"search.{key!s}", f"type must be int, float or categorical, got {kind!r}")
         missing = [n for n in needed if n not in dist]
         if missing: raise InputError(f"search.{key!s}", f"a {kind!s} distribution needs {missing}")
+        if kind == "categorical" and dist["choices"] is None:
+            raise InputError(f"search.{key!s}", "choices: null are the data's own, set from the rows a run learns from (`forecaster.data_decided`)")
     return space  # type: ignore[return-value]
 
 def with_params(cfg:DictConfig|dict, params:dict[str, Any]) -> DictConfig:

@@ -149,9 +149,8 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
          ) -> TrainResult:
     "Measure (holdout or nested CV), fit, log one pyfunc artifact and register it."
     tracking = setup_tracking(cfg)
-    loaded = load_data(cfg.data) if data is None else data
-    cfg = data_decided(cfg, loaded)  # before any model is built: a season of the data's own steps
-    raw = the_rows(cfg, loaded) if data is None else data  # rows handed in are the caller's choice, as they are
+    raw = the_rows(cfg, load_data(cfg.data)) if data is None else data  # rows handed in are the caller's choice, as they are
+    cfg = data_decided(cfg, raw)  # before any model is built: a season of the steps of the rows it learns from
     with interruptible():
         if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking), source)
         return _train_holdout(cfg, raw, source)
@@ -165,7 +164,7 @@ def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
             raise InputError(f"data.covariates.{role}", f"column {missing[0]!r} is not in the data; its columns are {list(raw.columns)}")
     if (cap := cfg.data.get("max_rows")) is None or not cfg.data.get("path"): return raw  # the embedded data: `load_ett` took its first rows
     cap = checked_number("data.max_rows", cap, int, 1)
-    return Positions(raw, Forecaster.from_config(cfg).preprocessor).rows(0, cap)  # each series' first rows in time, whatever the file's order
+    return Positions(raw, Preprocessor.from_config(cfg.data, roles=[], history_length=1)).rows(0, cap)  # each series' first rows in time
 
 TRAINING_REPAIR_SHARE = 0.25  # `data.training_repair_share` unless the config says: at most this share of a series' values may be made up
 
@@ -249,8 +248,8 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         mlflow.log_params({"mase_season": season})
         if unscaled := int(metrics.get("mase_unscaled_series", 0)):
             log.warning("skewfree: %d series have no MASE scale: their training rows never change over one season (%d steps), a constant series "
-                        "say, or hold no two values that far apart; test_mase is over the other series (metric test_mase_unscaled_series)",
-                        unscaled, season)
+                        "say, or hold no two values that far apart; test_mase is %s (metric test_mase_unscaled_series)", unscaled, season,
+                        "NaN: no series has a scale" if np.isnan(metrics["mase"]) else "over the other series")
         log_forecasts(table, cfg, "test span")
         _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test", scores)
         forecaster.forecast_profile = forecast_profile(forecaster, refit_rows(raw, cfg.cv, forecaster))  # the monitor's reference

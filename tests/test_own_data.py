@@ -214,7 +214,23 @@ def test_a_file_mixing_hourly_and_daily_series_is_refused_by_name(store, tmp_pat
     hourly = sales(1100).query("store == 'north'").assign(day=lambda f: pd.date_range("2023-01-01", periods=1100, freq="h").strftime("%Y-%m-%d %H:%M"))
     frame = pd.concat([hourly, hourly.assign(store="east"), sales(1100).query("store == 'south'")])
     frame.to_csv(tmp_path / "mixed.csv", index=False)
-    with pytest.raises(InputError, match=r"this series is on '24h' where 2 of 3 series are on 'h': one model learns one frequency.*series 'south'"):
+    with pytest.raises(InputError, match=r"this series is on '24h', not the frequency 'h' that 2 of 3 series are on: one model learns .*series 'south'"):
         train(compose_config(["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={tmp_path / 'mixed.csv'}", "data.time_col=day",
                               "data.target=units", "data.id_col=store", "mlflow.registered_model=own-mixed"]))
     assert mlflow.MlflowClient().search_model_versions("name='own-mixed'") == []
+
+
+def test_the_seasonal_naive_season_is_read_from_the_rows_the_run_learns_from(store, tmp_path):
+    # a gap after the smoke's 1000 rows is in no row the run reads: it must not decide the season, nor stop the run (review of #29)
+    frame = sales()
+    frame = frame.drop(frame.index[frame.store == "north"][1050])
+    frame.to_csv(tmp_path / "late_gap.csv", index=False)
+    overrides = ["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={tmp_path / 'late_gap.csv'}", "data.time_col=day",
+                 "data.target=units", "data.id_col=store", "data.gaps=error", "mlflow.registered_model=own-late-gap"]
+    assert train(compose_config(overrides)).forecaster.history_length == 7
+    # nested CV tunes it between the data's own cycles, a week or a year of days, not between 24 and 168 days
+    sales().to_csv(tmp_path / "whole.csv", index=False)
+    nested = train(compose_config([*overrides, "cv=nested", "cv.progress=false", f"data.path={tmp_path / 'whole.csv'}"]))
+    params = mlflow.get_run(nested.run_id).data.params
+    assert params["search.model.hyperparameters.season_length.choices"] == "[7, 364]", {k: v for k, v in params.items() if "season" in k}
+    assert nested.forecaster.history_length in (7, 364)
