@@ -124,13 +124,15 @@ _CALENDARS = (((1, 1), ("B",)), ((7, 7), ("W",)), ((28, 31), ("MS", "ME")), ((89
 def gappy_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing within each series
                       indptr:np.ndarray, # (series + 1,) row offsets
                       modes:np.ndarray, # (series,) each series' most common step in nanoseconds (0: none)
-                     ) -> np.ndarray:
-    "Each series' frequency where its steps are uneven: the calendar or fixed step whose grid holds every row in the fewest steps."
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    "Each series' frequency where its steps are uneven, the grid holding every row in the fewest steps; and whether it holds it only with gaps."
     t, n, lengths = nanoseconds(times), len(indptr) - 1, np.diff(indptr)
     series, first = np.repeat(np.arange(n), lengths), t[indptr[:-1]]
     step = np.maximum(modes, 1)
     fixed = np.logical_and.reduceat((t - first[series]) % step[series] == 0, indptr[:-1]) if len(t) else np.zeros(0, bool)
     fewest = np.where(fixed, (t[indptr[1:] - 1] - first) // step + 1, np.iinfo(np.int64).max)
+    # a grid that holds a series in even steps of it (every row, or every k-th) is one pandas may name; one that holds it unevenly is a gap's
+    held, even = fixed.copy(), fixed & _evenly(t, indptr)
     distinct, which = np.unique(modes, return_inverse=True)
     out = np.array([fixed_freq(pd.tseries.frequencies.to_offset(pd.Timedelta(int(d))).freqstr) if d else None for d in distinct], dtype=object)[which]
     for (shortest, longest), kinds in _CALENDARS:
@@ -143,11 +145,18 @@ def gappy_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing wit
                 position, on = Clock(alias).positions(t[mask], first[series[mask]])
                 ends = lengths_to_indptr(lengths[chosen])
                 holds, span = np.logical_and.reduceat(on, ends[:-1]), position[ends[1:] - 1] + 1
+                held[chosen] |= holds; even[chosen] |= holds & _evenly(position, ends)
                 wins = holds & (span <= fewest[chosen])
                 if wins.any():
                     name = pandas_freq(pd.date_range(pd.Timestamp(int(first[chosen[0]])), periods=12, freq=alias).to_numpy())
                     out[chosen[wins]], fewest[chosen[wins]] = name, span[wins]
-    return out
+    return out, held & ~even
+
+def _evenly(positions:np.ndarray, indptr:np.ndarray) -> np.ndarray:
+    "Per series, whether its rows are equally many steps apart."
+    starts = np.zeros(len(positions), bool); starts[indptr[:-1][np.diff(indptr) > 0]] = True
+    low, high = _segment_min_max(np.diff(positions, prepend=positions[:1]), indptr, starts)
+    return low == high
 
 # %% ../nbs/04_frequency.ipynb #0012
 def infer_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing within each series
@@ -170,6 +179,11 @@ def infer_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing wit
         weekday = pd.DatetimeIndex(first[weekly]).day_name().str[:3].str.upper().to_numpy()
         weeks = low[weekly] // (7 * DAY)
         out[weekly] = [f"W-{w}" if k == 1 else f"{k}W-{w}" for k, w in zip(weeks, weekday)]
+    if allow_gaps and (uneven := np.flatnonzero(pd.isna(out) & (lengths >= 2))).size:  # a gappy series still has a grid that holds it
+        series = np.repeat(np.arange(n), lengths)
+        modes = _modes(step[~starts], series[~starts], n)
+        grids, gapped = gappy_frequencies(times[np.isin(series, uneven)], lengths_to_indptr(lengths[uneven]), modes[uneven])
+        out[uneven[gapped]] = grids[gapped]  # held only with steps missing: no calendar pandas could name, so it is not asked
     # calendar steps (months, business days, long even steps): pandas' rules, once per distinct calendar
     calendar = np.flatnonzero((lengths >= 3) & pd.isna(out) & (low % DAY == 0))
     if len(calendar):
@@ -181,11 +195,7 @@ def infer_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing wit
             same = [k for k in members if np.array_equal(times[indptr[k]:indptr[k + 1]], rep)]
             out[same] = pandas_freq(rep)
             for k in set(members.tolist()) - set(same): out[k] = pandas_freq(times[indptr[k]:indptr[k + 1]])
-    if allow_gaps and (gappy := np.flatnonzero(pd.isna(out) & (lengths >= 2))).size:  # a gappy series still has a grid that holds it
-        series = np.repeat(np.arange(n), lengths)
-        modes = _modes(step[~starts], series[~starts], n)
-        rows = np.isin(series, gappy)
-        out[gappy] = gappy_frequencies(times[rows], lengths_to_indptr(lengths[gappy]), modes[gappy])
+    if allow_gaps and uneven.size: out[uneven] = np.where(pd.isna(out[uneven]), grids, out[uneven])
     return out
 
 # %% ../nbs/04_frequency.ipynb #0018
