@@ -211,6 +211,13 @@ def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, prot
     return {"profile": str(cfg.get("profile_name", "full")), "data": str(cfg.data.get("name") or "data"), "series": series,
             "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol}
 
+def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str) -> None:
+    "Warn of series left out of MASE for want of a scale (`evaluate.score`), what `metric` is then over, and the metric that counts them."
+    if unscaled:
+        log.warning("skewfree: %d series have no MASE scale: their training rows never change over one season (%d steps), a constant series "
+                    "say, or hold no two values that far apart; %s is %s (metric %s)", unscaled, season, metric,
+                    "NaN: no series has a scale" if np.isnan(mase) else "over the other series", counted)
+
 def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
     "The run's description (the MLflow page's first lines): what was trained, how it was measured, the score that ranks it."
     metric = str(cfg.registry.metric)
@@ -246,10 +253,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         scores = {f"test_{k}": v for k, v in metrics.items()}
         mlflow.log_metrics(scores)
         mlflow.log_params({"mase_season": season})
-        if unscaled := int(metrics.get("mase_unscaled_series", 0)):
-            log.warning("skewfree: %d series have no MASE scale: their training rows never change over one season (%d steps), a constant series "
-                        "say, or hold no two values that far apart; test_mase is %s (metric test_mase_unscaled_series)", unscaled, season,
-                        "NaN: no series has a scale" if np.isnan(metrics["mase"]) else "over the other series")
+        _say_unscaled(int(metrics.get("mase_unscaled_series", 0)), season, "test_mase", metrics.get("mase", np.nan), "test_mase_unscaled_series")
         log_forecasts(table, cfg, "test span")
         _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test", scores)
         forecaster.forecast_profile = forecast_profile(forecaster, refit_rows(raw, cfg.cv, forecaster))  # the monitor's reference
@@ -339,6 +343,8 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
         _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each", result.summary)
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
+        _say_unscaled(max(int(f.scores.get("mase_unscaled_series", 0)) for f in result.folds), season, "cv_mase", result.summary.get("cv_mase", np.nan),
+                      "fold_mase_unscaled_series")
         scored_on = scoring_record(cfg, rows, min(f.origin for f in plan.outer), plan.rows, {
             "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season})
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric, scored_on=scored_on)

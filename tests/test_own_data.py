@@ -194,7 +194,11 @@ def test_a_constant_series_is_left_out_of_mase_and_counted(store, tmp_path, capl
     result = train(compose_config(["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={tmp_path / 'flat.csv'}", "data.time_col=day",
                                    "data.target=units", "data.id_col=store", "mlflow.registered_model=own-flat"]))
     assert np.isfinite(result.metrics["mase"]) and result.metrics["mase_unscaled_series"] == 1
-    assert "1 series have no MASE scale" in caplog.text
+    assert "1 series have no MASE scale" in caplog.text and "test_mase is over the other series" in caplog.text
+    caplog.clear()  # nested CV says it too, of its folds
+    nested = train(compose_config(["model=seasonal_naive", "profile=smoke", "cv=nested", "cv.progress=false", "data=file", f"data.path={tmp_path / 'flat.csv'}",
+                                   "data.time_col=day", "data.target=units", "data.id_col=store", "mlflow.registered_model=own-flat"]))
+    assert np.isfinite(nested.metrics["cv_mase"]) and "cv_mase is over the other series (metric fold_mase_unscaled_series)" in caplog.text
 
 
 def test_a_short_series_that_sets_the_share_split_is_named(store, tmp_path, caplog):
