@@ -179,7 +179,7 @@ def _interval_scores(actual:np.ndarray, bands:dict[float, np.ndarray]) -> dict[s
 
 def mase_season(season:int|None, pre:Preprocessor) -> int:
     "`season` when one is configured, else the one the fitted frequency implies (24 for hourly data, 7 for daily, 12 for monthly …)."
-    return int(season) if season is not None else panel_season(pre.spacing.freq_)
+    return int(season) if season is not None else panel_season(pre.spacing.freq_)  # an unfitted preprocessor serves a configured season
 
 def mase_scales(pre:Preprocessor, insample:pd.DataFrame,
                 season:int|None=None, # the seasonal naive's season; None: the data's own (`mase_season`)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 import skewfree
 from .config import resolved
 from .core import InputError
-from .frequency import natural_season, panel_frequency, season_choices
+from .frequency import panel_frequency, panel_season, season_choices
 from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, load_model,
                              TRAINING_LOG, model_entry, predict_options, windows_from_darts)
 from .panel import Panel
@@ -491,8 +491,8 @@ def data_decided(cfg:DictConfig, rows:pd.DataFrame) -> DictConfig:
     open_choices = searched is not None and "choices" in searched and searched["choices"] is None
     if not (open_season or open_choices): return cfg
     pre = Preprocessor.from_config(cfg.data, roles=[], history_length=1)
-    freq = panel_frequency(pre.spacing.learn(pre.panel(rows)))
+    freqs = pre.spacing.learn(pre.panel(rows))
     decided: dict[str, Any] = {}
-    if open_season: decided["model"] = {"hyperparameters": {"season_length": int(cfg.cv.get("season") or natural_season(freq))}}
-    if open_choices: decided["search"] = {SEASON_SEARCH: {"choices": season_choices(freq)}}
+    if open_season: decided["model"] = {"hyperparameters": {"season_length": panel_season(freqs, cfg.cv.get("season"))}}  # MASE's rule
+    if open_choices: decided["search"] = {SEASON_SEARCH: {"choices": season_choices(panel_frequency(freqs))}}
     return OmegaConf.merge(cfg, decided)  # type: ignore[return-value]

@@ -394,9 +394,9 @@ def panel_frequency(freqs:np.ndarray) -> str:
     names, counts = np.unique(np.asarray(freqs, dtype=str), return_counts=True)
     return str(names[np.argmax(counts)])
 
-def panel_season(freqs:np.ndarray) -> int:
-    "The season of the most common of the series' fitted frequencies."
-    return natural_season(panel_frequency(freqs))
+def panel_season(freqs:np.ndarray, configured:int|None=None) -> int:
+    "`configured` when one is (`cv.season`), else the season of the most common of the series' fitted frequencies."
+    return int(configured) if configured is not None else natural_season(panel_frequency(freqs))
 
 def season_choices(freq:str) -> list[int]:
     "The seasons a seasonal naive may be tuned between: the frequency's own and the next longer cycle (a day or a week of hours, a week or a year of days)."
