@@ -232,15 +232,24 @@ class Frequency:
     def __init__(self, time_col:str="date", gaps:str="error"):
         self.time_col, self.gaps = time_col, gaps
 
-    def learn(self, panel:Panel, *, new_series:bool=False) -> np.ndarray:
+    def learn(self, panel:Panel) -> np.ndarray:
         "The frequency of every series of `panel`, or an `InputError` naming the first without one."
-        freqs = infer_frequencies(panel.times, panel.indptr, allow_gaps=self.gaps != "error" and not new_series)
+        freqs = infer_frequencies(panel.times, panel.indptr, allow_gaps=self.gaps != "error")
         if (none := pd.isna(freqs)).any():
-            reason = ("a new series needs at least 3 regular rows to infer its frequency" if new_series else
-                      "timestamps are not regular: no frequency can be inferred")
-            raise InputError(self.time_col, reason, str(panel.ids[int(np.argmax(none))]))
+            raise InputError(self.time_col, "timestamps are not regular: no frequency can be inferred", str(panel.ids[int(np.argmax(none))]))
         for freq in pd.unique(freqs): clock_of(str(freq))  # refused now, by name, if no grid can be built on it
         return freqs
+
+    def of_new(self, panel:Panel) -> np.ndarray:
+        "The frequency of each series not seen at fit: its own where its rows name one of the model's kind, else the model's, which `grid` holds them to."
+        names, counts = np.unique(self.freq_.astype(str), return_counts=True)
+        kinds = {_step_kind(str(f)) for f in names}
+        # a gap in a new series is no reason to refuse it: the grid of the model's kind holds it, and `grid` counts and bounds what it inserts
+        own = infer_frequencies(panel.times, panel.indptr, allow_gaps=self.gaps != "error")
+        out = np.full(len(own), str(names[np.argmax(counts)]), dtype=object)
+        for freq in pd.unique(own[~pd.isna(own)]):  # each distinct frequency once: a model's kind, anchored its own way (W-MON among W-WED)
+            if _step_kind(str(freq)) in kinds: out[own == freq] = freq
+        return out
 
     def fit(self, panel:Panel) -> Frequency:
         "Learn each series' frequency from its training rows: one frequency for the panel, up to where a calendar is anchored."

@@ -330,12 +330,7 @@ class Preprocessor:
         freqs, stats, fallback = self.spacing.freq_[at], self.scaling.stats_[at], self.repairs.fallback_[at]
         if new.any():
             newcomers = panel.take(np.flatnonzero(new))
-            freqs[new] = learnt = self.spacing.learn(newcomers, new_series=True)
-            fitted = sorted({str(f) for f in self.spacing.freq_})
-            if (other := ~np.isin(learnt.astype(str), fitted)).any():  # a model fitted on hourly data forecasts hourly series only
-                k = _first(other)
-                raise InputError(self.time_col, f"a new series' rows are {learnt[k]!r} apart; the model was fitted on {fitted}: data of another "
-                                                "frequency is refused", str(newcomers.ids[k]))
+            freqs[new] = self.spacing.of_new(newcomers)  # the model's: `grid` refuses rows of another frequency, and bounds the gaps
             self._refuse_empty_columns(newcomers)
             stats[new], fallback[new] = self.scaling.learn(newcomers), self.repairs.learn(newcomers)
         return freqs, stats, fallback

@@ -178,12 +178,19 @@ def test_business_days_with_holidays_train_on_business_days(store, tmp_path):
     frame = frame[~frame.day.isin(holidays.strftime("%Y-%m-%d"))]
     frame.to_csv(tmp_path / "business.csv", index=False)
     result = train(compose_config(["model=nlinear_ls", "profile=smoke", "data=file", f"data.path={tmp_path / 'business.csv'}", "data.time_col=day",
-                                   "data.target=units", "data.id_col=store", "mlflow.registered_model=own-business"]))
+                                   "data.target=units", "data.id_col=store", "data.unknown_series=own_history",
+                                   "mlflow.registered_model=own-business"]))
     assert list(result.forecaster.preprocessor.spacing.freq_) == ["B", "B"]
     run = mlflow.get_run(result.run_id)
     assert run.data.params["mase_season"] == "5" and run.data.metrics["inserted_gap_rows"] == 2 * 10  # the smoke's 1000 rows hold 10 holidays
     forecast = result.forecaster.predict(frame.groupby("store").tail(result.forecaster.history_length), 5)
     assert (forecast.day.dt.day_of_week < 5).all() and forecast.day.iloc[0] == pd.Timestamp("2026-03-23")  # the Monday after the last Friday
+    # a store the model never saw brings a holiday too: held to business days, its gap counted, where it was refused as irregular
+    newcomer = frame[frame.store == "north"].tail(result.forecaster.history_length + 60).assign(store="east")
+    assert len(pd.bdate_range(newcomer.day.iloc[0], newcomer.day.iloc[-1])) > len(newcomer)  # a holiday among its rows
+    batch = result.forecaster.preprocessor.transform(newcomer)
+    assert batch.freqs.tolist() == ["B"] and batch.report["east"]["reindexed_rows"] >= 1
+    assert (result.forecaster.predict(newcomer, 5).day.dt.day_of_week < 5).all()
 
 
 def test_a_constant_series_is_left_out_of_mase_and_counted(store, tmp_path, caplog):
