@@ -142,3 +142,18 @@ def test_a_stopped_run_ends_its_cells_and_exits_at_once():
             for pid in descendants(run.pid): os.kill(pid, signal.SIGKILL)
             run.kill()
         (BENCH / "results" / f"{name}.json").unlink(missing_ok=True)
+
+
+def test_a_csv_scores_as_the_embedded_data_does(tmp_path):
+    # the path unseen ETT-format data takes (`--csv`): the same rows as a file score as the embedded ones, borders derived from its step
+    import gzip
+    import shutil
+
+    from accuracy import run_cell
+    with gzip.open(BENCH.parent / "skewfree" / "data" / "ETTh1.csv.gz") as packed, open(tmp_path / "ETTh1.csv", "wb") as plain:
+        shutil.copyfileobj(packed, plain)
+    rows, freq = protocol_rows(load_frame("copy", str(tmp_path / "ETTh1.csv"), None)["date"])
+    assert (rows, freq) == (ROWS, "h")
+    embedded = run_cell("ETTh1", "S", 96, "nlinear_ls", csv=None, rows=ROWS, stride=8)
+    from_file = run_cell("copy", "S", 96, "nlinear_ls", csv=str(tmp_path / "ETTh1.csv"), rows=rows, stride=8)
+    assert from_file["n_windows"] == embedded["n_windows"] and from_file["mse"] == pytest.approx(embedded["mse"], rel=1e-6)
