@@ -215,7 +215,9 @@ def predict_file(model:Any, # a loaded skewfree pyfunc model
                desc="forecasting")
     try:
         try: _forecast_chunks(model, whole_series(read(), id_col), params, writer=writer, result=result, bar=bar)
-        except NotGrouped:  # sorted by time, say: spread the rows by series first, then forecast each part whole
+        except (NotGrouped, InputError) as stopped:  # sorted by time, say: spread the rows by series first, then forecast each part whole
+            # a series whose rows lie in two places is forecast from the first before the second shows: its refusal stands only in a grouped file
+            if isinstance(stopped, InputError) and (id_col is None or _grouped(source, id_col, rows)): raise
             writer.discard(); writer, result = ForecastWriter(output), BatchResult(policy=_policy(model))
             bar.reset(); bar.set_description("forecasting (rows not grouped by series: partitioned first)")
             with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
@@ -228,6 +230,13 @@ def predict_file(model:Any, # a loaded skewfree pyfunc model
         writer.discard(); raise
     finally: bar.close()
     return result
+
+def _grouped(source:Path, id_col:str, rows:int) -> bool:
+    "Whether each series' rows lie together in `source` (read again, untyped: only the ids matter)."
+    try:
+        for _ in whole_series(stream_rows(source, "--input", rows, [id_col]), id_col): pass
+    except NotGrouped: return False
+    return True
 
 def _count_rows(source:Path) -> int:
     return sum(len(c) for c in stream_rows(source, "--input", BATCH_ROWS))
