@@ -5,6 +5,7 @@
 # %% ../nbs/12_evaluate.ipynb #0002
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,13 +21,16 @@ from .profile import Feature
 from .repair import segment_sums
 
 # %% auto #0
-__all__ = ['RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'temporal_split', 'refit_rows', 'UnservableWindow', 'backtest',
-           'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile',
-           'calibrate', 'latest_windows', 'recalibrate', 'gap_before']
+__all__ = ['ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'split_positions', 'temporal_split',
+           'holdout_frames', 'refit_rows', 'UnservableWindow', 'backtest', 'mase_season', 'mase_scales', 'score',
+           'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate', 'latest_windows',
+           'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
+ROWS_FROM = ("start", "end")
+
 class Positions:
-    "Raw rows ordered in time per series, sliced by row position — the same positions in every series."
+    "Raw rows ordered in time per series, sliced by row position — the same positions in every series, from its first row or its newest."
     def __init__(self, df:pd.DataFrame, pre:Preprocessor):
         pre.panel(df)  # validates columns and timestamps before any row is assigned to a side
         rows = Rows(*series_codes(df, pre.id_col), df.index)
@@ -34,6 +38,18 @@ class Positions:
         self._ordered = df.assign(_order=order, _id=rows.ids[rows.codes]).sort_values(["_id", "_order"], kind="stable")
         self._position = self._ordered.groupby("_id").cumcount().to_numpy()
         self.lengths: dict[str, int] = {str(k): int(v) for k, v in self._ordered.groupby("_id").size().items()}
+        sizes = np.array(list(self.lengths.values()))
+        self._from_end = np.repeat(sizes, sizes) - 1 - self._position  # series in id order, as sorted
+        self.rows_from = "start"
+
+    def counted_from(self, rows_from:str|None, used:int) -> Positions:
+        "These rows with each series' `used` rows at positions `[0, used)`: its first (`start` or None, the paper's borders) or its newest (`end`)."
+        rows_from = rows_from or "start"
+        if rows_from not in ROWS_FROM: raise InputError("data.rows_from", f"must be one of {list(ROWS_FROM)}, got {rows_from!r}")
+        out = copy.copy(self)
+        out.rows_from = rows_from
+        if rows_from == "end": out._position = used - 1 - self._from_end  # a longer series' older rows fall before 0: never sliced
+        return out
 
     def times(self, sid:str) -> np.ndarray:
         "Series `sid`'s timestamps in time order (datetime64[ns]; empty for an id not among the rows)."
@@ -53,8 +69,7 @@ class Positions:
 
     def latest(self, n:int) -> pd.DataFrame:
         "The last `n` rows of every series (all of a shorter one), in the caller's columns."
-        from_end = np.repeat(np.array(list(self.lengths.values())), list(self.lengths.values())) - 1 - self._position  # series in id order, as sorted
-        return self._ordered[from_end < n].drop(columns=["_order", "_id"])
+        return self._ordered[self._from_end < n].drop(columns=["_order", "_id"])
 
 def holdout_rows(split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows`: counts of rows, or shares in (0, 1) of each
                  lengths:dict[str, int], # rows per series
@@ -69,12 +84,11 @@ def holdout_rows(split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows`:
     train, test = int(n * sizes[0]), int(n * sizes[2])
     return train, (n - train - test) if abs(sum(sizes) - 1) < 1e-9 else int(n * sizes[1]), test
 
-def temporal_split(df:pd.DataFrame, # raw long rows
-                   split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows` per series
-                   forecaster:Forecaster, # supplies the columns and the look-back `context`
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    "Raw train, validation and test rows per series, in time order, validation and test with look-back context."
-    context = forecaster.history_length
+def split_positions(df:pd.DataFrame, # raw long rows
+                    split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows` per series; `rows_from`: start (default) | end
+                    forecaster:Forecaster, # supplies the columns and the longest horizon
+                   ) -> tuple[Positions, tuple[int, int, int]]:
+    "The rows by position, each series' split at `[0, train + val + test)` as `rows_from` counts them, and the three sizes."
     rows = Positions(df, forecaster.preprocessor)
     tr, va, te = holdout_rows(split, rows.lengths)
     if va < forecaster.max_horizon or te < forecaster.max_horizon:
@@ -82,6 +96,18 @@ def temporal_split(df:pd.DataFrame, # raw long rows
     for sid, length in rows.lengths.items():
         if length < tr + va + te:
             raise InputError("cv", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {length}", sid)
+    return rows.counted_from(split.get("rows_from"), tr + va + te), (tr, va, te)
+
+def temporal_split(df:pd.DataFrame, # raw long rows
+                   split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows` per series, and `rows_from` (see `split_positions`)
+                   forecaster:Forecaster, # supplies the columns and the look-back `context`
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    "Raw train, validation and test rows per series, in time order, validation and test with look-back context."
+    return holdout_frames(*split_positions(df, split, forecaster), forecaster.history_length)
+
+def holdout_frames(rows:Positions, sizes:tuple[int, int, int], context:int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    "The train, validation and test rows of `rows` at `sizes`, validation and test with `context` rows of look-back before them."
+    tr, va, te = sizes
     return rows.rows(0, tr), rows.rows(tr - context, tr + va), rows.rows(tr + va - context, tr + va + te)
 
 def refit_rows(df:pd.DataFrame, # raw long rows
@@ -89,8 +115,7 @@ def refit_rows(df:pd.DataFrame, # raw long rows
                forecaster:Forecaster, # supplies the columns
               ) -> pd.DataFrame:
     "Raw training and validation rows per series, each once, in time order: what the final refit learns from."
-    rows = Positions(df, forecaster.preprocessor)
-    train, val, _ = holdout_rows(split, rows.lengths)
+    rows, (train, val, _) = split_positions(df, split, forecaster)
     return rows.rows(0, train + val)
 
 # %% ../nbs/12_evaluate.ipynb #0007

@@ -218,7 +218,7 @@ def run_fold(cfg:DictConfig|dict, # resolved config (a plain dict when shipped t
         previous = torch.get_num_threads(); torch.set_num_threads(int(threads))
     try:
         pre = Forecaster.from_config(cfg).preprocessor
-        rows = Positions(raw, pre)
+        rows = Positions(raw, pre).counted_from(cfg.cv.get("rows_from"), plan.rows)
         study = tune(cfg, rows, fold, plan, study_name=study_name, storage=storage, progress=progress)
         trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration"))
         stamps = _timestamps(rows.rows(fold.train_start, fold.train_end), pre.time_col, "train")

@@ -26,8 +26,8 @@ from .artifact import distribution, input_example, log_forecaster, register, set
 from .config import resolved
 from .core import InputError, checked_number, interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
-from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_rows, mase_season, refit_rows, scored_backtest,
-                               temporal_split)
+from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_frames, mase_season, scored_backtest,
+                               split_positions)
 from .forecaster import Forecaster, data_decided
 from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
@@ -158,13 +158,14 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
 log = logging.getLogger(__name__)
 
 def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
-    "The rows of the data config's source a run learns from: every column it names checked present, `data.max_rows` (first rows per series) applied."
+    "The rows of the data config's source a run learns from: every column it names checked present, `data.max_rows` per series applied."
     for role, names in dict(cfg.data.get("covariates") or {}).items():  # named, even where this model reads no covariate of that role
         if missing := [c for c in names or [] if c not in raw.columns]:
             raise InputError(f"data.covariates.{role}", f"column {missing[0]!r} is not in the data; its columns are {list(raw.columns)}")
     if (cap := cfg.data.get("max_rows")) is None or not cfg.data.get("path"): return raw  # the embedded data: `load_ett` took its first rows
     cap = checked_number("data.max_rows", cap, int, 1)
-    return Positions(raw, Preprocessor.from_config(cfg.data, roles=[], history_length=1)).rows(0, cap)  # each series' first rows in time
+    rows = Positions(raw, Preprocessor.from_config(cfg.data, roles=[], history_length=1))
+    return rows.latest(cap) if cfg.cv.get("rows_from") == "end" else rows.rows(0, cap)  # each series' newest rows, or its first
 
 TRAINING_REPAIR_SHARE = 0.25  # `data.training_repair_share` unless the config says: at most this share of a series' values may be made up
 
@@ -191,15 +192,16 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
     return report
 
 def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
-    "Rows after each series' first `used`, which the split neither fits nor scores: logged (`unused_rows.json`, metric `unused_rows`) and told."
+    "Rows beyond each series' `used`, which the split neither fits nor scores: logged (`unused_rows.json`, metric `unused_rows`) and told."
     unused = {sid: n - used for sid, n in positions.lengths.items() if n > used}
     mlflow.log_metric("unused_rows", sum(unused.values()))
     if unused:
         mlflow.log_dict(unused, "unused_rows.json")
         shortest = min(positions.lengths, key=positions.lengths.__getitem__)  # shares of a split are shares of it: name it where it set the split
         why = f", as many as its shortest series, {shortest!r}, has" if positions.lengths[shortest] == used else ""
-        log.warning("skewfree: the split takes each series' first %d rows%s; the rows after them are neither fitted nor scored "
-                    "(cv.train_rows, cv.val_rows, cv.test_rows): %s", used, why, dict(list(unused.items())[:20]))
+        which, left = ("newest", "before") if positions.rows_from == "end" else ("first", "after")
+        log.warning("skewfree: the split takes each series' %s %d rows%s; the rows %s them are neither fitted nor scored "
+                    "(cv.train_rows, cv.val_rows, cv.test_rows, data.rows_from): %s", which, used, why, left, dict(list(unused.items())[:20]))
     return unused
 
 def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, protocol:dict[str, Any]) -> dict[str, Any]:
@@ -229,9 +231,8 @@ def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
 def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> TrainResult:
     "Split, fit, evaluate on the test rows, log and register."
     forecaster = Forecaster.from_config(cfg)
-    train_rows, val_rows, test_rows = temporal_split(raw, cfg.cv, forecaster)  # fails before a run exists
-    positions = Positions(raw, forecaster.preprocessor)
-    tr, va, te = holdout_rows(cfg.cv, positions.lengths)
+    positions, (tr, va, te) = split_positions(raw, cfg.cv, forecaster)  # fails before a run exists
+    train_rows, val_rows, test_rows = holdout_frames(positions, (tr, va, te), forecaster.history_length)
     with mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
         _log_run_header(cfg, raw, source)
         mlflow.log_params({"split.train_rows": tr, "split.val_rows": va, "split.test_rows": te})
@@ -241,7 +242,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         insample = train_rows
         if cfg.cv.get("refit"):  # the model that ships also learns from the validation rows, as long as early stopping chose on them
             mlflow.log_params({f"refit.{k}": v for k, v in forecaster.refit_overrides().items()})
-            insample = refit_rows(raw, cfg.cv, forecaster)
+            insample = positions.rows(0, tr + va)
             forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
@@ -256,7 +257,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         _say_unscaled(int(metrics.get("mase_unscaled_series", 0)), season, "test_mase", metrics.get("mase", np.nan), "test_mase_unscaled_series")
         log_forecasts(table, cfg, "test span")
         _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test", scores)
-        forecaster.forecast_profile = forecast_profile(forecaster, refit_rows(raw, cfg.cv, forecaster))  # the monitor's reference
+        forecaster.forecast_profile = forecast_profile(forecaster, positions.rows(0, tr + va))  # the monitor's reference
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
         scored_on = scoring_record(cfg, positions, tr + va, tr + va + te, {
@@ -318,6 +319,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
     forecaster = Forecaster.from_config(cfg)
     rows = Positions(raw, forecaster.preprocessor)
     plan = plan_folds(cfg, rows.lengths)  # fails before a run exists: rows needed and had
+    rows = rows.counted_from(cfg.cv.get("rows_from"), plan.rows)
     with mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:
         _log_run_header(cfg, raw, source)
         started = time.perf_counter()

@@ -84,7 +84,7 @@ def test_missing_values_and_gaps_are_repaired_told_and_never_scored(store, tmp_p
 def test_a_series_mostly_made_up_by_repairs_is_refused_not_registered(store, tmp_path):
     frame = sales()
     north = frame.index[frame.store == "north"]
-    frame.loc[north[1:600:2], "units"] = np.nan  # every other training value of north missing: half its training rows would be invented
+    frame.loc[north[-999:-400:2], "units"] = np.nan  # every other training value of north missing: half its training rows would be invented
     path = tmp_path / "sales.csv"
     frame.to_csv(path, index=False)
     overrides = ["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day", "data.target=units",
@@ -209,15 +209,18 @@ def test_a_constant_series_is_left_out_of_mase_and_counted(store, tmp_path, capl
 
 
 def test_a_short_series_that_sets_the_share_split_is_named(store, tmp_path, caplog):
-    # shares of a split are shares of the shortest series: every longer series loses its newest rows to it, so it is named
+    # shares of a split are shares of the shortest series: every longer series loses its oldest rows to it, so it is named
     frame = sales(2200)
-    frame = frame[(frame.store == "north") | (frame.groupby("store").cumcount() < 2000)]
+    frame = frame[(frame.store == "north") | (frame.groupby("store").cumcount() >= 200)]  # 'south' opened later
     frame.to_csv(tmp_path / "short.csv", index=False)
     result = train(compose_config(["model=seasonal_naive", "data=file", f"data.path={tmp_path / 'short.csv'}", "data.time_col=day",
                                    "data.target=units", "data.id_col=store", "mlflow.registered_model=own-short"]))
     run = mlflow.get_run(result.run_id)
     assert (run.data.params["split.train_rows"], run.data.metrics["unused_rows"]) == ("1400", 200)
-    assert "first 2000 rows, as many as its shortest series, 'south', has" in caplog.text
+    assert "newest 2000 rows, as many as its shortest series, 'south', has; the rows before them" in caplog.text
+    # counted from each series' end, both stores are tested on the same days, the latest (counted from the start, north's were 200 days older)
+    scored = json.loads(mlflow.MlflowClient().get_model_version("own-short", result.version).tags["scored_on"])["span"]
+    assert scored[1] == frame.day.max()[:10] + " 00:00:00"
 
 
 def test_a_file_mixing_hourly_and_daily_series_is_refused_by_name(store, tmp_path):
@@ -232,9 +235,9 @@ def test_a_file_mixing_hourly_and_daily_series_is_refused_by_name(store, tmp_pat
 
 
 def test_the_seasonal_naive_season_is_read_from_the_rows_the_run_learns_from(store, tmp_path):
-    # a gap after the smoke's 1000 rows is in no row the run reads: it must not decide the season, nor stop the run (review of #29)
+    # a gap before the smoke's newest 1000 rows is in no row the run reads: it must not decide the season, nor stop the run (review of #29)
     frame = sales()
-    frame = frame.drop(frame.index[frame.store == "north"][1050])
+    frame = frame.drop(frame.index[frame.store == "north"][50])
     frame.to_csv(tmp_path / "late_gap.csv", index=False)
     overrides = ["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={tmp_path / 'late_gap.csv'}", "data.time_col=day",
                  "data.target=units", "data.id_col=store", "data.gaps=error", "mlflow.registered_model=own-late-gap"]
