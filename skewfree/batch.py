@@ -5,6 +5,7 @@
 # %% ../nbs/23_batch.ipynb #0002
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -232,9 +233,11 @@ def predict_file(model:Any, # a loaded skewfree pyfunc model
     return result
 
 def _grouped(source:Path, id_col:str, rows:int) -> bool:
-    "Whether each series' rows lie together in `source` (read again, untyped: only the ids matter)."
+    "Whether each series' rows lie together in `source` (read again, untyped: only the ids matter); True without ids, whose refusal stands."
+    chunks = stream_rows(source, "--input", rows, [id_col])
+    if (first := next(chunks, None)) is None or id_col not in first.columns: return True
     try:
-        for _ in whole_series(stream_rows(source, "--input", rows, [id_col]), id_col): pass
+        for _ in whole_series(itertools.chain([first], chunks), id_col): pass
     except NotGrouped: return False
     return True
 
