@@ -87,7 +87,8 @@ def overhead(repeats: int, rounds: int = 9) -> dict:
 def stream(model, frame) -> dict:
     "A span replayed as requests through a monitor with the default settings: verdicts, the first drift, the largest statistic."
     from skewfree.monitor import Monitor, replay
-    counts, ends = replay(model, frame)
+    replayed = replay(model, frame)
+    counts, ends = replayed.counts, replayed.ends
     monitor = Monitor(model.monitored, clock=lambda: 0.0)
     verdicts, drifting, first, largest = 0, 0, None, {}
     for i, c in enumerate(counts):

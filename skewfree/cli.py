@@ -361,19 +361,24 @@ def drift(args:argparse.Namespace) -> int:
     forecaster = model.unwrap_python_model().forecaster
     raw = typed_rows(read_table(args.data, "--data"), model.metadata.get_input_schema(), forecaster.preprocessor.id_col, "--data",
                      timezone=forecaster.preprocessor.timezone)
-    counts, _ = replay(forecaster, raw, args.stride)
+    replayed = replay(forecaster, raw, args.stride)
+    counts = replayed.counts
     if len(counts) < config.min_requests:  # the live monitor would still be collecting: no verdict, and no exit status that reads as one
-        raise InputError("--data", f"{len(counts)} requests replayed, one every {args.stride} rows; a verdict needs serve.monitor.min_requests="
-                                   f"{config.min_requests}: give more rows, a smaller --stride, or a lower serve.monitor.min_requests")
+        raise InputError("--data", f"{len(counts)} requests replayed, one every {args.stride} rows ({replayed.refused} more refused: over the repair "
+                                   f"budget); a verdict needs serve.monitor.min_requests={config.min_requests}: give more rows, a smaller --stride, "
+                                   "or a lower serve.monitor.min_requests")
     monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf")), clock=lambda: 0.0)
     for c in counts: monitor.add(c)
-    report = monitor.report()
+    # as GET /monitor answers: what was repaired beside the verdict, and the requests serving would have refused
+    report = monitor.report() | {"repaired": replayed.repaired, "refused_requests": replayed.refused}
     if args.json: print(json.dumps(report, indent=1))
     else:
         print(f"{len(counts)} requests of {forecaster.history_length} rows, one every {args.stride} rows, against the profile of {args.model_uri}:")
         for name, f in report["features"].items():
             shown = "-" if f["statistic"] is None else f"{f['statistic']:.3f}"
             print(f"  {name:<24} {f['comparator']:<15} {shown:>7} (threshold {f['threshold']:g})  {f['state']}")
+        if replayed.refused: print(f"left out: {replayed.refused} requests serving would refuse (more repaired values than data.repair_budget allows)")
+        if replayed.repaired: print(f"repaired in the file's rows: {json.dumps(replayed.repaired)}")
     return 1 if report["drifting"] else 0
 
 # %% ../nbs/24_cli.ipynb #0023

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,8 +21,10 @@ from .preprocess import Preprocessor, ScaledForecast, band_column, repeated_text
 from .profile import Feature
 from .repair import segment_sums
 
+log = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'split_positions', 'temporal_split',
+__all__ = ['log', 'ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'split_positions', 'temporal_split',
            'holdout_frames', 'refit_rows', 'UnservableWindow', 'backtest', 'mase_season', 'mase_scales', 'score',
            'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate', 'latest_windows',
            'recalibrate', 'gap_before']
@@ -177,6 +180,10 @@ def backtest(forecaster:Forecaster, # fitted
     # the made-up value, so no forecast is scored against one (`score` leaves those points out and counts them)
     out["actual"] = batch.observed[origins[:, None] + np.arange(steps)].reshape(-1)
     out["_series"] = repeated_text(batch.ids[windows.series], steps)
+    # a window whose history serving would refuse (its repair budget): scored, as every window is, but never calibrated on
+    over = np.zeros(len(origins), bool) if batch.repaired is None else \
+        pre.repair_budget.refuses(batch.repaired, batch.indptr, windows.series, origins, forecaster.history_length)
+    out["_over_budget"] = np.repeat(over, steps)
     first_of_series = np.searchsorted(windows.series, windows.series)  # windows come series after series
     out["window"] = np.repeat(np.arange(len(windows)) - first_of_series, steps)
     # another fit's yardstick (a protocol's training-rows scaler): only its (center, scale) per series is read
@@ -263,7 +270,7 @@ def evaluate(forecaster:Forecaster, # fitted
 
 def forecast_rows(table:pd.DataFrame) -> pd.DataFrame:
     "A backtest table as forecast-vs-actual rows: id, time, forecast, actual (and quantiles), in original units."
-    return table.drop(columns=[c for c in table.columns if c.endswith("_std") or c in ("_series", "window")])
+    return table.drop(columns=[c for c in table.columns if c.endswith("_std") or c in ("_series", "window", "_over_budget")])
 
 def scored_backtest(forecaster:Forecaster, test:pd.DataFrame, stride:int=1, *, horizon:int|None=None, insample:pd.DataFrame|None=None,
                     season:int|None=None, scale:Preprocessor|None=None) -> tuple[dict[str, float], pd.DataFrame]:
@@ -296,6 +303,10 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
     try:
         table, steps = backtest(forecaster, held_out, stride=spec.stride), forecaster.max_horizon
         if latest is not None: table = latest_windows(forecaster, table, latest)
+        if (over := table["_over_budget"].to_numpy()).any():  # bands for the answers serving gives: from the windows it would answer
+            log.warning("skewfree: %d of %d calibration windows left out: serving would refuse their history, which holds more repaired values "
+                        "than data.repair_budget allows", over.sum() // steps, len(over) // steps)
+            table = table[~over]
         def by_window(column:str) -> np.ndarray: return table[column].to_numpy(np.float64).reshape(-1, steps)
         base = {q: by_window(f"{band_column(q)}_std" if q in heads else "forecast_std") for q in levels}
         forecaster.intervals = ConformalIntervals.calibrate(base, by_window("actual_std"), heads)

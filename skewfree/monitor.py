@@ -17,9 +17,10 @@ import pandas as pd
 from .core import InputError, checked_number
 from .forecaster import Forecaster
 from .profile import Feature
+from .repair import summed_repairs
 
 # %% auto #0
-__all__ = ['STATES', 'MonitorConfig', 'Monitor', 'replay']
+__all__ = ['STATES', 'MonitorConfig', 'Monitor', 'Replayed', 'replay']
 
 # %% ../nbs/16_monitor.ipynb #0005
 STATES = ("collecting", "ok", "drifting")
@@ -104,11 +105,19 @@ class Monitor:
                 "drifting": [name for name, f in features.items() if f["state"] == "drifting"]}
 
 # %% ../nbs/16_monitor.ipynb #0010
+@dataclass
+class Replayed:
+    "A file as the requests a client would have sent: those serving answers, those it would refuse, what the file's repairs made."
+    counts: np.ndarray # (requests, features, bins) each answered request's histograms, in time order
+    ends: np.ndarray # (requests,) datetime64[ns] when each request's history ends
+    refused: int # requests whose history holds more repaired values than the repair budget allows: serving refuses them, the monitor never sees them
+    repaired: dict[str, int] # what the policies repaired in the file's rows (filled_<column>, reindexed_rows), as a server's `repaired` counts it
+
 def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
            frame:pd.DataFrame, # raw long rows of the series it knows
            stride:int=24, # rows between the requests' ends
-          ) -> tuple[np.ndarray, np.ndarray]:
-    "(requests, features, bins) each request's histograms, and (requests,) when each ends: every look-back window of `frame` every `stride` rows."
+          ) -> Replayed:
+    "Every look-back window of `frame` every `stride` rows as a request: the histograms of those serving answers, binned as a served request's."
     pre, window = forecaster.preprocessor, forecaster.history_length
     if pre.profile_ is None: raise InputError("model", "the artifact holds no training profile (written before the monitor existed): nothing to compare with")
     batch = pre.transform(frame, horizon=0 if pre.future_covariates else forecaster.future_steps(forecaster.max_horizon))
@@ -128,5 +137,11 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
         request = np.repeat(np.arange(len(origins)), standard.shape[1])
         out[:, -1, :f.n_bins] = np.bincount(request * f.n_bins + f.bin(standard.reshape(-1)), minlength=len(origins) * f.n_bins).reshape(-1, f.n_bins)
     ends = batch.times[origins - 1]
+    # a request over the repair budget is refused, never observed: the monitor compares the inputs serving answers
+    over = np.zeros(len(origins), bool) if batch.repaired is None else \
+        pre.repair_budget.refuses(batch.repaired, batch.indptr, windows.series, origins, window)
+    if over.all(): raise InputError("data", f"every one of the {len(over)} requests holds more repaired values than data.repair_budget allows: "
+                                            "serving would refuse them all, so there is nothing to compare")
     order = np.argsort(ends, kind="stable")  # requests in time order, series interleaved as clients would send them
-    return out[order], ends[order]
+    order = order[~over[order]]
+    return Replayed(out[order], ends[order], int(over.sum()), summed_repairs(batch.report))

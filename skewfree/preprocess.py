@@ -44,6 +44,7 @@ class SeriesBatch:
     future_indptr: np.ndarray|None = None # (series + 1,) offsets of each series' future rows
     statics: np.ndarray|None = None # (series, static covariates) float64, encoded
     looks_ahead: np.ndarray|None = None # (rows,) forecast origins whose history holds a value filled from the origin or after; None: none
+    repaired: np.ndarray|None = None # (rows, numeric columns) bool: the values a repair made (filled, or in an inserted row); None: none
     report: dict[str, dict[str, int]] = field(default_factory=dict) # series id → {what was repaired: count}
 
     @property
@@ -76,6 +77,7 @@ class SeriesBatch:
                            self.target_scale[positions], self.observed[rows], self.names, **future,
                            statics=None if self.statics is None else self.statics[positions],
                            looks_ahead=None if self.looks_ahead is None else self.looks_ahead[rows],
+                           repaired=None if self.repaired is None else self.repaired[rows],
                            report={str(i): self.report[str(i)] for i in ids if str(i) in self.report})
 
     @classmethod
@@ -395,6 +397,7 @@ class Preprocessor:
                             {"time": [self.time_col], **self.columns_},
                             statics=self.statics.transform(panel) if self.static_covariates else None,
                             looks_ahead=self.repairs.looks_ahead(grid) if counts.any() else None,
+                            repaired=np.isnan(grid.values) if counts.any() else None,
                             report=self._report(grid.ids, on.inserted, counts))
         if self.columns_["future"]:
             plan = panel.keep(np.zeros(len(panel.times), bool) if planned is None else planned)

@@ -15,7 +15,7 @@ from .core import InputError, checked_number
 from .panel import Panel
 
 # %% auto #0
-__all__ = ['MISSING_POLICIES', 'AT_END', 'segment_sums', 'MissingValues', 'RepairBudget']
+__all__ = ['MISSING_POLICIES', 'AT_END', 'segment_sums', 'MissingValues', 'RepairBudget', 'summed_repairs']
 
 # %% ../nbs/05_repair.ipynb #0005
 MISSING_POLICIES = ("error", "interpolate", "ffill", "fitted")
@@ -179,3 +179,34 @@ class RepairBudget:
             run = np.where(holes[:, c], rows - np.maximum(last_kept, start), 0)
             out[:, c] = np.maximum.reduceat(run, panel.indptr[:-1]) * (panel.lengths > 0) if len(run) else 0
         return out
+
+    def refuses(self,
+                holes:np.ndarray, # (rows, columns) bool: the values a repair makes, series after series
+                indptr:np.ndarray, # (series + 1,) each series' rows
+                series:np.ndarray, # (windows,) each window's series
+                origins:np.ndarray, # (windows,) each window's first forecast row: its history is its series' rows before it
+                window:int, # the rows the budget counts (`check`'s `window`: the model's look-back)
+               ) -> np.ndarray:
+        "(windows,) whether `check` would refuse each window's history: a backtest's windows held to what serving answers, without a request each."
+        if not len(origins) or not holes.any(): return np.zeros(len(origins), bool)
+        first = np.maximum(indptr[series], origins - window)  # the last `window` rows of each history
+        counted = np.vstack([np.zeros((1, holes.shape[1]), np.int64), np.cumsum(holes, axis=0)])
+        over = (counted[origins] - counted[first]) / np.maximum(origins - first, 1)[:, None] > self.max_share + 1e-12
+        # a run longer than max_run inside the counted rows ends at least max_run rows past their first, at a row whose run (counted
+        # from its series' start) is that long too; a row nearer their first holds at most max_run of them, however long its run
+        rows, before_series = np.arange(len(holes)), np.repeat(indptr[:-1], np.diff(indptr)) - 1
+        long = np.zeros((len(holes) + 1, holes.shape[1]), np.int64)
+        for c in np.flatnonzero(holes.any(axis=0)):
+            last_kept = np.maximum(np.maximum.accumulate(np.where(holes[:, c], -1, rows)), before_series)
+            long[1:, c] = np.cumsum(rows - last_kept > self.max_run)
+        over |= long[origins] - long[np.minimum(first + self.max_run, origins)] > 0
+        if self.at_end == "error": over |= holes[origins - 1]
+        return over.any(axis=1)
+
+# %% ../nbs/05_repair.ipynb #0014
+def summed_repairs(report:dict[str, dict[str, int]]) -> dict[str, int]:
+    "A repair report's counts (series id → what → n) added up over its series: what → n."
+    out: dict[str, int] = {}
+    for counts in report.values():
+        for what, n in counts.items(): out[what] = out.get(what, 0) + int(n)
+    return out

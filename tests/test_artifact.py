@@ -193,6 +193,12 @@ def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_n
     assert done.returncode == 0, done.stderr[-2000:]
     logged = done.stdout.split("logged ", 1)[1].split(": bands", 1)[0]
     assert np.array_equal(mlflow.pyfunc.load_model(logged).unwrap_python_model().forecaster.intervals.shifts, expected.shifts)
+    # five hours missing: the windows whose look-back serving would refuse are left out of the bands, and said so (attack review)
+    recent.drop(index=recent[recent.series_id == "ETTh1"].index[-60:-55]).to_csv(source, index=False)
+    done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", store=store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    left_out = int(done.stderr.split(" of 200 calibration windows left out")[0].rsplit(" ", 1)[1])
+    assert 0 < left_out < 100 and f"bands from {200 - left_out} windows" in done.stdout, done.stdout + done.stderr[-2000:]
     # rows the model was fitted on are refused, naming the field; nothing is logged
     raw[pd.to_datetime(raw.date) <= through].to_csv(source, index=False)
     done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", store=store)

@@ -177,3 +177,16 @@ def test_drift_command_reports_a_file_replayed_as_requests(trained, tmp_path):
     few = run("shifted.csv")
     assert few.returncode == 2 and "a verdict needs serve.monitor.min_requests=100" in few.stderr, few.stdout + few.stderr
     assert run("shifted.csv", "serve.monitor.min_requests=20").returncode == 1
+    # holes beyond what serving repairs: those requests are refused, not judged, and the file's repairs are told (attack review: 90 % of
+    # the target missing once gave every feature "ok", with no word of the repairs)
+    holed = raw.copy()
+    holed.loc[holed.groupby("series_id").cumcount().between(500, 560), "OT"] = float("nan")
+    holed.to_csv(tmp_path / "holed.csv", index=False)
+    said = json.loads(run("holed.csv", "--json", "--stride", "8").stdout)
+    assert said["repaired"] == {"filled_OT": 2 * 61} and said["refused_requests"] > 0
+    text = run("holed.csv", "--stride", "8").stdout
+    assert f"left out: {said['refused_requests']} requests serving would refuse" in text and "filled_OT" in text
+    mostly = raw.assign(OT=raw.OT.where(raw.index % 10 == 9))
+    mostly.to_csv(tmp_path / "mostly.csv", index=False)
+    refused = run("mostly.csv", "--stride", "8")
+    assert refused.returncode == 2 and "serving would refuse them all" in refused.stderr, refused.stdout + refused.stderr

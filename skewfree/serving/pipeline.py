@@ -22,6 +22,7 @@ from ..artifact import SkewfreeModel
 from ..core import InputError
 from ..forecaster import Prepared
 from ..panel import SINGLE_SERIES
+from ..repair import summed_repairs
 from .codec import parse_invocation, predictions_json, request_body, split_by_columns
 from .contract import Deadline, Limits, PredictRequest, PredictResponse, checkpoint, from_frame, to_frame, typed_error
 
@@ -120,10 +121,7 @@ def describe(loaded:Loaded) -> dict[str, Any]:
 
 def notes_of(repairs:dict[str, dict[str, int]], observed:Any, key:str|None=None) -> dict[str, Any]:
     "What the server's metrics and monitor read of an answered request: repairs summed over its series, its histograms, whose artifact binned them."
-    repaired: dict[str, int] = {}
-    for counts in repairs.values():
-        for what, n in counts.items(): repaired[what] = repaired.get(what, 0) + int(n)
-    return {"repaired": repaired, "observed": observed, "key": key}  # histograms as made: the window reads them as an array
+    return {"repaired": summed_repairs(repairs), "observed": observed, "key": key}  # histograms as made: the window reads them as an array
 
 # %% ../../nbs/19_serving_pipeline.ipynb #0009
 def decode(loaded:Loaded, body:bytes, deadline:Deadline|None=None) -> tuple[pd.DataFrame, dict[str, Any]]:
