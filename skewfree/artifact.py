@@ -30,7 +30,7 @@ from mlflow.types.schema import ParamSchema, ParamSpec
 from omegaconf import DictConfig
 
 import skewfree
-from .core import InputError, project_root, stop_if_interrupted
+from .core import InputError, project_root, shown, stop_if_interrupted
 from .forecaster import Forecaster, Prepared
 from .panel import SINGLE_SERIES
 
@@ -195,7 +195,7 @@ def _param_refusal(spec:ParamSpec, value:Any) -> str:
     kind = getattr(spec.dtype, "name", str(spec.dtype))
     noun = _NOUNS.get(kind, kind)
     must = f"a list of {noun}s" if spec.shape else f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
-    return f"param '{spec.name}' must be {must}, got {_short(value, 80)}"
+    return f"param '{spec.name}' must be {must}, got {shown(value, 80)}"
 
 class SkewfreeModel(PythonModel):
     "MLflow pyfunc model: checks, hydrates and self-tests the `Forecaster`, then forecasts raw rows — whole, or stage by stage."
@@ -405,11 +405,6 @@ def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
 def _scores(version) -> list[str]:
     return sorted(k.removeprefix("score.") for k in version.tags if k.startswith("score."))
 
-def _short(value:Any, width:int=60) -> str:
-    "`value` as JSON writes it, cut to `width` characters."
-    text = json.dumps(value, default=str)
-    return text if len(text) <= width else text[:width - 1] + "…"
-
 def _refuse_incomparable(challenger, champion, metric:str) -> None:
     "An `InputError` naming what differs when the two versions' scores were measured on different rows, settings or profiles."
     for role, version in (("challenger", challenger), ("champion", champion)):
@@ -419,7 +414,7 @@ def _refuse_incomparable(challenger, champion, metric:str) -> None:
                                           "move the alias yourself if you know they are comparable")
     new, old = json.loads(challenger.tags["scored_on"]), json.loads(champion.tags["scored_on"])
     if differ := sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k)):
-        what = "; ".join(f"{k}: {_short(new.get(k))} vs {_short(old.get(k))}" for k in differ)
+        what = "; ".join(f"{k}: {shown(new.get(k))} vs {shown(old.get(k))}" for k in differ)
         raise InputError("scored_on", f"challenger version {challenger.version} and champion version {champion.version} were scored on "
                                       f"different rows or settings ({what}), so their {metric} cannot be compared: train both the same way "
                                       "(same data, profile and cv settings), or move the alias yourself")

@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #0002
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -17,7 +18,7 @@ from typing import Any
 import skewfree
 
 # %% auto #0
-__all__ = ['STOP_SIGNALS', 'InputError', 'checked_number', 'project_root', 'interruptible', 'stop_if_interrupted',
+__all__ = ['STOP_SIGNALS', 'InputError', 'checked_number', 'shown', 'project_root', 'interruptible', 'stop_if_interrupted',
            'deferred_stops', 'need_ray', 'quiet_lightning']
 
 # %% ../nbs/00_core.ipynb #0005
@@ -50,6 +51,11 @@ def checked_number(name:str, # the setting, as the config spells it (`serve.moni
     if not number or not low <= value <= high:
         raise InputError(name, f"{value!r} is not a {'whole ' if kind is int else ''}number in [{low:g}, {high:g}]")
     return kind(value)
+
+def shown(value:Any, width:int=60) -> str:
+    "A value a request sent, as its refusal quotes it: as JSON writes it (`null`, `\"soon\"`, `[0.1, null]`), cut to `width` characters."
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 # %% ../nbs/00_core.ipynb #0011
 def project_root(start:Path|None=None) -> Path:

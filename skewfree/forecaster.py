@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import skewfree
 from .config import resolved
-from .core import InputError
+from .core import InputError, shown
 from .frequency import panel_frequency, panel_season, season_choices
 from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, load_model,
                              TRAINING_LOG, model_entry, predict_options, windows_from_darts)
@@ -284,7 +284,7 @@ class Forecaster:
     def check_horizon(self, horizon:Any) -> int:
         "`horizon` as an int in 1..max_horizon, or an `InputError` saying the limit."
         if isinstance(horizon, bool) or not isinstance(horizon, int | float) or int(horizon) != horizon:
-            raise InputError("horizon", f"must be an integer, got {horizon!r}")
+            raise InputError("horizon", f"must be an integer, got {shown(horizon)}")
         if not 1 <= int(horizon) <= self.max_horizon:
             raise InputError("horizon", f"must be between 1 and {self.max_horizon} (the model's longest forecast), got {horizon}")
         return int(horizon)
@@ -374,7 +374,7 @@ class Forecaster:
         "Requested quantiles, each one the model forecasts, or an `InputError` listing those it does."
         if quantiles is None: return self.quantiles
         if not isinstance(quantiles, list | tuple) or not all(isinstance(q, int | float) and not isinstance(q, bool) for q in quantiles):
-            raise InputError("quantiles", f"must be a list of numbers, got {quantiles!r}")
+            raise InputError("quantiles", f"must be a list of numbers, got {shown(quantiles)}")
         unknown = [q for q in quantiles if float(q) not in self.quantiles]
         if unknown: raise InputError("quantiles", f"{unknown} not forecast by model {self.model_name!r}; available: {self.quantiles}")
         if len(set(map(float, quantiles))) < len(quantiles): raise InputError("quantiles", f"asked more than once: {quantiles}")  # one column each

@@ -63,6 +63,8 @@ def test_null_quantiles_mean_the_same_on_both_routes_as_on_mlflows(server, histo
     split = post(server, json.dumps(body))
     assert split.status_code == 400 and split.json()["error"]["field"] == "params.quantiles", split.text
     assert split.json()["error"]["reason"] == "must be a list of numbers, got null"
+    body["params"]["quantiles"] = [0.1, None]  # past MLflow's schema, refused by the model's check: quoted as it was sent, not as Python's None
+    assert post(server, json.dumps(body)).json()["error"]["reason"] == "must be a list of numbers, got [0.1, null]"
     series = [{"id": sid, "timestamps": rows.date.astype(str).tolist(), "target": rows.OT.tolist()} for sid, rows in history.groupby("series_id")]
     typed = httpx.post(f"{server.url}/predict", json={"series": series, "horizon": 3, "quantiles": None}, timeout=60)
     assert typed.status_code == 422 and typed.json()["error"]["field"] == "quantiles", typed.text

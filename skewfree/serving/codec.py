@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow.pyfunc.scoring_server import DF_SPLIT, INPUTS, INSTANCES, SUPPORTED_FORMATS, infer_and_parse_data
 from mlflow.types import DataType, Schema
 
-from ..core import InputError
+from ..core import InputError, shown
 from ..panel import naive_in
 from .contract import BadRequest
 
@@ -223,7 +223,7 @@ def refuse_loose_rows(request:dict[str, Any], schema:Schema, id_col:str|None=Non
 def _shown(value:Any) -> str:
     "A refused value as its error quotes it: a list or object by its kind (it may be nested a thousand deep), long text cut short."
     if isinstance(value, list | dict): return "a list" if isinstance(value, list) else "an object"
-    return text if len(text := json.dumps(value)) <= 60 else text[:57] + "..."
+    return shown(value)
 
 def _columns_of(key:str, table:Any, required:list[str]) -> dict[str, list]|None:
     "A request's values column by column (`None` where a row lacks one), refusing a ragged row or a record lacking a column."
