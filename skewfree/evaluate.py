@@ -24,10 +24,10 @@ from .repair import segment_sums
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'split_positions', 'temporal_split',
-           'holdout_frames', 'refit_rows', 'UnservableWindow', 'backtest', 'mase_season', 'mase_scales', 'score',
-           'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate', 'latest_windows',
-           'recalibrate', 'gap_before']
+__all__ = ['log', 'ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'split_positions', 'seen_after_scored',
+           'temporal_split', 'holdout_frames', 'refit_rows', 'UnservableWindow', 'backtest', 'mase_season',
+           'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate',
+           'latest_windows', 'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 ROWS_FROM = ("start", "end")
@@ -70,6 +70,11 @@ class Positions:
     def _at(self, start:int, end:int) -> np.ndarray:
         return (self._position >= max(0, start)) & (self._position < end)
 
+    def times_at(self, position:int) -> pd.Series:
+        "Each series' time at `position` (a series without a row there left out), by series id."
+        at = self._position == position
+        return pd.Series(self._ordered["_order"].to_numpy()[at], index=self._ordered["_id"].to_numpy()[at])
+
     def latest(self, n:int) -> pd.DataFrame:
         "The last `n` rows of every series (all of a shorter one), in the caller's columns."
         return self._ordered[self._from_end < n].drop(columns=["_order", "_id"])
@@ -100,6 +105,14 @@ def split_positions(df:pd.DataFrame, # raw long rows
         if length < tr + va + te:
             raise InputError("cv", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {length}", sid)
     return rows.counted_from(split.get("rows_from"), tr + va + te), (tr, va, te)
+
+def seen_after_scored(rows:Positions, seen:int, scored:int) -> str|None:
+    "Why a series' rows before position `seen` (fitted, or tuned on) reach past another's first scored row (position `scored`); None if none do."
+    last_seen, first_scored = rows.times_at(seen - 1), rows.times_at(scored)
+    if last_seen.empty or first_scored.empty or last_seen.max() < first_scored.min(): return None
+    return (f"series {last_seen.idxmax()!r} is learnt from up to {pd.Timestamp(last_seen.max())}, after series {first_scored.idxmin()!r} is "
+            f"scored from {pd.Timestamp(first_scored.min())}: the series do not {'end' if rows.rows_from == 'end' else 'start'} together, and a "
+            "model of them all may have learnt what those scored rows hold from the others' (align the series, or train them apart)")
 
 def temporal_split(df:pd.DataFrame, # raw long rows
                    split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows` per series, and `rows_from` (see `split_positions`)
@@ -303,13 +316,23 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
     try:
         table, steps = backtest(forecaster, held_out, stride=spec.stride), forecaster.max_horizon
         if latest is not None: table = latest_windows(forecaster, table, latest)
-        if (over := table["_over_budget"].to_numpy()).any():  # bands for the answers serving gives: from the windows it would answer
-            log.warning("skewfree: %d of %d calibration windows left out: serving would refuse their history, which holds more repaired values "
-                        "than data.repair_budget allows", over.sum() // steps, len(over) // steps)
-            table = table[~over]
-        def by_window(column:str) -> np.ndarray: return table[column].to_numpy(np.float64).reshape(-1, steps)
-        base = {q: by_window(f"{band_column(q)}_std" if q in heads else "forecast_std") for q in levels}
-        forecaster.intervals = ConformalIntervals.calibrate(base, by_window("actual_std"), heads)
+        def measured(rows:pd.DataFrame) -> ConformalIntervals:
+            def by_window(column:str) -> np.ndarray: return rows[column].to_numpy(np.float64).reshape(-1, steps)
+            base = {q: by_window(f"{band_column(q)}_std" if q in heads else "forecast_std") for q in levels}
+            return ConformalIntervals.calibrate(base, by_window("actual_std"), heads)
+        if not (over := table["_over_budget"].to_numpy()).any(): forecaster.intervals = measured(table)
+        else:  # bands for the answers serving gives: from the windows it would answer, where they are enough to measure them
+            budget = forecaster.preprocessor.repair_budget
+            said = (f"{over.sum() // steps} of {len(over) // steps} calibration windows hold more repaired values in their look-back than "
+                    f"data.repair_budget allows (max_share {budget.max_share:g}, max_run {budget.max_run}, at_end {budget.at_end}): serving "
+                    "would refuse them")
+            try:
+                forecaster.intervals = measured(table[~over])
+                log.warning("skewfree: %s; they are left out of the intervals' calibration", said)
+            except InputError as too_few:
+                forecaster.intervals = measured(table)
+                log.warning("skewfree: %s, and the others are too few to calibrate on (%s): the intervals are calibrated on every window, "
+                            "repaired as training repairs them", said, too_few.reason)
     except BaseException:  # refused (too few windows, bad rows): the bands it had stand, never silently none
         forecaster.intervals = previous
         raise

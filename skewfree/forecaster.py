@@ -283,7 +283,7 @@ class Forecaster:
 
     def check_horizon(self, horizon:Any) -> int:
         "`horizon` as an int in 1..max_horizon, or an `InputError` saying the limit."
-        if isinstance(horizon, bool) or not isinstance(horizon, int | float) or int(horizon) != horizon:
+        if isinstance(horizon, bool) or not isinstance(horizon, int | float) or not np.isfinite(horizon) or int(horizon) != horizon:
             raise InputError("horizon", f"must be an integer, got {shown(horizon)}")
         if not 1 <= int(horizon) <= self.max_horizon:
             raise InputError("horizon", f"must be between 1 and {self.max_horizon} (the model's longest forecast), got {horizon}")

@@ -241,14 +241,17 @@ class Frequency:
         return freqs
 
     def of_new(self, panel:Panel) -> np.ndarray:
-        "The frequency of each series not seen at fit: its own where its rows name one of the model's kind, else the model's, which `grid` holds them to."
+        "The frequency of each series not seen at fit: its own, of the model's kind; the model's where its rows name none, which `grid` holds them to."
         names, counts = np.unique(self.freq_.astype(str), return_counts=True)
         kinds = {_step_kind(str(f)) for f in names}
         # a gap in a new series is no reason to refuse it: the grid of the model's kind holds it, and `grid` counts and bounds what it inserts
         own = infer_frequencies(panel.times, panel.indptr, allow_gaps=self.gaps != "error")
         out = np.full(len(own), str(names[np.argmax(counts)]), dtype=object)
         for freq in pd.unique(own[~pd.isna(own)]):  # each distinct frequency once: a model's kind, anchored its own way (W-MON among W-WED)
-            if _step_kind(str(freq)) in kinds: out[own == freq] = freq
+            if _step_kind(str(freq)) not in kinds:
+                raise InputError(self.time_col, f"a new series' rows are {freq!r} apart; the model was fitted on {names.tolist()}: data of another "
+                                                "frequency is refused", str(panel.ids[int(np.argmax(own == freq))]))
+            out[own == freq] = freq
         return out
 
     def fit(self, panel:Panel) -> Frequency:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from .config import resolved
 from .core import InputError, checked_number, interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
 from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_frames, mase_season, scored_backtest,
-                               split_positions)
+                               seen_after_scored, split_positions)
 from .forecaster import Forecaster, data_decided
 from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
@@ -36,8 +37,8 @@ from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds
 # %% auto #0
 __all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
            'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'the_rows', 'log_repairs',
-           'log_unused_rows', 'scoring_record', 'history_figure', 'importance_figure', 'fold_figure', 'log_study',
-           'log_fold']
+           'log_unused_rows', 'log_overlap', 'scoring_record', 'history_figure', 'importance_figure', 'fold_figure',
+           'log_study', 'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
 def _figure(width:float=7, height:float=3.5, ncols:int=1):
@@ -204,6 +205,15 @@ def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
                     "(cv.train_rows, cv.val_rows, cv.test_rows, data.rows_from): %s", which, used, why, left, dict(list(unused.items())[:20]))
     return unused
 
+def log_overlap(positions:Positions, spans:Sequence[tuple[int, int]]) -> str|None:
+    "The first (seen, scored) span pair whose rows overlap in time across series (`evaluate.seen_after_scored`): told, and tagged on the run."
+    for seen, scored in spans:
+        if why := seen_after_scored(positions, seen, scored):
+            mlflow.set_tag("skewfree.split_overlap", why)
+            log.warning("skewfree: the split's scores may be optimistic: %s", why)
+            return why
+    return None
+
 def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, protocol:dict[str, Any]) -> dict[str, Any]:
     "What a version's scores were measured on (rows `[start, end)` of each series): profile, data, span, digest, protocol, for `promote`."
     scored, (first, last) = positions.rows(start, end), positions.span(start, end)
@@ -249,6 +259,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         # the rows this run uses (train, validation, test): rows past them are neither learnt from nor scored
         log_repairs(forecaster.preprocessor, positions.rows(0, tr + va + te), _repair_share(cfg))
         log_unused_rows(positions, tr + va + te)
+        log_overlap(positions, [(tr + va, tr + va)])
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
         metrics, table = scored_backtest(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=season)
         scores = {f"test_{k}": v for k, v in metrics.items()}
@@ -340,6 +351,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
         log_repairs(forecaster.preprocessor, rows.rows(0, plan.rows), _repair_share(cfg))
         log_unused_rows(rows, plan.rows)
+        log_overlap(rows, [(fold.train_end, fold.origin) for fold in plan.outer])
         forecaster.forecast_profile = forecast_profile(forecaster, rows.rows(plan.final.train_start, plan.final.train_end))  # the monitor's reference
         info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
                               tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))

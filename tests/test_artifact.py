@@ -197,7 +197,8 @@ def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_n
     recent.drop(index=recent[recent.series_id == "ETTh1"].index[-60:-55]).to_csv(source, index=False)
     done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", store=store)
     assert done.returncode == 0, done.stderr[-2000:]
-    left_out = int(done.stderr.split(" of 200 calibration windows left out")[0].rsplit(" ", 1)[1])
+    left_out = int(done.stderr.split(" of 200 calibration windows hold more repaired values")[0].rsplit(" ", 1)[1])
+    assert "they are left out of the intervals' calibration" in done.stderr, done.stderr[-2000:]
     assert 0 < left_out < 100 and f"bands from {200 - left_out} windows" in done.stdout, done.stdout + done.stderr[-2000:]
     # rows the model was fitted on are refused, naming the field; nothing is logged
     raw[pd.to_datetime(raw.date) <= through].to_csv(source, index=False)

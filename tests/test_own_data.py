@@ -220,7 +220,17 @@ def test_a_short_series_that_sets_the_share_split_is_named(store, tmp_path, capl
     assert "newest 2000 rows, as many as its shortest series, 'south', has; the rows before them" in caplog.text
     # counted from each series' end, both stores are tested on the same days, the latest (counted from the start, north's were 200 days older)
     scored = json.loads(mlflow.MlflowClient().get_model_version("own-short", result.version).tags["scored_on"])["span"]
-    assert scored[1] == frame.day.max()[:10] + " 00:00:00"
+    assert scored[1] == frame.day.max()[:10] + " 00:00:00" and "skewfree.split_overlap" not in run.data.tags
+    # a store that closed earlier instead: north is learnt from days after south's test rows begin, which the run says and records
+    closed = sales(2200)
+    closed = closed[(closed.store == "north") | (closed.groupby("store").cumcount() < 2000)]
+    closed.to_csv(tmp_path / "closed.csv", index=False)
+    caplog.clear()
+    result = train(compose_config(["model=seasonal_naive", "data=file", f"data.path={tmp_path / 'closed.csv'}", "data.time_col=day",
+                                   "data.target=units", "data.id_col=store", "mlflow.registered_model=own-short"]))
+    said = mlflow.get_run(result.run_id).data.tags["skewfree.split_overlap"]
+    assert said.startswith("series 'north' is learnt from up to 2027-12-05 00:00:00, after series 'south' is scored from 2027-05-20"), said
+    assert "the split's scores may be optimistic" in caplog.text and "the series do not end together" in said
 
 
 def test_a_file_mixing_hourly_and_daily_series_is_refused_by_name(store, tmp_path):

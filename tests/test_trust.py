@@ -89,7 +89,7 @@ def test_one_old_row_does_not_make_a_request_a_million_rows_long(srv, history):
     assert answer.status_code == 422 and "its gaps would insert" in answer.json()["error"]["reason"], answer.text
 
 
-def test_training_data_with_holes_still_packages_its_example(store, tmp_path):
+def test_training_data_with_holes_still_packages_its_example(store, tmp_path, caplog):
     "The input example and golden requests are the project's, made from training rows: repaired as training repairs, not refused."
     from skewfree.config import compose_config
     from skewfree.train import train
@@ -101,6 +101,8 @@ def test_training_data_with_holes_still_packages_its_example(store, tmp_path):
     import mlflow
     model = mlflow.pyfunc.load_model(result.model_uri)  # golden replay at load included
     assert model.unwrap_python_model().golden_max_difference == 0.0
+    # no validation window is one serving would answer: the intervals are measured on them all, and the run says so
+    assert "calibration windows hold more repaired values" in caplog.text and "calibrated on every window" in caplog.text
     with pytest.raises(Exception, match="would be repaired"):  # the same window sent by a client is held to the budget
         model.predict(model.input_example, params={"horizon": 3})
 
