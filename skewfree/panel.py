@@ -157,7 +157,8 @@ def _one_offset_per_series(values:pd.Series, name:str, rows:Rows, refused:Except
     first = np.full(len(rows.ids), -1); first[rows.codes[::-1]] = kinds[::-1]  # the offset of each series' first row
     if (mixed := kinds != first[rows.codes]).any():
         series = str(rows.ids[rows.codes[rows.first(mixed)]])
-        raise InputError(name, f"timestamps mix time zones or formats ({refused})", series)
+        raise InputError(name, f"timestamps mix time zones or formats ({refused}); a series is read in one UTC offset (a daylight-saving "
+                               "change makes two): write its times in UTC", series)
     return pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
 
 def parse_numbers(column:pd.Series, name:str, rows:Rows) -> np.ndarray:
@@ -191,13 +192,21 @@ def parse_panel(df:pd.DataFrame, # raw long rows, one per (series, timestamp)
     if np.isinf(values).any():
         at = rows.first(np.asarray(np.isinf(values).any(axis=1)))
         raise InputError(numeric[int(np.argmax(np.isinf(values[at])))], "infinite value", str(rows.ids[rows.codes[at]]), rows.labels[at])
-    order = _time_order(rows, times, time_col, ordered)
+    order = _time_order(rows, times, time_col, ordered, timezone)
     if order is not None: times, values = times[order], values[order]
     return Panel(rows.ids, lengths_to_indptr(np.bincount(rows.codes, minlength=len(rows.ids))), times, values, list(numeric),
                  rows.labels if order is None else rows.labels.take(order),
                  {c: (df[c].to_numpy(dtype=object) if order is None else df[c].to_numpy(dtype=object)[order]) for c in statics})
 
-def _time_order(rows:Rows, times:np.ndarray, name:str, ordered:bool) -> np.ndarray|None:
+def _clocks_back(time:Any, zone:str|None) -> str:
+    "Why a naive time repeats where `zone` sets its clocks back (an hour that names two instants); empty elsewhere."
+    if zone is None: return ""
+    try: pd.Timestamp(time).tz_localize(zone, ambiguous="raise", nonexistent="NaT"); return ""
+    except ValueError:  # pandas' AmbiguousTimeError
+        return (f": in {zone} the clocks go back an hour then, and naive times there repeat it; write the times in UTC and train in "
+                "UTC (data.timezone=UTC), so that every hour is one row")
+
+def _time_order(rows:Rows, times:np.ndarray, name:str, ordered:bool, zone:str|None=None) -> np.ndarray|None:
     "The row order that groups series and sorts each by time (None: the rows already are), after refusing duplicates and, if `ordered`, disorder."
     codes = rows.codes
     grouped = bool((codes[1:] >= codes[:-1]).all())
@@ -211,7 +220,7 @@ def _time_order(rows:Rows, times:np.ndarray, name:str, ordered:bool) -> np.ndarr
     dup = np.zeros(len(c), bool); dup[by_time[1:]] = (t[by_time][1:] == t[by_time][:-1]) & (c[by_time][1:] == c[by_time][:-1])
     if dup.any():  # flagged: each repeat after the first of its time, in the caller's order
         caller = np.zeros(len(c), bool); caller[at[dup]] = True
-        raise rows.error(caller, name, lambda i: f"duplicate timestamp {pd.Timestamp(times[i].item())}")
+        raise rows.error(caller, name, lambda i: f"duplicate timestamp {pd.Timestamp(times[i].item())}{_clocks_back(times[i], zone)}")
     back = np.zeros(len(c), bool); back[at[1:][same & (t[1:] < t[:-1])]] = True  # a row before the row before it in its series
     if ordered and back.any():
         raise rows.error(back, name, lambda i: f"timestamps must increase: {pd.Timestamp(times[i].item())} comes after a later one")
