@@ -171,13 +171,17 @@ class RepairBudget:
     @staticmethod
     def _longest_runs(holes:np.ndarray, panel:Panel) -> np.ndarray:
         "(series, columns): the longest run of consecutive holes of each series and column."
+        if not len(holes): return np.zeros((panel.n_series, holes.shape[1]), np.int64)
+        return np.maximum.reduceat(RepairBudget._runs(holes, panel.indptr), panel.indptr[:-1], axis=0) * (panel.lengths > 0)[:, None]
+
+    @staticmethod
+    def _runs(holes:np.ndarray, indptr:np.ndarray) -> np.ndarray:
+        "(rows, columns): how many holes in a row end at each row, counted within its series (0 where the value is kept)."
         rows = np.arange(len(holes))
-        start = panel.indptr[:-1][panel.series_of_rows] - 1  # a series' row before its first: where a run at its start begins counting
-        out = np.zeros((panel.n_series, holes.shape[1]), np.int64)
+        before = np.repeat(indptr[:-1], np.diff(indptr)) - 1  # a series' row before its first: where a run at its start begins counting
+        out = np.zeros(holes.shape, np.int64)
         for c in np.flatnonzero(holes.any(axis=0)):
-            last_kept = np.maximum.accumulate(np.where(holes[:, c], -1, rows))
-            run = np.where(holes[:, c], rows - np.maximum(last_kept, start), 0)
-            out[:, c] = np.maximum.reduceat(run, panel.indptr[:-1]) * (panel.lengths > 0) if len(run) else 0
+            out[:, c] = rows - np.maximum(np.maximum.accumulate(np.where(holes[:, c], -1, rows)), before)
         return out
 
     def refuses(self,
@@ -194,11 +198,7 @@ class RepairBudget:
         over = (counted[origins] - counted[first]) / np.maximum(origins - first, 1)[:, None] > self.max_share + 1e-12
         # a run longer than max_run inside the counted rows ends at least max_run rows past their first, at a row whose run (counted
         # from its series' start) is that long too; a row nearer their first holds at most max_run of them, however long its run
-        rows, before_series = np.arange(len(holes)), np.repeat(indptr[:-1], np.diff(indptr)) - 1
-        long = np.zeros((len(holes) + 1, holes.shape[1]), np.int64)
-        for c in np.flatnonzero(holes.any(axis=0)):
-            last_kept = np.maximum(np.maximum.accumulate(np.where(holes[:, c], -1, rows)), before_series)
-            long[1:, c] = np.cumsum(rows - last_kept > self.max_run)
+        long = np.vstack([np.zeros((1, holes.shape[1]), np.int64), np.cumsum(self._runs(holes, indptr) > self.max_run, axis=0)])
         over |= long[origins] - long[np.minimum(first + self.max_run, origins)] > 0
         if self.at_end == "error": over |= holes[origins - 1]
         return over.any(axis=1)
