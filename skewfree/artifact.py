@@ -269,7 +269,7 @@ class SkewfreeModel(PythonModel):
 
     def model_outputs(self, prepared:Sequence[Prepared], horizon:int) -> list[Any]:
         "Stage 2 for many requests of one horizon in one model call; a request whose batch fails gets its exception in its place."
-        return self.forecaster.predict_batches_apart([p.batch for p in prepared], horizon)
+        return self.forecaster.calls.apart([p.batch for p in prepared], horizon)
 
     def finish(self, scaled:Any, prepared:Prepared) -> tuple[pd.DataFrame, np.ndarray|None]:
         "Stage 3, CPU: model output → the answer in original units, and the request's histograms for a live monitor (when `observing`)."

@@ -29,8 +29,8 @@ from .profile import Feature
 from .repair import RepairBudget
 
 # %% auto #0
-__all__ = ['HEADS', 'PIECE_ROWS', 'SEASON_SEARCH', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'Prepared',
-           'Forecaster', 'data_decided']
+__all__ = ['HEADS', 'PIECE_ROWS', 'SEASON_SEARCH', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'SharedCalls',
+           'Prepared', 'Forecaster', 'data_decided']
 
 # %% ../nbs/11_forecaster.ipynb #0005
 def _conformal_ranks(q:float, n:np.ndarray) -> np.ndarray:
@@ -139,12 +139,6 @@ class IntervalSpec(NamedTuple):
         return cls(sorted({float(q) for q in levels}), heads, stride)
 
 # %% ../nbs/11_forecaster.ipynb #0009
-class Prepared(NamedTuple):
-    "A request after the first stage: its transformed batch, its checked horizon and quantile levels."
-    batch: SeriesBatch
-    horizon: int
-    levels: list[float]
-
 @dataclass
 class _Waiting:
     "One caller's share of a combined model call."
@@ -153,6 +147,74 @@ class _Waiting:
     result: Any = None
     error: BaseException|None = None
     done: bool = False
+
+class SharedCalls:
+    "A model called by many threads: one call at a time, the batches that waited for it combined into one call per horizon."
+    def __init__(self, call:Callable[[SeriesBatch, int], Any]): # the model's output for a batch and a horizon, one row per series
+        self.call = call
+        self.made = 0  # model calls made, whatever the number of callers: how well they were combined
+        self._lock = threading.Lock()  # held for each model call
+        self._waiting: list[_Waiting] = []  # callers of `one` queued behind the model
+        self._waiting_lock = threading.Lock()
+
+    def _split(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
+        "One model call for all the series of `batches`; each batch gets its own slice of the output back. The caller holds the lock."
+        self.made += 1
+        scaled, start, out = self.call(SeriesBatch.concat(batches), horizon), 0, []
+        for b in batches:
+            out.append(scaled[start:start + len(b.ids)]); start += len(b.ids)
+        return out
+
+    def _apart(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
+        "One model call for all `batches`; if it fails, one call each, so one bad batch fails only itself (its exception, in its place)."
+        try: return self._split(batches, horizon)
+        except Exception as e:
+            if len(batches) == 1: return [e]
+        out: list[Any] = []
+        for b in batches:
+            try: out.append(self._split([b], horizon)[0])
+            except Exception as alone: out.append(alone)
+        return out
+
+    def together(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
+        "The output for each of `batches`, computed in one model call."
+        with self._lock: return self._split(batches, horizon)
+
+    def apart(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
+        "As `together`, but a batch whose model call fails gets its exception in its place instead of failing the others."
+        with self._lock: return self._apart(batches, horizon)
+
+    def one(self, batch:SeriesBatch, horizon:int) -> Any:
+        "The output for `batch`; callers from other threads waiting meanwhile share one model call with it."
+        mine = _Waiting(batch, horizon)
+        with self._waiting_lock: self._waiting.append(mine)
+        with self._lock:  # whoever gets the lock runs everything queued so far; the others find their answer done
+            if not mine.done: self._run_waiting()
+        if mine.error is not None: raise mine.error
+        return mine.result
+
+    def _run_waiting(self) -> None:
+        "Answer every queued caller: one model call per horizon; if a combined call fails, each caller alone."
+        with self._waiting_lock: taken, self._waiting = self._waiting, []
+        try:
+            for horizon in sorted({w.horizon for w in taken}):
+                group = [w for w in taken if w.horizon == horizon]
+                for w, result in zip(group, self._apart([w.batch for w in group], horizon)):  # one caller's bad batch fails only it
+                    if isinstance(result, Exception): w.error = result
+                    else: w.result = result
+        except BaseException as e:  # interrupted: nobody may wait for an answer that will not come
+            for w in taken:
+                if w.result is None and w.error is None: w.error = e
+            raise
+        finally:
+            for w in taken: w.done = True
+
+# %% ../nbs/11_forecaster.ipynb #0013
+class Prepared(NamedTuple):
+    "A request after the first stage: its transformed batch, its checked horizon and quantile levels."
+    batch: SeriesBatch
+    horizon: int
+    levels: list[float]
 
 def _runtime(model_cfg:Any) -> str:
     "The `model.runtime` a config asks for: 'numpy' (the model's checked kernel, where it has one) or 'darts' (the default)."
@@ -170,11 +232,8 @@ class Forecaster:
         self.max_horizon, self.training = int(max_horizon), training  # `training` is only needed to fit
         self.kernel = kernel  # the model's darts-free forward pass (`checked_kernel`), or None: darts predicts
         self._load_model: Callable[[], Any]|None = None  # a loaded forecaster with a kernel reads darts' files only if asked
-        self._lock = threading.Lock()  # torch/Lightning predict runs a trainer on the model: one call at a time
         self._predict_options: dict[str, Any]|None = None  # built on first predict, after fit or load
-        self._waiting: list[_Waiting] = []  # callers of `predict_batch` queued behind the model lock
-        self._waiting_lock = threading.Lock()
-        self.model_calls = 0  # how well concurrent callers were combined: model calls made, whatever the number of callers
+        self.calls = SharedCalls(self._model_call)  # the model, one call at a time, shared by the callers that wait for it
         self._refit_overrides: dict[str, Any]|None = None  # how long `fit` trained, as config overrides (see `refitted`)
         self.learning_curve: list[dict[str, float]] = []  # losses per epoch or boosting round of the last `fit` (none for a baseline)
         self.forecast_profile: Feature|None = None  # the served forecasts' reference, set by training (`evaluate.forecast_profile`)
@@ -290,8 +349,7 @@ class Forecaster:
         return int(horizon)
 
     def _model_call(self, batch:SeriesBatch, horizon:int) -> Any:
-        "The model's output in scaled units for `batch` (quantile components for probabilistic models); the caller holds the lock."
-        self.model_calls += 1
+        "The model's output in scaled units for `batch` (quantile components for probabilistic models): one call, made by `calls`."
         if self.kernel is not None: return self.kernel.predict(batch, horizon)  # (series, horizon): one gather, one pass
         extra: dict[str, Any] = {"predict_likelihood_parameters": True} if self.head_quantiles else {}
         if self._predict_options is None: self._predict_options = predict_options(self.model)
@@ -299,56 +357,9 @@ class Forecaster:
         return self.model.predict(n=horizon, series=series, past_covariates=past, future_covariates=future, verbose=False, **extra,
                                   **self._predict_options)
 
-    def _split_call(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
-        "One model call for all the series of `batches`; each batch gets its own slice of the output back."
-        scaled, start, out = self._model_call(SeriesBatch.concat(batches), horizon), 0, []
-        for b in batches:
-            out.append(scaled[start:start + len(b.ids)]); start += len(b.ids)
-        return out
-
-    def predict_batches(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
-        "Model output in scaled units for several transformed batches, computed in one model call."
-        with self._lock: return self._split_call(batches, horizon)
-
-    def predict_batches_apart(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
-        "As `predict_batches`, but a batch whose model call fails gets its exception in its place instead of failing the others."
-        with self._lock: return self._calls_apart(batches, horizon)
-
-    def _calls_apart(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
-        "One model call for all `batches`; if it fails, one call each, so one bad batch fails only itself (its exception, in its place)."
-        try: return self._split_call(batches, horizon)
-        except Exception as e:
-            if len(batches) == 1: return [e]
-        out: list[Any] = []
-        for b in batches:
-            try: out.append(self._split_call([b], horizon)[0])
-            except Exception as alone: out.append(alone)
-        return out
-
     def predict_batch(self, batch:SeriesBatch, horizon:int) -> Any:
-        "Model output in scaled units for a transformed batch; callers from other threads waiting meanwhile share one model call."
-        mine = _Waiting(batch, horizon)
-        with self._waiting_lock: self._waiting.append(mine)
-        with self._lock:  # whoever gets the lock runs everything queued so far; the others find their answer done
-            if not mine.done: self._run_waiting()
-        if mine.error is not None: raise mine.error
-        return mine.result
-
-    def _run_waiting(self) -> None:
-        "Answer every queued caller: one model call per horizon; if a combined call fails, each caller alone."
-        with self._waiting_lock: taken, self._waiting = self._waiting, []
-        try:
-            for horizon in sorted({w.horizon for w in taken}):
-                group = [w for w in taken if w.horizon == horizon]
-                for w, result in zip(group, self._calls_apart([w.batch for w in group], horizon)):  # one caller's bad batch fails only it
-                    if isinstance(result, Exception): w.error = result
-                    else: w.result = result
-        except BaseException as e:  # interrupted: nobody may wait for an answer that will not come
-            for w in taken:
-                if w.result is None and w.error is None: w.error = e
-            raise
-        finally:
-            for w in taken: w.done = True
+        "Stage 2: model output in scaled units for a transformed batch, in one model call shared with the callers waiting meanwhile."
+        return self.calls.one(batch, horizon)
 
     def future_steps(self, horizon:int) -> int:
         "Steps of future covariates the model reads to forecast `horizon` steps: it always reads whole output windows."
@@ -481,7 +492,7 @@ class Forecaster:
         loaded.fitted_through = pd.Timestamp(meta["fitted_through"]) if meta.get("fitted_through") else None  # none before 2026-12-05
         return loaded
 
-# %% ../nbs/11_forecaster.ipynb #0015
+# %% ../nbs/11_forecaster.ipynb #0019
 SEASON_SEARCH = "model.hyperparameters.season_length"
 
 def data_decided(cfg:DictConfig, rows:pd.DataFrame) -> DictConfig:

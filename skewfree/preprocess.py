@@ -24,8 +24,8 @@ from .repair import MISSING_POLICIES, MissingValues, RepairBudget, segment_sums
 from .scale import SCALERS, Scaler
 
 # %% auto #0
-__all__ = ['UNKNOWN_POLICIES', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'repeated_text', 'Preprocessor',
-           'upgraded_state']
+__all__ = ['UNKNOWN_POLICIES', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'repeated_text', 'repair_report',
+           'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'Preprocessor', 'upgraded_state']
 
 # %% ../nbs/09_preprocess.ipynb #0005
 @dataclass
@@ -189,7 +189,88 @@ def _listed(ids:Sequence[Any], most:int=5) -> str:
     shown = ", ".join(repr(str(i)) for i in ids[:most])
     return f"[{shown}{f', … ({len(ids) - most} more)' if len(ids) > most else ''}]"
 
-# %% ../nbs/09_preprocess.ipynb #0010
+# %% ../nbs/09_preprocess.ipynb #0011
+def repair_report(ids:np.ndarray, columns:Sequence[str], inserted:np.ndarray, filled:np.ndarray) -> dict[str, dict[str, int]]:
+    "Per series with a repair: the gap rows inserted and the values filled per column (`filled`: series × `columns` counts)."
+    report = {}
+    for k in np.flatnonzero((inserted > 0) | filled.any(axis=1)):
+        counted = {"reindexed_rows": int(inserted[k])} if inserted[k] else {}
+        report[str(ids[k])] = counted | {f"filled_{c}": int(n) for c, n in zip(columns, filled[k]) if n}
+    return report
+
+# %% ../nbs/09_preprocess.ipynb #0014
+def refuse_beyond_float32(scaled:np.ndarray, original:np.ndarray, columns:Sequence[str], *, grid:Panel, given:np.ndarray,
+                          labels:pd.Index) -> None:
+    "Refuse the first value that is finite but not once scaled to float32, naming its input row (`given`: its position, -1 if inserted)."
+    bad = ~np.isfinite(scaled)
+    k = grid.series_of_rows[_first(bad.any(axis=1))]
+    rows = np.arange(grid.indptr[k], grid.indptr[k + 1])
+    in_given = bad[rows] & (given[rows] >= 0)[:, None]  # a row a gap policy inserted only took its value from a given one: blame that
+    r, c = np.argwhere(in_given if in_given.any() else bad[rows])[0]
+    at = rows[r]
+    raise InputError(columns[c], f"value {float(original[at, c])!r} is beyond the range the model computes in (float32, after scaling)",
+                     str(grid.ids[k]), labels[given[at]] if given[at] >= 0 else pd.Timestamp(grid.times[at]))
+
+# %% ../nbs/09_preprocess.ipynb #0016
+def future_rows(batch:SeriesBatch, # the transformed history
+                history:np.ndarray, # (rows of `batch`, planned columns) the planned columns' history, scaled
+                stats:np.ndarray, # (series, planned columns, 2) their scaling
+                plan:Panel, # the rows after each history: the plan of the horizon
+                horizon:int, # steps beyond each history
+                *,
+                calendar:Sequence[str], # calendar features to derive from the times
+                planned:Sequence[str], # the planned (future covariate) columns, the last numeric columns of `plan`
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "(times, offsets, values) of the future covariates: calendar features and plans over each history and `horizon` steps beyond it."
+    lengths = batch.lengths
+    indptr = lengths_to_indptr(lengths + horizon)
+    step = np.arange(int(indptr[-1])) - np.repeat(indptr[:-1], lengths + horizon)
+    in_history = step < np.repeat(lengths, lengths + horizon)
+    history_rows, ahead = np.flatnonzero(in_history), np.flatnonzero(~in_history)  # ahead: series after series, step after step
+    times = np.empty(int(indptr[-1]), "datetime64[ns]")
+    times[history_rows] = batch.times
+    after = batch.forecast_times(horizon) if horizon else np.empty((batch.n_series, 0), "datetime64[ns]")
+    times[ahead] = after.reshape(-1)
+    values = calendar_features(times, calendar).astype(np.float32)
+    if planned:
+        given = np.empty((len(times), len(planned)), np.float32)
+        given[history_rows] = history
+        if horizon: given[ahead] = planned_horizon(batch, plan, after, stats, horizon=horizon, names=planned)
+        values = np.hstack([values, given]) if calendar else given
+    return times, indptr, values
+
+def planned_horizon(batch:SeriesBatch, plan:Panel, expected:np.ndarray, stats:np.ndarray, *, horizon:int, names:Sequence[str]) -> np.ndarray:
+    "(series × horizon, planned columns) float32: the planned rows of the horizon, scaled — each on the step it plans, none missing."
+    step, series = plan.position_in_series, plan.series_of_rows
+    inside = step < horizon
+    off = np.zeros(len(step), bool)
+    off[inside] = plan.times[inside] != expected[series[inside], step[inside]]
+    name = names[0]
+    if off.any():  # the rows are there, but not on the steps that follow
+        r = _first(off); k = series[r]
+        raise InputError(name, f"future covariates must cover the horizon on frequency {batch.freqs[k]!r}: planned row {step[r] + 1} is at "
+                               f"{pd.Timestamp(plan.times[r])}, expected {pd.Timestamp(expected[k, step[r]])}", str(plan.ids[k]), plan.labels[r])
+    if (few := plan.lengths < horizon).any():
+        k = _first(few)
+        raise InputError(name, f"future covariates must cover the horizon: {horizon} rows on frequency {batch.freqs[k]!r} after the history, "
+                               f"got {plan.lengths[k]}", str(plan.ids[k]))
+    if (many := plan.lengths > horizon).any():  # never dropped without a word: a plan longer than the forecast reads is refused
+        k = _first(many)
+        raise InputError(name, f"{plan.lengths[k]} planned rows follow the history, and the forecast reads {horizon}: send {horizon} (a "
+                               "history whose last target values are missing reads as the start of the plan: send it up to its last "
+                               "observed target)", str(plan.ids[k]))
+    rows = np.flatnonzero(inside)
+    given = plan.values[rows][:, plan.values.shape[1] - len(names):]
+    if np.isnan(given).any():
+        r, c = np.argwhere(np.isnan(given))[0]
+        raise InputError(names[c], f"missing planned value in the horizon at {pd.Timestamp(plan.times[rows[r]])}",
+                         str(plan.ids[series[rows[r]]]), plan.labels[rows[r]])
+    scaled = Scaler.transform(given, stats[series[rows]])
+    if not np.isfinite(scaled).all():
+        refuse_beyond_float32(scaled, given, names, grid=plan.keep(inside), given=np.arange(len(rows)), labels=plan.labels[rows])
+    return scaled
+
+# %% ../nbs/09_preprocess.ipynb #0017
 class Preprocessor:
     "Stateful raw → model-ready transform: fitted steps learnt on training rows only, composed in one pipeline, plain-data state."
     def __init__(self,
@@ -391,88 +472,19 @@ class Preprocessor:
         values = Scaler.transform(filled, stats[grid.series_of_rows])
         if not np.isfinite(values).all():  # finite as given, beyond float32 once scaled: the model would answer NaN
             given = np.arange(len(grid.times)) if on.given is None else on.given
-            self._refuse_beyond_float32(values, filled, self.numeric, grid=grid, given=given, labels=history.labels)
+            refuse_beyond_float32(values, filled, self.numeric, grid=grid, given=given, labels=history.labels)
         n_past = 1 + len(self.past_covariates)
         batch = SeriesBatch(grid.ids, grid.indptr, grid.times, freqs, values[:, :n_past], stats[:, 0], grid.values[:, 0],
                             {"time": [self.time_col], **self.columns_},
                             statics=self.statics.transform(panel) if self.static_covariates else None,
                             looks_ahead=self.repairs.looks_ahead(grid) if counts.any() else None,
                             repaired=np.isnan(grid.values) if counts.any() else None,
-                            report=self._report(grid.ids, on.inserted, counts))
+                            report=repair_report(grid.ids, self.numeric, on.inserted, counts))
         if self.columns_["future"]:
             plan = panel.keep(np.zeros(len(panel.times), bool) if planned is None else planned)
-            batch.future_times, batch.future_indptr, batch.future = self._future(batch, values[:, n_past:], stats[:, n_past:], plan, horizon)
+            batch.future_times, batch.future_indptr, batch.future = future_rows(batch, values[:, n_past:], stats[:, n_past:], plan, horizon,
+                                                                                calendar=self.calendar_, planned=self.future_covariates)
         return batch
-
-    def _report(self, ids:np.ndarray, inserted:np.ndarray, filled:np.ndarray) -> dict[str, dict[str, int]]:
-        "Per series with a repair: the gap rows inserted and the values filled per column."
-        report = {}
-        for k in np.flatnonzero((inserted > 0) | filled.any(axis=1)):
-            counted = {"reindexed_rows": int(inserted[k])} if inserted[k] else {}
-            report[str(ids[k])] = counted | {f"filled_{c}": int(n) for c, n in zip(self.numeric, filled[k]) if n}
-        return report
-
-    def _refuse_beyond_float32(self, scaled:np.ndarray, original:np.ndarray, columns:Sequence[str], *, grid:Panel, given:np.ndarray,
-                               labels:pd.Index) -> None:
-        "Refuse the first value that is finite but not once scaled to float32, naming its input row (`given`: its position, -1 if inserted)."
-        bad = ~np.isfinite(scaled)
-        k = grid.series_of_rows[_first(bad.any(axis=1))]
-        rows = np.arange(grid.indptr[k], grid.indptr[k + 1])
-        in_given = bad[rows] & (given[rows] >= 0)[:, None]  # a row a gap policy inserted only took its value from a given one: blame that
-        r, c = np.argwhere(in_given if in_given.any() else bad[rows])[0]
-        at = rows[r]
-        raise InputError(columns[c], f"value {float(original[at, c])!r} is beyond the range the model computes in (float32, after scaling)",
-                         str(grid.ids[k]), labels[given[at]] if given[at] >= 0 else pd.Timestamp(grid.times[at]))
-
-    def _future(self, batch:SeriesBatch, history:np.ndarray, stats:np.ndarray, plan:Panel, horizon:int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        "(times, offsets, values) of the future covariates: calendar features and plans over each history and `horizon` steps beyond it."
-        lengths = batch.lengths
-        indptr = lengths_to_indptr(lengths + horizon)
-        step = np.arange(int(indptr[-1])) - np.repeat(indptr[:-1], lengths + horizon)
-        in_history = step < np.repeat(lengths, lengths + horizon)
-        history_rows, ahead = np.flatnonzero(in_history), np.flatnonzero(~in_history)  # ahead: series after series, step after step
-        times = np.empty(int(indptr[-1]), "datetime64[ns]")
-        times[history_rows] = batch.times
-        after = batch.forecast_times(horizon) if horizon else np.empty((batch.n_series, 0), "datetime64[ns]")
-        times[ahead] = after.reshape(-1)
-        values = calendar_features(times, self.calendar_).astype(np.float32)
-        if self.future_covariates:
-            planned = np.empty((len(times), len(self.future_covariates)), np.float32)
-            planned[history_rows] = history
-            if horizon: planned[ahead] = self._planned(batch, plan, after, stats, horizon)
-            values = np.hstack([values, planned]) if self.calendar_ else planned
-        return times, indptr, values
-
-    def _planned(self, batch:SeriesBatch, plan:Panel, expected:np.ndarray, stats:np.ndarray, horizon:int) -> np.ndarray:
-        "(series × horizon, planned columns) float32: the planned rows of the horizon, scaled — each on the step it plans, none missing."
-        step, series = plan.position_in_series, plan.series_of_rows
-        inside = step < horizon
-        off = np.zeros(len(step), bool)
-        off[inside] = plan.times[inside] != expected[series[inside], step[inside]]
-        name = self.future_covariates[0]
-        if off.any():  # the rows are there, but not on the steps that follow
-            r = _first(off); k = series[r]
-            raise InputError(name, f"future covariates must cover the horizon on frequency {batch.freqs[k]!r}: planned row {step[r] + 1} is at "
-                                   f"{pd.Timestamp(plan.times[r])}, expected {pd.Timestamp(expected[k, step[r]])}", str(plan.ids[k]), plan.labels[r])
-        if (few := plan.lengths < horizon).any():
-            k = _first(few)
-            raise InputError(name, f"future covariates must cover the horizon: {horizon} rows on frequency {batch.freqs[k]!r} after the history, "
-                                   f"got {plan.lengths[k]}", str(plan.ids[k]))
-        if (many := plan.lengths > horizon).any():  # never dropped without a word: a plan longer than the forecast reads is refused
-            k = _first(many)
-            raise InputError(name, f"{plan.lengths[k]} planned rows follow the history, and the forecast reads {horizon}: send {horizon} (a "
-                                   "history whose last target values are missing reads as the start of the plan: send it up to its last "
-                                   "observed target)", str(plan.ids[k]))
-        rows = np.flatnonzero(inside)
-        given = plan.values[rows][:, len(self.numeric) - len(self.future_covariates):]
-        if np.isnan(given).any():
-            r, c = np.argwhere(np.isnan(given))[0]
-            raise InputError(self.future_covariates[c], f"missing planned value in the horizon at {pd.Timestamp(plan.times[rows[r]])}",
-                             str(plan.ids[series[rows[r]]]), plan.labels[rows[r]])
-        scaled = Scaler.transform(given, stats[series[rows]])
-        if not np.isfinite(scaled).all():
-            self._refuse_beyond_float32(scaled, given, self.future_covariates, grid=plan.keep(inside), given=np.arange(len(rows)), labels=plan.labels[rows])
-        return scaled
 
     def inverse_transform(self,
                           forecasts:Any, # model output in scaled units: an array (series, steps), darts `TimeSeries`, or a `ScaledForecast`
@@ -551,7 +563,7 @@ class Preprocessor:
                    unknown_series=data.get("unknown_series", "error"), history_length=history_length,
                    repair_budget=data.get("repair_budget"), timezone=data.get("timezone"))
 
-# %% ../nbs/09_preprocess.ipynb #0012
+# %% ../nbs/09_preprocess.ipynb #0019
 STATE_FORMAT = 2
 
 def upgraded_state(d:dict[str, Any]) -> dict[str, Any]:
