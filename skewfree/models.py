@@ -169,6 +169,7 @@ def torch_training(trainer:DictConfig, seed:int) -> Training:
                     refit_recipe=lambda model: {"model.trainer.max_epochs": max(1, best.best_epoch or int(model.epochs_trained))},
                     learning_curve=lambda model: list(log.epochs))
 
+# %% ../nbs/10_models.ipynb #0008
 def _boosters(model) -> list:
     "A fitted darts boosting model's boosters: one per quantile, or per step, or one."
     fitted = list((getattr(model, "_model_container", None) or {}).values()) or [model.model]
@@ -201,6 +202,7 @@ def _boosting_curve(model) -> list[dict[str, float]]:
     curves = {named.get(k, k): next(iter(v.values())) for k, v in history.items() if v}
     return [{"epoch": float(i + 1)} | {k: float(c[i]) for k, c in curves.items() if i < len(c)} for i in range(max(map(len, curves.values()), default=0))]
 
+# %% ../nbs/10_models.ipynb #0009
 @register_trainer("baseline")
 def baseline_training(trainer:DictConfig, seed:int) -> Training:
     "A baseline learns nothing: it only needs a quiet CPU trainer to run its forward pass."
@@ -208,7 +210,7 @@ def baseline_training(trainer:DictConfig, seed:int) -> Training:
     return Training({"random_state": int(seed), "pl_trainer_kwargs": {"accelerator": "cpu", "enable_progress_bar": False, "logger": False,
                                                                       "enable_model_summary": False, "enable_checkpointing": False}}, {})
 
-# %% ../nbs/10_models.ipynb #0009
+# %% ../nbs/10_models.ipynb #0011
 @register_model("nlinear", family="torch")
 def build_nlinear(hyperparameters:dict[str, Any], training:Training):
     "darts `NLinearModel`: a linear map from the look-back window, after subtracting its last value."
@@ -296,7 +298,7 @@ def build_seasonal_naive(hyperparameters:dict[str, Any], training:Training):
                                                                "(`train`, `nested_cv`, `forecaster.data_decided`): give a number to build it without rows")
     return GlobalNaiveSeasonal(input_chunk_length=int(hyperparameters["season_length"]), output_chunk_length=1, **training.model_kwargs)
 
-# %% ../nbs/10_models.ipynb #0013
+# %% ../nbs/10_models.ipynb #0015
 COVARIATE_ROLES = ("past", "future", "static")
 
 def capabilities(model) -> dict[str, bool]:
@@ -358,6 +360,7 @@ def build_model(cfg:DictConfig) -> BuiltModel:
             raise InputError("model.covariates", f"model {entry.name!r} cannot use {role} covariates: remove {role!r} from model.covariates")
     return BuiltModel(model, entry, training, entry.history_length(model), entry.max_horizon(model, hyperparameters), roles)
 
+# %% ../nbs/10_models.ipynb #0017
 def predict_options(model) -> dict[str, Any]:
     "Arguments for `model.predict` that make serving exact and cheap: one series per forward pass, one reused trainer."
     import inspect
@@ -397,7 +400,7 @@ def load_model(saved_as:str, path:str):
         from darts.models.forecasting.forecasting_model import ForecastingModel
         return ForecastingModel.load(path)
 
-# %% ../nbs/10_models.ipynb #0021
+# %% ../nbs/10_models.ipynb #0025
 @dataclass
 class Windows:
     "Backtest forecasts, one per window: the series it is of, the position of its first step in that series, and the forecast."
@@ -419,6 +422,7 @@ def gathered(values:np.ndarray, starts:np.ndarray, length:int, block:int=4096):
     for i in range(0, len(starts), block):
         yield values[starts[i:i + block, None] + np.arange(length)]
 
+# %% ../nbs/10_models.ipynb #0027
 def _accumulate(flat:np.ndarray, steps:np.ndarray, bias:np.ndarray) -> np.ndarray:
     "bias + Σⱼ flat[:, j] · steps[j] in float64, one input j after another: the same additions in the same order for every row."
     from numba import njit, prange  # numba comes with darts; compiled once per machine, cached beside the module
@@ -519,6 +523,7 @@ class LinearKernel:
         with np.load(path, allow_pickle=False) as saved:
             return cls(saved["weight"], saved["bias"], **json.loads(str(saved["meta"])))
 
+# %% ../nbs/10_models.ipynb #0029
 def register_kernel(name:str):
     "Decorator: register `kernel(fitted_model) -> kernel | None`, the darts-free forward pass of model `name`."
     def _register(kernel):
@@ -570,7 +575,7 @@ def windows_from_darts(batch:SeriesBatch, forecasts:Sequence[Sequence[Any]], qua
     firsts = np.array([int(np.searchsorted(batch.times[batch.indptr[k]:batch.indptr[k + 1]], t)) for k, t in zip(series, starts)], dtype=np.int64)
     return Windows(series, firsts, forecast)
 
-# %% ../nbs/10_models.ipynb #0035
+# %% ../nbs/10_models.ipynb #0043
 @dataclass
 class WindowMoments:
     "Sums over windows that least squares needs: Σ zᵀz, Σ zᵀy and Σ ‖y‖², with z a window's inputs and a 1 for the bias."
@@ -625,6 +630,7 @@ def last_inputs(moments:WindowMoments, rows:int, components:int) -> WindowMoment
     keep = np.r_[np.arange(inputs - rows * components, inputs), inputs]  # row-major (step, column): the last rows come last
     return WindowMoments(moments.gram[np.ix_(keep, keep)], moments.cross[keep], moments.target_energy, moments.windows)
 
+# %% ../nbs/10_models.ipynb #0045
 def solve_members(kernel:LinearKernel, batch:SeriesBatch, look_backs:Sequence[int], candidates:Sequence[Sequence[float]],
                   val:SeriesBatch|None=None) -> tuple[np.ndarray, np.ndarray, list[float], list[dict[float, float]]]:
     "The mean of the NLinears reading `look_backs[i]` rows, each solved alone with its ridge of lowest `val` MSE out of `candidates[i]`."
@@ -682,6 +688,7 @@ def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:Seri
 register_model("nlinear_ls", family="least_squares", uses=("past",))(build_nlinear)
 register_kernel("nlinear_ls")(nlinear_kernel)
 
+# %% ../nbs/10_models.ipynb #0046
 @register_trainer("least_squares")
 def least_squares_training(trainer:DictConfig, seed:int) -> Training:
     "NLinear in closed form (`fit_least_squares`) over `trainer.least_squares.ridges`; several ridges need validation rows."

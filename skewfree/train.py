@@ -137,6 +137,7 @@ def _log_run_header(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> N
         dataset = from_pandas(raw, name=str(cfg.data.get("name") or "data"), targets=cfg.data.target, source=source)
     mlflow.log_input(dataset, context="training")
 
+# %% ../nbs/15_train.ipynb #0010
 def study_storage(cfg:DictConfig, tracking:str) -> str:
     "`cv.storage`, else a sqlite `optuna.db` beside a sqlite MLflow store, else in the project root."
     if cfg.cv.get("storage"): return str(cfg.cv.storage)
@@ -156,6 +157,7 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
         if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking), source)
         return _train_holdout(cfg, raw, source)
 
+# %% ../nbs/15_train.ipynb #0012
 log = logging.getLogger(__name__)
 
 def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
@@ -168,6 +170,7 @@ def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
     rows = Positions(raw, Preprocessor.from_config(cfg.data, roles=[], history_length=1))
     return rows.latest(cap) if cfg.cv.get("rows_from") == "end" else rows.rows(0, cap)  # each series' newest rows, or its first
 
+# %% ../nbs/15_train.ipynb #0014
 TRAINING_REPAIR_SHARE = 0.25  # `data.training_repair_share` unless the config says: at most this share of a series' values may be made up
 
 def _repair_share(cfg:DictConfig) -> float:
@@ -192,6 +195,7 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
                            pre.missing, pre.gaps, report)
     return report
 
+# %% ../nbs/15_train.ipynb #0016
 def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
     "Rows beyond each series' `used`, which the split neither fits nor scores: logged (`unused_rows.json`, metric `unused_rows`) and told."
     unused = {sid: n - used for sid, n in positions.lengths.items() if n > used}
@@ -223,6 +227,7 @@ def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, prot
     return {"profile": str(cfg.get("profile_name", "full")), "data": str(cfg.data.get("name") or "data"), "series": series,
             "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol}
 
+# %% ../nbs/15_train.ipynb #0018
 def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str) -> None:
     "Warn of series left out of MASE for want of a scale (`evaluate.score`), what `metric` is then over, and the metric that counts them."
     if unscaled:
@@ -277,7 +282,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
-# %% ../nbs/15_train.ipynb #0010
+# %% ../nbs/15_train.ipynb #0020
 def history_figure(trials:pd.DataFrame, title:str):
     "Optuna optimisation history: every completed trial's loss and the best so far."
     fig, (ax,) = _figure()
