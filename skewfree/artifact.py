@@ -197,6 +197,7 @@ def _param_refusal(spec:ParamSpec, value:Any) -> str:
     must = f"a list of {noun}s" if spec.shape else f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
     return f"param '{spec.name}' must be {must}, got {shown(value, 80)}"
 
+# %% ../nbs/14_artifact.ipynb #0012
 class SkewfreeModel(PythonModel):
     "MLflow pyfunc model: checks, hydrates and self-tests the `Forecaster`, then forecasts raw rows — whole, or stage by stage."
     def load_context(self, context):
@@ -292,7 +293,7 @@ class SkewfreeModel(PythonModel):
                 "policies": {"missing": f.preprocessor.missing, "gaps": f.preprocessor.gaps},
                 "monitored": [feature.state() for feature in f.monitored]}
 
-# %% ../nbs/14_artifact.ipynb #0012
+# %% ../nbs/14_artifact.ipynb #0014
 def input_example(forecaster:Forecaster,
                   raw:pd.DataFrame, # raw rows in time order within each series, as `evaluate.Positions` gives them
                  ) -> pd.DataFrame:
@@ -343,6 +344,7 @@ _MISSING = re.compile(r"Model is missing inputs \[(.*?)\]")
 _PARAM = re.compile(r"(?:Failed to validate type and shape for|\bparam) '([^']+)'")
 _REFUSED_PARAM = re.compile(r"Invalid parameters found: param '[^']+' (.*)", re.S)  # `validate`'s own words
 
+# %% ../nbs/14_artifact.ipynb #0016
 def mlflow_reason(e:MlflowException) -> str:
     "MLflow's schema-enforcement message without its echo of the whole input frame, and with the column it names."
     message = e.message
@@ -375,7 +377,7 @@ def _requirements() -> list[str]:
     # a local version (`2.13.0+cpu`, a wheel built for one machine) is served by no package index: the public version is
     return [f"{dist}=={v.split('+')[0]}" for dist, v in filter(None, found)]
 
-# %% ../nbs/14_artifact.ipynb #0015
+# %% ../nbs/14_artifact.ipynb #0019
 RECALIBRATED_FROM = "recalibrated_from"  # a version's tag: the NAME/VERSION whose model it recalibrated (`skewfree recalibrate`)
 
 def register(model_uri:str, name:str, scores:dict[str, float]|None=None,

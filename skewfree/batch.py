@@ -183,6 +183,7 @@ class BatchResult:
     policy: str = ""  # the preprocessor's repair settings, as the repairs are told
     seconds: dict[str, float] = field(default_factory=dict)  # where the time went, where it is known (Ray: its start, the forecasting stage)
 
+# %% ../nbs/23_batch.ipynb #0014
 def _policy(model:Any) -> str:
     policies = model.unwrap_python_model().describe()["policies"]
     return f"data.missing={policies['missing']}, data.gaps={policies['gaps']}"
@@ -263,7 +264,7 @@ def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], params:dict[str, 
         result.repairs.update(forecast.attrs.get("repairs", {}))
         bar.update(len(chunk))
 
-# %% ../nbs/23_batch.ipynb #0014
+# %% ../nbs/23_batch.ipynb #0016
 def series_ranges(path:Path, id_col:str|None, rows:int) -> list[tuple[int, int]]|None:
     "Row ranges [start, stop) of a Parquet file, about `rows` rows each and cut where a series ends, if each series' rows lie together; else None."
     import pyarrow as pa
@@ -293,6 +294,7 @@ def read_rows(path:Path, start:int, stop:int) -> pd.DataFrame:
     frame.index = pd.RangeIndex(start, stop)
     return frame
 
+# %% ../nbs/23_batch.ipynb #0018
 class RayForecasts:
     "A Ray Data actor: one hydrated artifact; each batch — whole series, given as rows or as a row range of `source` — forecast in one call."
     def __init__(self, model_uri:str, store:str, params:dict[str, Any], output:str, source:str|None=None):
@@ -320,6 +322,7 @@ class RayForecasts:
         (folder := self.output/kind).mkdir(parents=True, exist_ok=True)
         (folder/f"{uuid.uuid4().hex}.json").write_text(json.dumps(what))
 
+# %% ../nbs/23_batch.ipynb #0020
 def _refuse_unread_columns(source:Path, kind:str, columns:Sequence[str]) -> None:
     "Name a column the model reads that the input lacks, or one its header names twice, or a file that cannot be read, before any actor starts."
     files = [source] if source.is_file() else sorted(source.rglob("*.parquet"))

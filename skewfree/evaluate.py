@@ -79,6 +79,7 @@ class Positions:
         "The last `n` rows of every series (all of a shorter one), in the caller's columns."
         return self._ordered[self._from_end < n].drop(columns=["_order", "_id"])
 
+# %% ../nbs/12_evaluate.ipynb #0007
 def holdout_rows(split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows`: counts of rows, or shares in (0, 1) of each
                  lengths:dict[str, int], # rows per series
                 ) -> tuple[int, int, int]:
@@ -134,7 +135,7 @@ def refit_rows(df:pd.DataFrame, # raw long rows
     rows, (train, val, _) = split_positions(df, split, forecaster)
     return rows.rows(0, train + val)
 
-# %% ../nbs/12_evaluate.ipynb #0007
+# %% ../nbs/12_evaluate.ipynb #0009
 def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray) -> ScaledForecast:
     "A window's model output as serving makes it at its origin `times[0]`: from series `k`'s raw rows before it (and the plan after it)."
     pre, origin, horizon = forecaster.preprocessor, times[0], len(times)
@@ -208,7 +209,7 @@ def backtest(forecaster:Forecaster, # fitted
         out[f"{column}_std"] = yardstick.standardise_target(out[column].to_numpy(), scaled, at)
     return out
 
-# %% ../nbs/12_evaluate.ipynb #0009
+# %% ../nbs/12_evaluate.ipynb #0011
 def _pinball(actual:np.ndarray, quantile_forecasts:dict[float, np.ndarray]) -> np.ndarray:
     "Pinball loss per point, averaged over the quantiles."
     losses = [np.maximum(q * (actual - f), (q - 1) * (actual - f)) for q, f in quantile_forecasts.items()]
@@ -270,7 +271,7 @@ def score(table:pd.DataFrame, # from `backtest`
         scores |= _interval_scores(actual, bands)
     return scores | counts
 
-# %% ../nbs/12_evaluate.ipynb #0011
+# %% ../nbs/12_evaluate.ipynb #0013
 def evaluate(forecaster:Forecaster, # fitted
              test:pd.DataFrame, # raw test rows with look-back context, from `temporal_split`
              stride:int=1, # rows between forecast origins
@@ -294,7 +295,7 @@ def scored_backtest(forecaster:Forecaster, test:pd.DataFrame, stride:int=1, *, h
     scales = mase_scales(forecaster.preprocessor, insample, season) if insample is not None else None
     return score(table, forecaster.quantiles, scales), table
 
-# %% ../nbs/12_evaluate.ipynb #0015
+# %% ../nbs/12_evaluate.ipynb #0017
 def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
                      rows:pd.DataFrame, # the training and validation rows
                      stride:int|None=None, # rows between forecast origins; default the model's horizon (windows side by side)
@@ -304,7 +305,7 @@ def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
     except InputError: return None
     return Feature.numeric("forecast", table.forecast_std.to_numpy()) if len(table) else None
 
-# %% ../nbs/12_evaluate.ipynb #0018
+# %% ../nbs/12_evaluate.ipynb #0020
 def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
               held_out:pd.DataFrame, # raw rows it did not fit, with look-back context (the validation rows of `temporal_split`)
               latest:int|None=None, # only each series' latest that many windows (see `recalibrate`); None: every window
@@ -341,7 +342,7 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
         raise
     return forecaster
 
-# %% ../nbs/12_evaluate.ipynb #0025
+# %% ../nbs/12_evaluate.ipynb #0027
 RECALIBRATION_WINDOWS = 1440  # bench/recalibration.py's choice on its selection slice: the latest 1440 windows (two months of hours), weekly
 
 def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd.DataFrame:

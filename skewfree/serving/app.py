@@ -52,6 +52,7 @@ def _error(status:int, field:str|None, reason:str, series:str|None=None, row:Any
     error = {"field": field, "series": series, "row": row, "reason": reason}
     return JSONResponse(status_code=status, content={"error": {k: writable(v) for k, v in error.items()}})
 
+# %% ../../nbs/21_serving_app.ipynb #0008
 class _TooLarge(Exception): pass
 
 async def _buffered(receive):
@@ -123,6 +124,7 @@ class Guard:
         self.metrics.requests.labels(route, str(status[0])).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
+# %% ../../nbs/21_serving_app.ipynb #0010
 @dataclass
 class Metrics:
     "Prometheus metrics of one app: its traffic (requests, latency, requests in flight, errors by kind), the repairs, the monitor's gauges."
@@ -144,7 +146,7 @@ class Metrics:
         self.drifting = Gauge("skewfree_drifting", "1 where a feature is drifting, 0 where it is ok or collecting", ["feature"], registry=self.registry)
         self.window = Gauge("skewfree_monitor_window_requests", "requests in the live monitor's window", registry=self.registry)
 
-# %% ../../nbs/21_serving_app.ipynb #0007
+# %% ../../nbs/21_serving_app.ipynb #0011
 class Repairs:
     "Prometheus counters of the policies' repairs in served histories, as the window last tallied them."
     def __init__(self): self.totals: dict[str, int] = {}
@@ -157,7 +159,7 @@ class Repairs:
         inserted.add_metric([], self.totals.get("reindexed_rows", 0))
         yield from (filled, inserted)
 
-# %% ../../nbs/21_serving_app.ipynb #0009
+# %% ../../nbs/21_serving_app.ipynb #0013
 Family = tuple[str, str, str, str, list[tuple[str, dict[str, str], float]]]  # name, help, type, unit, samples: a metric as plain data
 
 class Traffic:
@@ -188,7 +190,7 @@ def added_up(snapshots:Iterable[list[Family]]) -> list[Family]:
     return [(name, doc, kind, unit, [(sample, dict(labels), value) for (sample, labels), value in total.items()])
             for name, doc, kind, unit, total in families.values()]
 
-# %% ../../nbs/21_serving_app.ipynb #0012
+# %% ../../nbs/21_serving_app.ipynb #0016
 class Window:
     "The live monitor's window of requests, of the artifact served now (a reload — a new artifact key — starts a new one), and the repairs tallied."
     def __init__(self, config:MonitorConfig):
@@ -244,7 +246,7 @@ class Watch:
             self.metrics.drifting.labels(name).set(float(f["state"] == "drifting"))
         return report
 
-# %% ../../nbs/21_serving_app.ipynb #0013
+# %% ../../nbs/21_serving_app.ipynb #0017
 def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / loaded model for a `LocalBackend`  # noqa: PLR0915
                max_body_bytes:int=10_000_000, # larger request bodies get a 413
                admin_token:str|None=None, # enables `POST /admin/reload` for callers presenting it
@@ -407,7 +409,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
 
     return app
 
-# %% ../../nbs/21_serving_app.ipynb #0015
+# %% ../../nbs/21_serving_app.ipynb #0019
 def guarded_http(header_timeout:float=10, # seconds from a connection (or the last answer) to a request's last header
                  body_timeout:float=30, # seconds from the headers to the body's last byte
                  max_connections:int=1000, # open connections beyond this are closed at once

@@ -188,6 +188,7 @@ class _Worker:
         self.process.join(timeout=5)
         if self.process.is_alive(): self.process.terminate()
 
+# %% ../../nbs/20_serving_workers.ipynb #0012
 class _Retired(Exception): pass
 
 @contextmanager
@@ -300,7 +301,7 @@ class WorkerPool:
         "Stop the worker processes."
         for w in self.workers: w.stop()
 
-# %% ../../nbs/20_serving_workers.ipynb #0011
+# %% ../../nbs/20_serving_workers.ipynb #0013
 class ProcessBackend:
     "The artifact in `workers` processes; each request goes to the next free one; hot reload by swapping whole pools."
     def __init__(self, uri:str, workers:int, torch_threads:int=1, wait:float=60, limits:Limits|None=None):
