@@ -5,8 +5,10 @@
 # %% ../nbs/11_forecaster.ipynb #0002
 from __future__ import annotations
 
+import inspect
 import json
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -151,7 +153,8 @@ class _Waiting:
 class SharedCalls:
     "A model called by many threads: one call at a time, the batches that waited for it combined into one call per horizon."
     def __init__(self, call:Callable[[SeriesBatch, int], Any]): # the model's output for a batch and a horizon, one row per series
-        self.call = call
+        # a method is held weakly: the forecaster whose calls these are is freed when it is dropped, not at the next cycle collection
+        self._call = weakref.WeakMethod(call) if inspect.ismethod(call) else lambda: call
         self.made = 0  # model calls made, whatever the number of callers: how well they were combined
         self._lock = threading.Lock()  # held for each model call
         self._waiting: list[_Waiting] = []  # callers of `one` queued behind the model
@@ -159,8 +162,10 @@ class SharedCalls:
 
     def _split(self, batches:Sequence[SeriesBatch], horizon:int) -> list[Any]:
         "One model call for all the series of `batches`; each batch gets its own slice of the output back. The caller holds the lock."
+        batch, call = SeriesBatch.concat(batches), self._call()
+        if call is None: raise RuntimeError("the model these calls were made for is gone")
         self.made += 1
-        scaled, start, out = self.call(SeriesBatch.concat(batches), horizon), 0, []
+        scaled, start, out = call(batch, horizon), 0, []
         for b in batches:
             out.append(scaled[start:start + len(b.ids)]); start += len(b.ids)
         return out

@@ -27,7 +27,7 @@ __all__ = ['MODELS', 'TRAINERS', 'TRAINING_LOG', 'COVARIATE_ROLES', 'QUIET_TRAIN
            'build_seasonal_naive', 'capabilities', 'BuiltModel', 'data_roles', 'build_model', 'predict_options',
            'drop_training_callbacks', 'load_model', 'Windows', 'window_rows', 'gathered', 'LinearKernel',
            'register_kernel', 'nlinear_kernel', 'checked_kernel', 'windows_from_darts', 'WindowMoments',
-           'window_moments', 'ridge_solutions', 'last_inputs', 'solve_members', 'fit_least_squares',
+           'window_moments', 'ridge_solutions', 'last_inputs', 'solve_members', 'look_back_rows', 'fit_least_squares',
            'least_squares_training']
 
 # %% ../nbs/10_models.ipynb #0005
@@ -45,6 +45,8 @@ class Training:
     fit: Callable[..., Any]|None = None
     # the fitted `model`'s learning curve, one dict per epoch or boosting round (`train_loss`, `val_loss`): the run's loss picture
     learning_curve: Callable[[Any], list[dict[str, float]]] = lambda model: []
+    # refuses, when the model is built and before any data is read, what the family cannot train `model` with
+    check: Callable[[Any], None] = lambda model: None
 
 def _lookback(model) -> int:
     "Rows of history a darts model needs to forecast: its oldest lag of the target, the past covariates or the future covariates."
@@ -358,6 +360,7 @@ def build_model(cfg:DictConfig) -> BuiltModel:
     for role in roles:
         if role not in entry.uses or not can[f"{role}_covariates"]:
             raise InputError("model.covariates", f"model {entry.name!r} cannot use {role} covariates: remove {role!r} from model.covariates")
+    training.check(model)
     return BuiltModel(model, entry, training, entry.history_length(model), entry.max_horizon(model, hyperparameters), roles)
 
 # %% ../nbs/10_models.ipynb #0017
@@ -651,6 +654,19 @@ def solve_members(kernel:LinearKernel, batch:SeriesBatch, look_backs:Sequence[in
         ridges.append(ridge); scores.append(score)
     return weight / len(look_backs), bias / len(look_backs), ridges, scores
 
+def look_back_rows(look_backs:Sequence[int]|None, member_ridges:Sequence[float]|None, input_chunk_length:int) -> list[int]:
+    "The members' look-backs (`input_chunk_length` alone where none are given), checked against the model and the ridges given for them."
+    rows = [int(r) for r in look_backs] if look_backs else [int(input_chunk_length)]
+    if len(set(rows)) < len(rows):  # a repeat would weigh one member twice, and pair the ridges given with the wrong members
+        raise InputError("trainer.least_squares.look_backs", f"{rows} names a look-back more than once: give each once")
+    if max(rows) > input_chunk_length:
+        raise InputError("trainer.least_squares.look_backs", f"{max(rows)} rows is more than the model's input_chunk_length, "
+                         f"{input_chunk_length}: raise model.hyperparameters.input_chunk_length to {max(rows)}")
+    if member_ridges is not None and len(member_ridges) != len(rows):
+        raise InputError("trainer.least_squares.member_ridges", f"gives {len(member_ridges)} ridges for the look-backs {rows}: one each, in that "
+                         "order (a refit writes them under model.trainer.member_ridges)")
+    return rows
+
 def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:SeriesBatch|None=None, *,
                       look_backs:Sequence[int]|None=None, # several: the mean of the NLinears reading that many rows (None: input_chunk_length)
                       member_ridges:Sequence[float]|None=None, # each look-back's ridge, in the order of `look_backs` (None: chosen on `val`)
@@ -665,15 +681,7 @@ def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:Seri
         model.fit(*batch.subset(np.arange(min(8, batch.n_series))).to_darts()[:2])
     kernel = nlinear_kernel(model)
     if kernel is None: raise InputError("model", "least squares fits a point NLinear only (no likelihood, encoders, output shift or static covariates)")
-    rows = [int(r) for r in look_backs] if look_backs else [kernel.input_chunk_length]
-    if len(set(rows)) < len(rows):  # a repeat would weigh one member twice, and pair the ridges given with the wrong members
-        raise InputError("trainer.least_squares.look_backs", f"{rows} names a look-back more than once: give each once")
-    if max(rows) > kernel.input_chunk_length:
-        raise InputError("trainer.least_squares.look_backs", f"{max(rows)} rows is more than the model's input_chunk_length, "
-                         f"{kernel.input_chunk_length}: raise model.hyperparameters.input_chunk_length to {max(rows)}")
-    if member_ridges is not None and len(member_ridges) != len(rows):
-        raise InputError("trainer.least_squares.member_ridges", f"gives {len(member_ridges)} ridges for the look-backs {rows}: one each, in that "
-                         "order (a refit writes them under model.trainer.member_ridges)")
+    rows = look_back_rows(look_backs, member_ridges, kernel.input_chunk_length)
     candidates = [[float(r)] for r in member_ridges] if member_ridges is not None else [list(ridges)] * len(rows)
     weight, bias, picked, scores = solve_members(kernel, batch, rows, candidates, val)
     chosen: dict[str, Any] = {"ridge": picked[0]} if len(rows) == 1 else {"look_backs": rows, "member_ridges": picked}
@@ -701,10 +709,13 @@ def least_squares_training(trainer:DictConfig, seed:int) -> Training:
     def fit(model, batch:SeriesBatch, val:SeriesBatch|None=None) -> None:
         chosen.update(fit_least_squares(model, ridges, batch, val, look_backs=look_backs, member_ridges=member_ridges))
 
+    def check(model) -> None:  # before any data: the look-backs fit the model's window, one ridge each where ridges are given
+        look_back_rows(look_backs, member_ridges, int(model.input_chunk_length))
+
     def refit_recipe(model) -> dict[str, Any]:  # each ridge as chosen: the refit needs no validation rows
         return {"model.trainer.ridges": [chosen["ridge"]]} if "ridge" in chosen else {"model.trainer.member_ridges": chosen["member_ridges"]}
     return Training({"n_epochs": 0, "random_state": int(seed), "pl_trainer_kwargs": dict(QUIET_TRAINER)}, {},
-                    needs_validation=len(ridges) > 1 and member_ridges is None, refit_recipe=refit_recipe, fit=fit)
+                    needs_validation=len(ridges) > 1 and member_ridges is None, refit_recipe=refit_recipe, fit=fit, check=check)
 
 def _listed(trainer:DictConfig, key:str, kind:type, least:float) -> list|None:
     "`trainer.least_squares.<key>`: null, or a non-empty list of `kind` numbers >= `least`, or an `InputError` naming it."

@@ -82,12 +82,14 @@ def with_params(cfg:DictConfig|dict, params:dict[str, Any]) -> DictConfig:
     return out
 
 def _largest_history(cfg:DictConfig, space:dict[str, dict[str, Any]]) -> tuple[int, int]:
-    "The longest look-back and output any point of the search space builds (each key at its largest value)."
+    "The longest look-back and output of the search space, each key built at every choice (or both bounds); a value it cannot build, refused by key."
     built = [build_model(cfg)]
     for key, dist in space.items():
-        values = dist["choices"] if dist["type"] == "categorical" else [dist["high"]]
-        numeric = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-        if numeric: built.append(build_model(with_params(cfg, {key: max(numeric)})))
+        for value in dist["choices"] if dist["type"] == "categorical" else [dist["low"], dist["high"]]:
+            try: built.append(build_model(with_params(cfg, {key: value})))
+            except InputError as e:  # refused now, not trial after trial
+                raise InputError(f"search.{key}", f"at {value!r} model {cfg.model.name!r} cannot be built, so every trial that draws it "
+                                 f"would fail: {e}") from None
     return max(b.history_length for b in built), max(b.max_horizon for b in built)
 
 def plan_folds(cfg:DictConfig, lengths:dict[str, int]) -> Plan:
