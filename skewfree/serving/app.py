@@ -9,10 +9,12 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -37,7 +39,10 @@ from .workers import Backend, LocalBackend, ProcessBackend, writable
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Family', 'Guard', 'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'create_app', 'guarded_http']
+__all__ = ['log', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'Guard', 'Metrics', 'Repairs',
+           'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error', 'bad_input', 'unavailable', 'too_slow',
+           'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus', 'drift', 'predict', 'invocations',
+           'reload', 'lifespan', 'create_app', 'guarded_http']
 
 # %% ../../nbs/21_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -70,13 +75,11 @@ async def _buffered(receive):
 
 class Guard:
     "ASGI middleware: the body size limit (413), request metrics, and a JSON 500 for bugs — plain ASGI, no per-request task."
-    def __init__(self, app, metrics:Metrics, max_body_bytes:int):
-        self.app, self.metrics, self.limit = app, metrics, max_body_bytes
-        self.paths: set[str]|None = None  # the app's routes, read on the first request (they are all declared by then)
+    def __init__(self, app, metrics:Metrics, max_body_bytes:int, paths:Iterable[str]=()): # paths: the app's routes
+        self.app, self.metrics, self.limit, self.paths = app, metrics, max_body_bytes, set(paths)
 
     def _route(self, scope) -> str:
         "The metrics label of a request: its route, or one label for every path no route has (no label per made-up path)."
-        if self.paths is None: self.paths = {getattr(r, "path", "") for r in scope["app"].routes} if "app" in scope else set()
         return scope["path"] if scope["path"] in self.paths else "unmatched"
 
     async def __call__(self, scope, receive, send):
@@ -246,8 +249,162 @@ class Watch:
             self.metrics.drifting.labels(name).set(float(f["state"] == "drifting"))
         return report
 
-# %% ../../nbs/21_serving_app.ipynb #0017
-def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / loaded model for a `LocalBackend`  # noqa: PLR0915
+# %% ../../nbs/21_serving_app.ipynb #0018
+def _metrics(request:Request) -> Metrics: return request.app.state.metrics
+
+async def invalid(request:Request, exc:RequestValidationError) -> JSONResponse:
+    "A body the typed request refuses: 422, the field as a dotted path, and the series where the body names it."
+    first = exc.errors()[0]
+    _metrics(request).errors.labels("input").inc()
+    where = "body" if first["type"] == "json_invalid" else ".".join(str(p) for p in first["loc"][1:]) or "body"  # not a character offset
+    return _error(422, where, first["msg"], _series_at(exc.body, first["loc"]))
+
+async def http_error(request:Request, exc:StarletteHTTPException) -> JSONResponse:
+    "Unknown route, wrong method, a body that is not text: the same error body as every other refusal."
+    if isinstance(exc.__cause__, ClientDisconnect): raise exc.__cause__  # FastAPI's 400 for a body it never got: the guard counts it
+    _metrics(request).errors.labels("http").inc()
+    response = _error(exc.status_code, "body" if exc.status_code == 400 else None, str(exc.detail))
+    if exc.headers: response.headers.update(exc.headers)  # e.g. Allow on a 405
+    return response
+
+async def bad_input(request:Request, exc:InputError) -> JSONResponse:
+    "The pipeline's refusal: 422 (400 for a malformed request, 413 over a limit), naming field, series, row and reason."
+    _metrics(request).errors.labels("input").inc()
+    status = 400 if isinstance(exc, BadRequest) else 413 if isinstance(exc, OverLimit) else 422
+    return _error(status, exc.field, exc.reason, exc.series, None if exc.row is None else str(exc.row))
+
+async def unavailable(request:Request, exc:Unavailable) -> JSONResponse:
+    "No model worker free in time, or none alive: 503."
+    _metrics(request).errors.labels("unavailable").inc()
+    return _error(503, None, str(exc))
+
+async def too_slow(request:Request, exc:DeadlineExceeded) -> JSONResponse:
+    "A forecast past `request_timeout`: 504, naming the setting."
+    _metrics(request).errors.labels("deadline").inc()
+    return _error(504, None, str(exc))
+
+async def refused_by_schema(request:Request, exc:MlflowException) -> JSONResponse:
+    "A body or parameter MLflow's schema refuses: 400 with MLflow's reason."
+    _metrics(request).errors.labels("schema").inc()
+    return _error(400, mlflow_field(exc) or "input", mlflow_reason(exc))
+
+# looked up along each exception's classes: a `RefusedInput` (an InputError and an MlflowException) is the pipeline's refusal
+ERROR_HANDLERS = {RequestValidationError: invalid, StarletteHTTPException: http_error, InputError: bad_input, Unavailable: unavailable,
+                  DeadlineExceeded: too_slow, MlflowException: refused_by_schema}
+
+# %% ../../nbs/21_serving_app.ipynb #0020
+status_routes = APIRouter()
+
+@status_routes.get("/health")
+async def health() -> dict[str, str]:
+    "Alive."
+    return {"status": "ok"}
+
+@status_routes.get("/ready", responses={503: {"description": "no model worker can take a request now (they are being restarted)"}})
+async def ready(request:Request) -> Any:
+    "Ready: the artifact is hydrated, passed its self-check, and a model worker can take a request now."
+    backend = request.app.state.backend
+    info = await backend.info()
+    live = getattr(backend, "live_workers", None)  # worker processes can all be dead while a new pool starts; threads cannot
+    if live is not None and (n := live()) == 0:
+        return JSONResponse({"status": "not ready", "reason": f"no live model worker (0 of {info.get('workers')}): a new pool is starting",
+                             "model_version": info["model_version"], "key": info["key"]}, status_code=503)
+    return {"status": "ready", "model_version": info["model_version"], "key": info["key"]} | ({"live_workers": n} if live is not None else {})
+
+@status_routes.get("/metadata")
+async def metadata(request:Request) -> dict[str, Any]:
+    "Which model is served, its training scores, its input schema."
+    return await request.app.state.backend.info()
+
+@status_routes.get("/metrics", response_class=PlainTextResponse)  # Prometheus' text format, as the OpenAPI says
+async def prometheus(request:Request) -> Response:
+    "Prometheus metrics: requests, latency, requests in flight, errors by kind, values repaired by column, the monitor's gauges."
+    state = request.app.state
+    await state.watch.report(await state.backend.info())
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+@status_routes.get("/monitor")
+async def drift(request:Request) -> dict[str, Any]:
+    "The live monitor: its window, and per feature the comparator, the statistic, the threshold and the state (collecting, ok, drifting)."
+    state = request.app.state
+    return await state.watch.report(await state.backend.info())
+
+# %% ../../nbs/21_serving_app.ipynb #0022
+forecast_routes = APIRouter()
+
+@forecast_routes.post("/predict", response_model=PredictResponse, responses=error_answers(400, 413, 422, 503, 504))
+async def predict(request:PredictRequest, raw:Request) -> PredictResponse:
+    "Typed forecast request; the answer says which model made it and where the time went."
+    if may_repeat_a_key(body := await raw.body(), typed_keys(request)): refuse_duplicate_keys(body)  # JSON kept only the last
+    if b"\\u" in body and (path := lone_surrogate_at(request.model_dump())) is not None:
+        series = request.series[path[1]].id if len(path) > 1 and path[0] == "series" else None
+        raise InputError(".".join(map(str, path)), NOT_UNICODE, series if series and is_unicode(series) else None)
+    state = raw.app.state
+    answer, _ = await state.backend.predict(request, Deadline.after(state.request_timeout))
+    state.watch.add(await state.backend.info(), answer._notes)
+    return answer
+
+@forecast_routes.post("/invocations", openapi_extra={"requestBody": INVOCATION_BODY}, responses={
+    200: {"description": "`predictions`: one row per series and step, in original units; `repairs`: what was repaired",
+          "content": {"application/json": {"schema": {"type": "object", "required": ["predictions"], "properties": {
+              "predictions": {"type": "array", "items": {"type": "object"}}, "repairs": {"type": "object"}}}}}},
+    **error_answers(400, 413, 422, 503, 504)})
+async def invocations(request:Request) -> Response:
+    "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`; or `text/csv` rows, as `mlflow models serve` takes them."
+    state, body = request.app.state, await request.body()
+    started, deadline = time.perf_counter(), Deadline.after(state.request_timeout)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv":
+        # parsed in a thread: a large CSV must not hold the event loop, which every other request needs
+        body = await asyncio.to_thread(csv_as_split, body, (await state.backend.info())["input_schema"])
+    answer, stages, notes = await state.backend.invocations(body, deadline)
+    state.watch.add(await state.backend.info(), notes)
+    # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's;
+    # and its stages: `work`, timed in the thread or worker process that did it (the backend's time beyond it is the
+    # hand-off there and back); Ray's stages as the feature replica spent them, the model's hand-off included
+    timing = ", ".join(f"{name};dur={ms:.3f}" for name, ms in {"backend": ms_since(started), **stages}.items())
+    headers = {"Server-Timing": timing}
+    if notes["repaired"]: headers["Skewfree-Repaired"] = ", ".join(f"{what}={n}" for what, n in sorted(notes["repaired"].items()))
+    return Response(content=answer, media_type="application/json", headers=headers)
+
+# %% ../../nbs/21_serving_app.ipynb #0024
+admin_routes = APIRouter()
+
+@admin_routes.post("/admin/reload", responses=error_answers(401, 409))
+async def reload(request:Request) -> JSONResponse:
+    "Hydrate and self-check what the model URI points at now, then swap it in atomically."
+    state = request.app.state
+    # compared in constant time: how long a wrong guess takes says nothing about how much of it was right
+    if not hmac.compare_digest(request.headers.get("authorization", "").encode(), f"Bearer {state.admin_token}".encode()):
+        return _error(401, "authorization", "a valid admin token is required")
+    try: swapped, why = await state.backend.reload()
+    except Exception as e:  # the new version failed to hydrate or its checks: the old one serves on, and the caller is told why
+        log.warning("skewfree: reload refused: %s: %s", type(e).__name__, e)
+        state.metrics.errors.labels("reload").inc()
+        current = await state.backend.info()
+        return _error(409, "model_uri", f"still serving {current['key']}: the model URI's version was refused: {type(e).__name__}: {e}")
+    return JSONResponse({"reloaded": swapped, "detail": why})
+
+# %% ../../nbs/21_serving_app.ipynb #0026
+async def _poll(backend:Backend, every:float) -> None:
+    "Reload what the model URI points at every `every` seconds; a broken new version leaves the served one serving."
+    while True:
+        await asyncio.sleep(every)
+        try: await backend.reload()
+        except Exception:  # a broken new version must not take the served one down
+            log.exception("skewfree: reload failed; still serving the previous model")
+
+@asynccontextmanager
+async def lifespan(app:FastAPI) -> AsyncIterator[None]:
+    "The server's life: the monitor's window started and the model URI polled (`reload_interval`); at the end, the poll and the workers stopped."
+    state = app.state
+    state.watch.window.start()
+    poller = asyncio.create_task(_poll(state.backend, state.reload_interval)) if state.reload_interval else None
+    try: yield
+    finally:
+        if poller is not None: poller.cancel()
+        if isinstance(state.backend, ProcessBackend): state.backend.close()
+
+def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / loaded model for a `LocalBackend`
                max_body_bytes:int=10_000_000, # larger request bodies get a 413
                admin_token:str|None=None, # enables `POST /admin/reload` for callers presenting it
                reload_interval:float|None=None, # poll the model URI every this many seconds and hot-reload on change
@@ -263,153 +420,22 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     if isinstance(backend, str) and workers > 0: backend = ProcessBackend(backend, workers, wait=worker_wait, limits=limits)
     elif isinstance(backend, str | PyFuncModel): backend = LocalBackend(backend, threads, limits)
     metrics = Metrics()
-    # one window per server; a backend whose replicas answer apart (Ray) brings the window they share
-    watch = Watch(monitor or MonitorConfig(), metrics, getattr(backend, "window", None))
     # the docs pages from files inside the package (fastapi-offline): FastAPI's own load Swagger UI from a CDN, a blank page offline
     app = FastAPIOffline(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.",
-                         responses=error_answers(413))  # the guard refuses an oversized body on any route
-    app.state.backend = backend
-
-    app.add_middleware(Guard, metrics=metrics, max_body_bytes=max_body_bytes)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        metrics.errors.labels("input").inc()
-        where = "body" if first["type"] == "json_invalid" else ".".join(str(p) for p in first["loc"][1:]) or "body"  # not a character offset
-        return _error(422, where, first["msg"], _series_at(exc.body, first["loc"]))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        "Unknown route, wrong method, a body that is not text: the same error body as every other refusal."
-        if isinstance(exc.__cause__, ClientDisconnect): raise exc.__cause__  # FastAPI's 400 for a body it never got: the guard counts it
-        metrics.errors.labels("http").inc()
-        response = _error(exc.status_code, "body" if exc.status_code == 400 else None, str(exc.detail))
-        if exc.headers: response.headers.update(exc.headers)  # e.g. Allow on a 405
-        return response
-
-    @app.exception_handler(InputError)
-    async def bad_input(request: Request, exc: InputError) -> JSONResponse:
-        metrics.errors.labels("input").inc()
-        status = 400 if isinstance(exc, BadRequest) else 413 if isinstance(exc, OverLimit) else 422
-        return _error(status, exc.field, exc.reason, exc.series, None if exc.row is None else str(exc.row))
-
-    @app.exception_handler(Unavailable)
-    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
-        metrics.errors.labels("unavailable").inc()
-        return _error(503, None, str(exc))
-
-    @app.exception_handler(DeadlineExceeded)
-    async def too_slow(request: Request, exc: DeadlineExceeded) -> JSONResponse:
-        metrics.errors.labels("deadline").inc()
-        return _error(504, None, str(exc))
-
-    @app.exception_handler(MlflowException)
-    async def refused_by_schema(request: Request, exc: MlflowException) -> JSONResponse:
-        metrics.errors.labels("schema").inc()
-        return _error(400, mlflow_field(exc) or "input", mlflow_reason(exc))
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        "Alive."
-        return {"status": "ok"}
-
-    @app.get("/ready", responses={503: {"description": "no model worker can take a request now (they are being restarted)"}})
-    async def ready() -> Any:
-        "Ready: the artifact is hydrated, passed its self-check, and a model worker can take a request now."
-        info = await backend.info()
-        live = getattr(backend, "live_workers", None)  # worker processes can all be dead while a new pool starts; threads cannot
-        if live is not None and (n := live()) == 0:
-            return JSONResponse({"status": "not ready", "reason": f"no live model worker (0 of {info.get('workers')}): a new pool is starting",
-                                 "model_version": info["model_version"], "key": info["key"]}, status_code=503)
-        return {"status": "ready", "model_version": info["model_version"], "key": info["key"]} | ({"live_workers": n} if live is not None else {})
-
-    @app.get("/metadata")
-    async def metadata() -> dict[str, Any]:
-        "Which model is served, its training scores, its input schema."
-        return await backend.info()
-
-    @app.get("/metrics", response_class=PlainTextResponse)  # Prometheus' text format, as the OpenAPI says
-    async def prometheus() -> Response:
-        "Prometheus metrics: requests, latency, requests in flight, errors by kind, values repaired by column, the monitor's gauges."
-        await watch.report(await backend.info())
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/monitor")
-    async def drift() -> dict[str, Any]:
-        "The live monitor: its window, and per feature the comparator, the statistic, the threshold and the state (collecting, ok, drifting)."
-        return await watch.report(await backend.info())
-
-    @app.post("/predict", response_model=PredictResponse, responses=error_answers(400, 413, 422, 503, 504))
-    async def predict(request: PredictRequest, raw: Request) -> PredictResponse:
-        "Typed forecast request; the answer says which model made it and where the time went."
-        if may_repeat_a_key(body := await raw.body(), typed_keys(request)): refuse_duplicate_keys(body)  # JSON kept only the last
-        if b"\\u" in body and (path := lone_surrogate_at(request.model_dump())) is not None:
-            series = request.series[path[1]].id if len(path) > 1 and path[0] == "series" else None
-            raise InputError(".".join(map(str, path)), NOT_UNICODE, series if series and is_unicode(series) else None)
-        answer, _ = await backend.predict(request, Deadline.after(request_timeout))
-        watch.add(await backend.info(), answer._notes)
-        return answer
-
-    @app.post("/invocations", openapi_extra={"requestBody": INVOCATION_BODY}, responses={
-        200: {"description": "`predictions`: one row per series and step, in original units; `repairs`: what was repaired",
-              "content": {"application/json": {"schema": {"type": "object", "required": ["predictions"], "properties": {
-                  "predictions": {"type": "array", "items": {"type": "object"}}, "repairs": {"type": "object"}}}}}},
-        **error_answers(400, 413, 422, 503, 504)})
-    async def invocations(request: Request) -> Response:
-        "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`; or `text/csv` rows, as `mlflow models serve` takes them."
-        body = await request.body()
-        started, deadline = time.perf_counter(), Deadline.after(request_timeout)
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv":
-            # parsed in a thread: a large CSV must not hold the event loop, which every other request needs
-            body = await asyncio.to_thread(csv_as_split, body, (await backend.info())["input_schema"])
-        answer, stages, notes = await backend.invocations(body, deadline)
-        watch.add(await backend.info(), notes)
-        # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's;
-        # and its stages: `work`, timed in the thread or worker process that did it (the backend's time beyond it is the
-        # hand-off there and back); Ray's stages as the feature replica spent them, the model's hand-off included
-        timing = ", ".join(f"{name};dur={ms:.3f}" for name, ms in {"backend": ms_since(started), **stages}.items())
-        headers = {"Server-Timing": timing}
-        if notes["repaired"]: headers["Skewfree-Repaired"] = ", ".join(f"{what}={n}" for what, n in sorted(notes["repaired"].items()))
-        return Response(content=answer, media_type="application/json", headers=headers)
-
-    if admin_token:
-        @app.post("/admin/reload", responses=error_answers(401, 409))
-        async def reload(request: Request) -> JSONResponse:
-            "Hydrate and self-check what the model URI points at now, then swap it in atomically."
-            # compared in constant time: how long a wrong guess takes says nothing about how much of it was right
-            if not hmac.compare_digest(request.headers.get("authorization", "").encode(), f"Bearer {admin_token}".encode()):
-                return _error(401, "authorization", "a valid admin token is required")
-            try: swapped, why = await backend.reload()
-            except Exception as e:  # the new version failed to hydrate or its checks: the old one serves on, and the caller is told why
-                log.warning("skewfree: reload refused: %s: %s", type(e).__name__, e)
-                metrics.errors.labels("reload").inc()
-                current = await backend.info()
-                return _error(409, "model_uri", f"still serving {current['key']}: the model URI's version was refused: {type(e).__name__}: {e}")
-            return JSONResponse({"reloaded": swapped, "detail": why})
-
-    @app.on_event("startup")
-    async def start_watch() -> None:
-        watch.window.start()
-
-    @app.on_event("shutdown")
-    async def stop_workers() -> None:
-        if isinstance(backend, ProcessBackend): backend.close()
-
-    if reload_interval:
-        @app.on_event("startup")
-        async def poll() -> None:
-            async def loop():
-                while True:
-                    await asyncio.sleep(reload_interval)
-                    try: await backend.reload()
-                    except Exception:  # a broken new version must not take the served one down
-                        log.exception("skewfree: reload failed; still serving the previous model")
-            app.state.poller = asyncio.create_task(loop())
-
+                         responses=error_answers(413),  # the guard refuses an oversized body on any route
+                         exception_handlers=ERROR_HANDLERS, lifespan=lifespan)
+    app.state.backend, app.state.metrics = backend, metrics
+    # one window per server; a backend whose replicas answer apart (Ray) brings the window they share
+    app.state.watch = Watch(monitor or MonitorConfig(), metrics, getattr(backend, "window", None))
+    app.state.request_timeout, app.state.admin_token, app.state.reload_interval = request_timeout, admin_token, reload_interval
+    routers = [status_routes, forecast_routes, *([admin_routes] if admin_token else [])]
+    for router in routers: app.include_router(router)
+    # the metrics' route labels: every declared path, the docs' and the routers', and one label for any other
+    paths = {getattr(r, "path", "") for r in [*app.routes, *(r for router in routers for r in router.routes)]}
+    app.add_middleware(Guard, metrics=metrics, max_body_bytes=max_body_bytes, paths=paths)
     return app
 
-# %% ../../nbs/21_serving_app.ipynb #0019
+# %% ../../nbs/21_serving_app.ipynb #0028
 def guarded_http(header_timeout:float=10, # seconds from a connection (or the last answer) to a request's last header
                  body_timeout:float=30, # seconds from the headers to the body's last byte
                  max_connections:int=1000, # open connections beyond this are closed at once
