@@ -131,6 +131,19 @@ def test_text_csv_is_taken_as_mlflow_takes_it_on_both_backends(srv, history, tra
         assert refused.status_code == 400 and refused.json()["error"]["field"] == "body", refused.text
 
 
+def test_mlflows_instances_and_inputs_are_answered_as_the_split_on_both_backends(srv, history, trained):
+    # MLflow's scoring server takes `instances` and `inputs` (records, or one list per column) for a model of named columns too
+    records = history.astype({"date": str}).to_dict("records")
+    columns = {c: [r[c] for r in records] for c in history.columns}
+    as_split = post(srv, exact_json_body(history, 3)).json()["predictions"]
+    for body in ({"instances": records}, {"inputs": records}, {"inputs": columns}, {"instances": columns}):
+        answer = post(srv, json.dumps(body | {"params": {"horizon": 3}}))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == as_split
+    refused = post(srv, json.dumps({"inputs": [1, 2], "params": {"horizon": 3}}))
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "inputs.0", refused.text
+
+
 def test_the_openapi_states_every_body_and_answer_on_both_backends(srv):
     spec = httpx.get(f"{srv.url}/openapi.json", timeout=60).json()
     invocations = spec["paths"]["/invocations"]["post"]

@@ -25,7 +25,7 @@ from .contract import BadRequest
 # %% auto #0
 __all__ = ['INVOCATION_BODY', 'NOT_UNICODE', 'predictions_json', 'request_body', 'split_by_columns', 'refuse_duplicate_keys',
            'may_repeat_a_key', 'lone_surrogate_at', 'is_unicode', 'refuse_loose_rows', 'csv_as_split',
-           'parse_invocation', 'Parsed', 'naive_times']
+           'parse_invocation', 'as_frame', 'Parsed', 'naive_times']
 
 # %% ../../nbs/18_serving_codec.ipynb #0006
 _COLUMNS = {"type": "array", "items": {"type": "string"}}
@@ -302,7 +302,13 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
         return Parsed(naive_times(frame, schema, timezone), params, True)
     refuse_duplicate_keys(body)  # records and instances repeat their column names in every row: only a full read tells
     refuse_loose_rows(request, schema, id_col)
-    return Parsed(naive_times(infer_and_parse_data(request, schema), schema, timezone), params, False)
+    return Parsed(naive_times(as_frame(infer_and_parse_data(request, schema), schema), schema, timezone), params, False)
+
+def as_frame(parsed:Any, schema:Schema) -> pd.DataFrame:
+    "MLflow's parse of a request as a DataFrame: `instances` and `inputs` parse to columns (or a record) that its schema check frames."
+    if isinstance(parsed, pd.DataFrame): return parsed
+    from mlflow.models.utils import _enforce_schema  # what `pyfunc.predict` does with them under `mlflow models serve`
+    return _enforce_schema(parsed, schema)
 
 class Parsed(NamedTuple):
     "A parsed request: its rows, its params, and whether the rows were read column by column into the schema's own types."
