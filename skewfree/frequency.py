@@ -258,7 +258,36 @@ class Frequency:
         "Learn each series' frequency from its training rows: one frequency for the panel, up to where a calendar is anchored."
         self.freq_ = self.learn(panel)
         self._refuse_mixed(panel)
+        self.phase_: np.ndarray|None = self.phases(panel, self.freq_)
         return self
+
+    @staticmethod
+    def phases(panel:Panel, freqs:np.ndarray) -> np.ndarray:
+        "(series,) where each fixed-step series' steps fall: nanoseconds past a whole number of steps since 1970 (-1: a calendar's, anchored)."
+        out, has = np.full(panel.n_series, -1, np.int64), panel.lengths > 0
+        first = np.zeros(panel.n_series, np.int64)
+        first[has] = nanoseconds(panel.times[panel.indptr[:-1][has]])
+        for clock, series in _by_frequency(freqs):
+            if clock.step is not None: out[series & has] = first[series & has] % clock.step
+        return out
+
+    def refuse_other_phase(self, panel:Panel, freqs:np.ndarray, at:np.ndarray) -> None:
+        "Refuse a series whose fixed steps fall at other times than those it was fitted on (a new series: than any fitted series')."
+        if (fitted := getattr(self, "phase_", None)) is None: return  # a state written before the phase was learnt
+        now = self.phases(panel, freqs)
+        known = at >= 0
+        expected = np.where(known, fitted[np.maximum(at, 0)], -1)
+        off = (now >= 0) & np.where(known, now != expected, ~np.isin(now, fitted[fitted >= 0]))
+        if not off.any(): return
+        k = int(np.argmax(off))
+        if expected[k] < 0:  # a new series: the steps most fitted series take
+            phases, counts = np.unique(fitted[fitted >= 0], return_counts=True)
+            expected[k] = phases[np.argmax(counts)]
+        step, first = int(clock_of(str(freqs[k])).step or 0), int(nanoseconds(panel.times[panel.indptr[k]:panel.indptr[k] + 1])[0])
+        on = pd.Timestamp(first - (first - int(expected[k])) % step)  # the fitted step just before it
+        raise InputError(self.time_col, f"timestamp {pd.Timestamp(first)} is off the grid this model learnt: its {str(freqs[k])!r} steps fall at "
+                                        f"{on}, {on + pd.Timedelta(step)}, … (a zone-aware time is read in the model's zone first)",
+                         str(panel.ids[k]), panel.labels[panel.indptr[k]])
 
     def _refuse_mixed(self, panel:Panel) -> None:
         "Refuse series on another frequency than most: a stray row off the common grid by its time, else the series, by name."
@@ -358,11 +387,13 @@ class Frequency:
         return OnGrid(Panel(panel.ids, indptr, times, values, panel.columns, labels, statics), given, size - panel.lengths)
 
     def state(self) -> dict[str, Any]:
-        "The fitted frequencies, in the order of the preprocessor's series."
-        return {"freq": [str(f) for f in self.freq_]}
+        "The fitted frequencies, and where their fixed steps fall, in the order of the preprocessor's series."
+        phase = getattr(self, "phase_", None)
+        return {"freq": [str(f) for f in self.freq_]} | ({} if phase is None else {"phase": phase.tolist()})
 
     def load(self, state:dict[str, Any]) -> Frequency:
         self.freq_ = np.array(state["freq"], dtype=object)
+        self.phase_ = np.array(state["phase"], dtype=np.int64) if "phase" in state else None  # none before 2026-12-06: not checked
         return self
 
 # %% ../nbs/04_frequency.ipynb #0019

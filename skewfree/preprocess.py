@@ -416,6 +416,7 @@ class Preprocessor:
             freqs[new] = self.spacing.of_new(newcomers)  # the model's: `grid` refuses rows of another frequency, and bounds the gaps
             self._refuse_empty_columns(newcomers)
             stats[new], fallback[new] = self.scaling.learn(newcomers), self.repairs.learn(newcomers)
+        self.spacing.refuse_other_phase(panel, freqs, at)  # daily rows at noon to a model of midnights: other data, not forecast at noon
         return freqs, stats, fallback
 
     def _refuse_unknown(self, ids:np.ndarray) -> np.ndarray:
