@@ -34,16 +34,38 @@ ROWS_FROM = ("start", "end")
 
 class Positions:
     "Raw rows ordered in time per series, sliced by row position — the same positions in every series, from its first row or its newest."
-    def __init__(self, df:pd.DataFrame, pre:Preprocessor):
-        pre.panel(df)  # validates columns and timestamps before any row is assigned to a side
+    def __init__(self, df:pd.DataFrame, pre:Preprocessor,
+                 on_grid:bool=True, # where gaps are reindexed, count steps of each series' grid (False: rows, as given)
+                ):
+        panel = pre.panel(df)  # validates columns and timestamps before any row is assigned to a side
         rows = Rows(*series_codes(df, pre.id_col), df.index)
         order = parse_times(df[pre.time_col], pre.time_col, rows, pre.timezone)  # the panel's reading: naive, in the model's zone
         self._ordered = df.assign(_order=order, _id=rows.ids[rows.codes]).sort_values(["_id", "_order"], kind="stable")
+        sizes = self._ordered.groupby("_id").size()
         self._position = self._ordered.groupby("_id").cumcount().to_numpy()
-        self.lengths: dict[str, int] = {str(k): int(v) for k, v in self._ordered.groupby("_id").size().items()}
-        sizes = np.array(list(self.lengths.values()))
-        self._from_end = np.repeat(sizes, sizes) - 1 - self._position  # series in id order, as sorted
+        if on_grid and pre.gaps == "reindex": self._position = self._on_grid(panel, pre, sizes.to_numpy())
+        last = self._position[np.cumsum(sizes.to_numpy()) - 1]  # each series' last position, in id order as sorted
+        self.lengths: dict[str, int] = {str(k): int(v) + 1 for k, v in zip(sizes.index, last)}
+        self._from_end = np.repeat(last, sizes.to_numpy()) - self._position
         self.rows_from = "start"
+
+    def _on_grid(self, panel:Panel, pre:Preprocessor, sizes:np.ndarray) -> np.ndarray:
+        "Each row's step on its series' grid: where gaps are reindexed, a missing step is a row the split counts (rows if any is off the grid)."
+        # so a series with a missing day is cut on the same dates as one without: the split counts what the model will read
+        try: freqs = pre.spacing.learn(panel)
+        except InputError: return self._position  # no frequency: `fit` refuses the series, by name
+        freq_of = dict(zip(map(str, panel.ids), freqs))
+        series = np.repeat(np.arange(len(sizes)), sizes)
+        freqs = np.array([freq_of[str(sid)] for sid in self._ordered["_id"].to_numpy()[np.cumsum(sizes) - sizes]], dtype=object)
+        times = self._ordered["_order"].to_numpy("datetime64[ns]")
+        anchors = times[np.cumsum(sizes) - sizes]
+        position = self._position.copy()
+        for freq in pd.unique(freqs):
+            mask = (freqs == freq)[series]
+            steps, on = clock_of(str(freq)).positions(times[mask], anchors[series[mask]])
+            if not on.all(): return self._position  # a row off the grid: `fit` refuses it, by its time
+            position[mask] = steps
+        return position
 
     def counted_from(self, rows_from:str|None, used:int) -> Positions:
         "These rows with each series' `used` rows at positions `[0, used)`: its first (`start` or None, the paper's borders) or its newest (`end`)."
@@ -388,7 +410,7 @@ def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor ar
         raise InputError("windows", f"level {min(spec.quantiles, key=lambda q: min(q, 1 - q))} needs at least {fewest} windows of each series")
     pre, steps = forecaster.preprocessor, forecaster.history_length + (int(windows) - 1) * spec.stride + forecaster.max_horizon
     # a series' last n rows span at least n steps of its grid (a gap only adds steps): enough for the windows, whatever is missing
-    positions = Positions(recent, pre)
+    positions = Positions(recent, pre, on_grid=False)
     try: return calibrate(forecaster, positions.latest(steps), latest=int(windows))
     except UnservableWindow as e:  # its look-back lies in a gap serving would not fill: say where it ends, and how many windows fit after it
         freq = pre.frequency_of(str(e.series))

@@ -69,9 +69,11 @@ def test_missing_values_and_gaps_are_repaired_told_and_never_scored(store, tmp_p
     # seasonal naive repeats the data's own season (`season_length: null`): a week of days, as MASE's, not 24 days
     assert (run.data.params["model.hyperparameters.season_length"], run.data.params["mase_season"]) == ("7", "7")
     assert result.forecaster.history_length == 7
-    # the split takes each series' first 1000 rows (smoke: 600 + 200 + 200): the rows after them are said, not dropped unseen
-    assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/unused_rows.json") == {"north": 100, "south": 99}
-    assert run.data.metrics["unused_rows"] == 199
+    # the split takes each series' newest 1000 days (smoke: 600 + 200 + 200), a missing day counted as the step it is, so both
+    # stores are cut on the same dates: the days before them are said, not dropped unseen
+    assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/unused_rows.json") == {"north": 100, "south": 100}
+    assert run.data.metrics["unused_rows"] == 200
+    assert run.data.tags.get("skewfree.split_overlap") is None  # the stores end together: no overlap to warn of
     # the smoke profile's data.max_rows (1000) keeps each series' first 1000 rows in time, as it does of the embedded data
     capped = mlflow.get_run(train(compose_config(overrides)).run_id)
     assert capped.data.metrics["unused_rows"] == 0 and capped.data.params["split.train_rows"] == "600"
