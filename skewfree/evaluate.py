@@ -123,7 +123,10 @@ def split_positions(df:pd.DataFrame, # raw long rows
     rows = Positions(df, forecaster.preprocessor)
     tr, va, te = holdout_rows(split, rows.lengths)
     if va < forecaster.max_horizon or te < forecaster.max_horizon:
-        raise InputError("cv", f"val_rows and test_rows must each be at least the horizon {forecaster.max_horizon}, got {va} and {te}")
+        shares = all(isinstance(split[k], float) for k in ("train_rows", "val_rows", "test_rows"))  # of the shortest series: name it
+        shortest = min(rows.lengths, key=rows.lengths.__getitem__) if shares else None
+        why = f" (shares of {rows.lengths[shortest]} rows, as many as its shortest series has: leave it out, or give counts of rows)" if shortest else ""
+        raise InputError("cv", f"val_rows and test_rows must each be at least the horizon {forecaster.max_horizon}, got {va} and {te}{why}", shortest)
     for sid, length in rows.lengths.items():
         if length < tr + va + te:
             raise InputError("cv", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {length}", sid)
