@@ -37,11 +37,11 @@ from .panel import SINGLE_SERIES
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'RECALIBRATED_FROM',
-           'tracking_uri', 'reachable', 'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests',
-           'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput', 'Columns',
-           'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution',
-           'register', 'promote']
+__all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'YARDSTICK',
+           'RECALIBRATED_FROM', 'tracking_uri', 'reachable', 'setup_tracking', 'ArtifactCheckError', 'sample_series',
+           'golden_requests', 'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput',
+           'Columns', 'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field',
+           'distribution', 'register', 'promote']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -378,6 +378,7 @@ def _requirements() -> list[str]:
     return [f"{dist}=={v.split('+')[0]}" for dist, v in filter(None, found)]
 
 # %% ../nbs/14_artifact.ipynb #0019
+YARDSTICK = "yardstick"  # in `scored_on`: the digest of the rows the scales of its `*_std` and MASE scores were learnt from
 RECALIBRATED_FROM = "recalibrated_from"  # a version's tag: the NAME/VERSION whose model it recalibrated (`skewfree recalibrate`)
 
 def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
@@ -415,7 +416,14 @@ def _refuse_incomparable(challenger, champion, metric:str) -> None:
                                           f"cannot be compared with version {(champion if role == 'challenger' else challenger).version}'s: "
                                           "move the alias yourself if you know they are comparable")
     new, old = json.loads(challenger.tags["scored_on"]), json.loads(champion.tags["scored_on"])
-    if differ := sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k)):
+    scaled = "_std" in metric or "mase" in metric  # measured on each series' own scale, learnt from the training rows
+    if scaled and YARDSTICK in new and YARDSTICK in old and new[YARDSTICK] != old[YARDSTICK]:
+        raise InputError("metric", f"challenger version {challenger.version} and champion version {champion.version} learnt their series' "
+                                   f"scales from different rows ({YARDSTICK}: {shown(new[YARDSTICK])} vs {shown(old[YARDSTICK])}), and {metric} is measured "
+                                   "on those scales, so it cannot compare them: name a score in the data's own units (e.g. test_mae, "
+                                   "test_rmse), or move the alias yourself")
+    # versions registered before the yardstick was recorded are compared as they were
+    if differ := sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k) and k != YARDSTICK):
         what = "; ".join(f"{k}: {shown(new.get(k))} vs {shown(old.get(k))}" for k in differ)
         raise InputError("scored_on", f"challenger version {challenger.version} and champion version {champion.version} were scored on "
                                       f"different rows or settings ({what}), so their {metric} cannot be compared: train both the same way "

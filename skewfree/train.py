@@ -23,7 +23,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 import skewfree
-from .artifact import distribution, input_example, log_forecaster, register, setup_tracking
+from .artifact import YARDSTICK, distribution, input_example, log_forecaster, register, setup_tracking
 from .config import resolved
 from .core import InputError, checked_number, interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
@@ -218,14 +218,20 @@ def log_overlap(positions:Positions, spans:Sequence[tuple[int, int]]) -> str|Non
             return why
     return None
 
-def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, protocol:dict[str, Any]) -> dict[str, Any]:
-    "What a version's scores were measured on (rows `[start, end)` of each series): profile, data, span, digest, protocol, for `promote`."
+def _digest(rows:pd.DataFrame) -> str:
+    "The raw rows, all their columns (the same whichever model reads which of them), hashed."
+    return hashlib.sha256(pd.util.hash_pandas_object(rows[sorted(rows.columns)], index=False).to_numpy().tobytes()).hexdigest()[:16]
+
+def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, protocol:dict[str, Any], *,
+                   learnt:tuple[int, int], # the rows `[a, b)` each series' scale (of `*_std` scores, and MASE's) was learnt from
+                  ) -> dict[str, Any]:
+    "What a version's scores were measured on (rows `[start, end)` of each series): profile, data, span, digest, protocol, yardstick, for `promote`."
     scored, (first, last) = positions.rows(start, end), positions.span(start, end)
-    columns = sorted(scored.columns)  # the raw rows, all their columns: the same whichever model reads which of them
-    digest = hashlib.sha256(pd.util.hash_pandas_object(scored[columns], index=False).to_numpy().tobytes()).hexdigest()[:16]
+    digest = _digest(scored)
     series = int(scored[cfg.data.id_col].nunique()) if cfg.data.get("id_col") else 1
     return {"profile": str(cfg.get("profile_name", "full")), "data": str(cfg.data.get("name") or "data"), "series": series,
-            "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol}
+            "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol,
+            YARDSTICK: _digest(positions.rows(*learnt))}
 
 # %% ../nbs/15_train.ipynb #0018
 def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str) -> None:
@@ -254,10 +260,10 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         started = time.perf_counter()
         calibrate(forecaster.fit(train_rows, val_rows), val_rows)  # the intervals, on the rows the model did not fit
         log_learning_curve(forecaster.learning_curve, cfg.model.name)
-        insample = train_rows
+        insample, insample_end = train_rows, tr  # the rows the scales of the scores are learnt from
         if cfg.cv.get("refit"):  # the model that ships also learns from the validation rows, as long as early stopping chose on them
             mlflow.log_params({f"refit.{k}": v for k, v in forecaster.refit_overrides().items()})
-            insample = positions.rows(0, tr + va)
+            insample, insample_end = positions.rows(0, tr + va), tr + va
             forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
@@ -278,7 +284,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
         scored_on = scoring_record(cfg, positions, tr + va, tr + va + te, {
             "cv": "holdout", "train_rows": tr, "val_rows": va, "test_rows": te, "eval_stride": int(cfg.cv.eval_stride),
-            "horizon": forecaster.max_horizon, "season": season})
+            "horizon": forecaster.max_horizon, "season": season}, learnt=(0, insample_end))
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
@@ -365,6 +371,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         _say_unscaled(max(int(f.scores.get("mase_unscaled_series", 0)) for f in result.folds), season, "cv_mase", result.summary.get("cv_mase", np.nan),
                       "fold_mase_unscaled_series")
         scored_on = scoring_record(cfg, rows, min(f.origin for f in plan.outer), plan.rows, {
-            "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season})
+            "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season},
+            learnt=(min(f.train_start for f in plan.outer), max(f.train_end for f in plan.outer)))
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)

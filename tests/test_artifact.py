@@ -426,6 +426,13 @@ def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and
     refused = promote()
     assert refused.returncode == 2 and f"champion version {better} has no 'cv_mse_std' score" in refused.stderr, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr
+    # the same test rows, the scales learnt from other training rows (one value a thousand times too large inflates its series'
+    # scale and shrinks its scaled errors): a scaled score compares nothing; the refusal names the scores that can
+    assert "yardstick" in scored_on
+    rescaled = version({"test_mse_std": 0.01}, "test_mse_std", scored_on | {"yardstick": "0" * 16})
+    other_scale = promote()
+    assert other_scale.returncode == 2 and f"challenger version {rescaled} and champion version {better} learnt their series' scales from " \
+        "different rows" in other_scale.stderr and "test_mae" in other_scale.stderr, other_scale.stdout + other_scale.stderr
     with pytest.raises(InputError, match="test_mse_std: is nan: the model's forecasts are not finite numbers, so it is not registered"):
         version({"test_mse_std": float("nan")}, "test_mse_std")
     # one registered by other means (MLflow's own client) with a score that ranks nothing: refused, not "kept" as if compared
