@@ -25,7 +25,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 
 from .artifact import Columns
 from .core import InputError
-from .data import each_column_once
+from .data import column_names, comma_separated, csv_reading
 from .panel import numbers_not_times
 from .serving.codec import naive_times
 
@@ -49,12 +49,12 @@ def stream_rows(path:Path, field:str="--input", rows:int=BATCH_ROWS, text:Sequen
     "The rows of a CSV or Parquet file, about `rows` at a time, indexed by their position in the file (so errors name file rows)."
     kind, start = file_kind(path, field), 0
     try:
-        each_column_once(path, field)
+        names = column_names(path, field)
         if kind == "parquet":
             import pyarrow.parquet as pq
             chunks: Iterator[pd.DataFrame] = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=rows))
         # a CSV's types are guessed chunk by chunk: the `text` columns (ids) are read as written, so '001' stays '001' in every chunk
-        else: chunks = iter(pd.read_csv(path, chunksize=rows, dtype={c: str for c in text}))
+        else: chunks = (comma_separated(c, path, field) for c in pd.read_csv(path, chunksize=rows, **csv_reading(names, text)))
         for chunk in chunks:
             chunk.index = pd.RangeIndex(start, start + len(chunk)); start += len(chunk)
             yield chunk
@@ -327,7 +327,7 @@ def _refuse_unread_columns(source:Path, kind:str, columns:Sequence[str]) -> None
     "Name a column the model reads that the input lacks, or one its header names twice, or a file that cannot be read, before any actor starts."
     files = [source] if source.is_file() else sorted(source.rglob("*.parquet"))
     try:
-        for file in files: each_column_once(file, "--input")
+        for file in files: column_names(file, "--input")
         if kind == "parquet":
             import pyarrow.dataset as arrow_dataset
             names = arrow_dataset.dataset(str(source), format="parquet").schema.names

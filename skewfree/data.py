@@ -17,7 +17,8 @@ import skewfree
 from .core import InputError, checked_number
 
 # %% auto #0
-__all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'ett_panel', 'each_column_once', 'read_table', 'load_data']
+__all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'ett_panel', 'column_names', 'csv_reading', 'read_table',
+           'comma_separated', 'load_data']
 
 # %% ../nbs/01_data.ipynb #0005
 DATA_DIR = Path(skewfree.__file__).parent/"data"
@@ -56,8 +57,8 @@ def ett_panel(n:int, # series
     return pd.DataFrame({"series_id": np.repeat(ids, rows), "date": dates[at].ravel(), "OT": values.ravel()})
 
 # %% ../nbs/01_data.ipynb #0013
-def each_column_once(path:Path, field:str) -> None:
-    "Nothing when every column of the file's header has its own name; else an `InputError`: pandas would rename a repeat (`OT.1`) unseen."
+def column_names(path:Path, field:str) -> list[str]:
+    "The file's column names as written, each its own; else an `InputError`: pandas would rename a repeat (`OT.1`) unseen."
     if path.name.lower().endswith((".parquet", ".pq")):
         import pyarrow.parquet as pq
         names = [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
@@ -65,6 +66,14 @@ def each_column_once(path:Path, field:str) -> None:
         names = [str(n) for n in pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0]]
     if twice := [n for i, n in enumerate(names) if n in names[:i]]:
         raise InputError(field, f"column {twice[0]!r} is named more than once in {path}'s header: give each column its own name")
+    return names
+
+def csv_reading(names:Sequence[str], text:Sequence[str]) -> dict[str, Any]:
+    "`pd.read_csv` options: the `text` columns (ids) as written, missing only where empty; the others' missing values as pandas reads them."
+    from pandas._libs.parsers import STR_NA_VALUES  # 'NA', 'NULL', 'n/a', …: pandas' own list
+    # an id 'NA' (Namibia, North America) or 'None' is an id: pandas' list would read it as missing, and the series refused
+    return {"dtype": {c: str for c in text}, "keep_default_na": False,
+            "na_values": {n: [""] if n in text else sorted(STR_NA_VALUES) for n in names}}
 
 def read_table(path:str|Path, field:str="data.path",
                text:Sequence[str]=(), # a CSV's columns read as text, as written: the series id
@@ -77,15 +86,15 @@ def read_table(path:str|Path, field:str="data.path",
         raise InputError(field, f"unsupported file type {''.join(path.suffixes) or path.name!r}: use .csv, .csv.gz or .parquet")
     # empty, truncated, not in that format, unreadable: all of them a ValueError (pandas, pyarrow) or an OSError
     try:
-        each_column_once(path, field)
-        if not name.endswith((".parquet", ".pq")): return _comma_separated(pd.read_csv(path, dtype={c: str for c in text}), path, field)
+        names = column_names(path, field)
+        if not name.endswith((".parquet", ".pq")): return comma_separated(pd.read_csv(path, **csv_reading(names, text)), path, field)
         import pyarrow.parquet as pq
         table = pq.read_table(path)
         return table.cast(pa.schema([_plain(f) for f in table.schema])).to_pandas()  # Parquet's own types otherwise: ids as they were typed
     except InputError: raise  # already said, by name
     except (ValueError, OSError) as e: raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
 
-def _comma_separated(frame:pd.DataFrame, path:Path, field:str) -> pd.DataFrame:
+def comma_separated(frame:pd.DataFrame, path:Path, field:str) -> pd.DataFrame:
     "`frame`, unless it is one column because the file separates its fields otherwise (`;` where a comma is the decimal mark)."
     header = str(frame.columns[0])
     if len(frame.columns) == 1 and (sep := next((s for s in (";", "\t", "|") if s in header), None)):

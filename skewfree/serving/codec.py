@@ -19,6 +19,7 @@ from mlflow.pyfunc.scoring_server import DF_SPLIT, INPUTS, INSTANCES, SUPPORTED_
 from mlflow.types import DataType, Schema
 
 from ..core import InputError, shown
+from ..data import csv_reading
 from ..panel import naive_in
 from .contract import BadRequest
 
@@ -260,7 +261,7 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]]) -> bytes:
     except csv.Error as e: raise BadRequest("body", f"not valid CSV: {e}") from None
     if twice := sorted({n for n in header if header.count(n) > 1}):
         raise BadRequest(twice[0], "named twice in the CSV header: only one of the two columns would be read")
-    try: frame = pd.read_csv(io.BytesIO(body), dtype=as_text)
+    try: frame = pd.read_csv(io.BytesIO(body), **csv_reading(header, list(as_text)))
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise BadRequest("body", f"not valid CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     for name in frame.columns:  # JSON carries no infinity: written as null, it would be taken for a missing value and filled
