@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mlflow
 import numpy as np
@@ -25,10 +25,11 @@ from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_i
 from .evaluate import RECALIBRATION_WINDOWS
 
 # %% auto #0
-__all__ = ['CHAMPION', 'INTERVAL_SCORES', 'Parser', 'parser', 'worker_count', 'known_model', 'load_known_model',
-           'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'output_path', 'quantile_levels', 'predict',
-           'ray_output', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'drift',
-           'registered_version', 'registration_source', 'recalibrate', 'main']
+__all__ = ['CHAMPION', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model', 'worker_count', 'known_model',
+           'load_known_model', 'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'output_path',
+           'quantile_levels', 'predict', 'ray_output', 'windows', 'ParityFailure', 'verify', 'same_model',
+           'column_difference', 'drift', 'registered_version', 'registration_source', 'recalibrate', 'promote_champion',
+           'compare', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -54,6 +55,10 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="skewfree", description="Forecasting without training-serving skew.")
     p.add_argument("--version", action="version", version=f"skewfree {skewfree.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    fit = sub.add_parser("train", help="measure, log and register a model from config, as nbs/train.ipynb does, in this process",
+                         description="The training notebook's run without the notebook: bad input is one line (status 2), not a cell's traceback.")
+    fit.add_argument("--model", default="nlinear", help="the model's config, params/model/<model>.yaml (default: nlinear)")
+    fit.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. profile=smoke data=file data.path=sales.csv data.target=units")
     serve = sub.add_parser("serve", help="serve a model over HTTP: FastAPI under uvicorn, or a Ray Serve application")
     serve.add_argument("--backend", choices=["fastapi", "ray"], default="fastapi",
                        help="fastapi: one server process, the model in worker processes; ray: a Ray Serve application")
@@ -110,6 +115,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/24_cli.ipynb #0010
+def train_model(args:argparse.Namespace) -> None:
+    "Train as `nbs/train.ipynb` does, its progress on stderr; the scores, then `MODEL_URI=…` on the last line of stdout."
+    import logging
+    from skewfree.config import compose_config
+    from skewfree.train import train
+    cfg = compose_config([f"model={args.model}", *args.overrides])
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("skewfree").setLevel(logging.INFO)
+    result = train(cfg, source="skewfree train")
+    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in result.metrics.items()}))
+    print(f"MODEL_URI={result.model_uri}")
+
+# %% ../nbs/24_cli.ipynb #0013
 def worker_count(value:Any) -> int:
     "`serve.workers` as a number of processes: `auto` is one per CPU this process may use."
     if value == "auto": return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -208,7 +226,7 @@ def admin_token(path:Path|None) -> str|None:
 class CommandFailed(Exception):
     "A command that could not do its job for a reason other than its input (a deployment that did not start)."
 
-# %% ../nbs/24_cli.ipynb #0013
+# %% ../nbs/24_cli.ipynb #0016
 _OUTPUT_TYPES = (".csv", ".parquet", ".pq")
 
 def output_path(path:Path) -> Path:
@@ -261,7 +279,7 @@ def ray_output(path:Path) -> Path:
     if path.exists() and (not path.is_dir() or any(path.iterdir())): raise InputError("--output", f"{path} exists and is not an empty folder")
     return path
 
-# %% ../nbs/24_cli.ipynb #0017
+# %% ../nbs/24_cli.ipynb #0020
 def windows(model, data:Path|None, per_series:int) -> tuple[list[pd.DataFrame], str]:
     "(raw requests, what they cover): the model's input example, or up to `per_series` windows per series, the latest first, cut in time order from a file."
     if per_series < 1: raise InputError("--windows", f"must be at least 1, got {per_series}")
@@ -343,7 +361,7 @@ def column_difference(served:pd.Series, batch:pd.Series) -> float:
     else: same = served.astype(str).to_numpy() == batch.astype(str).to_numpy()
     return 0.0 if same.all() else float("inf")
 
-# %% ../nbs/24_cli.ipynb #0021
+# %% ../nbs/24_cli.ipynb #0024
 def drift(args:argparse.Namespace) -> int:
     "`skewfree drift`: the file replayed as requests through one monitor whose window holds them all; 1 if a feature drifts."
     import json
@@ -381,7 +399,7 @@ def drift(args:argparse.Namespace) -> int:
         if replayed.repaired: print(f"repaired in the file's rows: {json.dumps(replayed.repaired)}")
     return 1 if report["drifting"] else 0
 
-# %% ../nbs/24_cli.ipynb #0023
+# %% ../nbs/24_cli.ipynb #0026
 INTERVAL_SCORES = ("coverage_", "width_", "quantile_loss")  # scores of the bands: a recalibrated model's are not its source's
 
 def registered_version(uri:str):
@@ -457,33 +475,36 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
         print(f"registered {args.register} version {version} ({', '.join(aliases)})")
     return info.model_uri
 
-# %% ../nbs/24_cli.ipynb #0027
+# %% ../nbs/24_cli.ipynb #0030
+def promote_champion(args:argparse.Namespace) -> None:
+    "Move `champion` to the challenger if its score is better by the margin (`registry.margin`, or `--margin`), and say why or why not."
+    from skewfree.artifact import promote
+    from skewfree.config import compose_config
+    cfg = compose_config()
+    margin = float(cfg.registry.margin) if args.margin is None else args.margin
+    if args.name is not None and not args.name.strip(): raise InputError("--name", "must name a registered model, got an empty name")
+    print(promote(args.name or cfg.mlflow.registered_model, args.metric, margin)[1])
+
+def compare(args:argparse.Namespace) -> int:
+    "`verify` as a command: what was compared and the largest difference; 1 where there is one."
+    worst, compared = verify(args.model_uri, args.url, args.data, args.windows)
+    print(f"compared {compared}")
+    print(f"largest difference between batch predict and {args.url}: {worst!r}")
+    return 0 if worst == 0.0 else 1
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "train": train_model, "serve": serve, "predict": predict, "verify": compare, "drift": drift, "recalibrate": recalibrate,
+    "promote": promote_champion}  # an int returned is the exit status; anything else, 0
+
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `skewfree` command: 0 done, 1 a difference found or a failure, 2 bad input (one line naming the field)."
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
     args = parser().parse_args(argv)
     mlflow.set_tracking_uri(tracking_uri())
-    status = 0
     try:
         reachable(tracking_uri())  # a server that is not there is named now, not after MLflow's minutes of retries
-        if args.command == "serve": serve(args)
-        elif args.command == "predict": predict(args)
-        elif args.command == "verify":
-            worst, compared = verify(args.model_uri, args.url, args.data, args.windows)
-            print(f"compared {compared}")
-            print(f"largest difference between batch predict and {args.url}: {worst!r}")
-            status = 0 if worst == 0.0 else 1
-        elif args.command == "drift": status = drift(args)
-        elif args.command == "recalibrate": recalibrate(args)
-        elif args.command == "promote":
-            from skewfree.artifact import promote
-            from skewfree.config import compose_config
-            cfg = compose_config()
-            margin = float(cfg.registry.margin) if args.margin is None else args.margin
-            if args.name is not None and not args.name.strip(): raise InputError("--name", "must name a registered model, got an empty name")
-            _, why = promote(args.name or cfg.mlflow.registered_model, args.metric, margin)
-            print(why)
+        outcome = COMMANDS[args.command](args)
     except InputError as e:
         print(f"skewfree {args.command}: {e}", file=sys.stderr)
         return 2
@@ -500,4 +521,4 @@ def main(argv:list[str]|None=None) -> int:
         print(f"skewfree {args.command}: stopped ({str(e) or 'interrupted'})", file=sys.stderr)
         signum = str(e).removeprefix("signal ")  # `interruptible` names the signal; a bare Ctrl+C is SIGINT's
         return 128 + (int(signum) if signum.isdigit() else 2)
-    return status
+    return outcome if isinstance(outcome, int) else 0

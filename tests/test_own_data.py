@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -39,6 +43,25 @@ def test_own_file_trains_through_config_alone(store, tmp_path, suffix):
     assert forecast.groupby("store").forecast.mean().between(30, 90).all()  # original units, not standardised
     assert (forecast["q0.05"] <= forecast["q0.1"]).all() and (forecast["q0.9"] <= forecast["q0.95"]).all()
     assert 0 < result.metrics["width_80_std"] < result.metrics["width_90_std"] and 0 <= result.metrics["coverage_80"] <= 1
+
+
+def test_skewfree_train_trains_a_csv_whose_store_is_called_NA_and_refuses_a_semicolon_file_in_one_line(store, tmp_path):
+    # the command a terminal or a scheduler runs: the notebook's run, its bad input one line; 'NA' (Namibia) is a store, not a missing id
+    path = tmp_path / "regions.csv"
+    sales().assign(store=lambda f: f.store.map({"north": "NA", "south": "EU"})).to_csv(path, index=False)
+    skewfree = [str(Path(sys.executable).parent / "skewfree"), "train", "--model", "seasonal_naive", "profile=smoke", "data=file",
+                "data.time_col=day", "data.target=units", "data.id_col=store", "mlflow.registered_model=own-regions"]
+    env = dict(os.environ, MLFLOW_TRACKING_URI=store)
+    done = subprocess.run([*skewfree, f"data.path={path}"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    uri = done.stdout.strip().splitlines()[-1].removeprefix("MODEL_URI=")
+    assert uri.startswith("models:/own-regions/")
+    assert sorted(mlflow.pyfunc.load_model(uri).unwrap_python_model().forecaster.preprocessor.series_) == ["EU", "NA"]
+    semicolons = tmp_path / "semicolons.csv"
+    semicolons.write_text(path.read_text().replace(",", ";"))
+    refused = subprocess.run([*skewfree, f"data.path={semicolons}"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("skewfree train: data.path: "), refused.stderr[-2000:]
+    assert "separated by ';'" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_own_file_missing_the_configured_target_names_it(store, tmp_path):
