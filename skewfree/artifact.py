@@ -254,7 +254,8 @@ class SkewfreeModel(PythonModel):
             for spec in specs.params:
                 if spec.name not in params: continue
                 try: params[spec.name] = ParamSpec.validate_param_spec(params[spec.name], spec)
-                except MlflowException: invalid.append(_param_refusal(spec, params[spec.name]))
+                # MLflow's own check fails with numpy's ValueError on a ragged or too deep list ([0.5, [0.5]]): refused as any other
+                except (MlflowException, ValueError, TypeError, RecursionError): invalid.append(_param_refusal(spec, params[spec.name]))
             # the field names the first; the reason names every other one too, so one answer tells the caller all to mend
             if invalid: raise MlflowException.invalid_parameter_value(
                 f"Invalid parameters found: {invalid[0]}" + (f" (also refused: {'; '.join(invalid[1:])})" if invalid[1:] else ""))

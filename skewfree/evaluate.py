@@ -45,7 +45,9 @@ class Positions:
         self._position = self._ordered.groupby("_id").cumcount().to_numpy()
         if on_grid and pre.gaps == "reindex": self._position = self._on_grid(panel, pre, sizes.to_numpy())
         last = self._position[np.cumsum(sizes.to_numpy()) - 1]  # each series' last position, in id order as sorted
-        self.lengths: dict[str, int] = {str(k): int(v) + 1 for k, v in zip(sizes.index, last)}
+        self.lengths: dict[str, int] = {str(k): int(v) + 1 for k, v in zip(sizes.index, last)}  # steps of its grid where gaps are reindexed
+        self.rows_of: dict[str, int] = {str(k): int(v) for k, v in sizes.items()}  # rows as given
+        self.time_col = pre.time_col
         self._from_end = np.repeat(last, sizes.to_numpy()) - self._position
         self.rows_from = "start"
 
@@ -96,6 +98,11 @@ class Positions:
         "Each series' time at `position` (a series without a row there left out), by series id."
         at = self._position == position
         return pd.Series(self._ordered["_order"].to_numpy()[at], index=self._ordered["_id"].to_numpy()[at])
+
+    def given(self, start:int, end:int) -> dict[str, int]:
+        "Each series' rows as given (not steps of its grid) at positions `[start, end)`."
+        counts = pd.Series(self._at(start, end)).groupby(self._ordered["_id"].to_numpy()).sum()
+        return {str(k): int(v) for k, v in counts.items()}
 
     def latest(self, n:int) -> pd.DataFrame:
         "The last `n` rows of every series (all of a shorter one), in the caller's columns."

@@ -263,12 +263,12 @@ class Frequency:
 
     @staticmethod
     def phases(panel:Panel, freqs:np.ndarray) -> np.ndarray:
-        "(series,) where each fixed-step series' steps fall: nanoseconds past a whole number of steps since 1970 (-1: a calendar's, anchored)."
+        "(series,) where each series' steps fall: nanoseconds past a whole number of its fixed steps since 1970, or a calendar's time of day."
         out, has = np.full(panel.n_series, -1, np.int64), panel.lengths > 0
         first = np.zeros(panel.n_series, np.int64)
         first[has] = nanoseconds(panel.times[panel.indptr[:-1][has]])
         for clock, series in _by_frequency(freqs):
-            if clock.step is not None: out[series & has] = first[series & has] % clock.step
+            out[series & has] = first[series & has] % (clock.step or DAY)  # a calendar keeps its first row's time of day
         return out
 
     def refuse_other_phase(self, panel:Panel, freqs:np.ndarray, at:np.ndarray) -> None:
@@ -283,11 +283,11 @@ class Frequency:
         if expected[k] < 0:  # a new series: the steps most fitted series take
             phases, counts = np.unique(fitted[fitted >= 0], return_counts=True)
             expected[k] = phases[np.argmax(counts)]
-        step, first = int(clock_of(str(freqs[k])).step or 0), int(nanoseconds(panel.times[panel.indptr[k]:panel.indptr[k] + 1])[0])
-        on = pd.Timestamp(first - (first - int(expected[k])) % step)  # the fitted step just before it
+        clock, first = clock_of(str(freqs[k])), int(nanoseconds(panel.times[panel.indptr[k]:panel.indptr[k] + 1])[0])
+        on = pd.Timestamp(first - (first - int(expected[k])) % (clock.step or DAY))  # the fitted step (or time of day) just before it
+        steps = f"{on}, {on + pd.Timedelta(clock.step)}, …" if clock.step else f"{on.time()} of their days ({on}, …)"
         raise InputError(self.time_col, f"timestamp {pd.Timestamp(first)} is off the grid this model learnt: its {str(freqs[k])!r} steps fall at "
-                                        f"{on}, {on + pd.Timedelta(step)}, … (a zone-aware time is read in the model's zone first)",
-                         str(panel.ids[k]), panel.labels[panel.indptr[k]])
+                                        f"{steps} (a zone-aware time is read in the model's zone first)", str(panel.ids[k]), panel.labels[panel.indptr[k]])
 
     def _refuse_mixed(self, panel:Panel) -> None:
         "Refuse series on another frequency than most: a stray row off the common grid by its time, else the series, by name."

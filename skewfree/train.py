@@ -5,6 +5,7 @@
 # %% ../nbs/15_train.ipynb #0002
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import subprocess
@@ -25,7 +26,7 @@ from omegaconf import DictConfig
 import skewfree
 from .artifact import YARDSTICK, distribution, input_example, log_forecaster, register, setup_tracking
 from .config import resolved
-from .core import InputError, checked_number, interruptible, project_root, stop_if_interrupted
+from .core import InputError, checked_number, deferred_stops, interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
 from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_frames, mase_season, scored_backtest,
                                seen_after_scored, split_positions)
@@ -36,9 +37,9 @@ from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds
 
 # %% auto #0
 __all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
-           'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'the_rows', 'log_repairs',
-           'log_unused_rows', 'log_overlap', 'scoring_record', 'history_figure', 'importance_figure', 'fold_figure',
-           'log_study', 'log_fold']
+           'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'the_rows',
+           'refuse_missing_steps', 'log_repairs', 'log_unused_rows', 'log_overlap', 'scoring_record', 'history_figure',
+           'importance_figure', 'fold_figure', 'log_study', 'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
 def _figure(width:float=7, height:float=3.5, ncols:int=1):
@@ -176,6 +177,15 @@ TRAINING_REPAIR_SHARE = 0.25  # `data.training_repair_share` unless the config s
 def _repair_share(cfg:DictConfig) -> float:
     return checked_number("data.training_repair_share", cfg.data.get("training_repair_share", TRAINING_REPAIR_SHARE), float, 0, 1)
 
+def refuse_missing_steps(positions:Positions, used:int, max_share:float=TRAINING_REPAIR_SHARE) -> None:
+    "Refuse, before any fit, a series whose `used` steps the split counts hold more missing steps than `max_share` (a stray row years away)."
+    given = positions.given(0, used)
+    for sid in positions.lengths:
+        if (missing := used - given.get(sid, 0)) > max_share * used:
+            raise InputError(positions.time_col, f"{missing} of the {used} steps of this series the run fits and scores have no row "
+                             f"({missing / used:.0%}; data.training_repair_share allows {max_share:.0%}): the gap policy would make them "
+                             "up; mend the data (a stray row far from the others?), or raise the share", sid)
+
 def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
                 max_share:float=TRAINING_REPAIR_SHARE, # beyond it in any series and column, training is refused
                ) -> dict[str, dict[str, int]]:
@@ -198,7 +208,8 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
 # %% ../nbs/15_train.ipynb #0016
 def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
     "Rows beyond each series' `used`, which the split neither fits nor scores: logged (`unused_rows.json`, metric `unused_rows`) and told."
-    unused = {sid: n - used for sid, n in positions.lengths.items() if n > used}
+    given = positions.given(0, used)
+    unused = {sid: n - given.get(sid, 0) for sid, n in positions.rows_of.items() if n > given.get(sid, 0)}  # rows, not steps
     mlflow.log_metric("unused_rows", sum(unused.values()))
     if unused:
         mlflow.log_dict(unused, "unused_rows.json")
@@ -223,7 +234,7 @@ def _digest(rows:pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(rows[sorted(rows.columns)], index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, protocol:dict[str, Any], *,
-                   learnt:tuple[int, int], # the rows `[a, b)` each series' scale (of `*_std` scores, and MASE's) was learnt from
+                   learnt:tuple[int, int], # the rows `[a, b)` each series' scale (of `*_std` scores, and MASE's) was learnt from, by `data.scaler`
                   ) -> dict[str, Any]:
     "What a version's scores were measured on (rows `[start, end)` of each series): profile, data, span, digest, protocol, yardstick, for `promote`."
     scored, (first, last) = positions.rows(start, end), positions.span(start, end)
@@ -231,7 +242,7 @@ def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, prot
     series = int(scored[cfg.data.id_col].nunique()) if cfg.data.get("id_col") else 1
     return {"profile": str(cfg.get("profile_name", "full")), "data": str(cfg.data.get("name") or "data"), "series": series,
             "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol,
-            YARDSTICK: _digest(positions.rows(*learnt))}
+            YARDSTICK: f"{cfg.data.get('scaler', 'standard')} {_digest(positions.rows(*learnt))}"}  # the scaler, and the rows it learnt from
 
 # %% ../nbs/15_train.ipynb #0018
 def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str) -> None:
@@ -253,8 +264,10 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
     "Split, fit, evaluate on the test rows, log and register."
     forecaster = Forecaster.from_config(cfg)
     positions, (tr, va, te) = split_positions(raw, cfg.cv, forecaster)  # fails before a run exists
+    refuse_missing_steps(positions, tr + va + te, _repair_share(cfg))
     train_rows, val_rows, test_rows = holdout_frames(positions, (tr, va, te), forecaster.history_length)
-    with mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
+    # entered last, left last: a stop once registration begins waits for the run to end, so no version comes of a failed run
+    with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
         _log_run_header(cfg, raw, source)
         mlflow.log_params({"split.train_rows": tr, "split.val_rows": va, "split.test_rows": te})
         started = time.perf_counter()
@@ -285,6 +298,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         scored_on = scoring_record(cfg, positions, tr + va, tr + va + te, {
             "cv": "holdout", "train_rows": tr, "val_rows": va, "test_rows": te, "eval_stride": int(cfg.cv.eval_stride),
             "horizon": forecaster.max_horizon, "season": season}, learnt=(0, insample_end))
+        registering.enter_context(deferred_stops())
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
@@ -342,7 +356,8 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
     rows = Positions(raw, forecaster.preprocessor)
     plan = plan_folds(cfg, rows.lengths)  # fails before a run exists: rows needed and had
     rows = rows.counted_from(cfg.cv.get("rows_from"), plan.rows)
-    with mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:
+    refuse_missing_steps(rows, plan.rows, _repair_share(cfg))
+    with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:  # as in `_train_holdout`
         _log_run_header(cfg, raw, source)
         started = time.perf_counter()
 
@@ -373,5 +388,6 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         scored_on = scoring_record(cfg, rows, min(f.origin for f in plan.outer), plan.rows, {
             "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season},
             learnt=(min(f.train_start for f in plan.outer), max(f.train_end for f in plan.outer)))
+        registering.enter_context(deferred_stops())
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)

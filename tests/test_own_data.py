@@ -64,6 +64,22 @@ def test_skewfree_train_trains_a_csv_whose_store_is_called_NA_and_refuses_a_semi
     assert "separated by ';'" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_a_stray_row_years_after_a_series_is_refused_before_any_fit_and_unused_rows_count_rows(store, tmp_path):
+    # counted in steps of its grid, a series with one row in 2030 would be split among years of missing days: refused by name
+    frame = sales()
+    stray = frame[frame.store == "south"].tail(1).assign(day="2030-01-01")
+    path = tmp_path / "stray.csv"
+    pd.concat([frame, stray]).to_csv(path, index=False)
+    overrides = ["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day", "data.target=units",
+                 "data.id_col=store", "mlflow.registered_model=own-stray", "data.max_rows=null"]
+    with pytest.raises(InputError, match=r"day: 999 of the 1000 steps of this series the run fits and scores have no row .*series 'south'"):
+        train(compose_config(overrides))
+    # counted from the start, the same file trains; the rows left out are counted as rows (one), not as the steps they span
+    result = train(compose_config([*overrides, "data.rows_from=start"]))
+    run = mlflow.get_run(result.run_id)
+    assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/unused_rows.json") == {"north": 100, "south": 101}
+
+
 def test_own_file_missing_the_configured_target_names_it(store, tmp_path):
     path = tmp_path / "sales.csv"
     sales().to_csv(path, index=False)

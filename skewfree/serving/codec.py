@@ -209,11 +209,15 @@ _STRICT: dict[Any, tuple[Callable[[Any], bool], str]] = {
 def refuse_loose_rows(request:dict[str, Any], schema:Schema, id_col:str|None=None) -> None:
     "Refuse what MLflow's parser would quietly mend: a ragged row or a record lacking a column (null-filled), a number as text or true."
     kinds = {str(n): _STRICT[t] for n, t in zip(schema.input_names(), schema.input_types()) if t in _STRICT}
+    text = {str(n) for n, t in zip(schema.input_names(), schema.input_types()) if t == DataType.string}
     required = [str(n) for n in schema.required_input_names()]
     for key, table in request.items():
         if (columns := _columns_of(key, table, required)) is None: continue  # other shapes are MLflow's to read, or to refuse
         ids = columns.get(id_col) if id_col else None
         for name, values in columns.items():
+            # MLflow reads `instances` and `inputs` through numpy, which writes a null in a text column as the text 'None'
+            if key in (INSTANCES, INPUTS) and name in text and (nulls := [i for i, v in enumerate(values) if v is None]):
+                raise InputError(name, "missing series id" if name == id_col else "missing value", None, nulls[0])
             if name not in kinds: continue
             takes, called = kinds[name]
             if set(map(type, values)) <= {int, float, _NONE} and takes is _number: continue  # the usual case, checked at C speed

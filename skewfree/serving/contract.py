@@ -106,7 +106,7 @@ class Limits:
 class SeriesIn(BaseModel):
     "One series of a forecast request."
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(description="series id, as seen at training")
+    id: str = Field(min_length=1, description="series id, as seen at training")  # empty: missing, as every other route reads it
     # strict numbers: "1.5" or true is refused, not converted; an empty series is refused, not left out of the answer
     timestamps: list[str] = Field(min_length=1, description="ISO timestamps: the history, then any planned rows")
     target: list[StrictFloat|None] = Field(min_length=1, description="history of the target, one value per history timestamp (null: missing)")
