@@ -151,6 +151,8 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
           source:str|None=None, # what ran this, for the run's source (the training notebook says `nbs/train.ipynb`)
          ) -> TrainResult:
     "Measure (holdout or nested CV), fit, log one pyfunc artifact and register it."
+    if not str(cfg.mlflow.get("registered_model") or "").strip():  # said now, not by MLflow after the whole run
+        raise InputError("mlflow.registered_model", f"must name the registered model the run registers, got {cfg.mlflow.get('registered_model')!r}")
     tracking = setup_tracking(cfg)
     raw = the_rows(cfg, load_data(cfg.data)) if data is None else data  # rows handed in are the caller's choice, as they are
     cfg = data_decided(cfg, raw)  # before any model is built: a season of the steps of the rows it learns from

@@ -80,6 +80,25 @@ def test_a_stray_row_years_after_a_series_is_refused_before_any_fit_and_unused_r
     assert mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/unused_rows.json") == {"north": 100, "south": 101}
 
 
+def test_a_stop_once_registration_begins_waits_for_the_run_to_end(store, monkeypatch):
+    # a SIGTERM as the version is registered: the version is whole and its run FINISHED, then the stop is taken, never a version of a
+    # FAILED run that a scheduler's retry would register again beside
+    import signal
+
+    real = mlflow.register_model
+
+    def interrupted(*args, **kwargs):  # past `register`'s last checkpoint: the stop arrives as the version is written
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(mlflow, "register_model", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        train(compose_config(["model=seasonal_naive", "profile=smoke", "mlflow.registered_model=stopped-at-registration"]))
+    [version] = mlflow.MlflowClient().search_model_versions("name='stopped-at-registration'")
+    assert mlflow.get_run(version.run_id).info.status == "FINISHED"
+    with pytest.raises(InputError, match="mlflow.registered_model: must name the registered model"):
+        train(compose_config(["model=seasonal_naive", "profile=smoke", "mlflow.registered_model=''"]))
+
+
 def test_own_file_missing_the_configured_target_names_it(store, tmp_path):
     path = tmp_path / "sales.csv"
     sales().to_csv(path, index=False)
