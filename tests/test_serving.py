@@ -274,6 +274,8 @@ ODD_BUT_VALID_JSON = {  # found by a review: each was a 500 ("internal error"), 
                                   "series_id", None, "1", "lone surrogate"),
     "a lone surrogate in a typed id": ("/predict", lambda h: json.dumps(typed(h, 3) | {"series": [typed(h, 3)["series"][0] | {"id": "x\udc00"}]}),
                                        422, "series.0.id", None, None, "lone surrogate"),
+    "an empty typed id": ("/predict", lambda h: json.dumps(typed(h, 3) | {"series": [typed(h, 3)["series"][0] | {"id": ""}]}),
+                          422, "series.0.id", None, None, "missing series id"),  # as every other route reads an empty id
     "a value nested 1000 deep": ("/invocations",  # written as text: Python's own json cannot write it
                                  lambda h: _invocation(h, lambda rows, at: rows[4].__setitem__(at["OT"], "deep")).replace('"deep"', "[" * 1000 + "]" * 1000),
                                  400, "OT", "ETTh1", "4", "a list is not a number"),

@@ -50,7 +50,7 @@ def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
     if len(loc) < 3 or tuple(loc[:2]) != ("body", "series") or not isinstance(loc[2], int) or not isinstance(body, dict): return None
     series = body.get("series")
     item = series[loc[2]] if isinstance(series, list) and 0 <= loc[2] < len(series) else None
-    return item["id"] if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+    return item["id"] if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"] else None  # an empty id names none
 
 def _error(status:int, field:str|None, reason:str, series:str|None=None, row:Any=None) -> JSONResponse:
     # every part may echo the caller's text, keys included: an unwritable one must not turn a 4xx into a 500

@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Sequence
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictFloat, StrictInt, StrictStr, field_validator
 
 from ..artifact import Columns
 from ..core import InputError
@@ -106,13 +106,20 @@ class Limits:
 class SeriesIn(BaseModel):
     "One series of a forecast request."
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, description="series id, as seen at training")  # empty: missing, as every other route reads it
+    id: str = Field(description="series id, as seen at training")
     # strict numbers: "1.5" or true is refused, not converted; an empty series is refused, not left out of the answer
     timestamps: list[str] = Field(min_length=1, description="ISO timestamps: the history, then any planned rows")
     target: list[StrictFloat|None] = Field(min_length=1, description="history of the target, one value per history timestamp (null: missing)")
     past_covariates: dict[str, list[StrictFloat|None]] = Field(default_factory=dict, description="column → values aligned with `target`")
     future_covariates: dict[str, list[StrictFloat|None]] = Field(default_factory=dict, description="column → values aligned with `timestamps`")
     static_covariates: dict[str, StrictStr|StrictFloat] = Field(default_factory=dict, description="column → the series' constant value")
+
+    @field_validator("id")
+    @classmethod
+    def _named(cls, value:str) -> str:
+        # empty is missing, as every other route reads it (checked after the text is read: a lone surrogate is named as such)
+        if not value: raise ValueError("missing series id: an empty id names no series")
+        return value
 
 def _no_default(schema:dict[str, Any]) -> None:
     "A field's schema without its default: one that stands for \"left out\" and is not a value to send (null, for a list)."
