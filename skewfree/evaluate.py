@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from .core import InputError
 from .forecaster import ConformalIntervals, Forecaster, IntervalSpec, fewest_windows
-from .frequency import clock_of, panel_season
+from .frequency import Frequency, clock_of, panel_season
 from .panel import Panel, Rows, parse_times, series_codes
 from .preprocess import Preprocessor, ScaledForecast, band_column, repeated_text
 from .profile import Feature
@@ -43,7 +43,7 @@ class Positions:
         self._ordered = df.assign(_order=order, _id=rows.ids[rows.codes]).sort_values(["_id", "_order"], kind="stable")
         sizes = self._ordered.groupby("_id").size()
         self._position = self._ordered.groupby("_id").cumcount().to_numpy()
-        if on_grid and pre.gaps == "reindex": self._position = self._on_grid(panel, pre, sizes.to_numpy())
+        if on_grid and pre.gaps == "reindex": self._position = self._on_grid(panel, pre)
         last = self._position[np.cumsum(sizes.to_numpy()) - 1]  # each series' last position, in id order as sorted
         self.lengths: dict[str, int] = {str(k): int(v) + 1 for k, v in zip(sizes.index, last)}  # steps of its grid where gaps are reindexed
         self.rows_of: dict[str, int] = {str(k): int(v) for k, v in sizes.items()}  # rows as given
@@ -51,23 +51,13 @@ class Positions:
         self._from_end = np.repeat(last, sizes.to_numpy()) - self._position
         self.rows_from = "start"
 
-    def _on_grid(self, panel:Panel, pre:Preprocessor, sizes:np.ndarray) -> np.ndarray:
+    def _on_grid(self, panel:Panel, pre:Preprocessor) -> np.ndarray:
         "Each row's step on its series' grid: where gaps are reindexed, a missing step is a row the split counts (rows if any is off the grid)."
         # so a series with a missing day is cut on the same dates as one without: the split counts what the model will read
         try: freqs = pre.spacing.learn(panel)
         except InputError: return self._position  # no frequency: `fit` refuses the series, by name
-        freq_of = dict(zip(map(str, panel.ids), freqs))
-        series = np.repeat(np.arange(len(sizes)), sizes)
-        freqs = np.array([freq_of[str(sid)] for sid in self._ordered["_id"].to_numpy()[np.cumsum(sizes) - sizes]], dtype=object)
-        times = self._ordered["_order"].to_numpy("datetime64[ns]")
-        anchors = times[np.cumsum(sizes) - sizes]
-        position = self._position.copy()
-        for freq in pd.unique(freqs):
-            mask = (freqs == freq)[series]
-            steps, on = clock_of(str(freq)).positions(times[mask], anchors[series[mask]])
-            if not on.all(): return self._position  # a row off the grid: `fit` refuses it, by its time
-            position[mask] = steps
-        return position
+        steps, on = Frequency.steps(panel, freqs)  # the panel's rows are these rows, in this order: by id, then time
+        return steps if on.all() else self._position  # a row off the grid: `fit` refuses it, by its time
 
     def counted_from(self, rows_from:str|None, used:int) -> Positions:
         "These rows with each series' `used` rows at positions `[0, used)`: its first (`start` or None, the paper's borders) or its newest (`end`)."
@@ -109,12 +99,16 @@ class Positions:
         return self._ordered[self._from_end < n].drop(columns=["_order", "_id"])
 
 # %% ../nbs/12_evaluate.ipynb #0007
+def _sizes(split:DictConfig|dict) -> tuple[list, list[bool]]:
+    "The split's train, validation and test sizes, and which of them are shares in (0, 1) rather than counts."
+    sizes = [split[k] for k in ("train_rows", "val_rows", "test_rows")]
+    return sizes, [isinstance(v, float) and 0 < v < 1 for v in sizes]
+
 def holdout_rows(split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows`: counts of rows, or shares in (0, 1) of each
                  lengths:dict[str, int], # rows per series
                 ) -> tuple[int, int, int]:
     "Train, validation and test rows per series: counts as given, or shares of the shortest series (validation takes the rest when they sum to 1)."
-    sizes = [split[k] for k in ("train_rows", "val_rows", "test_rows")]
-    shares = [isinstance(v, float) and 0 < v < 1 for v in sizes]
+    sizes, shares = _sizes(split)
     if not any(shares): return int(sizes[0]), int(sizes[1]), int(sizes[2])
     if not all(shares) or sum(sizes) > 1 + 1e-9:
         raise InputError("cv", f"train_rows, val_rows and test_rows are all counts of rows or all shares summing to at most 1, got {sizes}")
@@ -130,8 +124,7 @@ def split_positions(df:pd.DataFrame, # raw long rows
     rows = Positions(df, forecaster.preprocessor)
     tr, va, te = holdout_rows(split, rows.lengths)
     if va < forecaster.max_horizon or te < forecaster.max_horizon:
-        shares = all(isinstance(split[k], float) for k in ("train_rows", "val_rows", "test_rows"))  # of the shortest series: name it
-        shortest = min(rows.lengths, key=rows.lengths.__getitem__) if shares else None
+        shortest = min(rows.lengths, key=rows.lengths.__getitem__) if all(_sizes(split)[1]) else None  # shares of it: name it
         why = f" (shares of {rows.lengths[shortest]} rows, as many as its shortest series has: leave it out, or give counts of rows)" if shortest else ""
         raise InputError("cv", f"val_rows and test_rows must each be at least the horizon {forecaster.max_horizon}, got {va} and {te}{why}", shortest)
     for sid, length in rows.lengths.items():

@@ -262,6 +262,16 @@ class Frequency:
         return self
 
     @staticmethod
+    def steps(panel:Panel, freqs:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        "Each row's step on its series' grid, counted from its first row, and whether it lies on that grid."
+        position, on = np.zeros(len(panel.times), np.int64), np.ones(len(panel.times), bool)
+        rows, anchors = panel.series_of_rows, panel.times[panel.indptr[:-1]]
+        for clock, series in _by_frequency(freqs):
+            mask = series[rows]
+            position[mask], on[mask] = clock.positions(panel.times[mask], anchors[rows[mask]])
+        return position, on
+
+    @staticmethod
     def phases(panel:Panel, freqs:np.ndarray) -> np.ndarray:
         "(series,) where each series' steps fall: nanoseconds past a whole number of its fixed steps since 1970, or a calendar's time of day."
         out, has = np.full(panel.n_series, -1, np.int64), panel.lengths > 0

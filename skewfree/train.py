@@ -181,12 +181,12 @@ def _repair_share(cfg:DictConfig) -> float:
 
 def refuse_missing_steps(positions:Positions, used:int, max_share:float=TRAINING_REPAIR_SHARE) -> None:
     "Refuse, before any fit, a series whose `used` steps the split counts hold more missing steps than `max_share` (a stray row years away)."
-    given = positions.given(0, used)
-    for sid in positions.lengths:
-        if (missing := used - given.get(sid, 0)) > max_share * used:
-            raise InputError(positions.time_col, f"{missing} of the {used} steps of this series the run fits and scores have no row "
-                             f"({missing / used:.0%}; data.training_repair_share allows {max_share:.0%}): the gap policy would make them "
-                             "up; mend the data (a stray row far from the others?), or raise the share", sid)
+    missing = used - pd.Series(positions.given(0, used)).reindex(list(positions.lengths), fill_value=0)
+    if (over := missing > max_share * used).any():
+        sid, n = str(missing[over].index[0]), int(missing[over].iloc[0])
+        raise InputError(positions.time_col, f"{n} of the {used} steps of this series the run fits and scores have no row "
+                         f"({n / used:.0%}; data.training_repair_share allows {max_share:.0%}): the gap policy would make them "
+                         "up; mend the data (a stray row far from the others?), or raise the share", sid)
 
 def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
                 max_share:float=TRAINING_REPAIR_SHARE, # beyond it in any series and column, training is refused
