@@ -8,14 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from coreforecast.grouped_array import GroupedArray
 from coreforecast.scalers import LocalMinMaxScaler, LocalRobustScaler, LocalStandardScaler
 
 from .core import InputError
 from .panel import Panel
+from .repair import segment_sums
 
 # %% auto #0
-__all__ = ['SCALERS', 'Scaler']
+__all__ = ['SCALERS', 'SUSPECT_RATIO', 'SET_ASIDE', 'SUSPECT_COLUMNS', 'Scaler', 'suspect_values']
 
 # %% ../nbs/06_scale.ipynb #0005
 SCALERS = ("standard", "robust", "minmax")
@@ -70,3 +72,35 @@ class Scaler:
     def load(self, state:dict[str, Any]) -> Scaler:
         self.stats_ = np.array(state["stats"], dtype=np.float64)
         return self
+
+# %% ../nbs/06_scale.ipynb #0009
+SUSPECT_RATIO = 10.0  # `data.suspect_ratio` unless the config says: on ETTh1/ETTh2 every value lies within 3 of its series' yardstick
+SET_ASIDE = 3  # at least this many of a series' farthest values are set aside from its yardstick (and 1 % of them)
+SUSPECT_COLUMNS = ["series", "column", "row", "time", "value", "median", "usual"]
+
+def _sorted_in_series(x:np.ndarray, series:np.ndarray) -> np.ndarray:
+    "`x` sorted within each series, missing values last."
+    return x[np.lexsort((x, series))]
+
+def _nth(ordered:np.ndarray, start:np.ndarray, k:np.ndarray) -> np.ndarray:
+    "Each series' `k`-th value of `ordered` (a series with fewer values reads another's: its caller masks it)."
+    return ordered[np.minimum(start + k, len(ordered) - 1)]
+
+def suspect_values(panel:Panel, ratio:float=SUSPECT_RATIO) -> pd.DataFrame:
+    "Each value farther from its series' median than `ratio` times the series' usual farthest: series, column, row, time, value, median, usual."
+    found, start = [], panel.indptr[:-1]
+    for c, column in enumerate(panel.columns):
+        x = panel.values[:, c]
+        if not len(x): break
+        n = segment_sums(~np.isnan(x), panel.indptr)  # observed values per series
+        ordered = _sorted_in_series(x, panel.series_of_rows)
+        median = (_nth(ordered, start, np.maximum(n - 1, 0) // 2) + _nth(ordered, start, n // 2)) / 2
+        far = np.abs(x - median[panel.series_of_rows])
+        aside = np.maximum(SET_ASIDE, n // 100)
+        usual = _nth(_sorted_in_series(far, panel.series_of_rows), start, np.maximum(n - 1 - aside, 0))
+        usual = np.where(n > 2 * aside, np.where(usual > 0, usual, np.abs(median)), 0.0)  # too few values to judge: 0, nothing suspect
+        rows = np.flatnonzero((usual[panel.series_of_rows] > 0) & (far > ratio * usual[panel.series_of_rows]))
+        k = panel.series_of_rows[rows]
+        found.append(pd.DataFrame(dict(zip(SUSPECT_COLUMNS, [panel.ids[k].astype(str), column, panel.labels[rows], panel.times[rows], x[rows],
+                                                             median[k], usual[k]]))))
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=SUSPECT_COLUMNS)

@@ -33,13 +33,15 @@ from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, ho
 from .forecaster import Forecaster, data_decided
 from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
+from .scale import SUSPECT_COLUMNS, SUSPECT_RATIO, suspect_values
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
 
 # %% auto #0
-__all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
-           'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'the_rows',
-           'refuse_missing_steps', 'log_repairs', 'log_unused_rows', 'log_overlap', 'scoring_record', 'history_figure',
-           'importance_figure', 'fold_figure', 'log_study', 'log_fold']
+__all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'SUSPECT_ACTIONS', 'forecast_figure', 'loss_figure',
+           'log_learning_curve', 'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train',
+           'the_rows', 'refuse_missing_steps', 'log_repairs', 'suspects', 'log_suspects', 'log_unused_rows',
+           'log_overlap', 'scoring_record', 'history_figure', 'importance_figure', 'fold_figure', 'log_study',
+           'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
 def _figure(width:float=7, height:float=3.5, ncols:int=1):
@@ -208,6 +210,36 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
     return report
 
 # %% ../nbs/15_train.ipynb #0016
+SUSPECT_ACTIONS = ("warn", "error")
+
+def _values(n:int) -> str: return f"{n} value{'s' * (n != 1)}"
+
+def suspects(cfg:DictConfig, pre:Preprocessor, rows:pd.DataFrame) -> pd.DataFrame:
+    "The suspect values among the `rows` a run uses (`suspect_values`); under `data.suspect_values: error`, the refusal of the farthest."
+    if (ratio := cfg.data.get("suspect_ratio", SUSPECT_RATIO)) is None: return pd.DataFrame(columns=SUSPECT_COLUMNS)  # not checked
+    ratio = checked_number("data.suspect_ratio", ratio, float, 1)
+    if (action := cfg.data.get("suspect_values", "warn")) not in SUSPECT_ACTIONS:
+        raise InputError("data.suspect_values", f"must be one of {list(SUSPECT_ACTIONS)}, got {action!r}")
+    found = suspect_values(pre.panel(rows), ratio)
+    if action == "error" and len(found):
+        worst = found.iloc[int(np.argmax(np.abs(found.value - found["median"]) / found.usual))]
+        raise InputError(worst.column, f"{worst.value:.6g} at {worst.time} is {abs(worst.value - worst['median']) / worst.usual:.0f} times as far "
+                         f"from this series' median ({worst['median']:.4g}) as its usual farthest ({worst.usual:.4g}: all but its farthest 1 %, at "
+                         f"least 3, lie that near): a typo? ({_values(len(found))} so far; data.suspect_ratio is {ratio:g}). Mend it, or set "
+                         "data.suspect_values=warn to learn from it as given", worst.series, worst.row)
+    return found
+
+def log_suspects(found:pd.DataFrame) -> None:
+    "The suspect values a run learns from: logged (`suspect_values.csv`, metric `suspect_values`) and told, naming the first few."
+    mlflow.log_metric("suspect_values", len(found))
+    if len(found):
+        mlflow.log_text(found.to_csv(index=False), "suspect_values.csv")
+        first = "; ".join(f"{r.series!r} {r.column} {r.value:.6g} at {r.time} (median {r['median']:.4g})" for _, r in found.head(3).iterrows())
+        log.warning("skewfree: %s more than data.suspect_ratio times as far from its series' median as the series' usual farthest, and "
+                    "learnt from as given (a typo?): %s; all in suspect_values.csv. Mend them, or refuse such data with "
+                    "data.suspect_values=error", _values(len(found)), first)
+
+# %% ../nbs/15_train.ipynb #0019
 def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
     "Rows beyond each series' `used`, which the split neither fits nor scores: logged (`unused_rows.json`, metric `unused_rows`) and told."
     given = positions.given(0, used)
@@ -246,7 +278,7 @@ def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, prot
             "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol,
             YARDSTICK: f"{cfg.data.get('scaler', 'standard')} {_digest(positions.rows(*learnt))}"}  # the scaler, and the rows it learnt from
 
-# %% ../nbs/15_train.ipynb #0018
+# %% ../nbs/15_train.ipynb #0021
 def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str) -> None:
     "Warn of series left out of MASE for want of a scale (`evaluate.score`), what `metric` is then over, and the metric that counts them."
     if unscaled:
@@ -267,6 +299,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
     forecaster = Forecaster.from_config(cfg)
     positions, (tr, va, te) = split_positions(raw, cfg.cv, forecaster)  # fails before a run exists
     refuse_missing_steps(positions, tr + va + te, _repair_share(cfg))
+    found = suspects(cfg, forecaster.preprocessor, positions.rows(0, tr + va + te))
     train_rows, val_rows, test_rows = holdout_frames(positions, (tr, va, te), forecaster.history_length)
     # entered last, left last: a stop once registration begins waits for the run to end, so no version comes of a failed run
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
@@ -284,6 +317,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
         # the rows this run uses (train, validation, test): rows past them are neither learnt from nor scored
         log_repairs(forecaster.preprocessor, positions.rows(0, tr + va + te), _repair_share(cfg))
+        log_suspects(found)
         log_unused_rows(positions, tr + va + te)
         log_overlap(positions, [(tr + va, tr + va)])
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
@@ -304,7 +338,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
-# %% ../nbs/15_train.ipynb #0020
+# %% ../nbs/15_train.ipynb #0023
 def history_figure(trials:pd.DataFrame, title:str):
     "Optuna optimisation history: every completed trial's loss and the best so far."
     fig, (ax,) = _figure()
@@ -359,6 +393,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
     plan = plan_folds(cfg, rows.lengths)  # fails before a run exists: rows needed and had
     rows = rows.counted_from(cfg.cv.get("rows_from"), plan.rows)
     refuse_missing_steps(rows, plan.rows, _repair_share(cfg))
+    found = suspects(cfg, forecaster.preprocessor, rows.rows(0, plan.rows))
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:  # as in `_train_holdout`
         _log_run_header(cfg, raw, source)
         started = time.perf_counter()
@@ -378,6 +413,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
         mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
         log_repairs(forecaster.preprocessor, rows.rows(0, plan.rows), _repair_share(cfg))
+        log_suspects(found)
         log_unused_rows(rows, plan.rows)
         log_overlap(rows, [(fold.train_end, fold.origin) for fold in plan.outer])
         forecaster.forecast_profile = forecast_profile(forecaster, rows.rows(plan.final.train_start, plan.final.train_end))  # the monitor's reference

@@ -1,6 +1,7 @@
 "A user's own long-format file trains and serves through config alone: data=file data.path=... data.time_col=... ."
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -62,6 +63,29 @@ def test_skewfree_train_trains_a_csv_whose_store_is_called_NA_and_refuses_a_semi
     refused = subprocess.run([*skewfree, f"data.path={semicolons}"], env=env, capture_output=True, text=True, timeout=600, check=False)
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("skewfree train: data.path: "), refused.stderr[-2000:]
     assert "separated by ';'" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_value_keyed_in_x1000_is_told_and_logged_or_refused_by_series_column_and_row(store, tmp_path, caplog):
+    # one north value ×1000 among its training rows: learnt from as given (it is data), but told, logged; with data.suspect_values=error, refused
+    frame = sales()
+    typo = frame.index[(frame.store == "north") & (frame.day == "2024-06-01")][0]
+    frame.loc[typo, "units"] *= 1000
+    path = tmp_path / "typo.csv"
+    frame.to_csv(path, index=False)
+    overrides = ["profile=smoke", "data=file", "data.time_col=day", "data.target=units", "data.id_col=store", "mlflow.registered_model=own-typo"]
+    result = train(compose_config(["model=seasonal_naive", *overrides, f"data.path={path}"]))
+    run = mlflow.get_run(result.run_id)
+    assert run.data.metrics["suspect_values"] == 1
+    logged = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/suspect_values.csv")))
+    assert logged[["series", "column", "row", "time"]].values.tolist() == [["north", "units", typo, "2024-06-01"]]
+    assert "1 value more than data.suspect_ratio times as far from its series' median" in caplog.text and "'north' units" in caplog.text
+    skewfree = [str(Path(sys.executable).parent / "skewfree"), "train", "--model", "seasonal_naive", *overrides, f"data.path={path}",
+                "data.suspect_values=error"]
+    refused = subprocess.run(skewfree, env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True, timeout=600, check=False)
+    last = refused.stderr.strip().splitlines()[-1]
+    assert refused.returncode == 2 and last.startswith("skewfree train: units: ") and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert "at 2024-06-01 00:00:00 is 3" in last and "times as far from this series' median" in last and f"series 'north', first bad row {typo}" in last, last
+    assert len(mlflow.MlflowClient().search_model_versions("name='own-typo'")) == 1  # the refused run registered nothing
 
 
 def test_a_stray_row_years_after_a_series_is_refused_before_any_fit_and_unused_rows_count_rows(store, tmp_path):
