@@ -49,13 +49,19 @@ def tracking_uri(configured:str|None=None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{project_root()/'mlflow.db'}"
 
 def reachable(uri:str, timeout:float=10.0) -> str:
-    "`uri`, once the tracking server it names answers at all (a store that is no server: at once); else an `InputError` naming where it was set."
+    "`uri`, once the tracking server it names answers as one, or the sqlite store's folder is there to write in; else an `InputError` naming where it was set."
+    field = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "mlflow.tracking_uri"
+    if uri.startswith("sqlite:///"):  # MLflow would make the folder (as root, anywhere), or fail in SQL at the first write
+        store = Path(uri.removeprefix("sqlite:///"))
+        if not store.parent.is_dir(): raise InputError(field, f"the sqlite store's folder {store.parent} does not exist ({uri})")
+        if not os.access(store if store.exists() else store.parent, os.W_OK): raise InputError(field, f"the sqlite store {store} cannot be written ({uri})")
     if not uri.startswith(("http://", "https://")): return uri
     import httpx
-    try: httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    try: answer = httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout)
     except (httpx.TransportError, httpx.InvalidURL) as e:
-        field = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "mlflow.tracking_uri"
         raise InputError(field, f"cannot reach the tracking server at {uri}: {type(e).__name__}: {e}") from None
+    if answer.status_code != 200:
+        raise InputError(field, f"{uri} answers, but not as an MLflow tracking server (GET /health: {answer.status_code})")
     return uri
 
 EXPERIMENT_KIND = "mlflow.experimentKind"  # read by MLflow 3's UI to choose an experiment's first page
@@ -390,7 +396,9 @@ def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
             ) -> tuple[str, list[str]]:
     "Register `model_uri` as a new version of `name` tagged with its scores; alias it `challenger`, and `champion` if there is none."
     stop_if_interrupted()  # registering is the step a stopped job must never reach
-    if ranked_by and scores and ranked_by in scores and not math.isfinite(float(scores[ranked_by])):  # a NaN model would become champion
+    if ranked_by and scores and ranked_by not in scores:  # a version `promote` could never compare
+        raise InputError("registry.metric", f"{ranked_by!r} is not among this run's scores {sorted(scores)}, so it is not registered")
+    if ranked_by and scores and not math.isfinite(float(scores[ranked_by])):  # a NaN model would become champion
         raise InputError(ranked_by, f"is {scores[ranked_by]}: the model's forecasts are not finite numbers, so it is not registered")
     client = mlflow.MlflowClient()
     written = {f"score.{key}": repr(float(value)) for key, value in (scores or {}).items()} | dict(tags or {})

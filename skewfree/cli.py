@@ -27,9 +27,9 @@ from .evaluate import RECALIBRATION_WINDOWS
 # %% auto #0
 __all__ = ['CHAMPION', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model', 'worker_count', 'known_model',
            'load_known_model', 'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'output_path',
-           'quantile_levels', 'predict', 'ray_output', 'windows', 'ParityFailure', 'verify', 'same_model',
-           'column_difference', 'drift', 'registered_version', 'registration_source', 'recalibrate', 'promote_champion',
-           'compare', 'main']
+           'quantile_levels', 'apart', 'say_per_series', 'predict', 'ray_output', 'windows', 'ParityFailure', 'verify',
+           'same_model', 'column_difference', 'drift', 'registered_version', 'registration_source', 'recalibrate',
+           'promote_champion', 'compare', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -242,6 +242,17 @@ def quantile_levels(text:str|None) -> list[float]|None:
     try: return [float(level) for level in text.split(",")]
     except ValueError: raise InputError("--quantiles", f"must be levels separated by commas (0.1,0.9) or none, got {text!r}") from None
 
+def apart(counts:dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    "A repair report's counts (`what → n`) as (repairs, suspect values): an answer's `repairs` holds both, a terminal says them apart."
+    suspect = {what: n for what, n in counts.items() if what.startswith("suspect_")}
+    return {what: n for what, n in counts.items() if what not in suspect}, suspect
+
+def say_per_series(what:str, report:dict[str, dict[str, int]], most:int=20) -> None:
+    "One line on stderr: `what`, and the counts of the first `most` series of `report` (none: no line)."
+    if not report: return
+    shown, more = dict(list(report.items())[:most]), f" (and {len(report) - most} more series)" if len(report) > most else ""
+    print(f"{what}: {json.dumps(shown)}{more}", file=sys.stderr)
+
 def predict(args:argparse.Namespace) -> None:
     "Batch inference: raw history rows from a file, through the artifact's pyfunc, forecasts to a file — in chunks of whole series."
     from omegaconf import OmegaConf
@@ -265,10 +276,10 @@ def predict(args:argparse.Namespace) -> None:
         model = load_known_model(args.model_uri)
         try: result = predict_file(model, args.input, output, args.horizon, quantiles=quantiles, rows=args.chunk_rows, progress=not args.quiet)
         except OSError as e: raise InputError("--output", f"cannot write {output}: {e.strerror or e}") from None
-    if result.repairs:  # the forecasts stand on repaired histories: say so, as the HTTP answer does
-        shown = dict(list(result.repairs.items())[:20])
-        more = f" (and {len(result.repairs) - len(shown)} more series)" if len(result.repairs) > len(shown) else ""
-        print(f"repaired in the history ({result.policy}): {json.dumps(shown)}{more}", file=sys.stderr)
+    # the forecasts stand on repaired histories, or read suspect values: say so, as the HTTP answer does
+    split = {sid: apart(counts) for sid, counts in result.repairs.items()}
+    say_per_series(f"repaired in the history ({result.policy})", {sid: r for sid, (r, _) in split.items() if r})
+    say_per_series("read as given, far beyond the series' training range (a typo?)", {sid: s for sid, (_, s) in split.items() if s})
     timed = "".join(f", {name.replace('_', ' ')} {s:.1f} s" for name, s in result.seconds.items())
     print(f"wrote {result.rows} forecast rows of {result.series} series to {output} ({result.chunks} chunk{'s' if result.chunks != 1 else ''}{timed})")
 
@@ -396,7 +407,9 @@ def drift(args:argparse.Namespace) -> int:
             shown = "-" if f["statistic"] is None else f"{f['statistic']:.3f}"
             print(f"  {name:<24} {f['comparator']:<15} {shown:>7} (threshold {f['threshold']:g})  {f['state']}")
         if replayed.refused: print(f"left out: {replayed.refused} requests serving would refuse (more repaired values than data.repair_budget allows)")
-        if replayed.repaired: print(f"repaired in the file's rows: {json.dumps(replayed.repaired)}")
+        repaired, suspect = apart(replayed.repaired)
+        if repaired: print(f"repaired in the file's rows: {json.dumps(repaired)}")
+        if suspect: print(f"read as given, far beyond the series' training range (a typo?): {json.dumps(suspect)}")
     return 1 if report["drifting"] else 0
 
 # %% ../nbs/24_cli.ipynb #0026

@@ -5,16 +5,24 @@
 # %% ../nbs/02_config.ipynb #0002
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from .core import InputError, project_root
+from .core import InputError, checked_number, project_root
 
 # %% auto #0
-__all__ = ['COUNTS', 'SHARES', 'CHOICES', 'params_dir', 'compose_config', 'check_config', 'resolved']
+__all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SHARES', 'NUMBERS', 'CHOICES', 'NAMES', 'params_dir', 'compose_config',
+           'group_choices', 'unknown_key', 'plainly', 'kind', 'leaves', 'check_kinds', 'check_config', 'check_names',
+           'resolved']
 
 # %% ../nbs/02_config.ipynb #0005
 def params_dir() -> Path:
@@ -24,33 +32,133 @@ def params_dir() -> Path:
 def compose_config(overrides:list[str]|tuple[str, ...]=(), # Hydra override strings, e.g. `["model=nlinear"]`
                    config_dir:Path|None=None, # another `params/` folder (tests, plugins)
                   ) -> DictConfig:
-    "Compose `params/config.yaml` with `overrides` using Hydra's compose API."
-    folder = Path(config_dir or params_dir()).resolve()
+    "Compose `params/config.yaml` with `overrides` using Hydra's compose API; every key and value checked against the files' own."
+    folder, overrides = Path(config_dir or params_dir()).resolve(), list(overrides)
     with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-        return check_config(compose("config", overrides=list(overrides)))
+        try: cfg = compose("config", overrides=overrides)
+        except (HydraException, OmegaConfBaseException, ValueError) as e:
+            raise plainly(e, folder, lambda: compose("config", overrides=group_choices(overrides, folder))) from None
+        defaults = compose("config", overrides=group_choices(overrides, folder))  # the same files, none of the values set by hand
+    return check_config(cfg, defaults)
 
+def group_choices(overrides:Sequence[str], folder:Path) -> list[str]:
+    "The overrides that pick a file of a group (`model=tft`, `profile=smoke`), not a value: what a run's own defaults are composed of."
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return [text for text, o in zip(overrides, parsed) if o.key_or_group and (folder/o.key_or_group).is_dir()]
+
+# %% ../nbs/02_config.ipynb #0007
+def unknown_key(key:str|tuple[str, ...], # dotted, or its parts (a search space's keys hold dots of their own)
+                defaults:DictConfig) -> InputError:
+    "The refusal of a key no file of the run defines, naming the keys beside it and the closest."
+    parts = tuple(key.split(".")) if isinstance(key, str) else key
+    shipped = OmegaConf.to_container(defaults, resolve=False)
+    for depth in range(len(parts) - 1, -1, -1):  # the deepest mapping of the key's path that the files define
+        if isinstance(node := _at(shipped, parts[:depth]), dict): break
+    known = sorted(str(k) for k in node)
+    close = difflib.get_close_matches(parts[depth], known, n=1)
+    parent, hint = ".".join(parts[:depth]), f"; did you mean {'.'.join([*parts[:depth], close[0]])}?" if close else ""
+    return InputError(".".join(parts), f"unknown key: no file of this run defines it ({f'{parent!r}' if parent else 'the config'} holds {known}){hint}")
+
+_ABSENT = object()
+
+def _at(data:Any, parts:tuple[str, ...]) -> Any:
+    "The value at a key's `parts` in plain config data (`_ABSENT`: none)."
+    for part in parts:
+        if not isinstance(data, dict) or part not in data: return _ABSENT
+        data = data[part]
+    return data
+
+def plainly(error:Exception, folder:Path, defaults:Callable[[], DictConfig]) -> InputError:
+    "Hydra's refusal of an override as an `InputError` naming the key: an unknown key with its neighbours, an unknown file with the group's."
+    text = str(error)
+    if found := re.search(r"Could not override '([^']+)'", text): return unknown_key(found.group(1), defaults())
+    if isinstance(error, MissingConfigException) and (found := re.search(r"Could not find '([^']+)/([^'/]+)'", text)):
+        group, name = found.groups()
+        return InputError(group, f"no file {name!r} in params/{group}/; there are {sorted(f.stem for f in (folder/group).glob('*.yaml'))}")
+    return InputError("overrides", " ".join(text.split()))
+
+# %% ../nbs/02_config.ipynb #0009
+OPEN = ("model.hyperparameters.", "model.trainer.", "model.runtime")  # keys a run may add: the model's builder checks them (bools here)
+REQUIRED = ("model.name", "data.target", "data.time_col", "data.calendar", "data.names", "mlflow.experiment", "mlflow.registered_model")  # never null
+KINDS: tuple[tuple[type|tuple[type, ...], str], ...] = ((bool, "true or false"), ((int, float), "a number"), (str, "text"), (list, "a list"),
+                                                         (dict, "a mapping"))
+def kind(value:Any) -> str:
+    "A config value's kind, in words (a number whole or not)."
+    return next(words for types, words in KINDS if isinstance(value, types))
+
+def leaves(node:Any, parts:tuple[str, ...]=()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    "Each (key's parts, value) of plain config data, a mapping descended into (an empty one is a value)."
+    if isinstance(node, dict) and node:
+        for k, v in node.items(): yield from leaves(v, (*parts, str(k)))
+    else: yield parts, node
+
+def _hint(key:str, value:Any, default:Any) -> str:
+    if isinstance(default, list) and isinstance(value, str): return f"; a list is written {key}=[{value}]"
+    if isinstance(default, str) and kind(value) == "a number": return f"; text that reads as a number is quoted: {key}='{value}'"
+    return ""
+
+def check_kinds(cfg:DictConfig, defaults:DictConfig) -> None:
+    "Refuse a key no file of the run defines, and a value of another kind than the files give it."
+    shipped = OmegaConf.to_container(defaults, resolve=True, throw_on_missing=False)
+    for parts, value in leaves(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)):
+        key = ".".join(parts)
+        if (default := _at(shipped, parts)) is _ABSENT:
+            if key.startswith(OPEN): continue
+            raise unknown_key(parts, defaults)
+        if value is None:
+            if default is not None and (key in REQUIRED or isinstance(default, bool)):
+                raise InputError(key, f"expected {kind(default)}, got null{' ([] for none)' if isinstance(default, list) else ''}")
+        elif default is not None and default != "???" and not (key.startswith(OPEN) and not isinstance(default, bool)):
+            if kind(value) != kind(default):
+                raise InputError(key, f"expected {kind(default)}, as the files give it ({default!r}), got {value!r}{_hint(key, value, default)}")
+
+# %% ../nbs/02_config.ipynb #0011
 # keys that count rows, epochs, trials or jobs: the least value each may take, and whether null (use a default) is allowed
 COUNTS: dict[str, tuple[int, bool]] = {
     "cv.train_rows": (1, False), "cv.val_rows": (1, False), "cv.test_rows": (1, False), "cv.eval_stride": (1, False), "cv.season": (1, True),
     "cv.rows": (1, True), "cv.n_folds": (1, False), "cv.horizon": (1, True), "cv.step": (1, True), "cv.gap": (0, False),
     "cv.window_rows": (1, True), "cv.inner.n_folds": (1, False), "cv.inner.step": (1, True), "cv.inner.n_trials": (1, False),
     "trainer.torch.max_epochs": (1, False), "trainer.torch.batch_size": (1, False), "trainer.torch.patience": (0, False),
-    "trainer.torch.max_samples_per_ts": (1, True), "trainer.boosted.early_stopping_rounds": (1, False), "trainer.boosted.n_jobs": (1, False)}
+    "trainer.torch.max_samples_per_ts": (1, True), "trainer.boosted.early_stopping_rounds": (1, False), "trainer.boosted.n_jobs": (1, False),
+    "cv.inner.pruner.n_startup_trials": (0, False), "cv.inner.pruner.n_warmup_steps": (0, False), "executor.threads_per_fold": (1, True),
+    "model.hyperparameters.input_chunk_length": (1, False), "model.hyperparameters.output_chunk_length": (1, False), "seed": (0, False)}
 SHARES = ("cv.train_rows", "cv.val_rows", "cv.test_rows")  # counts that may instead be a share in (0, 1) of each series' length
-CHOICES: dict[str, tuple[str, ...]] = {"cv.strategy": ("holdout", "nested"), "cv.window": ("expanding", "sliding")}
+# other numbers: (least, most, null allowed)
+NUMBERS: dict[str, tuple[float, float, bool]] = {
+    "trainer.torch.learning_rate": (0.0, float("inf"), False), "trainer.torch.lr_decay": (0.0, 1.0, False), "registry.margin": (0.0, 1.0, False),
+    "mlflow.golden_tolerance": (0.0, float("inf"), False), "cv.inner.timeout": (1.0, float("inf"), True)}
+CHOICES: dict[str, tuple[str, ...]] = {"cv.strategy": ("holdout", "nested"), "cv.window": ("expanding", "sliding"),
+                                       "trainer.torch.accelerator": ("auto", "cpu", "gpu", "cuda", "mps")}
+NAMES = ("data.names", "data.calendar", "data.covariates.past", "data.covariates.future", "data.covariates.static", "model.covariates",
+         "intervals.quantiles")  # lists where an entry twice is a slip
 
-def check_config(cfg:DictConfig) -> DictConfig:
-    "`cfg` if its counts are whole numbers in range and its choices known; else an `InputError` naming the key, before any run."
+def check_config(cfg:DictConfig, # the composed config
+                 defaults:DictConfig|None=None, # the same files composed without the values set by hand (`compose_config` makes it)
+                ) -> DictConfig:
+    "`cfg` if its keys and kinds are the files', its counts and numbers in range, its choices known; else an `InputError` naming the key."
     for key, (least, nullable) in COUNTS.items():
         if (node := OmegaConf.select(cfg, key, default="absent", throw_on_missing=False)) == "absent" or (node is None and nullable): continue
         if key in SHARES and type(node) is float and 0 < node < 1: continue
         if type(node) is not int or node < least:
             also = " or null" if nullable else " or a share in (0, 1)" if key in SHARES else ""
             raise InputError(key, f"expected a whole number of at least {least}{also}, got {node!r}")
+    for key, (low, high, nullable) in NUMBERS.items():
+        if (node := OmegaConf.select(cfg, key, default="absent")) != "absent" and (node is not None or not nullable):
+            checked_number(key, node, float, low, high)
     for key, allowed in CHOICES.items():
         if (node := OmegaConf.select(cfg, key, default=None)) is not None and node not in allowed:
             raise InputError(key, f"unknown value {node!r}; allowed: {list(allowed)}")
+    check_names(cfg)
+    if defaults is not None: check_kinds(cfg, defaults)  # after the checks of known keys, whose words are more precise
     return cfg
+
+def check_names(cfg:DictConfig) -> None:
+    "Refuse a name listed twice (a column read twice, a quantile served twice), and an empty list of embedded series."
+    for key in NAMES:
+        if isinstance(names := OmegaConf.select(cfg, key, default=None), Sequence) and not isinstance(names, str):
+            seen = [str(n) for n in names]
+            if twice := next((n for i, n in enumerate(seen) if n in seen[:i]), None): raise InputError(key, f"{twice!r} is listed twice")
+    if OmegaConf.select(cfg, "data.names", default=None) == []: raise InputError("data.names", "expected at least one embedded series")
 
 def resolved(cfg:DictConfig) -> dict[str, Any]:
     "The config as plain, fully resolved data: what is logged with every run and stored in the artifact."

@@ -110,7 +110,8 @@ def _plain(column:Any) -> Any:
 
 def load_data(data_cfg) -> pd.DataFrame:
     "The raw frame a data config points at: the embedded ETT panel or a user's file."
-    if isinstance(data_cfg, DictConfig) and OmegaConf.is_missing(data_cfg, "path"):  # `???`: a file config whose file was not named
+    named = not (isinstance(data_cfg, DictConfig) and OmegaConf.is_missing(data_cfg, "path")) and str(data_cfg.get("path") or "").strip()
+    if not named and "names" not in data_cfg:  # a file config whose file was not named (`???`, or empty): not the embedded data
         raise InputError("data.path", "required: the file to train on (data=file data.path=FILE)")
     if data_cfg.get("path"): return read_table(data_cfg.path, text=[data_cfg.id_col] if data_cfg.get("id_col") else [])
     cap = data_cfg.get("max_rows")

@@ -157,6 +157,8 @@ def torch_training(trainer:DictConfig, seed:int) -> Training:
     import torch
     from pytorch_lightning.callbacks import EarlyStopping
     log, best = epoch_log(), best_weights()
+    if trainer.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():  # else lightning's traceback, inside the run
+        raise InputError("trainer.torch.accelerator", f"{trainer.accelerator!r} asks for a GPU, and torch sees none here: use auto or cpu")
     pl = {"accelerator": trainer.accelerator, "enable_progress_bar": bool(trainer.progress_bar),
           "enable_model_summary": False, "logger": False, "enable_checkpointing": False,
           # checked after validation only, so a fit without a validation span simply runs all epochs

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from .core import STOP_SIGNALS, InputError, need_ray, stop_if_interrupted
 from .evaluate import Positions, calibrate, forecast_rows, scored_backtest
 from .forecaster import Forecaster, data_decided
-from .models import build_model
+from .models import build_model, model_entry
 
 # %% auto #0
 __all__ = ['Fold', 'rolling_folds', 'Plan', 'search_space', 'with_params', 'plan_folds', 'fit_span', 'score_fold', 'suggest',
@@ -72,7 +72,33 @@ def search_space(cfg:DictConfig) -> dict[str, dict[str, Any]]:
         if missing: raise InputError(f"search.{key!s}", f"a {kind!s} distribution needs {missing}")
         if kind == "categorical" and dist["choices"] is None:
             raise InputError(f"search.{key!s}", "choices: null are the data's own, set from the rows a run learns from (`forecaster.data_decided`)")
+        if why := _out_of_range(dist) or _unread(cfg, str(key)): raise InputError(f"search.{key!s}", why)
     return space  # type: ignore[return-value]
+
+def _out_of_range(dist:dict[str, Any]) -> str|None:
+    "Why Optuna could not draw from a distribution (None: it can)."
+    if dist["type"] == "categorical":
+        return None if isinstance(dist["choices"], list) and dist["choices"] else f"choices must be a list of at least one value, got {dist['choices']!r}"
+    low, high, kind = dist["low"], dist["high"], int if dist["type"] == "int" else float
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and (kind is float or float(v).is_integer()) for v in (low, high)):
+        return f"low and high must be {'whole ' if kind is int else ''}numbers, got {low!r} and {high!r}"
+    if low > high: return f"low ({low}) is above high ({high})"
+    if dist.get("log") and low <= 0: return f"a log scale needs low above 0, got {low}"
+    if (step := dist.get("step")) is not None and not (isinstance(step, int | float) and step > 0): return f"step must be above 0, got {step!r}"
+    return None
+
+def _unread(cfg:DictConfig, key:str) -> str|None:
+    "Why a searched key would tune nothing (None: the model reads it; its hyperparameters are checked when it is built)."
+    if key.startswith("model.hyperparameters."): return None
+    parts, family = key.split("."), model_entry(cfg.model.name).family
+    if key.startswith("model.trainer."):
+        return None if parts[2] in (cfg.trainer.get(family) or {}) else f"model {cfg.model.name!r}'s trainer family, {family!r}, reads no {parts[2]}"
+    if OmegaConf.select(cfg, key, default="absent", throw_on_missing=False) == "absent":
+        return "no file of this run defines the key, so no trial would change anything"
+    if parts[0] == "trainer" and parts[1] != family: return f"model {cfg.model.name!r} is trained by the {family!r} family, which reads no {key}"
+    if parts[0] == "trainer" and parts[2] in (cfg.model.get("trainer") or {}):
+        return f"model.trainer.{parts[2]} overrides it for model {cfg.model.name!r}: search model.trainer.{parts[2]} instead"
+    return None
 
 def with_params(cfg:DictConfig|dict, params:dict[str, Any]) -> DictConfig:
     "A resolved copy of `cfg` with dotted config keys set to `params`."
@@ -125,7 +151,7 @@ def plan_folds(cfg:DictConfig, lengths:dict[str, int]) -> Plan:
     final = Fold(int(cv.n_folds), max(0, rows - window) if window else 0, rows, rows, 0)
     return Plan(outer, final, horizon, inner_step, rows)
 
-# %% ../nbs/13_nested_cv.ipynb #0014
+# %% ../nbs/13_nested_cv.ipynb #0016
 def fit_span(cfg:DictConfig, rows:Positions, start:int, end:int, *, refit:bool=False, calibrated:bool=True) -> Forecaster:
     "A fresh model fitted on rows `[start, end)`: early stopping and calibrated intervals on the last `cv.val_rows`; with `refit`, then all of them."
     forecaster = Forecaster.from_config(cfg)
@@ -141,7 +167,7 @@ def score_fold(forecaster:Forecaster, rows:Positions, fold:Fold, season:int|None
     return scored_backtest(forecaster, test, stride=fold.horizon, horizon=fold.horizon, insample=rows.rows(fold.train_start, fold.train_end),
                            season=season)
 
-# %% ../nbs/13_nested_cv.ipynb #0016
+# %% ../nbs/13_nested_cv.ipynb #0018
 def suggest(trial:Any, space:dict[str, dict[str, Any]]) -> dict[str, Any]:
     "One point of the search space, drawn by the trial."
     params: dict[str, Any] = {}
@@ -179,7 +205,7 @@ def tune(cfg:DictConfig, rows:Positions, span:Fold, plan:Plan, *, study_name:str
         raise InputError("cv.inner", f"no trial of study {study_name!r} completed: {reasons}")
     return study
 
-# %% ../nbs/13_nested_cv.ipynb #0018
+# %% ../nbs/13_nested_cv.ipynb #0020
 @dataclass
 class FoldResult:
     "What one fold produced: chosen parameters, outer scores, the forecasts, the trials."
@@ -237,7 +263,7 @@ def run_fold(cfg:DictConfig|dict, # resolved config (a plain dict when shipped t
     finally:
         if threads: torch.set_num_threads(previous)
 
-# %% ../nbs/13_nested_cv.ipynb #0020
+# %% ../nbs/13_nested_cv.ipynb #0022
 def _check_reachable(address:str, timeout:float) -> None:
     "Fail fast, naming `address`, when nothing listens there."
     if address == "auto": return
@@ -293,7 +319,7 @@ def run_folds(cfg:DictConfig, raw:pd.DataFrame, spans:list[Fold], plan:Plan, *, 
         if started_here: ray.shutdown()
     return sorted(results, key=lambda r: r.fold.index)
 
-# %% ../nbs/13_nested_cv.ipynb #0022
+# %% ../nbs/13_nested_cv.ipynb #0024
 @dataclass
 class NestedResult:
     "Outer folds, their summary, and the final span's chosen parameters."

@@ -15,13 +15,13 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .core import InputError
+from .core import InputError, checked_number
 from .covariates import CALENDAR, Statics, calendar_columns, calendar_features, idle_calendar
 from .frequency import GAP_POLICIES, Frequency, refuse_beyond_time, steps_after
 from .panel import SINGLE_SERIES_COLUMN, Panel, lengths_to_indptr, parse_panel, segment_rows
 from .profile import Profile
 from .repair import MISSING_POLICIES, MissingValues, RepairBudget, segment_sums
-from .scale import SCALERS, Scaler
+from .scale import SCALERS, SUSPECT_ACTIONS, SUSPECT_RATIO, Extremes, Scaler, suspect, suspect_refusal, suspect_rows, yardsticks
 
 # %% auto #0
 __all__ = ['UNKNOWN_POLICIES', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'repeated_text', 'repair_report',
@@ -190,12 +190,15 @@ def _listed(ids:Sequence[Any], most:int=5) -> str:
     return f"[{shown}{f', … ({len(ids) - most} more)' if len(ids) > most else ''}]"
 
 # %% ../nbs/09_preprocess.ipynb #0011
-def repair_report(ids:np.ndarray, columns:Sequence[str], inserted:np.ndarray, filled:np.ndarray) -> dict[str, dict[str, int]]:
-    "Per series with a repair: the gap rows inserted and the values filled per column (`filled`: series × `columns` counts)."
-    report = {}
-    for k in np.flatnonzero((inserted > 0) | filled.any(axis=1)):
+def repair_report(ids:np.ndarray, columns:Sequence[str], inserted:np.ndarray, filled:np.ndarray,
+                  suspects:np.ndarray|None=None, # series × `columns` counts of suspect values (a served history's)
+                 ) -> dict[str, dict[str, int]]:
+    "Per series with a repair: the gap rows inserted and the values filled per column (`filled`: series × `columns` counts), and its suspect values."
+    report, suspects = {}, np.zeros_like(filled) if suspects is None else suspects
+    for k in np.flatnonzero((inserted > 0) | filled.any(axis=1) | suspects.any(axis=1)):
         counted = {"reindexed_rows": int(inserted[k])} if inserted[k] else {}
-        report[str(ids[k])] = counted | {f"filled_{c}": int(n) for c, n in zip(columns, filled[k]) if n}
+        counted |= {f"filled_{c}": int(n) for c, n in zip(columns, filled[k]) if n}
+        report[str(ids[k])] = counted | {f"suspect_{c}": int(n) for c, n in zip(columns, suspects[k]) if n}
     return report
 
 # %% ../nbs/09_preprocess.ipynb #0014
@@ -289,6 +292,8 @@ class Preprocessor:
                  repair_budget:Mapping[str, Any]|None=None, # what a served request may have repaired (see `RepairBudget`; its defaults)
                  timezone:str|None=None, # the zone of the training data's naive timestamps: aware ones are converted to it (None: UTC)
                  history_length:int=1, # rows of history the model needs to forecast
+                 suspect_ratio:float|None=SUSPECT_RATIO, # a value farther from its series' median than this × its usual farthest is suspect (None: not checked)
+                 suspect_values:str="warn", # warn: told at training, counted in a served answer | error: refused
                 ):
         self.time_col, self.target, self.id_col = time_col, target, id_col
         self.past_covariates, self.future_covariates = list(past_covariates), list(future_covariates)
@@ -300,9 +305,11 @@ class Preprocessor:
         self.missing, self.gaps = _choice("missing", missing, MISSING_POLICIES), _choice("gaps", gaps, GAP_POLICIES)
         self.unknown_series, self.history_length = _choice("unknown_series", unknown_series, UNKNOWN_POLICIES), int(history_length)
         self.repair_budget, self.timezone = RepairBudget.from_config(repair_budget), _zone(timezone)
+        self.suspect_ratio = None if suspect_ratio is None else checked_number("data.suspect_ratio", suspect_ratio, float, 1)
+        self.suspect_values = _choice("suspect_values", suspect_values, SUSPECT_ACTIONS)
         # the fitted steps, in the order `transform` runs them
         self.spacing, self.repairs = Frequency(time_col, gaps), MissingValues(missing)
-        self.scaling, self.statics = Scaler(scaler), Statics(static_covariates)
+        self.scaling, self.extremes, self.statics = Scaler(scaler), Extremes(), Statics(static_covariates)
 
     @property
     def numeric(self) -> list[str]:
@@ -380,7 +387,7 @@ class Preprocessor:
         self.spacing.fit(panel)
         self._refuse_idle_calendar(panel)
         self._refuse_empty_columns(panel)
-        self.scaling.fit(panel); self.repairs.fit(panel); self.statics.fit(panel)
+        self.scaling.fit(panel); self.extremes.fit(panel); self.repairs.fit(panel); self.statics.fit(panel)
         self.series_ = panel.ids
         self.__dict__.pop("_known", None)  # a refit learns other series: their index is made again on first use
         self.calendar_ = list(self.calendar)
@@ -406,18 +413,29 @@ class Preprocessor:
     def _known(self) -> pd.Index:
         return pd.Index(self.series_)
 
-    def _series_state(self, panel:Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        "(frequency, scaling, fallback values) of each series of `panel`: fitted, or learnt from its own rows for a new series."
+    def _series_state(self, panel:Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray|None]:
+        "(frequency, scaling, fallback values, yardsticks) of each series of `panel`: fitted, or learnt from its own rows for a new series."
         at = self._refuse_unknown(panel.ids)
         new = at < 0
         freqs, stats, fallback = self.spacing.freq_[at], self.scaling.stats_[at], self.repairs.fallback_[at]
+        yards = self.extremes.stats_[at] if self.extremes.is_fitted else None  # a state written before the step: nothing is checked
         if new.any():
             newcomers = panel.take(np.flatnonzero(new))
             freqs[new] = self.spacing.of_new(newcomers)  # the model's: `grid` refuses rows of another frequency, and bounds the gaps
             self._refuse_empty_columns(newcomers)
             stats[new], fallback[new] = self.scaling.learn(newcomers), self.repairs.learn(newcomers)
+            if yards is not None: yards[new] = yardsticks(newcomers)
         self.spacing.refuse_other_phase(panel, freqs, at)  # daily rows at noon to a model of midnights: other data, not forecast at noon
-        return freqs, stats, fallback
+        return freqs, stats, fallback, yards
+
+    def _suspects(self, history:Panel, yards:np.ndarray|None) -> np.ndarray|None:
+        "(series, columns) a served history's suspect values, counted; under `suspect_values: error`, the refusal of the farthest."
+        if yards is None or self.suspect_ratio is None: return None
+        found = suspect(history.values, yards[history.series_of_rows], self.suspect_ratio)
+        if found.any() and self.suspect_values == "error":
+            raise suspect_refusal(suspect_rows(history, found, yards), self.suspect_ratio, "this series'",
+                                  "This model refuses such values (data.suspect_values=error): mend it")
+        return segment_sums(found, history.indptr)
 
     def _refuse_unknown(self, ids:np.ndarray) -> np.ndarray:
         "Each id's position among the fitted series (-1: new); under `unknown_series: error`, the refusal of any new one, naming the first few."
@@ -449,7 +467,7 @@ class Preprocessor:
         "Raw long rows → repaired, scaled float32 series as grouped arrays, with a repair report."
         self._check_fitted()
         panel = df if isinstance(df, Panel) else self.panel(df, ordered)
-        freqs, stats, fallback = self._series_state(panel)
+        freqs, stats, fallback, yards = self._series_state(panel)
         if (blank := segment_sums(~np.isnan(panel.values[:, 0]), panel.indptr) == 0).any():
             raise InputError(self.target, "every value is missing", str(panel.ids[_first(blank)]))
         cut = self._history_ends(panel, horizon, history_rows)
@@ -460,6 +478,7 @@ class Preprocessor:
         planned = None if np.array_equal(cut, panel.lengths) else panel.position_in_series >= cut[panel.series_of_rows]
         history = panel if planned is None else panel.keep(~planned)
         self.repairs.refuse(history, self.time_col)
+        suspects = None if budget is None else self._suspects(history, yards)  # served: a typo in a request is told, or refused
         ends = None if not history_end else np.array([np.datetime64("NaT") if (end := history_end.get(str(i))) is None else
                                                       pd.Timestamp(end).to_datetime64() for i in panel.ids], dtype="datetime64[ns]")
         # served, a history's gaps may at most double it (or add one look-back window): the window's own budget is checked below
@@ -480,7 +499,7 @@ class Preprocessor:
                             statics=self.statics.transform(panel) if self.static_covariates else None,
                             looks_ahead=self.repairs.looks_ahead(grid) if counts.any() else None,
                             repaired=np.isnan(grid.values) if counts.any() else None,
-                            report=repair_report(grid.ids, self.numeric, on.inserted, counts))
+                            report=repair_report(grid.ids, self.numeric, on.inserted, counts, suspects))
         if self.columns_["future"]:
             plan = panel.keep(np.zeros(len(panel.times), bool) if planned is None else planned)
             batch.future_times, batch.future_indptr, batch.future = future_rows(batch, values[:, n_past:], stats[:, n_past:], plan, horizon,
@@ -526,11 +545,12 @@ class Preprocessor:
         "Configuration and fitted state as plain data, readable by a person and stable to hash."
         self._check_fitted()
         config = {k: getattr(self, k) for k in ("time_col", "target", "id_col", "past_covariates", "future_covariates", "static_covariates",
-                                                "calendar", "scaler", "missing", "gaps", "unknown_series", "history_length", "timezone")}
+                                                "calendar", "scaler", "missing", "gaps", "unknown_series", "history_length", "timezone",
+                                                "suspect_ratio", "suspect_values")}
         config["repair_budget"] = asdict(self.repair_budget)
         return {"format": STATE_FORMAT, "config": config, "series": [str(s) for s in self.series_],
                 "steps": {"frequency": self.spacing.state(), "missing": self.repairs.state(), "scale": self.scaling.state(),
-                          "statics": self.statics.state()},
+                          "statics": self.statics.state()} | ({"extremes": self.extremes.state()} if self.extremes.is_fitted else {}),
                 "calendar": self.calendar_, "columns": self.columns_, "history_length": self.history_length_,
                 "profile": None if self.profile_ is None else self.profile_.state()}
 
@@ -542,6 +562,7 @@ class Preprocessor:
         pre.series_ = np.array(d["series"], dtype=object)
         steps = d["steps"]
         pre.spacing.load(steps["frequency"]); pre.repairs.load(steps["missing"]); pre.scaling.load(steps["scale"]); pre.statics.load(steps["statics"])
+        if "extremes" in steps: pre.extremes.load(steps["extremes"])  # states written before the step have none
         pre.calendar_, pre.columns_, pre.history_length_ = list(d["calendar"]), dict(d["columns"]), int(d["history_length"])
         pre.profile_ = Profile.load(d["profile"]) if d.get("profile") else None  # states written before the profile have none
         return pre
@@ -562,7 +583,8 @@ class Preprocessor:
                    calendar=list(data.get("calendar", [])) if "future" in roles else [],
                    scaler=data.get("scaler", "standard"), missing=data.get("missing", "error"), gaps=data.get("gaps", "error"),
                    unknown_series=data.get("unknown_series", "error"), history_length=history_length,
-                   repair_budget=data.get("repair_budget"), timezone=data.get("timezone"))
+                   repair_budget=data.get("repair_budget"), timezone=data.get("timezone"),
+                   suspect_ratio=data.get("suspect_ratio", SUSPECT_RATIO), suspect_values=data.get("suspect_values", "warn"))
 
 # %% ../nbs/09_preprocess.ipynb #0019
 STATE_FORMAT = 2

@@ -33,15 +33,14 @@ from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, ho
 from .forecaster import Forecaster, data_decided
 from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
-from .scale import SUSPECT_COLUMNS, SUSPECT_RATIO, suspect_values
+from .scale import SUSPECT_COLUMNS, suspect_refusal, suspect_values
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
 
 # %% auto #0
-__all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'SUSPECT_ACTIONS', 'forecast_figure', 'loss_figure',
-           'log_learning_curve', 'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train',
-           'the_rows', 'refuse_missing_steps', 'log_repairs', 'suspects', 'log_suspects', 'log_unused_rows',
-           'log_overlap', 'scoring_record', 'history_figure', 'importance_figure', 'fold_figure', 'log_study',
-           'log_fold']
+__all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
+           'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'the_rows',
+           'refuse_missing_steps', 'log_repairs', 'suspects', 'log_suspects', 'log_unused_rows', 'log_overlap',
+           'scoring_record', 'history_figure', 'importance_figure', 'fold_figure', 'log_study', 'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
 def _figure(width:float=7, height:float=3.5, ncols:int=1):
@@ -155,6 +154,9 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
     "Measure (holdout or nested CV), fit, log one pyfunc artifact and register it."
     if not str(cfg.mlflow.get("registered_model") or "").strip():  # said now, not by MLflow after the whole run
         raise InputError("mlflow.registered_model", f"must name the registered model the run registers, got {cfg.mlflow.get('registered_model')!r}")
+    scores = "cv_" if cfg.cv.strategy == "nested" else "test_"  # a holdout scores its test rows, nested CV its outer folds
+    if not str(cfg.registry.metric).startswith(scores):  # said now, not as a version `promote` can never compare
+        raise InputError("registry.metric", f"a {cfg.cv.strategy} run scores {scores}* (as cv.score: {cfg.cv.score}), got {cfg.registry.metric!r}")
     tracking = setup_tracking(cfg)
     raw = the_rows(cfg, load_data(cfg.data)) if data is None else data  # rows handed in are the caller's choice, as they are
     cfg = data_decided(cfg, raw)  # before any model is built: a season of the steps of the rows it learns from
@@ -210,24 +212,15 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
     return report
 
 # %% ../nbs/15_train.ipynb #0016
-SUSPECT_ACTIONS = ("warn", "error")
+def suspects(pre:Preprocessor, rows:pd.DataFrame) -> pd.DataFrame:
+    "The suspect values among the `rows` a run uses (`suspect_values`); under `data.suspect_values: error`, the refusal of the farthest."
+    if pre.suspect_ratio is None: return pd.DataFrame(columns=SUSPECT_COLUMNS)  # not checked
+    found = suspect_values(pre.panel(rows), pre.suspect_ratio)
+    if pre.suspect_values == "error" and len(found):
+        raise suspect_refusal(found, pre.suspect_ratio, "this series'", "Mend it, or set data.suspect_values=warn to learn from it as given")
+    return found
 
 def _values(n:int) -> str: return f"{n} value{'s' * (n != 1)}"
-
-def suspects(cfg:DictConfig, pre:Preprocessor, rows:pd.DataFrame) -> pd.DataFrame:
-    "The suspect values among the `rows` a run uses (`suspect_values`); under `data.suspect_values: error`, the refusal of the farthest."
-    if (ratio := cfg.data.get("suspect_ratio", SUSPECT_RATIO)) is None: return pd.DataFrame(columns=SUSPECT_COLUMNS)  # not checked
-    ratio = checked_number("data.suspect_ratio", ratio, float, 1)
-    if (action := cfg.data.get("suspect_values", "warn")) not in SUSPECT_ACTIONS:
-        raise InputError("data.suspect_values", f"must be one of {list(SUSPECT_ACTIONS)}, got {action!r}")
-    found = suspect_values(pre.panel(rows), ratio)
-    if action == "error" and len(found):
-        worst = found.iloc[int(np.argmax(np.abs(found.value - found["median"]) / found.usual))]
-        raise InputError(worst.column, f"{worst.value:.6g} at {worst.time} is {abs(worst.value - worst['median']) / worst.usual:.0f} times as far "
-                         f"from this series' median ({worst['median']:.4g}) as its usual farthest ({worst.usual:.4g}: all but its farthest 1 %, at "
-                         f"least 3, lie that near): a typo? ({_values(len(found))} so far; data.suspect_ratio is {ratio:g}). Mend it, or set "
-                         "data.suspect_values=warn to learn from it as given", worst.series, worst.row)
-    return found
 
 def log_suspects(found:pd.DataFrame) -> None:
     "The suspect values a run learns from: logged (`suspect_values.csv`, metric `suspect_values`) and told, naming the first few."
@@ -299,7 +292,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
     forecaster = Forecaster.from_config(cfg)
     positions, (tr, va, te) = split_positions(raw, cfg.cv, forecaster)  # fails before a run exists
     refuse_missing_steps(positions, tr + va + te, _repair_share(cfg))
-    found = suspects(cfg, forecaster.preprocessor, positions.rows(0, tr + va + te))
+    found = suspects(forecaster.preprocessor, positions.rows(0, tr + va + te))
     train_rows, val_rows, test_rows = holdout_frames(positions, (tr, va, te), forecaster.history_length)
     # entered last, left last: a stop once registration begins waits for the run to end, so no version comes of a failed run
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
@@ -393,7 +386,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
     plan = plan_folds(cfg, rows.lengths)  # fails before a run exists: rows needed and had
     rows = rows.counted_from(cfg.cv.get("rows_from"), plan.rows)
     refuse_missing_steps(rows, plan.rows, _repair_share(cfg))
-    found = suspects(cfg, forecaster.preprocessor, rows.rows(0, plan.rows))
+    found = suspects(forecaster.preprocessor, rows.rows(0, plan.rows))
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:  # as in `_train_holdout`
         _log_run_header(cfg, raw, source)
         started = time.perf_counter()

@@ -263,14 +263,16 @@ def test_recalibrate_refuses_before_any_work_and_a_stopped_one_leaves_nothing(tr
     assert done.returncode == 0 and "the bands were measured on 1 of the model's 2 series; they serve every series" in done.stderr, done.stderr[-2000:]
 
 
-def test_batch_predict_cli_says_what_it_repaired_in_the_history(trained, store, tmp_path):
+def test_batch_predict_cli_says_what_it_repaired_in_the_history_and_the_values_it_read_as_suspect(trained, store, tmp_path):
     history = load_ett(max_rows=900).groupby("series_id").tail(trained.forecaster.history_length).reset_index(drop=True)
     history.loc[[3, 4], "OT"] = np.nan  # two missing values in ETTh1's history, which this model's policy interpolates
+    history.loc[history.index[history.series_id == "ETTh2"][7], "OT"] *= 1000  # and a typo in ETTh2's: not repaired, but said apart
     source, target = tmp_path / "history.csv", tmp_path / "forecast.csv"
     history.to_csv(source, index=False)
     done = cli("predict", "--model-uri", trained.model_uri, "--input", str(source), "--horizon", "5", "--output", str(target), store=store)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'repaired in the history (data.missing=interpolate, data.gaps=reindex): {"ETTh1": {"filled_OT": 2}}' in done.stderr, done.stderr[-2000:]
+    assert '''read as given, far beyond the series' training range (a typo?): {"ETTh2": {"suspect_OT": 1}}''' in done.stderr, done.stderr[-2000:]
     clean = load_ett(max_rows=900).groupby("series_id").tail(trained.forecaster.history_length)
     clean.to_csv(source, index=False)
     assert "repaired" not in cli("predict", "--model-uri", trained.model_uri, "--input", str(source), "--horizon", "5", "--output",

@@ -180,8 +180,14 @@ def test_a_series_mostly_made_up_by_repairs_is_refused_not_registered(store, tmp
 
 
 def test_a_file_config_without_its_file_says_so(store):
-    with pytest.raises(InputError, match="data.path: required"):  # not a silent run on the embedded data
-        train(compose_config(["profile=smoke", "data=file", "data.time_col=day", "data.target=units"]))
+    for path in ([], ["data.path="], ["data.path=null"]):  # not named, empty or null: never a silent run on the embedded data
+        with pytest.raises(InputError, match="data.path: required"):
+            train(compose_config(["profile=smoke", "data=file", "data.time_col=day", "data.target=OT", "data.id_col=series_id", *path]))
+
+
+def test_a_ranking_no_run_scores_is_refused_before_the_run(store):
+    with pytest.raises(InputError, match=r"registry.metric: a holdout run scores test_\* \(as cv.score: test_mse_std\), got 'foo'"):
+        train(compose_config(["profile=smoke", "registry.metric=foo"]))
 
 
 def test_own_file_splits_by_its_own_length_and_scores_mase_by_its_own_frequency(store, tmp_path):

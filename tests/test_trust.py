@@ -124,6 +124,20 @@ def test_a_repair_within_budget_is_answered_and_shown_on_every_route(srv, histor
     assert "repairs" not in clean.json() and "Skewfree-Repaired" not in clean.headers
 
 
+def test_a_value_keyed_in_x1000_is_answered_and_counted_as_suspect_on_every_route(srv, history):
+    "Not a repair: the value is there, and the forecast read it; the answer, its header and the metrics say so."
+    typo = history.copy()
+    typo.loc[typo.index[typo.series_id == "ETTh2"][5], "OT"] *= 1000
+    def counted(text): return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith('skewfree_suspect_values_total{column="OT"}'))
+    before = counted(httpx.get(f"{srv.url}/metrics", timeout=30).text)
+    for route in ("/invocations", "/predict"):
+        answer = post(srv, route, typo)
+        assert answer.status_code == 200 and answer.json()["repairs"] == {"ETTh2": {"suspect_OT": 1}}, answer.text
+        assert route == "/predict" or answer.headers["Skewfree-Repaired"] == "suspect_OT=1"
+    if srv.backend == "ray": time.sleep(1)  # the feature replicas send their tallies to the app's window five times a second
+    assert counted(httpx.get(f"{srv.url}/metrics", timeout=30).text) - before == 2
+
+
 def test_zone_aware_times_are_converted_and_mixed_offsets_refused(srv, history):
     naive = post(srv, "/invocations", history).json()["predictions"]
     utc = history.assign(date=pd.to_datetime(history.date).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))

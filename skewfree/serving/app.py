@@ -151,16 +151,21 @@ class Metrics:
 
 # %% ../../nbs/21_serving_app.ipynb #0011
 class Repairs:
-    "Prometheus counters of the policies' repairs in served histories, as the window last tallied them."
+    "Prometheus counters of the policies' repairs, and of the suspect values, in served histories, as the window last tallied them."
     def __init__(self): self.totals: dict[str, int] = {}
 
-    def collect(self):
-        filled = CounterMetricFamily("skewfree_repaired_values", "values the policies filled in served histories", labels=["column"])
+    def _by_column(self, prefix:str, name:str, documentation:str) -> CounterMetricFamily:
+        "The totals counted as `<prefix><column>`, one sample a column."
+        family = CounterMetricFamily(name, documentation, labels=["column"])
         for what, n in sorted(self.totals.items()):
-            if what.startswith("filled_"): filled.add_metric([what.removeprefix("filled_")], n)
+            if what.startswith(prefix): family.add_metric([what.removeprefix(prefix)], n)
+        return family
+
+    def collect(self):
         inserted = CounterMetricFamily("skewfree_inserted_rows", "gap rows the policies inserted in served histories")
         inserted.add_metric([], self.totals.get("reindexed_rows", 0))
-        yield from (filled, inserted)
+        yield from (self._by_column("filled_", "skewfree_repaired_values", "values the policies filled in served histories"), inserted,
+                    self._by_column("suspect_", "skewfree_suspect_values", "values served histories held far beyond their series' training range"))
 
 # %% ../../nbs/21_serving_app.ipynb #0013
 Family = tuple[str, str, str, str, list[tuple[str, dict[str, str], float]]]  # name, help, type, unit, samples: a metric as plain data

@@ -151,7 +151,9 @@ class PredictResponse(BaseModel):
     run_id: str|None
     series: list[SeriesOut] = Field(description="in the request's order")
     repairs: dict[str, dict[str, int]] = Field(default_factory=dict, description="per series id, what the preprocessor's policies repaired "
-                                               "in its history (filled_<column>: values filled, reindexed_rows: gap rows inserted); empty: nothing")
+                                               "in its history (filled_<column>: values filled, reindexed_rows: gap rows inserted) and the "
+                                               "values it read that lie far beyond the series' training range (suspect_<column>, a typo?); "
+                                               "empty: nothing")
     latency_ms: dict[str, float]
     _notes: dict[str, Any]|None = PrivateAttr(default=None)  # for the server, never sent: what `notes_of` says of this answer
 
