@@ -406,7 +406,8 @@ def drift(args:argparse.Namespace) -> int:
         for name, f in report["features"].items():
             shown = "-" if f["statistic"] is None else f"{f['statistic']:.3f}"
             print(f"  {name:<24} {f['comparator']:<15} {shown:>7} (threshold {f['threshold']:g})  {f['state']}")
-        if replayed.refused: print(f"left out: {replayed.refused} requests serving would refuse (more repaired values than data.repair_budget allows)")
+        if replayed.refused: print(f"left out: {replayed.refused} requests serving would refuse (more repaired values than data.repair_budget allows, "
+                                   f"or suspect values under data.suspect_values=error)")
         repaired, suspect = apart(replayed.repaired)
         if repaired: print(f"repaired in the file's rows: {json.dumps(repaired)}")
         if suspect: print(f"read as given, far beyond the series' training range (a typo?): {json.dumps(suspect)}")

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError, OmegaConfBaseException
 
 from .core import InputError, checked_number, project_root
 
@@ -71,7 +71,10 @@ def _at(data:Any, parts:tuple[str, ...]) -> Any:
 def plainly(error:Exception, folder:Path, defaults:Callable[[], DictConfig]) -> InputError:
     "Hydra's refusal of an override as an `InputError` naming the key: an unknown key with its neighbours, an unknown file with the group's."
     text = str(error)
-    if found := re.search(r"Could not override '([^']+)'", text): return unknown_key(found.group(1), defaults())
+    if found := re.search(r"Could not override '([^']+)'", text):
+        if _opened(key := found.group(1)):  # a key the model's builder reads, which this model's file does not set
+            return InputError(key, f"not set by this model's file: add it with a leading +, as +{key}=…")
+        return unknown_key(key, defaults())
     if isinstance(error, MissingConfigException) and (found := re.search(r"Could not find '([^']+)/([^'/]+)'", text)):
         group, name = found.groups()
         return InputError(group, f"no file {name!r} in params/{group}/; there are {sorted(f.stem for f in (folder/group).glob('*.yaml'))}")
@@ -97,19 +100,27 @@ def _hint(key:str, value:Any, default:Any) -> str:
     if isinstance(default, str) and kind(value) == "a number": return f"; text that reads as a number is quoted: {key}='{value}'"
     return ""
 
+def _opened(key:str) -> bool: return any(key == o.rstrip(".") or key.startswith(o) for o in OPEN)
+
+def _default(shipped:Any, parts:tuple[str, ...]) -> Any:
+    "The files' value at a key's `parts`: `_ABSENT` where they define none, None where a null lies on the way (anything may go there)."
+    for depth in range(len(parts)):
+        if _at(shipped, parts[:depth]) is None: return None  # a null mapping, such as `executor.runtime_env`: its contents are the user's
+    return _at(shipped, parts)
+
 def check_kinds(cfg:DictConfig, defaults:DictConfig) -> None:
     "Refuse a key no file of the run defines, and a value of another kind than the files give it."
     shipped = OmegaConf.to_container(defaults, resolve=True, throw_on_missing=False)
     for parts, value in leaves(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)):
         key = ".".join(parts)
-        if (default := _at(shipped, parts)) is _ABSENT:
-            if key.startswith(OPEN): continue
+        if (default := _default(shipped, parts)) is _ABSENT:
+            if _opened(key): continue
             raise unknown_key(parts, defaults)
-        if value is None:
-            if default is not None and (key in REQUIRED or isinstance(default, bool)):
+        if value is None:  # a null stands for "none" or "the default", except where a key must hold something
+            if key in REQUIRED or (isinstance(default, bool) and not _opened(key)) or (isinstance(default, dict) and default):
                 raise InputError(key, f"expected {kind(default)}, got null{' ([] for none)' if isinstance(default, list) else ''}")
-        elif default is not None and default != "???" and not (key.startswith(OPEN) and not isinstance(default, bool)):
-            if kind(value) != kind(default):
+        elif default is not None and default != "???" and not (_opened(key) and not isinstance(default, bool)):
+            if kind(value) != kind(default) and not (default == "auto" and kind(value) == "a number"):  # `auto`: or a number
                 raise InputError(key, f"expected {kind(default)}, as the files give it ({default!r}), got {value!r}{_hint(key, value, default)}")
 
 # %% ../nbs/02_config.ipynb #0011
@@ -136,21 +147,32 @@ def check_config(cfg:DictConfig, # the composed config
                  defaults:DictConfig|None=None, # the same files composed without the values set by hand (`compose_config` makes it)
                 ) -> DictConfig:
     "`cfg` if its keys and kinds are the files', its counts and numbers in range, its choices known; else an `InputError` naming the key."
+    try: _check_values(cfg, defaults)
+    except (InterpolationResolutionError, InterpolationKeyError) as e: raise InputError("overrides", " ".join(str(e).split())) from None
+    return cfg
+
+def _source(cfg:DictConfig, key:str) -> str:
+    "The key a value was set under: `key`, or the key its `${…}` names (`cv.train_rows` is `data.holdout.train_rows`)."
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    raw = _at(OmegaConf.to_container(node, resolve=False), (leaf,)) if isinstance(node, DictConfig) else None
+    return found.group(1) if isinstance(raw, str) and (found := re.fullmatch(r"\$\{([\w.]+)\}", raw)) else key
+
+def _check_values(cfg:DictConfig, defaults:DictConfig|None) -> None:
     for key, (least, nullable) in COUNTS.items():
         if (node := OmegaConf.select(cfg, key, default="absent", throw_on_missing=False)) == "absent" or (node is None and nullable): continue
         if key in SHARES and type(node) is float and 0 < node < 1: continue
         if type(node) is not int or node < least:
             also = " or null" if nullable else " or a share in (0, 1)" if key in SHARES else ""
-            raise InputError(key, f"expected a whole number of at least {least}{also}, got {node!r}")
+            raise InputError(_source(cfg, key), f"expected a whole number of at least {least}{also}, got {node!r}")
     for key, (low, high, nullable) in NUMBERS.items():
         if (node := OmegaConf.select(cfg, key, default="absent")) != "absent" and (node is not None or not nullable):
-            checked_number(key, node, float, low, high)
+            checked_number(_source(cfg, key), node, float, low, high)
     for key, allowed in CHOICES.items():
         if (node := OmegaConf.select(cfg, key, default=None)) is not None and node not in allowed:
             raise InputError(key, f"unknown value {node!r}; allowed: {list(allowed)}")
     check_names(cfg)
     if defaults is not None: check_kinds(cfg, defaults)  # after the checks of known keys, whose words are more precise
-    return cfg
 
 def check_names(cfg:DictConfig) -> None:
     "Refuse a name listed twice (a column read twice, a quantile served twice), and an empty list of embedded series."

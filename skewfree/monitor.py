@@ -110,8 +110,8 @@ class Replayed:
     "A file as the requests a client would have sent: those serving answers, those it would refuse, what the file's repairs made."
     counts: np.ndarray # (requests, features, bins) each answered request's histograms, in time order
     ends: np.ndarray # (requests,) datetime64[ns] when each request's history ends
-    refused: int # requests whose history holds more repaired values than the repair budget allows: serving refuses them, the monitor never sees them
-    repaired: dict[str, int] # what the policies repaired in the file's rows (filled_<column>, reindexed_rows), as a server's `repaired` counts it
+    refused: int # requests serving would refuse (repairs beyond the budget; suspect values under `suspect_values: error`): the monitor never sees them
+    repaired: dict[str, int] # the file's repairs (filled_<column>, reindexed_rows) and suspect values (suspect_<column>), as a server counts them
 
 def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
            frame:pd.DataFrame, # raw long rows of the series it knows
@@ -140,8 +140,15 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
     # a request over the repair budget is refused, never observed: the monitor compares the inputs serving answers
     over = np.zeros(len(origins), bool) if batch.repaired is None else \
         pre.repair_budget.refuses(batch.repaired, batch.indptr, windows.series, origins, window)
-    if over.all(): raise InputError("data", f"every one of the {len(over)} requests holds more repaired values than data.repair_budget allows: "
-                                            "serving would refuse them all, so there is nothing to compare")
+    repaired = summed_repairs(batch.report)  # the file's repairs, and its values far beyond their series' training yardsticks
+    if batch.suspect is not None:
+        repaired |= {f"suspect_{c}": int(n) for c, n in zip(pre.numeric, batch.suspect.sum(axis=0)) if n}
+        if pre.suspect_values == "error":  # as serving refuses them
+            marked = np.r_[0, np.cumsum(batch.suspect.any(axis=1))]
+            over |= marked[origins] - marked[origins - window] > 0
+    if over.all(): raise InputError("data", f"every one of the {len(over)} requests holds more repaired values than data.repair_budget allows "
+                                            "(or, under data.suspect_values=error, a suspect value): serving would refuse them all, so there is "
+                                            "nothing to compare")
     order = np.argsort(ends, kind="stable")  # requests in time order, series interleaved as clients would send them
     order = order[~over[order]]
-    return Replayed(out[order], ends[order], int(over.sum()), summed_repairs(batch.report))
+    return Replayed(out[order], ends[order], int(over.sum()), repaired)

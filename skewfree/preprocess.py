@@ -45,6 +45,7 @@ class SeriesBatch:
     statics: np.ndarray|None = None # (series, static covariates) float64, encoded
     looks_ahead: np.ndarray|None = None # (rows,) forecast origins whose history holds a value filled from the origin or after; None: none
     repaired: np.ndarray|None = None # (rows, numeric columns) bool: the values a repair made (filled, or in an inserted row); None: none
+    suspect: np.ndarray|None = None # (rows, numeric columns) bool: values far beyond their series' yardsticks (`Extremes`); None: not checked
     report: dict[str, dict[str, int]] = field(default_factory=dict) # series id → {what was repaired: count}
 
     @property
@@ -78,6 +79,7 @@ class SeriesBatch:
                            statics=None if self.statics is None else self.statics[positions],
                            looks_ahead=None if self.looks_ahead is None else self.looks_ahead[rows],
                            repaired=None if self.repaired is None else self.repaired[rows],
+                           suspect=None if self.suspect is None else self.suspect[rows],
                            report={str(i): self.report[str(i)] for i in ids if str(i) in self.report})
 
     @classmethod
@@ -292,7 +294,7 @@ class Preprocessor:
                  repair_budget:Mapping[str, Any]|None=None, # what a served request may have repaired (see `RepairBudget`; its defaults)
                  timezone:str|None=None, # the zone of the training data's naive timestamps: aware ones are converted to it (None: UTC)
                  history_length:int=1, # rows of history the model needs to forecast
-                 suspect_ratio:float|None=SUSPECT_RATIO, # a value farther from its series' median than this × its usual farthest is suspect (None: not checked)
+                 suspect_ratio:float|None=SUSPECT_RATIO, # a value more than this many yardsticks from its series' median is suspect (None: not checked)
                  suspect_values:str="warn", # warn: told at training, counted in a served answer | error: refused
                 ):
         self.time_col, self.target, self.id_col = time_col, target, id_col
@@ -428,14 +430,14 @@ class Preprocessor:
         self.spacing.refuse_other_phase(panel, freqs, at)  # daily rows at noon to a model of midnights: other data, not forecast at noon
         return freqs, stats, fallback, yards
 
-    def _suspects(self, history:Panel, yards:np.ndarray|None) -> np.ndarray|None:
-        "(series, columns) a served history's suspect values, counted; under `suspect_values: error`, the refusal of the farthest."
+    def _suspects(self, grid:Panel, yards:np.ndarray|None, served:bool) -> np.ndarray|None:
+        "(rows, columns) the history's values far beyond their series' yardsticks; served under `suspect_values: error`, the refusal of the first."
         if yards is None or self.suspect_ratio is None: return None
-        found = suspect(history.values, yards[history.series_of_rows], self.suspect_ratio)
-        if found.any() and self.suspect_values == "error":
-            raise suspect_refusal(suspect_rows(history, found, yards), self.suspect_ratio, "this series'",
+        found = suspect(grid.values, yards[grid.series_of_rows], self.suspect_ratio)
+        if served and found.any() and self.suspect_values == "error":
+            raise suspect_refusal(suspect_rows(grid, found, yards), self.suspect_ratio, "this series'",
                                   "This model refuses such values (data.suspect_values=error): mend it")
-        return segment_sums(found, history.indptr)
+        return found
 
     def _refuse_unknown(self, ids:np.ndarray) -> np.ndarray:
         "Each id's position among the fitted series (-1: new); under `unknown_series: error`, the refusal of any new one, naming the first few."
@@ -478,7 +480,6 @@ class Preprocessor:
         planned = None if np.array_equal(cut, panel.lengths) else panel.position_in_series >= cut[panel.series_of_rows]
         history = panel if planned is None else panel.keep(~planned)
         self.repairs.refuse(history, self.time_col)
-        suspects = None if budget is None else self._suspects(history, yards)  # served: a typo in a request is told, or refused
         ends = None if not history_end else np.array([np.datetime64("NaT") if (end := history_end.get(str(i))) is None else
                                                       pd.Timestamp(end).to_datetime64() for i in panel.ids], dtype="datetime64[ns]")
         # served, a history's gaps may at most double it (or add one look-back window): the window's own budget is checked below
@@ -488,6 +489,7 @@ class Preprocessor:
         last = grid.times[grid.indptr[1:] - 1]
         if horizon: refuse_beyond_time(last, freqs, horizon, grid.ids)
         if budget is not None: budget.check(grid, self.history_length_, self.time_col)
+        marked = self._suspects(grid, yards, served=budget is not None)  # a typo in a request is told (served: in the answer), or refused
         filled, counts = self.repairs.fill(grid, fallback, carry_end=budget is not None and budget.at_end == "carry")
         values = Scaler.transform(filled, stats[grid.series_of_rows])
         if not np.isfinite(values).all():  # finite as given, beyond float32 once scaled: the model would answer NaN
@@ -499,7 +501,9 @@ class Preprocessor:
                             statics=self.statics.transform(panel) if self.static_covariates else None,
                             looks_ahead=self.repairs.looks_ahead(grid) if counts.any() else None,
                             repaired=np.isnan(grid.values) if counts.any() else None,
-                            report=repair_report(grid.ids, self.numeric, on.inserted, counts, suspects))
+                            suspect=marked,
+                            report=repair_report(grid.ids, self.numeric, on.inserted, counts,
+                                                 None if budget is None or marked is None else segment_sums(marked, grid.indptr)))
         if self.columns_["future"]:
             plan = panel.keep(np.zeros(len(panel.times), bool) if planned is None else planned)
             batch.future_times, batch.future_indptr, batch.future = future_rows(batch, values[:, n_past:], stats[:, n_past:], plan, horizon,

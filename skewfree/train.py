@@ -228,7 +228,7 @@ def log_suspects(found:pd.DataFrame) -> None:
     if len(found):
         mlflow.log_text(found.to_csv(index=False), "suspect_values.csv")
         first = "; ".join(f"{r.series!r} {r.column} {r.value:.6g} at {r.time} (median {r['median']:.4g})" for _, r in found.head(3).iterrows())
-        log.warning("skewfree: %s more than data.suspect_ratio times as far from its series' median as the series' usual farthest, and "
+        log.warning("skewfree: %s more than data.suspect_ratio yardsticks from its series' median (see skewfree.scale.yardsticks), and "
                     "learnt from as given (a typo?): %s; all in suspect_values.csv. Mend them, or refuse such data with "
                     "data.suspect_values=error", _values(len(found)), first)
 

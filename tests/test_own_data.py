@@ -78,13 +78,13 @@ def test_a_value_keyed_in_x1000_is_told_and_logged_or_refused_by_series_column_a
     assert run.data.metrics["suspect_values"] == 1
     logged = pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/suspect_values.csv")))
     assert logged[["series", "column", "row", "time"]].values.tolist() == [["north", "units", typo, "2024-06-01"]]
-    assert "1 value more than data.suspect_ratio times as far from its series' median" in caplog.text and "'north' units" in caplog.text
+    assert "1 value more than data.suspect_ratio yardsticks from its series' median" in caplog.text and "'north' units" in caplog.text
     skewfree = [str(Path(sys.executable).parent / "skewfree"), "train", "--model", "seasonal_naive", *overrides, f"data.path={path}",
                 "data.suspect_values=error"]
     refused = subprocess.run(skewfree, env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True, timeout=600, check=False)
     last = refused.stderr.strip().splitlines()[-1]
     assert refused.returncode == 2 and last.startswith("skewfree train: units: ") and "Traceback" not in refused.stderr, refused.stderr[-2000:]
-    assert "at 2024-06-01 00:00:00 is 3" in last and "times as far from this series' median" in last and f"series 'north', first bad row {typo}" in last, last
+    assert "at 2024-06-01 00:00:00 lies " in last and "yardsticks (" in last and "from this series' median (" in last and f"series 'north', first bad row {typo}" in last, last
     assert len(mlflow.MlflowClient().search_model_versions("name='own-typo'")) == 1  # the refused run registered nothing
 
 
