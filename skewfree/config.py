@@ -132,12 +132,14 @@ COUNTS: dict[str, tuple[int, bool]] = {
     "trainer.torch.max_epochs": (1, False), "trainer.torch.batch_size": (1, False), "trainer.torch.patience": (0, False),
     "trainer.torch.max_samples_per_ts": (1, True), "trainer.boosted.early_stopping_rounds": (1, False), "trainer.boosted.n_jobs": (1, False),
     "cv.inner.pruner.n_startup_trials": (0, False), "cv.inner.pruner.n_warmup_steps": (0, False), "executor.threads_per_fold": (1, True),
-    "model.hyperparameters.input_chunk_length": (1, False), "model.hyperparameters.output_chunk_length": (1, False), "seed": (0, False)}
+    "model.hyperparameters.input_chunk_length": (1, False), "model.hyperparameters.output_chunk_length": (1, False), "seed": (0, False),
+    "data.max_rows": (1, True)}
 SHARES = ("cv.train_rows", "cv.val_rows", "cv.test_rows")  # counts that may instead be a share in (0, 1) of each series' length
 # other numbers: (least, most, null allowed)
 NUMBERS: dict[str, tuple[float, float, bool]] = {
     "trainer.torch.learning_rate": (0.0, float("inf"), False), "trainer.torch.lr_decay": (0.0, 1.0, False), "registry.margin": (0.0, 1.0, False),
-    "mlflow.golden_tolerance": (0.0, float("inf"), False), "cv.inner.timeout": (1.0, float("inf"), True)}
+    "mlflow.golden_tolerance": (0.0, float("inf"), False), "cv.inner.timeout": (1.0, float("inf"), True),
+    "data.training_repair_share": (0.0, 1.0, False), "data.suspect_ratio": (1.0, float("inf"), True)}
 CHOICES: dict[str, tuple[str, ...]] = {"cv.strategy": ("holdout", "nested"), "cv.window": ("expanding", "sliding"),
                                        "trainer.torch.accelerator": ("auto", "cpu", "gpu", "cuda", "mps")}
 NAMES = ("data.names", "data.calendar", "data.covariates.past", "data.covariates.future", "data.covariates.static", "model.covariates",
