@@ -142,7 +142,12 @@ def _log_run_header(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> N
 # %% ../nbs/15_train.ipynb #0010
 def study_storage(cfg:DictConfig, tracking:str) -> str:
     "`cv.storage`, else a sqlite `optuna.db` beside a sqlite MLflow store, else in the project root."
-    if cfg.cv.get("storage"): return str(cfg.cv.storage)
+    if url := cfg.cv.get("storage"):
+        import sqlalchemy
+        try: sqlalchemy.create_engine(str(url)).dispose()  # the dialect is loaded, nothing is connected: a bad URL is named before the run
+        except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as e:
+            raise InputError("cv.storage", f"{url!r} is not a database URL SQLAlchemy can open ({e})") from None
+        return str(url)
     folder = Path(tracking.removeprefix("sqlite:///")).parent if tracking.startswith("sqlite:///") else project_root()
     return f"sqlite:///{folder/'optuna.db'}"
 
@@ -164,7 +169,7 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
         if cfg.cv.strategy == "nested": return _train_nested(cfg, raw, study_storage(cfg, tracking), source)
         return _train_holdout(cfg, raw, source)
 
-# %% ../nbs/15_train.ipynb #0012
+# %% ../nbs/15_train.ipynb #0014
 log = logging.getLogger(__name__)
 
 def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
@@ -177,7 +182,7 @@ def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
     rows = Positions(raw, Preprocessor.from_config(cfg.data, roles=[], history_length=1))
     return rows.latest(cap) if cfg.cv.get("rows_from") == "end" else rows.rows(0, cap)  # each series' newest rows, or its first
 
-# %% ../nbs/15_train.ipynb #0014
+# %% ../nbs/15_train.ipynb #0016
 TRAINING_REPAIR_SHARE = 0.25  # `data.training_repair_share` unless the config says: at most this share of a series' values may be made up
 
 def _repair_share(cfg:DictConfig) -> float:
@@ -211,7 +216,7 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
                            pre.missing, pre.gaps, report)
     return report
 
-# %% ../nbs/15_train.ipynb #0016
+# %% ../nbs/15_train.ipynb #0018
 def suspects(pre:Preprocessor, rows:pd.DataFrame) -> pd.DataFrame:
     "The suspect values among the `rows` a run uses (`suspect_values`); under `data.suspect_values: error`, the refusal of the farthest."
     if pre.suspect_ratio is None: return pd.DataFrame(columns=SUSPECT_COLUMNS)  # not checked
@@ -232,7 +237,7 @@ def log_suspects(found:pd.DataFrame) -> None:
                     "learnt from as given (a typo?): %s; all in suspect_values.csv. Mend them, or refuse such data with "
                     "data.suspect_values=error", _values(len(found)), first)
 
-# %% ../nbs/15_train.ipynb #0019
+# %% ../nbs/15_train.ipynb #0021
 def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
     "Rows beyond each series' `used`, which the split neither fits nor scores: logged (`unused_rows.json`, metric `unused_rows`) and told."
     given = positions.given(0, used)
@@ -271,7 +276,7 @@ def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, prot
             "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol,
             YARDSTICK: f"{cfg.data.get('scaler', 'standard')} {_digest(positions.rows(*learnt))}"}  # the scaler, and the rows it learnt from
 
-# %% ../nbs/15_train.ipynb #0021
+# %% ../nbs/15_train.ipynb #0023
 def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str) -> None:
     "Warn of series left out of MASE for want of a scale (`evaluate.score`), what `metric` is then over, and the metric that counts them."
     if unscaled:
@@ -331,7 +336,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
-# %% ../nbs/15_train.ipynb #0023
+# %% ../nbs/15_train.ipynb #0025
 def history_figure(trials:pd.DataFrame, title:str):
     "Optuna optimisation history: every completed trial's loss and the best so far."
     fig, (ax,) = _figure()
