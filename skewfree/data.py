@@ -80,6 +80,7 @@ def read_table(path:str|Path, field:str="data.path",
               ) -> pd.DataFrame:
     "Read a long-format CSV (or gzipped CSV) or Parquet file; what cannot be read is an `InputError` naming `field`."
     path = Path(path)
+    if path.is_dir(): raise InputError(field, f"{path} is a folder: name the file in it to read")
     if not path.is_file(): raise InputError(field, f"file not found: {path}")
     name = path.name.lower()
     if not name.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
@@ -87,12 +88,15 @@ def read_table(path:str|Path, field:str="data.path",
     # empty, truncated, not in that format, unreadable: all of them a ValueError (pandas, pyarrow) or an OSError
     try:
         names = column_names(path, field)
-        if not name.endswith((".parquet", ".pq")): return comma_separated(pd.read_csv(path, **csv_reading(names, text)), path, field)
-        import pyarrow.parquet as pq
-        table = pq.read_table(path)
-        return table.cast(pa.schema([_plain(f) for f in table.schema])).to_pandas()  # Parquet's own types otherwise: ids as they were typed
+        if not name.endswith((".parquet", ".pq")): frame = comma_separated(pd.read_csv(path, **csv_reading(names, text)), path, field)
+        else:
+            import pyarrow.parquet as pq
+            table = pq.read_table(path)
+            frame = table.cast(pa.schema([_plain(f) for f in table.schema])).to_pandas()  # Parquet's own types otherwise: ids as they were typed
     except InputError: raise  # already said, by name
     except (ValueError, OSError) as e: raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
+    if frame.empty: raise InputError(field, f"{path} holds no rows, only its columns {list(frame.columns)}")
+    return frame
 
 def comma_separated(frame:pd.DataFrame, path:Path, field:str) -> pd.DataFrame:
     "`frame`, unless it is one column because the file separates its fields otherwise (`;` where a comma is the decimal mark)."
