@@ -163,9 +163,10 @@ def _source(cfg:DictConfig, key:str) -> str:
 def _check_values(cfg:DictConfig, defaults:DictConfig|None) -> None:
     for key, (least, nullable) in COUNTS.items():
         if (node := OmegaConf.select(cfg, key, default="absent", throw_on_missing=False)) == "absent" or (node is None and nullable): continue
-        if key in SHARES and type(node) is float and 0 < node < 1: continue
+        shares = key in SHARES and OmegaConf.select(cfg, "cv.strategy", default=None) == "holdout"  # nested CV counts rows only
+        if shares and type(node) is float and 0 < node < 1: continue
         if type(node) is not int or node < least:
-            also = " or null" if nullable else " or a share in (0, 1)" if key in SHARES else ""
+            also = " or null" if nullable else " or a share in (0, 1)" if shares else ""
             raise InputError(_source(cfg, key), f"expected a whole number of at least {least}{also}, got {node!r}")
     for key, (low, high, nullable) in NUMBERS.items():
         if (node := OmegaConf.select(cfg, key, default="absent")) != "absent" and (node is not None or not nullable):

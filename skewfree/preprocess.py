@@ -385,7 +385,8 @@ class Preprocessor:
         panel, need = self.panel(df), max(3, self.history_length)
         if (short := panel.lengths < need).any():
             k = _first(short)
-            raise InputError(self.time_col, f"needs at least {need} rows to fit, got {panel.lengths[k]}", str(panel.ids[k]))
+            why = f" (the model reads {need} rows of history: its look-back, such as model.hyperparameters.input_chunk_length)" if need > 3 else ""
+            raise InputError(self.time_col, f"needs at least {need} rows to fit, got {panel.lengths[k]}{why}", str(panel.ids[k]))
         self.spacing.fit(panel)
         self._refuse_idle_calendar(panel)
         self._refuse_empty_columns(panel)
