@@ -236,9 +236,21 @@ class Frequency:
         "The frequency of every series of `panel`, or an `InputError` naming the first without one."
         freqs = infer_frequencies(panel.times, panel.indptr, allow_gaps=self.gaps != "error")
         if (none := pd.isna(freqs)).any():
-            raise InputError(self.time_col, "timestamps are not regular: no frequency can be inferred", str(panel.ids[int(np.argmax(none))]))
+            k = int(np.argmax(none))
+            raise InputError(self.time_col, self._gaps_said(panel, k) or "timestamps are not regular: no frequency can be inferred", str(panel.ids[k]))
         for freq in pd.unique(freqs): clock_of(str(freq))  # refused now, by name, if no grid can be built on it
         return freqs
+
+    def _gaps_said(self, panel:Panel, k:int) -> str|None:
+        "Under `gaps: error`, series `k`'s missing steps, where its rows are regular but for them (None: no frequency even with gaps)."
+        if self.gaps != "error": return None
+        times = panel.times[panel.indptr[k]:panel.indptr[k + 1]]
+        freq = infer_frequencies(times, np.array([0, len(times)]), allow_gaps=True)[0]
+        if pd.isna(freq): return None
+        try: missing = pd.date_range(times[0], times[-1], freq=str(freq)).difference(pd.DatetimeIndex(times))
+        except ValueError: return None
+        return (f"{len(missing)} step{'s' * (len(missing) != 1)} of its {freq!r} rows {'are' if len(missing) != 1 else 'is'} missing (the first at "
+                f"{missing[0]}): data.gaps=reindex inserts and repairs them, counted and bounded; or mend the data") if len(missing) else None
 
     def of_new(self, panel:Panel) -> np.ndarray:
         "The frequency of each series not seen at fit: its own, of the model's kind; the model's where its rows name none, which `grid` holds them to."
