@@ -109,7 +109,7 @@ def yardsticks(panel:Panel) -> np.ndarray:
     return out
 
 def suspect(values:np.ndarray, # (rows, columns)
-            stats:np.ndarray, # (rows, columns, 2): each row's series' (median, usual farthest), as `yardsticks` learns them
+            stats:np.ndarray, # (rows, columns, 2): each row's series' (median, yardstick), as `yardsticks` learns them
             ratio:float=SUSPECT_RATIO) -> np.ndarray:
     "(rows, columns) whether each value lies more than `ratio` yardsticks from its series' median."
     with np.errstate(invalid="ignore"): return (stats[..., 1] > 0) & (np.abs(values - stats[..., 0]) > ratio * stats[..., 1])

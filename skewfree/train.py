@@ -218,7 +218,7 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
 
 # %% ../nbs/15_train.ipynb #0018
 def suspects(pre:Preprocessor, rows:pd.DataFrame) -> pd.DataFrame:
-    "The suspect values among the `rows` a run uses (`suspect_values`); under `data.suspect_values: error`, the refusal of the farthest."
+    "The suspect values among the `rows` a run uses (`suspect_values`); under `data.suspect_values: error`, the refusal of the first."
     if pre.suspect_ratio is None: return pd.DataFrame(columns=SUSPECT_COLUMNS)  # not checked
     found = suspect_values(pre.panel(rows), pre.suspect_ratio)
     if pre.suspect_values == "error" and len(found):
