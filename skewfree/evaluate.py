@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from .core import InputError
 from .forecaster import ConformalIntervals, Forecaster, IntervalSpec, fewest_windows
-from .frequency import Frequency, clock_of, panel_season
+from .frequency import clock_of, grid_steps, panel_season
 from .panel import Panel, Rows, parse_times, series_codes
 from .preprocess import Preprocessor, ScaledForecast, band_column, repeated_text
 from .profile import Feature
@@ -56,7 +56,7 @@ class Positions:
         # so a series with a missing day is cut on the same dates as one without: the split counts what the model will read
         try: freqs = pre.spacing.learn(panel)
         except InputError: return self._position  # no frequency: `fit` refuses the series, by name
-        steps, on = Frequency.steps(panel, freqs)  # the panel's rows are these rows, in this order: by id, then time
+        steps, on = grid_steps(panel, freqs)  # the panel's rows are these rows, in this order: by id, then time
         return steps if on.all() else self._position  # a row off the grid: `fit` refuses it, by its time
 
     def counted_from(self, rows_from:str|None, used:int) -> Positions:

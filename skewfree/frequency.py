@@ -17,7 +17,8 @@ from .panel import Panel, lengths_to_indptr
 
 # %% auto #0
 __all__ = ['DAY', 'GAP_POLICIES', 'fixed_freq', 'nanoseconds', 'Clock', 'pandas_freq', 'gappy_frequencies', 'infer_frequencies',
-           'OnGrid', 'clock_of', 'Frequency', 'steps_after', 'refuse_beyond_time', 'natural_season', 'panel_frequency',
+           'OnGrid', 'clock_of', 'grid_steps', 'phases', 'reindexed', 'gaps_said', 'refuse_gap', 'refuse_other_spacing',
+           'refuse_mixed', 'Frequency', 'steps_after', 'refuse_beyond_time', 'natural_season', 'panel_frequency',
            'panel_season', 'season_choices']
 
 # %% ../nbs/04_frequency.ipynb #0005
@@ -227,6 +228,100 @@ def _step_kind(freq:str) -> tuple:
     if isinstance(offset, pd.offsets.Tick): return (int(offset.nanos),)
     return (_UNITS.get(type(offset).__name__, type(offset).__name__), int(offset.n))
 
+# %% ../nbs/04_frequency.ipynb #0020
+def grid_steps(panel:Panel, freqs:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Each row's step on its series' grid, counted from its first row, and whether it lies on that grid."
+    position, on = np.zeros(len(panel.times), np.int64), np.ones(len(panel.times), bool)
+    rows, anchors = panel.series_of_rows, panel.times[panel.indptr[:-1]]
+    for clock, series in _by_frequency(freqs):
+        mask = series[rows]
+        position[mask], on[mask] = clock.positions(panel.times[mask], anchors[rows[mask]])
+    return position, on
+
+def phases(panel:Panel, freqs:np.ndarray) -> np.ndarray:
+    "(series,) where each series' steps fall: nanoseconds past a whole number of its fixed steps since 1970, or a calendar's time of day."
+    out, has = np.full(panel.n_series, -1, np.int64), panel.lengths > 0
+    first = np.zeros(panel.n_series, np.int64)
+    first[has] = nanoseconds(panel.times[panel.indptr[:-1][has]])
+    for clock, series in _by_frequency(freqs):
+        out[series & has] = first[series & has] % (clock.step or DAY)  # a calendar keeps its first row's time of day
+    return out
+
+# %% ../nbs/04_frequency.ipynb #0023
+def reindexed(panel:Panel, freqs:np.ndarray, position:np.ndarray, size:np.ndarray) -> OnGrid:
+    "`panel` with a row of missing values at every missing step (`position`: each row's step; `size`: each series' steps)."
+    indptr = lengths_to_indptr(size)
+    dest = indptr[:-1][panel.series_of_rows] + position
+    given = np.full(int(indptr[-1]), -1, np.int64); given[dest] = np.arange(len(panel.times))
+    values = np.full((len(given), panel.values.shape[1]), np.nan); values[dest] = panel.values
+    series = np.repeat(np.arange(panel.n_series), size)
+    times = np.empty(len(given), "datetime64[ns]")
+    for clock, chosen in _by_frequency(freqs):
+        mask = chosen[series]
+        times[mask] = clock.times(panel.times[panel.indptr[:-1]][series[mask]], np.arange(len(given))[mask] - indptr[:-1][series[mask]])
+    statics = {c: v[panel.indptr[:-1]][series] for c, v in panel.statics.items()}  # constant per series by contract
+    labels = pd.Index(np.where(given >= 0, panel.labels.to_numpy()[np.maximum(given, 0)], np.array(None)))
+    return OnGrid(Panel(panel.ids, indptr, times, values, panel.columns, labels, statics), given, size - panel.lengths)
+
+# %% ../nbs/04_frequency.ipynb #0026
+def gaps_said(panel:Panel, k:int) -> str|None:
+    "Series `k`'s missing steps, where its rows are regular but for them (None: no frequency even with gaps)."
+    times = panel.times[panel.indptr[k]:panel.indptr[k + 1]]
+    freq = infer_frequencies(times, np.array([0, len(times)]), allow_gaps=True)[0]
+    if pd.isna(freq): return None
+    try: missing = pd.date_range(times[0], times[-1], freq=str(freq)).difference(pd.DatetimeIndex(times))
+    except ValueError: return None
+    return (f"{len(missing)} step{'s' * (len(missing) != 1)} of its {freq!r} rows {'are' if len(missing) != 1 else 'is'} missing (the first at "
+            f"{missing[0]}): data.gaps=reindex inserts and repairs them, counted and bounded; or mend the data") if len(missing) else None
+
+def refuse_gap(panel:Panel, freqs:np.ndarray, position:np.ndarray, size:np.ndarray, time_col:str) -> None:
+    "The error for the first series with a missing step: it names the missing time."
+    k = int(np.argmax(size != panel.lengths))
+    rows = slice(panel.indptr[k], panel.indptr[k + 1])
+    jumped = np.flatnonzero(position[rows] != np.arange(panel.lengths[k]))
+    missing = int(jumped[0]) if len(jumped) else int(panel.lengths[k])
+    its = clock_of(str(freqs[k]))
+    first = pd.Timestamp(its.times(panel.times[panel.indptr[k]:panel.indptr[k] + 1], np.array([missing]))[0])
+    raise InputError(time_col, f"gap in timestamps: {first} is missing (frequency {its.freq!r}); set data.gaps=reindex to repair",
+                     str(panel.ids[k]), first)
+
+def refuse_other_spacing(panel:Panel, clock:Clock, mask:np.ndarray, position:np.ndarray, time_col:str) -> None:
+    "Refuse a series whose rows are mostly more than one step of `clock` apart: data of another frequency, which reindexing would invent."
+    rows = np.flatnonzero(mask)
+    if len(rows) < 2: return
+    series = panel.series_of_rows[rows]
+    follows = series[1:] == series[:-1]  # a step within a series
+    steps = np.diff(position)[follows]
+    if not len(steps) or steps.max() <= 1: return
+    modes = _modes(steps, series[1:][follows], panel.n_series)
+    if not (other := modes > 1).any(): return
+    k = int(np.argmax(other))
+    found = (_tick_alias(int(modes[k]) * clock.step) if clock.step is not None else f"{modes[k]} x {clock.freq}")
+    raise InputError(time_col, f"rows are {modes[k]} steps of the fitted frequency {clock.freq!r} apart (found {found!r}): data of another "
+                               f"frequency is refused, not reindexed; send the series at {clock.freq!r}", str(panel.ids[k]))
+
+def refuse_mixed(panel:Panel, freqs:np.ndarray, time_col:str) -> None:
+    "Refuse series on another frequency than most: a stray row off the common grid by its time, else the series, by name."
+    names, which, counts = np.unique(freqs.astype(str), return_inverse=True, return_counts=True)
+    kinds = [_step_kind(str(f)) for f in names]
+    if len(set(kinds)) < 2: return
+    share = {k: sum(int(c) for kk, c in zip(kinds, counts) if kk == k) for k in set(kinds)}
+    # the most common; a tie goes to a calendar, which one stray row turns into a fixed step (a Saturday among business days)
+    common_kind = max(share, key=lambda k: (share[k], isinstance(k[0], str)))
+    common = str(names[max((i for i, k in enumerate(kinds) if k == common_kind), key=lambda i: counts[i])])
+    odd = np.flatnonzero(np.isin(which, [i for i, k in enumerate(kinds) if k != common_kind]))
+    rows = np.flatnonzero(np.isin(panel.series_of_rows, odd))
+    _, on = clock_of(common).positions(panel.times[rows], panel.times[panel.indptr[:-1]][panel.series_of_rows[rows]])
+    off = np.bincount(panel.series_of_rows[rows][~on], minlength=panel.n_series)
+    stray = odd[(off[odd] > 0) & (off[odd] <= np.maximum(1, panel.lengths[odd] // 100))]  # a few rows off it: typos, not another frequency
+    said = f"the frequency {common!r} that {share[common_kind]} of {len(freqs)} series are on"
+    if len(stray):
+        at = rows[int(np.argmax(~on & (panel.series_of_rows[rows] == stray[0])))]
+        raise InputError(time_col, f"timestamp {pd.Timestamp(panel.times[at])} is off {said}", str(panel.ids[stray[0]]), panel.labels[at])
+    raise InputError(time_col, f"this series is on {freqs[odd[0]]!r}, not {said}: one model learns one frequency (and one MASE "
+                               f"season); train each frequency apart, from a file or a filter of its own", str(panel.ids[odd[0]]))
+
+# %% ../nbs/04_frequency.ipynb #0029
 class Frequency:
     "The fitted step between a series' rows, and every history checked against it: off-grid rows refused, gaps refused or reindexed."
     def __init__(self, time_col:str="date", gaps:str="error"):
@@ -237,20 +332,17 @@ class Frequency:
         freqs = infer_frequencies(panel.times, panel.indptr, allow_gaps=self.gaps != "error")
         if (none := pd.isna(freqs)).any():
             k = int(np.argmax(none))
-            raise InputError(self.time_col, self._gaps_said(panel, k) or "timestamps are not regular: no frequency can be inferred", str(panel.ids[k]))
+            said = gaps_said(panel, k) if self.gaps == "error" else None
+            raise InputError(self.time_col, said or "timestamps are not regular: no frequency can be inferred", str(panel.ids[k]))
         for freq in pd.unique(freqs): clock_of(str(freq))  # refused now, by name, if no grid can be built on it
         return freqs
 
-    def _gaps_said(self, panel:Panel, k:int) -> str|None:
-        "Under `gaps: error`, series `k`'s missing steps, where its rows are regular but for them (None: no frequency even with gaps)."
-        if self.gaps != "error": return None
-        times = panel.times[panel.indptr[k]:panel.indptr[k + 1]]
-        freq = infer_frequencies(times, np.array([0, len(times)]), allow_gaps=True)[0]
-        if pd.isna(freq): return None
-        try: missing = pd.date_range(times[0], times[-1], freq=str(freq)).difference(pd.DatetimeIndex(times))
-        except ValueError: return None
-        return (f"{len(missing)} step{'s' * (len(missing) != 1)} of its {freq!r} rows {'are' if len(missing) != 1 else 'is'} missing (the first at "
-                f"{missing[0]}): data.gaps=reindex inserts and repairs them, counted and bounded; or mend the data") if len(missing) else None
+    def fit(self, panel:Panel) -> Frequency:
+        "Learn each series' frequency from its training rows: one frequency for the panel, up to where a calendar is anchored."
+        self.freq_ = self.learn(panel)
+        refuse_mixed(panel, self.freq_, self.time_col)
+        self.phase_: np.ndarray|None = phases(panel, self.freq_)
+        return self
 
     def of_new(self, panel:Panel) -> np.ndarray:
         "The frequency of each series not seen at fit: its own, of the model's kind; the model's where its rows name none, which `grid` holds them to."
@@ -266,71 +358,23 @@ class Frequency:
             out[own == freq] = freq
         return out
 
-    def fit(self, panel:Panel) -> Frequency:
-        "Learn each series' frequency from its training rows: one frequency for the panel, up to where a calendar is anchored."
-        self.freq_ = self.learn(panel)
-        self._refuse_mixed(panel)
-        self.phase_: np.ndarray|None = self.phases(panel, self.freq_)
-        return self
-
-    @staticmethod
-    def steps(panel:Panel, freqs:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        "Each row's step on its series' grid, counted from its first row, and whether it lies on that grid."
-        position, on = np.zeros(len(panel.times), np.int64), np.ones(len(panel.times), bool)
-        rows, anchors = panel.series_of_rows, panel.times[panel.indptr[:-1]]
-        for clock, series in _by_frequency(freqs):
-            mask = series[rows]
-            position[mask], on[mask] = clock.positions(panel.times[mask], anchors[rows[mask]])
-        return position, on
-
-    @staticmethod
-    def phases(panel:Panel, freqs:np.ndarray) -> np.ndarray:
-        "(series,) where each series' steps fall: nanoseconds past a whole number of its fixed steps since 1970, or a calendar's time of day."
-        out, has = np.full(panel.n_series, -1, np.int64), panel.lengths > 0
-        first = np.zeros(panel.n_series, np.int64)
-        first[has] = nanoseconds(panel.times[panel.indptr[:-1][has]])
-        for clock, series in _by_frequency(freqs):
-            out[series & has] = first[series & has] % (clock.step or DAY)  # a calendar keeps its first row's time of day
-        return out
-
     def refuse_other_phase(self, panel:Panel, freqs:np.ndarray, at:np.ndarray) -> None:
         "Refuse a series whose fixed steps fall at other times than those it was fitted on (a new series: than any fitted series')."
         if (fitted := getattr(self, "phase_", None)) is None: return  # a state written before the phase was learnt
-        now = self.phases(panel, freqs)
+        now = phases(panel, freqs)
         known = at >= 0
         expected = np.where(known, fitted[np.maximum(at, 0)], -1)
         off = (now >= 0) & np.where(known, now != expected, ~np.isin(now, fitted[fitted >= 0]))
         if not off.any(): return
         k = int(np.argmax(off))
         if expected[k] < 0:  # a new series: the steps most fitted series take
-            phases, counts = np.unique(fitted[fitted >= 0], return_counts=True)
-            expected[k] = phases[np.argmax(counts)]
+            fitted_phases, counts = np.unique(fitted[fitted >= 0], return_counts=True)
+            expected[k] = fitted_phases[np.argmax(counts)]
         clock, first = clock_of(str(freqs[k])), int(nanoseconds(panel.times[panel.indptr[k]:panel.indptr[k] + 1])[0])
         on = pd.Timestamp(first - (first - int(expected[k])) % (clock.step or DAY))  # the fitted step (or time of day) just before it
         steps = f"{on}, {on + pd.Timedelta(clock.step)}, …" if clock.step else f"{on.time()} of their days ({on}, …)"
         raise InputError(self.time_col, f"timestamp {pd.Timestamp(first)} is off the grid this model learnt: its {str(freqs[k])!r} steps fall at "
                                         f"{steps} (a zone-aware time is read in the model's zone first)", str(panel.ids[k]), panel.labels[panel.indptr[k]])
-
-    def _refuse_mixed(self, panel:Panel) -> None:
-        "Refuse series on another frequency than most: a stray row off the common grid by its time, else the series, by name."
-        names, which, counts = np.unique(self.freq_.astype(str), return_inverse=True, return_counts=True)
-        kinds = [_step_kind(str(f)) for f in names]
-        if len(set(kinds)) < 2: return
-        share = {k: sum(int(c) for kk, c in zip(kinds, counts) if kk == k) for k in set(kinds)}
-        # the most common; a tie goes to a calendar, which one stray row turns into a fixed step (a Saturday among business days)
-        common_kind = max(share, key=lambda k: (share[k], isinstance(k[0], str)))
-        common = str(names[max((i for i, k in enumerate(kinds) if k == common_kind), key=lambda i: counts[i])])
-        odd = np.flatnonzero(np.isin(which, [i for i, k in enumerate(kinds) if k != common_kind]))
-        rows = np.flatnonzero(np.isin(panel.series_of_rows, odd))
-        _, on = clock_of(common).positions(panel.times[rows], panel.times[panel.indptr[:-1]][panel.series_of_rows[rows]])
-        off = np.bincount(panel.series_of_rows[rows][~on], minlength=panel.n_series)
-        stray = odd[(off[odd] > 0) & (off[odd] <= np.maximum(1, panel.lengths[odd] // 100))]  # a few rows off it: typos, not another frequency
-        said = f"the frequency {common!r} that {share[common_kind]} of {len(self.freq_)} series are on"
-        if len(stray):
-            at = rows[int(np.argmax(~on & (panel.series_of_rows[rows] == stray[0])))]
-            raise InputError(self.time_col, f"timestamp {pd.Timestamp(panel.times[at])} is off {said}", str(panel.ids[stray[0]]), panel.labels[at])
-        raise InputError(self.time_col, f"this series is on {self.freq_[odd[0]]!r}, not {said}: one model learns one frequency (and one MASE "
-                                        f"season); train each frequency apart, from a file or a filter of its own", str(panel.ids[odd[0]]))
 
     def grid(self,
              panel:Panel, # parsed rows, each series in time order
@@ -353,60 +397,19 @@ class Frequency:
                 raise InputError(self.time_col, f"timestamp {pd.Timestamp(panel.times[at])} is off the fitted frequency {clock.freq!r}",
                                  str(panel.ids[rows[at]]), panel.labels[at])
             position[mask] = pos
-            self._refuse_other_spacing(panel, clock, mask, pos)
+            refuse_other_spacing(panel, clock, mask, pos, self.time_col)
             if end is not None and (later := series & ~np.isnat(end)).any():
                 reach = clock.positions(end[later], panel.times[starts][later])[0]
                 last[later] = np.maximum(last[later], reach)
         last = np.where(panel.lengths > 0, np.maximum(last, position[panel.indptr[1:] - 1]), last)
         size = last + 1
         if (size == panel.lengths).all(): return OnGrid(panel, None, np.zeros(panel.n_series, np.int64))
-        if self.gaps == "error": self._refuse_gap(panel, freqs, position, size)
+        if self.gaps == "error": refuse_gap(panel, freqs, position, size, self.time_col)
         if max_rows is not None and (over := size > max_rows).any():
             k = int(np.argmax(over))  # refused before a row is made: one old row must not make a request a million rows long
             raise InputError(self.time_col, f"its gaps would insert {size[k] - panel.lengths[k]} rows into a history of {panel.lengths[k]} rows; "
                                             f"a request's gaps may make it at most {max_rows[k]} rows long", str(panel.ids[k]))
-        return self._reindexed(panel, freqs, position, size)
-
-    def _refuse_other_spacing(self, panel:Panel, clock:Clock, mask:np.ndarray, position:np.ndarray) -> None:
-        "Refuse a series whose rows are mostly more than one step of `clock` apart: data of another frequency, which reindexing would invent."
-        rows = np.flatnonzero(mask)
-        if len(rows) < 2: return
-        series = panel.series_of_rows[rows]
-        follows = series[1:] == series[:-1]  # a step within a series
-        steps = np.diff(position)[follows]
-        if not len(steps) or steps.max() <= 1: return
-        modes = _modes(steps, series[1:][follows], panel.n_series)
-        if not (other := modes > 1).any(): return
-        k = int(np.argmax(other))
-        found = (_tick_alias(int(modes[k]) * clock.step) if clock.step is not None else f"{modes[k]} x {clock.freq}")
-        raise InputError(self.time_col, f"rows are {modes[k]} steps of the fitted frequency {clock.freq!r} apart (found {found!r}): data of another "
-                                        f"frequency is refused, not reindexed; send the series at {clock.freq!r}", str(panel.ids[k]))
-
-    def _refuse_gap(self, panel:Panel, freqs:np.ndarray, position:np.ndarray, size:np.ndarray) -> None:
-        "The error for the first series with a missing step: it names the missing time."
-        k = int(np.argmax(size != panel.lengths))
-        rows = slice(panel.indptr[k], panel.indptr[k + 1])
-        jumped = np.flatnonzero(position[rows] != np.arange(panel.lengths[k]))
-        missing = int(jumped[0]) if len(jumped) else int(panel.lengths[k])
-        its = clock_of(str(freqs[k]))
-        first = pd.Timestamp(its.times(panel.times[panel.indptr[k]:panel.indptr[k] + 1], np.array([missing]))[0])
-        raise InputError(self.time_col, f"gap in timestamps: {first} is missing (frequency {its.freq!r}); set data.gaps=reindex to repair",
-                         str(panel.ids[k]), first)
-
-    def _reindexed(self, panel:Panel, freqs:np.ndarray, position:np.ndarray, size:np.ndarray) -> OnGrid:
-        "`panel` with a row of missing values at every missing step."
-        indptr = lengths_to_indptr(size)
-        dest = indptr[:-1][panel.series_of_rows] + position
-        given = np.full(int(indptr[-1]), -1, np.int64); given[dest] = np.arange(len(panel.times))
-        values = np.full((len(given), panel.values.shape[1]), np.nan); values[dest] = panel.values
-        series = np.repeat(np.arange(panel.n_series), size)
-        times = np.empty(len(given), "datetime64[ns]")
-        for clock, chosen in _by_frequency(freqs):
-            mask = chosen[series]
-            times[mask] = clock.times(panel.times[panel.indptr[:-1]][series[mask]], np.arange(len(given))[mask] - indptr[:-1][series[mask]])
-        statics = {c: v[panel.indptr[:-1]][series] for c, v in panel.statics.items()}  # constant per series by contract
-        labels = pd.Index(np.where(given >= 0, panel.labels.to_numpy()[np.maximum(given, 0)], np.array(None)))
-        return OnGrid(Panel(panel.ids, indptr, times, values, panel.columns, labels, statics), given, size - panel.lengths)
+        return reindexed(panel, freqs, position, size)
 
     def state(self) -> dict[str, Any]:
         "The fitted frequencies, and where their fixed steps fall, in the order of the preprocessor's series."
@@ -418,7 +421,7 @@ class Frequency:
         self.phase_ = np.array(state["phase"], dtype=np.int64) if "phase" in state else None  # none before 2026-12-06: not checked
         return self
 
-# %% ../nbs/04_frequency.ipynb #0019
+# %% ../nbs/04_frequency.ipynb #0030
 def steps_after(last:np.ndarray, freqs:np.ndarray, steps:int) -> np.ndarray:
     "(series, steps) datetime64[ns]: the `steps` times after each series' `last` time, on its frequency."
     out = np.empty((len(last), steps), "datetime64[ns]")
@@ -438,7 +441,7 @@ def refuse_beyond_time(last:np.ndarray, freqs:np.ndarray, steps:int, ids:np.ndar
                 raise InputError("horizon", f"{steps} steps of {clock.freq!r} after the history's end, {pd.Timestamp(last[k])}, run past "
                                             f"{pd.Timestamp.max}, the latest time pandas holds", str(ids[k])) from None
 
-# %% ../nbs/04_frequency.ipynb #0023
+# %% ../nbs/04_frequency.ipynb #0034
 _YEARLY = {"W": 52, "M": 12, "MS": 12, "ME": 12, "SM": 24, "SMS": 24, "Q": 4, "QS": 4, "QE": 4, "BQ": 4, "BQS": 4, "BQE": 4, "BM": 12,
            "BMS": 12, "BME": 12}
 
