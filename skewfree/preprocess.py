@@ -434,7 +434,7 @@ class Preprocessor:
     def _suspects(self, grid:Panel, yards:np.ndarray|None, served:bool) -> np.ndarray|None:
         "(rows, columns) the history's values far beyond their series' yardsticks; served under `suspect_values: error`, the refusal of the first."
         if yards is None or self.suspect_ratio is None: return None
-        found = suspect(grid.values, yards[grid.series_of_rows], self.suspect_ratio)
+        found = suspect(grid.values, yards, grid.lengths, self.suspect_ratio)
         if served and found.any() and self.suspect_values == "error":
             raise suspect_refusal(suspect_rows(grid, found, yards), self.suspect_ratio, "this series'",
                                   "This model refuses such values (data.suspect_values=error): mend it")
