@@ -41,7 +41,7 @@ __all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_
            'RECALIBRATED_FROM', 'tracking_uri', 'reachable', 'setup_tracking', 'ArtifactCheckError', 'sample_series',
            'golden_requests', 'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput',
            'Columns', 'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field',
-           'distribution', 'register', 'promote']
+           'distribution', 'register', 'promote', 'registered_version']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -491,3 +491,17 @@ def promote(name:str, # registered model name
                       f"{old:.6g} by more than {margin:.1%}")
     return False, (f"kept champion version {champion.version}: challenger version {challenger.version}'s {metric} {new:.6g} "
                    f"does not beat {old:.6g} by {margin:.1%} (needs < {needed:.6g})")
+
+# %% ../nbs/14_artifact.ipynb #0021
+def registered_version(uri:str):
+    "The model version a `models:/NAME/VERSION`, `models:/NAME/STAGE` or `models:/NAME@ALIAS` URI names; None for any other URI."
+    if not uri.startswith("models:/"): return None
+    client, name = mlflow.MlflowClient(), uri.removeprefix("models:/")
+    if "@" in name: return client.get_model_version_by_alias(*name.split("@", 1))
+    if "/" not in name: return None
+    name, version = name.rsplit("/", 1)
+    if version.isdigit(): return client.get_model_version(name, version)
+    versions = list(client.search_model_versions(f"name='{name}'"))
+    if version.lower() != "latest":  # a stage (Production, Staging): its newest version, as MLflow resolves the URI
+        versions = [v for v in versions if (v.current_stage or "").lower() == version.lower()]
+    return max(versions, key=lambda v: int(v.version), default=None)

@@ -19,7 +19,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 import skewfree
-from .artifact import ArtifactCheckError, mlflow_reason, reachable, tracking_uri
+from .artifact import ArtifactCheckError, mlflow_reason, reachable, registered_version, tracking_uri
 from .batch import BATCH_ROWS, typed_rows
 from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_interrupted
 from .evaluate import RECALIBRATION_WINDOWS
@@ -28,8 +28,8 @@ from .evaluate import RECALIBRATION_WINDOWS
 __all__ = ['CHAMPION', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model', 'worker_count', 'known_model',
            'load_known_model', 'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'output_path',
            'quantile_levels', 'apart', 'say_per_series', 'predict', 'ray_output', 'windows', 'ParityFailure', 'verify',
-           'same_model', 'column_difference', 'drift', 'registered_version', 'registration_source', 'recalibrate',
-           'promote_champion', 'compare', 'main']
+           'same_model', 'column_difference', 'drift', 'registration_source', 'recalibrate', 'promote_champion',
+           'compare', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -415,19 +415,6 @@ def drift(args:argparse.Namespace) -> int:
 
 # %% ../nbs/24_cli.ipynb #0026
 INTERVAL_SCORES = ("coverage_", "width_", "quantile_loss")  # scores of the bands: a recalibrated model's are not its source's
-
-def registered_version(uri:str):
-    "The model version a `models:/NAME/VERSION`, `models:/NAME/STAGE` or `models:/NAME@ALIAS` URI names; None for any other URI."
-    if not uri.startswith("models:/"): return None
-    client, name = mlflow.MlflowClient(), uri.removeprefix("models:/")
-    if "@" in name: return client.get_model_version_by_alias(*name.split("@", 1))
-    if "/" not in name: return None
-    name, version = name.rsplit("/", 1)
-    if version.isdigit(): return client.get_model_version(name, version)
-    versions = list(client.search_model_versions(f"name='{name}'"))
-    if version.lower() != "latest":  # a stage (Production, Staging): its newest version, as MLflow resolves the URI
-        versions = [v for v in versions if (v.current_stage or "").lower() == version.lower()]
-    return max(versions, key=lambda v: int(v.version), default=None)
 
 def registration_source(uri:str, name:str):
     "The registered version `uri` names, whose record (what its scores were measured on) a recalibration registered as `name` carries."

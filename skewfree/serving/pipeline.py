@@ -5,6 +5,7 @@
 # %% ../../nbs/19_serving_pipeline.ipynb #0003
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -18,7 +19,7 @@ from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import infer_and_parse_data
 from mlflow.types import Schema
 
-from ..artifact import SkewfreeModel
+from ..artifact import SkewfreeModel, registered_version
 from ..core import InputError
 from ..forecaster import Prepared
 from ..panel import SINGLE_SERIES
@@ -56,10 +57,12 @@ class Loaded:
         "The artifact's manifest: part hashes, scores, golden examples."
         return self.artifact.manifest
 
-    @property
+    @cached_property
     def key(self) -> str:
-        "Identifies the artifact across processes: registry version and preprocessor state hash."
-        return f"{self.version}:{self.manifest['preprocessor_hash'][:16]}"
+        "Identifies the artifact across processes: its registry version and a digest of every part's hash (state, weights, bands, examples)."
+        # every part, not the preprocessor's state alone: a recalibration changes only the bands, a retraining on the same rows only the weights
+        parts = json.dumps(self.manifest["parts"], sort_keys=True).encode()
+        return f"{self.version}:{hashlib.sha256(parts).hexdigest()[:16]}"
 
     @cached_property
     def info(self) -> dict[str, Any]:
@@ -92,17 +95,14 @@ class Loaded:
         return True
 
 def registry_version(uri:str) -> str|None:
-    "The registry version a `models:/` URI points at now (alias or number), else None."
-    if not uri.startswith("models:/"): return None
-    name, _, ref = uri.removeprefix("models:/").partition("@")
-    if ref: return str(mlflow.MlflowClient().get_model_version_by_alias(name, ref).version)
-    name, _, number = name.partition("/")
-    return number or None
+    "The number of the registry version a `models:/` URI points at now (by number, alias, stage or `latest`), else None."
+    found = registered_version(uri)
+    return None if found is None else str(found.version)
 
 def pinned(uri:str) -> str:
-    "`uri` with a registry alias resolved to the version it points at now."
-    version = registry_version(uri)
-    return f"models:/{uri.removeprefix('models:/').split('@')[0].split('/')[0]}/{version}" if version else uri
+    "`uri` with an alias, a stage or `latest` resolved to the version it points at now."
+    found = registered_version(uri)
+    return uri if found is None else f"models:/{found.name}/{found.version}"
 
 def hydrate(uri:str, limits:Limits|None=None) -> Loaded:
     "Load, check and self-test the artifact `uri` points at now; requests to it are held to `limits`."
