@@ -84,9 +84,15 @@ class Positions:
     def _at(self, start:int, end:int) -> np.ndarray:
         return (self._position >= max(0, start)) & (self._position < end)
 
-    def times_at(self, position:int) -> pd.Series:
-        "Each series' time at `position` (a series without a row there left out), by series id."
-        at = self._position == position
+    def last_before(self, position:int) -> pd.Series:
+        "Each series' latest time at a position before `position` (a series without one left out), by series id."
+        return self._times_where(self._position < position).groupby(level=0).max()
+
+    def first_from(self, position:int) -> pd.Series:
+        "Each series' earliest time at `position` or after (a series without one left out), by series id."
+        return self._times_where(self._position >= position).groupby(level=0).min()
+
+    def _times_where(self, at:np.ndarray) -> pd.Series:
         return pd.Series(self._ordered["_order"].to_numpy()[at], index=self._ordered["_id"].to_numpy()[at])
 
     def given(self, start:int, end:int) -> dict[str, int]:
@@ -134,7 +140,8 @@ def split_positions(df:pd.DataFrame, # raw long rows
 
 def seen_after_scored(rows:Positions, seen:int, scored:int) -> str|None:
     "Why a series' rows before position `seen` (fitted, or tuned on) reach past another's first scored row (position `scored`); None if none do."
-    last_seen, first_scored = rows.times_at(seen - 1), rows.times_at(scored)
+    # each series' latest and earliest row, not the rows at those two positions: a missing step there must not hide the series
+    last_seen, first_scored = rows.last_before(seen), rows.first_from(scored)
     if last_seen.empty or first_scored.empty or last_seen.max() < first_scored.min(): return None
     return (f"series {last_seen.idxmax()!r} is learnt from up to {pd.Timestamp(last_seen.max())}, after series {first_scored.idxmin()!r} is "
             f"scored from {pd.Timestamp(first_scored.min())}: the series do not {'end' if rows.rows_from == 'end' else 'start'} together, and a "
