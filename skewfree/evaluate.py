@@ -168,20 +168,28 @@ def refit_rows(df:pd.DataFrame, # raw long rows
     return rows.rows(0, train + val)
 
 # %% ../nbs/12_evaluate.ipynb #0009
-def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray) -> ScaledForecast:
-    "A window's model output as serving makes it at its origin `times[0]`: from series `k`'s raw rows before it (and the plan after it)."
+def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray, *, smallest:bool=True) -> ScaledForecast:
+    "A window's model output as serving makes it at origin `times[0]` from series `k`'s past: its look-back's steps (`smallest`), else every row before it."
     pre, origin, horizon = forecaster.preprocessor, times[0], len(times)
-    given = raw.times[raw.indptr[k]:raw.indptr[k + 1]]
-    before = int(np.searchsorted(given, origin))
+    start, given = int(raw.indptr[k]), raw.times[raw.indptr[k]:raw.indptr[k + 1]]
+    at, before = int(np.searchsorted(grid, origin)), int(np.searchsorted(given, origin))
+    if smallest:  # every step of the look-back, a missing value or a missing step sent as a null, as a client sends what it has
+        steps = grid[at - forecaster.history_length:at]
+        found = np.minimum(np.searchsorted(given, steps), len(given) - 1)
+        has = given[found] == steps
+        past = np.full((len(steps), raw.values.shape[1]), np.nan)
+        past[has] = raw.values[start + found[has]]
+    else:  # the rows given before the origin; its history ends just before it even where its last rows are missing
+        steps, past = given[:before], raw.values[start:start + before]
     ahead = forecaster.future_steps(horizon) if pre.future_covariates else 0
-    rows = slice(int(raw.indptr[k]), int(raw.indptr[k]) + min(before + ahead, len(given)))
-    sid = str(raw.ids[k])
-    request = pd.DataFrame({pre.time_col: raw.times[rows], **{c: raw.values[rows, j] for j, c in enumerate(raw.columns)},
-                            **{c: v[rows] for c, v in raw.statics.items()}})
+    plan = start + np.arange(before, min(before + ahead, len(given)))
+    values, sid, n = np.vstack([past, raw.values[plan]]), str(raw.ids[k]), len(steps) + len(plan)
+    request = pd.DataFrame({pre.time_col: np.concatenate([steps, raw.times[plan]]), **{c: values[:, j] for j, c in enumerate(raw.columns)},
+                            **{c: np.repeat(v[start:start + 1], n) for c, v in raw.statics.items()}})
     if pre.id_col: request.insert(0, pre.id_col, sid)
-    # the history ends just before the origin even where its last rows are missing: the gap policy fills them, looking back only
-    end = pd.Timestamp(grid[int(np.searchsorted(grid, origin)) - 1])
-    batch, horizon, _ = forecaster.prepare(request, horizon, history_rows={sid: before}, history_end={sid: end}, backtest=True)
+    # the gap policy fills what is missing as it fills a request: looking back only, from nothing before the request's first row
+    batch, horizon, _ = forecaster.prepare(request, horizon, history_rows={sid: len(steps)}, history_end={sid: pd.Timestamp(grid[at - 1])},
+                                           backtest=True)
     answer = forecaster.predict_batch(batch, horizon)
     made = ScaledForecast(batch.forecast_times(horizon), answer) if isinstance(answer, np.ndarray) else ScaledForecast.from_darts(answer)
     if not np.array_equal(made.times[0], times):
@@ -209,13 +217,26 @@ def backtest(forecaster:Forecaster, # fitted
     batch = pre.transform(test, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
     windows = forecaster.historical_forecasts(batch, horizon, stride)
     origins = batch.indptr[windows.series] + windows.first
-    # a window whose look-back the whole-span repair filled from its future (the preprocessor knows which repairs look ahead):
-    # made again from its past, as serving would make it
-    if batch.looks_ahead is not None and (again := np.flatnonzero(batch.looks_ahead[origins])).size:
+    # a window whose history serving would refuse (its repair budget): scored, as every window is, but never calibrated on
+    over = np.zeros(len(origins), bool) if batch.repaired is None else \
+        pre.repair_budget.refuses(batch.repaired, batch.indptr, windows.series, origins, forecaster.history_length)
+    # a window whose look-back the whole-span repair filled otherwise than serving fills the window's own request is made again
+    # from its past. One serving answers is made as it answers its smallest request, the look-back's steps: where the repair
+    # looked ahead of the origin (the preprocessor knows which repairs do), where it reached back before the look-back's first
+    # step (a request has nothing before it), and where the look-back ends in a hole a request carries its last observed
+    # value into (`repair_budget.at_end: carry`). One serving refuses is made from every row before its origin where the
+    # repair looked ahead: whatever its score, it never sees its future
+    looks_ahead = np.zeros(len(origins), bool) if batch.looks_ahead is None else batch.looks_ahead[origins]
+    edges = np.zeros(len(origins), bool)
+    if batch.repaired is not None:
+        edges |= batch.repaired[origins - forecaster.history_length].any(axis=1)
+        if pre.repair_budget.at_end == "carry": edges |= batch.repaired[origins - 1].any(axis=1)
+    if (again := np.flatnonzero((looks_ahead | edges) & ~over | looks_ahead & over)).size:
         raw = pre.panel(test)
         for i in again.tolist():
             k = int(windows.series[i])
-            try: made = _from_its_past(forecaster, raw, k, batch.times[batch.indptr[k]:batch.indptr[k + 1]], windows.forecast.times[i])
+            try: made = _from_its_past(forecaster, raw, k, batch.times[batch.indptr[k]:batch.indptr[k + 1]], windows.forecast.times[i],
+                                       smallest=not over[i])
             except InputError as e:  # serving would refuse this window's request (its look-back mostly a gap): said so, with its origin
                 raise UnservableWindow(e.field, e.reason, e.series, pd.Timestamp(windows.forecast.times[i][0])) from None
             _put(windows.forecast, i, made)
@@ -226,9 +247,6 @@ def backtest(forecaster:Forecaster, # fitted
     # the made-up value, so no forecast is scored against one (`score` leaves those points out and counts them)
     out["actual"] = batch.observed[origins[:, None] + np.arange(steps)].reshape(-1)
     out["_series"] = repeated_text(batch.ids[windows.series], steps)
-    # a window whose history serving would refuse (its repair budget): scored, as every window is, but never calibrated on
-    over = np.zeros(len(origins), bool) if batch.repaired is None else \
-        pre.repair_budget.refuses(batch.repaired, batch.indptr, windows.series, origins, forecaster.history_length)
     out["_over_budget"] = np.repeat(over, steps)
     first_of_series = np.searchsorted(windows.series, windows.series)  # windows come series after series
     out["window"] = np.repeat(np.arange(len(windows)) - first_of_series, steps)
