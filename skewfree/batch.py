@@ -25,7 +25,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 
 from .artifact import Columns
 from .core import InputError
-from .data import column_names, comma_separated, csv_reading
+from .data import column_names, comma_separated, csv_reading, plain_frame
 from .panel import numbers_not_times
 from .serving.codec import naive_times
 
@@ -39,6 +39,7 @@ BATCH_ROWS = 1_000_000  # rows read and forecast at a time: memory is bounded by
 
 def file_kind(path:Path, field:str) -> str:
     "'csv' or 'parquet' for a file skewfree reads, or an `InputError` naming `field`."
+    if path.is_dir(): raise InputError(field, f"{path} is a folder: name the file in it to read")
     if not path.is_file(): raise InputError(field, f"file not found: {path}")
     name = path.name.lower()
     if name.endswith((".parquet", ".pq")): return "parquet"
@@ -51,13 +52,15 @@ def stream_rows(path:Path, field:str="--input", rows:int=BATCH_ROWS, text:Sequen
     try:
         names = column_names(path, field)
         if kind == "parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
-            chunks: Iterator[pd.DataFrame] = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=rows))
+            chunks: Iterator[pd.DataFrame] = (plain_frame(pa.Table.from_batches([b])) for b in pq.ParquetFile(path).iter_batches(batch_size=rows))
         # a CSV's types are guessed chunk by chunk: the `text` columns (ids) are read as written, so '001' stays '001' in every chunk
         else: chunks = (comma_separated(c, path, field) for c in pd.read_csv(path, chunksize=rows, **csv_reading(names, text)))
         for chunk in chunks:
             chunk.index = pd.RangeIndex(start, start + len(chunk)); start += len(chunk)
             yield chunk
+    except InputError: raise  # already said, by name (a column named twice, fields not comma-separated)
     except (ValueError, OSError) as e:  # empty, truncated, not in that format: pandas and pyarrow say ValueError or OSError
         raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
 
@@ -191,6 +194,8 @@ def _policy(model:Any) -> str:
 def forecast_params(model:Any, horizon:int, quantiles:Sequence[float]|None=None) -> dict[str, Any]:
     "The pyfunc's params for every chunk: the horizon, and the quantile levels asked for (None: every level the model serves), checked first."
     forecaster = model.unwrap_python_model().forecaster
+    try: forecaster.check_horizon(horizon)
+    except InputError as e: raise InputError("--horizon", e.reason) from None  # before any row is read, in the option's name
     # a model that serves no band is sent none: one logged before 2026-12-05 declares no `quantiles` (MLflow would warn on every chunk)
     # a tuple or an array is a list of levels; a text or a number stays one, refused as such
     given = quantiles.tolist() if isinstance(quantiles, np.ndarray) else list(quantiles) if isinstance(quantiles, tuple) else quantiles

@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import mlflow
 import numpy as np
@@ -25,11 +25,11 @@ from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_i
 from .evaluate import RECALIBRATION_WINDOWS
 
 # %% auto #0
-__all__ = ['CHAMPION', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model', 'worker_count', 'known_model',
-           'load_known_model', 'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'output_path',
-           'quantile_levels', 'apart', 'say_per_series', 'predict', 'ray_output', 'windows', 'ParityFailure', 'verify',
-           'same_model', 'column_difference', 'drift', 'registration_source', 'recalibrate', 'promote_champion',
-           'compare', 'main']
+__all__ = ['CHAMPION', 'TRAINED_WITH', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model', 'worker_count',
+           'settings_read', 'known_model', 'load_known_model', 'check_serve_config', 'serve', 'admin_token',
+           'CommandFailed', 'output_path', 'quantile_levels', 'apart', 'say_per_series', 'predict', 'ray_output',
+           'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'drift', 'registration_source',
+           'recalibrate', 'promote_champion', 'compare', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -141,15 +141,33 @@ def _positive(cfg:dict[str, Any], key:str, kind:type, least:float, nullable:bool
         raise InputError(f"serve.{key}", f"must be a {'whole ' if kind is int else ''}number of at least {least}{' or null' if nullable else ''}, "
                                          f"got {value!r}")
 
+TRAINED_WITH = ("data.", "model.", "cv.", "trainer.", "search.", "intervals.", "seed")  # settings fixed in a model when it trains
+
+def settings_read(overrides:Sequence[str], section:str, command:str) -> list[str]:
+    "`overrides` when each sets a key under `section`, the only settings `command` reads; else an `InputError` naming the first that is not."
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    try: parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException: return list(overrides)  # not an override at all: `compose_config` says so in its own words
+    for o in parsed:
+        if not (key := o.key_or_group).startswith(f"{section}."):
+            why = ("a setting the model was trained with, which it keeps: train with it" if key.startswith(TRAINED_WITH) else
+                   "it would be read by nothing here")
+            raise InputError(key, f"skewfree {command} reads only {section}.* settings from its command line: {why}")
+    return list(overrides)
+
 def known_model(uri:str) -> None:
-    "Nothing when `uri` names a model in the store; else an `InputError` on `--model-uri` naming the store (and its registered models)."
-    try: mlflow.models.get_model_info(uri)
+    "Nothing when `uri` names a skewfree model in the store; else an `InputError` on `--model-uri` naming the store (and its registered models)."
+    try: info = mlflow.models.get_model_info(uri)
     except MlflowException as e:
         if not uri.startswith("models:/"): raise InputError("--model-uri", f"{mlflow_reason(e)} in {tracking_uri()}") from None
         names = sorted(m.name for m in mlflow.MlflowClient().search_registered_models(max_results=20))
         raise InputError("--model-uri", f"{mlflow_reason(e)} in {tracking_uri()}; registered models there: {names or 'none (train one first)'}") from None
     except (ImportError, ValueError, OSError) as e:  # a scheme this install cannot read (s3:// without boto3), or no model URI at all
         raise InputError("--model-uri", f"cannot read {uri!r}: {type(e).__name__}: {e}") from None
+    if not (info.metadata or {}).get("skewfree"):  # read from its MLmodel file, before any of its code is loaded
+        raise InputError("--model-uri", f"{uri} is not a skewfree model (its MLmodel carries no skewfree metadata): these commands read the "
+                                        "forecaster, preprocessor and golden examples a skewfree training logs")
 
 def load_known_model(uri:str) -> Any:
     "The pyfunc model at `uri`, once `known_model` has found it: every command names a model it cannot find by its flag."
@@ -178,7 +196,8 @@ def serve(args:argparse.Namespace) -> None:
     from omegaconf import OmegaConf
 
     from skewfree.config import compose_config
-    cfg: dict[str, Any] = OmegaConf.to_container(compose_config([f"serve={args.backend}", *args.overrides]).serve, resolve=True)  # type: ignore[assignment]
+    overrides = settings_read(args.overrides, "serve", "serve")
+    cfg: dict[str, Any] = OmegaConf.to_container(compose_config([f"serve={args.backend}", *overrides]).serve, resolve=True)  # type: ignore[assignment]
     for key in ("model_uri", "host", "port", "workers", "threads", "reload_interval"):
         if getattr(args, key, None) is not None: cfg[key] = getattr(args, key)
     cfg["admin_token"] = admin_token(args.admin_token_file) or cfg.get("admin_token")
@@ -262,7 +281,8 @@ def predict(args:argparse.Namespace) -> None:
     if args.chunk_rows < 1: raise InputError("--chunk-rows", f"must be at least 1, got {args.chunk_rows}")
     if args.horizon < 1: raise InputError("--horizon", f"must be at least 1, got {args.horizon}")
     quantiles = quantile_levels(args.quantiles)
-    executor: dict[str, Any] = OmegaConf.to_container(compose_config([f"executor={args.executor}", *args.overrides]).executor, resolve=True)  # type: ignore[assignment]
+    overrides = settings_read(args.overrides, "executor", "predict")
+    executor: dict[str, Any] = OmegaConf.to_container(compose_config([f"executor={args.executor}", *overrides]).executor, resolve=True)  # type: ignore[assignment]
     if Path(args.output).resolve() == Path(args.input).resolve():  # the forecasts would be written over the history they come from
         raise InputError("--output", f"is the --input file {args.input}: write the forecasts to another file")
     if args.executor == "ray":
@@ -274,7 +294,9 @@ def predict(args:argparse.Namespace) -> None:
     else:
         output = output_path(args.output)
         model = load_known_model(args.model_uri)
-        try: result = predict_file(model, args.input, output, args.horizon, quantiles=quantiles, rows=args.chunk_rows, progress=not args.quiet)
+        try:
+            with interruptible():  # a stop (SIGTERM from a scheduler, Ctrl+C) leaves no partial output or spread parts behind
+                result = predict_file(model, args.input, output, args.horizon, quantiles=quantiles, rows=args.chunk_rows, progress=not args.quiet)
         except OSError as e: raise InputError("--output", f"cannot write {output}: {e.strerror or e}") from None
     # the forecasts stand on repaired histories, or read suspect values: say so, as the HTTP answer does
     split = {sid: apart(counts) for sid, counts in result.repairs.items()}
@@ -302,12 +324,13 @@ def windows(model, data:Path|None, per_series:int) -> tuple[list[pd.DataFrame], 
     raw = typed_rows(read_table(data, "--data"), model.metadata.get_input_schema(), pre.id_col, "--data", timezone=pre.timezone)
     if pre.id_col and pre.id_col not in raw.columns:  # what cutting windows reads; other columns are checked as in any request
         raise InputError("--data", f"no {pre.id_col!r} column: the model reads {pre.columns}")
+    pre.panel(raw)  # the whole file through the one gate first, as `predict` reads it: a row without an id is refused, not left out
     # each series' rows in time order, as its windows are meant: a file need not be sorted to be compared
     groups = [(sid, rows.sort_values(pre.time_col, kind="stable")) for sid, rows in (raw.groupby(pre.id_col, sort=True) if pre.id_col else [("", raw)])]
     out = []
     for k in range(per_series):
         parts = [rows.iloc[len(rows) - n - k * n: len(rows) - k * n] for _, rows in groups if len(rows) >= n * (k + 1)]
-        if parts: out.append(pd.concat(parts, ignore_index=True))
+        if parts: out.append(pd.concat(parts))  # each row keeps its file row: a refusal names it
     if not out:  # comparing nothing must not pass
         longest = max(len(rows) for _, rows in groups) if groups else 0
         raise InputError("--data", f"no series has the {n} rows one window needs (the longest has {longest})")
@@ -384,13 +407,16 @@ def drift(args:argparse.Namespace) -> int:
     from skewfree.data import read_table
     from skewfree.monitor import Monitor, MonitorConfig, replay
     if args.stride < 1: raise InputError("--stride", f"must be at least 1, got {args.stride}")
-    cfg = OmegaConf.to_container(compose_config(["serve=fastapi", *args.overrides]).serve, resolve=True)
+    cfg = OmegaConf.to_container(compose_config(["serve=fastapi", *settings_read(args.overrides, "serve.monitor", "drift")]).serve, resolve=True)
     config = MonitorConfig.from_config(cfg.get("monitor"))  # type: ignore[union-attr]
     model = load_known_model(args.model_uri)
     forecaster = model.unwrap_python_model().forecaster
     raw = typed_rows(read_table(args.data, "--data"), model.metadata.get_input_schema(), forecaster.preprocessor.id_col, "--data",
                      timezone=forecaster.preprocessor.timezone)
-    replayed = replay(forecaster, raw, args.stride)
+    try: replayed = replay(forecaster, raw, args.stride)
+    except InputError as e:  # the file's rows, named by the option that gave them
+        if e.field != "data": raise
+        raise InputError("--data", e.reason, e.series, e.row) from None
     counts = replayed.counts
     if len(counts) < config.min_requests:  # the live monitor would still be collecting: no verdict, and no exit status that reads as one
         raise InputError("--data", f"{len(counts)} requests replayed, one every {args.stride} rows ({replayed.refused} more refused: over the repair "
@@ -447,9 +473,9 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
     from skewfree.evaluate import recalibrate as measure_again
     source, forecaster = model.unwrap_python_model(), model.unwrap_python_model().forecaster
     try: measure_again(forecaster, raw, args.windows)
-    except InputError as e:
-        if e.field != "windows": raise
-        raise InputError("--windows", e.reason, e.series) from None
+    except InputError as e:  # named by the option to change: the count of windows, or the rows they are measured on
+        if e.field not in ("windows", "data"): raise
+        raise InputError(f"--{e.field}", e.reason, e.series, e.row) from None
     scores = {k: v for k, v in source.manifest["scores"].items() if not any(s in k for s in INTERVAL_SCORES)}
     # the source's own example (a request its checks passed), not the file's last rows, which may hold more gaps than serving repairs
     example = given if isinstance(given := model.input_example, pd.DataFrame) else input_example(forecaster, raw)
@@ -484,7 +510,10 @@ def promote_champion(args:argparse.Namespace) -> None:
     cfg = compose_config()
     margin = float(cfg.registry.margin) if args.margin is None else args.margin
     if args.name is not None and not args.name.strip(): raise InputError("--name", "must name a registered model, got an empty name")
-    print(promote(args.name or cfg.mlflow.registered_model, args.metric, margin)[1])
+    try: print(promote(args.name or cfg.mlflow.registered_model, args.metric, margin)[1])
+    except InputError as e:  # named by the option that sets it
+        if e.field not in ("name", "metric", "margin"): raise
+        raise InputError(f"--{e.field}", e.reason, e.series, e.row) from None
 
 def compare(args:argparse.Namespace) -> int:
     "`verify` as a command: what was compared and the largest difference; 1 where there is one."

@@ -18,7 +18,7 @@ from .core import InputError, checked_number
 
 # %% auto #0
 __all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'ett_panel', 'column_names', 'csv_reading', 'read_table',
-           'comma_separated', 'load_data']
+           'comma_separated', 'plain_frame', 'load_data']
 
 # %% ../nbs/01_data.ipynb #0005
 DATA_DIR = Path(skewfree.__file__).parent/"data"
@@ -91,8 +91,7 @@ def read_table(path:str|Path, field:str="data.path",
         if not name.endswith((".parquet", ".pq")): frame = comma_separated(pd.read_csv(path, **csv_reading(names, text)), path, field)
         else:
             import pyarrow.parquet as pq
-            table = pq.read_table(path)
-            frame = table.cast(pa.schema([_plain(f) for f in table.schema])).to_pandas()  # Parquet's own types otherwise: ids as they were typed
+            frame = plain_frame(pq.read_table(path))
     except InputError: raise  # already said, by name
     except (ValueError, OSError) as e: raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
     if frame.empty: raise InputError(field, f"{path} holds no rows, only its columns {list(frame.columns)}")
@@ -111,6 +110,11 @@ def _plain(column:Any) -> Any:
     if pa.types.is_decimal(column.type): return column.with_type(pa.float64())
     if pa.types.is_dictionary(column.type): return column.with_type(column.type.value_type)
     return column
+
+def plain_frame(table:pa.Table) -> pd.DataFrame:
+    "A Parquet table's columns as a frame of the types skewfree reads, every column a column (Parquet's own types otherwise: ids as typed)."
+    # cast to a schema without pandas' metadata: a frame's index that pandas wrote (`set_index("store").to_parquet()`) stays a column
+    return table.cast(pa.schema([_plain(f) for f in table.schema])).to_pandas()
 
 def load_data(data_cfg) -> pd.DataFrame:
     "The raw frame a data config points at: the embedded ETT panel or a user's file."

@@ -38,9 +38,10 @@ from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds
 
 # %% auto #0
 __all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
-           'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'the_rows',
-           'refuse_missing_steps', 'log_repairs', 'suspects', 'log_suspects', 'log_unused_rows', 'log_overlap',
-           'scoring_record', 'history_figure', 'importance_figure', 'fold_figure', 'log_study', 'log_fold']
+           'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'unread_covariates',
+           'the_rows', 'refuse_missing_steps', 'log_repairs', 'suspects', 'log_suspects', 'log_unused_rows',
+           'log_overlap', 'scoring_record', 'history_figure', 'importance_figure', 'fold_figure', 'log_study',
+           'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
 def _figure(width:float=7, height:float=3.5, ncols:int=1):
@@ -172,17 +173,27 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
 # %% ../nbs/15_train.ipynb #0014
 log = logging.getLogger(__name__)
 
+def unread_covariates(cfg:DictConfig) -> dict[str, list[str]]:
+    "The data's covariate columns and calendar features the model is not fed (their role is not in `model.covariates`), by config key."
+    fed = set(cfg.model.get("covariates") or [])
+    out = {f"data.covariates.{role}": list(names) for role, names in dict(cfg.data.get("covariates") or {}).items() if names and role not in fed}
+    if cfg.data.get("calendar") and "future" not in fed: out["data.calendar"] = list(cfg.data.calendar)  # the future role's features
+    return out
+
 def the_rows(cfg:DictConfig, raw:pd.DataFrame) -> pd.DataFrame:
     "The rows of the data config's source a run learns from: every column it names checked present, `data.max_rows` per series applied."
     for role, names in dict(cfg.data.get("covariates") or {}).items():  # named, even where this model reads no covariate of that role
         if missing := [c for c in names or [] if c not in raw.columns]:
             raise InputError(f"data.covariates.{role}", f"column {missing[0]!r} is not in the data; its columns are {list(raw.columns)}")
+    for key, names in unread_covariates(cfg).items():
+        log.info("skewfree: %s %s: model %r is not fed them (model.covariates=%s); add their role to model.covariates to use them",
+                 key, names, cfg.model.name, list(cfg.model.get("covariates") or []))
     if (cap := cfg.data.get("max_rows")) is None or not cfg.data.get("path"): return raw  # the embedded data: `load_ett` took its first rows
     cap = checked_number("data.max_rows", cap, int, 1)
     rows = Positions(raw, Preprocessor.from_config(cfg.data, roles=[], history_length=1))
     return rows.latest(cap) if cfg.cv.get("rows_from") == "end" else rows.rows(0, cap)  # each series' newest rows, or its first
 
-# %% ../nbs/15_train.ipynb #0016
+# %% ../nbs/15_train.ipynb #0017
 TRAINING_REPAIR_SHARE = 0.25  # `data.training_repair_share` unless the config says: at most this share of a series' values may be made up
 
 def _repair_share(cfg:DictConfig) -> float:
@@ -216,7 +227,7 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
                            pre.missing, pre.gaps, report)
     return report
 
-# %% ../nbs/15_train.ipynb #0018
+# %% ../nbs/15_train.ipynb #0019
 def suspects(pre:Preprocessor, rows:pd.DataFrame) -> pd.DataFrame:
     "The suspect values among the `rows` a run uses (`suspect_values`); under `data.suspect_values: error`, the refusal of the first."
     if pre.suspect_ratio is None: return pd.DataFrame(columns=SUSPECT_COLUMNS)  # not checked
@@ -237,7 +248,7 @@ def log_suspects(found:pd.DataFrame) -> None:
                     "learnt from as given (a typo?): %s; all in suspect_values.csv. Mend them, or refuse such data with "
                     "data.suspect_values=error", _values(len(found)), first)
 
-# %% ../nbs/15_train.ipynb #0021
+# %% ../nbs/15_train.ipynb #0022
 def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
     "Rows beyond each series' `used`, which the split neither fits nor scores: logged (`unused_rows.json`, metric `unused_rows`) and told."
     given = positions.given(0, used)
@@ -276,7 +287,7 @@ def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, prot
             "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol,
             YARDSTICK: f"{cfg.data.get('scaler', 'standard')} {_digest(positions.rows(*learnt))}"}  # the scaler, and the rows it learnt from
 
-# %% ../nbs/15_train.ipynb #0023
+# %% ../nbs/15_train.ipynb #0024
 def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str) -> None:
     "Warn of series left out of MASE for want of a scale (`evaluate.score`), what `metric` is then over, and the metric that counts them."
     if unscaled:
@@ -336,7 +347,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
-# %% ../nbs/15_train.ipynb #0025
+# %% ../nbs/15_train.ipynb #0026
 def history_figure(trials:pd.DataFrame, title:str):
     "Optuna optimisation history: every completed trial's loss and the best so far."
     fig, (ax,) = _figure()

@@ -233,7 +233,7 @@ def test_recalibrate_refuses_before_any_work_and_a_stopped_one_leaves_nothing(tr
     short.to_csv(cut := tmp_path / "short.csv", index=False)
     done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(cut), "--windows", "100", store=store)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == (
-        f"skewfree recalibrate: --windows: {fitted.history_length + 2} rows on the model's grid, too few for one window of "
+        f"skewfree recalibrate: --data: {fitted.history_length + 2} rows on the model's grid, too few for one window of "
         f"{fitted.history_length} rows of history and {fitted.max_horizon} steps: give more rows, series 'ETTh2'"), done.stderr[-2000:]
     assert runs() == before and names() == registered
     # stopped while it logs (a scheduler's SIGTERM): the run ends failed, nothing is registered, one line says so
@@ -294,8 +294,18 @@ def _not_numeric(tmp_path: Path) -> Path:
     return source
 
 
-# what is wrong: (the --input file, --output, --model-uri or None for the trained one, what the one line must say)
+def _folder(tmp_path: Path) -> Path:
+    (folder := tmp_path / "history").mkdir(exist_ok=True)
+    return folder
+
+
+# what is wrong: (the --input file, --output, --model-uri or None for the trained one, what the one line must say[, more arguments])
 BAD_PREDICTS = {
+    "horizon beyond the model's": (_not_numeric, "f.csv", None, "--horizon: must be between 1 and 24", ("--horizon", "25")),
+    "input is a folder": (_folder, "f.csv", None, "--input: ", ()),
+    "a setting the model was trained with": (_not_numeric, "f.csv", None,
+                                             "data.repair_budget.at_end: skewfree predict reads only executor.* settings from its command line: "
+                                             "a setting the model was trained with, which it keeps: train with it", ("data.repair_budget.at_end=carry",)),
     "history too short": (_history, "f.csv", None, "needs at least"),
     "output folder missing": (_history, "no/such/folder/f.csv", None, "--output: folder not found"),
     "output type unknown": (_history, "f.xlsx", None, "--output: unsupported file type '.xlsx'"),
@@ -310,14 +320,62 @@ BAD_PREDICTS = {
 
 @pytest.mark.parametrize("case", BAD_PREDICTS)
 def test_batch_predict_cli_bad_input_is_one_line_naming_the_field(trained, store, tmp_path, case):
-    make_input, output, uri, says = BAD_PREDICTS[case]
+    make_input, output, uri, says, *more = BAD_PREDICTS[case]
     (tmp_path / "empty.csv").touch()
-    done = cli("predict", "--model-uri", uri or trained.model_uri, "--input", str(make_input(tmp_path)), "--horizon", "5",
-               "--output", str(tmp_path / output), store=store)
+    more = list(more[0]) if more else []
+    horizon = more[:2] if more[:1] == ["--horizon"] else ["--horizon", "5"]  # given once: a second one is argparse's refusal
+    done = cli("predict", "--model-uri", uri or trained.model_uri, "--input", str(make_input(tmp_path)), *horizon,
+               "--output", str(tmp_path / output), *more[len(horizon) if more[:1] == ["--horizon"] else 0:], store=store)
     assert done.returncode == 2, done.stdout + done.stderr[-2000:]
     assert says in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]  # libraries may warn above it; the answer is the last line, whole
     assert last.startswith("skewfree predict: ") and says in last, done.stderr[-2000:]
+
+
+def test_batch_predict_reads_a_parquet_file_whose_id_column_pandas_wrote_as_its_index(trained, store, tmp_path):
+    history = load_ett(max_rows=900).groupby("series_id").tail(400)
+    history.to_csv(tmp_path / "history.csv", index=False)
+    history.set_index("series_id").to_parquet(tmp_path / "indexed.parquet")  # pandas' metadata makes series_id the frame's index again
+    for name in ("history.csv", "indexed.parquet"):
+        done = cli("predict", "--model-uri", trained.model_uri, "--input", str(tmp_path / name), "--horizon", "5", "--output",
+                   str(tmp_path / f"{name}.out.csv"), store=store)
+        assert done.returncode == 0, done.stderr[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "indexed.parquet.out.csv"), pd.read_csv(tmp_path / "history.csv.out.csv"))
+
+
+class _Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def test_a_model_skewfree_did_not_log_is_refused_by_every_command_in_one_line(trained, store, tmp_path):
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(name="echo", python_model=_Echo(), registered_model_name="not-skewfree")
+    history = _history(tmp_path, rows=400)
+    uri = "models:/not-skewfree/1"
+    for command in (["predict", "--input", str(history), "--horizon", "5", "--output", str(tmp_path / "f.csv")], ["drift", "--data", str(history)],
+                    ["recalibrate", "--data", str(history)], ["verify", "--url", f"http://127.0.0.1:{free_port()}"],
+                    ["serve", "--workers", "0", "--port", str(free_port())]):
+        done = cli(command[0], "--model-uri", uri, *command[1:], store=store)
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert last == f"skewfree {command[0]}: --model-uri: {uri} is not a skewfree model (its MLmodel carries no skewfree metadata): these " \
+                       "commands read the forecaster, preprocessor and golden examples a skewfree training logs", last
+
+
+def test_recalibrate_and_drift_name_their_own_options_and_promote_its_own(trained, store, tmp_path):
+    short = load_ett(max_rows=900)
+    short = pd.concat([short[short.series_id == "ETTh1"], short[short.series_id == "ETTh2"].tail(50)])  # a look-back and 2 rows more
+    short.to_csv(path := tmp_path / "short.csv", index=False)
+    for command in ("drift", "recalibrate"):
+        done = cli(command, "--model-uri", trained.model_uri, "--data", str(path), store=store)
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 2 and last.startswith(f"skewfree {command}: --data: 50 rows on the model's grid, too few for one window"), last
+    ignored = cli("drift", "--model-uri", trained.model_uri, "--data", str(path), "data.suspect_values=error", store=store)
+    assert ignored.returncode == 2 and "data.suspect_values: skewfree drift reads only serve.monitor.* settings" in ignored.stderr, ignored.stderr
+    for option, value, says in (("--margin", "2", "--margin: must be a fraction in [0, 1)"), ("--name", "no-such-model", "--name: 'no-such-model' has no")):
+        done = cli("promote", option, value, store=store)
+        assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith(f"skewfree promote: {says}"), done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("backend", ["fastapi", "ray"])
@@ -335,6 +393,11 @@ def test_verify_never_passes_on_nothing_and_names_an_unreachable_server(trained,
     assert none.returncode == 2 and "--windows: must be at least 1" in none.stderr, none.stderr[-2000:]
     no_data = cli("verify", "--model-uri", trained.model_uri, "--url", nowhere, "--windows", "0", store=store)  # checked without --data too
     assert no_data.returncode == 2 and "--windows: must be at least 1" in no_data.stderr, no_data.stderr[-2000:]
+    blank = load_ett(max_rows=900)
+    blank.loc[len(blank) - 2, "series_id"] = None  # a row without its series: refused as `predict` refuses it, never left out of the windows
+    blank.to_csv(path := tmp_path / "blank.csv", index=False)
+    no_id = cli("verify", "--model-uri", trained.model_uri, "--url", nowhere, "--data", str(path), store=store)
+    assert no_id.returncode == 2 and f"series_id: missing series id, first bad row {len(blank) - 2}" in no_id.stderr, no_id.stderr[-2000:]
     unreachable = cli("verify", "--model-uri", trained.model_uri, "--url", nowhere, store=store)
     assert unreachable.returncode == 2 and "--url: cannot reach" in unreachable.stderr, unreachable.stderr[-2000:]
     assert not any("Traceback" in done.stderr for done in (short, none, unreachable))
