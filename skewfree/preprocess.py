@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Iterator, Mapping, Sequence
@@ -446,9 +447,15 @@ class Preprocessor:
         if self.unknown_series == "error" and (new := at < 0).any():
             unknown = np.sort(ids[new])
             raise InputError(self.id_col or "series", f"series was not seen at fit time ({len(unknown)} of this request's series are not: "
-                             f"{_listed(list(unknown), 3)}); known: {_listed(list(self.series_))}. To forecast new series from their own history, "
-                             f"train with data.unknown_series=own_history", str(unknown[0]))
+                             f"{_listed(list(unknown), 3)}){self._lookalike(str(unknown[0]))}; known: {_listed(list(self.series_))}. To forecast "
+                             f"new series from their own history, train with data.unknown_series=own_history", str(unknown[0]))
         return at
+
+    def _lookalike(self, sid:str) -> str:
+        "Where a known id reads as `sid` (another Unicode form of the same letters, spaces around it): said, since the two look the same."
+        def plain(text:str) -> str: return unicodedata.normalize("NFC", text).strip()
+        if (same := next((str(k) for k in self.series_ if plain(str(k)) == plain(sid)), None)) is None: return ""
+        return f" ({sid!r} and the known {same!r} differ only in their Unicode form or the spaces around them: send the id as it was trained)"
 
     def _history_ends(self, panel:Panel, horizon:int, history_rows:Mapping[str, int]|None) -> np.ndarray:
         "Rows of history per series: all of them, unless planned covariates follow it (the caller says where, else the last observed target)."
