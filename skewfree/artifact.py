@@ -104,7 +104,7 @@ def sample_series(ids:pd.Series, most:int=GOLDEN_SERIES) -> list[str]:
     return names if len(names) <= most else [names[i] for i in np.linspace(0, len(names) - 1, most).round().astype(int)]
 
 def golden_requests(forecaster:Forecaster, raw:pd.DataFrame, extra_rows:int=24) -> dict[str, pd.DataFrame]:
-    "Raw requests to replay at load: one per series (up to `GOLDEN_SERIES`, with `extra_rows` more history than needed), one with the shortest history."
+    "Raw requests to replay at load: one per series (up to `GOLDEN_SERIES`, `extra_rows` more history than needed), the shortest history, a repaired one."
     pre = forecaster.preprocessor
     ids = raw[pre.id_col].astype(str) if pre.id_col else pd.Series(SINGLE_SERIES, index=raw.index)
     kept = ids.isin(sample_series(ids))
@@ -114,6 +114,10 @@ def golden_requests(forecaster:Forecaster, raw:pd.DataFrame, extra_rows:int=24) 
                 for sid, rows in ordered.groupby(ids, sort=True)}
     first = ordered[ids == ids.iloc[0]]
     requests["shortest-history"] = request_window(forecaster, first, forecaster.history_length)
+    if pre.missing != "error":  # the repair path replayed too: a value missing at the middle of the look-back, filled by the policy
+        holed = request_window(forecaster, first, forecaster.history_length)
+        holed.loc[forecaster.history_length // 2, pre.target] = float("nan")
+        requests["repaired-history"] = holed
     return requests
 
 def request_window(forecaster:Forecaster, rows:pd.DataFrame, history:int) -> pd.DataFrame:
