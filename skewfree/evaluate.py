@@ -408,7 +408,7 @@ def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd
     if (unseen := last["actual"].isna().to_numpy()).any():  # rows whose actuals have not arrived are not windows to measure errors on
         at = int(np.argmax(unseen))
         raise InputError("data", f"the rows end at {last[forecaster.preprocessor.time_col].iloc[at]} without an observed value there: "
-                                    "give rows up to each series' last observed value", str(last["_series"].iloc[at]))
+                                 "give rows up to each series' last observed value", str(last["_series"].iloc[at]))
     # pooled, a series with almost nothing observed would add its one or two scores and count as `windows` windows: each
     # series measures its errors at every step on as many windows as the pooled quantile needs
     fewest = max((fewest_windows(q) for q in IntervalSpec.from_config(forecaster.config).quantiles), default=1)
@@ -416,8 +416,8 @@ def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd
     if (thin := observed.min(axis=1) < fewest).any():  # windows × steps observed, per series
         sid, counts = observed.index[int(np.argmax(thin.to_numpy()))], observed[thin].iloc[0]
         raise InputError("data", f"{int(counts.min())} of the latest {windows} windows have an observed value at step {int(counts.argmin()) + 1}; "
-                                    f"a series needs {fewest} at every step to measure its errors on: give rows with more observed values, "
-                                    "or leave the series out", str(sid))
+                                 f"a series needs {fewest} at every step to measure its errors on: give rows with more observed values, "
+                                 "or leave the series out", str(sid))
     if forecaster.fitted_through is not None:  # a window the model was fitted on scores its fit, not its error: bands too narrow
         time_col, firsts = forecaster.preprocessor.time_col, kept.iloc[::steps]  # each window's first step
         if (inside := firsts[time_col].to_numpy() <= np.datetime64(forecaster.fitted_through)).any():

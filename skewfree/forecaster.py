@@ -377,7 +377,7 @@ class Forecaster:
         if (short := batch.lengths < self.history_length + horizon).any():  # by its id, not the position darts or the kernel would name
             k = int(np.argmax(short))
             raise InputError("data", f"{batch.lengths[k]} rows on the model's grid, too few for one window of {self.history_length} rows of "
-                                        f"history and {horizon} steps: give more rows", str(batch.ids[k]))
+                                     f"history and {horizon} steps: give more rows", str(batch.ids[k]))
         if self.kernel is not None: return self.kernel.historical_forecasts(batch, horizon, stride, start=self.history_length)
         extra = {"predict_likelihood_parameters": True} if self.head_quantiles else {}
         series, past, future = batch.to_darts()
