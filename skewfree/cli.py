@@ -143,17 +143,18 @@ def _positive(cfg:dict[str, Any], key:str, kind:type, least:float, nullable:bool
 
 TRAINED_WITH = ("data.", "model.", "cv.", "trainer.", "search.", "intervals.", "seed")  # settings fixed in a model when it trains
 
-def settings_read(overrides:Sequence[str], section:str, command:str) -> list[str]:
+def settings_read(overrides:Sequence[str], section:str, command:str, chosen_by:str|None=None) -> list[str]:
     "`overrides` when each sets a key under `section`, the only settings `command` reads; else an `InputError` naming the first that is not."
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     try: parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException: return list(overrides)  # not an override at all: `compose_config` says so in its own words
     for o in parsed:
-        if not (key := o.key_or_group).startswith(f"{section}."):
-            why = ("a setting the model was trained with, which it keeps: train with it" if key.startswith(TRAINED_WITH) else
-                   "it would be read by nothing here")
-            raise InputError(key, f"skewfree {command} reads only {section}.* settings from its command line: {why}")
+        if (key := o.key_or_group).startswith(f"{section}."): continue
+        why = (f"the {section} file is chosen by {chosen_by}" if chosen_by and key == section else
+               "a setting the model was trained with, which it keeps: train with it" if key.startswith(TRAINED_WITH) else
+               "it would be read by nothing here")
+        raise InputError(key, f"skewfree {command} reads only {section}.* settings from its command line: {why}")
     return list(overrides)
 
 def known_model(uri:str) -> None:
@@ -196,7 +197,7 @@ def serve(args:argparse.Namespace) -> None:
     from omegaconf import OmegaConf
 
     from skewfree.config import compose_config
-    overrides = settings_read(args.overrides, "serve", "serve")
+    overrides = settings_read(args.overrides, "serve", "serve", "--backend")
     cfg: dict[str, Any] = OmegaConf.to_container(compose_config([f"serve={args.backend}", *overrides]).serve, resolve=True)  # type: ignore[assignment]
     for key in ("model_uri", "host", "port", "workers", "threads", "reload_interval"):
         if getattr(args, key, None) is not None: cfg[key] = getattr(args, key)
@@ -281,7 +282,7 @@ def predict(args:argparse.Namespace) -> None:
     if args.chunk_rows < 1: raise InputError("--chunk-rows", f"must be at least 1, got {args.chunk_rows}")
     if args.horizon < 1: raise InputError("--horizon", f"must be at least 1, got {args.horizon}")
     quantiles = quantile_levels(args.quantiles)
-    overrides = settings_read(args.overrides, "executor", "predict")
+    overrides = settings_read(args.overrides, "executor", "predict", "--executor")
     executor: dict[str, Any] = OmegaConf.to_container(compose_config([f"executor={args.executor}", *overrides]).executor, resolve=True)  # type: ignore[assignment]
     if Path(args.output).resolve() == Path(args.input).resolve():  # the forecasts would be written over the history they come from
         raise InputError("--output", f"is the --input file {args.input}: write the forecasts to another file")
