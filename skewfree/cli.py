@@ -143,14 +143,17 @@ def _positive(cfg:dict[str, Any], key:str, kind:type, least:float, nullable:bool
 
 TRAINED_WITH = ("data.", "model.", "cv.", "trainer.", "search.", "intervals.", "seed")  # settings fixed in a model when it trains
 
-def settings_read(overrides:Sequence[str], section:str, command:str, chosen_by:str|None=None) -> list[str]:
-    "`overrides` when each sets a key under `section`, the only settings `command` reads; else an `InputError` naming the first that is not."
+def settings_read(overrides:Sequence[str], section:str, command:str, chosen_by:str|None=None,
+                  also:Sequence[str]=(), # other keys the section's values are made of (`serve.model_uri` names `mlflow.registered_model`)
+                 ) -> list[str]:
+    "`overrides` when each sets a key of `section` (or of `also`), the settings `command` reads; else an `InputError` naming the first that is not."
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     try: parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException: return list(overrides)  # not an override at all: `compose_config` says so in its own words
     for o in parsed:
-        if (key := o.key_or_group).startswith(f"{section}."): continue
+        if (key := o.key_or_group) in also or any(key.startswith(f"{k}.") for k in (section, *also)): continue
+        if key == section and not isinstance(o.value(), str): continue  # the section as a mapping (or deleted), not a file of its group
         why = (f"the {section} file is chosen by {chosen_by}" if chosen_by and key == section else
                "a setting the model was trained with, which it keeps: train with it" if key.startswith(TRAINED_WITH) else
                "it would be read by nothing here")
@@ -197,7 +200,7 @@ def serve(args:argparse.Namespace) -> None:
     from omegaconf import OmegaConf
 
     from skewfree.config import compose_config
-    overrides = settings_read(args.overrides, "serve", "serve", "--backend")
+    overrides = settings_read(args.overrides, "serve", "serve", "--backend", also=("profile", "mlflow.registered_model"))
     cfg: dict[str, Any] = OmegaConf.to_container(compose_config([f"serve={args.backend}", *overrides]).serve, resolve=True)  # type: ignore[assignment]
     for key in ("model_uri", "host", "port", "workers", "threads", "reload_interval"):
         if getattr(args, key, None) is not None: cfg[key] = getattr(args, key)
