@@ -168,7 +168,9 @@ def refit_rows(df:pd.DataFrame, # raw long rows
     return rows.rows(0, train + val)
 
 # %% ../nbs/12_evaluate.ipynb #0009
-def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray, *, smallest:bool=True) -> ScaledForecast:
+def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray, *, smallest:bool=True,
+                   scale:np.ndarray|None=None, # (center, scale) of the target in the units the window is put back into (None: the request's)
+                  ) -> ScaledForecast:
     "A window's model output as serving makes it at origin `times[0]` from series `k`'s past: its look-back's steps (`smallest`), else every row before it."
     pre, origin, horizon = forecaster.preprocessor, times[0], len(times)
     start, given = int(raw.indptr[k]), raw.times[raw.indptr[k]:raw.indptr[k + 1]]
@@ -194,6 +196,10 @@ def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, tim
     made = ScaledForecast(batch.forecast_times(horizon), answer) if isinstance(answer, np.ndarray) else ScaledForecast.from_darts(answer)
     if not np.array_equal(made.times[0], times):
         raise RuntimeError(f"{sid}: a window made again from its past starts at {pd.Timestamp(made.times[0, 0])}, not {pd.Timestamp(origin)}")
+    if scale is not None:  # a new series is scaled by its request's rows, and the window is put back in the span's units: converted
+        (c, s), (c_to, s_to) = batch.target_scale[0], scale
+        made.point = None if made.point is None else (made.point * s + c - c_to) / s_to
+        made.levels = {q: (v * s + c - c_to) / s_to for q, v in made.levels.items()}
     return made
 
 def _put(forecast:ScaledForecast, row:int, made:ScaledForecast) -> None:
@@ -217,9 +223,14 @@ def backtest(forecaster:Forecaster, # fitted
     batch = pre.transform(test, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
     windows = forecaster.historical_forecasts(batch, horizon, stride)
     origins = batch.indptr[windows.series] + windows.first
-    # a window whose history serving would refuse (its repair budget): scored, as every window is, but never calibrated on
+    # a window whose request serving would refuse (its history over the repair budget, or a planned value missing): scored,
+    # as every window is, but never calibrated on
     over = np.zeros(len(origins), bool) if batch.repaired is None else \
         pre.repair_budget.refuses(batch.repaired, batch.indptr, windows.series, origins, forecaster.history_length)
+    if batch.repaired is not None and pre.future_covariates:
+        planned = np.r_[0, np.cumsum(batch.repaired[:, -len(pre.future_covariates):].any(axis=1))]  # the future covariates come last
+        ends = np.minimum(origins + forecaster.future_steps(horizon), batch.indptr[windows.series + 1])
+        over |= planned[ends] - planned[origins] > 0
     # a window whose look-back the whole-span repair filled otherwise than serving fills the window's own request is made again
     # from its past. One serving answers is made as it answers its smallest request, the look-back's steps: where the repair
     # looked ahead of the origin (the preprocessor knows which repairs do), where it reached back before the look-back's first
@@ -231,13 +242,19 @@ def backtest(forecaster:Forecaster, # fitted
     if batch.repaired is not None:
         edges |= batch.repaired[origins - forecaster.history_length].any(axis=1)
         if pre.repair_budget.at_end == "carry": edges |= batch.repaired[origins - 1].any(axis=1)
-    if (again := np.flatnonzero((looks_ahead | edges) & ~over | looks_ahead & over)).size:
+    # a series the model never saw (`unknown_series: own_history`) is scaled by its rows: by the span's, its future's too; so each
+    # of its windows is made as serving makes it, scaled by its request's rows alone
+    new = np.array([pre.frequency_of(str(sid)) is None for sid in batch.ids]) if pre.unknown_series != "error" else np.zeros(batch.n_series, bool)
+    if (again := np.flatnonzero((looks_ahead | edges | new[windows.series]) & ~over | looks_ahead & over)).size:
         raw = pre.panel(test)
         for i in again.tolist():
             k = int(windows.series[i])
             try: made = _from_its_past(forecaster, raw, k, batch.times[batch.indptr[k]:batch.indptr[k + 1]], windows.forecast.times[i],
-                                       smallest=not over[i])
-            except InputError as e:  # serving would refuse this window's request (its look-back mostly a gap): said so, with its origin
+                                       smallest=not over[i], scale=batch.target_scale[k] if new[k] else None)
+            except InputError as e:
+                # a request serving refuses for its missing planned value: kept as the span made it, never calibrated on
+                if over[i] and e.field in pre.future_covariates: continue
+                # serving answers this window's smallest request, and its past alone cannot make it: said so, with its origin
                 raise UnservableWindow(e.field, e.reason, e.series, pd.Timestamp(windows.forecast.times[i][0])) from None
             _put(windows.forecast, i, made)
     # every window back to original units in one call of the preprocessor's own inverse, as serving answers
@@ -352,7 +369,9 @@ def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
                     ) -> Feature|None:
     "The reference the live monitor compares served forecasts with: the model's forecasts over `rows`, standardised (None: too few rows)."
     try: table = backtest(forecaster, rows, stride=stride or forecaster.max_horizon)
-    except InputError: return None
+    except InputError as e:  # the model still ships; its served forecasts are then not watched, which is said
+        log.warning("skewfree: no reference of the forecasts for the live monitor: %s", e)
+        return None
     return Feature.numeric("forecast", table.forecast_std.to_numpy()) if len(table) else None
 
 # %% ../nbs/12_evaluate.ipynb #0020

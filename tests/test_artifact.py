@@ -512,7 +512,7 @@ def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and
 @pytest.mark.parametrize("margin", ["-0.5", "1.5", "nan"])
 def test_promote_refuses_a_margin_that_would_promote_a_worse_model(store, margin):
     done = cli("promote", "--name", "any", "--margin", margin, store=store)
-    assert done.returncode == 2 and "skewfree promote: margin: must be a fraction in [0, 1)" in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 2 and "skewfree promote: --margin: must be a fraction in [0, 1)" in done.stderr, done.stderr[-2000:]
 
 
 def test_serve_refuses_a_port_it_cannot_listen_on_in_one_line(store):
