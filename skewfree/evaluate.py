@@ -223,14 +223,16 @@ def backtest(forecaster:Forecaster, # fitted
     batch = pre.transform(test, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
     windows = forecaster.historical_forecasts(batch, horizon, stride)
     origins = batch.indptr[windows.series] + windows.first
-    # a window whose request serving would refuse (its history over the repair budget, or a planned value missing): scored,
-    # as every window is, but never calibrated on
+    # a window whose request serving would refuse (its history over the repair budget, a planned value missing, or fewer
+    # planned rows after it than a request must send): scored, as every window is, but never calibrated on
     over = np.zeros(len(origins), bool) if batch.repaired is None else \
         pre.repair_budget.refuses(batch.repaired, batch.indptr, windows.series, origins, forecaster.history_length)
-    if batch.repaired is not None and pre.future_covariates:
-        planned = np.r_[0, np.cumsum(batch.repaired[:, -len(pre.future_covariates):].any(axis=1))]  # the future covariates come last
-        ends = np.minimum(origins + forecaster.future_steps(horizon), batch.indptr[windows.series + 1])
-        over |= planned[ends] - planned[origins] > 0
+    if pre.future_covariates:
+        ends, last = origins + forecaster.future_steps(horizon), batch.indptr[windows.series + 1]
+        over |= ends > last  # a series' last windows: the span ends before the plan a request sends
+        if batch.repaired is not None:
+            planned = np.r_[0, np.cumsum(batch.repaired[:, -len(pre.future_covariates):].any(axis=1))]  # the future covariates come last
+            over |= planned[np.minimum(ends, last)] - planned[origins] > 0
     # a window whose look-back the whole-span repair filled otherwise than serving fills the window's own request is made again
     # from its past. One serving answers is made as it answers its smallest request, the look-back's steps: where the repair
     # looked ahead of the origin (the preprocessor knows which repairs do), where it reached back before the look-back's first
