@@ -25,26 +25,17 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 
 from .artifact import Columns
 from .core import InputError
-from .data import column_names, comma_separated, csv_reading, plain_frame
+from .data import column_names, comma_separated, csv_reading, file_kind, plain_frame
 from .panel import numbers_not_times
 from .serving.codec import naive_times
 
 # %% auto #0
-__all__ = ['BATCH_ROWS', 'file_kind', 'stream_rows', 'file_rows', 'NotGrouped', 'whole_series', 'partitioned', 'typed_rows',
-           'ForecastWriter', 'BatchResult', 'forecast_params', 'predict_file', 'typed_chunks', 'series_ranges',
-           'read_rows', 'RayForecasts', 'predict_with_ray']
+__all__ = ['BATCH_ROWS', 'stream_rows', 'file_rows', 'NotGrouped', 'whole_series', 'partitioned', 'typed_rows', 'ForecastWriter',
+           'BatchResult', 'forecast_params', 'predict_file', 'typed_chunks', 'series_ranges', 'read_rows',
+           'RayForecasts', 'predict_with_ray']
 
 # %% ../nbs/23_batch.ipynb #0005
 BATCH_ROWS = 1_000_000  # rows read and forecast at a time: memory is bounded by this, not by the file
-
-def file_kind(path:Path, field:str) -> str:
-    "'csv' or 'parquet' for a file skewfree reads, or an `InputError` naming `field`."
-    if path.is_dir(): raise InputError(field, f"{path} is a folder: name the file in it to read")
-    if not path.is_file(): raise InputError(field, f"file not found: {path}")
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")): return "parquet"
-    if name.endswith((".csv", ".csv.gz")): return "csv"
-    raise InputError(field, f"unsupported file type {''.join(path.suffixes) or path.name!r}: use .csv, .csv.gz or .parquet")
 
 def stream_rows(path:Path, field:str="--input", rows:int=BATCH_ROWS, text:Sequence[str]=()) -> Iterator[pd.DataFrame]:
     "The rows of a CSV or Parquet file, about `rows` at a time, indexed by their position in the file (so errors name file rows)."
@@ -60,8 +51,8 @@ def stream_rows(path:Path, field:str="--input", rows:int=BATCH_ROWS, text:Sequen
         for chunk in chunks:
             chunk.index = pd.RangeIndex(start, start + len(chunk)); start += len(chunk)
             yield chunk
-    except InputError: raise  # already said, by name (a column named twice, fields not comma-separated)
     except (ValueError, OSError) as e:  # empty, truncated, not in that format: pandas and pyarrow say ValueError or OSError
+        if isinstance(e, InputError): raise  # already said, by name (a column named twice, fields not comma-separated)
         raise InputError(field, f"cannot read {path}: {type(e).__name__}: {e}") from None
 
 def file_rows(path:Path) -> int|None:

@@ -17,8 +17,8 @@ import skewfree
 from .core import InputError, checked_number
 
 # %% auto #0
-__all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'ett_panel', 'column_names', 'csv_reading', 'read_table',
-           'comma_separated', 'plain_frame', 'load_data']
+__all__ = ['DATA_DIR', 'ETT_NAMES', 'ETT_COVARIATES', 'load_ett', 'ett_panel', 'column_names', 'csv_reading', 'file_kind',
+           'read_table', 'comma_separated', 'plain_frame', 'load_data']
 
 # %% ../nbs/01_data.ipynb #0005
 DATA_DIR = Path(skewfree.__file__).parent/"data"
@@ -75,20 +75,25 @@ def csv_reading(names:Sequence[str], text:Sequence[str]) -> dict[str, Any]:
     return {"dtype": {c: str for c in text}, "keep_default_na": False,
             "na_values": {n: [""] if n in text else sorted(STR_NA_VALUES) for n in names}}
 
+def file_kind(path:Path, field:str) -> str:
+    "'csv' or 'parquet' for a file skewfree reads, or an `InputError` naming `field`."
+    if path.is_dir(): raise InputError(field, f"{path} is a folder: name the file in it to read")
+    if not path.is_file(): raise InputError(field, f"file not found: {path}")
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")): return "parquet"
+    if name.endswith((".csv", ".csv.gz")): return "csv"
+    raise InputError(field, f"unsupported file type {''.join(path.suffixes) or path.name!r}: use .csv, .csv.gz or .parquet")
+
 def read_table(path:str|Path, field:str="data.path",
                text:Sequence[str]=(), # a CSV's columns read as text, as written: the series id
               ) -> pd.DataFrame:
     "Read a long-format CSV (or gzipped CSV) or Parquet file; what cannot be read is an `InputError` naming `field`."
     path = Path(path)
-    if path.is_dir(): raise InputError(field, f"{path} is a folder: name the file in it to read")
-    if not path.is_file(): raise InputError(field, f"file not found: {path}")
-    name = path.name.lower()
-    if not name.endswith((".csv", ".csv.gz", ".parquet", ".pq")):
-        raise InputError(field, f"unsupported file type {''.join(path.suffixes) or path.name!r}: use .csv, .csv.gz or .parquet")
+    kind = file_kind(path, field)
     # empty, truncated, not in that format, unreadable: all of them a ValueError (pandas, pyarrow) or an OSError
     try:
         names = column_names(path, field)
-        if not name.endswith((".parquet", ".pq")): frame = comma_separated(pd.read_csv(path, **csv_reading(names, text)), path, field)
+        if kind == "csv": frame = comma_separated(pd.read_csv(path, **csv_reading(names, text)), path, field)
         else:
             import pyarrow.parquet as pq
             frame = plain_frame(pq.read_table(path))

@@ -17,9 +17,10 @@ from .core import InputError
 from .forecaster import ConformalIntervals, Forecaster, IntervalSpec, fewest_windows
 from .frequency import clock_of, grid_steps, panel_season
 from .panel import Panel, Rows, parse_times, series_codes
-from .preprocess import Preprocessor, ScaledForecast, band_column, repeated_text
+from .preprocess import Preprocessor, ScaledForecast, SeriesBatch, band_column, repeated_text
 from .profile import Feature
 from .repair import segment_sums
+from .scale import Scaler
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def refit_rows(df:pd.DataFrame, # raw long rows
 
 # %% ../nbs/12_evaluate.ipynb #0009
 def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray, *, smallest:bool=True,
-                   scale:np.ndarray|None=None, # (center, scale) of the target in the units the window is put back into (None: the request's)
+                   into:SeriesBatch|None=None, # the batch whose units the window is put back in, series `k` (None: the request's)
                   ) -> ScaledForecast:
     "A window's model output as serving makes it at origin `times[0]` from series `k`'s past: its look-back's steps (`smallest`), else every row before it."
     pre, origin, horizon = forecaster.preprocessor, times[0], len(times)
@@ -196,10 +197,11 @@ def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, tim
     made = ScaledForecast(batch.forecast_times(horizon), answer) if isinstance(answer, np.ndarray) else ScaledForecast.from_darts(answer)
     if not np.array_equal(made.times[0], times):
         raise RuntimeError(f"{sid}: a window made again from its past starts at {pd.Timestamp(made.times[0, 0])}, not {pd.Timestamp(origin)}")
-    if scale is not None:  # a new series is scaled by its request's rows, and the window is put back in the span's units: converted
-        (c, s), (c_to, s_to) = batch.target_scale[0], scale
-        made.point = None if made.point is None else (made.point * s + c - c_to) / s_to
-        made.levels = {q: (v * s + c - c_to) / s_to for q, v in made.levels.items()}
+    if into is not None:  # a new series is scaled by its request's rows: back to original units, then into the span's, by the scaler's own calls
+        center, scale = batch.target_scale[0]
+        def span_units(scaled:np.ndarray) -> np.ndarray: return pre.standardise_target(Scaler.inverse(scaled, center, scale), into, k)
+        made.point = None if made.point is None else span_units(made.point)
+        made.levels = {q: span_units(v) for q, v in made.levels.items()}
     return made
 
 def _put(forecast:ScaledForecast, row:int, made:ScaledForecast) -> None:
@@ -246,13 +248,13 @@ def backtest(forecaster:Forecaster, # fitted
         if pre.repair_budget.at_end == "carry": edges |= batch.repaired[origins - 1].any(axis=1)
     # a series the model never saw (`unknown_series: own_history`) is scaled by its rows: by the span's, its future's too; so each
     # of its windows is made as serving makes it, scaled by its request's rows alone
-    new = np.array([pre.frequency_of(str(sid)) is None for sid in batch.ids]) if pre.unknown_series != "error" else np.zeros(batch.n_series, bool)
+    new = pre.positions_of(batch.ids) < 0
     if (again := np.flatnonzero((looks_ahead | edges | new[windows.series]) & ~over | looks_ahead & over)).size:
         raw = pre.panel(test)
         for i in again.tolist():
             k = int(windows.series[i])
             try: made = _from_its_past(forecaster, raw, k, batch.times[batch.indptr[k]:batch.indptr[k + 1]], windows.forecast.times[i],
-                                       smallest=not over[i], scale=batch.target_scale[k] if new[k] else None)
+                                       smallest=not over[i], into=batch if new[k] else None)
             except InputError as e:
                 # a request serving refuses for its missing planned value: kept as the span made it, never calibrated on
                 if over[i] and e.field in pre.future_covariates: continue

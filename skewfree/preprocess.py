@@ -410,8 +410,12 @@ class Preprocessor:
 
     def frequency_of(self, sid:str) -> str|None:
         "The grid step series `sid` was fitted on (None: a series not seen at fit)."
-        at = int(self._known.get_indexer(pd.Index([sid]))[0])
+        at = int(self.positions_of(np.array([sid]))[0])
         return None if at < 0 else str(self.spacing.freq_[at])
+
+    def positions_of(self, ids:np.ndarray) -> np.ndarray:
+        "Each id's position among the fitted series (-1: a series not seen at fit)."
+        return self._known.get_indexer(pd.Index(ids))
 
     @cached_property
     def _known(self) -> pd.Index:
@@ -443,7 +447,7 @@ class Preprocessor:
 
     def _refuse_unknown(self, ids:np.ndarray) -> np.ndarray:
         "Each id's position among the fitted series (-1: new); under `unknown_series: error`, the refusal of any new one, naming the first few."
-        at = self._known.get_indexer(pd.Index(ids))
+        at = self.positions_of(ids)
         if self.unknown_series == "error" and (new := at < 0).any():
             unknown = np.sort(ids[new])
             raise InputError(self.id_col or "series", f"series was not seen at fit time ({len(unknown)} of this request's series are not: "
@@ -453,9 +457,10 @@ class Preprocessor:
 
     def _lookalike(self, sid:str) -> str:
         "Where a known id reads as `sid` (another Unicode form of the same letters, spaces around it): said, since the two look the same."
-        def plain(text:str) -> str: return unicodedata.normalize("NFC", text).strip()
-        if (same := next((str(k) for k in self.series_ if plain(str(k)) == plain(sid)), None)) is None: return ""
-        return f" ({sid!r} and the known {same!r} differ only in their Unicode form or the spaces around them: send the id as it was trained)"
+        known = pd.Series(self.series_, dtype=str)
+        plain = known.str.normalize("NFC").str.strip()  # over every fitted id at once, on the refusal's path only
+        if not (same := known[plain == unicodedata.normalize("NFC", sid).strip()]).size: return ""
+        return f" ({sid!r} and the known {same.iloc[0]!r} differ only in their Unicode form or the spaces around them: send the id as it was trained)"
 
     def _history_ends(self, panel:Panel, horizon:int, history_rows:Mapping[str, int]|None) -> np.ndarray:
         "Rows of history per series: all of them, unless planned covariates follow it (the caller says where, else the last observed target)."

@@ -99,16 +99,16 @@ def registry_version(uri:str) -> str|None:
     found = registered_version(uri)
     return None if found is None else str(found.version)
 
-def pinned(uri:str) -> str:
-    "`uri` with an alias, a stage or `latest` resolved to the version it points at now."
-    found = registered_version(uri)
+def pinned(uri:str, found:Any=None) -> str:
+    "`uri` with an alias, a stage or `latest` resolved to the version it points at now (`found`: that version, already looked up)."
+    found = found or registered_version(uri)
     return uri if found is None else f"models:/{found.name}/{found.version}"
 
 def hydrate(uri:str, limits:Limits|None=None) -> Loaded:
     "Load, check and self-test the artifact `uri` points at now; requests to it are held to `limits`."
-    exact = pinned(uri)  # an alias resolved once: the version the answers name is the version loaded, whatever the alias does meanwhile
-    version = registry_version(exact)
-    model = mlflow.pyfunc.load_model(exact)
+    found = registered_version(uri)  # resolved once: the version the answers name is the version loaded, whatever the alias does meanwhile
+    version = None if found is None else str(found.version)
+    model = mlflow.pyfunc.load_model(pinned(uri, found))
     loaded = Loaded(uri, model, version, model.metadata.run_id, limits or Limits())
     _ = loaded.columns_parse_agrees  # decided once, before the first request
     return loaded
