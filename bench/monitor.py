@@ -65,7 +65,7 @@ def overhead(repeats: int, rounds: int = 9) -> dict:
     def server_part(): monitor.add(seen)
 
     batch, horizon, _ = forecaster.prepare(request, HORIZON)
-    forecast = forecaster.preprocessor.scaled_forecast(forecaster.predict_batch(batch, horizon), batch)
+    forecast = forecaster.preprocessor.scaled_forecast(forecaster.model_output(batch, horizon), batch)
 
     def binning(): forecaster.observe(batch, forecast)  # the request's part alone, on a prepared request
 

@@ -167,12 +167,12 @@ def staged_request(model, repeats: int) -> dict:
     request, params = model.input_example, {"horizon": HORIZON}
     schema, params_schema = model.metadata.get_input_schema(), model.metadata.get_params_schema()
     batch, horizon, levels = forecaster.prepare(request, HORIZON)
-    scaled = forecaster.predict_batch(batch, horizon)
+    scaled = forecaster.model_output(batch, horizon)
     parse = (lambda: pre.panel(request)) if hasattr(pre, "panel") else (lambda: pre.frames(request))
     stages = {"total": lambda: model.predict(request, params=params),
               "schema_check": lambda: _validate_prediction_input(request, params, schema, params_schema),
               "parse": parse, "transform": lambda: forecaster.prepare(request, HORIZON),
-              "model": lambda: forecaster.predict_batch(batch, horizon), "inverse": lambda: forecaster.finish(scaled, batch, levels)}
+              "model": lambda: forecaster.model_output(batch, horizon), "inverse": lambda: forecaster.original_units(scaled, batch, levels)}
     out = interleaved_medians(stages, 3, repeats)
     result = {f"{k}_p50_ms": statistics.median(v) for k, v in out.items()}
     result["transform_after_parse_p50_ms"] = result["transform_p50_ms"] - result["parse_p50_ms"]

@@ -277,7 +277,7 @@ class SkewfreeModel(PythonModel):
 
     def model_output(self, prepared:Prepared) -> Any:
         "Stage 2: the model's output in scaled units (concurrent callers share one model call)."
-        return self.forecaster.predict_batch(prepared.batch, prepared.horizon)
+        return self.forecaster.model_output(prepared.batch, prepared.horizon)
 
     def model_outputs(self, prepared:Sequence[Prepared], horizon:int) -> list[Any]:
         "Stage 2 for many requests of one horizon in one model call; a request whose batch fails gets its exception in its place."
@@ -285,7 +285,7 @@ class SkewfreeModel(PythonModel):
 
     def finish(self, scaled:Any, prepared:Prepared) -> tuple[pd.DataFrame, np.ndarray|None]:
         "Stage 3, CPU: model output → the answer in original units, and the request's histograms for a live monitor (when `observing`)."
-        return self.forecaster.answer(scaled, prepared.batch, prepared.levels)
+        return self.forecaster.finish(scaled, prepared.batch, prepared.levels)
 
     @property
     def observing(self) -> bool:
@@ -296,10 +296,12 @@ class SkewfreeModel(PythonModel):
     def observing(self, on:bool) -> None: self.forecaster.observing = on
 
     def describe(self) -> dict[str, Any]:
-        "What a server says of this model: its name, scores, history and horizons, quantiles, columns, and the monitor's references."
+        "What a server says of this model: its name, scores, history and horizons, planned rows, quantiles, columns, and the monitor's references."
         f, manifest = self.forecaster, self.manifest
         return {"model_name": f.model_name, "preprocessor_hash": manifest["preprocessor_hash"], "skewfree_version": manifest["skewfree_version"],
                 "scores": manifest["scores"], "history_length": f.history_length, "max_horizon": f.max_horizon, "quantiles": f.quantiles,
+                # the planned rows a request sends after each history (`Forecaster.future_steps`): none without planned covariates
+                "planned_steps": f.future_steps(f.max_horizon) if f.preprocessor.future_covariates else 0,
                 "id_col": f.preprocessor.id_col, "time_col": f.preprocessor.time_col, "hydration_seconds": self.hydration_seconds,
                 "policies": {"missing": f.preprocessor.missing, "gaps": f.preprocessor.gaps},
                 "monitored": [feature.state() for feature in f.monitored]}

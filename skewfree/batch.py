@@ -26,7 +26,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 from .artifact import Columns
 from .core import InputError
 from .data import column_names, comma_separated, csv_reading, file_kind, plain_frame
-from .panel import numbers_not_times
+from .panel import numbers_not_times, written_offsets
 from .serving.codec import naive_times
 
 # %% auto #0
@@ -107,7 +107,7 @@ def _series_at(raw:pd.DataFrame, id_col:str|None, row:Any) -> str|None:
 
 def _first_other_offset(values:pd.Series) -> Any:
     "The first row whose written UTC offset (`Z`, `+02:00`, or none) differs from the first row's; None when the text shows none."
-    offsets = values.astype(str).str.extract(r"(Z|[+-]\d\d:?\d\d)$", expand=False).fillna("")
+    offsets = written_offsets(values)
     other = offsets.index[(offsets != offsets.iloc[0]).to_numpy()]
     return other[0] if len(other) else None
 

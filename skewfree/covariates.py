@@ -36,7 +36,7 @@ def calendar_columns(features:Sequence[str]) -> list[str]:
     return [f"{name}_{f}" for name in features for f in ("sin", "cos")]
 
 def idle_calendar(features:Sequence[str], # names from `CALENDAR`
-                  freq:str, # the data's step, as `frequency.Spacing` learnt it ('h', 'D', 'W-SUN', 'MS', ...)
+                  freq:str, # the data's step, as `frequency.Frequency` learnt it ('h', 'D', 'W-SUN', 'MS', ...)
                   start:Any, # a timestamp of the data: where the steps are anchored
                  ) -> list[str]:
     "The `features` that take one value at every step of `freq` from `start` (hour on daily rows): they tell a model nothing."

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from .core import InputError
 from .forecaster import ConformalIntervals, Forecaster, IntervalSpec, fewest_windows
 from .frequency import clock_of, grid_steps, panel_season
+from .models import Windows
 from .panel import Panel, Rows, parse_times, series_codes
 from .preprocess import Preprocessor, ScaledForecast, SeriesBatch, band_column, repeated_text
 from .profile import Feature
@@ -26,9 +27,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'split_positions', 'seen_after_scored',
-           'temporal_split', 'holdout_frames', 'refit_rows', 'UnservableWindow', 'backtest', 'mase_season',
-           'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest', 'forecast_profile', 'calibrate',
-           'latest_windows', 'recalibrate', 'gap_before']
+           'temporal_split', 'holdout_frames', 'refit_rows', 'refused_requests', 'span_windows', 'UnservableWindow',
+           'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest',
+           'forecast_profile', 'calibrate', 'latest_windows', 'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 ROWS_FROM = ("start", "end")
@@ -169,6 +170,34 @@ def refit_rows(df:pd.DataFrame, # raw long rows
     return rows.rows(0, train + val)
 
 # %% ../nbs/12_evaluate.ipynb #0009
+def refused_requests(forecaster:Forecaster, batch:SeriesBatch, # fitted; a transformed span
+                     series:np.ndarray, origins:np.ndarray, # each window's series (position in `batch`) and first forecast row
+                     horizon:int) -> np.ndarray:
+    "Whether serving refuses each window's request: repairs over the budget, a suspect value under `suspect_values: error`, a plan short or holed."
+    pre, window = forecaster.preprocessor, forecaster.history_length
+    refused = np.zeros(len(origins), bool) if batch.repaired is None else \
+        pre.repair_budget.refuses(batch.repaired, batch.indptr, series, origins, window)
+    if batch.suspect is not None and pre.suspect_values == "error":
+        marked = np.r_[0, np.cumsum(batch.suspect.any(axis=1))]  # rows with a suspect value, counted up to each row
+        refused |= marked[origins] - marked[origins - window] > 0
+    if pre.future_covariates:
+        ends, last = origins + forecaster.future_steps(horizon), batch.indptr[series + 1]
+        refused |= ends > last  # a series' last windows: the span ends before the plan a request sends
+        if batch.repaired is not None:  # a planned value missing; the future covariates are the last columns
+            planned = np.r_[0, np.cumsum(batch.repaired[:, -len(pre.future_covariates):].any(axis=1))]
+            refused |= planned[np.minimum(ends, last)] - planned[origins] > 0
+    return refused
+
+def span_windows(forecaster:Forecaster, rows:pd.DataFrame, horizon:int, stride:int) -> tuple[SeriesBatch, Windows, np.ndarray, np.ndarray]:
+    "A span's windows every `stride` rows as requests: the transformed span, the model's output, each window's first forecast row, whether serving refuses it."
+    pre = forecaster.preprocessor
+    # calendar covariates can reach past the last window; planned ones exist only as far as the data goes
+    batch = pre.transform(rows, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
+    windows = forecaster.historical_forecasts(batch, horizon, stride)
+    origins = batch.indptr[windows.series] + windows.first
+    return batch, windows, origins, refused_requests(forecaster, batch, windows.series, origins, horizon)
+
+# %% ../nbs/12_evaluate.ipynb #0011
 def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray, *, smallest:bool=True,
                    into:SeriesBatch|None=None, # the batch whose units the window is put back in, series `k` (None: the request's)
                   ) -> ScaledForecast:
@@ -193,7 +222,7 @@ def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, tim
     # the gap policy fills what is missing as it fills a request: looking back only, from nothing before the request's first row
     batch, horizon, _ = forecaster.prepare(request, horizon, history_rows={sid: len(steps)}, history_end={sid: pd.Timestamp(grid[at - 1])},
                                            backtest=True)
-    answer = forecaster.predict_batch(batch, horizon)
+    answer = forecaster.model_output(batch, horizon)
     made = ScaledForecast(batch.forecast_times(horizon), answer) if isinstance(answer, np.ndarray) else ScaledForecast.from_darts(answer)
     if not np.array_equal(made.times[0], times):
         raise RuntimeError(f"{sid}: a window made again from its past starts at {pd.Timestamp(made.times[0, 0])}, not {pd.Timestamp(origin)}")
@@ -221,20 +250,8 @@ def backtest(forecaster:Forecaster, # fitted
     "Every test window's forecast beside what happened, in original and standardised units."
     pre = forecaster.preprocessor
     horizon = forecaster.max_horizon if horizon is None else forecaster.check_horizon(horizon)
-    # calendar covariates can reach past the last window; planned ones exist only as far as the data goes
-    batch = pre.transform(test, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
-    windows = forecaster.historical_forecasts(batch, horizon, stride)
-    origins = batch.indptr[windows.series] + windows.first
-    # a window whose request serving would refuse (its history over the repair budget, a planned value missing, or fewer
-    # planned rows after it than a request must send): scored, as every window is, but never calibrated on
-    over = np.zeros(len(origins), bool) if batch.repaired is None else \
-        pre.repair_budget.refuses(batch.repaired, batch.indptr, windows.series, origins, forecaster.history_length)
-    if pre.future_covariates:
-        ends, last = origins + forecaster.future_steps(horizon), batch.indptr[windows.series + 1]
-        over |= ends > last  # a series' last windows: the span ends before the plan a request sends
-        if batch.repaired is not None:
-            planned = np.r_[0, np.cumsum(batch.repaired[:, -len(pre.future_covariates):].any(axis=1))]  # the future covariates come last
-            over |= planned[np.minimum(ends, last)] - planned[origins] > 0
+    # a window whose request serving would refuse (`refused_requests`): scored, as every window is, but never calibrated on
+    batch, windows, origins, over = span_windows(forecaster, test, horizon, stride)
     # a window whose look-back the whole-span repair filled otherwise than serving fills the window's own request is made again
     # from its past. One serving answers is made as it answers its smallest request, the look-back's steps: where the repair
     # looked ahead of the origin (the preprocessor knows which repairs do), where it reached back before the look-back's first
@@ -280,7 +297,7 @@ def backtest(forecaster:Forecaster, # fitted
         out[f"{column}_std"] = yardstick.standardise_target(out[column].to_numpy(), scaled, at)
     return out
 
-# %% ../nbs/12_evaluate.ipynb #0011
+# %% ../nbs/12_evaluate.ipynb #0013
 def _pinball(actual:np.ndarray, quantile_forecasts:dict[float, np.ndarray]) -> np.ndarray:
     "Pinball loss per point, averaged over the quantiles."
     losses = [np.maximum(q * (actual - f), (q - 1) * (actual - f)) for q, f in quantile_forecasts.items()]
@@ -342,7 +359,7 @@ def score(table:pd.DataFrame, # from `backtest`
         scores |= _interval_scores(actual, bands)
     return scores | counts
 
-# %% ../nbs/12_evaluate.ipynb #0013
+# %% ../nbs/12_evaluate.ipynb #0015
 def evaluate(forecaster:Forecaster, # fitted
              test:pd.DataFrame, # raw test rows with look-back context, from `temporal_split`
              stride:int=1, # rows between forecast origins
@@ -366,7 +383,7 @@ def scored_backtest(forecaster:Forecaster, test:pd.DataFrame, stride:int=1, *, h
     scales = mase_scales(forecaster.preprocessor, insample, season) if insample is not None else None
     return score(table, forecaster.quantiles, scales), table
 
-# %% ../nbs/12_evaluate.ipynb #0017
+# %% ../nbs/12_evaluate.ipynb #0019
 def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
                      rows:pd.DataFrame, # the training and validation rows
                      stride:int|None=None, # rows between forecast origins; default the model's horizon (windows side by side)
@@ -378,7 +395,7 @@ def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
         return None
     return Feature.numeric("forecast", table.forecast_std.to_numpy()) if len(table) else None
 
-# %% ../nbs/12_evaluate.ipynb #0020
+# %% ../nbs/12_evaluate.ipynb #0022
 def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
               held_out:pd.DataFrame, # raw rows it did not fit, with look-back context (the validation rows of `temporal_split`)
               latest:int|None=None, # only each series' latest that many windows (see `recalibrate`); None: every window
@@ -415,7 +432,7 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
         raise
     return forecaster
 
-# %% ../nbs/12_evaluate.ipynb #0027
+# %% ../nbs/12_evaluate.ipynb #0029
 RECALIBRATION_WINDOWS = 1440  # bench/recalibration.py's choice on its selection slice: the latest 1440 windows (two months of hours), weekly
 
 def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd.DataFrame:

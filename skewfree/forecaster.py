@@ -245,6 +245,9 @@ class Forecaster:
         self.observing = False  # bin each answered request for a live monitor (a server sets it; batch forecasts have no monitor)
         self.intervals: ConformalIntervals|None = None  # quantile levels calibrated on held-out rows (`evaluate.calibrate`), stored with the model
         self.fitted_through: pd.Timestamp|None = None  # the last time of the rows `fit` learnt from: a recalibration starts after it
+        # an artifact logged before 2026-12-06 asks for a whole output window of planned rows more than the model reads: its golden
+        # requests and its clients send them, so it keeps asking (see `future_steps`)
+        self.plan_padded = False
 
     @classmethod
     def from_config(cls, cfg:DictConfig) -> Forecaster:
@@ -362,15 +365,19 @@ class Forecaster:
         return self.model.predict(n=horizon, series=series, past_covariates=past, future_covariates=future, verbose=False, **extra,
                                   **self._predict_options)
 
-    def predict_batch(self, batch:SeriesBatch, horizon:int) -> Any:
+    def model_output(self, batch:SeriesBatch, horizon:int) -> Any:
         "Stage 2: model output in scaled units for a transformed batch, in one model call shared with the callers waiting meanwhile."
         return self.calls.one(batch, horizon)
 
     def future_steps(self, horizon:int) -> int:
-        "Steps of future covariates the model reads to forecast `horizon` steps: it always reads whole output windows."
+        "Steps of future covariates a request plans to forecast `horizon` steps: each step forecast, and any further step the model reads."
         if self.kernel is not None: return max(horizon, self.max_horizon)  # kernels read no future covariates
-        lags = self.model.extreme_lags
-        return max(horizon, self.max_horizon) + max(0, int(lags[5]) + 1 if lags[5] is not None else 0)
+        # darts' extreme lags count steps from the first forecast step: [1] is the output window's last, [5] the furthest future lag
+        last_step, furthest = int(self.model.extreme_lags[1]), self.model.extreme_lags[5]
+        if furthest is None: return max(horizon, last_step + 1)
+        if self.plan_padded: return max(horizon, self.max_horizon) + int(furthest) + 1
+        # darts forecasts whole windows, one after another, each reading up to its furthest lag: measured on darts 0.48 in the lesson
+        return max(horizon, max(horizon, last_step + 1) + int(furthest) - last_step)
 
     def historical_forecasts(self, batch:SeriesBatch, horizon:int, stride:int=1) -> Windows:
         "Model output in scaled units for every window of each series in `batch` that has the history and `horizon` rows, every `stride` rows."
@@ -432,8 +439,8 @@ class Forecaster:
         return Prepared(batch, horizon, levels)
 
     def forecast(self, prepared:Prepared) -> tuple[pd.DataFrame, np.ndarray|None]:
-        "Stages 2 and 3 in this process: the model (`predict_batch`), then `answer` — the one sequence after `prepare`."
-        return self.answer(self.predict_batch(prepared.batch, prepared.horizon), prepared.batch, prepared.levels)
+        "Stages 2 and 3 in this process: the model (`model_output`), then `finish` — the one sequence after `prepare`."
+        return self.finish(self.model_output(prepared.batch, prepared.horizon), prepared.batch, prepared.levels)
 
     @property
     def monitored(self) -> list[Feature]:
@@ -452,13 +459,13 @@ class Forecaster:
         out[:-1, :seen.shape[1]], out[-1, :len(counts)] = seen, counts
         return out
 
-    def answer(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, np.ndarray|None]:
-        "Model output → the answer (`finish`) and, when `observing`, the request's histograms (`observe`): the output converted once."
+    def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, np.ndarray|None]:
+        "Stage 3: model output → the answer (`original_units`) and, when `observing`, the request's histograms (`observe`): converted once."
         forecast = self.banded(self.preprocessor.scaled_forecast(scaled, batch, levels), batch)
-        return self.finish(forecast, batch, levels), self.observe(batch, forecast) if self.observing else None
+        return self.original_units(forecast, batch, levels), self.observe(batch, forecast) if self.observing else None
 
-    def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
-        "Model output (with its calibrated levels: see `answer`) → the answer in original units, with the requested quantile columns only."
+    def original_units(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
+        "Model output (with its calibrated levels: see `finish`) → the answer in original units, with the requested quantile columns only."
         out = self.preprocessor.inverse_transform(scaled, batch, quantiles=levels)
         # by the names the preprocessor gives the bands, so an id or time column named q-something is never mistaken for one
         unasked = [name for q in self.quantiles if q not in levels and (name := band_column(q)) in out.columns]
@@ -474,7 +481,8 @@ class Forecaster:
                                                           "runtime": self.runtime, "skewfree_version": skewfree.__version__,
                                                           "intervals": None if self.intervals is None else self.intervals.state(),
                                                           "forecast_profile": None if self.forecast_profile is None else self.forecast_profile.state(),
-                                                          "fitted_through": None if self.fitted_through is None else self.fitted_through.isoformat()},
+                                                          "fitted_through": None if self.fitted_through is None else self.fitted_through.isoformat(),
+                                                          "plan_padded": self.plan_padded},
                                                          indent=1))
         self.model.save(str(folder/"model"/"model.pt"))
         if self.kernel is not None: self.kernel.save(folder/"model"/"kernel.npz")
@@ -495,9 +503,10 @@ class Forecaster:
         loaded.forecast_profile = Feature.load(meta["forecast_profile"]) if meta.get("forecast_profile") else None
         loaded.intervals = ConformalIntervals.load(meta["intervals"]) if meta.get("intervals") else None  # none before calibration existed
         loaded.fitted_through = pd.Timestamp(meta["fitted_through"]) if meta.get("fitted_through") else None  # none before 2026-12-05
+        loaded.plan_padded = meta.get("plan_padded", True)  # written since 2026-12-06; every artifact before asked for the padded plan
         return loaded
 
-# %% ../nbs/11_forecaster.ipynb #0019
+# %% ../nbs/11_forecaster.ipynb #0021
 SEASON_SEARCH = "model.hyperparameters.season_length"
 
 def data_decided(cfg:DictConfig, rows:pd.DataFrame) -> DictConfig:

@@ -491,11 +491,7 @@ class LinearKernel:
     def predict(self, batch:SeriesBatch, n:int) -> np.ndarray:
         "(series, n): the `n` steps after each series' history, in scaled units: one gather and one forward pass for the whole batch."
         if not 1 <= n <= self.output_chunk_length: raise ValueError(f"n must be between 1 and {self.output_chunk_length}, got {n}")
-        if (short := batch.lengths < self.input_chunk_length).any():
-            k = int(np.argmax(short))
-            raise ValueError(f"series {k} has {batch.lengths[k]} rows; the model needs {self.input_chunk_length}")
-        values = self.columns(batch)
-        return self.forward(values[batch.indptr[1:, None] - self.input_chunk_length + np.arange(self.input_chunk_length)])[:, :n]
+        return self.forward(batch.last_windows(self.input_chunk_length, self.columns(batch)))[:, :n]
 
     def historical_forecasts(self, batch:SeriesBatch, forecast_horizon:int, stride:int,
                              start:int, # the first forecast's first step, a position

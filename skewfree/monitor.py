@@ -15,16 +15,15 @@ import numpy as np
 import pandas as pd
 
 from .core import InputError, checked_number
+from .evaluate import span_windows
 from .forecaster import Forecaster
 from .profile import Feature
 from .repair import summed_repairs
 
 # %% auto #0
-__all__ = ['STATES', 'MonitorConfig', 'Monitor', 'Replayed', 'replay']
+__all__ = ['MonitorConfig', 'Monitor', 'Replayed', 'replay']
 
 # %% ../nbs/16_monitor.ipynb #0005
-STATES = ("collecting", "ok", "drifting")
-
 @dataclass(frozen=True)
 class MonitorConfig:
     "The sliding window and the thresholds of the live monitor (`serve.monitor` in `params/serve/*.yaml`)."
@@ -110,7 +109,7 @@ class Replayed:
     "A file as the requests a client would have sent: those serving answers, those it would refuse, what the file's repairs made."
     counts: np.ndarray # (requests, features, bins) each answered request's histograms, in time order
     ends: np.ndarray # (requests,) datetime64[ns] when each request's history ends
-    refused: int # requests serving would refuse (repairs beyond the budget; suspect values under `suspect_values: error`): the monitor never sees them
+    refused: int # requests serving would refuse (`evaluate.refused_requests`): the monitor never sees them
     repaired: dict[str, int] # the file's repairs (filled_<column>, reindexed_rows) and suspect values (suspect_<column>), as a server counts them
 
 def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
@@ -120,11 +119,9 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
     "Every look-back window of `frame` every `stride` rows as a request: the histograms of those serving answers, binned as a served request's."
     pre, window = forecaster.preprocessor, forecaster.history_length
     if pre.profile_ is None: raise InputError("model", "the artifact holds no training profile (written before the monitor existed): nothing to compare with")
-    batch = pre.transform(frame, horizon=0 if pre.future_covariates else forecaster.future_steps(forecaster.max_horizon))
-    horizon = forecaster.max_horizon
-    windows = forecaster.historical_forecasts(batch, horizon, stride)
-    if not len(windows): raise InputError("data", f"no series holds {window} rows of history and {horizon} rows after them")
-    origins = batch.indptr[windows.series] + windows.first  # each request's first forecast row: its history ends just before
+    # each request's first forecast row (its history ends just before it), and whether serving refuses it: the monitor never sees those
+    batch, windows, origins, over = span_windows(forecaster, frame, forecaster.max_horizon, stride)
+    if not len(windows): raise InputError("data", f"no series holds {window} rows of history and {forecaster.max_horizon} rows after them")
     values = batch.values[((origins - window)[:, None] + np.arange(window)).reshape(-1)]  # the windows one after another
     features = forecaster.monitored
     out = np.zeros((len(origins), len(features), max(f.n_bins for f in features)), np.int64)
@@ -137,18 +134,11 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
         request = np.repeat(np.arange(len(origins)), standard.shape[1])
         out[:, -1, :f.n_bins] = np.bincount(request * f.n_bins + f.bin(standard.reshape(-1)), minlength=len(origins) * f.n_bins).reshape(-1, f.n_bins)
     ends = batch.times[origins - 1]
-    # a request over the repair budget is refused, never observed: the monitor compares the inputs serving answers
-    over = np.zeros(len(origins), bool) if batch.repaired is None else \
-        pre.repair_budget.refuses(batch.repaired, batch.indptr, windows.series, origins, window)
     repaired = summed_repairs(batch.report)  # the file's repairs, and its values far beyond their series' training yardsticks
-    if batch.suspect is not None:
-        repaired |= {f"suspect_{c}": int(n) for c, n in zip(pre.numeric, batch.suspect.sum(axis=0)) if n}
-        if pre.suspect_values == "error":  # as serving refuses them
-            marked = np.r_[0, np.cumsum(batch.suspect.any(axis=1))]
-            over |= marked[origins] - marked[origins - window] > 0
-    if over.all(): raise InputError("data", f"every one of the {len(over)} requests holds more repaired values than data.repair_budget allows "
-                                            "(or, under data.suspect_values=error, a suspect value): serving would refuse them all, so there is "
-                                            "nothing to compare")
+    if batch.suspect is not None: repaired |= {f"suspect_{c}": int(n) for c, n in zip(pre.numeric, batch.suspect.sum(axis=0)) if n}
+    if over.all(): raise InputError("data", f"serving would refuse every one of the {len(over)} requests (more repaired values than "
+                                            "data.repair_budget allows, a suspect value under data.suspect_values=error, or a plan short of a "
+                                            "value): there is nothing to compare")
     order = np.argsort(ends, kind="stable")  # requests in time order, series interleaved as clients would send them
     order = order[~over[order]]
     return Replayed(out[order], ends[order], int(over.sum()), repaired)

@@ -228,11 +228,10 @@ def importances(study:Any, seed:int) -> dict[str, float]:
     try: return {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
     except (RuntimeError, ValueError): return {}
 
-def _timestamps(rows:pd.DataFrame, time_col:str, prefix:str) -> dict[str, str]:
-    "First and last timestamp of `rows` (over all series), for the run's record."
-    if rows.empty: return {}
-    t = pd.to_datetime(rows[time_col], format="ISO8601") if not pd.api.types.is_datetime64_any_dtype(rows[time_col]) else rows[time_col]
-    return {f"{prefix}_from": str(t.min()), f"{prefix}_to": str(t.max())}
+def _timestamps(rows:Positions, start:int, end:int, prefix:str) -> dict[str, str]:
+    "The first and last time of the rows at positions `[start, end)` (over all series), as the panel reads them, for the run's record."
+    first, last = rows.span(start, end)
+    return {} if pd.isna(first) else {f"{prefix}_from": str(first), f"{prefix}_to": str(last)}
 
 def run_fold(cfg:DictConfig|dict, # resolved config (a plain dict when shipped to a Ray worker)
              raw:pd.DataFrame, # all raw rows; the fold slices what it may see
@@ -249,14 +248,14 @@ def run_fold(cfg:DictConfig|dict, # resolved config (a plain dict when shipped t
         rows = Positions(raw, pre).counted_from(cfg.cv.get("rows_from"), plan.rows)
         study = tune(cfg, rows, fold, plan, study_name=study_name, storage=storage, progress=progress)
         trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration"))
-        stamps = _timestamps(rows.rows(fold.train_start, fold.train_end), pre.time_col, "train")
+        stamps = _timestamps(rows, fold.train_start, fold.train_end, "train")
         weights = importances(study, int(cfg.seed))
         if fold.horizon == 0:
             return FoldResult(fold, dict(study.best_params), float(study.best_value), {}, "", None, trials, study_name, stamps,
                               time.perf_counter() - started, weights)
         forecaster = fit_span(with_params(cfg, study.best_params), rows, fold.train_start, fold.train_end, refit=bool(cfg.cv.get("refit")))
         scores, table = score_fold(forecaster, rows, fold, cfg.cv.season)
-        stamps |= _timestamps(rows.rows(fold.origin, fold.origin + fold.horizon), pre.time_col, "test")
+        stamps |= _timestamps(rows, fold.origin, fold.origin + fold.horizon, "test")
         forecasts = forecast_rows(table)
         return FoldResult(fold, dict(study.best_params), float(study.best_value), scores, forecaster.preprocessor.state_hash(),
                           forecasts, trials, study_name, stamps, time.perf_counter() - started, weights)

@@ -16,7 +16,7 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['SINGLE_SERIES', 'SINGLE_SERIES_COLUMN', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes',
-           'naive_in', 'numbers_not_times', 'parse_times', 'parse_numbers', 'parse_panel']
+           'naive_in', 'numbers_not_times', 'parse_times', 'written_offsets', 'parse_numbers', 'parse_panel']
 
 # %% ../nbs/03_panel.ipynb #0005
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
@@ -147,12 +147,14 @@ def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
                                                   "the times pandas holds")
     return values.to_numpy().astype("datetime64[ns]")
 
-_OFFSET = r"(Z|[+-]\d\d:?\d\d)$"
+def written_offsets(values:pd.Series) -> pd.Series:
+    "The UTC offset each text time is written with (`Z`, `+02:00`, `+0200`), '' where it shows none."
+    return values.astype(str).str.extract(r"(Z|[+-]\d\d:?\d\d)$", expand=False).fillna("")
 
 def _one_offset_per_series(values:pd.Series, name:str, rows:Rows, refused:Exception) -> pd.Series:
     "Text times whose UTC offsets differ across the column: each to UTC, as long as every series keeps to one offset."
     # one zone spelt two ways is one zone: Z is +00:00, +0100 is +01:00
-    written = values.astype(str).str.extract(_OFFSET)[0].fillna("")
+    written = written_offsets(values)
     kinds = pd.factorize(written.str.replace("Z", "+00:00").str.replace(r"^([+-]\d\d)(\d\d)$", r"\1:\2", regex=True).to_numpy())[0]
     first = np.full(len(rows.ids), -1); first[rows.codes[::-1]] = kinds[::-1]  # the offset of each series' first row
     if (mixed := kinds != first[rows.codes]).any():

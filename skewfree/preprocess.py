@@ -93,12 +93,12 @@ class SeriesBatch:
         return cls(joined("ids"), lengths_to_indptr(np.concatenate([b.lengths for b in batches])), joined("times"), joined("freqs"),
                    joined("values"), joined("target_scale"), joined("observed"), first.names, **future, statics=joined("statics"))
 
-    def last_windows(self, length:int) -> np.ndarray:
-        "(series, length, 1 + past covariates): each series' last `length` rows, as a model with a look-back window reads them."
+    def last_windows(self, length:int, values:np.ndarray|None=None) -> np.ndarray:
+        "(series, length, columns): each series' last `length` rows of `values` (default: the target and past covariates), as a look-back window."
         if (short := self.lengths < length).any():
             k = int(np.argmax(short))
             raise ValueError(f"series {k} has {self.lengths[k]} rows; the model needs {length}")
-        return self.values[self.indptr[1:, None] - length + np.arange(length)]
+        return (self.values if values is None else values)[self.indptr[1:, None] - length + np.arange(length)]
 
     def forecast_times(self, steps:int, of:np.ndarray|None=None) -> np.ndarray:
         "(series, steps) datetime64[ns]: the `steps` times after the history of each series (of the series at positions `of`)."

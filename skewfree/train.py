@@ -303,6 +303,25 @@ def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
                                           f"{what}; ranked by {ranked}. The artifact is the fitted preprocessor and the model together, "
                                           f"registered as `{cfg.mlflow.registered_model}`.")
 
+def _log_rows_used(forecaster:Forecaster, positions:Positions, used:int, *, found:pd.DataFrame, overlaps:Sequence[tuple[int, int]],
+                   share:float) -> None:
+    "What the shipped model learnt from, told beside it: its state's hash, the repairs and suspect values of the rows used, those left out, overlaps."
+    mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
+    log_repairs(forecaster.preprocessor, positions.rows(0, used), share)
+    log_suspects(found)
+    log_unused_rows(positions, used)
+    log_overlap(positions, overlaps)
+
+def _ship(cfg:DictConfig, forecaster:Forecaster, registering:contextlib.ExitStack, *,
+          reference:pd.DataFrame, # the rows the shipped model learnt from: the monitor's reference for its forecasts
+          example:pd.DataFrame, # rows whose last look-back window is the artifact's input example
+          scores:dict[str, float], scored_on:dict[str, Any]) -> tuple[str, list[str]]:
+    "A run's last steps, the same for every protocol: profile the forecasts, log the artifact, register it (a stop then waits for the run)."
+    forecaster.forecast_profile = forecast_profile(forecaster, reference)
+    info = log_forecaster(forecaster, input_example(forecaster, example), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
+    registering.enter_context(deferred_stops())
+    return register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
+
 def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> TrainResult:
     "Split, fit, evaluate on the test rows, log and register."
     forecaster = Forecaster.from_config(cfg)
@@ -323,12 +342,8 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
             insample, insample_end = positions.rows(0, tr + va), tr + va
             forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
-        mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
         # the rows this run uses (train, validation, test): rows past them are neither learnt from nor scored
-        log_repairs(forecaster.preprocessor, positions.rows(0, tr + va + te), _repair_share(cfg))
-        log_suspects(found)
-        log_unused_rows(positions, tr + va + te)
-        log_overlap(positions, [(tr + va, tr + va)])
+        _log_rows_used(forecaster, positions, tr + va + te, found=found, overlaps=[(tr + va, tr + va)], share=_repair_share(cfg))
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
         metrics, table = scored_backtest(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=season)
         scores = {f"test_{k}": v for k, v in metrics.items()}
@@ -337,14 +352,12 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         _say_unscaled(int(metrics.get("mase_unscaled_series", 0)), season, "test_mase", metrics.get("mase", np.nan), "test_mase_unscaled_series")
         log_forecasts(table, cfg, "test span")
         _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test", scores)
-        forecaster.forecast_profile = forecast_profile(forecaster, positions.rows(0, tr + va))  # the monitor's reference
-        # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
-        info = log_forecaster(forecaster, input_example(forecaster, val_rows), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
         scored_on = scoring_record(cfg, positions, tr + va, tr + va + te, {
             "cv": "holdout", "train_rows": tr, "val_rows": va, "test_rows": te, "eval_stride": int(cfg.cv.eval_stride),
             "horizon": forecaster.max_horizon, "season": season}, learnt=(0, insample_end))
-        registering.enter_context(deferred_stops())
-        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
+        # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
+        version, aliases = _ship(cfg, forecaster, registering, reference=positions.rows(0, tr + va), example=val_rows, scores=scores,
+                                 scored_on=scored_on)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
 # %% ../nbs/15_train.ipynb #0026
@@ -420,14 +433,8 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         mlflow.log_params({f"best.{p}": v for p, v in result.final.best_params.items()})
         final_cfg = with_params(cfg, result.final.best_params)
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
-        mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
-        log_repairs(forecaster.preprocessor, rows.rows(0, plan.rows), _repair_share(cfg))
-        log_suspects(found)
-        log_unused_rows(rows, plan.rows)
-        log_overlap(rows, [(fold.train_end, fold.origin) for fold in plan.outer])
-        forecaster.forecast_profile = forecast_profile(forecaster, rows.rows(plan.final.train_start, plan.final.train_end))  # the monitor's reference
-        info = log_forecaster(forecaster, input_example(forecaster, rows.rows(0, plan.rows)), scores=result.summary,
-                              tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
+        _log_rows_used(forecaster, rows, plan.rows, found=found, overlaps=[(fold.train_end, fold.origin) for fold in plan.outer],
+                       share=_repair_share(cfg))
         _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each", result.summary)
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
         _say_unscaled(max(int(f.scores.get("mase_unscaled_series", 0)) for f in result.folds), season, "cv_mase", result.summary.get("cv_mase", np.nan),
@@ -435,6 +442,6 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         scored_on = scoring_record(cfg, rows, min(f.origin for f in plan.outer), plan.rows, {
             "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season},
             learnt=(min(f.train_start for f in plan.outer), max(f.train_end for f in plan.outer)))
-        registering.enter_context(deferred_stops())
-        version, aliases = register(info.model_uri, cfg.mlflow.registered_model, result.summary, ranked_by=cfg.registry.metric, scored_on=scored_on)
+        version, aliases = _ship(cfg, forecaster, registering, reference=rows.rows(plan.final.train_start, plan.final.train_end),
+                                 example=rows.rows(0, plan.rows), scores=result.summary, scored_on=scored_on)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)

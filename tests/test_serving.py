@@ -423,6 +423,8 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
         rows = raw[raw.series_id == "ETTh1"]
         need = result.forecaster.history_length
         steps = result.forecaster.future_steps(3)
+        assert steps == 12, steps  # 3 steps forecast, and the smoke XGBoost reads its future lags: 12 steps from the first
+        assert httpx.get(f"{srv.url}/metadata", timeout=60).json()["planned_steps"] == 24  # for its longest horizon: a client can ask
         hist = rows.iloc[-need - steps:-steps]
         body = {"series": [{"id": "ETTh1", "timestamps": rows.date.iloc[-need - steps:].astype(str).tolist(), "target": hist.OT.tolist(),
                             "past_covariates": {"HULL": hist.HULL.tolist()},

@@ -205,4 +205,4 @@ def test_drift_command_reports_a_file_replayed_as_requests(trained, tmp_path):
     mostly = raw.assign(OT=raw.OT.where(raw.index % 10 == 9))
     mostly.to_csv(tmp_path / "mostly.csv", index=False)
     refused = run("mostly.csv", "--stride", "8")
-    assert refused.returncode == 2 and "serving would refuse them all" in refused.stderr, refused.stdout + refused.stderr
+    assert refused.returncode == 2 and "serving would refuse every one of the" in refused.stderr, refused.stdout + refused.stderr
