@@ -334,6 +334,10 @@ def log_forecaster(forecaster:Forecaster, # fitted
     "Log `forecaster` as one verified pyfunc model with signature, input example and its own code, in the active run."
     stop_if_interrupted()  # a job told to stop does not package (see `skewfree.core.interruptible`)
     params: dict[str, Any] = {"horizon": forecaster.max_horizon, "quantiles": forecaster.quantiles}
+    # values are numbers that may be missing: a file of whole counts (units sold) would otherwise sign them `long`, and a
+    # request with a missing count would be refused by the signature before the repair policy ever saw it
+    counts = [c for c in forecaster.preprocessor.numeric if c in example and pd.api.types.is_integer_dtype(example[c])]
+    example = example.astype(dict.fromkeys(counts, "float64"))
     rows = infer_signature(example, forecaster.predict(example, forecaster.max_horizon, within_budget=False))
     # both params declared for every model, a point forecaster's levels defaulting to none: MLflow drops a param its model
     # does not declare with a warning the caller never sees, so `quantiles=[0.1]` would be answered without the band it asked for
@@ -362,7 +366,9 @@ def mlflow_reason(e:MlflowException) -> str:
     "MLflow's schema-enforcement message without its echo of the whole input frame, and with the column it names."
     message = e.message
     if m := _CONVERT.search(message):  # a cast that failed: MLflow names the column before "Error:", so keep it
-        return f"column {m[1]} does not convert to {m[2]}: {m[3].strip().strip(chr(39))}"
+        # pandas' own first line, out of its exception's repr: its advice on arguments to pass is for pandas' callers, not ours
+        said = re.sub(r"^\w+\((['\"])(.*?)\1?\)?$", r"\2", m[3].strip().strip(chr(39)).splitlines()[0].strip()).split(" You might want to try")[0]
+        return f"column {m[1]} does not convert to {m[2]}: {said}"
     if m := _REFUSED_PARAM.match(message): return m[1]  # the field names the param
     return message.split("Error: ", 1)[-1].strip() if "Error: " in message else message
 

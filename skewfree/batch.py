@@ -26,7 +26,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 from .artifact import Columns
 from .core import InputError
 from .data import column_names, comma_separated, csv_reading, file_kind, plain_frame
-from .panel import numbers_not_times, written_offsets
+from .panel import first_other_offset, numbers_not_times
 from .serving.codec import naive_times
 
 # %% auto #0
@@ -105,12 +105,6 @@ def _series_at(raw:pd.DataFrame, id_col:str|None, row:Any) -> str|None:
     "The series of row `row` (an index label), for an error; None without a row or an id column."
     return None if row is None or id_col not in raw.columns else str(raw.at[row, id_col])
 
-def _first_other_offset(values:pd.Series) -> Any:
-    "The first row whose written UTC offset (`Z`, `+02:00`, or none) differs from the first row's; None when the text shows none."
-    offsets = written_offsets(values)
-    other = offsets.index[(offsets != offsets.iloc[0]).to_numpy()]
-    return other[0] if len(other) else None
-
 def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                *, timezone:str|None, # the model's zone (`Columns.timezone`): zone-aware times are read in it, as a served request's are
               ) -> pd.DataFrame:
@@ -131,7 +125,7 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                                else pd.to_numeric(values, errors="coerce") if spec.type in (DataType.double, DataType.float, DataType.long, DataType.integer)
                                else values)
                 except ValueError as e:  # pandas refuses times written in several UTC offsets, or zone-aware beside naive ones, all at once
-                    if (row := _first_other_offset(values)) is None:  # not an offset the text shows: pandas' own words
+                    if (row := first_other_offset(values)) is None:  # not an offset the text shows: pandas' own words
                         raise InputError(f"{field}: column {spec.name}", f"does not convert to {kind}: {e}") from None
                     raise InputError(f"{field}: column {spec.name}", f"{values[row]!r} is in another UTC offset than {values.iloc[0]!r}: "
                                      "write every time in one offset, or all without one", _series_at(raw, id_col, row), row) from None

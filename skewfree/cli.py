@@ -22,7 +22,7 @@ import skewfree
 from .artifact import ArtifactCheckError, mlflow_reason, reachable, registered_version, tracking_uri
 from .batch import BATCH_ROWS, typed_rows
 from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_interrupted
-from .evaluate import RECALIBRATION_WINDOWS
+from .evaluate import RECALIBRATION_WINDOWS, recalibration_windows
 
 # %% auto #0
 __all__ = ['CHAMPION', 'TRAINED_WITH', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model', 'worker_count',
@@ -95,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
                            description="Exit status: 0 when no feature drifts, 1 when one does, 2 on bad input.")
     drift.add_argument("--model-uri", default=CHAMPION, help=f"MLflow model URI (default: {CHAMPION})")
     drift.add_argument("--data", required=True, type=Path, help="raw history rows (.csv, .csv.gz or .parquet) of series the model knows")
-    drift.add_argument("--stride", type=int, default=24, help="rows between the replayed requests' ends (default 24)")
+    drift.add_argument("--stride", type=int, help="rows between the replayed requests' ends (default: a day of the model's steps, 24 of hours; 1 of days)")
     drift.add_argument("--json", action="store_true", help="the report as JSON, as GET /monitor answers it")
     drift.add_argument("overrides", nargs="*", help="Hydra overrides of the serve config's thresholds, e.g. serve.monitor.js_threshold=0.4")
     recal = sub.add_parser("recalibrate", help="measure a model's interval shifts again on recent rows; log it as a new model (same weights)",
@@ -103,8 +103,8 @@ def parser() -> argparse.ArgumentParser:
     recal.add_argument("--model-uri", default=CHAMPION, help=f"MLflow model URI (default: {CHAMPION})")
     recal.add_argument("--data", required=True, type=Path,
                        help="raw rows after the model's training rows, with their actuals (.csv, .csv.gz or .parquet)")
-    recal.add_argument("--windows", type=int, default=RECALIBRATION_WINDOWS,
-                       help=f"each series' latest windows the shifts are measured on (default {RECALIBRATION_WINDOWS}, bench/recalibration.py's choice)")
+    recal.add_argument("--windows", type=int, help=f"each series' latest windows the shifts are measured on (default {RECALIBRATION_WINDOWS}, "
+                                                   "bench/recalibration.py's choice, or all the shortest series holds where that is fewer)")
     recal.add_argument("--register", metavar="NAME", help="register the new model as a version of NAME, aliased challenger")
     promote = sub.add_parser("promote", help="move champion to challenger if its score is better by the margin",
                              description="Exit status: 0 when it decided (promoted, or kept the champion: it says which and why); "
@@ -231,8 +231,9 @@ def serve(args:argparse.Namespace) -> None:
             await super().startup(sockets=sockets)
             if not self.started: return
             info = await app.state.backend.info()
+            workers = int(info.get("workers", 0))
             print(f"skewfree serve: {info['model_uri']} (version {info['model_version']}, {info['model_name']}) on "
-                  f"http://{cfg['host']}:{cfg['port']} with {info.get('workers', 0) or 'no'} worker processes; docs at /docs, "
+                  f"http://{cfg['host']}:{cfg['port']} with {workers or 'no'} worker process{'' if workers == 1 else 'es'}; docs at /docs, "
                   "metrics at /metrics", file=sys.stderr, flush=True)
     # quiet otherwise: the metrics count requests
     http = guarded_http(float(cfg["header_timeout_s"]), float(cfg["body_timeout_s"]), int(cfg["max_connections"]))  # slow clients closed
@@ -409,21 +410,22 @@ def drift(args:argparse.Namespace) -> int:
 
     from skewfree.config import compose_config
     from skewfree.data import read_table
-    from skewfree.monitor import Monitor, MonitorConfig, replay
-    if args.stride < 1: raise InputError("--stride", f"must be at least 1, got {args.stride}")
+    from skewfree.monitor import Monitor, MonitorConfig, daily_stride, replay
+    if args.stride is not None and args.stride < 1: raise InputError("--stride", f"must be at least 1, got {args.stride}")
     cfg = OmegaConf.to_container(compose_config(["serve=fastapi", *settings_read(args.overrides, "serve.monitor", "drift")]).serve, resolve=True)
     config = MonitorConfig.from_config(cfg.get("monitor"))  # type: ignore[union-attr]
     model = load_known_model(args.model_uri)
     forecaster = model.unwrap_python_model().forecaster
     raw = typed_rows(read_table(args.data, "--data"), model.metadata.get_input_schema(), forecaster.preprocessor.id_col, "--data",
                      timezone=forecaster.preprocessor.timezone)
-    try: replayed = replay(forecaster, raw, args.stride)
+    stride = daily_stride(forecaster.preprocessor) if args.stride is None else args.stride
+    try: replayed = replay(forecaster, raw, stride)
     except InputError as e:  # the file's rows, named by the option that gave them
         if e.field != "data": raise
         raise InputError("--data", e.reason, e.series, e.row) from None
     counts = replayed.counts
     if len(counts) < config.min_requests:  # the live monitor would still be collecting: no verdict, and no exit status that reads as one
-        raise InputError("--data", f"{len(counts)} requests replayed, one every {args.stride} rows ({replayed.refused} more refused: over the repair "
+        raise InputError("--data", f"{len(counts)} requests replayed, one every {stride} rows ({replayed.refused} more refused: over the repair "
                                    f"budget); a verdict needs serve.monitor.min_requests={config.min_requests}: give more rows, a smaller --stride, "
                                    "or a lower serve.monitor.min_requests")
     monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf")), clock=lambda: 0.0)
@@ -432,7 +434,7 @@ def drift(args:argparse.Namespace) -> int:
     report = monitor.report() | {"repaired": replayed.repaired, "refused_requests": replayed.refused}
     if args.json: print(json.dumps(report, indent=1))
     else:
-        print(f"{len(counts)} requests of {forecaster.history_length} rows, one every {args.stride} rows, against the profile of {args.model_uri}:")
+        print(f"{len(counts)} requests of {forecaster.history_length} rows, one every {stride} rows, against the profile of {args.model_uri}:")
         for name, f in report["features"].items():
             shown = "-" if f["statistic"] is None else f"{f['statistic']:.3f}"
             print(f"  {name:<24} {f['comparator']:<15} {shown:>7} (threshold {f['threshold']:g})  {f['state']}")
@@ -476,7 +478,11 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
     from skewfree.artifact import RECALIBRATED_FROM, input_example, log_forecaster, register
     from skewfree.evaluate import recalibrate as measure_again
     source, forecaster = model.unwrap_python_model(), model.unwrap_python_model().forecaster
-    try: measure_again(forecaster, raw, args.windows)
+    windows = args.windows
+    if windows is None and (windows := recalibration_windows(forecaster, raw)) < RECALIBRATION_WINDOWS:
+        print(f"skewfree recalibrate: --data holds {windows} windows in its shortest series, fewer than the default {RECALIBRATION_WINDOWS}: "
+              f"the bands are measured on its latest {windows}", file=sys.stderr)
+    try: measure_again(forecaster, raw, windows)
     except InputError as e:  # named by the option to change: the count of windows, or the rows they are measured on
         if e.field not in ("windows", "data"): raise
         raise InputError(f"--{e.field}", e.reason, e.series, e.row) from None
@@ -489,7 +495,7 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
     with deferred_stops(), mlflow.start_run(experiment_id=mlflow.get_run(run_id).info.experiment_id if run_id else None, run_name="recalibrate"):
         mlflow.set_tags({"skewfree.recalibrated_from": args.model_uri, "skewfree.source_run": run_id or ""})
         times, pre = pd.to_datetime(raw[forecaster.preprocessor.time_col]), forecaster.preprocessor  # what the bands were measured on
-        mlflow.log_params({"windows": args.windows, "data": str(args.data), "calibration_windows": forecaster.intervals.windows,
+        mlflow.log_params({"windows": windows, "data": str(args.data), "calibration_windows": forecaster.intervals.windows,
                            "data_series": raw[pre.id_col].nunique() if pre.id_col else 1, "data_from": str(times.min()), "data_to": str(times.max())})
         info = log_forecaster(forecaster, example, scores, tolerance=source.manifest["golden_tolerance"])
         stop_if_interrupted()  # a stop while it logged: the run ends failed, and nothing is registered

@@ -20,11 +20,18 @@ from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 from .core import InputError, checked_number, project_root
 
 # %% auto #0
-__all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SHARES', 'NUMBERS', 'CHOICES', 'NAMES', 'params_dir', 'compose_config',
-           'group_choices', 'unknown_key', 'plainly', 'kind', 'leaves', 'check_kinds', 'check_config', 'check_names',
-           'resolved']
+__all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SHARES', 'NUMBERS', 'CHOICES', 'NAMES', 'file_stem', 'params_dir',
+           'compose_config', 'group_choices', 'unknown_key', 'plainly', 'kind', 'leaves', 'check_kinds', 'check_config',
+           'check_names', 'resolved']
 
 # %% ../nbs/02_config.ipynb #0005
+def file_stem(path:str) -> str:
+    "A data file's name as part of a registry and experiment name: `data/Sales 2024.csv` → `sales-2024`."
+    return re.sub(r"[^a-z0-9]+", "-", Path(str(path)).stem.lower()).strip("-") or "file"
+
+if not OmegaConf.has_resolver("file_stem"): OmegaConf.register_new_resolver("file_stem", file_stem)  # params/data/file.yaml's `name`
+
+# %% ../nbs/02_config.ipynb #0008
 def params_dir() -> Path:
     "The `params/` folder of the project."
     return project_root()/"params"
@@ -46,7 +53,7 @@ def group_choices(overrides:Sequence[str], folder:Path) -> list[str]:
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     return [text for text, o in zip(overrides, parsed) if o.key_or_group and (folder/o.key_or_group).is_dir()]
 
-# %% ../nbs/02_config.ipynb #0007
+# %% ../nbs/02_config.ipynb #0010
 def unknown_key(key:str|tuple[str, ...], # dotted, or its parts (a search space's keys hold dots of their own)
                 defaults:DictConfig) -> InputError:
     "The refusal of a key no file of the run defines, naming the keys beside it and the closest."
@@ -80,7 +87,7 @@ def plainly(error:Exception, folder:Path, defaults:Callable[[], DictConfig]) -> 
         return InputError(group, f"no file {name!r} in params/{group}/; there are {sorted(f.stem for f in (folder/group).glob('*.yaml'))}")
     return InputError("overrides", " ".join(text.split()))
 
-# %% ../nbs/02_config.ipynb #0009
+# %% ../nbs/02_config.ipynb #0012
 OPEN = ("model.hyperparameters.", "model.trainer.", "model.runtime")  # keys a run may add: the model's builder checks them (bools here)
 REQUIRED = ("model.name", "data.target", "data.time_col", "data.calendar", "data.names", "mlflow.experiment", "mlflow.registered_model")  # never null
 KINDS: tuple[tuple[type|tuple[type, ...], str], ...] = ((bool, "true or false"), ((int, float), "a number"), (str, "text"), (list, "a list"),
@@ -123,7 +130,7 @@ def check_kinds(cfg:DictConfig, defaults:DictConfig) -> None:
             if kind(value) != kind(default) and not (default == "auto" and kind(value) == "a number"):  # `auto`: or a number
                 raise InputError(key, f"expected {kind(default)}, as the files give it ({default!r}), got {value!r}{_hint(key, value, default)}")
 
-# %% ../nbs/02_config.ipynb #0011
+# %% ../nbs/02_config.ipynb #0014
 # keys that count rows, epochs, trials or jobs: the least value each may take, and whether null (use a default) is allowed
 COUNTS: dict[str, tuple[int, bool]] = {
     "cv.train_rows": (1, False), "cv.val_rows": (1, False), "cv.test_rows": (1, False), "cv.eval_stride": (1, False), "cv.season": (1, True),

@@ -102,12 +102,12 @@ def read_table(path:str|Path, field:str="data.path",
     if frame.empty: raise InputError(field, f"{path} holds no rows, only its columns {list(frame.columns)}")
     return frame
 
-def comma_separated(frame:pd.DataFrame, path:Path, field:str) -> pd.DataFrame:
-    "`frame`, unless it is one column because the file separates its fields otherwise (`;` where a comma is the decimal mark)."
+def comma_separated(frame:pd.DataFrame, source:str|Path, field:str) -> pd.DataFrame:
+    "`frame`, unless it is one column because `source` (a file, a request's body) separates its fields otherwise (`;` where a comma is the decimal mark)."
     header = str(frame.columns[0])
     if len(frame.columns) == 1 and (sep := next((s for s in (";", "\t", "|") if s in header), None)):
-        raise InputError(field, f"{path} reads as one column, {header!r}: its fields are separated by {sep!r}; skewfree reads comma-separated "
-                                f"CSV (decimal points): save it with commas between fields")
+        raise InputError(field, f"{source} reads as one column, {header!r}: its fields are separated by {sep!r}; skewfree reads comma-separated "
+                                f"CSV (decimal points): write it with commas between fields")
     return frame
 
 def _plain(column:Any) -> Any:

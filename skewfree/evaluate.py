@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'split_positions', 'seen_after_scored',
            'temporal_split', 'holdout_frames', 'refit_rows', 'refused_requests', 'span_windows', 'UnservableWindow',
            'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest',
-           'forecast_profile', 'calibrate', 'latest_windows', 'recalibrate', 'gap_before']
+           'forecast_profile', 'calibrate', 'latest_windows', 'recalibration_windows', 'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 ROWS_FROM = ("start", "end")
@@ -99,7 +99,14 @@ class Positions:
 
     def given(self, start:int, end:int) -> dict[str, int]:
         "Each series' rows as given (not steps of its grid) at positions `[start, end)`."
-        counts = pd.Series(self._at(start, end)).groupby(self._ordered["_id"].to_numpy()).sum()
+        return self._counted(self._at(start, end))
+
+    def after(self, time:pd.Timestamp|None) -> dict[str, int]:
+        "Each series' rows as given after `time` (every row where None)."
+        return self._counted(np.ones(len(self._position), bool) if time is None else self._ordered["_order"].to_numpy() > np.datetime64(time))
+
+    def _counted(self, at:np.ndarray) -> dict[str, int]:
+        counts = pd.Series(at).groupby(self._ordered["_id"].to_numpy()).sum()
         return {str(k): int(v) for k, v in counts.items()}
 
     def latest(self, n:int) -> pd.DataFrame:
@@ -188,12 +195,14 @@ def refused_requests(forecaster:Forecaster, batch:SeriesBatch, # fitted; a trans
             refused |= planned[np.minimum(ends, last)] - planned[origins] > 0
     return refused
 
-def span_windows(forecaster:Forecaster, rows:pd.DataFrame, horizon:int, stride:int) -> tuple[SeriesBatch, Windows, np.ndarray, np.ndarray]:
+def span_windows(forecaster:Forecaster, rows:pd.DataFrame, horizon:int, stride:int,
+                 past_the_end:bool=False, # also the windows whose steps run past a series' end: requests whose outcome is not in `rows`
+                ) -> tuple[SeriesBatch, Windows, np.ndarray, np.ndarray]:
     "A span's windows every `stride` rows as requests: the transformed span, the model's output, each window's first forecast row, whether serving refuses it."
     pre = forecaster.preprocessor
     # calendar covariates can reach past the last window; planned ones exist only as far as the data goes
     batch = pre.transform(rows, horizon=0 if pre.future_covariates else forecaster.future_steps(horizon))
-    windows = forecaster.historical_forecasts(batch, horizon, stride)
+    windows = forecaster.historical_forecasts(batch, horizon, stride, past_the_end=past_the_end)
     origins = batch.indptr[windows.series] + windows.first
     return batch, windows, origins, refused_requests(forecaster, batch, windows.series, origins, horizon)
 
@@ -466,11 +475,21 @@ def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd
                                         f"(through {forecaster.fitted_through}): give rows after them, or fewer windows", str(first["_series"]))
     return kept
 
+def recalibration_windows(forecaster:Forecaster, recent:pd.DataFrame) -> int:
+    "The windows `recalibrate` measures on unless told: the rule's `RECALIBRATION_WINDOWS` where every series' rows hold them, else all the shortest holds."
+    stride, positions = IntervalSpec.from_config(forecaster.config).stride, Positions(recent, forecaster.preprocessor, on_grid=False)
+    # a window starts after the rows the model was fitted on, its look-back before it in the rows given
+    fresh, lengths = positions.after(forecaster.fitted_through), positions.lengths
+    shortest = min((min(fresh[sid], n - forecaster.history_length) for sid, n in lengths.items()), default=0)
+    # the rule was chosen on hours (two months of them): a daily model's rows rarely hold 1440 windows, and all it has is the latest
+    return int(min(RECALIBRATION_WINDOWS, max(1, (shortest - forecaster.max_horizon) // stride + 1)))
+
 def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor are kept as they are
                 recent:pd.DataFrame, # raw rows after those it was fitted on, with their actuals (and look-back context)
-                windows:int=RECALIBRATION_WINDOWS, # each series' latest windows the shifts are measured on
+                windows:int|None=None, # each series' latest windows the shifts are measured on; None: `recalibration_windows`
                ) -> Forecaster:
     "The forecaster's quantile levels calibrated again on each series' latest `windows` windows of `recent`: new shifts, nothing else new."
+    if windows is None: windows = recalibration_windows(forecaster, recent)
     if isinstance(windows, bool) or not isinstance(windows, int | np.integer) or windows < 1:
         raise InputError("windows", f"must be a positive integer, got {windows!r}")
     spec = IntervalSpec.from_config(forecaster.config)

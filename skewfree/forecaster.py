@@ -379,18 +379,21 @@ class Forecaster:
         # darts forecasts whole windows, one after another, each reading up to its furthest lag: measured on darts 0.48 in the lesson
         return max(horizon, max(horizon, last_step + 1) + int(furthest) - last_step)
 
-    def historical_forecasts(self, batch:SeriesBatch, horizon:int, stride:int=1) -> Windows:
+    def historical_forecasts(self, batch:SeriesBatch, horizon:int, stride:int=1,
+                             past_the_end:bool=False, # also the windows whose steps run past a series' end (darts' `overlap_end`)
+                            ) -> Windows:
         "Model output in scaled units for every window of each series in `batch` that has the history and `horizon` rows, every `stride` rows."
-        if (short := batch.lengths < self.history_length + horizon).any():  # by its id, not the position darts or the kernel would name
+        after = 0 if past_the_end else horizon
+        if (short := batch.lengths < self.history_length + after).any():  # by its id, not the position darts or the kernel would name
             k = int(np.argmax(short))
             raise InputError("data", f"{batch.lengths[k]} rows on the model's grid, too few for one window of {self.history_length} rows of "
-                                     f"history and {horizon} steps: give more rows", str(batch.ids[k]))
-        if self.kernel is not None: return self.kernel.historical_forecasts(batch, horizon, stride, start=self.history_length)
+                                     f"history" + (f" and {horizon} steps" if after else "") + ": give more rows", str(batch.ids[k]))
+        if self.kernel is not None: return self.kernel.historical_forecasts(batch, horizon, stride, start=self.history_length, past_the_end=past_the_end)
         extra = {"predict_likelihood_parameters": True} if self.head_quantiles else {}
         series, past, future = batch.to_darts()
         return windows_from_darts(batch, self.model.historical_forecasts(series=series, past_covariates=past, future_covariates=future, **extra,
                                                                          forecast_horizon=horizon, stride=int(stride), retrain=False,
-                                                                         last_points_only=False, start=self.history_length,
+                                                                         last_points_only=False, start=self.history_length, overlap_end=past_the_end,
                                                                          start_format="position", verbose=False), self.head_quantiles)
 
     def check_quantiles(self, quantiles:Any) -> list[float]:

@@ -495,18 +495,23 @@ class LinearKernel:
 
     def historical_forecasts(self, batch:SeriesBatch, forecast_horizon:int, stride:int,
                              start:int, # the first forecast's first step, a position
+                             past_the_end:bool=False, # darts' `overlap_end`: windows whose steps run past the series' end too
                             ) -> Windows:
         "darts' `historical_forecasts(retrain=False, last_points_only=False, start_format='position')`: every window that fits, as arrays."
         L, h = self.input_chunk_length, int(forecast_horizon)
-        origin = max(int(start), L)
-        if (short := batch.lengths < origin + h).any():  # darts refuses too; an empty answer would quietly score fewer series
+        origin, reach = max(int(start), L), 0 if past_the_end else h  # the rows each window needs from its first step on
+        if (short := batch.lengths < origin + reach).any():  # darts refuses too; an empty answer would quietly score fewer series
             k = int(np.argmax(short))
             raise ValueError(f"series {k} has {batch.lengths[k]} rows: too few for one window of {L} rows and {h} steps from position {start}")
-        series, firsts = window_rows(batch, h, int(stride), origin)
+        series, firsts = window_rows(batch, reach, int(stride), origin)
         values = self.columns(batch)
         # in blocks, so memory stays bounded; batch-invariance makes the blocks change no number
         out = [self.forward(w)[:, :h] for w in gathered(values, batch.indptr[series] + firsts - L, L)]
-        times = batch.times[(batch.indptr[series] + firsts)[:, None] + np.arange(h)]
+        steps, lengths = firsts[:, None] + np.arange(h), batch.lengths[series][:, None]
+        times = batch.times[batch.indptr[series][:, None] + np.minimum(steps, lengths - 1)]
+        if (beyond := steps >= lengths).any():  # the steps after a series' end, on its own grid
+            w, s = np.nonzero(beyond)
+            times[w, s] = batch.forecast_times(h, of=series)[w, (steps - lengths)[w, s]]
         return Windows(series, firsts, ScaledForecast(times, np.concatenate(out) if out else np.empty((0, h), self.weight.dtype)))
 
     def reading(self, rows:int) -> LinearKernel:

@@ -17,11 +17,13 @@ import pandas as pd
 from .core import InputError, checked_number
 from .evaluate import span_windows
 from .forecaster import Forecaster
+from .frequency import panel_frequency
+from .preprocess import Preprocessor
 from .profile import Feature
 from .repair import summed_repairs
 
 # %% auto #0
-__all__ = ['MonitorConfig', 'Monitor', 'Replayed', 'replay']
+__all__ = ['MonitorConfig', 'Monitor', 'Replayed', 'daily_stride', 'replay']
 
 # %% ../nbs/16_monitor.ipynb #0005
 @dataclass(frozen=True)
@@ -112,15 +114,24 @@ class Replayed:
     refused: int # requests serving would refuse (`evaluate.refused_requests`): the monitor never sees them
     repaired: dict[str, int] # the file's repairs (filled_<column>, reindexed_rows) and suspect values (suspect_<column>), as a server counts them
 
+def daily_stride(pre:Preprocessor) -> int:
+    "Rows between replayed requests unless told: a day of the model's steps (24 of hours, 96 of quarter hours), one row of days or longer."
+    step = pd.tseries.frequencies.to_offset(panel_frequency(pre.spacing.freq_))
+    if not isinstance(step, pd.offsets.Tick): return 1  # a calendar step (a month, a business day): a day or longer
+    return max(1, int(pd.Timedelta("1D").value // step.nanos))
+
 def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
            frame:pd.DataFrame, # raw long rows of the series it knows
-           stride:int=24, # rows between the requests' ends
+           stride:int|None=None, # rows between the requests' ends; default `daily_stride`: one request a day
           ) -> Replayed:
     "Every look-back window of `frame` every `stride` rows as a request: the histograms of those serving answers, binned as a served request's."
     pre, window = forecaster.preprocessor, forecaster.history_length
+    stride = daily_stride(pre) if stride is None else stride
     if pre.profile_ is None: raise InputError("model", "the artifact holds no training profile (written before the monitor existed): nothing to compare with")
-    # each request's first forecast row (its history ends just before it), and whether serving refuses it: the monitor never sees those
-    batch, windows, origins, over = span_windows(forecaster, frame, forecaster.max_horizon, stride)
+    # each request's first forecast row (its history ends just before it), and whether serving refuses it: the monitor never sees those.
+    # A request needs no outcome: the latest histories are requests too, every `stride` rows up to each series' end. A model with
+    # planned covariates has no plan past the file's end: its requests are those the file holds a plan for
+    batch, windows, origins, over = span_windows(forecaster, frame, forecaster.max_horizon, stride, past_the_end=not pre.future_covariates)
     if not len(windows): raise InputError("data", f"no series holds {window} rows of history and {forecaster.max_horizon} rows after them")
     values = batch.values[((origins - window)[:, None] + np.arange(window)).reshape(-1)]  # the windows one after another
     features = forecaster.monitored

@@ -16,7 +16,8 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['SINGLE_SERIES', 'SINGLE_SERIES_COLUMN', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes',
-           'naive_in', 'numbers_not_times', 'parse_times', 'written_offsets', 'parse_numbers', 'parse_panel']
+           'naive_in', 'numbers_not_times', 'parse_times', 'written_offsets', 'first_other_offset', 'parse_numbers',
+           'parse_panel']
 
 # %% ../nbs/03_panel.ipynb #0005
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
@@ -150,6 +151,12 @@ def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
 def written_offsets(values:pd.Series) -> pd.Series:
     "The UTC offset each text time is written with (`Z`, `+02:00`, `+0200`), '' where it shows none."
     return values.astype(str).str.extract(r"(Z|[+-]\d\d:?\d\d)$", expand=False).fillna("")
+
+def first_other_offset(values:pd.Series) -> Any:
+    "The label of the first row whose written UTC offset differs from the first row's; None where every row shows the same."
+    offsets = written_offsets(values)
+    other = offsets.index[(offsets != offsets.iloc[0]).to_numpy()]
+    return other[0] if len(other) else None
 
 def _one_offset_per_series(values:pd.Series, name:str, rows:Rows, refused:Exception) -> pd.Series:
     "Text times whose UTC offsets differ across the column: each to UTC, as long as every series keeps to one offset."

@@ -153,3 +153,22 @@ def test_the_openapi_states_every_body_and_answer_on_both_backends(srv):
         assert statuses <= set(answers), (path, sorted(answers))
         for status in statuses - {"200"}:  # every error is the one body the server sends, not FastAPI's default validation shape
             assert answers[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
+
+
+@pytest.mark.parametrize("frame", ["dataframe_split", "dataframe_records"])
+def test_one_time_in_another_utc_offset_is_told_in_one_line_by_its_row(server, history, frame):
+    times = history.date.astype(str).str.replace(" ", "T").tolist()
+    times[5] = times[5] + "+05:00"
+    table = history.assign(date=times)
+    body = json.loads(exact_json_body(table, 3)) if frame == "dataframe_split" else \
+        {"dataframe_records": table.to_dict("records"), "params": {"horizon": 3}}
+    error = post(server, json.dumps(body)).json()["error"]
+    assert error["field"] == "date" and "\n" not in error["reason"] and "You might want to try" not in error["reason"], error
+    assert "+05:00" in error["reason"] and (frame == "dataframe_records" or (error["row"], error["series"]) == ("5", "ETTh1")), error
+
+
+@pytest.mark.parametrize("route", ["/invocations", "/predict"])
+def test_a_query_string_is_refused_by_name_never_answered_as_if_unsent(server, history, route):
+    answer = httpx.post(f"{server.url}{route}?horizon=7", content=exact_json_body(history, 3), headers={"Content-Type": "application/json"}, timeout=60)
+    assert answer.status_code == 400 and answer.json()["error"]["field"] == "query.horizon", answer.text
+    assert "reads no query parameters" in answer.json()["error"]["reason"]

@@ -349,3 +349,48 @@ def test_the_seasonal_naive_season_is_read_from_the_rows_the_run_learns_from(sto
     params = mlflow.get_run(nested.run_id).data.params
     assert params["search.model.hyperparameters.season_length.choices"] == "[7, 364]", {k: v for k, v in params.items() if "season" in k}
     assert nested.forecaster.history_length in (7, 364)
+
+
+def test_a_file_of_whole_counts_and_numbered_stores_is_served_a_missing_count_a_numbered_store_and_a_semicolon_body(store, tmp_path):
+    from fastapi.testclient import TestClient
+    from skewfree.serving.app import create_app
+    frame = sales().assign(store=lambda f: f.store.map({"north": 1, "south": 2}), units=lambda f: f.units.round().astype(int))
+    frame.drop(columns="promo").to_csv(tmp_path / "counts.csv", index=False)
+    result = train(compose_config(["model=nlinear_ls", "profile=smoke", "data=file", f"data.path={tmp_path / 'counts.csv'}", "data.time_col=day",
+                                   "data.target=units", "data.id_col=store"]))
+    assert result.model_uri.startswith("models:/skewfree-counts-smoke/")  # the file's own name, never the ETT model's
+    signed = {s.name: s.type.name for s in mlflow.models.get_model_info(result.model_uri).signature.inputs.inputs}
+    assert signed == {"store": "string", "day": "string", "units": "double"}, signed  # counts may be missing in a request
+    history = frame.groupby("store").tail(result.forecaster.history_length)
+    rows = [[int(s), d, None if k == 10 else int(u)] for k, (s, d, u) in enumerate(history[["store", "day", "units"]].itertuples(index=False))]
+    client = TestClient(create_app(result.model_uri))
+    answer = client.post("/invocations", json={"dataframe_split": {"columns": ["store", "day", "units"], "data": rows}, "params": {"horizon": 3}})
+    assert answer.status_code == 200, answer.text  # a numbered store, a missing count: read and repaired as a file's are
+    assert {p["store"] for p in answer.json()["predictions"]} == {"1", "2"} and "filled_units" in answer.headers["skewfree-repaired"]
+    semicolons = history[["store", "day", "units"]].to_csv(index=False, sep=";").encode()
+    refused = client.post("/invocations", content=semicolons, headers={"Content-Type": "text/csv"})
+    assert refused.status_code == 400 and "the CSV body reads as one column, 'store;day;units': its fields are separated by ';'" in \
+        refused.json()["error"]["reason"], refused.text
+
+
+def test_a_daily_files_drift_sees_its_newest_rows_and_recalibrate_measures_the_windows_it_holds(store, tmp_path):
+    bin_dir = Path(sys.executable).parent
+    def cli(*args):
+        return subprocess.run([str(bin_dir / "skewfree"), *args], env=dict(os.environ, MLFLOW_TRACKING_URI=store), capture_output=True, text=True,
+                              timeout=300, check=False)
+    frame = sales().drop(columns="promo")
+    frame.to_csv(tmp_path / "daily.csv", index=False)
+    result = train(compose_config(["model=nlinear_ls", "profile=smoke", "data=file", f"data.path={tmp_path / 'daily.csv'}", "data.time_col=day",
+                                   "data.target=units", "data.id_col=store"]))
+    newest = frame.groupby("store").cumcount() >= frame.groupby("store").day.transform("size") - result.forecaster.max_horizon
+    frame.assign(units=frame.units.where(~newest, frame.units * 3)).to_csv(tmp_path / "newest.csv", index=False)
+    # one request a day of daily rows (not every 24th row), to each series' end: the newest rows are requests too
+    same, moved = (cli("drift", "--model-uri", result.model_uri, "--data", str(tmp_path / name), "--json") for name in ("daily.csv", "newest.csv"))
+    assert same.returncode == 0 and json.loads(same.stdout)["drifting"] == [], same.stdout + same.stderr
+    same, moved = json.loads(same.stdout), json.loads(moved.stdout)
+    assert same["requests_seen"] == 2 * (1100 - result.forecaster.history_length + 1)  # the last request ends at each series' last row
+    # the whole file is judged, its newest rows a small share of it: they move the statistics, where they used to be unread
+    assert all(moved["features"][f]["statistic"] > same["features"][f]["statistic"] for f in ("units", "level(units)")), (same, moved)
+    # the default 1440 windows are two months of hours: a daily file holds fewer, and all it holds is measured, said so
+    done = cli("recalibrate", "--model-uri", result.model_uri, "--data", str(tmp_path / "daily.csv"))
+    assert done.returncode == 0 and "fewer than the default 1440: the bands are measured on its latest" in done.stderr, done.stdout + done.stderr

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'Guard', 'Metrics', 'Repairs',
            'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error', 'bad_input', 'unavailable', 'too_slow',
-           'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus', 'drift', 'predict', 'invocations',
-           'reload', 'lifespan', 'create_app', 'guarded_http']
+           'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus', 'drift', 'refuse_query', 'predict',
+           'invocations', 'reload', 'lifespan', 'create_app', 'guarded_http']
 
 # %% ../../nbs/21_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -337,7 +337,14 @@ async def drift(request:Request) -> dict[str, Any]:
 # %% ../../nbs/21_serving_app.ipynb #0022
 forecast_routes = APIRouter()
 
-@forecast_routes.post("/predict", response_model=PredictResponse, responses=error_answers(400, 413, 422, 503, 504))
+def refuse_query(request:Request) -> None:
+    "A forecast route reads its body only: a query string (`?horizon=7`) is refused by its first name, never answered as if unsent."
+    if request.query_params:
+        raise BadRequest(f"query.{next(iter(request.query_params))}", "a forecast reads no query parameters: send them in the JSON body "
+                                                                      "(`params` of /invocations; a CSV body takes none and gets the model's defaults)")
+
+# checked before the body is read or validated: a dependency of each forecast route
+@forecast_routes.post("/predict", response_model=PredictResponse, responses=error_answers(400, 413, 422, 503, 504), dependencies=[Depends(refuse_query)])
 async def predict(request:PredictRequest, raw:Request) -> PredictResponse:
     "Typed forecast request; the answer says which model made it and where the time went."
     if may_repeat_a_key(body := await raw.body(), typed_keys(request)): refuse_duplicate_keys(body)  # JSON kept only the last
@@ -353,7 +360,7 @@ async def predict(request:PredictRequest, raw:Request) -> PredictResponse:
     200: {"description": "`predictions`: one row per series and step, in original units; `repairs`: what was repaired",
           "content": {"application/json": {"schema": {"type": "object", "required": ["predictions"], "properties": {
               "predictions": {"type": "array", "items": {"type": "object"}}, "repairs": {"type": "object"}}}}}},
-    **error_answers(400, 413, 422, 503, 504)})
+    **error_answers(400, 413, 422, 503, 504)}, dependencies=[Depends(refuse_query)])
 async def invocations(request:Request) -> Response:
     "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`; or `text/csv` rows, as `mlflow models serve` takes them."
     state, body = request.app.state, await request.body()

@@ -19,8 +19,8 @@ from mlflow.pyfunc.scoring_server import DF_SPLIT, INPUTS, INSTANCES, SUPPORTED_
 from mlflow.types import DataType, Schema
 
 from ..core import InputError, shown
-from ..data import csv_reading
-from ..panel import naive_in
+from ..data import comma_separated, csv_reading
+from ..panel import first_other_offset, naive_in
 from .contract import BadRequest
 
 # %% auto #0
@@ -95,7 +95,11 @@ def _read_column(name:str, values:tuple, kind:Any) -> np.ndarray|pd.Series|None:
     if kind == DataType.string: return _texts(values, name)
     column = pd.Series(values, name=name)  # text, inferred as pandas infers a column of the row-built frame
     try: return _as_ns(pd.to_datetime(column))  # MLflow's own conversion
-    except (ValueError, TypeError, OverflowError): return None  # MLflow's parser says what is wrong
+    except (ValueError, TypeError, OverflowError):
+        if (row := first_other_offset(column)) is not None:  # told as a file's times are (`batch.typed_rows`), not in pandas' words
+            raise BadRequest(name, f"{values[row]!r} is in another UTC offset than {values[0]!r}: write every time in one offset, or all "
+                                   "without one", None, int(row)) from None
+        return None  # MLflow's parser says what is wrong
 
 _TEXT = pd.Series(["text"]).dtype  # the dtype pandas infers for a column of Python strings (pandas 3: pyarrow-backed `str`)
 
@@ -198,6 +202,8 @@ _NONE = type(None)
 def _number(value:Any) -> bool: return type(value) in (int, float)  # JSON numbers; true/false are not
 def _whole(value:Any) -> bool: return type(value) is int or (type(value) is float and (math.isnan(value) or value.is_integer()))
 def _text(value:Any) -> bool: return type(value) is str or (type(value) is float and math.isnan(value))  # a bare NaN: missing text
+# a series numbered 1 is the series '1', as a CSV body, a file and `pyfunc.predict` read it: ids are labels, never arithmetic
+def _label(value:Any) -> bool: return _text(value) or type(value) is int
 
 # per schema type: the JSON values it takes (null always: a missing value, for the preprocessor's policy), and what to call them
 _STRICT: dict[Any, tuple[Callable[[Any], bool], str]] = {
@@ -220,6 +226,7 @@ def refuse_loose_rows(request:dict[str, Any], schema:Schema, id_col:str|None=Non
                 raise InputError(name, "missing series id" if name == id_col else "missing value", None, nulls[0])
             if name not in kinds: continue
             takes, called = kinds[name]
+            if name == id_col and takes is _text: takes, called = _label, "text or a whole number"
             if set(map(type, values)) <= {int, float, _NONE} and takes is _number: continue  # the usual case, checked at C speed
             if bad := [i for i, v in enumerate(values) if v is not None and not takes(v)]:
                 series = ids[bad[0]] if ids is not None and isinstance(ids[bad[0]], str) else None
@@ -268,6 +275,8 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]]) -> bytes:
     try: frame = pd.read_csv(io.BytesIO(body), **csv_reading(header, list(as_text)))
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise BadRequest("body", f"not valid CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    try: comma_separated(frame, "the CSV body", "body")  # as a file is read: one column of 'store;day;units' is told as such
+    except InputError as e: raise BadRequest(e.field, e.reason) from None
     for name in frame.columns:  # JSON carries no infinity: written as null, it would be taken for a missing value and filled
         if frame[name].dtype.kind == "f" and (rows := np.flatnonzero(np.isinf(frame[name].to_numpy()))).size:
             raise InputError(str(name), "infinite value", None, int(rows[0]))
@@ -300,7 +309,11 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
         raise BadRequest(f"params.{unknown[0]}", f"unknown parameter; this model takes {param_names}")
     if unknown := sorted(set(request) - set(SUPPORTED_FORMATS)):
         raise BadRequest(unknown[0], f"unknown key; a request holds one of {sorted(SUPPORTED_FORMATS)} and optionally 'params'")
-    frame = split_by_columns(request, schema) if by_columns else None
+    try: frame = split_by_columns(request, schema) if by_columns else None
+    except BadRequest as e:  # a column read alone knows its row, not the row's series: named here
+        split = request[DF_SPLIT]
+        at = split["columns"].index(id_col) if id_col in split["columns"] else None
+        raise BadRequest(e.field, e.reason, None if at is None else str(split["data"][e.row][at]), e.row) from None
     if frame is not None:
         # read column-wise, a request has three objects: itself, its split and its params, whose keys the bytes are checked against
         if may_repeat_a_key(body, len(top) + len(request[DF_SPLIT]) + len(params)): refuse_duplicate_keys(body)
