@@ -303,6 +303,8 @@ class SkewfreeModel(PythonModel):
                 # the planned rows a request sends after each history (`Forecaster.future_steps`): none without planned covariates
                 "planned_steps": f.future_steps(f.max_horizon) if f.preprocessor.future_covariates else 0,
                 "id_col": f.preprocessor.id_col, "time_col": f.preprocessor.time_col, "hydration_seconds": self.hydration_seconds,
+                # the zone a request's zone-aware times are converted to, and the answer's times are written in (without an offset)
+                "timezone": f.preprocessor.timezone or "UTC",
                 "policies": {"missing": f.preprocessor.missing, "gaps": f.preprocessor.gaps},
                 "monitored": [feature.state() for feature in f.monitored]}
 
@@ -368,6 +370,7 @@ def mlflow_reason(e:MlflowException) -> str:
     if m := _CONVERT.search(message):  # a cast that failed: MLflow names the column before "Error:", so keep it
         # pandas' own first line, out of its exception's repr: its advice on arguments to pass is for pandas' callers, not ours
         said = re.sub(r"^\w+\((['\"])(.*?)\1?\)?$", r"\2", m[3].strip().strip(chr(39)).splitlines()[0].strip()).split(" You might want to try")[0]
+        said = said.replace("\\'", "'").replace('\\"', '"')  # the repr's escapes, of a message that is text again
         return f"column {m[1]} does not convert to {m[2]}: {said}"
     if m := _REFUSED_PARAM.match(message): return m[1]  # the field names the param
     return message.split("Error: ", 1)[-1].strip() if "Error: " in message else message

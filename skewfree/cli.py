@@ -420,13 +420,13 @@ def drift(args:argparse.Namespace) -> int:
                      timezone=forecaster.preprocessor.timezone)
     stride = daily_stride(forecaster.preprocessor) if args.stride is None else args.stride
     try: replayed = replay(forecaster, raw, stride)
-    except InputError as e:  # the file's rows, named by the option that gave them
-        if e.field != "data": raise
-        raise InputError("--data", e.reason, e.series, e.row) from None
+    except InputError as e:  # the file's rows (or one of its columns), named by the option that gave them
+        if e.field != "data" and e.field not in raw.columns: raise
+        raise InputError("--data", e.reason if e.field == "data" else f"{e.field}: {e.reason}", e.series, e.row) from None
     counts = replayed.counts
     if len(counts) < config.min_requests:  # the live monitor would still be collecting: no verdict, and no exit status that reads as one
-        raise InputError("--data", f"{len(counts)} requests replayed, one every {stride} rows ({replayed.refused} more refused: over the repair "
-                                   f"budget); a verdict needs serve.monitor.min_requests={config.min_requests}: give more rows, a smaller --stride, "
+        raise InputError("--data", f"{len(counts)} requests replayed, one every {stride} rows ({replayed.refused} more that serving "
+                                   f"would refuse); a verdict needs serve.monitor.min_requests={config.min_requests}: give more rows, a smaller --stride, "
                                    "or a lower serve.monitor.min_requests")
     monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf")), clock=lambda: 0.0)
     for c in counts: monitor.add(c)
@@ -439,7 +439,7 @@ def drift(args:argparse.Namespace) -> int:
             shown = "-" if f["statistic"] is None else f"{f['statistic']:.3f}"
             print(f"  {name:<24} {f['comparator']:<15} {shown:>7} (threshold {f['threshold']:g})  {f['state']}")
         if replayed.refused: print(f"left out: {replayed.refused} requests serving would refuse (more repaired values than data.repair_budget allows, "
-                                   f"or suspect values under data.suspect_values=error)")
+                                   f"a suspect value under data.suspect_values=error, or a plan short of a value)")
         repaired, suspect = apart(replayed.repaired)
         if repaired: print(f"repaired in the file's rows: {json.dumps(repaired)}")
         if suspect: print(f"read as given, far beyond the series' training range (a typo?): {json.dumps(suspect)}")
@@ -478,11 +478,12 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
     from skewfree.artifact import RECALIBRATED_FROM, input_example, log_forecaster, register
     from skewfree.evaluate import recalibrate as measure_again
     source, forecaster = model.unwrap_python_model(), model.unwrap_python_model().forecaster
-    windows = args.windows
-    if windows is None and (windows := recalibration_windows(forecaster, raw)) < RECALIBRATION_WINDOWS:
-        print(f"skewfree recalibrate: --data holds {windows} windows in its shortest series, fewer than the default {RECALIBRATION_WINDOWS}: "
-              f"the bands are measured on its latest {windows}", file=sys.stderr)
-    try: measure_again(forecaster, raw, windows)
+    try:
+        windows = args.windows
+        if windows is None and (windows := recalibration_windows(forecaster, raw)) < RECALIBRATION_WINDOWS:
+            print(f"skewfree recalibrate: --data holds {windows} windows in its shortest series, fewer than the default {RECALIBRATION_WINDOWS}: "
+                  f"the bands are measured on its latest {windows}", file=sys.stderr)
+        measure_again(forecaster, raw, windows)
     except InputError as e:  # named by the option to change: the count of windows, or the rows they are measured on
         if e.field not in ("windows", "data"): raise
         raise InputError(f"--{e.field}", e.reason, e.series, e.row) from None

@@ -25,9 +25,10 @@ __all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SHARES', 'NUMBERS', 'CHOICES'
            'check_names', 'resolved']
 
 # %% ../nbs/02_config.ipynb #0005
-def file_stem(path:str) -> str:
-    "A data file's name as part of a registry and experiment name: `data/Sales 2024.csv` → `sales-2024`."
-    return re.sub(r"[^a-z0-9]+", "-", Path(str(path)).stem.lower()).strip("-") or "file"
+def file_stem(path:str|None, otherwise:str="file") -> str:
+    "A data file's name as part of a registry and experiment name (`data/Sales 2024.csv` → `sales-2024`); `otherwise` without a file."
+    if path is None or not str(path).strip(): return otherwise
+    return re.sub(r"[\W_]+", "-", Path(str(path)).stem.lower()).strip("-") or otherwise  # letters of any script are kept
 
 if not OmegaConf.has_resolver("file_stem"): OmegaConf.register_new_resolver("file_stem", file_stem)  # params/data/file.yaml's `name`
 

@@ -477,12 +477,18 @@ def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd
 
 def recalibration_windows(forecaster:Forecaster, recent:pd.DataFrame) -> int:
     "The windows `recalibrate` measures on unless told: the rule's `RECALIBRATION_WINDOWS` where every series' rows hold them, else all the shortest holds."
-    stride, positions = IntervalSpec.from_config(forecaster.config).stride, Positions(recent, forecaster.preprocessor, on_grid=False)
+    spec, positions = IntervalSpec.from_config(forecaster.config), Positions(recent, forecaster.preprocessor, on_grid=False)
     # a window starts after the rows the model was fitted on, its look-back before it in the rows given
     fresh, lengths = positions.after(forecaster.fitted_through), positions.lengths
-    shortest = min((min(fresh[sid], n - forecaster.history_length) for sid, n in lengths.items()), default=0)
+    usable = {sid: min(fresh[sid], n - forecaster.history_length) for sid, n in lengths.items()}
+    sid = min(usable, key=usable.__getitem__)
+    held = max(0, (usable[sid] - forecaster.max_horizon) // spec.stride + 1)
+    if held < (fewest := max((fewest_windows(q) for q in spec.quantiles), default=1)):
+        after = "" if forecaster.fitted_through is None else f" after {forecaster.fitted_through} (the model's training rows)"
+        raise InputError("data", f"{held} windows of {forecaster.max_horizon} steps{after}, each after a look-back of {forecaster.history_length} "
+                                 f"rows, where the bands need {fewest}: give more rows", sid)
     # the rule was chosen on hours (two months of them): a daily model's rows rarely hold 1440 windows, and all it has is the latest
-    return int(min(RECALIBRATION_WINDOWS, max(1, (shortest - forecaster.max_horizon) // stride + 1)))
+    return int(min(RECALIBRATION_WINDOWS, held))
 
 def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor are kept as they are
                 recent:pd.DataFrame, # raw rows after those it was fitted on, with their actuals (and look-back context)

@@ -23,8 +23,8 @@ import skewfree
 from .config import resolved
 from .core import InputError, shown
 from .frequency import panel_frequency, panel_season, season_choices
-from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, load_model,
-                             TRAINING_LOG, model_entry, predict_options, windows_from_darts)
+from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, checked_kernel, drop_training_callbacks, joined_windows,
+                             load_model, TRAINING_LOG, model_entry, predict_options, windows_from_darts)
 from .panel import Panel
 from .preprocess import Preprocessor, ScaledForecast, SeriesBatch, band_column
 from .profile import Feature
@@ -380,7 +380,7 @@ class Forecaster:
         return max(horizon, max(horizon, last_step + 1) + int(furthest) - last_step)
 
     def historical_forecasts(self, batch:SeriesBatch, horizon:int, stride:int=1,
-                             past_the_end:bool=False, # also the windows whose steps run past a series' end (darts' `overlap_end`)
+                             past_the_end:bool=False, # requests rather than backtests: windows whose steps run past a series' end too
                             ) -> Windows:
         "Model output in scaled units for every window of each series in `batch` that has the history and `horizon` rows, every `stride` rows."
         after = 0 if past_the_end else horizon
@@ -388,12 +388,23 @@ class Forecaster:
             k = int(np.argmax(short))
             raise InputError("data", f"{batch.lengths[k]} rows on the model's grid, too few for one window of {self.history_length} rows of "
                                      f"history" + (f" and {horizon} steps" if after else "") + ": give more rows", str(batch.ids[k]))
-        if self.kernel is not None: return self.kernel.historical_forecasts(batch, horizon, stride, start=self.history_length, past_the_end=past_the_end)
+        if not past_the_end: return self._windows(batch, horizon, stride)
+        # every `stride` rows from the first, past the end too, and each series' newest request whatever the stride: its whole history,
+        # forecast as served. darts starts no window at a series' end, so the newest are asked of the model apart, in one call
+        newest = Windows(np.arange(batch.n_series), batch.lengths.copy(), self.preprocessor.scaled_forecast(self.model_output(batch, horizon), batch))
+        if not (longer := np.flatnonzero(batch.lengths > self.history_length)).size: return newest
+        grid = self._windows(batch.subset(longer), horizon, stride, overlap_end=True)
+        series, before = longer[grid.series], grid.first < batch.lengths[longer][grid.series]  # the newest are above
+        return joined_windows(newest, Windows(series[before], grid.first[before], grid.forecast.take(before)))
+
+    def _windows(self, batch:SeriesBatch, horizon:int, stride:int, overlap_end:bool=False) -> Windows:
+        "darts' `historical_forecasts` (or the kernel's) over `batch` from the first window that has the history, every `stride` rows."
+        if self.kernel is not None: return self.kernel.historical_forecasts(batch, horizon, stride, start=self.history_length, past_the_end=overlap_end)
         extra = {"predict_likelihood_parameters": True} if self.head_quantiles else {}
         series, past, future = batch.to_darts()
         return windows_from_darts(batch, self.model.historical_forecasts(series=series, past_covariates=past, future_covariates=future, **extra,
                                                                          forecast_horizon=horizon, stride=int(stride), retrain=False,
-                                                                         last_points_only=False, start=self.history_length, overlap_end=past_the_end,
+                                                                         last_points_only=False, start=self.history_length, overlap_end=overlap_end,
                                                                          start_format="position", verbose=False), self.head_quantiles)
 
     def check_quantiles(self, quantiles:Any) -> list[float]:

@@ -441,7 +441,7 @@ def refuse_beyond_time(last:np.ndarray, freqs:np.ndarray, steps:int, ids:np.ndar
                 raise InputError("horizon", f"{steps} steps of {clock.freq!r} after the history's end, {pd.Timestamp(last[k])}, run past "
                                             f"{pd.Timestamp.max}, the latest time pandas holds", str(ids[k])) from None
 
-# %% ../nbs/04_frequency.ipynb #0034
+# %% ../nbs/04_frequency.ipynb #0036
 _YEARLY = {"W": 52, "M": 12, "MS": 12, "ME": 12, "SM": 24, "SMS": 24, "Q": 4, "QS": 4, "QE": 4, "BQ": 4, "BQS": 4, "BQE": 4, "BM": 12,
            "BMS": 12, "BME": 12}
 

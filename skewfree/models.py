@@ -25,8 +25,8 @@ __all__ = ['MODELS', 'TRAINERS', 'TRAINING_LOG', 'COVARIATE_ROLES', 'QUIET_TRAIN
            'register_trainer', 'model_entry', 'epoch_log', 'best_weights', 'torch_training', 'boosted_training',
            'point_booster', 'baseline_training', 'build_nlinear', 'build_tft', 'build_xgboost', 'level_free_xgb',
            'build_seasonal_naive', 'capabilities', 'BuiltModel', 'data_roles', 'build_model', 'predict_options',
-           'drop_training_callbacks', 'load_model', 'Windows', 'window_rows', 'gathered', 'LinearKernel',
-           'register_kernel', 'nlinear_kernel', 'checked_kernel', 'windows_from_darts', 'WindowMoments',
+           'drop_training_callbacks', 'load_model', 'Windows', 'joined_windows', 'window_rows', 'gathered',
+           'LinearKernel', 'register_kernel', 'nlinear_kernel', 'checked_kernel', 'windows_from_darts', 'WindowMoments',
            'window_moments', 'ridge_solutions', 'last_inputs', 'solve_members', 'look_back_rows', 'fit_least_squares',
            'least_squares_training']
 
@@ -414,6 +414,12 @@ class Windows:
     forecast: ScaledForecast # one row per window
 
     def __len__(self) -> int: return len(self.series)
+
+def joined_windows(*parts:Windows) -> Windows:
+    "Windows of one batch as one set: series after series, each series' in time order, as darts gives them."
+    series, first = np.concatenate([w.series for w in parts]), np.concatenate([w.first for w in parts])
+    order = np.lexsort((first, series))
+    return Windows(series[order], first[order], ScaledForecast.stacked([w.forecast for w in parts]).take(order))
 
 def window_rows(batch:SeriesBatch, length:int, stride:int=1, start:int=0) -> tuple[np.ndarray, np.ndarray]:
     "(series, first position) of every window of `length` rows that starts at `start` or later, every `stride` rows: no loop over series."

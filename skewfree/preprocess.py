@@ -149,6 +149,18 @@ class ScaledForecast:
             return cls(times, stacked(lambda ts: ts.quantile(0.5)), {q: stacked(lambda ts, q=q: ts.quantile(q)) for q in quantiles}, point_apart=True)
         return cls(times, stacked(lambda ts: ts) if forecasts else np.empty((0, 0), np.float32))
 
+    def take(self, rows:np.ndarray) -> ScaledForecast:
+        "The forecasts at `rows` (positions, or a mask), in that order."
+        return ScaledForecast(self.times[rows], None if self.point is None else self.point[rows], {q: v[rows] for q, v in self.levels.items()},
+                              self.point_apart)
+
+    @classmethod
+    def stacked(cls, parts:Sequence[ScaledForecast]) -> ScaledForecast:
+        "Forecasts of one horizon and one kind, one after another."
+        first = parts[0]
+        return cls(np.concatenate([f.times for f in parts]), None if first.point is None else np.concatenate([f.point for f in parts]),
+                   {q: np.concatenate([f.levels[q] for f in parts]) for q in first.levels}, first.point_apart)
+
     def served_point(self) -> np.ndarray:
         "(forecasts, steps) the point forecast in scaled units: `point`, or a quantile model's median head (else the mean of its heads)."
         if self.point is not None and (self.point_apart or not self.levels): return self.point

@@ -365,12 +365,12 @@ def test_a_model_skewfree_did_not_log_is_refused_by_every_command_in_one_line(tr
 
 def test_recalibrate_and_drift_name_their_own_options_and_promote_its_own(trained, store, tmp_path):
     short = load_ett(max_rows=900)
-    short = pd.concat([short[short.series_id == "ETTh1"], short[short.series_id == "ETTh2"].tail(50)])  # a look-back and 2 rows more
+    short = pd.concat([short[short.series_id == "ETTh1"], short[short.series_id == "ETTh2"].tail(40)])  # less than a look-back
     short.to_csv(path := tmp_path / "short.csv", index=False)
-    for command in ("drift", "recalibrate"):
+    for command, says in (("drift", "date: needs at least 48 rows of history, got 40"), ("recalibrate", "0 windows of")):
         done = cli(command, "--model-uri", trained.model_uri, "--data", str(path), store=store)
         last = done.stderr.strip().splitlines()[-1]
-        assert done.returncode == 2 and last.startswith(f"skewfree {command}: --data: 50 rows on the model's grid, too few for one window"), last
+        assert done.returncode == 2 and last.startswith(f"skewfree {command}: --data: {says}") and "'ETTh2'" in last, last
     ignored = cli("drift", "--model-uri", trained.model_uri, "--data", str(path), "data.suspect_values=error", store=store)
     assert ignored.returncode == 2 and "data.suspect_values: skewfree drift reads only serve.monitor.* settings" in ignored.stderr, ignored.stderr
     for option, value, says in (("--margin", "2", "--margin: must be a fraction in [0, 1)"), ("--name", "no-such-model", "--name: 'no-such-model' has no")):

@@ -367,6 +367,10 @@ def test_a_file_of_whole_counts_and_numbered_stores_is_served_a_missing_count_a_
     answer = client.post("/invocations", json={"dataframe_split": {"columns": ["store", "day", "units"], "data": rows}, "params": {"horizon": 3}})
     assert answer.status_code == 200, answer.text  # a numbered store, a missing count: read and repaired as a file's are
     assert {p["store"] for p in answer.json()["predictions"]} == {"1", "2"} and "filled_units" in answer.headers["skewfree-repaired"]
+    one = history[history.store == 1]
+    typed = {"series": [{"id": 1, "timestamps": one.day.tolist(), "target": one.units.astype(float).tolist()}], "horizon": 3}
+    answer = client.post("/predict", json=typed)
+    assert answer.status_code == 200 and answer.json()["series"][0]["id"] == "1", answer.text  # the typed route reads it so too
     semicolons = history[["store", "day", "units"]].to_csv(index=False, sep=";").encode()
     refused = client.post("/invocations", content=semicolons, headers={"Content-Type": "text/csv"})
     assert refused.status_code == 400 and "the CSV body reads as one column, 'store;day;units': its fields are separated by ';'" in \

@@ -424,7 +424,8 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
         need = result.forecaster.history_length
         steps = result.forecaster.future_steps(3)
         assert steps == 12, steps  # 3 steps forecast, and the smoke XGBoost reads its future lags: 12 steps from the first
-        assert httpx.get(f"{srv.url}/metadata", timeout=60).json()["planned_steps"] == 24  # for its longest horizon: a client can ask
+        meta = httpx.get(f"{srv.url}/metadata", timeout=60).json()
+        assert (meta["planned_steps"], meta["timezone"]) == (24, "UTC")  # for its longest horizon, and its times' zone: a client can ask
         hist = rows.iloc[-need - steps:-steps]
         body = {"series": [{"id": "ETTh1", "timestamps": rows.date.iloc[-need - steps:].astype(str).tolist(), "target": hist.OT.tolist(),
                             "past_covariates": {"HULL": hist.HULL.tolist()},

@@ -20,7 +20,7 @@ from mlflow.types import DataType, Schema
 
 from ..core import InputError, shown
 from ..data import comma_separated, csv_reading
-from ..panel import first_other_offset, naive_in
+from ..panel import naive_in
 from .contract import BadRequest
 
 # %% auto #0
@@ -95,11 +95,7 @@ def _read_column(name:str, values:tuple, kind:Any) -> np.ndarray|pd.Series|None:
     if kind == DataType.string: return _texts(values, name)
     column = pd.Series(values, name=name)  # text, inferred as pandas infers a column of the row-built frame
     try: return _as_ns(pd.to_datetime(column))  # MLflow's own conversion
-    except (ValueError, TypeError, OverflowError):
-        if (row := first_other_offset(column)) is not None:  # told as a file's times are (`batch.typed_rows`), not in pandas' words
-            raise BadRequest(name, f"{values[row]!r} is in another UTC offset than {values[0]!r}: write every time in one offset, or all "
-                                   "without one", None, int(row)) from None
-        return None  # MLflow's parser says what is wrong
+    except (ValueError, TypeError, OverflowError): return None  # MLflow's parser says what is wrong
 
 _TEXT = pd.Series(["text"]).dtype  # the dtype pandas infers for a column of Python strings (pandas 3: pyarrow-backed `str`)
 
@@ -229,7 +225,7 @@ def refuse_loose_rows(request:dict[str, Any], schema:Schema, id_col:str|None=Non
             if name == id_col and takes is _text: takes, called = _label, "text or a whole number"
             if set(map(type, values)) <= {int, float, _NONE} and takes is _number: continue  # the usual case, checked at C speed
             if bad := [i for i, v in enumerate(values) if v is not None and not takes(v)]:
-                series = ids[bad[0]] if ids is not None and isinstance(ids[bad[0]], str) else None
+                series = str(ids[bad[0]]) if ids is not None and _label(ids[bad[0]]) and ids[bad[0]] == ids[bad[0]] else None  # not a NaN
                 raise BadRequest(name, f"{_shown(values[bad[0]])} is not {called}", series, bad[0])
 
 def _shown(value:Any) -> str:
@@ -309,11 +305,7 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
         raise BadRequest(f"params.{unknown[0]}", f"unknown parameter; this model takes {param_names}")
     if unknown := sorted(set(request) - set(SUPPORTED_FORMATS)):
         raise BadRequest(unknown[0], f"unknown key; a request holds one of {sorted(SUPPORTED_FORMATS)} and optionally 'params'")
-    try: frame = split_by_columns(request, schema) if by_columns else None
-    except BadRequest as e:  # a column read alone knows its row, not the row's series: named here
-        split = request[DF_SPLIT]
-        at = split["columns"].index(id_col) if id_col in split["columns"] else None
-        raise BadRequest(e.field, e.reason, None if at is None else str(split["data"][e.row][at]), e.row) from None
+    frame = split_by_columns(request, schema) if by_columns else None
     if frame is not None:
         # read column-wise, a request has three objects: itself, its split and its params, whose keys the bytes are checked against
         if may_repeat_a_key(body, len(top) + len(request[DF_SPLIT]) + len(params)): refuse_duplicate_keys(body)

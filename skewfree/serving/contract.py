@@ -114,6 +114,12 @@ class SeriesIn(BaseModel):
     future_covariates: dict[str, list[StrictFloat|None]] = Field(default_factory=dict, description="column → values aligned with `timestamps`")
     static_covariates: dict[str, StrictStr|StrictFloat] = Field(default_factory=dict, description="column → the series' constant value")
 
+    @field_validator("id", mode="before")
+    @classmethod
+    def _numbered(cls, value:Any) -> Any:
+        # a store numbered 1 is the series '1', as /invocations, a CSV body, a file and `pyfunc.predict` read it; 1.5 or true is no id
+        return str(value) if type(value) is int else value
+
     @field_validator("id")
     @classmethod
     def _named(cls, value:str) -> str:
@@ -194,8 +200,9 @@ def to_frame(request:PredictRequest, columns:Columns) -> pd.DataFrame:
         cols: dict[str, Any] = {pre.time_col: s.timestamps, pre.target: s.target + [None] * (m - n)}
         for role, given, length in (("past", s.past_covariates, n), ("future", s.future_covariates, m)):
             needed = getattr(pre, f"{role}_covariates")
-            for name in set(given) - set(needed):
-                raise InputError(f"series.{i}.{role}_covariates.{name}", f"the model takes no {role} covariate {name!r}; it takes {needed}", s.id)
+            for name in sorted(set(given) - set(needed)):
+                raise InputError(f"series.{i}.{role}_covariates.{name}", f"the model takes no {role} covariate {name!r}; it takes "
+                                                                          f"{list(needed) or 'none'}", s.id)
             for name in needed:
                 if name not in given: raise InputError(f"series.{i}.{role}_covariates", f"missing column {name!r}", s.id)
                 if len(given[name]) != length:
@@ -208,8 +215,9 @@ def to_frame(request:PredictRequest, columns:Columns) -> pd.DataFrame:
 
 def _statics(i:int, s:SeriesIn, needed:Sequence[str]) -> dict[str, str|float]:
     "The static covariates of series `i`: exactly those the model takes."
-    for name in set(s.static_covariates) - set(needed):
-        raise InputError(f"series.{i}.static_covariates.{name}", f"the model takes no static covariate {name!r}; it takes {list(needed)}", s.id)
+    for name in sorted(set(s.static_covariates) - set(needed)):
+        raise InputError(f"series.{i}.static_covariates.{name}", f"the model takes no static covariate {name!r}; it takes {list(needed) or 'none'}",
+                         s.id)
     for name in needed:
         if name not in s.static_covariates: raise InputError(f"series.{i}.static_covariates", f"missing column {name!r}", s.id)
     return {name: s.static_covariates[name] for name in needed}
