@@ -358,6 +358,9 @@ def build_model(cfg:DictConfig) -> BuiltModel:
     except InputError: raise  # a builder's own reason, already named
     except (TypeError, ValueError) as e:
         raise InputError("model.hyperparameters", f"model {entry.name!r} refused its hyperparameters: {e}") from None
+    if shift := int(getattr(model, "output_chunk_shift", 0) or 0):  # its forecasts would be answered at the wrong times
+        raise InputError("model.hyperparameters.output_chunk_shift", f"{shift}: skewfree answers the steps right after each history, and a "
+                                                                     "window shifted past them is not served: leave it 0")
     can = capabilities(model)
     for role in roles:
         if role not in entry.uses or not can[f"{role}_covariates"]:
