@@ -337,8 +337,10 @@ def log_forecaster(forecaster:Forecaster, # fitted
     stop_if_interrupted()  # a job told to stop does not package (see `skewfree.core.interruptible`)
     params: dict[str, Any] = {"horizon": forecaster.max_horizon, "quantiles": forecaster.quantiles}
     # values are numbers that may be missing: a file of whole counts (units sold) would otherwise sign them `long`, and a
-    # request with a missing count would be refused by the signature before the repair policy ever saw it
-    counts = [c for c in forecaster.preprocessor.numeric if c in example and pd.api.types.is_integer_dtype(example[c])]
+    # request with a missing count would be refused by the signature before the repair policy ever saw it. A whole-number
+    # static (a store's size) is a number too: `Statics` scales numbers and keeps text as categories, so 100 and 100.0 agree
+    pre = forecaster.preprocessor
+    counts = [c for c in [*pre.numeric, *pre.static_covariates] if c in example and pd.api.types.is_integer_dtype(example[c])]
     example = example.astype(dict.fromkeys(counts, "float64"))
     rows = infer_signature(example, forecaster.predict(example, forecaster.max_horizon, within_budget=False))
     # both params declared for every model, a point forecaster's levels defaulting to none: MLflow drops a param its model

@@ -398,3 +398,28 @@ def test_a_daily_files_drift_sees_its_newest_rows_and_recalibrate_measures_the_w
     # the default 1440 windows are two months of hours: a daily file holds fewer, and all it holds is measured, said so
     done = cli("recalibrate", "--model-uri", result.model_uri, "--data", str(tmp_path / "daily.csv"))
     assert done.returncode == 0 and "fewer than the default 1440: the bands are measured on its latest" in done.stderr, done.stdout + done.stderr
+
+
+def test_a_whole_number_static_is_signed_as_a_number_so_a_row_may_leave_it_out(store, tmp_path):
+    from fastapi.testclient import TestClient
+    from skewfree.serving.app import create_app
+    frame = sales().drop(columns="promo").assign(size=lambda f: f.store.map({"north": 100, "south": 250}))
+    frame.to_csv(tmp_path / "sized.csv", index=False)
+    result = train(compose_config(["model=xgboost", "profile=smoke", "data=file", f"data.path={tmp_path / 'sized.csv'}", "data.time_col=day",
+                                   "data.target=units", "data.id_col=store", "data.covariates.static=[size]", "model.covariates=[static]"]))
+    signed = {s.name: s.type.name for s in mlflow.models.get_model_info(result.model_uri).signature.inputs.inputs}
+    assert signed["size"] == "double", signed  # as numbers are: 100 and 100.0 are one size
+    history = frame.groupby("store").tail(result.forecaster.history_length)
+    rows = history[["store", "day", "units", "size"]].astype(object).to_numpy().tolist()
+    client = TestClient(create_app(result.model_uri))
+    def post(data): return client.post("/invocations", json={"dataframe_split": {"columns": ["store", "day", "units", "size"], "data": data},
+                                                             "params": {"horizon": 3}})
+    answered = post(rows)
+    assert answered.status_code == 200, answered.text
+    assert [p["forecast"] for p in answered.json()["predictions"]] == result.forecaster.predict(history, 3).forecast.tolist()
+    rows[5][3] = None  # a static given on some of a series' rows is that series' value, as at training: answered the same
+    assert post(rows).json()["predictions"] == answered.json()["predictions"]
+    for row in rows:
+        if row[0] == "north": row[3] = None
+    refused = post(rows).json()["error"]  # none given: refused by the preprocessor, naming the series, not by a cast to int64
+    assert (refused["field"], refused["series"]) == ("size", "north") and "exactly one value per series, got 0" in refused["reason"], refused
