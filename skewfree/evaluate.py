@@ -14,7 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from .core import InputError
-from .forecaster import ConformalIntervals, Forecaster, IntervalSpec, fewest_windows
+from .forecaster import ConformalIntervals, Forecaster, IntervalSpec
 from .frequency import clock_of, grid_steps, panel_season
 from .models import Windows
 from .panel import Panel, Rows, parse_times, series_codes
@@ -99,15 +99,14 @@ class Positions:
 
     def given(self, start:int, end:int) -> dict[str, int]:
         "Each series' rows as given (not steps of its grid) at positions `[start, end)`."
-        return self._counted(self._at(start, end))
+        return {str(k): int(v) for k, v in self._counted(self._at(start, end)).items()}
 
-    def after(self, time:pd.Timestamp|None) -> dict[str, int]:
-        "Each series' rows as given after `time` (every row where None)."
+    def after(self, time:pd.Timestamp|None) -> pd.Series:
+        "Each series' count of rows as given after `time` (every row where None), by id."
         return self._counted(np.ones(len(self._position), bool) if time is None else self._ordered["_order"].to_numpy() > np.datetime64(time))
 
-    def _counted(self, at:np.ndarray) -> dict[str, int]:
-        counts = pd.Series(at).groupby(self._ordered["_id"].to_numpy()).sum()
-        return {str(k): int(v) for k, v in counts.items()}
+    def _counted(self, at:np.ndarray) -> pd.Series:
+        return pd.Series(at).groupby(self._ordered["_id"].to_numpy().astype(str)).sum()
 
     def latest(self, n:int) -> pd.DataFrame:
         "The last `n` rows of every series (all of a shorter one), in the caller's columns."
@@ -460,7 +459,7 @@ def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd
                                  "give rows up to each series' last observed value", str(last["_series"].iloc[at]))
     # pooled, a series with almost nothing observed would add its one or two scores and count as `windows` windows: each
     # series measures its errors at every step on as many windows as the pooled quantile needs
-    fewest = max((fewest_windows(q) for q in IntervalSpec.from_config(forecaster.config).quantiles), default=1)
+    fewest = IntervalSpec.from_config(forecaster.config).fewest_windows
     observed = pd.DataFrame(kept["actual"].notna().to_numpy().reshape(-1, steps)).groupby(kept["_series"].to_numpy()[::steps], sort=False).sum()
     if (thin := observed.min(axis=1) < fewest).any():  # windows × steps observed, per series
         sid, counts = observed.index[int(np.argmax(thin.to_numpy()))], observed[thin].iloc[0]
@@ -479,11 +478,11 @@ def recalibration_windows(forecaster:Forecaster, recent:pd.DataFrame) -> int:
     "The windows `recalibrate` measures on unless told: the rule's `RECALIBRATION_WINDOWS` where every series' rows hold them, else all the shortest holds."
     spec, positions = IntervalSpec.from_config(forecaster.config), Positions(recent, forecaster.preprocessor, on_grid=False)
     # a window starts after the rows the model was fitted on, its look-back before it in the rows given
-    fresh, lengths = positions.after(forecaster.fitted_through), positions.lengths
-    usable = {sid: min(fresh[sid], n - forecaster.history_length) for sid, n in lengths.items()}
-    sid = min(usable, key=usable.__getitem__)
-    held = max(0, (usable[sid] - forecaster.max_horizon) // spec.stride + 1)
-    if held < (fewest := max((fewest_windows(q) for q in spec.quantiles), default=1)):
+    fresh, looked = positions.after(forecaster.fitted_through), pd.Series(positions.lengths) - forecaster.history_length
+    usable = fresh.reindex(looked.index, fill_value=0).where(lambda n: n <= looked, looked)
+    sid = str(usable.idxmin())
+    held = max(0, (int(usable[sid]) - forecaster.max_horizon) // spec.stride + 1)
+    if held < (fewest := spec.fewest_windows):
         after = "" if forecaster.fitted_through is None else f" after {forecaster.fitted_through} (the model's training rows)"
         raise InputError("data", f"{held} windows of {forecaster.max_horizon} steps{after}, each after a look-back of {forecaster.history_length} "
                                  f"rows, where the bands need {fewest}: give more rows", sid)
@@ -499,7 +498,7 @@ def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor ar
     if isinstance(windows, bool) or not isinstance(windows, int | np.integer) or windows < 1:
         raise InputError("windows", f"must be a positive integer, got {windows!r}")
     spec = IntervalSpec.from_config(forecaster.config)
-    if windows < (fewest := max((fewest_windows(q) for q in spec.quantiles), default=1)):
+    if windows < (fewest := spec.fewest_windows):
         raise InputError("windows", f"level {min(spec.quantiles, key=lambda q: min(q, 1 - q))} needs at least {fewest} windows of each series")
     pre, steps = forecaster.preprocessor, forecaster.history_length + (int(windows) - 1) * spec.stride + forecaster.max_horizon
     # a series' last n rows span at least n steps of its grid (a gap only adds steps): enough for the windows, whatever is missing

@@ -140,6 +140,11 @@ class IntervalSpec(NamedTuple):
             raise InputError("intervals.stride", f"must be a positive integer, got {stride!r}")
         return cls(sorted({float(q) for q in levels}), heads, stride)
 
+    @property
+    def fewest_windows(self) -> int:
+        "The calibration windows each series needs for every level, the most extreme deciding (1 without levels)."
+        return max((fewest_windows(q) for q in self.quantiles), default=1)
+
 # %% ../nbs/11_forecaster.ipynb #0009
 @dataclass
 class _Waiting:

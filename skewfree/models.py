@@ -520,7 +520,7 @@ class LinearKernel:
         times = batch.times[batch.indptr[series][:, None] + np.minimum(steps, lengths - 1)]
         if (beyond := steps >= lengths).any():  # the steps after a series' end, on its own grid
             w, s = np.nonzero(beyond)
-            times[w, s] = batch.forecast_times(h, of=series)[w, (steps - lengths)[w, s]]
+            times[w, s] = batch.forecast_times(h, of=series[w])[np.arange(len(w)), (steps - lengths)[w, s]]  # only those steps' windows
         return Windows(series, firsts, ScaledForecast(times, np.concatenate(out) if out else np.empty((0, h), self.weight.dtype)))
 
     def reading(self, rows:int) -> LinearKernel:

@@ -132,7 +132,6 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
     # A request needs no outcome: the latest histories are requests too, every `stride` rows up to each series' end. A model with
     # planned covariates has no plan past the file's end: its requests are those the file holds a plan for
     batch, windows, origins, over = span_windows(forecaster, frame, forecaster.max_horizon, stride, past_the_end=not pre.future_covariates)
-    if not len(windows): raise InputError("data", f"no series holds {window} rows of history and {forecaster.max_horizon} rows after them")
     values = batch.values[((origins - window)[:, None] + np.arange(window)).reshape(-1)]  # the windows one after another
     features = forecaster.monitored
     out = np.zeros((len(origins), len(features), max(f.n_bins for f in features)), np.int64)
