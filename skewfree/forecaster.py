@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Self
 
 import numpy as np
 import pandas as pd
@@ -234,8 +234,8 @@ def _runtime(model_cfg:Any) -> str:
 
 PIECE_ROWS = 1_000_000  # rows of whole series `predict` transforms and forecasts at a time
 
-class Forecaster:
-    "A preprocessor and a model, fitted together and used together."
+class _Pair:
+    "A preprocessor and a model together: what the model is, what it answers, and its one call."
     def __init__(self, preprocessor:Preprocessor, model:Any, model_name:str, config:dict[str, Any], *, max_horizon:int,
                  training:Training|None=None, kernel:Any=None):
         self.preprocessor, self._model, self.model_name, self.config = preprocessor, model, model_name, config
@@ -253,14 +253,6 @@ class Forecaster:
         # an artifact logged before 2026-12-06 asks for a whole output window of planned rows more than the model reads: its golden
         # requests and its clients send them, so it keeps asking (see `future_steps`)
         self.plan_padded = False
-
-    @classmethod
-    def from_config(cls, cfg:DictConfig) -> Forecaster:
-        "An unfitted forecaster: the model from the factory, a preprocessor for the columns it will use."
-        _runtime(cfg.model); IntervalSpec.from_config(cfg)  # checked before any training
-        built = build_model(cfg)
-        pre = Preprocessor.from_config(cfg.data, roles=built.roles, history_length=built.history_length)
-        return cls(pre, built.model, cfg.model.name, resolved(cfg), max_horizon=built.max_horizon, training=built.training)
 
     @property
     def model(self) -> Any:
@@ -295,6 +287,15 @@ class Forecaster:
         "The quantiles an answer can hold: the calibrated levels and the model's own heads; [] for an uncalibrated point forecaster."
         return sorted({*self.head_quantiles, *(self.intervals.levels if self.intervals else [])})
 
+    def _model_call(self, batch:SeriesBatch, horizon:int) -> Any:
+        "The model's output in scaled units for `batch` (quantile components for probabilistic models): one call, made by `calls`."
+        if self.kernel is not None: return self.kernel.predict(batch, horizon)  # (series, horizon): one gather, one pass
+        extra: dict[str, Any] = {"predict_likelihood_parameters": True} if self.head_quantiles else {}
+        if self._predict_options is None: self._predict_options = predict_options(self.model)
+        series, past, future = batch.to_darts()
+        return self.model.predict(n=horizon, series=series, past_covariates=past, future_covariates=future, verbose=False, **extra,
+                                  **self._predict_options)
+
     def banded(self, forecast:ScaledForecast, # model output in scaled units
                batch:SeriesBatch, # the series it was made from
                of:np.ndarray|None=None, # (forecasts,) each forecast's series in `batch`; None: one forecast per series, in order
@@ -304,10 +305,13 @@ class Forecaster:
         of = np.arange(batch.n_series) if of is None else of
         return self.intervals.apply(forecast, self.intervals.scale_ratio(batch.ids[of], batch.target_scale[of, 1]))
 
+# %% ../nbs/11_forecaster.ipynb #0015
+class _Fitting(_Pair):
+    "The pair fitted on training rows, and refitted on every row for as long as it trained."
     def fit(self,
             train:pd.DataFrame, # raw training rows: the preprocessor learns from these only
             val:pd.DataFrame|None=None, # raw validation rows (with look-back context) for early stopping
-           ) -> Forecaster:
+           ) -> Self:
         "Fit the preprocessor on `train`, then the model on the transformed rows."
         if self.training is None: raise RuntimeError("This forecaster was loaded, not built: it cannot be refitted. Build one with `from_config`.")
         if self.training.needs_validation and val is None:
@@ -353,6 +357,9 @@ class Forecaster:
             final.intervals = replace(self.intervals, scales=measured_in)
         return final
 
+# %% ../nbs/11_forecaster.ipynb #0017
+class _ModelStage(_Fitting):
+    "Stage 2, the model: one shared call per batch and horizon, the plan it reads, and its output over every window of a span."
     def check_horizon(self, horizon:Any) -> int:
         "`horizon` as an int in 1..max_horizon, or an `InputError` saying the limit."
         if isinstance(horizon, bool) or not isinstance(horizon, int | float) or not np.isfinite(horizon) or int(horizon) != horizon:
@@ -360,15 +367,6 @@ class Forecaster:
         if not 1 <= int(horizon) <= self.max_horizon:
             raise InputError("horizon", f"must be between 1 and {self.max_horizon} (the model's longest forecast), got {horizon}")
         return int(horizon)
-
-    def _model_call(self, batch:SeriesBatch, horizon:int) -> Any:
-        "The model's output in scaled units for `batch` (quantile components for probabilistic models): one call, made by `calls`."
-        if self.kernel is not None: return self.kernel.predict(batch, horizon)  # (series, horizon): one gather, one pass
-        extra: dict[str, Any] = {"predict_likelihood_parameters": True} if self.head_quantiles else {}
-        if self._predict_options is None: self._predict_options = predict_options(self.model)
-        series, past, future = batch.to_darts()
-        return self.model.predict(n=horizon, series=series, past_covariates=past, future_covariates=future, verbose=False, **extra,
-                                  **self._predict_options)
 
     def model_output(self, batch:SeriesBatch, horizon:int) -> Any:
         "Stage 2: model output in scaled units for a transformed batch, in one model call shared with the callers waiting meanwhile."
@@ -412,6 +410,9 @@ class Forecaster:
                                                                          last_points_only=False, start=self.history_length, overlap_end=overlap_end,
                                                                          start_format="position", verbose=False), self.head_quantiles)
 
+# %% ../nbs/11_forecaster.ipynb #0019
+class _Stages(_ModelStage):
+    "Stages 1 and 3 around the model, and `predict`, the three over a panel in pieces."
     def check_quantiles(self, quantiles:Any) -> list[float]:
         "Requested quantiles, each one the model forecasts, or an `InputError` listing those it does."
         if quantiles is None: return self.quantiles
@@ -421,6 +422,49 @@ class Forecaster:
         if unknown: raise InputError("quantiles", f"{unknown} not forecast by model {self.model_name!r}; available: {self.quantiles}")
         if len(set(map(float, quantiles))) < len(quantiles): raise InputError("quantiles", f"asked more than once: {quantiles}")  # one column each
         return [float(q) for q in quantiles]
+
+    def prepare(self, history:pd.DataFrame|Panel, horizon:Any, quantiles:Any=None, ordered:bool=False, *, backtest:bool=False,
+                within_budget:bool=True, history_rows:Mapping[str, int]|None=None,
+                history_end:Mapping[str, pd.Timestamp]|None=None) -> Prepared:
+        "Stage 1, CPU: check the parameters, transform the raw rows (see `Preprocessor.transform`)."
+        horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
+        budget = RepairBudget.unbounded() if backtest else self.preprocessor.repair_budget if within_budget else None
+        batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon), ordered=ordered, history_rows=history_rows,
+                                            history_end=history_end, budget=budget)
+        return Prepared(batch, horizon, levels)
+
+    def forecast(self, prepared:Prepared) -> tuple[pd.DataFrame, np.ndarray|None]:
+        "Stages 2 and 3 in this process: the model (`model_output`), then `finish` — the one sequence after `prepare`."
+        return self.finish(self.model_output(prepared.batch, prepared.horizon), prepared.batch, prepared.levels)
+
+    def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, np.ndarray|None]:
+        "Stage 3: model output → the answer (`original_units`) and, when `observing`, the request's histograms (`observe`): converted once."
+        forecast = self.banded(self.preprocessor.scaled_forecast(scaled, batch, levels), batch)
+        return self.original_units(forecast, batch, levels), self.observe(batch, forecast) if self.observing else None
+
+    def original_units(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
+        "Model output (with its calibrated levels: see `finish`) → the answer in original units, with the requested quantile columns only."
+        out = self.preprocessor.inverse_transform(scaled, batch, quantiles=levels)
+        # by the names the preprocessor gives the bands, so an id or time column named q-something is never mistaken for one
+        unasked = [name for q in self.quantiles if q not in levels and (name := band_column(q)) in out.columns]
+        return out.drop(columns=unasked) if unasked else out
+
+    @property
+    def monitored(self) -> list[Feature]:
+        "The features a live monitor compares with their references: the preprocessor's profile, then the served forecasts (if known)."
+        profile = self.preprocessor.profile_
+        return [] if profile is None else [*profile.features, *([self.forecast_profile] if self.forecast_profile is not None else [])]
+
+    def observe(self, batch:SeriesBatch, forecast:ScaledForecast) -> np.ndarray|None:
+        "(features, bins) a request's histogram of every monitored feature: its inputs, then its point forecasts, standardised."
+        seen = self.preprocessor.observe(batch)
+        if seen is None or self.forecast_profile is None or not batch.n_series: return seen
+        # from the model's arrays, not the answer's frame: a fresh frame's first column read costs more than all the rest
+        f = self.forecast_profile
+        counts = np.bincount(f.bin(self.preprocessor.standardised_point(forecast, batch).reshape(-1)), minlength=f.n_bins)[:f.n_bins]  # finite
+        out = np.zeros((len(seen) + 1, max(seen.shape[1], len(counts))), np.int64)
+        out[:-1, :seen.shape[1]], out[-1, :len(counts)] = seen, counts
+        return out
 
     def predict(self,
                 history:pd.DataFrame, # raw long rows: at least `history_length` recent rows per series (plus planned rows)
@@ -447,48 +491,16 @@ class Forecaster:
         if observed is not None: forecast.attrs["observed"] = observed.tolist()  # the request's histograms, for a live monitor
         return forecast
 
-    def prepare(self, history:pd.DataFrame|Panel, horizon:Any, quantiles:Any=None, ordered:bool=False, *, backtest:bool=False,
-                within_budget:bool=True, history_rows:Mapping[str, int]|None=None,
-                history_end:Mapping[str, pd.Timestamp]|None=None) -> Prepared:
-        "Stage 1, CPU: check the parameters, transform the raw rows (see `Preprocessor.transform`)."
-        horizon, levels = self.check_horizon(horizon), self.check_quantiles(quantiles)
-        budget = RepairBudget.unbounded() if backtest else self.preprocessor.repair_budget if within_budget else None
-        batch = self.preprocessor.transform(history, horizon=self.future_steps(horizon), ordered=ordered, history_rows=history_rows,
-                                            history_end=history_end, budget=budget)
-        return Prepared(batch, horizon, levels)
-
-    def forecast(self, prepared:Prepared) -> tuple[pd.DataFrame, np.ndarray|None]:
-        "Stages 2 and 3 in this process: the model (`model_output`), then `finish` — the one sequence after `prepare`."
-        return self.finish(self.model_output(prepared.batch, prepared.horizon), prepared.batch, prepared.levels)
-
-    @property
-    def monitored(self) -> list[Feature]:
-        "The features a live monitor compares with their references: the preprocessor's profile, then the served forecasts (if known)."
-        profile = self.preprocessor.profile_
-        return [] if profile is None else [*profile.features, *([self.forecast_profile] if self.forecast_profile is not None else [])]
-
-    def observe(self, batch:SeriesBatch, forecast:ScaledForecast) -> np.ndarray|None:
-        "(features, bins) a request's histogram of every monitored feature: its inputs, then its point forecasts, standardised."
-        seen = self.preprocessor.observe(batch)
-        if seen is None or self.forecast_profile is None or not batch.n_series: return seen
-        # from the model's arrays, not the answer's frame: a fresh frame's first column read costs more than all the rest
-        f = self.forecast_profile
-        counts = np.bincount(f.bin(self.preprocessor.standardised_point(forecast, batch).reshape(-1)), minlength=f.n_bins)[:f.n_bins]  # finite
-        out = np.zeros((len(seen) + 1, max(seen.shape[1], len(counts))), np.int64)
-        out[:-1, :seen.shape[1]], out[-1, :len(counts)] = seen, counts
-        return out
-
-    def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, np.ndarray|None]:
-        "Stage 3: model output → the answer (`original_units`) and, when `observing`, the request's histograms (`observe`): converted once."
-        forecast = self.banded(self.preprocessor.scaled_forecast(scaled, batch, levels), batch)
-        return self.original_units(forecast, batch, levels), self.observe(batch, forecast) if self.observing else None
-
-    def original_units(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> pd.DataFrame:
-        "Model output (with its calibrated levels: see `finish`) → the answer in original units, with the requested quantile columns only."
-        out = self.preprocessor.inverse_transform(scaled, batch, quantiles=levels)
-        # by the names the preprocessor gives the bands, so an id or time column named q-something is never mistaken for one
-        unasked = [name for q in self.quantiles if q not in levels and (name := band_column(q)) in out.columns]
-        return out.drop(columns=unasked) if unasked else out
+# %% ../nbs/11_forecaster.ipynb #0021
+class Forecaster(_Stages):
+    "A preprocessor and a model, fitted together and used together."
+    @classmethod
+    def from_config(cls, cfg:DictConfig) -> Forecaster:
+        "An unfitted forecaster: the model from the factory, a preprocessor for the columns it will use."
+        _runtime(cfg.model); IntervalSpec.from_config(cfg)  # checked before any training
+        built = build_model(cfg)
+        pre = Preprocessor.from_config(cfg.data, roles=built.roles, history_length=built.history_length)
+        return cls(pre, built.model, cfg.model.name, resolved(cfg), max_horizon=built.max_horizon, training=built.training)
 
     def save(self, folder:str|Path) -> Path:
         "Write the preprocessor state, the model files and the resolved config to `folder`."
@@ -525,7 +537,7 @@ class Forecaster:
         loaded.plan_padded = meta.get("plan_padded", True)  # written since 2026-12-06; every artifact before asked for the padded plan
         return loaded
 
-# %% ../nbs/11_forecaster.ipynb #0021
+# %% ../nbs/11_forecaster.ipynb #0029
 SEASON_SEARCH = "model.hyperparameters.season_length"
 
 def data_decided(cfg:DictConfig, rows:pd.DataFrame) -> DictConfig:

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Self, Sequence
 
 import numpy as np
 import pandas as pd
@@ -288,9 +288,15 @@ def planned_horizon(batch:SeriesBatch, plan:Panel, expected:np.ndarray, stats:np
         refuse_beyond_float32(scaled, given, names, grid=plan.keep(inside), given=np.arange(len(rows)), labels=plan.labels[rows])
     return scaled
 
-# %% ../nbs/09_preprocess.ipynb #0017
-class Preprocessor:
-    "Stateful raw → model-ready transform: fitted steps learnt on training rows only, composed in one pipeline, plain-data state."
+# %% ../nbs/09_preprocess.ipynb #0018
+class _Settings:
+    "What a preprocessor is told (columns, policies, the model's look-back), the steps it owns, and the state `fit` learns."
+    series_: np.ndarray  # the training series' ids, in the order of every step's state
+    calendar_: list[str]  # the calendar features the model reads
+    columns_: dict[str, list[str]]  # the model's columns by role: target, past, future, static
+    history_length_: int  # rows of history a request must bring
+    profile_: Profile|None  # the training rows' features as the monitor compares them (None: a state written before the profile)
+
     def __init__(self,
                  time_col:str="date", # timestamp column
                  target:str="OT", # the column to forecast
@@ -354,6 +360,61 @@ class Preprocessor:
         return parse_panel(df, id_col=self.id_col, time_col=self.time_col, numeric=self.numeric, statics=self.static_covariates, ordered=ordered,
                            timezone=self.timezone)
 
+# %% ../nbs/09_preprocess.ipynb #0020
+class _Series(_Settings):
+    "Each series of a request among the fitted ones: found, refused by name, or learnt from its own rows; a long request cut into whole series."
+    def positions_of(self, ids:np.ndarray) -> np.ndarray:
+        "Each id's position among the fitted series (-1: a series not seen at fit)."
+        return self._known.get_indexer(pd.Index(ids))
+
+    @cached_property
+    def _known(self) -> pd.Index:
+        return pd.Index(self.series_)
+
+    def frequency_of(self, sid:str) -> str|None:
+        "The grid step series `sid` was fitted on (None: a series not seen at fit)."
+        at = int(self.positions_of(np.array([sid]))[0])
+        return None if at < 0 else str(self.spacing.freq_[at])
+
+    def _refuse_unknown(self, ids:np.ndarray) -> np.ndarray:
+        "Each id's position among the fitted series (-1: new); under `unknown_series: error`, the refusal of any new one, naming the first few."
+        at = self.positions_of(ids)
+        if self.unknown_series == "error" and (new := at < 0).any():
+            unknown = np.sort(ids[new])
+            raise InputError(self.id_col or "series", f"series was not seen at fit time ({len(unknown)} of this request's series are not: "
+                             f"{_listed(list(unknown), 3)}){self._lookalike(str(unknown[0]))}; known: {_listed(list(self.series_))}. To forecast "
+                             f"new series from their own history, train with data.unknown_series=own_history", str(unknown[0]))
+        return at
+
+    def _lookalike(self, sid:str) -> str:
+        "Where a known id reads as `sid` (another Unicode form of the same letters, spaces around it): said, since the two look the same."
+        known = pd.Series(self.series_, dtype=str)
+        plain = known.str.normalize("NFC").str.strip()  # over every fitted id at once, on the refusal's path only
+        if not (same := known[plain == unicodedata.normalize("NFC", sid).strip()]).size: return ""
+        return f" ({sid!r} and the known {same.iloc[0]!r} differ only in their Unicode form or the spaces around them: send the id as it was trained)"
+
+    def _refuse_empty_columns(self, panel:Panel) -> None:
+        "Refuse a series with a numeric column whose every value is missing: nothing to learn its scale from."
+        empty = segment_sums(~np.isnan(panel.values), panel.indptr) == 0
+        if empty.any():
+            k = _first(empty.any(axis=1))
+            raise InputError(self.numeric[_first(empty[k])], "every value is missing", str(panel.ids[k]))
+
+    def _series_state(self, panel:Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray|None]:
+        "(frequency, scaling, fallback values, yardsticks) of each series of `panel`: fitted, or learnt from its own rows for a new series."
+        at = self._refuse_unknown(panel.ids)
+        new = at < 0
+        freqs, stats, fallback = self.spacing.freq_[at], self.scaling.stats_[at], self.repairs.fallback_[at]
+        yards = self.extremes.stats_[at] if self.extremes.is_fitted else None  # a state written before the step: nothing is checked
+        if new.any():
+            newcomers = panel.take(np.flatnonzero(new))
+            freqs[new] = self.spacing.of_new(newcomers)  # the model's: `grid` refuses rows of another frequency, and bounds the gaps
+            self._refuse_empty_columns(newcomers)
+            stats[new], fallback[new] = self.scaling.learn(newcomers), self.repairs.learn(newcomers)
+            if yards is not None: yards[new] = yardsticks(newcomers)
+        self.spacing.refuse_other_phase(panel, freqs, at)  # daily rows at noon to a model of midnights: other data, not forecast at noon
+        return freqs, stats, fallback, yards
+
     def pieces(self, df:pd.DataFrame, rows:int) -> Iterator[Panel]:
         "Panels of whole series, about `rows` rows each: the frame cut by rows where each series' rows lie together, else parsed whole, then cut."
         self._check_fitted()
@@ -373,81 +434,9 @@ class Preprocessor:
                 return
         yield from self.panel(df).chunks(rows)
 
-    def _refuse_idle_calendar(self, panel:Panel) -> None:
-        "Refuse a calendar feature that takes one value at every step of a series' learnt frequency (hour on daily rows)."
-        freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)  # each frequency once, at its first series
-        for freq, k in zip(freqs.tolist(), firsts.tolist()):
-            if idle := idle_calendar(self.calendar, freq, panel.times[panel.indptr[k]]):
-                raise InputError("data.calendar", f"calendar features {idle} take one value at every step of this data ({freq}): they tell a model nothing; "
-                                 "remove them from data.calendar", str(panel.ids[k]))
-
-    def _refuse_empty_columns(self, panel:Panel) -> None:
-        "Refuse a series with a numeric column whose every value is missing: nothing to learn its scale from."
-        empty = segment_sums(~np.isnan(panel.values), panel.indptr) == 0
-        if empty.any():
-            k = _first(empty.any(axis=1))
-            raise InputError(self.numeric[_first(empty[k])], "every value is missing", str(panel.ids[k]))
-
-    def fit(self, df:pd.DataFrame) -> Preprocessor:
-        "Learn each series' frequency, scaling, fallback values and the static encodings from the training rows `df` only."
-        self.fit_transform(df)
-        return self
-
-    def fit_transform(self, df:pd.DataFrame) -> SeriesBatch:
-        "`fit` on the training rows `df`, and those rows transformed (made once: the profile is learnt from them too)."
-        panel, need = self.panel(df), max(3, self.history_length)
-        if (short := panel.lengths < need).any():
-            k = _first(short)
-            why = f" (the model reads {need} rows of history: its look-back, such as model.hyperparameters.input_chunk_length)" if need > 3 else ""
-            raise InputError(self.time_col, f"needs at least {need} rows to fit, got {panel.lengths[k]}{why}", str(panel.ids[k]))
-        self.spacing.fit(panel)
-        self._refuse_idle_calendar(panel)
-        self._refuse_empty_columns(panel)
-        self.scaling.fit(panel); self.extremes.fit(panel); self.repairs.fit(panel); self.statics.fit(panel)
-        self.series_ = panel.ids
-        self.__dict__.pop("_known", None)  # a refit learns other series: their index is made again on first use
-        self.calendar_ = list(self.calendar)
-        self.columns_ = {"target": [self.target], "past": list(self.past_covariates),
-                         "future": calendar_columns(self.calendar) + list(self.future_covariates), "static": list(self.static_covariates)}
-        self.history_length_ = self.history_length
-        self.profile_ = None
-        batch = self.transform(panel)  # the training rows as the model reads them: the reference of the live monitor
-        self.profile_ = Profile.fit(batch.values, batch.indptr, [self.target, *self.past_covariates], self.history_length_, statics=batch.statics,
-                                    static_columns=self.static_covariates, categories=self.statics.categories_ if self.static_covariates else None)
-        return batch
-
-    def observe(self, batch:SeriesBatch) -> np.ndarray|None:
-        "(features, bins) the histogram of each profiled feature in a transformed request (None: a state written without a profile)."
-        return None if self.profile_ is None else self.profile_.observe(batch.values, batch.indptr, batch.statics)
-
-    def frequency_of(self, sid:str) -> str|None:
-        "The grid step series `sid` was fitted on (None: a series not seen at fit)."
-        at = int(self.positions_of(np.array([sid]))[0])
-        return None if at < 0 else str(self.spacing.freq_[at])
-
-    def positions_of(self, ids:np.ndarray) -> np.ndarray:
-        "Each id's position among the fitted series (-1: a series not seen at fit)."
-        return self._known.get_indexer(pd.Index(ids))
-
-    @cached_property
-    def _known(self) -> pd.Index:
-        return pd.Index(self.series_)
-
-    def _series_state(self, panel:Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray|None]:
-        "(frequency, scaling, fallback values, yardsticks) of each series of `panel`: fitted, or learnt from its own rows for a new series."
-        at = self._refuse_unknown(panel.ids)
-        new = at < 0
-        freqs, stats, fallback = self.spacing.freq_[at], self.scaling.stats_[at], self.repairs.fallback_[at]
-        yards = self.extremes.stats_[at] if self.extremes.is_fitted else None  # a state written before the step: nothing is checked
-        if new.any():
-            newcomers = panel.take(np.flatnonzero(new))
-            freqs[new] = self.spacing.of_new(newcomers)  # the model's: `grid` refuses rows of another frequency, and bounds the gaps
-            self._refuse_empty_columns(newcomers)
-            stats[new], fallback[new] = self.scaling.learn(newcomers), self.repairs.learn(newcomers)
-            if yards is not None: yards[new] = yardsticks(newcomers)
-        self.spacing.refuse_other_phase(panel, freqs, at)  # daily rows at noon to a model of midnights: other data, not forecast at noon
-        return freqs, stats, fallback, yards
-
+# %% ../nbs/09_preprocess.ipynb #0022
+class _Transform(_Series):
+    "Raw rows → the model's `SeriesBatch`: on each series' grid, repaired within the budget, scaled, with the plan's future rows."
     def _suspects(self, grid:Panel, yards:np.ndarray|None, served:bool) -> np.ndarray|None:
         "(rows, columns) the history's values far beyond their series' yardsticks; served under `suspect_values: error`, the refusal of the first."
         if yards is None or self.suspect_ratio is None: return None
@@ -456,23 +445,6 @@ class Preprocessor:
             raise suspect_refusal(suspect_rows(grid, found, yards), self.suspect_ratio, "this series'",
                                   "This model refuses such values (data.suspect_values=error): mend it")
         return found
-
-    def _refuse_unknown(self, ids:np.ndarray) -> np.ndarray:
-        "Each id's position among the fitted series (-1: new); under `unknown_series: error`, the refusal of any new one, naming the first few."
-        at = self.positions_of(ids)
-        if self.unknown_series == "error" and (new := at < 0).any():
-            unknown = np.sort(ids[new])
-            raise InputError(self.id_col or "series", f"series was not seen at fit time ({len(unknown)} of this request's series are not: "
-                             f"{_listed(list(unknown), 3)}){self._lookalike(str(unknown[0]))}; known: {_listed(list(self.series_))}. To forecast "
-                             f"new series from their own history, train with data.unknown_series=own_history", str(unknown[0]))
-        return at
-
-    def _lookalike(self, sid:str) -> str:
-        "Where a known id reads as `sid` (another Unicode form of the same letters, spaces around it): said, since the two look the same."
-        known = pd.Series(self.series_, dtype=str)
-        plain = known.str.normalize("NFC").str.strip()  # over every fitted id at once, on the refusal's path only
-        if not (same := known[plain == unicodedata.normalize("NFC", sid).strip()]).size: return ""
-        return f" ({sid!r} and the known {same.iloc[0]!r} differ only in their Unicode form or the spaces around them: send the id as it was trained)"
 
     def _history_ends(self, panel:Panel, horizon:int, history_rows:Mapping[str, int]|None) -> np.ndarray:
         "Rows of history per series: all of them, unless planned covariates follow it (the caller says where, else the last observed target)."
@@ -535,6 +507,52 @@ class Preprocessor:
                                                                                 calendar=self.calendar_, planned=self.future_covariates)
         return batch
 
+    def observe(self, batch:SeriesBatch) -> np.ndarray|None:
+        "(features, bins) the histogram of each profiled feature in a transformed request (None: a state written without a profile)."
+        return None if self.profile_ is None else self.profile_.observe(batch.values, batch.indptr, batch.statics)
+
+# %% ../nbs/09_preprocess.ipynb #0024
+class _Fit(_Transform):
+    "Each step's state learnt from the training rows only, and the profile of those rows as the model reads them."
+    def _refuse_idle_calendar(self, panel:Panel) -> None:
+        "Refuse a calendar feature that takes one value at every step of a series' learnt frequency (hour on daily rows)."
+        freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)  # each frequency once, at its first series
+        for freq, k in zip(freqs.tolist(), firsts.tolist()):
+            if idle := idle_calendar(self.calendar, freq, panel.times[panel.indptr[k]]):
+                raise InputError("data.calendar", f"calendar features {idle} take one value at every step of this data ({freq}): they tell a model nothing; "
+                                 "remove them from data.calendar", str(panel.ids[k]))
+
+    def fit(self, df:pd.DataFrame) -> Self:
+        "Learn each series' frequency, scaling, fallback values and the static encodings from the training rows `df` only."
+        self.fit_transform(df)
+        return self
+
+    def fit_transform(self, df:pd.DataFrame) -> SeriesBatch:
+        "`fit` on the training rows `df`, and those rows transformed (made once: the profile is learnt from them too)."
+        panel, need = self.panel(df), max(3, self.history_length)
+        if (short := panel.lengths < need).any():
+            k = _first(short)
+            why = f" (the model reads {need} rows of history: its look-back, such as model.hyperparameters.input_chunk_length)" if need > 3 else ""
+            raise InputError(self.time_col, f"needs at least {need} rows to fit, got {panel.lengths[k]}{why}", str(panel.ids[k]))
+        self.spacing.fit(panel)
+        self._refuse_idle_calendar(panel)
+        self._refuse_empty_columns(panel)
+        self.scaling.fit(panel); self.extremes.fit(panel); self.repairs.fit(panel); self.statics.fit(panel)
+        self.series_ = panel.ids
+        self.__dict__.pop("_known", None)  # a refit learns other series: their index is made again on first use
+        self.calendar_ = list(self.calendar)
+        self.columns_ = {"target": [self.target], "past": list(self.past_covariates),
+                         "future": calendar_columns(self.calendar) + list(self.future_covariates), "static": list(self.static_covariates)}
+        self.history_length_ = self.history_length
+        self.profile_ = None
+        batch = self.transform(panel)  # the training rows as the model reads them: the reference of the live monitor
+        self.profile_ = Profile.fit(batch.values, batch.indptr, [self.target, *self.past_covariates], self.history_length_, statics=batch.statics,
+                                    static_columns=self.static_covariates, categories=self.statics.categories_ if self.static_covariates else None)
+        return batch
+
+# %% ../nbs/09_preprocess.ipynb #0026
+class _Output(_Fit):
+    "Model output in scaled units → the answer in original units, and the standardised scale of scores."
     def inverse_transform(self,
                           forecasts:Any, # model output in scaled units: an array (series, steps), darts `TimeSeries`, or a `ScaledForecast`
                           batch:SeriesBatch, # the batch the forecasts were made from: ids and target scaling
@@ -570,6 +588,9 @@ class Preprocessor:
         center, scale = batch.target_scale[position, 0], batch.target_scale[position, 1]
         return (np.asarray(values, dtype=np.float64) - center) / scale
 
+# %% ../nbs/09_preprocess.ipynb #0028
+class Preprocessor(_Output):
+    "Stateful raw → model-ready transform: fitted steps learnt on training rows only, composed in one pipeline, plain-data state."
     def to_dict(self) -> dict[str, Any]:
         "Configuration and fitted state as plain data, readable by a person and stable to hash."
         self._check_fitted()
@@ -615,7 +636,7 @@ class Preprocessor:
                    repair_budget=data.get("repair_budget"), timezone=data.get("timezone"),
                    suspect_ratio=data.get("suspect_ratio", SUSPECT_RATIO), suspect_values=data.get("suspect_values", "warn"))
 
-# %% ../nbs/09_preprocess.ipynb #0019
+# %% ../nbs/09_preprocess.ipynb #0030
 STATE_FORMAT = 2
 
 def upgraded_state(d:dict[str, Any]) -> dict[str, Any]:
