@@ -100,12 +100,12 @@ def request_examples(history, meta: dict, target: str) -> dict[str, dict[str, An
 
 
 def with_examples(spec: dict, examples: dict[str, dict[str, Any]]) -> dict:
-    "The OpenAPI `spec` with `examples` added to the POST request bodies; nothing else changed."
+    "The OpenAPI `spec` with `examples` added to the POST request bodies, beside the server's own (its model's input example); nothing else changed."
     spec = copy.deepcopy(spec)
     for path, by_type in examples.items():
         content = spec["paths"][path]["post"]["requestBody"]["content"]
         for media_type, named in by_type.items():
-            content[media_type]["examples"] = {name: {"value": value} for name, value in named.items()}
+            content[media_type]["examples"] = content[media_type].get("examples", {}) | {name: {"value": value} for name, value in named.items()}
     return spec
 
 

@@ -5,6 +5,7 @@ import json
 import re
 
 import httpx
+import mlflow
 import pytest
 from conftest import exact_json_body
 
@@ -118,6 +119,22 @@ def test_the_docs_page_needs_no_internet_on_both_backends(srv):
         got = httpx.get(f"{srv.url}{asset}", timeout=60)
         assert got.status_code == 200 and len(got.content) > 1000, asset
     assert httpx.get(f"{srv.url}/openapi.json", timeout=60).json()["info"]["title"] == "skewfree"
+
+
+def test_the_docs_offer_the_models_own_request_which_it_answers_on_both_backends(srv, trained):
+    # Swagger UI's "Try it out" sends the OpenAPI's example: the artifact's input example, on every forecast route and media type
+    spec = httpx.get(f"{srv.url}/openapi.json", timeout=60).json()
+    offered = {(path, media): spec["paths"][path]["post"]["requestBody"]["content"][media]["examples"]["input_example"]["value"]
+               for path, media in [("/predict", "application/json"), ("/invocations", "application/json"), ("/invocations", "text/csv")]}
+    answers = {key: httpx.post(f"{srv.url}{key[0]}", content=body if key[1] == "text/csv" else json.dumps(body), headers={"Content-Type": key[1]},
+                               timeout=60) for key, body in offered.items()}
+    assert all(a.status_code == 200 for a in answers.values()), {k: a.text[:300] for k, a in answers.items()}
+    example = mlflow.pyfunc.load_model(trained.model_uri).input_example
+    expected = trained.forecaster.predict(example, trained.forecaster.max_horizon).forecast.tolist()
+    assert [p["forecast"] for p in answers["/invocations", "application/json"].json()["predictions"]] == expected
+    assert [p["forecast"] for p in answers["/invocations", "text/csv"].json()["predictions"]] == expected
+    assert [v for s in answers["/predict", "application/json"].json()["series"] for v in s["forecast"]] == expected
+    assert "example_requests" not in httpx.get(f"{srv.url}/metadata", timeout=60).json()  # rows are the docs', not a status
 
 
 def test_text_csv_is_taken_as_mlflow_takes_it_on_both_backends(srv, history, trained):

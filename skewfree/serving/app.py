@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'Guard', 'Metrics', 'Repairs',
            'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error', 'bad_input', 'unavailable', 'too_slow',
            'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus', 'drift', 'refuse_query', 'predict',
-           'invocations', 'reload', 'lifespan', 'create_app', 'guarded_http']
+           'invocations', 'reload', 'with_request_examples', 'lifespan', 'create_app', 'guarded_http']
 
 # %% ../../nbs/21_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -319,7 +320,8 @@ async def ready(request:Request) -> Any:
 @status_routes.get("/metadata")
 async def metadata(request:Request) -> dict[str, Any]:
     "Which model is served, its training scores, its input schema."
-    return await request.app.state.backend.info()
+    info = await request.app.state.backend.info()
+    return {k: v for k, v in info.items() if k != "example_requests"}  # the OpenAPI's (`/docs`): a whole request of rows is no status
 
 @status_routes.get("/metrics", response_class=PlainTextResponse)  # Prometheus' text format, as the OpenAPI says
 async def prometheus(request:Request) -> Response:
@@ -405,6 +407,26 @@ async def _poll(backend:Backend, every:float) -> None:
         except Exception:  # a broken new version must not take the served one down
             log.exception("skewfree: reload failed; still serving the previous model")
 
+def with_request_examples(spec:dict[str, Any], examples:dict[str, dict[str, Any]]) -> dict[str, Any]:
+    "`spec` (a fresh OpenAPI document) with each forecast route's request exemplified by the served artifact's input example, by media type."
+    for path, by_type in examples.items():
+        content = spec["paths"].get(path, {}).get("post", {}).get("requestBody", {}).get("content", {})
+        for media_type, body in by_type.items():
+            if media_type in content:
+                content[media_type]["examples"] = {"input_example": {"summary": "the model's input example, for its longest horizon", "value": body}}
+    return spec
+
+def _exemplified_openapi(app:FastAPI) -> None:
+    "Serve the OpenAPI document with the artifact served now as each forecast route's example: Swagger UI's \"Try it out\" sends it."
+    if (url := app.openapi_url) is None: return  # no document to add to
+    route = next(r for r in app.router.routes if getattr(r, "path", None) == url)
+    plain = getattr(route, "endpoint")
+    async def openapi(request:Request) -> Response:
+        spec = json.loads((await plain(request)).body)  # FastAPI's own document, its server paths too; a copy to add to
+        return JSONResponse(with_request_examples(spec, (await request.app.state.backend.info()).get("example_requests", {})))
+    app.router.routes.remove(route)
+    app.add_route(url, openapi, include_in_schema=False)
+
 @asynccontextmanager
 async def lifespan(app:FastAPI) -> AsyncIterator[None]:
     "The server's life: the monitor's window started and the model URI polled (`reload_interval`); at the end, the poll and the workers stopped."
@@ -436,6 +458,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     app = FastAPIOffline(title="skewfree", description="Forecasts from one verified MLflow artifact. Bad input gets a 4xx naming the field.",
                          responses=error_answers(413),  # the guard refuses an oversized body on any route
                          exception_handlers=ERROR_HANDLERS, lifespan=lifespan)
+    _exemplified_openapi(app)  # the model's own request in `/docs`, as the model served now has it (a reload may change its columns)
     app.state.backend, app.state.metrics = backend, metrics
     # one window per server; a backend whose replicas answer apart (Ray) brings the window they share
     app.state.watch = Watch(monitor or MonitorConfig(), metrics, getattr(backend, "window", None))

@@ -21,7 +21,7 @@ from ..panel import SINGLE_SERIES_COLUMN
 # %% auto #0
 __all__ = ['BadRequest', 'OverLimit', 'Unavailable', 'DeadlineExceeded', 'Deadline', 'checkpoint', 'within', 'request_timeout',
            'Limits', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse', 'ErrorDetail', 'ErrorBody',
-           'error_answers', 'to_frame', 'typed_keys', 'typed_error', 'from_frame']
+           'error_answers', 'to_frame', 'typed_keys', 'typed_error', 'from_frame', 'typed_request']
 
 # %% ../../nbs/17_serving_contract.ipynb #0006
 class BadRequest(InputError):
@@ -247,3 +247,26 @@ def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str, ids:list[st
     bands = [c for c in forecast.columns if c not in (id_col or SINGLE_SERIES_COLUMN, time_col, "forecast")]
     return [SeriesOut(id=sid, timestamps=[t.isoformat() for t in rows[time_col]], forecast=rows.forecast.tolist(),
                       quantiles={c: rows[c].tolist() for c in bands}) for sid in ids for rows in [groups[sid]]]
+
+# %% ../../nbs/17_serving_contract.ipynb #0013
+def _listed_values(values:pd.Series) -> list[Any]:
+    "A column's values as JSON takes them: Python numbers and text, a missing value as None (JSON has no NaN)."
+    return [None if pd.isna(v) else v for v in values.astype(object).tolist()]
+
+def typed_request(rows:pd.DataFrame, # raw long rows, each series' in time order (an artifact's input example, say)
+                  columns:Columns, # the artifact's columns by role
+                  horizon:int, quantiles:list[float]|None=None) -> dict[str, Any]:
+    "Raw long rows as a `/predict` body, the inverse of `to_frame`: each series' history, its planned rows and its constants."
+    groups = rows.groupby(columns.id_col, sort=False) if columns.id_col else [(SINGLE_SERIES_COLUMN, rows)]
+    series = []
+    for sid, one in groups:
+        observed = np.flatnonzero(one[columns.target].notna().to_numpy())
+        # rows after the last observed target are the plan of a model that takes planned covariates; otherwise all are history
+        n = int(observed[-1]) + 1 if columns.future_covariates and observed.size else len(one)
+        times = one[columns.time_col]
+        series.append({"id": str(sid), "timestamps": (times.astype(str) if pd.api.types.is_datetime64_any_dtype(times) else times).tolist(),
+                       "target": _listed_values(one[columns.target].iloc[:n]),
+                       "past_covariates": {c: _listed_values(one[c].iloc[:n]) for c in columns.past_covariates},
+                       "future_covariates": {c: _listed_values(one[c]) for c in columns.future_covariates},
+                       "static_covariates": {c: _listed_values(one[c].iloc[:1])[0] for c in columns.static_covariates}})
+    return {"series": series, "horizon": horizon} | ({} if quantiles is None else {"quantiles": quantiles})

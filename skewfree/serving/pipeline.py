@@ -25,7 +25,7 @@ from ..forecaster import Prepared
 from ..panel import SINGLE_SERIES
 from ..repair import summed_repairs
 from .codec import parse_invocation, predictions_json, request_body, split_by_columns
-from .contract import Deadline, Limits, PredictRequest, PredictResponse, checkpoint, from_frame, to_frame, typed_error
+from .contract import Deadline, Limits, PredictRequest, PredictResponse, checkpoint, from_frame, to_frame, typed_error, typed_request
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,15 @@ class Loaded:
             return False
         return True
 
+    @cached_property
+    def example_requests(self) -> dict[str, dict[str, Any]]:
+        "The artifact's input example as each forecast route's body, by media type, for its longest horizon: the requests `/docs` offers."
+        example, horizon = self.model.input_example, self.artifact.forecaster.max_horizon
+        if not isinstance(example, pd.DataFrame): return {}  # an artifact logged without one
+        return {"/invocations": {"application/json": json.loads(request_body(example, {"horizon": horizon})),
+                                 "text/csv": example.to_csv(index=False)},  # a CSV body takes no params: the longest horizon
+                "/predict": {"application/json": typed_request(example, self.artifact.columns, horizon)}}
+
 def registry_version(uri:str) -> str|None:
     "The number of the registry version a `models:/` URI points at now (by number, alias, stage or `latest`), else None."
     found = registered_version(uri)
@@ -117,7 +126,8 @@ def hydrate(uri:str, limits:Limits|None=None) -> Loaded:
 def describe(loaded:Loaded) -> dict[str, Any]:
     "What `/metadata` says about a loaded artifact: where it came from, then what the artifact says of itself."
     return {"model_uri": loaded.uri, "model_version": loaded.version, "run_id": loaded.run_id, "key": loaded.key,
-            **loaded.artifact.describe(), "input_schema": loaded.input_schema.to_dict()}
+            **loaded.artifact.describe(), "input_schema": loaded.input_schema.to_dict(),
+            "example_requests": loaded.example_requests}  # the OpenAPI's (`/docs`), not `/metadata`'s: it is left out there
 
 def notes_of(repairs:dict[str, dict[str, int]], observed:Any, key:str|None=None) -> dict[str, Any]:
     "What the server's metrics and monitor read of an answered request: repairs summed over its series, its histograms, whose artifact binned them."
