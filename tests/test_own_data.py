@@ -417,6 +417,10 @@ def test_a_whole_number_static_is_signed_as_a_number_so_a_row_may_leave_it_out(s
     answered = post(rows)
     assert answered.status_code == 200, answered.text
     assert [p["forecast"] for p in answered.json()["predictions"]] == result.forecaster.predict(history, 3).forecast.tolist()
+    offered = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    example = offered["input_example"]["value"]  # /docs' typed example carries each series' size
+    assert {s["id"]: s["static_covariates"] for s in example["series"]} == {"north": {"size": 100.0}, "south": {"size": 250.0}}, example
+    assert client.post("/predict", json=example).status_code == 200
     rows[5][3] = None  # a static given on some of a series' rows is that series' value, as at training: answered the same
     assert post(rows).json()["predictions"] == answered.json()["predictions"]
     for row in rows:

@@ -432,6 +432,13 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
                             "future_covariates": {"HUFL": rows.HUFL.iloc[-need - steps:].tolist()}}], "horizon": 3}
         ok = httpx.post(f"{srv.url}/predict", json=body, timeout=60)
         assert ok.status_code == 200, ok.text
+        spec = httpx.get(f"{srv.url}/openapi.json", timeout=60).json()  # /docs' examples carry the plan of the longest horizon, and are answered
+        offered = {path: spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["examples"]["input_example"]["value"]
+                   for path in ("/predict", "/invocations")}
+        for series in offered["/predict"]["series"]:
+            assert len(series["timestamps"]) == len(series["target"]) + meta["planned_steps"] == len(series["future_covariates"]["HUFL"]), series
+        for path, example in offered.items():
+            assert httpx.post(f"{srv.url}{path}", json=example, timeout=60).status_code == 200, path
         short = json.loads(json.dumps(body))
         short["series"][0]["timestamps"] = short["series"][0]["timestamps"][:-steps + 1]
         short["series"][0]["future_covariates"]["HUFL"] = short["series"][0]["future_covariates"]["HUFL"][:-steps + 1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -99,7 +100,10 @@ class Loaded:
         "The artifact's input example as each forecast route's body, by media type, for its longest horizon: the requests `/docs` offers."
         example, horizon = self.model.input_example, self.artifact.forecaster.max_horizon
         if not isinstance(example, pd.DataFrame): return {}  # an artifact logged without one
-        return {"/invocations": {"application/json": json.loads(request_body(example, {"horizon": horizon})),
+        split = json.loads(request_body(example, {"horizon": horizon}))
+        # strict JSON, which has no NaN: a missing value (a planned row's target) is null, as MLflow's parser reads it too
+        split["dataframe_split"]["data"] = [[None if isinstance(v, float) and math.isnan(v) else v for v in row] for row in split["dataframe_split"]["data"]]
+        return {"/invocations": {"application/json": split,
                                  "text/csv": example.to_csv(index=False)},  # a CSV body takes no params: the longest horizon
                 "/predict": {"application/json": typed_request(example, self.artifact.columns, horizon)}}
 
