@@ -252,7 +252,17 @@ def build_xgboost(hyperparameters:dict[str, Any], training:Training):
     model = (level_free_xgb() if relative else XGBModel)(**hp, **extra, **training.model_kwargs)
     if relative and (max(model.lags.get("target") or [0]) != -1 or model.component_lags):
         raise ValueError("relative_to_last_value needs the target's last value among its lags (lag -1) and one lag set for every component")
+    _warn_unread_plan(hp.get("lags_future_covariates"), int(model.output_chunk_length), model.multi_models)
     return model
+
+def _warn_unread_plan(lags:Any, output:int, multi_models:bool) -> None:
+    "Warn where a booster per step reads future lags that stop short of its output window: the later steps read no plan of their own."
+    # darts' (past, future) lags count from each window's first step, for every step's booster alike
+    if not (multi_models and isinstance(lags, tuple) and len(lags) == 2 and all(isinstance(n, int) for n in lags)): return
+    if (ahead := lags[1]) < output:
+        TRAINING_LOG.warning(f"model.hyperparameters.lags_future_covariates={list(lags)}: steps {ahead + 1} to {output} of each {output}-step window "
+                             f"read no planned value of their own (every step reads the plan up to step {ahead}); set its second number to "
+                             f"{output}, the output window (model.hyperparameters.output_chunk_length)")
 
 _classes: dict[str, type] = {}
 
@@ -408,7 +418,7 @@ def load_model(saved_as:str, path:str):
         from darts.models.forecasting.forecasting_model import ForecastingModel
         return ForecastingModel.load(path)
 
-# %% ../nbs/10_models.ipynb #0025
+# %% ../nbs/10_models.ipynb #0027
 @dataclass
 class Windows:
     "Backtest forecasts, one per window: the series it is of, the position of its first step in that series, and the forecast."
@@ -436,7 +446,7 @@ def gathered(values:np.ndarray, starts:np.ndarray, length:int, block:int=4096):
     for i in range(0, len(starts), block):
         yield values[starts[i:i + block, None] + np.arange(length)]
 
-# %% ../nbs/10_models.ipynb #0027
+# %% ../nbs/10_models.ipynb #0029
 def _accumulate(flat:np.ndarray, steps:np.ndarray, bias:np.ndarray) -> np.ndarray:
     "bias + Σⱼ flat[:, j] · steps[j] in float64, one input j after another: the same additions in the same order for every row."
     from numba import njit, prange  # numba comes with darts; compiled once per machine, cached beside the module
@@ -538,7 +548,7 @@ class LinearKernel:
         with np.load(path, allow_pickle=False) as saved:
             return cls(saved["weight"], saved["bias"], **json.loads(str(saved["meta"])))
 
-# %% ../nbs/10_models.ipynb #0029
+# %% ../nbs/10_models.ipynb #0031
 def register_kernel(name:str):
     "Decorator: register `kernel(fitted_model) -> kernel | None`, the darts-free forward pass of model `name`."
     def _register(kernel):
@@ -590,7 +600,7 @@ def windows_from_darts(batch:SeriesBatch, forecasts:Sequence[Sequence[Any]], qua
     firsts = np.array([int(np.searchsorted(batch.times[batch.indptr[k]:batch.indptr[k + 1]], t)) for k, t in zip(series, starts)], dtype=np.int64)
     return Windows(series, firsts, forecast)
 
-# %% ../nbs/10_models.ipynb #0043
+# %% ../nbs/10_models.ipynb #0045
 @dataclass
 class WindowMoments:
     "Sums over windows that least squares needs: Σ zᵀz, Σ zᵀy and Σ ‖y‖², with z a window's inputs and a 1 for the bias."
@@ -645,7 +655,7 @@ def last_inputs(moments:WindowMoments, rows:int, components:int) -> WindowMoment
     keep = np.r_[np.arange(inputs - rows * components, inputs), inputs]  # row-major (step, column): the last rows come last
     return WindowMoments(moments.gram[np.ix_(keep, keep)], moments.cross[keep], moments.target_energy, moments.windows)
 
-# %% ../nbs/10_models.ipynb #0045
+# %% ../nbs/10_models.ipynb #0047
 def solve_members(kernel:LinearKernel, batch:SeriesBatch, look_backs:Sequence[int], candidates:Sequence[Sequence[float]],
                   val:SeriesBatch|None=None) -> tuple[np.ndarray, np.ndarray, list[float], list[dict[float, float]]]:
     "The mean of the NLinears reading `look_backs[i]` rows, each solved alone with its ridge of lowest `val` MSE out of `candidates[i]`."
@@ -708,7 +718,7 @@ def fit_least_squares(model, ridges:Sequence[float], batch:SeriesBatch, val:Seri
 register_model("nlinear_ls", family="least_squares", uses=("past",))(build_nlinear)
 register_kernel("nlinear_ls")(nlinear_kernel)
 
-# %% ../nbs/10_models.ipynb #0046
+# %% ../nbs/10_models.ipynb #0048
 @register_trainer("least_squares")
 def least_squares_training(trainer:DictConfig, seed:int) -> Training:
     "NLinear in closed form (`fit_least_squares`) over `trainer.least_squares.ridges`; several ridges need validation rows."

@@ -423,7 +423,7 @@ def test_planned_future_covariates_must_cover_the_horizon(store):
         rows = raw[raw.series_id == "ETTh1"]
         need = result.forecaster.history_length
         steps = result.forecaster.future_steps(3)
-        assert steps == 12, steps  # 3 steps forecast, and the smoke XGBoost reads its future lags: 12 steps from the first
+        assert steps == 24, steps  # 3 steps forecast, and the smoke XGBoost reads its future lags: its whole 24-step window
         meta = httpx.get(f"{srv.url}/metadata", timeout=60).json()
         assert (meta["planned_steps"], meta["timezone"]) == (24, "UTC")  # for its longest horizon, and its times' zone: a client can ask
         hist = rows.iloc[-need - steps:-steps]
