@@ -32,16 +32,18 @@ from omegaconf import DictConfig
 import skewfree
 from .core import InputError, project_root, shown, stop_if_interrupted
 from .forecaster import Forecaster, Prepared
+from .models import ModelEntry
 from .panel import SINGLE_SERIES
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'YARDSTICK',
-           'RECALIBRATED_FROM', 'tracking_uri', 'reachable', 'setup_tracking', 'ArtifactCheckError', 'sample_series',
-           'golden_requests', 'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput',
-           'Columns', 'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field',
-           'distribution', 'register', 'promote', 'registered_version']
+__all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'SERVING_PACKAGES',
+           'MODEL_PACKAGES', 'FAMILY_PACKAGES', 'YARDSTICK', 'RECALIBRATED_FROM', 'tracking_uri', 'reachable',
+           'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests', 'request_window',
+           'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput', 'Columns', 'SkewfreeModel',
+           'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution', 'register', 'promote',
+           'registered_version']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -356,7 +358,7 @@ def log_forecaster(forecaster:Forecaster, # fitted
         entry.write_text(MODEL_CODE)
         info = mlflow.pyfunc.log_model(name=name, python_model=str(entry), artifacts={"skewfree": str(folder)},
                                        code_paths=[str(code)], signature=signature, input_example=(example, params),
-                                       pip_requirements=_requirements(),
+                                       pip_requirements=_requirements(forecaster.entry),
                                        metadata={"skewfree": {k: manifest[k] for k in ("skewfree_version", "model_name", "preprocessor_hash")}})
     return info
 
@@ -395,11 +397,22 @@ def distribution(name:str) -> tuple[str, str]|None:
         except PackageNotFoundError: continue
     return None
 
-def _requirements() -> list[str]:
-    "Pinned requirements of the serving environment (skewfree's own code travels inside the artifact), as the package index names them."
-    found = [distribution(p) for p in ("mlflow", "darts", "torch", "xgboost", "pandas", "numpy", "pyarrow", "omegaconf")]
-    # a local version (`2.13.0+cpu`, a wheel built for one machine) is served by no package index: the public version is
-    return [f"{dist}=={v.split('+')[0]}" for dist, v in filter(None, found)]
+# what the artifact's own code imports to load and forecast (skewfree's code travels inside it: its dependencies must be named)
+SERVING_PACKAGES = ("mlflow", "darts", "pandas", "numpy", "pyarrow", "omegaconf", "hydra-core", "coreforecast")
+# and what its model's files need: darts' torch models (NLinear, TFT, the seasonal baseline) load through Lightning
+MODEL_PACKAGES = {"torch": ("torch", "pytorch-lightning"), "pickle": ()}
+FAMILY_PACKAGES = {"boosted": ("xgboost",)}
+
+def _pinned(dist:str, installed:str) -> list[str]:
+    "A requirement line pinning `dist` at its installed public version; the CPU build of XGBoost where it has wheels (Linux), the other elsewhere."
+    public = installed.partition("+")[0]  # a local version (`2.13.0+cpu`, a wheel built for one machine) is served by no package index
+    if dist == "xgboost-cpu": return [f'xgboost-cpu=={public}; sys_platform == "linux"', f'xgboost=={public}; sys_platform != "linux"']
+    return [f"{dist}=={public}"]
+
+def _requirements(entry:ModelEntry) -> list[str]:
+    "Pinned requirements of the serving environment of a model of `entry`: the artifact's code's imports, and its model's, as the index names them."
+    names = [*SERVING_PACKAGES, *MODEL_PACKAGES.get(entry.saved_as, ()), *FAMILY_PACKAGES.get(entry.family, ())]
+    return [line for dist, v in filter(None, map(distribution, names)) for line in _pinned(dist, v)]
 
 # %% ../nbs/14_artifact.ipynb #0019
 YARDSTICK = "yardstick"  # in `scored_on`: the digest of the rows the scales of its `*_std` and MASE scores were learnt from

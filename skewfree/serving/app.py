@@ -40,10 +40,11 @@ from .workers import Backend, LocalBackend, ProcessBackend, writable
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'Guard', 'Metrics', 'Repairs',
-           'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error', 'bad_input', 'unavailable', 'too_slow',
-           'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus', 'drift', 'refuse_query', 'predict',
-           'invocations', 'reload', 'with_request_examples', 'lifespan', 'create_app', 'guarded_http']
+__all__ = ['log', 'ECHO_CHARS', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'Guard',
+           'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error', 'bad_input',
+           'unavailable', 'too_slow', 'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus', 'drift',
+           'refuse_query', 'predict', 'invocations', 'reload', 'with_request_examples', 'lifespan', 'create_app',
+           'guarded_http']
 
 # %% ../../nbs/21_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -53,10 +54,17 @@ def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
     item = series[loc[2]] if isinstance(series, list) and 0 <= loc[2] < len(series) else None
     return item["id"] if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"] else None  # an empty id names none
 
+ECHO_CHARS = 1_000  # the most of the caller's text one part of an error echoes: a 9 MB id is named by its start, not sent back whole
+
+def _echoed(value:Any) -> Any:
+    "One part of an error as the answer writes it: long text cut to `ECHO_CHARS`, saying how long it was; unwritable text escaped."
+    if isinstance(value, str) and len(value) > ECHO_CHARS: value = f"{value[:ECHO_CHARS]}… ({len(value):,} characters)"
+    return writable(value)
+
 def _error(status:int, field:str|None, reason:str, series:str|None=None, row:Any=None) -> JSONResponse:
     # every part may echo the caller's text, keys included: an unwritable one must not turn a 4xx into a 500
     error = {"field": field, "series": series, "row": row, "reason": reason}
-    return JSONResponse(status_code=status, content={"error": {k: writable(v) for k, v in error.items()}})
+    return JSONResponse(status_code=status, content={"error": {k: _echoed(v) for k, v in error.items()}})
 
 # %% ../../nbs/21_serving_app.ipynb #0008
 class _TooLarge(Exception): pass
@@ -349,7 +357,8 @@ def refuse_query(request:Request) -> None:
 @forecast_routes.post("/predict", response_model=PredictResponse, responses=error_answers(400, 413, 422, 503, 504), dependencies=[Depends(refuse_query)])
 async def predict(request:PredictRequest, raw:Request) -> PredictResponse:
     "Typed forecast request; the answer says which model made it and where the time went."
-    if may_repeat_a_key(body := await raw.body(), typed_keys(request)): refuse_duplicate_keys(body)  # JSON kept only the last
+    # JSON kept only the last; read again in a thread: a body of a million keys must not hold the event loop every request needs
+    if may_repeat_a_key(body := await raw.body(), typed_keys(request)): await asyncio.to_thread(refuse_duplicate_keys, body)
     if b"\\u" in body and (path := lone_surrogate_at(request.model_dump())) is not None:
         series = request.series[path[1]].id if len(path) > 1 and path[0] == "series" else None
         raise InputError(".".join(map(str, path)), NOT_UNICODE, series if series and is_unicode(series) else None)
@@ -369,7 +378,8 @@ async def invocations(request:Request) -> Response:
     started, deadline = time.perf_counter(), Deadline.after(state.request_timeout)
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv":
         # parsed in a thread: a large CSV must not hold the event loop, which every other request needs
-        body = await asyncio.to_thread(csv_as_split, body, (await state.backend.info())["input_schema"])
+        info = await state.backend.info()
+        body = await asyncio.to_thread(csv_as_split, body, info["input_schema"], info["id_col"])
     answer, stages, notes = await state.backend.invocations(body, deadline)
     state.watch.add(await state.backend.info(), notes)
     # the backend's share of the request (hand-off, parse, predict, JSON) in the standard header: the rest is HTTP's;

@@ -10,7 +10,7 @@ import datetime
 import io
 import json
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 import orjson
@@ -25,8 +25,8 @@ from .contract import BadRequest
 
 # %% auto #0
 __all__ = ['INVOCATION_BODY', 'NOT_UNICODE', 'predictions_json', 'request_body', 'split_by_columns', 'refuse_duplicate_keys',
-           'may_repeat_a_key', 'lone_surrogate_at', 'is_unicode', 'refuse_loose_rows', 'csv_as_split',
-           'parse_invocation', 'as_frame', 'Parsed', 'naive_times']
+           'may_repeat_a_key', 'lone_surrogate_at', 'is_unicode', 'refuse_loose_rows', 'signed_keys_only',
+           'csv_as_split', 'parse_invocation', 'as_frame', 'Parsed', 'naive_times']
 
 # %% ../../nbs/18_serving_codec.ipynb #0006
 _COLUMNS = {"type": "array", "items": {"type": "string"}}
@@ -136,8 +136,16 @@ def _as_ns(parsed:pd.Series) -> pd.Series:
 class _Twice(Exception): pass
 
 def _pairs_once(pairs:list[tuple[str, Any]]) -> dict[str, Any]:
-    if len(keys := [k for k, _ in pairs]) != len(set(keys)): raise _Twice(next(k for k in keys if keys.count(k) > 1))
-    return dict(pairs)
+    if len(found := dict(pairs)) != len(pairs): raise _Twice(_first_repeated(k for k, _ in pairs))
+    return found
+
+def _first_repeated(names:Iterable[str]) -> str|None:
+    "The first name seen a second time, in one pass (a body may hold an object of 100,000 keys: counting each again would take minutes)."
+    seen: set[str] = set()
+    for name in names:
+        if name in seen: return name
+        seen.add(name)
+    return None
 
 def refuse_duplicate_keys(body:bytes) -> None:
     "Refuse a JSON object that names a key twice: parsers keep the last, so what the first held would be dropped unread."
@@ -212,9 +220,9 @@ def refuse_loose_rows(request:dict[str, Any], schema:Schema, id_col:str|None=Non
     "Refuse what MLflow's parser would quietly mend: a ragged row or a record lacking a column (null-filled), a number as text or true."
     kinds = {str(n): _STRICT[t] for n, t in zip(schema.input_names(), schema.input_types()) if t in _STRICT}
     text = {str(n) for n, t in zip(schema.input_names(), schema.input_types()) if t == DataType.string}
-    required = [str(n) for n in schema.required_input_names()]
+    required, signed = [str(n) for n in schema.required_input_names()], set(map(str, schema.input_names()))
     for key, table in request.items():
-        if (columns := _columns_of(key, table, required)) is None: continue  # other shapes are MLflow's to read, or to refuse
+        if (columns := _columns_of(key, table, required, signed)) is None: continue  # other shapes are MLflow's to read, or to refuse
         ids = columns.get(id_col) if id_col else None
         for name, values in columns.items():
             # MLflow reads `instances` and `inputs` through numpy, which writes a null in a text column as the text 'None'
@@ -233,7 +241,7 @@ def _shown(value:Any) -> str:
     if isinstance(value, list | dict): return "a list" if isinstance(value, list) else "an object"
     return shown(value)
 
-def _columns_of(key:str, table:Any, required:list[str]) -> dict[str, list]|None:
+def _columns_of(key:str, table:Any, required:list[str], signed:set[str]) -> dict[str, list]|None:
     "A request's values column by column (`None` where a row lacks one), refusing a ragged row or a record lacking a column."
     if key == DF_SPLIT:
         if not isinstance(table, dict): return None
@@ -255,10 +263,19 @@ def _columns_of(key:str, table:Any, required:list[str]) -> dict[str, list]|None:
     for name in (n for n in required if n in present):  # a column no row has is MLflow's to name ("missing inputs")
         if lacking := [i for i, r in enumerate(table) if name not in r]:
             raise BadRequest(name, "column is missing from this row (other rows have it)", None, lacking[0])
-    return {str(n): [r.get(n) for r in table] for n in present}
+    # the signature's columns only: every record may bring a key of its own, and a column of each would grow with keys × records
+    return {str(n): [r.get(n) for r in table] for n in present & signed}
+
+def signed_keys_only(request:dict[str, Any], schema:Schema) -> dict[str, Any]:
+    "`request` with each record's keys outside the signature left out, as MLflow ignores them: its parser never makes a column of each."
+    known = set(map(str, schema.input_names()))
+    def trimmed(table:Any) -> Any:
+        if not (isinstance(table, list) and all(isinstance(r, dict) for r in table) and any(r.keys() - known for r in table)): return table
+        return [{k: v for k, v in r.items() if k in known} for r in table]
+    return {key: trimmed(table) for key, table in request.items()}
 
 # %% ../../nbs/18_serving_codec.ipynb #0019
-def csv_as_split(body:bytes, columns:list[dict[str, Any]]) -> bytes:
+def csv_as_split(body:bytes, columns:list[dict[str, Any]], id_col:str|None=None) -> bytes:
     "A `text/csv` body (a header, then rows; no params, as MLflow takes it) as the `dataframe_split` body the pipeline parses."
     # text and time columns are read as text, as the JSON formats carry them: an id like '001' stays '001', not the number 1
     as_text = {c["name"]: str for c in columns if c.get("type") in ("string", "datetime")}
@@ -266,16 +283,20 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]]) -> bytes:
     first_line = (body.split(b"\n", 1)[0].decode("utf-8-sig", "replace").splitlines() or [""])[0]  # a line may end in a lone \r too
     try: header = next(csv.reader([first_line]), [])
     except csv.Error as e: raise BadRequest("body", f"not valid CSV: {e}") from None
-    if twice := sorted({n for n in header if header.count(n) > 1}):
-        raise BadRequest(twice[0], "named twice in the CSV header: only one of the two columns would be read")
-    try: frame = pd.read_csv(io.BytesIO(body), **csv_reading(header, list(as_text)))
+    if (twice := _first_repeated(header)) is not None:
+        raise BadRequest(twice, "named twice in the CSV header: only one of the two columns would be read")
+    # the signature's columns only: MLflow ignores any other, so none is parsed (a header of 300,000 names read whole took minutes)
+    known = {c["name"] for c in columns}
+    wanted = [n for n in header if n in known] if len(header) > 1 else header  # one column alone is read: it may be 'store;day;units'
+    try: frame = pd.read_csv(io.BytesIO(body), usecols=wanted, **csv_reading(wanted, [n for n in as_text if n in wanted]))
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise BadRequest("body", f"not valid CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     try: comma_separated(frame, "the CSV body", "body")  # as a file is read: one column of 'store;day;units' is told as such
     except InputError as e: raise BadRequest(e.field, e.reason) from None
     for name in frame.columns:  # JSON carries no infinity: written as null, it would be taken for a missing value and filled
         if frame[name].dtype.kind == "f" and (rows := np.flatnonzero(np.isinf(frame[name].to_numpy()))).size:
-            raise InputError(str(name), "infinite value", None, int(rows[0]))
+            series = str(frame[id_col].iloc[rows[0]]) if id_col in frame.columns else None
+            raise InputError(str(name), "infinite value", series, int(rows[0]))
     try: return orjson.dumps({DF_SPLIT: {"columns": list(frame.columns), "data": frame.astype(object).where(frame.notna(), None).to_numpy().tolist()}})
     except orjson.JSONEncodeError as e: raise BadRequest("body", f"a value the CSV holds is out of range: {e}") from None
 
@@ -312,6 +333,7 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
         return Parsed(naive_times(frame, schema, timezone), params, True)
     refuse_duplicate_keys(body)  # records and instances repeat their column names in every row: only a full read tells
     refuse_loose_rows(request, schema, id_col)
+    request = signed_keys_only(request, schema)
     return Parsed(naive_times(as_frame(infer_and_parse_data(request, schema), schema), schema, timezone), params, False)
 
 def as_frame(parsed:Any, schema:Schema) -> pd.DataFrame:
