@@ -572,7 +572,21 @@ def recalibration(d: dict) -> list[str]:
     return [*out, ""]
 
 
-RENDERERS = {"accuracy": accuracy, "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
+def hostile(d: dict) -> list[str]:
+    "bench/hostile.py: each hostile body's answer, beside the same body's against the code before (`hostile_before`), when measured."
+    before = LOADED.get("hostile_before", {}).get("results", {}).get("cases", {}) if d.get("benchmark") == "hostile" else {}
+    rows = []
+    for name, c in d.get("results", {}).get("cases", {}).items():
+        b = before.get(name, {})
+        rows.append([f"`{name}`", num(c["body_mb"], ".2f"), num(c["status"]), num(c["seconds"], ".2f"), num(c["slowest_health_s"], ".2f"),
+                     num(c["answer_kb"], ".1f"), *([num(b.get("seconds"), ".2f"), num(b.get("slowest_health_s"), ".2f"), num(b.get("answer_kb"), ".1f")]
+                                                  if before else [])])
+    head = ["body", "MB", "status", "s to answer", "slowest /health s", "answer KB"]
+    head += [f"before ({LOADED['hostile_before'].get('commit')}): s", "before: slowest /health s", "before: answer KB"] if before else []
+    return [*header(d), *table(head, rows), ""]
+
+
+RENDERERS = {"accuracy": accuracy, "hostile": hostile, "hostile_before": hostile, "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
              "scale": scale, "monitor": monitor, "first_hour": first_hour, "fuzz": fuzz}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 

@@ -20,9 +20,9 @@ from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 from .core import InputError, checked_number, project_root
 
 # %% auto #0
-__all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SHARES', 'NUMBERS', 'CHOICES', 'NAMES', 'file_stem', 'params_dir',
-           'compose_config', 'group_choices', 'unknown_key', 'plainly', 'kind', 'leaves', 'check_kinds', 'check_config',
-           'check_names', 'resolved']
+__all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SHARES', 'NUMBERS', 'CHOICES', 'NAMES', 'SECRETS', 'REDACTED', 'file_stem',
+           'params_dir', 'compose_config', 'group_choices', 'unknown_key', 'plainly', 'kind', 'leaves', 'check_kinds',
+           'check_config', 'check_names', 'resolved']
 
 # %% ../nbs/02_config.ipynb #0005
 def file_stem(path:str|None, otherwise:str="file") -> str:
@@ -193,6 +193,15 @@ def check_names(cfg:DictConfig) -> None:
             if twice := next((n for i, n in enumerate(seen) if n in seen[:i]), None): raise InputError(key, f"{twice!r} is listed twice")
     if OmegaConf.select(cfg, "data.names", default=None) == []: raise InputError("data.names", "expected at least one embedded series")
 
+SECRETS = ("serve.admin_token",)  # settings that hold a secret: a run's params, its config and its artifact say only that one is set
+REDACTED = "<redacted>"
+
 def resolved(cfg:DictConfig) -> dict[str, Any]:
-    "The config as plain, fully resolved data: what is logged with every run and stored in the artifact."
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    "The config as plain, fully resolved data, its secrets redacted: what is logged with every run and stored in the artifact."
+    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    for dotted in SECRETS:
+        *path, key = dotted.split(".")
+        node: Any = plain
+        for part in path: node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(key) is not None: node[key] = REDACTED
+    return plain

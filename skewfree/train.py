@@ -108,10 +108,12 @@ def _flat(d:dict[str, Any], prefix:str="") -> dict[str, Any]:
         else: out[f"{prefix}{k}"] = v
     return out
 
-def _git_commit() -> str:
-    "The commit of the working tree, or 'unknown' outside a git checkout."
-    try: return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=project_root()).stdout.strip()
-    except (OSError, subprocess.CalledProcessError): return "unknown"
+def _git_state() -> dict[str, str]:
+    "The commit of the checkout the running skewfree code lives in, and whether its tracked files differ from it ('unknown' outside one)."
+    here = Path(skewfree.__file__).resolve().parent  # the code that trains, not whatever checkout the caller stands in
+    def git(*args:str) -> str: return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=here).stdout.strip()
+    try: return {"git.commit": git("rev-parse", "HEAD"), "git.dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()}
+    except (OSError, subprocess.CalledProcessError): return {"git.commit": "unknown", "git.dirty": "unknown"}
 
 def package_versions() -> dict[str, str]:
     "Versions of the packages a run's numbers depend on."
@@ -132,7 +134,7 @@ def _log_run_header(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> N
     versions = package_versions()
     mlflow.log_dict(versions, "environment.json")
     mlflow.set_tags({"skewfree.model": cfg.model.name, "skewfree.version": skewfree.__version__, "skewfree.cv": cfg.cv.strategy,
-                     "git.commit": _git_commit(), "skewfree.profile": str(cfg.get("profile_name", "full"))}
+                     **_git_state(), "skewfree.profile": str(cfg.get("profile_name", "full"))}
                     | {f"version.{k}": v for k, v in versions.items()} | _run_source(source))
     source = str(cfg.data.get("path") or DATA_DIR)
     with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways" by MLflow's source registry: all of them local
