@@ -477,6 +477,16 @@ def _recalibrated_from(client:Any, name:str, version:Any) -> list[str]:
         except MlflowException: break  # deleted since: the chain ends there
     return chain
 
+def _crown(client:Any, name:str, challenger:Any, champion:Any) -> None:
+    "Move `champion` to the challenger once it loads as a server would load it (every part's hash, the golden replay), else refuse."
+    try: mlflow.pyfunc.load_model(f"models:/{name}/{challenger.version}")
+    except Exception as e:  # a version whose files were changed since training, or that no longer reproduces its forecasts
+        kept = f"champion stays version {champion.version}" if champion is not None else "no version is champion"
+        reason = str(getattr(e, "message", e)).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError("challenger", f"version {challenger.version} does not load as a server would load it ({type(e).__name__}: {reason}); "
+                                       f"{kept}") from None
+    client.set_registered_model_alias(name, "champion", challenger.version)
+
 def promote(name:str, # registered model name
             metric:str|None=None, # the score compared (lower is better); None: the one the challenger was ranked by at training
             margin:float=0.0, # the challenger must beat the champion by this fraction, e.g. 0.01 = 1 %
@@ -490,14 +500,14 @@ def promote(name:str, # registered model name
     except MlflowException: raise InputError("name", f"{name!r} has no challenger version: nothing to promote") from None
     try: champion = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
-        client.set_registered_model_alias(name, "champion", challenger.version)
+        _crown(client, name, challenger, None)
         return True, f"{name!r} had no champion: version {challenger.version} is champion now"
     if champion.version == challenger.version: return False, f"version {challenger.version} is already champion"
     if metric and f"score.{metric}" not in challenger.tags:  # a misspelt score is refused, also where no score will be compared
         raise InputError("metric", f"challenger version {challenger.version} has no {metric!r} score (it has {_scores(challenger)})")
     # its scores are the champion's: no margin could decide (a version's number is a text or an integer, by store)
     if str(champion.version) in (made_from := _recalibrated_from(client, name, challenger)):
-        client.set_registered_model_alias(name, "champion", challenger.version)
+        _crown(client, name, challenger, champion)
         via = made_from[:made_from.index(str(champion.version))]
         through = f" (through version {', '.join(via)})" if via else ""
         return True, (f"promoted version {challenger.version}: champion version {champion.version} recalibrated{through} — the same point "
@@ -516,7 +526,7 @@ def promote(name:str, # registered model name
         if not math.isfinite(score): raise InputError("metric", f"{role} version {version.version}'s {metric} is {score}: it ranks nothing")
     needed = old * (1 - margin)
     if new < needed:
-        client.set_registered_model_alias(name, "champion", challenger.version)
+        _crown(client, name, challenger, champion)
         return True, (f"promoted version {challenger.version}: {metric} {new:.6g} beats champion version {champion.version}'s "
                       f"{old:.6g} by more than {margin:.1%}")
     return False, (f"kept champion version {champion.version}: challenger version {challenger.version}'s {metric} {new:.6g} "
