@@ -40,11 +40,11 @@ from .workers import Backend, LocalBackend, ProcessBackend, writable
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ECHO_CHARS', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'Guard',
-           'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error', 'bad_input',
-           'unavailable', 'too_slow', 'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus', 'drift',
-           'refuse_query', 'predict', 'invocations', 'reload', 'with_request_examples', 'lifespan', 'create_app',
-           'guarded_http']
+__all__ = ['log', 'ECHO_CHARS', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'RELOAD_BACKOFF',
+           'Guard', 'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error',
+           'bad_input', 'unavailable', 'too_slow', 'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus',
+           'drift', 'refuse_query', 'predict', 'invocations', 'reload', 'with_request_examples', 'lifespan',
+           'create_app', 'guarded_http']
 
 # %% ../../nbs/21_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -329,7 +329,8 @@ async def ready(request:Request) -> Any:
 async def metadata(request:Request) -> dict[str, Any]:
     "Which model is served, its training scores, its input schema."
     info = await request.app.state.backend.info()
-    return {k: v for k, v in info.items() if k != "example_requests"}  # the OpenAPI's (`/docs`): a whole request of rows is no status
+    # the examples are the OpenAPI's (`/docs`): a whole request of rows is no status; a refused reload is (served: not what the URI says)
+    return {k: v for k, v in info.items() if k != "example_requests"} | {"reload_refused": request.app.state.reload_refused}
 
 @status_routes.get("/metrics", response_class=PlainTextResponse)  # Prometheus' text format, as the OpenAPI says
 async def prometheus(request:Request) -> Response:
@@ -402,20 +403,32 @@ async def reload(request:Request) -> JSONResponse:
         return _error(401, "authorization", "a valid admin token is required")
     try: swapped, why = await state.backend.reload()
     except Exception as e:  # the new version failed to hydrate or its checks: the old one serves on, and the caller is told why
-        log.warning("skewfree: reload refused: %s: %s", type(e).__name__, e)
-        state.metrics.errors.labels("reload").inc()
-        current = await state.backend.info()
-        return _error(409, "model_uri", f"still serving {current['key']}: the model URI's version was refused: {type(e).__name__}: {e}")
+        return _error(409, "model_uri", await _refused_reload(state, e))
+    state.reload_refused = None
     return JSONResponse({"reloaded": swapped, "detail": why})
 
+async def _refused_reload(state:Any, e:Exception) -> str:
+    "A version the model URI points at that failed to hydrate or its checks: counted, told in one line, and kept for `/metadata` to say."
+    said = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    reason = f"still serving {(await state.backend.info())['key']}: the model URI's version was refused: {type(e).__name__}: {said}"
+    state.metrics.errors.labels("reload").inc()
+    state.reload_refused = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "reason": reason}
+    log.warning("skewfree: reload refused: %s", reason)
+    return reason
+
 # %% ../../nbs/21_serving_app.ipynb #0026
-async def _poll(backend:Backend, every:float) -> None:
-    "Reload what the model URI points at every `every` seconds; a broken new version leaves the served one serving."
+RELOAD_BACKOFF = 16  # a refused version is tried again after twice the wait each time, up to this many intervals
+
+async def _poll(state:Any, every:float) -> None:
+    "Reload what the model URI points at every `every` seconds; a broken new version leaves the served one serving, and is tried less often."
+    wait = every
     while True:
-        await asyncio.sleep(every)
-        try: await backend.reload()
-        except Exception:  # a broken new version must not take the served one down
-            log.exception("skewfree: reload failed; still serving the previous model")
+        await asyncio.sleep(wait)
+        try: await state.backend.reload()
+        except Exception as e:  # a broken new version must not take the served one down, nor be hydrated again every interval
+            await _refused_reload(state, e)
+            wait = min(2 * wait, RELOAD_BACKOFF * every)
+        else: wait, state.reload_refused = every, None
 
 def with_request_examples(spec:dict[str, Any], examples:dict[str, dict[str, Any]]) -> dict[str, Any]:
     "`spec` (a fresh OpenAPI document) with each forecast route's request exemplified by the served artifact's input example, by media type."
@@ -442,7 +455,7 @@ async def lifespan(app:FastAPI) -> AsyncIterator[None]:
     "The server's life: the monitor's window started and the model URI polled (`reload_interval`); at the end, the poll and the workers stopped."
     state = app.state
     state.watch.window.start()
-    poller = asyncio.create_task(_poll(state.backend, state.reload_interval)) if state.reload_interval else None
+    poller = asyncio.create_task(_poll(state, state.reload_interval)) if state.reload_interval else None
     try: yield
     finally:
         if poller is not None: poller.cancel()
@@ -473,6 +486,7 @@ def create_app(backend:Backend|str|PyFuncModel, # a backend, or a model URI / lo
     # one window per server; a backend whose replicas answer apart (Ray) brings the window they share
     app.state.watch = Watch(monitor or MonitorConfig(), metrics, getattr(backend, "window", None))
     app.state.request_timeout, app.state.admin_token, app.state.reload_interval = request_timeout, admin_token, reload_interval
+    app.state.reload_refused = None  # the last reload refused, until one succeeds: `/metadata` says the URI's version is not served
     routers = [status_routes, forecast_routes, *([admin_routes] if admin_token else [])]
     for router in routers: app.include_router(router)
     # the metrics' route labels: every declared path, the docs' and the routers', and one label for any other

@@ -122,6 +122,8 @@ def hydrate(uri:str, limits:Limits|None=None) -> Loaded:
     found = registered_version(uri)  # resolved once: the version the answers name is the version loaded, whatever the alias does meanwhile
     version = None if found is None else str(found.version)
     model = mlflow.pyfunc.load_model(pinned(uri, found))
+    if not (model.metadata.metadata or {}).get("skewfree"):  # another tool's model under the name: refused in words, not an AttributeError
+        raise InputError("model_uri", f"{pinned(uri, found)} is not a skewfree model (its MLmodel carries no skewfree metadata)")
     loaded = Loaded(uri, model, version, model.metadata.run_id, limits or Limits())
     _ = loaded.columns_parse_agrees  # decided once, before the first request
     return loaded
