@@ -297,13 +297,23 @@ def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str)
                     "say, or hold no two values that far apart; %s is %s (metric %s)", unscaled, season, metric,
                     "NaN: no series has a scale" if np.isnan(mase) else "over the other series", counted)
 
+def _above_naive(scores:dict[str, float]) -> str:
+    "Where the run's MASE is above 1 (its errors beyond a seasonal naive forecast's on the training rows): said in a warning and a tag, and returned."
+    name, mase = next(((k, v) for k, v in scores.items() if k in ("test_mase", "cv_mase")), ("", np.nan))
+    if not mase > 1: return ""  # NaN too: no series had a scale, which `_say_unscaled` tells
+    said = (f"Its {name} is {mase:.3g}: its errors are {mase:.3g}× those of a seasonal naive forecast on the training rows. Compare it with "
+            "`model=seasonal_naive` before serving it.")
+    log.warning("skewfree: %s", said)
+    mlflow.set_tag("skewfree.mase_above_1", f"{mase:.6g}")
+    return " " + said
+
 def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
-    "The run's description (the MLflow page's first lines): what was trained, how it was measured, the score that ranks it."
+    "The run's description (the MLflow page's first lines): what was trained, how it was measured, the score that ranks it, a MASE above 1."
     metric = str(cfg.registry.metric)
     ranked = f"{metric} = {scores[metric]:.4g}" if metric in scores else "no ranking score"
     mlflow.set_tag("mlflow.note.content", f"**{cfg.model.name}** on `{cfg.data.get('name') or 'data'}` (profile {cfg.get('profile_name', 'full')}), "
-                                          f"{what}; ranked by {ranked}. The artifact is the fitted preprocessor and the model together, "
-                                          f"registered as `{cfg.mlflow.registered_model}`.")
+                                          f"{what}; ranked by {ranked}.{_above_naive(scores)} The artifact is the fitted preprocessor and the "
+                                          f"model together, registered as `{cfg.mlflow.registered_model}`.")
 
 def _log_rows_used(forecaster:Forecaster, positions:Positions, used:int, *, found:pd.DataFrame, overlaps:Sequence[tuple[int, int]],
                    share:float) -> None:
