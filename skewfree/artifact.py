@@ -78,7 +78,9 @@ def setup_tracking(cfg:DictConfig) -> str:
     name = cfg.mlflow.experiment
     if (experiment := mlflow.get_experiment_by_name(name)) is None:
         location = (Path(uri.removeprefix("sqlite:///")).parent/"mlartifacts").as_uri() if uri.startswith("sqlite:///") else None
-        mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
+        try: mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
+        except MlflowException:  # another run made it since we looked (two trainings started together): theirs is ours
+            if mlflow.get_experiment_by_name(name) is None: raise
     elif EXPERIMENT_KIND not in experiment.tags:  # made before it said its kind, or by someone else
         mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
     mlflow.set_experiment(name)

@@ -543,3 +543,18 @@ def test_serving_a_model_the_store_does_not_have_names_the_ones_it_has(trained, 
     done = cli("serve", "--port", str(free_port()), store=store)
     assert done.returncode == 2 and "skewfree serve: --model-uri:" in done.stderr and "'skewfree-ett-smoke'" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_two_trainings_that_both_find_no_experiment_share_the_one_made_first(store, monkeypatch):
+    # both looked before either made it: the second's create fails on the name, and it takes the first's experiment
+    from skewfree.artifact import setup_tracking
+    cfg = compose_config(["profile=smoke", "mlflow.experiment=raced"])
+    mlflow.set_tracking_uri(store)
+    made = mlflow.create_experiment("raced")  # the other training, between our look and our create
+    real, looks = mlflow.get_experiment_by_name, []
+    def first_look_finds_none(name):
+        looks.append(name)
+        return None if len(looks) == 1 else real(name)
+    monkeypatch.setattr(mlflow, "get_experiment_by_name", first_look_finds_none)
+    setup_tracking(cfg)
+    assert mlflow.get_experiment_by_name("raced").experiment_id == made
