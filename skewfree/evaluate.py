@@ -421,7 +421,9 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
         def measured(rows:pd.DataFrame) -> ConformalIntervals:
             def by_window(column:str) -> np.ndarray: return rows[column].to_numpy(np.float64).reshape(-1, steps)
             base = {q: by_window(f"{band_column(q)}_std" if q in heads else "forecast_std") for q in levels}
-            return ConformalIntervals.calibrate(base, by_window("actual_std"), heads)
+            # each series' errors in units of their own size (one series: its own unit already)
+            return ConformalIntervals.calibrate(base, by_window("actual_std"), heads, series=rows["_series"].to_numpy()[::steps],
+                                                point=by_window("forecast_std"))
         if not (over := table["_over_budget"].to_numpy()).any(): forecaster.intervals = measured(table)
         else:  # bands for the answers serving gives: from the windows it would answer, where they are enough to measure them
             budget = forecaster.preprocessor.repair_budget

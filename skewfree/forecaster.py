@@ -31,8 +31,8 @@ from .profile import Feature
 from .repair import RepairBudget
 
 # %% auto #0
-__all__ = ['HEADS', 'PIECE_ROWS', 'SEASON_SEARCH', 'fewest_windows', 'ConformalIntervals', 'IntervalSpec', 'SharedCalls',
-           'Prepared', 'Forecaster', 'data_decided']
+__all__ = ['HEADS', 'PIECE_ROWS', 'SEASON_SEARCH', 'fewest_windows', 'ConformalIntervals', 'error_spreads', 'IntervalSpec',
+           'SharedCalls', 'Prepared', 'Forecaster', 'data_decided']
 
 # %% ../nbs/11_forecaster.ipynb #0005
 def _conformal_ranks(q:float, n:np.ndarray) -> np.ndarray:
@@ -55,16 +55,22 @@ class ConformalIntervals:
     windows: int # held-out windows the shifts were measured on
     # series id → the target scale the shifts were measured in, where the serving preprocessor learnt others (a refit); None: its own
     scales: dict[str, float]|None = None
+    # series id → the mean size of its errors on the calibration windows, the unit its shifts are counted in; None: one unit for all
+    spreads: dict[str, float]|None = None
 
     @classmethod
     def calibrate(cls, base:Mapping[float, np.ndarray], # level → (windows, steps) base forecast on held-out windows, scaled units
                   actual:np.ndarray, # (windows, steps) what happened, scaled units; NaN where it was not observed
                   heads:Sequence[float]=(), # the levels based on a quantile head
+                  series:np.ndarray|None=None, # (windows,) each window's series id: each series' errors counted in units of their own size
+                  point:np.ndarray|None=None, # (windows, steps) the point forecast, whose errors size each series (with `series`)
                  ) -> ConformalIntervals:
-        "The shift of every level and step: split conformal's quantile of `actual - base` over the windows."
+        "The shift of every level and step: split conformal's quantile of `actual - base` over the windows, in each series' own unit."
+        spreads = None if series is None or point is None else error_spreads(actual - point, series)
+        unit = 1.0 if spreads is None else pd.Series(spreads).reindex(np.asarray(series, dtype=str)).to_numpy(np.float64)[:, None]
         levels, shifts = sorted(base), []
         for q in levels:
-            scores = np.sort(actual - base[q], axis=0)  # NaN (not observed) sorts last, and is not counted
+            scores = np.sort((actual - base[q]) / unit, axis=0)  # NaN (not observed) sorts last, and is not counted
             n = (~np.isnan(scores)).sum(axis=0)
             if not n.all(): raise InputError("intervals", f"no observed value at step {int(np.argmin(n)) + 1} of any calibration window: "
                                               "give more held-out rows (cv.val_rows) or none (intervals.quantiles=[])")
@@ -72,10 +78,11 @@ class ConformalIntervals:
                 raise InputError("intervals.quantiles", f"level {q} needs {fewest} calibration windows with a value at every step, the held-out "
                                  f"rows give {int(n.min())}: give more held-out rows (cv.val_rows), a smaller intervals.stride, or drop the level")
             shifts.append(np.take_along_axis(scores, _conformal_ranks(q, n)[None] - 1, axis=0)[0])
-        return cls(levels, np.array(shifts, dtype=np.float64).reshape(len(levels), -1), sorted(float(h) for h in heads), int(actual.shape[0]))
+        return cls(levels, np.array(shifts, dtype=np.float64).reshape(len(levels), -1), sorted(float(h) for h in heads), int(actual.shape[0]),
+                   spreads=spreads)
 
     def apply(self, forecast:ScaledForecast, # model output, one forecast per row
-              ratio:np.ndarray|None=None, # (forecasts,) each forecast's calibration scale over its serving scale (`scale_ratio`); None: 1
+              ratio:np.ndarray|None=None, # (forecasts,) each forecast's unit of the shifts (`units`); None: 1
              ) -> ScaledForecast:
         "`forecast` with the calibrated levels (a model's uncalibrated heads kept as they are) beside its unchanged point forecast."
         steps, point = forecast.times.shape[1], forecast.served_point()
@@ -87,29 +94,57 @@ class ConformalIntervals:
             levels = dict(zip(levels, np.where(np.isnan(stacked).any(axis=0), stacked, np.sort(stacked, axis=0))))
         return ScaledForecast(forecast.times, point, levels, point_apart=True)
 
-    def scale_ratio(self, ids:np.ndarray, # (forecasts,) each forecast's series id
-                    serving:np.ndarray, # (forecasts,) each forecast's target scale as served
-                   ) -> np.ndarray|None:
-        "Each forecast's calibration scale over its serving scale (1 for a series calibrated under none), or None where they are one scale."
-        if self.scales is None: return None
-        calibrated = self._scale_of.reindex(pd.Index(ids).astype(str)).to_numpy()
-        return np.where(np.isnan(calibrated), 1.0, calibrated / serving)
+    def units(self, ids:np.ndarray, # (forecasts,) each forecast's series id
+              serving:np.ndarray, # (forecasts,) each forecast's target scale as served
+             ) -> np.ndarray|None:
+        "Each forecast's unit of the shifts: its series' error spread (a new series: the typical one), times its calibration scale over its serving scale."
+        if self.scales is None and self.spreads is None: return None  # one unit for every forecast
+        ids, unit = pd.Index(ids).astype(str), np.ones(len(ids))
+        if self.scales is not None:  # refitted on other rows: shifts measured in the old scaled units, converted per series
+            calibrated = self._scale_of.reindex(ids).to_numpy()
+            unit *= np.where(np.isnan(calibrated), 1.0, calibrated / serving)
+        if self.spreads is not None: unit *= self._spread_of.reindex(ids).fillna(self._typical_spread).to_numpy()
+        return unit
 
     @cached_property
     def _scale_of(self) -> pd.Series:
         "`scales` indexed by series id, made once: a request looks its series up in it, not the whole table again."
         return pd.Series(self.scales, dtype=np.float64)
 
+    @cached_property
+    def _spread_of(self) -> pd.Series:
+        "`spreads` indexed by series id, made once."
+        return pd.Series(self.spreads, dtype=np.float64)
+
+    @cached_property
+    def _typical_spread(self) -> float:
+        "The unit of a series calibrated on no window (new to the model): the median series'."
+        return float(self._spread_of.median())
+
     def state(self) -> dict[str, Any]:
         "Plain data for the artifact."
-        return {"levels": self.levels, "shifts": self.shifts.tolist(), "heads": self.heads, "windows": self.windows, "scales": self.scales}
+        return {"levels": self.levels, "shifts": self.shifts.tolist(), "heads": self.heads, "windows": self.windows, "scales": self.scales,
+                "spreads": self.spreads}
 
     @classmethod
     def load(cls, state:Mapping[str, Any]) -> ConformalIntervals:
         "Rebuilt from `state`."
-        scales = state.get("scales")  # absent before refitted models converted them
+        scales, spreads = state.get("scales"), state.get("spreads")  # absent before refits converted them, and before series had units
         return cls([float(q) for q in state["levels"]], np.array(state["shifts"], dtype=np.float64), [float(q) for q in state["heads"]],
-                   int(state["windows"]), None if scales is None else {str(k): float(v) for k, v in scales.items()})
+                   int(state["windows"]), None if scales is None else {str(k): float(v) for k, v in scales.items()},
+                   None if spreads is None else {str(k): float(v) for k, v in spreads.items()})
+
+
+def error_spreads(errors:np.ndarray, # (windows, steps) actual less point forecast, scaled units; NaN where not observed
+                  series:np.ndarray, # (windows,) each window's series id
+                 ) -> dict[str, float]|None:
+    "Each series' mean absolute error over its calibration windows: the unit of its shifts; None for one series, its own unit already."
+    ids = np.asarray(series, dtype=str)
+    if len(np.unique(ids)) < 2: return None  # one series: the shifts are in its unit as they are, to the bit
+    size = pd.Series(pd.DataFrame(np.abs(errors)).mean(axis=1).to_numpy(), index=ids).groupby(level=0).mean()  # per window, then per series
+    if not np.isfinite(typical := float(size[size > 0].median())): return None  # no series erred: nothing to size by
+    # a series forecast exactly on every window (a constant one) gets a narrow band, never a zero unit its scores would divide by
+    return {str(k): float(v) for k, v in size.fillna(typical).clip(lower=typical * 1e-3).items()}
 
 # %% ../nbs/11_forecaster.ipynb #0006
 # what calibration does with a model's own quantile heads: calibrates them (conformalise), serves them as the model made them
@@ -145,7 +180,7 @@ class IntervalSpec(NamedTuple):
         "The calibration windows each series needs for every level, the most extreme deciding (1 without levels)."
         return max((fewest_windows(q) for q in self.quantiles), default=1)
 
-# %% ../nbs/11_forecaster.ipynb #0009
+# %% ../nbs/11_forecaster.ipynb #0010
 @dataclass
 class _Waiting:
     "One caller's share of a combined model call."
@@ -219,7 +254,7 @@ class SharedCalls:
         finally:
             for w in taken: w.done = True
 
-# %% ../nbs/11_forecaster.ipynb #0013
+# %% ../nbs/11_forecaster.ipynb #0014
 class Prepared(NamedTuple):
     "A request after the first stage: its transformed batch, its checked horizon and quantile levels."
     batch: SeriesBatch
@@ -303,9 +338,9 @@ class _Pair:
         "`forecast` with the calibrated quantile levels added, when the forecaster has them."
         if self.intervals is None: return forecast
         of = np.arange(batch.n_series) if of is None else of
-        return self.intervals.apply(forecast, self.intervals.scale_ratio(batch.ids[of], batch.target_scale[of, 1]))
+        return self.intervals.apply(forecast, self.intervals.units(batch.ids[of], batch.target_scale[of, 1]))
 
-# %% ../nbs/11_forecaster.ipynb #0015
+# %% ../nbs/11_forecaster.ipynb #0016
 class _Fitting(_Pair):
     "The pair fitted on training rows, and refitted on every row for as long as it trained."
     def fit(self,
@@ -357,7 +392,7 @@ class _Fitting(_Pair):
             final.intervals = replace(self.intervals, scales=measured_in)
         return final
 
-# %% ../nbs/11_forecaster.ipynb #0017
+# %% ../nbs/11_forecaster.ipynb #0018
 class _ModelStage(_Fitting):
     "Stage 2, the model: one shared call per batch and horizon, the plan it reads, and its output over every window of a span."
     def check_horizon(self, horizon:Any) -> int:
@@ -410,7 +445,7 @@ class _ModelStage(_Fitting):
                                                                          last_points_only=False, start=self.history_length, overlap_end=overlap_end,
                                                                          start_format="position", verbose=False), self.head_quantiles)
 
-# %% ../nbs/11_forecaster.ipynb #0019
+# %% ../nbs/11_forecaster.ipynb #0020
 class _Stages(_ModelStage):
     "Stages 1 and 3 around the model, and `predict`, the three over a panel in pieces."
     def check_quantiles(self, quantiles:Any) -> list[float]:
@@ -491,7 +526,7 @@ class _Stages(_ModelStage):
         if observed is not None: forecast.attrs["observed"] = observed.tolist()  # the request's histograms, for a live monitor
         return forecast
 
-# %% ../nbs/11_forecaster.ipynb #0021
+# %% ../nbs/11_forecaster.ipynb #0022
 class Forecaster(_Stages):
     "A preprocessor and a model, fitted together and used together."
     @classmethod
@@ -537,7 +572,7 @@ class Forecaster(_Stages):
         loaded.plan_padded = meta.get("plan_padded", True)  # written since 2026-12-06; every artifact before asked for the padded plan
         return loaded
 
-# %% ../nbs/11_forecaster.ipynb #0029
+# %% ../nbs/11_forecaster.ipynb #0030
 SEASON_SEARCH = "model.hyperparameters.season_length"
 
 def data_decided(cfg:DictConfig, rows:pd.DataFrame) -> DictConfig:
