@@ -336,6 +336,8 @@ def log_forecaster(forecaster:Forecaster, # fitted
                    scores:dict[str, float]|None=None, # evaluation scores stored in the manifest
                    tolerance:float=0.0, # golden tolerance at load
                    name:str="model", # artifact name inside the run
+                   *,
+                   golden_from:pd.DataFrame|None=None, # raw rows the example was cut from: golden requests with more history than it
                   ) -> ModelInfo:
     "Log `forecaster` as one verified pyfunc model with signature, input example and its own code, in the active run."
     stop_if_interrupted()  # a job told to stop does not package (see `skewfree.core.interruptible`)
@@ -353,7 +355,7 @@ def log_forecaster(forecaster:Forecaster, # fitted
                                                                        ParamSpec("quantiles", "double", forecaster.quantiles, (-1,))]))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)/"skewfree"
-        manifest = write_artifact(forecaster, folder, golden_requests(forecaster, example), scores, tolerance)
+        manifest = write_artifact(forecaster, folder, golden_requests(forecaster, example if golden_from is None else golden_from), scores, tolerance)
         code = Path(tmp)/"code"/"skewfree"
         shutil.copytree(Path(skewfree.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "data"))
         entry = Path(tmp)/"skewfree_model.py"

@@ -330,7 +330,8 @@ def _ship(cfg:DictConfig, forecaster:Forecaster, registering:contextlib.ExitStac
           scores:dict[str, float], scored_on:dict[str, Any]) -> tuple[str, list[str]]:
     "A run's last steps, the same for every protocol: profile the forecasts, log the artifact, register it (a stop then waits for the run)."
     forecaster.forecast_profile = forecast_profile(forecaster, reference)
-    info = log_forecaster(forecaster, input_example(forecaster, example), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)))
+    info = log_forecaster(forecaster, input_example(forecaster, example), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)),
+                          golden_from=example)
     registering.enter_context(deferred_stops())
     return register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
 
