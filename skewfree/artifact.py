@@ -5,6 +5,7 @@
 # %% ../nbs/14_artifact.ipynb #0002
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -40,10 +41,10 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'SERVING_PACKAGES',
            'MODEL_PACKAGES', 'FAMILY_PACKAGES', 'YARDSTICK', 'RECALIBRATED_FROM', 'tracking_uri', 'reachable',
-           'setup_tracking', 'ArtifactCheckError', 'sample_series', 'golden_requests', 'request_window',
-           'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput', 'Columns', 'SkewfreeModel',
-           'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution', 'register', 'promote',
-           'registered_version']
+           'setup_tracking', 'ArtifactCheckError', 'code_digest', 'running_code', 'sample_series', 'golden_requests',
+           'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput', 'Columns',
+           'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution',
+           'register', 'promote', 'registered_version']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -100,6 +101,18 @@ def _hashes(root:Path) -> dict[str, str]:
     "SHA-256 of every file under `root` except the manifest, by relative path."
     return {str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
 
+def code_digest(package:Path) -> str:
+    "SHA-256 over a package's Python files and their relative paths: which code trained a model, and which code serves it."
+    h = hashlib.sha256()
+    for p in sorted(package.rglob("*.py")):
+        if "__pycache__" not in p.parts: h.update(f"{p.relative_to(package)}\0{_sha256(p)}\n".encode())
+    return h.hexdigest()
+
+@functools.cache
+def running_code() -> str:
+    "The `code_digest` of the skewfree code this process runs, read once."
+    return code_digest(Path(skewfree.__file__).resolve().parent)
+
 GOLDEN_SERIES = 8  # series a load replays: enough to catch one changed number, few enough that a panel of millions loads fast
 
 def sample_series(ids:pd.Series, most:int=GOLDEN_SERIES) -> list[str]:
@@ -146,7 +159,8 @@ def write_artifact(forecaster:Forecaster, # fitted
         forecaster.predict(request, forecaster.max_horizon, within_budget=False).to_parquet(folder/"golden"/f"{name}.forecast.parquet")
     manifest = {"skewfree_version": skewfree.__version__, "model_name": forecaster.model_name, "horizon": forecaster.max_horizon,
                 "golden": sorted(golden), "golden_tolerance": float(tolerance), "scores": dict(scores or {}),
-                "preprocessor_hash": forecaster.preprocessor.state_hash(), "parts": _hashes(folder)}
+                "preprocessor_hash": forecaster.preprocessor.state_hash(), "parts": _hashes(folder),
+                "code_sha256": running_code()}  # the code that trained it, and that the artifact ships (`log_forecaster` copies it)
     (folder/"manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
@@ -214,11 +228,14 @@ def _param_refusal(spec:ParamSpec, value:Any) -> str:
 # %% ../nbs/14_artifact.ipynb #0012
 class SkewfreeModel(PythonModel):
     "MLflow pyfunc model: checks, hydrates and self-tests the `Forecaster`, then forecasts raw rows — whole, or stage by stage."
+    code_as_trained: bool|None = None  # whether the serving code is the training code (`_check_code`; None: not recorded)
+
     def load_context(self, context):
         "Check every part's hash, hydrate, replay the golden examples; refuse to load on any mismatch."
         started = time.perf_counter()
         folder = Path(context.artifacts["skewfree"])
         self.manifest = check_parts(folder)
+        self.code_as_trained = self._check_code(folder.parents[1]/"code"/"skewfree")
         self.forecaster = Forecaster.load(folder/"forecaster")
         tolerance = float(os.environ.get("SKEWFREE_GOLDEN_TOLERANCE", self.manifest["golden_tolerance"]))
         self.golden_max_difference = replay_golden(self.forecaster, folder, self.manifest, tolerance)
@@ -227,6 +244,17 @@ class SkewfreeModel(PythonModel):
         self.hydration_seconds = time.perf_counter() - started
         log.info("skewfree: hydrated %s and replayed %d golden examples in %.3f s", self.manifest["model_name"],
                  len(self.manifest["golden"]), self.hydration_seconds)
+
+    def _check_code(self, shipped:Path) -> bool|None:
+        "Whether the code this process runs is the code the model was trained with (None: not recorded, before 2026-12-06)."
+        if (recorded := self.manifest.get("code_sha256")) is None: return None
+        if running_code() == recorded: return True
+        if Path(skewfree.__file__).resolve().parent == shipped.resolve():  # the artifact's own code runs, and it changed since training
+            raise ArtifactCheckError(f"the artifact's code ({shipped.name}/) differs from the code it was trained with: sha256 "
+                                     f"{running_code()[:16]}… against the recorded {recorded[:16]}…")
+        log.warning("skewfree: %s is served by skewfree code other than the code it was trained with (the golden replay decides whether "
+                    "its forecasts are the same)", self.manifest["model_name"])
+        return False
 
     def predict(self, context, model_input:pd.DataFrame, params:dict[str, Any]|None=None) -> pd.DataFrame:
         "Forecast `params['horizon']` steps (default: the model's longest) after each series' history."
@@ -303,6 +331,7 @@ class SkewfreeModel(PythonModel):
         "What a server says of this model: its name, scores, history and horizons, planned rows, quantiles, columns, and the monitor's references."
         f, manifest = self.forecaster, self.manifest
         return {"model_name": f.model_name, "preprocessor_hash": manifest["preprocessor_hash"], "skewfree_version": manifest["skewfree_version"],
+                "code_as_trained": self.code_as_trained,  # the serving code's digest against the training code's (None: not recorded)
                 "scores": manifest["scores"], "history_length": f.history_length, "max_horizon": f.max_horizon, "quantiles": f.quantiles,
                 # the planned rows a request sends after each history (`Forecaster.future_steps`): none without planned covariates
                 "planned_steps": f.future_steps(f.max_horizon) if f.preprocessor.future_covariates else 0,
