@@ -200,8 +200,8 @@ def repeated_text(values:np.ndarray, times:int) -> Any:
     return pd.Series(pa.array(values.astype(object), type=pa.string()).take(pa.array(np.repeat(np.arange(len(values)), times))), dtype=_TEXT)
 
 def _listed(ids:Sequence[Any], most:int=5) -> str:
-    "A few ids for a message: the first `most`, and how many more."
-    shown = ", ".join(repr(str(i)) for i in ids[:most])
+    "A few ids for a message: the first `most`, each cut to 60 characters (an id may be a megabyte), and how many more."
+    shown = ", ".join(repr(s if len(s := str(i)) <= 60 else s[:59] + "…") for i in ids[:most])
     return f"[{shown}{f', … ({len(ids) - most} more)' if len(ids) > most else ''}]"
 
 # %% ../nbs/09_preprocess.ipynb #0011

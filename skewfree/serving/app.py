@@ -57,8 +57,9 @@ def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
 ECHO_CHARS = 1_000  # the most of the caller's text one part of an error echoes: a 9 MB id is named by its start, not sent back whole
 
 def _echoed(value:Any) -> Any:
-    "One part of an error as the answer writes it: long text cut to `ECHO_CHARS`, saying how long it was; unwritable text escaped."
-    if isinstance(value, str) and len(value) > ECHO_CHARS: value = f"{value[:ECHO_CHARS]}… ({len(value):,} characters)"
+    "One part of an error as the answer writes it: long text cut to about `ECHO_CHARS` in the middle, saying how long it was; unwritable text escaped."
+    if isinstance(value, str) and len(value) > ECHO_CHARS:  # its start and its end: a reason's advice comes last
+        value = f"{value[:ECHO_CHARS * 3 // 4]}… ({len(value):,} characters) …{value[-ECHO_CHARS // 4:]}"
     return writable(value)
 
 def _error(status:int, field:str|None, reason:str, series:str|None=None, row:Any=None) -> JSONResponse:
@@ -413,7 +414,7 @@ async def _refused_reload(state:Any, e:Exception) -> str:
     reason = f"still serving {(await state.backend.info())['key']}: the model URI's version was refused: {type(e).__name__}: {said}"
     state.metrics.errors.labels("reload").inc()
     state.reload_refused = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "reason": reason}
-    log.warning("skewfree: reload refused: %s", reason)
+    log.warning("skewfree: reload refused: %s", reason, exc_info=e)  # the log keeps the whole error; the answer and /metadata its first line
     return reason
 
 # %% ../../nbs/21_serving_app.ipynb #0026

@@ -10,7 +10,7 @@ import datetime
 import io
 import json
 import math
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import orjson
@@ -25,8 +25,8 @@ from .contract import BadRequest
 
 # %% auto #0
 __all__ = ['INVOCATION_BODY', 'NOT_UNICODE', 'predictions_json', 'request_body', 'split_by_columns', 'refuse_duplicate_keys',
-           'may_repeat_a_key', 'lone_surrogate_at', 'is_unicode', 'refuse_loose_rows', 'signed_keys_only',
-           'csv_as_split', 'parse_invocation', 'as_frame', 'Parsed', 'naive_times']
+           'may_repeat_a_key', 'lone_surrogate_at', 'is_unicode', 'refuse_loose_rows', 'refuse_missing_columns',
+           'signed_columns_only', 'csv_as_split', 'parse_invocation', 'as_frame', 'Parsed', 'naive_times']
 
 # %% ../../nbs/18_serving_codec.ipynb #0006
 _COLUMNS = {"type": "array", "items": {"type": "string"}}
@@ -253,9 +253,11 @@ def _columns_of(key:str, table:Any, required:list[str], signed:set[str]) -> dict
             raise BadRequest(f"{key}.data.{bad[0]}", f"a row is a list of values, one per column; got {_shown(rows[bad[0]])}", None, bad[0])
         if ragged := [i for i, r in enumerate(rows) if len(r) != len(names)]:
             raise BadRequest(f"{key}.data.{ragged[0]}", f"has {len(rows[ragged[0]])} values for {len(names)} columns")
-        return {n: [r[i] for r in rows] for i, n in enumerate(names)}
+        if (twice := _first_repeated(names)) is not None:  # MLflow's frame would hold two columns of that name, and its check fail on them
+            raise BadRequest(twice, f"named twice in {key}.columns: only one of the two columns would be read")
+        return {n: [r[i] for r in rows] for i, n in enumerate(names) if n in signed}
     if isinstance(table, dict) and key in (INSTANCES, INPUTS) and all(isinstance(v, list) for v in table.values()):
-        return {str(n): v for n, v in table.items()}  # columnar: one list per column
+        return {str(n): v for n, v in table.items() if str(n) in signed}  # columnar: one list per column
     if not (isinstance(table, list) and table): return None
     if bad := [i for i, r in enumerate(table) if not isinstance(r, dict)]:  # records (or `instances`/`inputs` as a list of them)
         raise BadRequest(f"{key}.{bad[0]}", f"a record is an object of column → value; got {_shown(table[bad[0]])}", None, bad[0])
@@ -266,15 +268,44 @@ def _columns_of(key:str, table:Any, required:list[str], signed:set[str]) -> dict
     # the signature's columns only: every record may bring a key of its own, and a column of each would grow with keys × records
     return {str(n): [r.get(n) for r in table] for n in present & signed}
 
-def signed_keys_only(request:dict[str, Any], schema:Schema) -> dict[str, Any]:
-    "`request` with each record's keys outside the signature left out, as MLflow ignores them: its parser never makes a column of each."
+def refuse_missing_columns(present:Sequence[str], schema:Schema) -> None:
+    "Refuse a request lacking a column the signature requires, in MLflow's words, naming a few of the columns it sent instead (a misspelt one)."
+    _refuse_missing(present, [str(n) for n in schema.required_input_names()], set(map(str, schema.input_names())))
+
+def _refuse_missing(present:Sequence[str], required:Sequence[str], known:set[str]) -> None:
+    have = set(present)
+    if not (missing := [n for n in required if n not in have]): return
+    extras = [n for n in present if n not in known]
+    more = f" and {len(extras) - 5:,} more" if len(extras) > 5 else ""
+    raise BadRequest(missing[0], f"Model is missing inputs {missing}." + (f" Note that there were extra inputs: {extras[:5]}{more}." if extras else ""))
+
+def signed_columns_only(request:dict[str, Any], schema:Schema) -> dict[str, Any]:
+    "`request` without the columns outside the signature (a record's keys, a split's, a columnar dict's), as MLflow ignores them: never parsed."
     known = set(map(str, schema.input_names()))
-    def trimmed(table:Any) -> Any:
-        if not (isinstance(table, list) and all(isinstance(r, dict) for r in table) and any(r.keys() - known for r in table)): return table
-        return [{k: v for k, v in r.items() if k in known} for r in table]
-    return {key: trimmed(table) for key, table in request.items()}
+    def trimmed(key:str, table:Any) -> Any:
+        if key == DF_SPLIT and isinstance(table, dict) and isinstance(names := table.get("columns"), list) and isinstance(table.get("data"), list):
+            refuse_missing_columns(names, schema)
+            if len(keep := [i for i, n in enumerate(names) if n in known]) == len(names): return table
+            return table | {"columns": [names[i] for i in keep], "data": [[r[i] for i in keep] for r in table["data"]]}  # rows checked whole
+        if isinstance(table, dict) and key in (INSTANCES, INPUTS) and all(isinstance(v, list) for v in table.values()):
+            refuse_missing_columns([str(n) for n in table], schema)
+            return {n: v for n, v in table.items() if str(n) in known}
+        if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
+            refuse_missing_columns(list(dict.fromkeys(k for r in table for k in r)), schema)  # each key once, in the order first sent
+            if not any(r.keys() - known for r in table): return table
+            return [{k: v for k, v in r.items() if k in known} for r in table]
+        return table
+    return {key: trimmed(key, table) for key, table in request.items()}
 
 # %% ../../nbs/18_serving_codec.ipynb #0019
+def _ragged_row(body:bytes, fields:int) -> tuple[int, int]|None:
+    "(row, values) of the first data row whose values the header's `fields` do not count, as pandas numbers rows (a blank line is none)."
+    reader = csv.reader(io.StringIO(body.decode("utf-8-sig", "replace"), newline=""))  # lines end in \n, \r\n or a lone \r
+    try:
+        next(reader, None)
+        return next(((i, len(row)) for i, row in enumerate(r for r in reader if r) if len(row) != fields), None)
+    except csv.Error: return None  # not CSV the reader takes: pandas says what is wrong
+
 def csv_as_split(body:bytes, columns:list[dict[str, Any]], id_col:str|None=None) -> bytes:
     "A `text/csv` body (a header, then rows; no params, as MLflow takes it) as the `dataframe_split` body the pipeline parses."
     # text and time columns are read as text, as the JSON formats carry them: an id like '001' stays '001', not the number 1
@@ -285,9 +316,13 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]], id_col:str|None=None)
     except csv.Error as e: raise BadRequest("body", f"not valid CSV: {e}") from None
     if (twice := _first_repeated(header)) is not None:
         raise BadRequest(twice, "named twice in the CSV header: only one of the two columns would be read")
-    # the signature's columns only: MLflow ignores any other, so none is parsed (a header of 300,000 names read whole took minutes)
+    # the signature's columns only: MLflow ignores any other, so none is parsed (a header of 300,000 names read whole took minutes);
+    # one column alone is read as it is: it may be 'store;day;units'
     known = {c["name"] for c in columns}
-    wanted = [n for n in header if n in known] if len(header) > 1 else header  # one column alone is read: it may be 'store;day;units'
+    if len(header) > 1: _refuse_missing(header, [c["name"] for c in columns if c.get("required", True)], known)
+    wanted = [n for n in header if n in known] if len(header) > 1 else header
+    if (ragged := _ragged_row(body, len(header))) is not None:  # pandas would drop a longer row's extra fields unread
+        raise BadRequest("body", f"row {ragged[0]} has {ragged[1]} values for the header's {len(header)} columns", None, ragged[0])
     try: frame = pd.read_csv(io.BytesIO(body), usecols=wanted, **csv_reading(wanted, [n for n in as_text if n in wanted]))
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise BadRequest("body", f"not valid CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
@@ -333,7 +368,7 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
         return Parsed(naive_times(frame, schema, timezone), params, True)
     refuse_duplicate_keys(body)  # records and instances repeat their column names in every row: only a full read tells
     refuse_loose_rows(request, schema, id_col)
-    request = signed_keys_only(request, schema)
+    request = signed_columns_only(request, schema)
     return Parsed(naive_times(as_frame(infer_and_parse_data(request, schema), schema), schema, timezone), params, False)
 
 def as_frame(parsed:Any, schema:Schema) -> pd.DataFrame:
