@@ -10,7 +10,9 @@ worker past gigabytes; the target is every one refused in a second or two, `/hea
 
 - `typed_object_keys_repeated`: a `/predict` series whose `past_covariates` object names 60,000 keys, the last twice (1 MB);
 - `records_each_a_key_of_its_own`: 20,000 `dataframe_records`, each with one key of its own beside the signature's (1.5 MB);
-- `csv_header_wide`: a `text/csv` body of a header of 40,000 names and one row (0.3 MB);
+- `csv_header_wide`: a `text/csv` body of a header of 40,000 names and one row of as many values (0.5 MB);
+- `split_wide_with_a_null`: a `dataframe_split` of 300,000 columns beside the signature's, 4 rows, one null (MLflow's parser reads it) (7 MB);
+- `instances_wide`: a columnar `instances` object of 600,000 keys beside the signature's, each an empty list (9 MB);
 - `typed_unknown_series`: 60,000 one-row series of ids the model never saw, on `/predict` (4 MB);
 - `unknown_id_9mb`: one series whose id is 9 million characters, on `/invocations` (the answer's size is the figure).
 
@@ -49,7 +51,12 @@ def bodies(history, scale: float) -> dict[str, tuple[str, str, bytes]]:
     return {
         "typed_object_keys_repeated": ("/predict", "application/json", typed_keys.encode()),
         "records_each_a_key_of_its_own": ("/invocations", "application/json", json.dumps({"dataframe_records": records, "params": {"horizon": 3}}).encode()),
-        "csv_header_wide": ("/invocations", "text/csv", f"{header}\nETTh1,{times[0]},{target[0]}\n".encode()),
+        "csv_header_wide": ("/invocations", "text/csv", f"{header}\nETTh1,{times[0]},{target[0]}{',0' * n(40_000)}\n".encode()),
+        "split_wide_with_a_null": ("/invocations", "application/json", json.dumps({"dataframe_split": {
+            "columns": ["series_id", "date", "OT", *(f"x{i}" for i in range(n(300_000)))],
+            "data": [["ETTh1", times[k], None if k == 0 else target[k], *[0] * n(300_000)] for k in range(4)]}, "params": {"horizon": 3}}).encode()),
+        "instances_wide": ("/invocations", "application/json", json.dumps({"instances": {
+            "series_id": ["ETTh1"], "date": times[:1], "OT": target[:1], **{f"x{i}": [] for i in range(n(600_000))}}, "params": {"horizon": 3}}).encode()),
         "typed_unknown_series": ("/predict", "application/json", json.dumps({"series": [one_row(f"s{i}") for i in range(n(60_000))], "horizon": 3}).encode()),
         "unknown_id_9mb": ("/invocations", "application/json", json.dumps({"dataframe_split": {"columns": ["series_id", "date", "OT"], "data": [
             ["x" * int(9_000_000 * min(scale, 1.0)), times[0], target[0]]]}, "params": {"horizon": 3}}).encode()),
