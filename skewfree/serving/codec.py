@@ -320,12 +320,13 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]], id_col:str|None=None)
     # one column alone is read as it is: it may be 'store;day;units'
     known = {c["name"] for c in columns}
     if len(header) > 1: _refuse_missing(header, [c["name"] for c in columns if c.get("required", True)], known)
-    wanted = [n for n in header if n in known] if len(header) > 1 else header
+    wanted = [n for n in header if n in known] if len(header) > 1 else None
     if (ragged := _ragged_row(body, len(header))) is not None:  # pandas would drop a longer row's extra fields unread
         raise BadRequest("body", f"row {ragged[0]} has {ragged[1]} values for the header's {len(header)} columns", None, ragged[0])
-    try: frame = pd.read_csv(io.BytesIO(body), usecols=wanted, **csv_reading(wanted, [n for n in as_text if n in wanted]))
+    try: frame = pd.read_csv(io.BytesIO(body), usecols=wanted, **csv_reading(wanted or header, [n for n in as_text if n in (wanted or header)]))
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise BadRequest("body", f"not valid CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not len(frame.columns): raise BadRequest("body", "not valid CSV: no column could be read from its header")
     try: comma_separated(frame, "the CSV body", "body")  # as a file is read: one column of 'store;day;units' is told as such
     except InputError as e: raise BadRequest(e.field, e.reason) from None
     for name in frame.columns:  # JSON carries no infinity: written as null, it would be taken for a missing value and filled
