@@ -48,3 +48,17 @@ def write(name: str, command: str, results: dict, commit: str | None = None) -> 
     partial.replace(path)
     print(f"wrote {path}")
     return path
+
+
+def smoke_model(prefix: str):
+    "The smoke model trained into a throw-away sqlite MLflow store (exported to subprocesses): (store URI, `TrainResult`, look-back rows)."
+    import tempfile
+
+    from skewfree.config import compose_config
+    from skewfree.data import load_ett
+    from skewfree.train import train
+    store = f"sqlite:///{tempfile.mkdtemp(prefix=prefix)}/mlflow.db"
+    os.environ["MLFLOW_TRACKING_URI"] = store
+    result = train(compose_config(["profile=smoke"]))
+    history = load_ett(max_rows=930).groupby("series_id").tail(result.forecaster.history_length).reset_index(drop=True)
+    return store, result, history

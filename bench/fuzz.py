@@ -34,7 +34,6 @@ import secrets
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -43,7 +42,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from _common import write  # noqa: E402
+from _common import smoke_model, write  # noqa: E402
 
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance")
 CONFORMANCE = CHECKS[1:]
@@ -218,18 +217,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=None, help="other cases, as reproducible (default: Schemathesis' deterministic mode)")
     args = ap.parse_args()
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="skewfree-fuzz-"))
-    store = f"sqlite:///{work}/mlflow.db"
-    os.environ["MLFLOW_TRACKING_URI"] = store
     import httpx
 
     from conftest import Server
-    from skewfree.config import compose_config
-    from skewfree.data import load_ett
-    from skewfree.train import train
     import schemathesis
-    result = train(compose_config(["profile=smoke"]))
-    history = load_ett(max_rows=930).groupby("series_id").tail(result.forecaster.history_length).reset_index(drop=True)
+    store, result, history = smoke_model("skewfree-fuzz-")
+    work = Path(store.removeprefix("sqlite:///")).parent
     os.environ["SKEWFREE_ADMIN_TOKEN"] = secrets.token_urlsafe(32)  # for the server's environment only: the fuzzer's is without it
     try: server = Server("models:/skewfree-ett-smoke@champion", store)
     finally: del os.environ["SKEWFREE_ADMIN_TOKEN"]

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from _common import write  # noqa: E402
+from _common import smoke_model, write  # noqa: E402
 
 
 def bodies(history, scale: float) -> dict[str, tuple[str, str, bytes]]:
@@ -93,15 +91,8 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every count (keys, records, columns, series)")
     ap.add_argument("--timeout", type=float, default=180, help="seconds a client waits for one answer")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="skewfree-hostile-"))
-    store = f"sqlite:///{work}/mlflow.db"
-    os.environ["MLFLOW_TRACKING_URI"] = store
     from conftest import Server
-    from skewfree.config import compose_config
-    from skewfree.data import load_ett
-    from skewfree.train import train
-    result = train(compose_config(["profile=smoke"]))
-    history = load_ett(max_rows=930).groupby("series_id").tail(result.forecaster.history_length).reset_index(drop=True)
+    store, _, history = smoke_model("skewfree-hostile-")
     server = Server("models:/skewfree-ett-smoke@champion", store, "--workers", "2")
     try:
         results = {}
