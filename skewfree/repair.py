@@ -159,9 +159,11 @@ class RepairBudget:
         if ends[k, c] and self.at_end == "error":
             rows = np.flatnonzero(~holes[panel.indptr[k]:panel.indptr[k + 1], c])
             seen = f"its last observed value is at {pd.Timestamp(panel.times[panel.indptr[k] + rows[-1]])}" if len(rows) else "it has no value"
-            trailing = int(panel.indptr[k + 1] - panel.indptr[k] - (rows[-1] + 1 if len(rows) else 0))
+            first = int(rows[-1] + 1 if len(rows) else 0)  # the first of the missing values the history ends in
+            trailing = int(panel.indptr[k + 1] - panel.indptr[k] - first)
             raise InputError(column, f"the history ends in {trailing} missing value(s) ({seen}): the forecast would start from a made-up "
-                                     "value; send the history up to its last observation, or set data.repair_budget.at_end=carry", series)
+                                     "value; send the history up to its last observation, or set data.repair_budget.at_end=carry", series,
+                             pd.Timestamp(panel.times[panel.indptr[k] + first]))
         if share[k, c] > self.max_share + 1e-12:
             raise InputError(column, f"{counts[k, c]} of the last {lengths[k]} values ({share[k, c]:.1%}) would be repaired; a request may have "
                                      f"at most {self.max_share:.1%} repaired (data.repair_budget.max_share)", series)
