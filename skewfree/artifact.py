@@ -40,11 +40,11 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'SERVING_PACKAGES',
-           'MODEL_PACKAGES', 'FAMILY_PACKAGES', 'YARDSTICK', 'RECALIBRATED_FROM', 'tracking_uri', 'reachable',
-           'setup_tracking', 'ArtifactCheckError', 'code_digest', 'running_code', 'sample_series', 'golden_requests',
-           'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput', 'Columns',
-           'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field', 'distribution',
-           'register', 'promote', 'registered_version']
+           'MODEL_PACKAGES', 'FAMILY_PACKAGES', 'YARDSTICK', 'RECALIBRATED_FROM', 'REJECTED', 'tracking_uri',
+           'reachable', 'setup_tracking', 'ArtifactCheckError', 'code_digest', 'running_code', 'sample_series',
+           'golden_requests', 'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput',
+           'Columns', 'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field',
+           'distribution', 'register', 'promote', 'rollback', 'registered_version']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -510,6 +510,8 @@ def _recalibrated_from(client:Any, name:str, version:Any) -> list[str]:
         except MlflowException: break  # deleted since: the chain ends there
     return chain
 
+REJECTED = "skewfree.rejected"  # a version's tag: rolled back from, when and to what; `promote` never crowns it again
+
 def _crown(client:Any, name:str, challenger:Any, champion:Any) -> None:
     "Move `champion` to the challenger once it loads as a server would load it (every part's hash, the golden replay), else refuse."
     try: mlflow.pyfunc.load_model(f"models:/{name}/{challenger.version}")
@@ -520,6 +522,11 @@ def _crown(client:Any, name:str, challenger:Any, champion:Any) -> None:
                                        f"{kept}") from None
     client.set_registered_model_alias(name, "champion", challenger.version)
 
+def _challenger(client:Any, name:str) -> Any:
+    "The version `challenger` names, or an `InputError` saying there is none."
+    try: return client.get_model_version_by_alias(name, "challenger")
+    except MlflowException: raise InputError("name", f"{name!r} has no challenger version: nothing to promote") from None
+
 def promote(name:str, # registered model name
             metric:str|None=None, # the score compared (lower is better); None: the one the challenger was ranked by at training
             margin:float=0.0, # the challenger must beat the champion by this fraction, e.g. 0.01 = 1 %
@@ -529,8 +536,9 @@ def promote(name:str, # registered model name
     if not (isinstance(margin, int | float) and math.isfinite(margin) and 0 <= margin < 1):  # a negative one would promote a worse model
         raise InputError("margin", f"must be a fraction in [0, 1), e.g. 0.01 for 1 %, got {margin!r}")
     client = mlflow.MlflowClient()
-    try: challenger = client.get_model_version_by_alias(name, "challenger")
-    except MlflowException: raise InputError("name", f"{name!r} has no challenger version: nothing to promote") from None
+    challenger = _challenger(client, name)
+    if REJECTED in challenger.tags:  # rolled back from: its score made it champion once, and it was taken back
+        return False, f"challenger version {challenger.version} was rolled back from ({challenger.tags[REJECTED]}): promote never crowns it again"
     try: champion = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
         _crown(client, name, challenger, None)
@@ -564,6 +572,26 @@ def promote(name:str, # registered model name
                       f"{old:.6g} by more than {margin:.1%}")
     return False, (f"kept champion version {champion.version}: challenger version {challenger.version}'s {metric} {new:.6g} "
                    f"does not beat {old:.6g} by {margin:.1%} (needs < {needed:.6g})")
+
+def rollback(name:str, # registered model name
+             to:str, # the version to serve again
+            ) -> str:
+    "Move `champion` back to version `to` once it loads as a server would; the version it leaves is marked rejected and is no longer `challenger`."
+    client = mlflow.MlflowClient()
+    try: target = client.get_model_version(name, str(to))
+    except MlflowException: raise InputError("to", f"{name!r} has no version {to!r}") from None
+    try: left = client.get_model_version_by_alias(name, "champion")
+    except MlflowException: left = None
+    if left is not None and str(left.version) == str(target.version): return f"version {target.version} is already champion"
+    _crown(client, name, target, left)
+    if left is None: return f"{name!r} had no champion: version {target.version} is champion now"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    client.set_model_version_tag(name, left.version, REJECTED, f"rolled back to version {target.version} at {when}")
+    try:  # the rolled-back version, still the challenger, would be promoted again by its score: it is nobody's challenger now
+        if str(client.get_model_version_by_alias(name, "challenger").version) == str(left.version):
+            client.delete_registered_model_alias(name, "challenger")
+    except MlflowException: pass  # no challenger
+    return f"champion is version {target.version} again; version {left.version} is marked rejected ({REJECTED}): promote never crowns it again"
 
 # %% ../nbs/14_artifact.ipynb #0021
 def registered_version(uri:str):

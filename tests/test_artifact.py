@@ -507,6 +507,15 @@ def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and
     nan = promote()
     assert nan.returncode == 2 and "'s test_mse_std is nan: it ranks nothing" in nan.stderr, nan.stdout + nan.stderr
     assert str(client.get_model_version_by_alias("promote-cli", "champion").version) == better
+    # rolled back by name: the first version serves again, the one it leaves is rejected and never promoted again
+    back = cli("rollback", "--name", "promote-cli", "--to", first, store=store)
+    assert back.returncode == 0 and f"champion is version {first} again; version {better} is marked rejected" in back.stdout, back.stdout + back.stderr
+    assert str(client.get_model_version_by_alias("promote-cli", "champion").version) == first
+    client.set_registered_model_alias("promote-cli", "challenger", better)
+    again = promote()
+    assert again.returncode == 0 and f"challenger version {better} was rolled back from" in again.stdout, again.stdout + again.stderr
+    nowhere = cli("rollback", "--name", "promote-cli", "--to", "999", store=store)
+    assert nowhere.returncode == 2 and nowhere.stderr.strip().splitlines()[-1] == "skewfree rollback: --to: 'promote-cli' has no version '999'", nowhere.stderr
 
 
 @pytest.mark.parametrize("margin", ["-0.5", "1.5", "nan"])
