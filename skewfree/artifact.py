@@ -31,7 +31,7 @@ from mlflow.types.schema import ParamSchema, ParamSpec
 from omegaconf import DictConfig
 
 import skewfree
-from .core import InputError, project_root, shown, stop_if_interrupted
+from .core import InputError, first_line, project_root, shown, stop_if_interrupted
 from .forecaster import Forecaster, Prepared
 from .models import ModelEntry
 from .panel import SINGLE_SERIES
@@ -517,8 +517,7 @@ def _crown(client:Any, name:str, challenger:Any, champion:Any) -> None:
     try: mlflow.pyfunc.load_model(f"models:/{name}/{challenger.version}")
     except Exception as e:  # a version whose files were changed since training, or that no longer reproduces its forecasts
         kept = f"champion stays version {champion.version}" if champion is not None else "no version is champion"
-        reason = str(getattr(e, "message", e)).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError("challenger", f"version {challenger.version} does not load as a server would load it ({type(e).__name__}: {reason}); "
+        raise InputError("challenger", f"version {challenger.version} does not load as a server would load it ({type(e).__name__}: {first_line(e)}); "
                                        f"{kept}") from None
     client.set_registered_model_alias(name, "champion", challenger.version)
 

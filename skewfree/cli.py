@@ -11,7 +11,8 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import mlflow
 import numpy as np
@@ -28,8 +29,8 @@ from .evaluate import RECALIBRATION_WINDOWS, recalibration_windows
 __all__ = ['CHAMPION', 'TRAINED_WITH', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model', 'worker_count',
            'settings_read', 'known_model', 'load_known_model', 'check_serve_config', 'serve', 'admin_token',
            'CommandFailed', 'output_path', 'quantile_levels', 'apart', 'say_per_series', 'predict', 'ray_output',
-           'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'drift', 'registration_source',
-           'recalibrate', 'promote_champion', 'roll_back', 'compare', 'main']
+           'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'drift', 'named_by_options',
+           'registration_source', 'recalibrate', 'promote_champion', 'registered_name', 'roll_back', 'compare', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -456,6 +457,14 @@ def drift(args:argparse.Namespace) -> int:
 # %% ../nbs/24_cli.ipynb #0026
 INTERVAL_SCORES = ("coverage_", "width_", "quantile_loss")  # scores of the bands: a recalibrated model's are not its source's
 
+@contextmanager
+def named_by_options(*fields:str) -> Iterator[None]:
+    "A library refusal of one of `fields` (its parameters: `windows`, `to`) named by the command's option that sets it (`--windows`, `--to`)."
+    try: yield
+    except InputError as e:
+        if e.field not in fields: raise
+        raise InputError(f"--{e.field}", e.reason, e.series, e.row) from None
+
 def registration_source(uri:str, name:str):
     "The registered version `uri` names, whose record (what its scores were measured on) a recalibration registered as `name` carries."
     try: mlflow.MlflowClient().get_registered_model(name)  # a name the registry refuses is refused before any work, by its option
@@ -486,15 +495,12 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
     from skewfree.artifact import RECALIBRATED_FROM, input_example, log_forecaster, register
     from skewfree.evaluate import recalibrate as measure_again
     source, forecaster = model.unwrap_python_model(), model.unwrap_python_model().forecaster
-    try:
+    with named_by_options("windows", "data"):  # the count of windows to change, or the rows they are measured on
         windows = args.windows
         if windows is None and (windows := recalibration_windows(forecaster, raw)) < RECALIBRATION_WINDOWS:
             print(f"skewfree recalibrate: --data holds {windows} windows in its shortest series, fewer than the default {RECALIBRATION_WINDOWS}: "
                   f"the bands are measured on its latest {windows}", file=sys.stderr)
         measure_again(forecaster, raw, windows)
-    except InputError as e:  # named by the option to change: the count of windows, or the rows they are measured on
-        if e.field not in ("windows", "data"): raise
-        raise InputError(f"--{e.field}", e.reason, e.series, e.row) from None
     scores = {k: v for k, v in source.manifest["scores"].items() if not any(s in k for s in INTERVAL_SCORES)}
     # the source's own example (a request its checks passed), not the file's last rows, which may hold more gaps than serving repairs
     example = given if isinstance(given := model.input_example, pd.DataFrame) else input_example(forecaster, raw)
@@ -528,21 +534,18 @@ def promote_champion(args:argparse.Namespace) -> None:
     from skewfree.config import compose_config
     cfg = compose_config()
     margin = float(cfg.registry.margin) if args.margin is None else args.margin
+    with named_by_options("name", "metric", "margin"): print(promote(registered_name(args, cfg), args.metric, margin)[1])
+
+def registered_name(args:argparse.Namespace, cfg:Any) -> str:
+    "The registered model `--name` names (never empty), else the config's `mlflow.registered_model`."
     if args.name is not None and not args.name.strip(): raise InputError("--name", "must name a registered model, got an empty name")
-    try: print(promote(args.name or cfg.mlflow.registered_model, args.metric, margin)[1])
-    except InputError as e:  # named by the option that sets it
-        if e.field not in ("name", "metric", "margin"): raise
-        raise InputError(f"--{e.field}", e.reason, e.series, e.row) from None
+    return args.name or cfg.mlflow.registered_model
 
 def roll_back(args:argparse.Namespace) -> None:
     "Serve version `--to` again (`artifact.rollback`): the champion it replaces is marked rejected, and promote never crowns it again."
     from skewfree.artifact import rollback
     from skewfree.config import compose_config
-    if args.name is not None and not args.name.strip(): raise InputError("--name", "must name a registered model, got an empty name")
-    try: print(rollback(args.name or compose_config().mlflow.registered_model, args.to))
-    except InputError as e:  # named by the option that sets it
-        if e.field not in ("name", "to"): raise
-        raise InputError(f"--{e.field}", e.reason, e.series, e.row) from None
+    with named_by_options("name", "to"): print(rollback(registered_name(args, compose_config()), args.to))
 
 def compare(args:argparse.Namespace) -> int:
     "`verify` as a command: what was compared and the largest difference; 1 where there is one."

@@ -18,8 +18,8 @@ from typing import Any
 import skewfree
 
 # %% auto #0
-__all__ = ['STOP_SIGNALS', 'InputError', 'checked_number', 'shown', 'project_root', 'interruptible', 'stop_if_interrupted',
-           'deferred_stops', 'need_ray', 'quiet_lightning']
+__all__ = ['STOP_SIGNALS', 'InputError', 'checked_number', 'shown', 'first_line', 'project_root', 'interruptible',
+           'stop_if_interrupted', 'deferred_stops', 'need_ray', 'quiet_lightning']
 
 # %% ../nbs/00_core.ipynb #0005
 class InputError(ValueError):
@@ -56,6 +56,10 @@ def shown(value:Any, width:int=60) -> str:
     "A value a request sent, as its refusal quotes it: as JSON writes it (`null`, `\"soon\"`, `[0.1, null]`), cut to `width` characters."
     text = json.dumps(value, default=str)
     return text if len(text) <= width else text[:width - 1] + "…"
+
+def first_line(e:BaseException) -> str:
+    "An error's message in one line, its first (a library's may run to its advice and a traceback), or its type's name where it says nothing."
+    return text.splitlines()[0] if (text := str(e).strip()) else type(e).__name__
 
 # %% ../nbs/00_core.ipynb #0011
 def project_root(start:Path|None=None) -> Path:

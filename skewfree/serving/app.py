@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ..artifact import mlflow_field, mlflow_reason
-from ..core import InputError
+from ..core import InputError, first_line
 from ..monitor import Monitor, MonitorConfig
 from ..profile import Feature
 from .codec import INVOCATION_BODY, NOT_UNICODE, is_unicode, csv_as_split, lone_surrogate_at, may_repeat_a_key, refuse_duplicate_keys
@@ -410,8 +410,7 @@ async def reload(request:Request) -> JSONResponse:
 
 async def _refused_reload(state:Any, e:Exception) -> str:
     "A version the model URI points at that failed to hydrate or its checks: counted, told in one line, and kept for `/metadata` to say."
-    said = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    reason = f"still serving {(await state.backend.info())['key']}: the model URI's version was refused: {type(e).__name__}: {said}"
+    reason = f"still serving {(await state.backend.info())['key']}: the model URI's version was refused: {type(e).__name__}: {first_line(e)}"
     state.metrics.errors.labels("reload").inc()
     state.reload_refused = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "reason": reason}
     log.warning("skewfree: reload refused: %s", reason, exc_info=e)  # the log keeps the whole error; the answer and /metadata its first line

@@ -18,7 +18,7 @@ import pandas as pd
 from mlflow.pyfunc.scoring_server import DF_SPLIT, INPUTS, INSTANCES, SUPPORTED_FORMATS, infer_and_parse_data
 from mlflow.types import DataType, Schema
 
-from ..core import InputError, shown
+from ..core import InputError, first_line, shown
 from ..data import comma_separated, csv_reading
 from ..panel import naive_in
 from .contract import BadRequest
@@ -311,8 +311,8 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]], id_col:str|None=None)
     # text and time columns are read as text, as the JSON formats carry them: an id like '001' stays '001', not the number 1
     as_text = {c["name"]: str for c in columns if c.get("type") in ("string", "datetime")}
     # pandas renames a column named twice (`y`, `y.1`): one of the two would be read, the other dropped unread
-    first_line = (body.split(b"\n", 1)[0].decode("utf-8-sig", "replace").splitlines() or [""])[0]  # a line may end in a lone \r too
-    try: header = next(csv.reader([first_line]), [])
+    top = (body.split(b"\n", 1)[0].decode("utf-8-sig", "replace").splitlines() or [""])[0]  # a line may end in a lone \r too
+    try: header = next(csv.reader([top]), [])
     except csv.Error as e: raise BadRequest("body", f"not valid CSV: {e}") from None
     if (twice := _first_repeated(header)) is not None:
         raise BadRequest(twice, "named twice in the CSV header: only one of the two columns would be read")
@@ -325,7 +325,7 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]], id_col:str|None=None)
         raise BadRequest("body", f"row {ragged[0]} has {ragged[1]} values for the header's {len(header)} columns", None, ragged[0])
     try: frame = pd.read_csv(io.BytesIO(body), usecols=wanted, **csv_reading(wanted or header, [n for n in as_text if n in (wanted or header)]))
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise BadRequest("body", f"not valid CSV: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise BadRequest("body", f"not valid CSV: {first_line(e)}") from None
     if not len(frame.columns): raise BadRequest("body", "not valid CSV: no column could be read from its header")
     try: comma_separated(frame, "the CSV body", "body")  # as a file is read: one column of 'store;day;units' is told as such
     except InputError as e: raise BadRequest(e.field, e.reason) from None
