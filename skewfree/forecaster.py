@@ -10,8 +10,7 @@ import json
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Self
 
@@ -57,6 +56,8 @@ class ConformalIntervals:
     scales: dict[str, float]|None = None
     # series id → the mean size of its errors on the calibration windows, the unit its shifts are counted in; None: one unit for all
     spreads: dict[str, float]|None = None
+    # (the fitted ids, their spreads, their calibration scales) by position: looked up once for the serving preprocessor, not per request
+    _by_position: tuple[np.ndarray, np.ndarray, np.ndarray]|None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def calibrate(cls, base:Mapping[float, np.ndarray], # level → (windows, steps) base forecast on held-out windows, scaled units
@@ -94,32 +95,21 @@ class ConformalIntervals:
             levels = dict(zip(levels, np.where(np.isnan(stacked).any(axis=0), stacked, np.sort(stacked, axis=0))))
         return ScaledForecast(forecast.times, point, levels, point_apart=True)
 
-    def units(self, ids:np.ndarray, # (forecasts,) each forecast's series id
+    def units(self, at:np.ndarray, # (forecasts,) each forecast's series by its position in `fitted` (-1: a series new to the model)
               serving:np.ndarray, # (forecasts,) each forecast's target scale as served
+              fitted:np.ndarray, # the serving preprocessor's series ids, in its order (`series_`)
              ) -> np.ndarray|None:
-        "Each forecast's unit of the shifts: its series' error spread (a new series: the typical one), times its calibration scale over its serving scale."
+        "Each forecast's unit of the shifts: its series' error spread (a new series: the median one), times its calibration scale over its serving scale."
         if self.scales is None and self.spreads is None: return None  # one unit for every forecast
-        ids, unit = pd.Index(ids).astype(str), np.ones(len(ids))
-        if self.scales is not None:  # refitted on other rows: shifts measured in the old scaled units, converted per series
-            calibrated = self._scale_of.reindex(ids).to_numpy()
-            unit *= np.where(np.isnan(calibrated), 1.0, calibrated / serving)
-        if self.spreads is not None: unit *= self._spread_of.reindex(ids).fillna(self._typical_spread).to_numpy()
-        return unit
-
-    @cached_property
-    def _scale_of(self) -> pd.Series:
-        "`scales` indexed by series id, made once: a request looks its series up in it, not the whole table again."
-        return pd.Series(self.scales, dtype=np.float64)
-
-    @cached_property
-    def _spread_of(self) -> pd.Series:
-        "`spreads` indexed by series id, made once."
-        return pd.Series(self.spreads, dtype=np.float64)
-
-    @cached_property
-    def _typical_spread(self) -> float:
-        "The unit of a series calibrated on no window (new to the model): the median series'."
-        return float(self._spread_of.median())
+        if self._by_position is None or self._by_position[0] is not fitted:
+            ids = pd.Index(np.asarray(fitted, dtype=str))
+            def looked_up(table, new):  # each fitted series' entry in `table` (NaN: none), then `new`'s
+                return np.append(np.full(len(ids), new) if table is None else pd.Series(table, dtype=np.float64).reindex(ids).to_numpy(), new)
+            typical = 1.0 if self.spreads is None else float(np.median(list(self.spreads.values())))
+            self._by_position = fitted, np.nan_to_num(looked_up(self.spreads, typical), nan=typical), looked_up(self.scales, np.nan)
+        _, spread, scale = self._by_position  # position -1 takes the last entry: a new series' median spread, and no calibration scale
+        calibrated = scale[at]  # refitted on other rows: the shifts were measured in the old scaled units, converted per series
+        return spread[at] * np.where(np.isnan(calibrated), 1.0, calibrated / serving)
 
     def state(self) -> dict[str, Any]:
         "Plain data for the artifact."
@@ -338,7 +328,9 @@ class _Pair:
         "`forecast` with the calibrated quantile levels added, when the forecaster has them."
         if self.intervals is None: return forecast
         of = np.arange(batch.n_series) if of is None else of
-        return self.intervals.apply(forecast, self.intervals.units(batch.ids[of], batch.target_scale[of, 1]))
+        fitted = self.preprocessor.series_
+        at = self.preprocessor.positions_of(batch.ids) if batch.known is None else batch.known  # the preprocessor's own look-up, made once
+        return self.intervals.apply(forecast, self.intervals.units(at[of], batch.target_scale[of, 1], fitted))
 
 # %% ../nbs/11_forecaster.ipynb #0016
 class _Fitting(_Pair):

@@ -48,6 +48,7 @@ class SeriesBatch:
     repaired: np.ndarray|None = None # (rows, numeric columns) bool: the values a repair made (filled, or in an inserted row); None: none
     suspect: np.ndarray|None = None # (rows, numeric columns) bool: values far beyond their series' yardsticks (`Extremes`); None: not checked
     report: dict[str, dict[str, int]] = field(default_factory=dict) # series id → {what was repaired: count}
+    known: np.ndarray|None = None # (series,) each series' position among the fitted ones (-1: new to the model); None: not looked up
 
     @property
     def n_series(self) -> int: return len(self.ids)
@@ -81,6 +82,7 @@ class SeriesBatch:
                            looks_ahead=None if self.looks_ahead is None else self.looks_ahead[rows],
                            repaired=None if self.repaired is None else self.repaired[rows],
                            suspect=None if self.suspect is None else self.suspect[rows],
+                           known=None if self.known is None else self.known[positions],
                            report={str(i): self.report[str(i)] for i in ids if str(i) in self.report})
 
     @classmethod
@@ -91,7 +93,8 @@ class SeriesBatch:
         future = {} if first.future is None else {"future": joined("future"), "future_times": joined("future_times"),
                                                   "future_indptr": lengths_to_indptr(np.concatenate([b.lengths_ahead for b in batches]))}
         return cls(joined("ids"), lengths_to_indptr(np.concatenate([b.lengths for b in batches])), joined("times"), joined("freqs"),
-                   joined("values"), joined("target_scale"), joined("observed"), first.names, **future, statics=joined("statics"))
+                   joined("values"), joined("target_scale"), joined("observed"), first.names, **future, statics=joined("statics"),
+                   known=joined("known"))
 
     def last_windows(self, length:int, values:np.ndarray|None=None) -> np.ndarray:
         "(series, length, columns): each series' last `length` rows of `values` (default: the target and past covariates), as a look-back window."
@@ -400,8 +403,8 @@ class _Series(_Settings):
             k = _first(empty.any(axis=1))
             raise InputError(self.numeric[_first(empty[k])], "every value is missing", str(panel.ids[k]))
 
-    def _series_state(self, panel:Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray|None]:
-        "(frequency, scaling, fallback values, yardsticks) of each series of `panel`: fitted, or learnt from its own rows for a new series."
+    def _series_state(self, panel:Panel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray|None]:
+        "(fitted position, frequency, scaling, fallback values, yardsticks) of each series of `panel`: fitted, or learnt from its own rows (new: -1)."
         at = self._refuse_unknown(panel.ids)
         new = at < 0
         freqs, stats, fallback = self.spacing.freq_[at], self.scaling.stats_[at], self.repairs.fallback_[at]
@@ -413,7 +416,7 @@ class _Series(_Settings):
             stats[new], fallback[new] = self.scaling.learn(newcomers), self.repairs.learn(newcomers)
             if yards is not None: yards[new] = yardsticks(newcomers)
         self.spacing.refuse_other_phase(panel, freqs, at)  # daily rows at noon to a model of midnights: other data, not forecast at noon
-        return freqs, stats, fallback, yards
+        return at, freqs, stats, fallback, yards
 
     def pieces(self, df:pd.DataFrame, rows:int) -> Iterator[Panel]:
         "Panels of whole series, about `rows` rows each: the frame cut by rows where each series' rows lie together, else parsed whole, then cut."
@@ -466,7 +469,7 @@ class _Transform(_Series):
         "Raw long rows → repaired, scaled float32 series as grouped arrays, with a repair report."
         self._check_fitted()
         panel = df if isinstance(df, Panel) else self.panel(df, ordered)
-        freqs, stats, fallback, yards = self._series_state(panel)
+        known, freqs, stats, fallback, yards = self._series_state(panel)
         if (blank := segment_sums(~np.isnan(panel.values[:, 0]), panel.indptr) == 0).any():
             raise InputError(self.target, "every value is missing", str(panel.ids[_first(blank)]))
         cut = self._history_ends(panel, horizon, history_rows)
@@ -498,7 +501,7 @@ class _Transform(_Series):
                             statics=self.statics.transform(panel) if self.static_covariates else None,
                             looks_ahead=self.repairs.looks_ahead(grid) if counts.any() else None,
                             repaired=np.isnan(grid.values) if counts.any() else None,
-                            suspect=marked,
+                            suspect=marked, known=known,
                             report=repair_report(grid.ids, self.numeric, on.inserted, counts,
                                                  None if budget is None or marked is None else segment_sums(marked, grid.indptr)))
         if self.columns_["future"]:
