@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, cast
@@ -31,8 +31,8 @@ from .serving.codec import naive_times
 
 # %% auto #0
 __all__ = ['BATCH_ROWS', 'stream_rows', 'file_rows', 'NotGrouped', 'whole_series', 'partitioned', 'typed_rows', 'ForecastWriter',
-           'BatchResult', 'forecast_params', 'predict_file', 'typed_chunks', 'series_ranges', 'read_rows',
-           'RayForecasts', 'predict_with_ray']
+           'BatchResult', 'Skipping', 'leaving_out', 'typed_block', 'forecast_block', 'forecast_params', 'predict_file',
+           'typed_chunks', 'series_ranges', 'read_rows', 'RayForecasts', 'predict_with_ray']
 
 # %% ../nbs/23_batch.ipynb #0005
 BATCH_ROWS = 1_000_000  # rows read and forecast at a time: memory is bounded by this, not by the file
@@ -170,8 +170,53 @@ class BatchResult:
     repairs: dict[str, dict[str, int]] = field(default_factory=dict)
     policy: str = ""  # the preprocessor's repair settings, as the repairs are told
     seconds: dict[str, float] = field(default_factory=dict)  # where the time went, where it is known (Ray: its start, the forecasting stage)
+    refused: list[dict[str, Any]]|None = None  # skipping (`Skipping`): each series left out, with its refusal; None: a refusal stops the run
 
 # %% ../nbs/23_batch.ipynb #0014
+@dataclass
+class Skipping:
+    "Series refused by name, left out of a run wherever their rows are, and noted, up to `most` of them: one more stops the run."
+    most: int
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)
+
+    def note(self, refusal:InputError) -> None:
+        self.notes.append(refusal.to_dict()); self.refused.add(str(refusal.series))
+        if len(self.notes) > self.most:
+            raise InputError("--skip-refused", f"more than {self.most:,} series refused (is this the model's data?); the last: {refusal}")
+
+def leaving_out(step:Callable[[pd.DataFrame], pd.DataFrame], # a check or forecast of whole series, all or nothing
+                raw:pd.DataFrame, id_col:str|None,
+                skipping:Skipping|None, # None: `step(raw)`, its refusal raised
+               ) -> pd.DataFrame|None:
+    "`step(raw)`; skipping, without the series it refuses by name (each noted, the rest taken in halves) or refused before; None: none left."
+    ids = None if skipping is None or id_col is None else raw[id_col].astype(str).to_numpy()
+    if ids is not None and skipping is not None and skipping.refused and (before := np.isin(ids, list(skipping.refused))).any():
+        raw, ids = raw[~before], ids[~before]  # refused in another chunk: its rows here are left out too
+        if not len(raw): return None
+    try: return step(raw)
+    except InputError as refusal:
+        # a refusal of no one series (or of one not found as written in the rows) is the whole file's: it stands
+        if skipping is None or ids is None or refusal.series is None or not (named := ids == refusal.series).any(): raise
+        skipping.note(refusal)
+        rest = pd.unique(ids[~named])  # in the order the rows give them: each half's rows stay in file order
+        halves = [h for h in (rest[:len(rest) // 2], rest[len(rest) // 2:]) if len(h)]
+        parts = [p for h in halves if (p := leaving_out(step, raw[np.isin(ids, h)], id_col, skipping)) is not None]
+        if not parts: return None
+        joined = pd.concat(parts)
+        if any(p.attrs for p in parts): joined.attrs = {"repairs": {k: v for p in parts for k, v in p.attrs.get("repairs", {}).items()}}
+        return joined
+
+def typed_block(model:Any, raw:pd.DataFrame, skipping:Skipping|None=None) -> pd.DataFrame|None:
+    "`raw` typed as a request is typed (`typed_rows`); skipping, without the series whose values do not convert."
+    columns, schema = model.unwrap_python_model().columns, model.metadata.get_input_schema()
+    return leaving_out(lambda r: typed_rows(r, schema, columns.id_col, "--input", timezone=columns.timezone), raw, columns.id_col, skipping)
+
+def forecast_block(model:Any, typed:pd.DataFrame, params:dict[str, Any], skipping:Skipping|None=None) -> pd.DataFrame|None:
+    "Whole typed series forecast in one call of the pyfunc; skipping, without the series it refuses."
+    return leaving_out(lambda r: model.predict(r, params=params), typed, model.unwrap_python_model().columns.id_col, skipping)
+
+# %% ../nbs/23_batch.ipynb #0016
 def _policy(model:Any) -> str:
     policies = model.unwrap_python_model().describe()["policies"]
     return f"data.missing={policies['missing']}, data.gaps={policies['gaps']}"
@@ -197,25 +242,31 @@ def predict_file(model:Any, # a loaded skewfree pyfunc model
                  quantiles:Sequence[float]|None=None, # the quantile columns to write; None: every level the model serves, []: none
                  rows:int=BATCH_ROWS, # rows per chunk, about
                  progress:bool=True, # a progress bar on standard error, where that is a terminal
+                 skip_refused:int|None=None, # None: a refusal stops the run; N: each series refused by name is left out and noted, up to N
                 ) -> BatchResult:
     "Forecast every series of `source` into `output`, a chunk of whole series at a time: bounded memory whatever the file's size."
     from tqdm.auto import tqdm
     id_col, params = model.unwrap_python_model().columns.id_col, forecast_params(model, horizon, quantiles)
-    def read() -> Iterator[pd.DataFrame]: return typed_chunks(model, stream_rows(source, "--input", rows, [id_col] if id_col else []))
-    writer, result = ForecastWriter(output), BatchResult(policy=_policy(model))
+    def read() -> Iterator[pd.DataFrame]: return typed_chunks(model, stream_rows(source, "--input", rows, [id_col] if id_col else []), skipping)
+    def begun() -> tuple[ForecastWriter, BatchResult, Skipping|None]:
+        return ForecastWriter(output), BatchResult(policy=_policy(model)), None if skip_refused is None else Skipping(skip_refused)
+    writer, result, skipping = begun()
     bar = tqdm(total=file_rows(source), unit="rows", unit_scale=True, file=sys.stderr, disable=not (progress and sys.stderr.isatty()),
                desc="forecasting")
     try:
-        try: _forecast_chunks(model, whole_series(read(), id_col), params, writer=writer, result=result, bar=bar)
+        try: _forecast_chunks(model, whole_series(read(), id_col), params, writer=writer, result=result, bar=bar, skipping=skipping)
         except (NotGrouped, InputError) as stopped:  # sorted by time, say: spread the rows by series first, then forecast each part whole
             # a series whose rows lie in two places is forecast from the first before the second shows: its refusal stands only in a grouped file
-            if isinstance(stopped, InputError) and (id_col is None or _grouped(source, id_col, rows)): raise
-            writer.discard(); writer, result = ForecastWriter(output), BatchResult(policy=_policy(model))
+            if isinstance(stopped, InputError) and (id_col is None or stopped.field == "--skip-refused" or _grouped(source, id_col, rows)): raise
+            writer.discard(); writer, result, skipping = begun()
             bar.reset(); bar.set_description("forecasting (rows not grouped by series: partitioned first)")
             with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
                 parts = max(1, math.ceil((file_rows(source) or _count_rows(source)) / rows))
                 spread = partitioned(read(), id_col, Path(tmp), parts)  # type: ignore[arg-type]
-                _forecast_chunks(model, spread, params, writer=writer, result=result, bar=bar)
+                _forecast_chunks(model, spread, params, writer=writer, result=result, bar=bar, skipping=skipping)
+        if skipping is not None and skipping.notes:
+            result.refused = skipping.notes
+            if not writer.rows: raise InputError("--input", f"every series was refused; the first: {_said(skipping.notes[0])}")
         if not result.chunks: raise InputError("--input", f"no rows in {source}")
         writer.close()
     except BaseException:
@@ -235,26 +286,30 @@ def _grouped(source:Path, id_col:str, rows:int) -> bool:
 def _count_rows(source:Path) -> int:
     return sum(len(c) for c in stream_rows(source, "--input", BATCH_ROWS))
 
-def typed_chunks(model:Any, chunks:Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def _said(note:dict[str, Any]) -> str:
+    "A noted refusal as its error says it."
+    return str(InputError(note["field"], note["reason"], note["series"], note["row"]))
+
+def typed_chunks(model:Any, chunks:Iterator[pd.DataFrame], skipping:Skipping|None=None) -> Iterator[pd.DataFrame]:
     "Each chunk in the columns the model reads, typed as a request is typed (so every chunk has the same types); a missing column named."
-    columns, schema = model.unwrap_python_model().columns, model.metadata.get_input_schema()
-    names, needed = schema.input_names(), list(columns.names)
+    names, needed = model.metadata.get_input_schema().input_names(), list(model.unwrap_python_model().columns.names)
     for chunk in chunks:
         if missing := [c for c in needed if c not in chunk.columns]:
             raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
-        yield typed_rows(chunk[[c for c in chunk.columns if c in names]], schema, columns.id_col, "--input", timezone=columns.timezone)
+        if (typed := typed_block(model, chunk[[c for c in chunk.columns if c in names]], skipping)) is not None: yield typed
 
-def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], params:dict[str, Any], *, writer:ForecastWriter, result:BatchResult, bar:Any) -> None:
-    "Each chunk of whole series, typed, forecast through the pyfunc, written; the repairs and counts gathered into `result`."
+def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], params:dict[str, Any], *, writer:ForecastWriter, result:BatchResult, bar:Any,
+                     skipping:Skipping|None) -> None:
+    "Each chunk of whole series forecast through the pyfunc, written; the repairs and counts gathered into `result`."
     for chunk in chunks:
-        forecast = model.predict(chunk, params=params)
-        writer.write(forecast)
-        result.rows, result.chunks = result.rows + len(forecast), result.chunks + 1
-        result.series += len(forecast) // params["horizon"]
-        result.repairs.update(forecast.attrs.get("repairs", {}))
+        result.chunks += 1
         bar.update(len(chunk))
+        if (forecast := forecast_block(model, chunk, params, skipping)) is None: continue  # every series of it refused
+        writer.write(forecast)
+        result.rows, result.series = result.rows + len(forecast), result.series + len(forecast) // params["horizon"]
+        result.repairs.update(forecast.attrs.get("repairs", {}))
 
-# %% ../nbs/23_batch.ipynb #0016
+# %% ../nbs/23_batch.ipynb #0018
 def series_ranges(path:Path, id_col:str|None, rows:int) -> list[tuple[int, int]]|None:
     "Row ranges [start, stop) of a Parquet file, about `rows` rows each and cut where a series ends, if each series' rows lie together; else None."
     import pyarrow as pa
@@ -284,35 +339,37 @@ def read_rows(path:Path, start:int, stop:int) -> pd.DataFrame:
     frame.index = pd.RangeIndex(start, stop)
     return frame
 
-# %% ../nbs/23_batch.ipynb #0018
+# %% ../nbs/23_batch.ipynb #0020
 class RayForecasts:
     "A Ray Data actor: one hydrated artifact; each batch — whole series, given as rows or as a row range of `source` — forecast in one call."
-    def __init__(self, model_uri:str, store:str, params:dict[str, Any], output:str, source:str|None=None):
+    def __init__(self, model_uri:str, store:str, params:dict[str, Any], output:str, source:str|None=None, *,
+                 skip_refused:int|None=None):
         import mlflow
         mlflow.set_tracking_uri(store)
         self.model, self.params, self.output = mlflow.pyfunc.load_model(model_uri), dict(params), Path(output)
-        self.source = None if source is None else Path(source)
-        columns = self.model.unwrap_python_model().columns
-        self.id_col, self.timezone, self.schema = columns.id_col, columns.timezone, self.model.metadata.get_input_schema()
+        self.source, self.skip_refused = None if source is None else Path(source), skip_refused
 
     def __call__(self, block:pd.DataFrame) -> pd.DataFrame:
         if self.source is not None:  # row ranges of the file: read here, by the actor that forecasts them
             block = pd.concat([read_rows(self.source, int(a), int(b)) for a, b in zip(block["start"], block["stop"])])
-        try: forecast = self.model.predict(typed_rows(block, self.schema, self.id_col, "--input", timezone=self.timezone), params=self.params)
+        skipping = None if self.skip_refused is None else Skipping(self.skip_refused)  # a block's whole series are refused here or nowhere
+        try: forecast = None if (typed := typed_block(self.model, block, skipping)) is None else forecast_block(self.model, typed, self.params, skipping)
         except InputError as e:  # Ray reports a failed block by its own exception, without ours: the refusal is left beside the output
             self._note("_refused", e.to_dict())
             raise
+        if skipping is not None and skipping.notes: self._note("_skipped", skipping.notes)
+        if forecast is None: return pd.DataFrame()  # every series of the block refused: no rows to write
         if repairs := forecast.attrs.get("repairs"):  # beside the output, where the driver gathers them
             self._note("_repairs", repairs)
         return forecast
 
     def _note(self, kind:str, what:Any) -> None:
-        "A JSON note beside the output (`_repairs`, `_refused`), where the driver gathers them."
+        "A JSON note beside the output (`_repairs`, `_refused`, `_skipped`), where the driver gathers them."
         import uuid
         (folder := self.output/kind).mkdir(parents=True, exist_ok=True)
         (folder/f"{uuid.uuid4().hex}.json").write_text(json.dumps(what))
 
-# %% ../nbs/23_batch.ipynb #0020
+# %% ../nbs/23_batch.ipynb #0022
 def _refuse_unread_columns(source:Path, kind:str, columns:Sequence[str]) -> None:
     "Name a column the model reads that the input lacks, or one its header names twice, or a file that cannot be read, before any actor starts."
     files = [source] if source.is_file() else sorted(source.rglob("*.parquet"))
@@ -368,6 +425,7 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
                      workers:int|None=None, # actors (and, locally, CPUs); None: one per CPU
                      rows:int=BATCH_ROWS, # rows per block, about
                      quantiles:Sequence[float]|None=None, # the quantile columns to write; None: every level the model serves, []: none
+                     skip_refused:int|None=None, # None: a refusal stops the run; N: each series refused by name is left out and noted, up to N
                     ) -> BatchResult:
     "Forecast every series of `source` with Ray Data actors into Parquet files under `output`."
     import mlflow
@@ -383,9 +441,10 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
         workers = workers or max(1, int(ray.available_resources().get("CPU", 1)))
         ds, ranges, batch_size = _whole_series_dataset(source, loaded.unwrap_python_model().columns, rows, workers)
         blocks = ds.count() if ranges else ds.num_blocks()
-        repairs = output/"_repairs"  # notes beside the output: Parquet readers pass over names starting with an underscore
+        # notes beside the output (`_repairs`, `_refused`, `_skipped`): Parquet readers pass over names starting with an underscore
         forecasts = ds.map_batches(RayForecasts, fn_constructor_kwargs={"model_uri": model_uri, "store": store, "params": params,
-                                                                         "output": str(output), "source": str(source) if ranges else None},
+                                                                         "output": str(output), "source": str(source) if ranges else None,
+                                                                         "skip_refused": skip_refused},
                                    batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
         clock = time.perf_counter()
         try: forecasts.write_parquet(str(output))
@@ -395,9 +454,17 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
             if notes: raise InputError(notes[0]["field"], notes[0]["reason"], notes[0]["series"], notes[0]["row"]) from None
             raise
         seconds |= {"job": time.perf_counter() - clock, **_stage_seconds(forecasts)}
+        def noted(kind:str) -> list[Any]: return [json.loads(f.read_text()) for f in sorted((output/kind).glob("*.json"))]
+        skipped = [n for block in noted("_skipped") for n in block] if skip_refused is not None else None
         import pyarrow.dataset as arrow_dataset
-        result = BatchResult(rows=arrow_dataset.dataset(str(output), format="parquet").count_rows(), chunks=blocks, policy=policy, seconds=seconds)
-        for f in sorted(repairs.glob("*.json")) if repairs.is_dir() else []: result.repairs.update(json.loads(f.read_text()))
+        written = arrow_dataset.dataset(str(output), format="parquet").count_rows() if any(output.glob("*.parquet")) else 0
+        # each actor counts its own blocks' refusals: the run's are counted here, once every block is in
+        if skipped and (len(skipped) > (skip_refused or 0) or not written):
+            shutil.rmtree(output, ignore_errors=True)
+            if not written: raise InputError("--input", f"every series was refused; the first: {_said(skipped[0])}")
+            raise InputError("--skip-refused", f"more than {skip_refused:,} series refused (is this the model's data?); the first: {_said(skipped[0])}")
+        result = BatchResult(rows=written, chunks=blocks, policy=policy, seconds=seconds, refused=skipped or None)
+        for found in noted("_repairs"): result.repairs.update(found)
         result.series = result.rows // horizon
         return result
     finally:

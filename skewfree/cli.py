@@ -28,9 +28,10 @@ from .evaluate import RECALIBRATION_WINDOWS, recalibration_windows
 # %% auto #0
 __all__ = ['CHAMPION', 'TRAINED_WITH', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model', 'worker_count',
            'settings_read', 'known_model', 'load_known_model', 'check_serve_config', 'serve', 'admin_token',
-           'CommandFailed', 'output_path', 'quantile_levels', 'apart', 'say_per_series', 'predict', 'ray_output',
-           'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'drift', 'named_by_options',
-           'registration_source', 'recalibrate', 'promote_champion', 'registered_name', 'roll_back', 'compare', 'main']
+           'CommandFailed', 'output_path', 'quantile_levels', 'apart', 'say_per_series', 'predict', 'list_refused',
+           'ray_output', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'drift',
+           'named_by_options', 'registration_source', 'recalibrate', 'promote_champion', 'registered_name', 'roll_back',
+           'compare', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -98,6 +99,9 @@ def parser() -> argparse.ArgumentParser:
                          help="local: this process, chunk by chunk; ray: Ray Data actors (executor.address=HOST:PORT joins a cluster)")
     predict.add_argument("--chunk-rows", type=int, default=BATCH_ROWS, help=f"rows read and forecast at a time, about (default {BATCH_ROWS:,})")
     predict.add_argument("--quantiles", help="the bands to write, as levels: 0.1,0.9 (none: the point forecast only; default: every level the model serves)")
+    predict.add_argument("--skip-refused", type=int, metavar="N",
+                         help="forecast the other series where one is refused, and list each refused series with its reason in OUTPUT.refused.csv "
+                              "(ray: OUTPUT/_refused.csv); more than N refused stops the run (default: the first refusal stops it)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("overrides", nargs="*", help="Hydra overrides of the executor config, e.g. executor.address=HOST:PORT executor.workers=2")
     verify = sub.add_parser("verify", help="parity of batch predict and an HTTP server on the same raw windows")
@@ -294,6 +298,7 @@ def predict(args:argparse.Namespace) -> None:
     from skewfree.config import compose_config
     if args.chunk_rows < 1: raise InputError("--chunk-rows", f"must be at least 1, got {args.chunk_rows}")
     if args.horizon < 1: raise InputError("--horizon", f"must be at least 1, got {args.horizon}")
+    if args.skip_refused is not None and args.skip_refused < 0: raise InputError("--skip-refused", f"must be at least 0, got {args.skip_refused}")
     quantiles = quantile_levels(args.quantiles)
     overrides = settings_read(args.overrides, "executor", "predict", "--executor")
     executor: dict[str, Any] = OmegaConf.to_container(compose_config([f"executor={args.executor}", *overrides]).executor, resolve=True)  # type: ignore[assignment]
@@ -304,13 +309,14 @@ def predict(args:argparse.Namespace) -> None:
         output = ray_output(args.output)  # before any work: a typo in a path should not cost a forecast
         known_model(args.model_uri)  # an unknown model is named before Ray starts
         result = predict_with_ray(args.model_uri, args.input, output, args.horizon, store=tracking_uri(), address=executor.get("address"),
-                                  workers=executor.get("workers"), rows=args.chunk_rows, quantiles=quantiles)
+                                  workers=executor.get("workers"), rows=args.chunk_rows, quantiles=quantiles, skip_refused=args.skip_refused)
     else:
         output = output_path(args.output)
         model = load_known_model(args.model_uri)
         try:
             with interruptible():  # a stop (SIGTERM from a scheduler, Ctrl+C) leaves no partial output or spread parts behind
-                result = predict_file(model, args.input, output, args.horizon, quantiles=quantiles, rows=args.chunk_rows, progress=not args.quiet)
+                result = predict_file(model, args.input, output, args.horizon, quantiles=quantiles, rows=args.chunk_rows, progress=not args.quiet,
+                                      skip_refused=args.skip_refused)
         except OSError as e: raise InputError("--output", f"cannot write {output}: {e.strerror or e}") from None
     # the forecasts stand on repaired histories, or read suspect values: say so, as the HTTP answer does
     split = {sid: apart(counts) for sid, counts in result.repairs.items()}
@@ -318,6 +324,15 @@ def predict(args:argparse.Namespace) -> None:
     say_per_series("read as given, far beyond the series' training range (a typo?)", {sid: s for sid, (_, s) in split.items() if s})
     timed = "".join(f", {name.replace('_', ' ')} {s:.1f} s" for name, s in result.seconds.items())
     print(f"wrote {result.rows} forecast rows of {result.series} series to {output} ({result.chunks} chunk{'s' if result.chunks != 1 else ''}{timed})")
+    if args.skip_refused is not None: list_refused(result.refused or [], output, args.executor)
+
+def list_refused(notes:list[dict[str, Any]], output:Path, executor:str) -> Path:
+    "The series a run left out, one a row with its refusal (series, field, row, reason), beside the forecasts; and a line saying how many."
+    path = output/"_refused.csv" if executor == "ray" else output.with_name(f"{output.name.removesuffix(output.suffix)}.refused.csv")
+    pd.DataFrame(notes, columns=["series", "field", "row", "reason"]).to_csv(path, index=False)
+    print(f"refused {len(notes)} series, left out and listed in {path}" + (f"; the first: {notes[0]['series']!r}, {notes[0]['reason']}" if notes else ""),
+          file=sys.stderr)
+    return path
 
 def ray_output(path:Path) -> Path:
     "`--output` of the Ray executor checked before any work: a folder that does not exist yet, or is empty, in one that does."

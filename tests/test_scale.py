@@ -78,6 +78,40 @@ def test_batch_predict_in_chunks_equals_one_call_whatever_the_row_order(panel_mo
     assert np.array_equal(by_time.forecast.to_numpy(), whole.forecast.to_numpy())
 
 
+def untidy_panel(rows: pd.DataFrame) -> pd.DataFrame:
+    "The history with three series no run can forecast: a value written as text (s007), ten rows where 48 are needed (s100), an unknown id."
+    untidy = rows.astype({"OT": object})
+    untidy.loc[untidy.index[untidy.series_id == "s007"][30], "OT"] = "12,5"
+    untidy = untidy.drop(untidy.index[untidy.series_id == "s100"][:-10])
+    return pd.concat([untidy, rows[rows.series_id == "s000"].assign(series_id="stranger")], ignore_index=True)
+
+
+def test_skipping_forecasts_every_other_series_to_the_bit_and_lists_each_refused_one(panel_model, history, store, tmp_path):
+    model = mlflow.pyfunc.load_model(panel_model.model_uri)
+    rows = pd.read_parquet(history)
+    whole = model.predict(rows, params={"horizon": 24})
+    untidy_panel(rows).to_csv(tmp_path / "untidy.csv", index=False)
+    def run(output: str, *options: str) -> subprocess.CompletedProcess:
+        return cli("predict", "--model-uri", panel_model.model_uri, "--input", str(tmp_path / "untidy.csv"), "--horizon", "24",
+                   "--output", str(tmp_path / output), "--chunk-rows", "1000", *options, store=store)
+    strict = run("f.parquet")
+    assert strict.returncode == 2 and "'12,5' is not a double" in strict.stderr, strict.stderr[-2000:]
+    assert not (tmp_path / "f.parquet").exists()
+    done = run("f.parquet", "--skip-refused", "3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"of {SERIES - 2} series" in done.stdout and "refused 3 series, left out and listed in" in done.stderr, (done.stdout, done.stderr)
+    kept = whole[~whole.series_id.isin(["s007", "s100"])].sort_values(["series_id", "date"], ignore_index=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet").sort_values(["series_id", "date"], ignore_index=True), kept, check_exact=True)
+    refused = pd.read_csv(tmp_path / "f.refused.csv").set_index("series")
+    assert sorted(refused.index) == ["s007", "s100", "stranger"], refused
+    assert "'12,5' is not a double" in refused.reason["s007"] and refused.field["s007"] == "--input: column OT"
+    assert refused.reason["s100"].startswith("needs at least 48 rows of history, got 10")
+    assert "series was not seen at fit time" in refused.reason["stranger"]
+    over = run("over.parquet", "--skip-refused", "2")
+    assert over.returncode == 2 and "--skip-refused: more than 2 series refused" in over.stderr, over.stderr[-2000:]
+    assert not (tmp_path / "over.parquet").exists()
+
+
 def test_ray_executor_equals_the_local_run_to_the_bit(panel_model, history, store, tmp_path, ray_cluster):
     local = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(history), "--horizon", "24", "--output", str(tmp_path / "local.parquet"),
                 store=store)
@@ -96,6 +130,15 @@ def test_ray_executor_equals_the_local_run_to_the_bit(panel_model, history, stor
                   "--output", str(tmp_path / "refused"), "--executor", "ray", f"executor.address={ray_cluster}", store=store)
     assert refused.returncode == 2 and "series was not seen at fit time" in refused.stderr and "'stranger'" in refused.stderr, refused.stderr[-3000:]
     assert not (tmp_path / "refused").exists()  # no half-written output
+    # skipping, each actor leaves out the series it refuses, and the run lists them all
+    untidy_panel(pd.read_parquet(history)).query("series_id != 's007'").astype({"OT": float}).to_parquet(tmp_path / "untidy.parquet")
+    skipped = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(tmp_path / "untidy.parquet"), "--horizon", "24",
+                  "--output", str(tmp_path / "skipped"), "--executor", "ray", "--chunk-rows", "4000", f"executor.address={ray_cluster}",
+                  "executor.workers=2", "--skip-refused", "5", store=store)
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    theirs = pd.read_parquet(tmp_path / "skipped").sort_values(["series_id", "date"], ignore_index=True)
+    pd.testing.assert_frame_equal(theirs, ours[~ours.series_id.isin(["s007", "s100"])].reset_index(drop=True), check_exact=True)
+    assert sorted(pd.read_csv(tmp_path / "skipped" / "_refused.csv").series) == ["s100", "stranger"]
     # a header that names a column twice (read as `OT` and `OT.1`) or a file that is no Parquet: refused before any actor starts
     pd.read_parquet(history).to_csv(tmp_path / "twice.csv", index=False, header=["series_id", "OT", "OT"])
     (tmp_path / "broken.parquet").write_bytes(b"not a parquet file")
