@@ -20,9 +20,9 @@ from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 from .core import InputError, checked_number, project_root
 
 # %% auto #0
-__all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SHARES', 'NUMBERS', 'CHOICES', 'NAMES', 'SECRETS', 'REDACTED', 'file_stem',
-           'params_dir', 'compose_config', 'group_choices', 'unknown_key', 'plainly', 'kind', 'leaves', 'check_kinds',
-           'check_config', 'check_names', 'resolved']
+__all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SEED_MOST', 'SHARES', 'NUMBERS', 'CHOICES', 'NAMES', 'SECRETS', 'REDACTED',
+           'file_stem', 'params_dir', 'compose_config', 'group_choices', 'unknown_key', 'plainly', 'kind', 'leaves',
+           'check_kinds', 'check_config', 'check_names', 'resolved']
 
 # %% ../nbs/02_config.ipynb #0005
 def file_stem(path:str|None, otherwise:str="file") -> str:
@@ -142,6 +142,7 @@ COUNTS: dict[str, tuple[int, bool]] = {
     "cv.inner.pruner.n_startup_trials": (0, False), "cv.inner.pruner.n_warmup_steps": (0, False), "executor.threads_per_fold": (1, True),
     "model.hyperparameters.input_chunk_length": (1, False), "model.hyperparameters.output_chunk_length": (1, False), "seed": (0, False),
     "data.max_rows": (1, True)}
+SEED_MOST = 2**32 - 1  # numpy's, torch's and XGBoost's seeds are 32-bit: a larger one fails inside the model, named by its hyperparameters
 SHARES = ("cv.train_rows", "cv.val_rows", "cv.test_rows")  # counts that may instead be a share in (0, 1) of each series' length
 # other numbers: (least, most, null allowed)
 NUMBERS: dict[str, tuple[float, float, bool]] = {
@@ -176,6 +177,8 @@ def _check_values(cfg:DictConfig, defaults:DictConfig|None) -> None:
         if type(node) is not int or node < least:
             also = " or null" if nullable else " or a share in (0, 1)" if shares else ""
             raise InputError(_source(cfg, key), f"expected a whole number of at least {least}{also}, got {node!r}")
+    if (seed := OmegaConf.select(cfg, "seed", default=None)) is not None and seed > SEED_MOST:
+        raise InputError(_source(cfg, "seed"), f"expected at most {SEED_MOST} (a 32-bit seed), got {seed}")
     for key, (low, high, nullable) in NUMBERS.items():
         if (node := OmegaConf.select(cfg, key, default="absent")) != "absent" and (node is not None or not nullable):
             checked_number(_source(cfg, key), node, float, low, high)

@@ -24,8 +24,9 @@ from .forecaster import Forecaster, data_decided
 from .models import build_model, model_entry
 
 # %% auto #0
-__all__ = ['Fold', 'rolling_folds', 'Plan', 'search_space', 'with_params', 'plan_folds', 'fit_span', 'score_fold', 'suggest',
-           'tune', 'FoldResult', 'importances', 'run_fold', 'run_folds', 'NestedResult', 'summarise', 'nested_cv']
+__all__ = ['SCORE_UNITS', 'Fold', 'rolling_folds', 'Plan', 'search_space', 'with_params', 'plan_folds', 'fit_span', 'score_fold',
+           'suggest', 'tune', 'FoldResult', 'importances', 'run_fold', 'run_folds', 'NestedResult', 'summarise',
+           'nested_cv']
 
 # %% ../nbs/13_nested_cv.ipynb #0006
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class Plan:
     inner_step: int
     rows: int
 
+# keys that set the units every score of a study is in (mse_std: the trial's own scaled target): trials drawing two values could not be compared
+SCORE_UNITS = ("data.scaler", "data.target")
+
 def search_space(cfg:DictConfig) -> dict[str, dict[str, Any]]:
     "The model's search space from `params/search/<model>.yaml`, each distribution checked."
     space = OmegaConf.to_container(cfg.get("search") or {}, resolve=True)
@@ -72,6 +76,9 @@ def search_space(cfg:DictConfig) -> dict[str, dict[str, Any]]:
         if missing: raise InputError(f"search.{key!s}", f"a {kind!s} distribution needs {missing}")
         if kind == "categorical" and dist["choices"] is None:
             raise InputError(f"search.{key!s}", "choices: null are the data's own, set from the rows a run learns from (`forecaster.data_decided`)")
+        if key in SCORE_UNITS:
+            raise InputError(f"search.{key!s}", "sets the units each trial is scored in (mse_std, the trial's own scaled target), so trials drawing "
+                             "other values could not be compared: choose it in the config, and compare runs by their original-unit metrics (cv_rmse)")
         if why := _out_of_range(dist) or _unread(cfg, str(key)): raise InputError(f"search.{key!s}", why)
     return space  # type: ignore[return-value]
 
@@ -84,8 +91,13 @@ def _out_of_range(dist:dict[str, Any]) -> str|None:
         return f"low and high must be {'whole ' if kind is int else ''}numbers, got {low!r} and {high!r}"
     if low > high: return f"low ({low}) is above high ({high})"
     if dist.get("log") and low <= 0: return f"a log scale needs low above 0, got {low}"
-    if (step := dist.get("step")) is not None and not (isinstance(step, int | float) and step > 0): return f"step must be above 0, got {step!r}"
-    return None
+    return None if (step := dist.get("step")) is None else _bad_step(step, kind, bool(dist.get("log")))
+
+def _bad_step(step:Any, kind:type, log:bool) -> str|None:
+    "Why Optuna could not draw on `step` (None: it can): a whole step for an int, a positive one for a float, none on a log scale."
+    if kind is int and not (type(step) is int and step >= 1): return f"an int distribution's step must be a whole number of at least 1, got {step!r}"
+    if not (type(step) in (int, float) and step > 0): return f"step must be above 0, got {step!r}"
+    return "a log scale takes no step (Optuna draws one or the other)" if log else None
 
 def _unread(cfg:DictConfig, key:str) -> str|None:
     "Why a searched key would tune nothing (None: the model reads it; its hyperparameters are checked when it is built)."
@@ -101,9 +113,10 @@ def _unread(cfg:DictConfig, key:str) -> str|None:
     return None
 
 def with_params(cfg:DictConfig|dict, params:dict[str, Any]) -> DictConfig:
-    "A resolved copy of `cfg` with dotted config keys set to `params`."
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg)
+    "A resolved copy of `cfg` with dotted config keys set to `params`, set before resolving: a key tied to a drawn one (`${…}`) follows it."
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg)
     for key, value in params.items(): OmegaConf.update(out, key, value, merge=False)
+    out = OmegaConf.create(OmegaConf.to_container(out, resolve=True))
     assert isinstance(out, DictConfig)
     return out
 
@@ -174,7 +187,7 @@ def suggest(trial:Any, space:dict[str, dict[str, Any]]) -> dict[str, Any]:
     for key, d in space.items():
         if d["type"] == "categorical": params[key] = trial.suggest_categorical(key, list(d["choices"]))
         elif d["type"] == "int": params[key] = trial.suggest_int(key, int(d["low"]), int(d["high"]), step=int(d.get("step", 1)), log=bool(d.get("log", False)))
-        else: params[key] = trial.suggest_float(key, float(d["low"]), float(d["high"]), log=bool(d.get("log", False)))
+        else: params[key] = trial.suggest_float(key, float(d["low"]), float(d["high"]), step=d.get("step"), log=bool(d.get("log", False)))
     return params
 
 def tune(cfg:DictConfig, rows:Positions, span:Fold, plan:Plan, *, study_name:str, storage:str|None=None, progress:bool=False):
