@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import mlflow
 from mlflow.data.pandas_dataset import from_pandas
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import skewfree
 from .artifact import YARDSTICK, distribution, input_example, log_forecaster, register, setup_tracking
@@ -40,8 +40,8 @@ from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds
 __all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
            'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'unread_covariates',
            'the_rows', 'refuse_missing_steps', 'log_repairs', 'suspects', 'log_suspects', 'log_unused_rows',
-           'log_overlap', 'scoring_record', 'history_figure', 'importance_figure', 'fold_figure', 'log_study',
-           'log_fold']
+           'log_overlap', 'scoring_record', 'drawn_keys', 'history_figure', 'importance_figure', 'fold_figure',
+           'log_study', 'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
 def _figure(width:float=7, height:float=3.5, ncols:int=1):
@@ -126,10 +126,10 @@ def _run_source(source:str|None) -> dict[str, str]:
     name = source or ("notebook" if not script or script.startswith("ipykernel") else script)
     return {"mlflow.source.name": name, "mlflow.source.type": "NOTEBOOK" if name.endswith(".ipynb") or name == "notebook" else "LOCAL"}
 
-def _log_run_header(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> None:
-    "Config, dataset digest, commit, versions and source: what makes the run reproducible."
+def _log_run_header(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None, drawn:Collection[str]=()) -> None:
+    "Config, dataset digest, commit, versions and source: what makes the run reproducible (`drawn` keys: logged once the study has drawn them)."
     config = resolved(cfg)
-    mlflow.log_params(_flat(config))
+    mlflow.log_params({k: v for k, v in _flat(config).items() if k not in drawn})
     mlflow.log_dict(config, "config.json")
     versions = package_versions()
     mlflow.log_dict(versions, "environment.json")
@@ -307,6 +307,18 @@ def _above_naive(scores:dict[str, float]) -> str:
     mlflow.set_tag("skewfree.mase_above_1", f"{mase:.6g}")
     return " " + said
 
+def drawn_keys(cfg:DictConfig) -> set[str]:
+    "The config keys a study draws, and every key tied to one (`${…}`, at any remove): their values are known once it has drawn them."
+    raw = _flat(OmegaConf.to_container(cfg, resolve=False))  # type: ignore[arg-type]
+    drawn = {str(k) for k in (cfg.get("search") or {})}
+    while tied := {k for k, v in raw.items() if k not in drawn and isinstance(v, str) and any(f"${{{d}}}" in v for d in drawn)}: drawn |= tied
+    return drawn
+
+def _log_fitted_choices(forecaster:Forecaster) -> None:
+    "What the fit chose that the config left open (the epochs early stopping kept, the ridge chosen, the rounds kept), as `fitted.*` params."
+    try: mlflow.log_params({f"fitted.{k}": v for k, v in forecaster.refit_overrides().items()})
+    except RuntimeError: pass  # fitted elsewhere: nothing chosen here to tell
+
 def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
     "The run's description (the MLflow page's first lines): what was trained, how it was measured, the score that ranks it, a MASE above 1."
     metric = str(cfg.registry.metric)
@@ -349,9 +361,9 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         started = time.perf_counter()
         calibrate(forecaster.fit(train_rows, val_rows), val_rows)  # the intervals, on the rows the model did not fit
         log_learning_curve(forecaster.learning_curve, cfg.model.name)
+        _log_fitted_choices(forecaster)
         insample, insample_end = train_rows, tr  # the rows the scales of the scores are learnt from
         if cfg.cv.get("refit"):  # the model that ships also learns from the validation rows, as long as early stopping chose on them
-            mlflow.log_params({f"refit.{k}": v for k, v in forecaster.refit_overrides().items()})
             insample, insample_end = positions.rows(0, tr + va), tr + va
             forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
@@ -430,7 +442,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
     refuse_missing_steps(rows, plan.rows, _repair_share(cfg))
     found = suspects(forecaster.preprocessor, rows.rows(0, plan.rows))
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:  # as in `_train_holdout`
-        _log_run_header(cfg, raw, source)
+        _log_run_header(cfg, raw, source, drawn := drawn_keys(cfg))
         started = time.perf_counter()
 
         def on_fold(done:FoldResult) -> None:
@@ -445,7 +457,11 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         log_study(result.final, "final_study")
         mlflow.log_params({f"best.{p}": v for p, v in result.final.best_params.items()})
         final_cfg = with_params(cfg, result.final.best_params)
+        trained = resolved(final_cfg)  # under the config's own keys, the values the shipped model was built with, not those the study replaced
+        mlflow.log_params({k: v for k, v in _flat(trained).items() if k in drawn})
+        mlflow.log_dict(trained, "config.json")
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
+        _log_fitted_choices(forecaster)
         _log_rows_used(forecaster, rows, plan.rows, found=found, overlaps=[(fold.train_end, fold.origin) for fold in plan.outer],
                        share=_repair_share(cfg))
         _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each", result.summary)
