@@ -14,7 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from .core import InputError
-from .forecaster import ConformalIntervals, Forecaster, IntervalSpec
+from .forecaster import ConformalIntervals, Forecaster, IntervalSpec, fewest_windows
 from .frequency import clock_of, grid_steps, panel_season
 from .models import Windows
 from .panel import Panel, Rows, parse_times, series_codes
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'split_positions', 'seen_after_scored',
            'temporal_split', 'holdout_frames', 'refit_rows', 'refused_requests', 'span_windows', 'UnservableWindow',
            'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest',
-           'forecast_profile', 'calibrate', 'latest_windows', 'recalibration_windows', 'recalibrate', 'gap_before']
+           'forecast_profile', 'refuse_too_few_windows', 'calibrate', 'latest_windows', 'recalibration_windows',
+           'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 ROWS_FROM = ("start", "end")
@@ -404,15 +405,34 @@ def forecast_profile(forecaster:Forecaster, # fitted: the model that ships
     return Feature.numeric("forecast", table.forecast_std.to_numpy()) if len(table) else None
 
 # %% ../nbs/12_evaluate.ipynb #0022
+def _calibrated_levels(forecaster:Forecaster) -> tuple[IntervalSpec, list[float], list[float]]:
+    "(the config's intervals, the model's heads that are calibrated, every level calibrated): heads kept as the model made them are not."
+    spec = IntervalSpec.from_config(forecaster.config)
+    heads = forecaster.head_quantiles if spec.heads == "conformalise" else []
+    kept = forecaster.head_quantiles if spec.heads == "keep" else []
+    return spec, heads, sorted({*spec.quantiles, *heads} - set(kept))
+
+def refuse_too_few_windows(forecaster:Forecaster, # built; fitted or not
+                           series:int, # series the held-out rows hold
+                           held_out:int, # held-out steps of each series, after its look-back context
+                           steps:int|None=None, # each window's steps; None: the model's longest forecast
+                          ) -> None:
+    "Before any fit, what `calibrate` would refuse after it: held-out rows whose windows, over every series, are too few for a level."
+    _, _, levels = _calibrated_levels(forecaster)
+    if not levels: return
+    spec, steps = IntervalSpec.from_config(forecaster.config), forecaster.max_horizon if steps is None else steps
+    each = max(0, (held_out - steps) // spec.stride + 1)
+    if series * each < (fewest := fewest_windows(worst := max(levels, key=fewest_windows))):
+        raise InputError("intervals.quantiles", f"level {worst} needs {fewest} calibration windows, the held-out rows give {series * each} ({series} "
+                         f"series × {each} windows of {steps} steps every {spec.stride} of the {held_out} rows held out): give more held-out rows "
+                         "(cv.val_rows), a smaller intervals.stride, or drop the level")
+
 def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
               held_out:pd.DataFrame, # raw rows it did not fit, with look-back context (the validation rows of `temporal_split`)
               latest:int|None=None, # only each series' latest that many windows (see `recalibrate`); None: every window
              ) -> Forecaster:
     "The forecaster with its quantile levels (the config's `intervals`) calibrated on every window of `held_out`: split conformal."
-    spec = IntervalSpec.from_config(forecaster.config)
-    heads = forecaster.head_quantiles if spec.heads == "conformalise" else []
-    kept = forecaster.head_quantiles if spec.heads == "keep" else []  # served as the model made them: not calibrated
-    levels = sorted({*spec.quantiles, *heads} - set(kept))
+    spec, heads, levels = _calibrated_levels(forecaster)
     previous, forecaster.intervals = forecaster.intervals, None  # the base forecasts are the model's own
     if not levels: return forecaster
     try:
@@ -442,7 +462,7 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
         raise
     return forecaster
 
-# %% ../nbs/12_evaluate.ipynb #0029
+# %% ../nbs/12_evaluate.ipynb #0030
 RECALIBRATION_WINDOWS = 1440  # bench/recalibration.py's choice on its selection slice: the latest 1440 windows (two months of hours), weekly
 
 def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from .core import STOP_SIGNALS, InputError, need_ray, stop_if_interrupted
-from .evaluate import Positions, calibrate, forecast_rows, scored_backtest
+from .evaluate import Positions, calibrate, forecast_rows, refuse_too_few_windows, scored_backtest
 from .forecaster import Forecaster, data_decided
 from .models import build_model, model_entry
 
@@ -141,6 +141,7 @@ def plan_folds(cfg:DictConfig, lengths:dict[str, int]) -> Plan:
     step, inner_step, gap, val = int(cv.step or horizon), int(cv.inner.step or horizon), int(cv.gap), int(cv.val_rows)
     history, output = _largest_history(cfg, space)
     if val < output: raise InputError("cv.val_rows", f"must be at least the model's output length {output}, got {val}")
+    refuse_too_few_windows(Forecaster.from_config(cfg), len(lengths), val, output)  # each fold's bands, on its last `val` rows
     rows = int(cv.rows or min(lengths.values()))
     short = {sid: n for sid, n in lengths.items() if n < rows}
     if short: raise InputError("cv.rows", f"{rows} rows per series asked for, has {min(short.values())}", min(short, key=lambda sid: short[sid]))

@@ -29,7 +29,7 @@ from .config import resolved
 from .core import InputError, checked_number, deferred_stops, interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
 from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_frames, mase_season, scored_backtest,
-                               seen_after_scored, split_positions)
+                               refuse_too_few_windows, seen_after_scored, split_positions)
 from .forecaster import Forecaster, data_decided
 from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
@@ -39,9 +39,9 @@ from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds
 # %% auto #0
 __all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
            'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'unread_covariates',
-           'the_rows', 'refuse_missing_steps', 'log_repairs', 'suspects', 'log_suspects', 'log_unused_rows',
-           'log_overlap', 'scoring_record', 'drawn_keys', 'history_figure', 'importance_figure', 'fold_figure',
-           'log_study', 'log_fold']
+           'the_rows', 'refuse_missing_steps', 'checked_repairs', 'log_repairs', 'suspects', 'log_suspects',
+           'log_unused_rows', 'log_overlap', 'scoring_record', 'drawn_keys', 'history_figure', 'importance_figure',
+           'fold_figure', 'log_study', 'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
 def _figure(width:float=7, height:float=3.5, ncols:int=1):
@@ -210,10 +210,11 @@ def refuse_missing_steps(positions:Positions, used:int, max_share:float=TRAINING
                          f"({n / used:.0%}; data.training_repair_share allows {max_share:.0%}): the gap policy would make them "
                          "up; mend the data (a stray row far from the others?), or raise the share", sid)
 
-def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
-                max_share:float=TRAINING_REPAIR_SHARE, # beyond it in any series and column, training is refused
-               ) -> dict[str, dict[str, int]]:
-    "What the fitted preprocessor's policies repair in the raw rows, per series: bounded, logged to the run as `repairs.json`, and told."
+def checked_repairs(cfg:DictConfig, raw:pd.DataFrame, # the rows a run fits and scores
+                    max_share:float=TRAINING_REPAIR_SHARE, # beyond it in any series and column, training is refused
+                   ) -> dict[str, dict[str, int]]:
+    "What the config's repair policies make up in the raw rows, per series, before any fit: bounded, or refused naming the series and column."
+    pre = Forecaster.from_config(cfg).preprocessor.fit(raw)  # fitted to count with, then dropped: no model learns from this state
     report = pre.transform(raw).report  # counts (values filled, gap rows inserted): the same whatever state the policy fills from
     lengths = raw.groupby(raw[pre.id_col].astype(str)).size().to_dict() if pre.id_col else {SINGLE_SERIES: len(raw)}
     for sid, counts in report.items():  # a model fitted on mostly made-up values learns the repair policy, not the series
@@ -222,12 +223,15 @@ def log_repairs(pre:Preprocessor, raw:pd.DataFrame,
         if filled and rows and filled[worst := max(filled, key=lambda c: filled[c])] > max_share * rows:
             raise InputError(worst, f"{filled[worst]} of this series' {rows} values the run fits and scores would be made up by the repair policies "
                              f"({filled[worst] / rows:.0%}; data.training_repair_share allows {max_share:.0%}): mend the data, or raise the share", sid)
+    return report
+
+def log_repairs(report:dict[str, dict[str, int]], pre:Preprocessor) -> None:
+    "The repairs of the rows a run used (`checked_repairs`): logged to the run as `repairs.json`, and told."
     mlflow.log_dict(report, "repairs.json")
     mlflow.log_metrics({"repaired_values": sum(n for r in report.values() for k, n in r.items() if k.startswith("filled_")),
                         "inserted_gap_rows": sum(r.get("reindexed_rows", 0) for r in report.values())})
     if report: log.warning("skewfree: the data's missing values and gaps were repaired (data.missing=%s, data.gaps=%s): %s",
                            pre.missing, pre.gaps, report)
-    return report
 
 # %% ../nbs/15_train.ipynb #0019
 def suspects(pre:Preprocessor, rows:pd.DataFrame) -> pd.DataFrame:
@@ -328,10 +332,10 @@ def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
                                           f"model together, registered as `{cfg.mlflow.registered_model}`.")
 
 def _log_rows_used(forecaster:Forecaster, positions:Positions, used:int, *, found:pd.DataFrame, overlaps:Sequence[tuple[int, int]],
-                   share:float) -> None:
+                   repairs:dict[str, dict[str, int]]) -> None:
     "What the shipped model learnt from, told beside it: its state's hash, the repairs and suspect values of the rows used, those left out, overlaps."
     mlflow.set_tag("skewfree.preprocessor_hash", forecaster.preprocessor.state_hash())
-    log_repairs(forecaster.preprocessor, positions.rows(0, used), share)
+    log_repairs(repairs, forecaster.preprocessor)
     log_suspects(found)
     log_unused_rows(positions, used)
     log_overlap(positions, overlaps)
@@ -352,7 +356,9 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
     forecaster = Forecaster.from_config(cfg)
     positions, (tr, va, te) = split_positions(raw, cfg.cv, forecaster)  # fails before a run exists
     refuse_missing_steps(positions, tr + va + te, _repair_share(cfg))
+    refuse_too_few_windows(forecaster, len(positions.lengths), va)  # the bands, calibrated on the validation rows
     found = suspects(forecaster.preprocessor, positions.rows(0, tr + va + te))
+    repairs = checked_repairs(cfg, positions.rows(0, tr + va + te), _repair_share(cfg))
     train_rows, val_rows, test_rows = holdout_frames(positions, (tr, va, te), forecaster.history_length)
     # entered last, left last: a stop once registration begins waits for the run to end, so no version comes of a failed run
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
@@ -368,7 +374,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
             forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
         # the rows this run uses (train, validation, test): rows past them are neither learnt from nor scored
-        _log_rows_used(forecaster, positions, tr + va + te, found=found, overlaps=[(tr + va, tr + va)], share=_repair_share(cfg))
+        _log_rows_used(forecaster, positions, tr + va + te, found=found, overlaps=[(tr + va, tr + va)], repairs=repairs)
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
         metrics, table = scored_backtest(forecaster, test_rows, stride=cfg.cv.eval_stride, insample=insample, season=season)
         scores = {f"test_{k}": v for k, v in metrics.items()}
@@ -441,6 +447,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
     rows = rows.counted_from(cfg.cv.get("rows_from"), plan.rows)
     refuse_missing_steps(rows, plan.rows, _repair_share(cfg))
     found = suspects(forecaster.preprocessor, rows.rows(0, plan.rows))
+    repairs = checked_repairs(cfg, rows.rows(0, plan.rows), _repair_share(cfg))
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:  # as in `_train_holdout`
         _log_run_header(cfg, raw, source, drawn := drawn_keys(cfg))
         started = time.perf_counter()
@@ -463,7 +470,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         forecaster = fit_span(final_cfg, rows, plan.final.train_start, plan.final.train_end, refit=bool(cfg.cv.get("refit")))
         _log_fitted_choices(forecaster)
         _log_rows_used(forecaster, rows, plan.rows, found=found, overlaps=[(fold.train_end, fold.origin) for fold in plan.outer],
-                       share=_repair_share(cfg))
+                       repairs=repairs)
         _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each", result.summary)
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
         _say_unscaled(max(int(f.scores.get("mase_unscaled_series", 0)) for f in result.folds), season, "cv_mase", result.summary.get("cv_mase", np.nan),

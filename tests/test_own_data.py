@@ -174,8 +174,10 @@ def test_a_series_mostly_made_up_by_repairs_is_refused_not_registered(store, tmp
     frame.to_csv(path, index=False)
     overrides = ["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day", "data.target=units",
                  "data.id_col=store", "mlflow.registered_model=own-data-made-up"]
+    runs = len(mlflow.search_runs(search_all_experiments=True))
     with pytest.raises(InputError, match=r"units: 300 of this series' 1000 values the run fits and scores would be made up .*30%.*series 'north'"):
         train(compose_config(overrides))
+    assert len(mlflow.search_runs(search_all_experiments=True)) == runs  # refused before any fit, so before any run
     assert mlflow.MlflowClient().search_model_versions("name='own-data-made-up'") == []
     assert train(compose_config([*overrides, "data.training_repair_share=0.5"])).metrics  # the share is the user's to raise, visibly
 
