@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import pickle
 import shutil
 import sys
 import tempfile
@@ -85,20 +86,24 @@ def whole_series(chunks:Iterator[pd.DataFrame], id_col:str|None) -> Iterator[pd.
     if waiting is not None and len(waiting): yield waiting
 
 def partitioned(chunks:Iterator[pd.DataFrame], id_col:str, folder:Path, parts:int) -> Iterator[pd.DataFrame]:
-    "Every row spread by a hash of its series id into `parts` Parquet files under `folder`, then each file whole: every series in one."
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    writers: dict[int, Any] = {}
-    try:
-        for chunk in chunks:
-            part = pd.util.hash_array(chunk[id_col].astype(str).to_numpy()) % parts
-            for p in np.unique(part):
-                table = pa.Table.from_pandas(chunk[part == p], preserve_index=True)
-                if p not in writers: writers[p] = pq.ParquetWriter(folder/f"part-{p}.parquet", table.schema)
-                writers[p].write_table(table.cast(writers[p].schema))
-    finally:
-        for w in writers.values(): w.close()
-    for p in sorted(writers): yield pd.read_parquet(folder/f"part-{p}.parquet")
+    "Every row spread by a hash of its series id into `parts` files under `folder`, then each file whole: every series in one."
+    written = set()
+    for chunk in chunks:
+        part = pd.util.hash_array(chunk[id_col].astype(str).to_numpy()) % parts
+        order = np.argsort(part, kind="stable")  # each part's rows in one slice, in file order: one gather, not one mask a part
+        by_part, bounds = chunk.iloc[order], np.searchsorted(part[order], np.arange(parts + 1))
+        for p in np.flatnonzero(np.diff(bounds)).tolist():
+            # pickled as typed, where Parquet would hand back other types (a text-typed time column's Timestamps as datetime64)
+            with open(folder/f"part-{p}.pkl", "ab") as file: pickle.dump(by_part.iloc[bounds[p]:bounds[p + 1]], file, pickle.HIGHEST_PROTOCOL)
+            written.add(p)
+    for p in sorted(written): yield pd.concat(_pickled(folder/f"part-{p}.pkl"))
+
+def _pickled(path:Path) -> Iterator[pd.DataFrame]:
+    "The frames `partitioned` appended to `path` (written by this run, in its own temporary folder), in order."
+    with open(path, "rb") as file:
+        while True:
+            try: yield pickle.load(file)  # noqa: S301
+            except EOFError: return
 
 # %% ../nbs/23_batch.ipynb #0010
 def _series_at(raw:pd.DataFrame, id_col:str|None, row:Any) -> str|None:
@@ -449,7 +454,8 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
         clock = time.perf_counter()
         try: forecasts.write_parquet(str(output))
         except Exception:  # bad rows in a block: the actor's refusal, named, not Ray's traceback around it; no half-written output left
-            notes = [json.loads(n.read_text()) for n in sorted((output/"_refused").glob("*.json"))]
+            # the actors' refusals, the same whichever actor wrote first: by series, then row
+            notes = sorted((json.loads(n.read_text()) for n in (output/"_refused").glob("*.json")), key=lambda n: (str(n["series"]), str(n["row"])))
             shutil.rmtree(output, ignore_errors=True)  # it was empty or absent before (`ray_output`)
             if notes: raise InputError(notes[0]["field"], notes[0]["reason"], notes[0]["series"], notes[0]["row"]) from None
             raise
