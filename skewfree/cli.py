@@ -26,12 +26,12 @@ from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_i
 from .evaluate import RECALIBRATION_WINDOWS, recalibration_windows
 
 # %% auto #0
-__all__ = ['CHAMPION', 'TRAINED_WITH', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model', 'worker_count',
-           'settings_read', 'known_model', 'load_known_model', 'check_serve_config', 'serve', 'admin_token',
-           'CommandFailed', 'output_path', 'quantile_levels', 'apart', 'say_per_series', 'predict', 'list_refused',
-           'ray_output', 'windows', 'ParityFailure', 'verify', 'same_model', 'column_difference', 'drift',
-           'named_by_options', 'registration_source', 'recalibrate', 'promote_champion', 'registered_name', 'roll_back',
-           'compare', 'main']
+__all__ = ['CHAMPION', 'RAY_SECTIONS', 'TRAINED_WITH', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model',
+           'worker_count', 'check_ray_sections', 'settings_read', 'known_model', 'load_known_model',
+           'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'output_path', 'quantile_levels', 'apart',
+           'say_per_series', 'predict', 'list_refused', 'ray_output', 'windows', 'ParityFailure', 'verify',
+           'same_model', 'column_difference', 'drift', 'named_by_options', 'registration_source', 'recalibrate',
+           'promote_champion', 'registered_name', 'roll_back', 'compare', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -148,11 +148,32 @@ def worker_count(value:Any) -> int:
         raise InputError("serve.workers", f"must be 'auto' or a whole number >= 0 (0: threads of the server process), got {value!r}")
     return value
 
-def _positive(cfg:dict[str, Any], key:str, kind:type, least:float, nullable:bool=False) -> None:
+def _positive(cfg:dict[str, Any], key:str, kind:type, least:float, nullable:bool=False, *, within:str="") -> None:
     if key not in cfg or ((value := cfg[key]) is None and nullable): return  # a key the backend does not read (Ray: threads)
     if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)) or not value >= least:
-        raise InputError(f"serve.{key}", f"must be a {'whole ' if kind is int else ''}number of at least {least}{' or null' if nullable else ''}, "
-                                         f"got {value!r}")
+        raise InputError(f"serve.{within}{key}", f"must be a {'whole ' if kind is int else ''}number of at least {least}{' or null' if nullable else ''}, "
+                                                 f"got {value!r}")
+
+RAY_SECTIONS = ("feature_engineering", "model_inference")  # the Ray backend's deployments, each scaled by its own section
+
+def check_ray_sections(cfg:dict[str, Any]) -> None:
+    "The Ray deployments' settings, refused by name where Ray would wait forever, drop one, or answer with its traceback."
+    for name in (n for n in RAY_SECTIONS if isinstance(cfg.get(n), dict)):
+        section, within = cfg[name], f"{name}."
+        for key, kind, least, nullable in (("num_replicas", int, 1, False), ("num_cpus", float, 0, False), ("num_gpus", float, 0, False),
+                                           ("max_ongoing_requests", int, 1, True), ("threads", int, 1, False), ("max_batch_size", int, 1, False),
+                                           ("batch_wait_timeout_s", float, 0, False)):
+            _positive(section, key, kind, least, nullable, within=within)
+        if (scaling := section.get("autoscaling_config")) is not None:
+            if not isinstance(scaling, dict): raise InputError(f"serve.{within}autoscaling_config", f"must be a mapping or null, got {scaling!r}")
+            for key, least in (("min_replicas", 0), ("max_replicas", 1)): _positive(scaling, key, int, least, within=f"{within}autoscaling_config.")
+            if scaling.get("min_replicas", 1) > scaling.get("max_replicas", 1):
+                raise InputError(f"serve.{within}autoscaling_config.max_replicas", f"must be at least min_replicas ({scaling.get('min_replicas', 1)}), "
+                                                                                 f"got {scaling.get('max_replicas', 1)}")
+    model = cfg.get("model_inference") or {}
+    if (ongoing := model.get("max_ongoing_requests")) is not None and ongoing < (size := model.get("max_batch_size", 1)):
+        raise InputError("serve.model_inference.max_ongoing_requests", f"must be at least max_batch_size ({size}), got {ongoing}: a batch "
+                                                                       "would never fill (Ray's advice: twice it)")
 
 TRAINED_WITH = ("data.", "model.", "cv.", "trainer.", "search.", "intervals.", "seed")  # settings fixed in a model when it trains
 
@@ -198,6 +219,7 @@ def check_serve_config(cfg:dict[str, Any]) -> None:
     _positive(cfg, "reload_interval", float, 0.001, nullable=True); _positive(cfg, "request_timeout_s", float, 0.001, nullable=True)
     for key, kind, least in (("header_timeout_s", float, 0.001), ("body_timeout_s", float, 0.001), ("max_connections", int, 1)):
         if key in cfg: _positive(cfg, key, kind, least)  # the FastAPI server's (Ray's proxy has its own)
+    check_ray_sections(cfg)
     port = cfg.get("port")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise InputError("--port", f"must be a port number from 1 to 65535, got {port!r}")

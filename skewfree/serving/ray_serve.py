@@ -24,7 +24,7 @@ from .pipeline import back_invocation, back_typed, front_invocation, front_typed
 
 # %% auto #0
 __all__ = ['FLUSH_S', 'SEND_TIMEOUT_S', 'MAX_PENDING', 'STOPPED', 'PROXY_MARGIN_S', 'ArtifactMismatch', 'ModelInference',
-           'MonitorWindow', 'SharedWindow', 'RayBackend', 'build_app', 'run']
+           'MonitorWindow', 'SharedWindow', 'RayBackend', 'build_app', 'refuse_unplaceable', 'run']
 
 # %% ../../nbs/22_ray_serve.ipynb #0004
 class ArtifactMismatch(Unavailable):
@@ -204,6 +204,14 @@ def build_app(uri:str, store:str, cfg:dict[str, Any], app_name:str="skewfree"):
     fe = serve.deployment(serve.ingress(_feature_builder(app_name, uri, store, cfg))(), name="FeatureEngineering")
     return fe.options(**_options(cfg["feature_engineering"])).bind(mi, window)  # type: ignore[attr-defined]
 
+def refuse_unplaceable(cfg:dict[str, Any], resources:dict[str, float]) -> None:
+    "A replica asking for more GPUs or CPUs than `resources` (this machine's Ray instance) holds: refused by name, where Ray waits forever."
+    for name in ("feature_engineering", "model_inference"):
+        for key, resource in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
+            if (asked := float(cfg[name].get(key, 0))) > (has := float(resources.get(resource, 0))):
+                raise InputError(f"serve.{name}.{key}", f"a replica asks for {asked:g} {resource}, this machine's Ray instance has {has:g}: ask for "
+                                                        "at most that, or join a cluster that has them (serve.address)")
+
 def run(uri:str, store:str, cfg:dict[str, Any], *, host:str="127.0.0.1", port:int=8000, app_name:str="skewfree") -> None:
     "Start (or join) Ray, deploy the application on `host:port`, and block until interrupted."
     import signal
@@ -214,6 +222,9 @@ def run(uri:str, store:str, cfg:dict[str, Any], *, host:str="127.0.0.1", port:in
     # "local" starts a fresh instance: without it Ray would join whatever cluster last ran on this machine
     try: ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
     except ConnectionError as e: raise InputError("serve.address", f"cannot reach the Ray cluster at {address!r}: {e}") from None
+    if not address:  # a cluster may scale up to what a replica asks for; this machine will not
+        try: refuse_unplaceable(cfg, ray.cluster_resources())
+        except InputError: ray.shutdown(); raise
     # set after Ray's start, which installs its own SIGTERM handler (a stack dump): a terminated server shuts Ray down
     # whole (finally, below), as Ctrl+C does
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
