@@ -34,6 +34,7 @@ class MonitorConfig:
     min_requests: int = 100 # fewer in the window: `collecting`, no verdict
     js_threshold: float = 0.5 # numeric features: drifting beyond this Jensen–Shannon divergence (base 2)
     linf_threshold: float = 0.2 # categorical features: drifting beyond this L-infinity distance
+    beyond_threshold: float = 0.08 # drifting when more than this share of the window's series lie beyond anything training showed
 
     @classmethod
     def from_config(cls, config:Any) -> MonitorConfig:
@@ -44,13 +45,13 @@ class MonitorConfig:
         d = cls()
         def get(name, kind, low, high=float("inf")): return checked_number(f"serve.monitor.{name}", config.get(name, getattr(d, name)), kind, low, high)
         made = cls(get("window_requests", int, 1), get("window_seconds", float, 1e-9), get("min_requests", int, 1),
-                   get("js_threshold", float, 0, 1), get("linf_threshold", float, 0, 1))
+                   get("js_threshold", float, 0, 1), get("linf_threshold", float, 0, 1), get("beyond_threshold", float, 0, 1))
         if made.min_requests > made.window_requests:  # a verdict would never come
             raise InputError("serve.monitor.min_requests", f"{made.min_requests} is more than the window holds (window_requests: {made.window_requests})")
         return made
 
     def threshold(self, feature:Feature) -> float:
-        return self.js_threshold if feature.kind == "numeric" else self.linf_threshold
+        return {"numeric": self.js_threshold, "categorical": self.linf_threshold, "share": self.beyond_threshold}[feature.kind]
 
 # %% ../nbs/16_monitor.ipynb #0006
 class Monitor:

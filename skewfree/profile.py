@@ -46,14 +46,14 @@ class Feature:
     def n_bins(self) -> int: return len(self.edges) + 1 if self.kind == "numeric" else len(self.categories)
 
     @property
-    def comparator(self) -> str: return "jensen_shannon" if self.kind == "numeric" else "l_infinity"
+    def comparator(self) -> str: return {"numeric": "jensen_shannon", "categorical": "l_infinity", "share": "share_beyond"}[self.kind]
 
     @cached_property
     def cut(self) -> np.ndarray: return np.asarray(self.edges, np.float64)
 
     def bin(self, values:np.ndarray) -> np.ndarray:
-        "(values,) each finite value's bin: numeric by the edges, categorical by its code (`values` are codes)."
-        return np.asarray(values, np.int64) if self.kind == "categorical" else np.searchsorted(self.cut, values, side="right")
+        "(values,) each finite value's bin: numeric by the edges, categorical or share by its code (`values` are codes)."
+        return np.searchsorted(self.cut, values, side="right") if self.kind == "numeric" else np.asarray(values, np.int64)
 
     def counts(self, values:np.ndarray) -> np.ndarray:
         "(bins,) how many of `values` fall in each bin (NaN: in none)."
@@ -62,8 +62,10 @@ class Feature:
         return np.bincount(self.bin(values), minlength=self.n_bins)[:self.n_bins]
 
     def distance(self, counts:np.ndarray) -> float:
-        "How far a histogram of live values is from the reference, by this feature's comparator."
-        return (js_divergence if self.kind == "numeric" else linf_distance)(np.asarray(counts)[:self.n_bins], np.asarray(self.reference))
+        "How far a histogram of live values is from the reference, by this feature's comparator (a share: the share in its second bin)."
+        counts = np.asarray(counts)[:self.n_bins]
+        if self.kind == "share": return float(counts[1] / counts.sum()) if counts.sum() else 0.0
+        return (js_divergence if self.kind == "numeric" else linf_distance)(counts, np.asarray(self.reference))
 
     @classmethod
     def numeric(cls, name:str, values:np.ndarray, bins:int=BINS) -> Feature:
@@ -77,6 +79,11 @@ class Feature:
         counts = feature.counts(values)
         feature.reference = (counts / counts.sum()).tolist()
         return feature
+
+    @classmethod
+    def share(cls, name:str) -> Feature:
+        "Two bins, within and beyond: how many series of a window fall beyond what training ever showed (none of training's do)."
+        return cls(name, "share", [], ["within", "beyond"], [1.0, 0.0])
 
     @classmethod
     def categorical(cls, name:str, codes:np.ndarray, categories:Sequence[str]) -> Feature:
@@ -114,7 +121,7 @@ def _moments(windows:np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class Profile:
     "The reference distributions of a preprocessor's inputs on its training rows, and each request's histogram against them."
-    features: list[Feature] # history columns, then the target's level and spread, then statics
+    features: list[Feature] # history columns, then the target's level and spread (and the share beyond them), then statics
     window: int # the look-back the level and spread are taken over, and a request is observed on
     lengths: dict[str, int] # the training series' history lengths: min, median, max
 
@@ -132,7 +139,8 @@ class Profile:
         "Every feature's reference, from the training rows."
         features = [Feature.numeric(c, values[:, j]) for j, c in enumerate(columns)]
         level, spread = rolling_moments(values[:, 0], indptr, window)
-        features += [Feature.numeric(f"level({columns[0]})", level), Feature.numeric(f"spread({columns[0]})", spread)]
+        features += [Feature.numeric(f"level({columns[0]})", level), Feature.numeric(f"spread({columns[0]})", spread),
+                     Feature.share(f"beyond_training({columns[0]})")]
         for j, c in enumerate(static_columns):
             assert statics is not None
             known = (categories or {}).get(c)
@@ -142,6 +150,21 @@ class Profile:
 
     @cached_property
     def width(self) -> int: return max(f.n_bins for f in self.features)
+
+    def _per_series(self, at:int, level:np.ndarray, spread:np.ndarray) -> list[np.ndarray]:
+        "The per-series columns after the `at` history columns: level, spread, and whether either lies far beyond training's (a profile made before: none)."
+        if len(self.features) <= at + 2 or self.features[at + 2].kind != "share": return [level, spread]
+        return [level, spread, self._far_beyond(self.features[at], self.features[at + 1], level, spread).astype(np.int64)]
+
+    @staticmethod
+    def _far_beyond(levels:Feature, spreads:Feature, level:np.ndarray, spread:np.ndarray) -> np.ndarray:
+        "Each series' level more than half the training levels' range past it, or its spread under half the smallest or over twice the largest."
+        out = np.zeros(len(level), bool)
+        if len(levels.edges):  # a season's wander past the training extremes is not this: it takes a level off the range by half its width
+            low, high = levels.cut[0], levels.cut[-1]
+            out |= (level < low - (high - low) / 2) | (level > high + (high - low) / 2)
+        if len(spreads.edges): out |= (spread < spreads.cut[0] / 2) | (spread > spreads.cut[-1] * 2)  # a stuck sensor; a wild one
+        return out
 
     def _last_windows(self, values:np.ndarray, indptr:np.ndarray) -> tuple[np.ndarray, int]:
         "(series x window, columns) the rows of each series' last look-back window (all its rows where it has fewer), and the window."
@@ -156,7 +179,7 @@ class Profile:
         if n == 0: return out
         seen, window = self._last_windows(values, indptr)
         level, spread = _moments(seen[:, 0].reshape(n, window))
-        columns = [seen[:, j] for j in range(seen.shape[1])] + [level, spread] + ([] if statics is None else list(statics.T))
+        columns = [seen[:, j] for j in range(seen.shape[1])] + self._per_series(seen.shape[1], level, spread) + ([] if statics is None else list(statics.T))
         for j, (f, x) in enumerate(zip(self.features, columns)): out[j, :f.n_bins] = np.bincount(f.bin(x), minlength=f.n_bins)[:f.n_bins]
         return out
 
@@ -168,7 +191,7 @@ class Profile:
         seen, window = self._last_windows(values, indptr)
         level, spread = _moments(seen[:, 0].reshape(n, window))
         rows, each = np.repeat(np.arange(n), window), np.arange(n)
-        columns = ([(seen[:, j], rows) for j in range(seen.shape[1])] + [(level, each), (spread, each)] +
+        columns = ([(seen[:, j], rows) for j in range(seen.shape[1])] + [(c, each) for c in self._per_series(seen.shape[1], level, spread)] +
                    [(column, each) for column in ([] if statics is None else statics.T)])
         for j, (f, (x, of)) in enumerate(zip(self.features, columns)):
             out[:, j, :f.n_bins] = np.bincount(of * f.n_bins + f.bin(x), minlength=n * f.n_bins).reshape(n, f.n_bins)
