@@ -476,6 +476,7 @@ def drift(args:argparse.Namespace) -> int:
                                    "or a lower serve.monitor.min_requests")
     monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf")), clock=lambda: 0.0)
     for c in counts: monitor.add(c)
+    for _ in range(replayed.refused): monitor.refuse()  # as a server counts them: a share of refused requests drifts too
     # as GET /monitor answers: what was repaired beside the verdict, and the requests serving would have refused
     report = monitor.report() | {"repaired": replayed.repaired, "refused_requests": replayed.refused}
     if args.json: print(json.dumps(report, indent=1))

@@ -35,6 +35,7 @@ class MonitorConfig:
     js_threshold: float = 0.5 # numeric features: drifting beyond this Jensen–Shannon divergence (base 2)
     linf_threshold: float = 0.2 # categorical features: drifting beyond this L-infinity distance
     beyond_threshold: float = 0.08 # drifting when more than this share of the window's series lie beyond anything training showed
+    refused_threshold: float = 0.1 # drifting when more than this share of the window's requests were refused for their data (a 422)
 
     @classmethod
     def from_config(cls, config:Any) -> MonitorConfig:
@@ -45,7 +46,8 @@ class MonitorConfig:
         d = cls()
         def get(name, kind, low, high=float("inf")): return checked_number(f"serve.monitor.{name}", config.get(name, getattr(d, name)), kind, low, high)
         made = cls(get("window_requests", int, 1), get("window_seconds", float, 1e-9), get("min_requests", int, 1),
-                   get("js_threshold", float, 0, 1), get("linf_threshold", float, 0, 1), get("beyond_threshold", float, 0, 1))
+                   get("js_threshold", float, 0, 1), get("linf_threshold", float, 0, 1), get("beyond_threshold", float, 0, 1),
+                   get("refused_threshold", float, 0, 1))
         if made.min_requests > made.window_requests:  # a verdict would never come
             raise InputError("serve.monitor.min_requests", f"{made.min_requests} is more than the window holds (window_requests: {made.window_requests})")
         return made
@@ -59,6 +61,7 @@ class Monitor:
     def __init__(self, features:Sequence[Feature], config:MonitorConfig|None=None, clock:Callable[[], float]=time.monotonic):
         self.features, self.config, self.clock = list(features), config or MonitorConfig(), clock
         self._window: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self._refused: collections.deque[float] = collections.deque()  # when each refused request came
         self._sum: np.ndarray|None = None
         self._lock = threading.Lock()
         self.requests_seen = 0
@@ -80,18 +83,27 @@ class Monitor:
             self.requests_seen += 1
             self._evict(at)
 
+    def refuse(self, at:float|None=None) -> None:
+        "One request refused for its data (a 422: unknown series, a history too short or too repaired, a suspect value): counted beside the answered."
+        at = self.clock() if at is None else at
+        with self._lock:
+            self._refused.append(at)
+            self._evict(at)
+
     def _evict(self, now:float) -> None:
         "Drop requests beyond the window's count or age."
         while self._window and (len(self._window) > self.config.window_requests or self._window[0][0] < now - self.config.window_seconds):
             _, old = self._window.popleft()
             self._sum[:, :old.shape[1]] -= old  # type: ignore[index]
+        while self._refused and (len(self._refused) > self.config.window_requests or self._refused[0] < now - self.config.window_seconds):
+            self._refused.popleft()
 
     def report(self, at:float|None=None) -> dict[str, Any]:
         "What `GET /monitor` answers: the window, then per feature its comparator, statistic, threshold, values seen and state."
         now = self.clock() if at is None else at
         with self._lock:
             self._evict(now)
-            n, total = len(self._window), (None if self._sum is None else self._sum.copy())
+            n, total, refused = len(self._window), (None if self._sum is None else self._sum.copy()), len(self._refused)
             oldest = self._window[0][0] if self._window else None
         features = {}
         for j, f in enumerate(self.features):
@@ -101,6 +113,11 @@ class Monitor:
             state = "collecting" if n < self.config.min_requests or statistic is None else "drifting" if statistic > threshold else "ok"
             features[f.name] = {"comparator": f.comparator, "statistic": statistic, "threshold": threshold, "values": int(counts.sum()),
                                 "state": state}
+        # the requests the pipeline refused for their data, as a share of all: data that moved past what serving repairs never reaches a histogram
+        share = refused / (n + refused) if n + refused else None
+        features["refused_requests"] = {"comparator": "share_refused", "statistic": share, "threshold": self.config.refused_threshold, "values": refused,
+                                        "state": "collecting" if share is None or n + refused < self.config.min_requests else
+                                                 "drifting" if share > self.config.refused_threshold else "ok"}
         window = {"requests": n, "seconds": 0.0 if oldest is None else now - oldest, "max_requests": self.config.window_requests,
                   "max_seconds": self.config.window_seconds, "min_requests": self.config.min_requests}
         return {"window": window, "requests_seen": self.requests_seen, "features": features,

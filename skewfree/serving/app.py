@@ -40,11 +40,11 @@ from .workers import Backend, LocalBackend, ProcessBackend, writable
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ECHO_CHARS', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'RELOAD_BACKOFF',
-           'Guard', 'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error',
-           'bad_input', 'unavailable', 'too_slow', 'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus',
-           'drift', 'refuse_query', 'predict', 'invocations', 'reload', 'with_request_examples', 'lifespan',
-           'create_app', 'guarded_http']
+__all__ = ['log', 'ECHO_CHARS', 'Family', 'REFUSED', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes',
+           'RELOAD_BACKOFF', 'Guard', 'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'invalid',
+           'http_error', 'bad_input', 'unavailable', 'too_slow', 'refused_by_schema', 'health', 'ready', 'metadata',
+           'prometheus', 'drift', 'refuse_query', 'predict', 'invocations', 'reload', 'with_request_examples',
+           'lifespan', 'create_app', 'guarded_http']
 
 # %% ../../nbs/21_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -228,13 +228,16 @@ class Window:
         return self.monitors[key]
 
     def add(self, info:dict[str, Any], observed:Any, repaired:dict[str, int]) -> None:
-        "One answered request: its histograms (None: binned by an artifact no longer served), what the policies repaired in it."
+        "One request: its histograms (None: binned by an artifact no longer served; `REFUSED`: refused for its data), what was repaired in it."
         for what, n in repaired.items(): self.repaired[what] = self.repaired.get(what, 0) + int(n)
-        if observed is not None: self.of(info).add(observed)
+        if isinstance(observed, str): self.of(info).refuse()  # REFUSED: sent as it is through Ray's window too
+        elif observed is not None: self.of(info).add(observed)
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "The monitor's report on its window, and the repairs tallied."
         return self.of(info).report() | {"repaired": dict(self.repaired)} | ({"traffic": added_up(self.traffic.values())} if self.traffic else {})
+
+REFUSED = "refused"  # what a request refused for its data adds to the window in place of its histograms
 
 class Watch:
     "The server's live monitor — a `Window` here, or one shared by every replica of an application — and the metrics of what it is told."
@@ -248,6 +251,10 @@ class Watch:
         if not notes: return
         # binned against the artifact that answered: one a reload has just replaced is not this window's reference
         self.window.add(info, notes["observed"] if notes.get("key") in (None, info["key"]) else None, notes["repaired"])
+
+    def refused(self, info:dict[str, Any]) -> None:
+        "One request refused for its data (a series' rows): counted in the window beside the answered ones."
+        self.window.add(info, REFUSED, {})
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "What `GET /monitor` answers; the gauges set to it."
@@ -286,6 +293,8 @@ async def bad_input(request:Request, exc:InputError) -> JSONResponse:
     "The pipeline's refusal: 422 (400 for a malformed request, 413 over a limit), naming field, series, row and reason."
     _metrics(request).errors.labels("input").inc()
     status = 400 if isinstance(exc, BadRequest) else 413 if isinstance(exc, OverLimit) else 422
+    if status == 422 and exc.series is not None and (watch := getattr(request.app.state, "watch", None)) is not None:
+        watch.refused(await request.app.state.backend.info())  # a series' data refused: the monitor counts it beside the answered
     return _error(status, exc.field, exc.reason, exc.series, None if exc.row is None else str(exc.row))
 
 async def unavailable(request:Request, exc:Unavailable) -> JSONResponse:
