@@ -196,7 +196,7 @@ def leaving_out(step:Callable[[pd.DataFrame], pd.DataFrame], # a check or foreca
                ) -> pd.DataFrame|None:
     "`step(raw)`; skipping, without the series it refuses by name (each noted, the rest taken in halves) or refused before; None: none left."
     ids = None if skipping is None or id_col is None else raw[id_col].astype(str).to_numpy()
-    if ids is not None and skipping is not None and skipping.refused and (before := np.isin(ids, list(skipping.refused))).any():
+    if ids is not None and skipping is not None and skipping.refused and (before := _among(ids, list(skipping.refused))).any():
         raw, ids = raw[~before], ids[~before]  # refused in another chunk: its rows here are left out too
         if not len(raw): return None
     try: return step(raw)
@@ -206,11 +206,15 @@ def leaving_out(step:Callable[[pd.DataFrame], pd.DataFrame], # a check or foreca
         skipping.note(refusal)
         rest = pd.unique(ids[~named])  # in the order the rows give them: each half's rows stay in file order
         halves = [h for h in (rest[:len(rest) // 2], rest[len(rest) // 2:]) if len(h)]
-        parts = [p for h in halves if (p := leaving_out(step, raw[np.isin(ids, h)], id_col, skipping)) is not None]
+        parts = [p for h in halves if (p := leaving_out(step, raw[_among(ids, h)], id_col, skipping)) is not None]
         if not parts: return None
         joined = pd.concat(parts)
         if any(p.attrs for p in parts): joined.attrs = {"repairs": {k: v for p in parts for k, v in p.attrs.get("repairs", {}).items()}}
         return joined
+
+def _among(ids:np.ndarray, wanted:Sequence[str]|np.ndarray) -> np.ndarray:
+    "(rows,) bool: whether each id is one of `wanted` (distinct), by hash: numpy's `isin` sorts text, 100 ms a call on 100,000 rows."
+    return pd.Index(wanted).get_indexer(pd.Index(ids)) >= 0
 
 def typed_block(model:Any, raw:pd.DataFrame, skipping:Skipping|None=None) -> pd.DataFrame|None:
     "`raw` typed as a request is typed (`typed_rows`); skipping, without the series whose values do not convert."
