@@ -586,8 +586,18 @@ def hostile(d: dict) -> list[str]:
     return [*header(d), *table(head, rows), ""]
 
 
+def skipping(d: dict) -> list[str]:
+    "bench/skipping.py: a batch run's seconds with k series refused and skipped, beside the plain run's, and whether the rest equal its forecasts."
+    r = d.get("results", {})
+    rows = [[num(x["refused_asked"]), num(x["series_refused"]), num(x["series_forecast"]), num(x["seconds"], ".2f"),
+             "yes" if x["refused_ids_match"] else "NO", "yes" if x["equal_to_plain_run"] else "NO"] for x in r.get("runs", [])]
+    return [*header(d), f"A panel of {r.get('series')} series, {r.get('rows_per_series')} rows each, chunks of {r.get('chunk_rows'):,} rows "
+            "(`predict_file(skip_refused=k)`; k series cut to 10 rows where the model needs 48):", "",
+            *table(["series cut", "refused", "forecast", "seconds (median)", "the refused listed", "the rest equal the plain run's, to the bit"], rows), ""]
+
+
 RENDERERS = {"accuracy": accuracy, "hostile": hostile, "hostile_before": hostile, "accuracy_rerun": accuracy_rerun, "tft_budget": tft_budget,
-             "scale": scale, "monitor": monitor, "first_hour": first_hour, "fuzz": fuzz}
+             "scale": scale, "monitor": monitor, "first_hour": first_hour, "fuzz": fuzz, "skipping": skipping}
 LOADED: dict[str, dict] = {}  # every results file by benchmark name, for sections that read another's figures
 
 
