@@ -132,8 +132,13 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                 except ValueError as e:  # pandas refuses times written in several UTC offsets, or zone-aware beside naive ones, all at once
                     if (row := first_other_offset(values)) is None:  # not an offset the text shows: pandas' own words
                         raise InputError(f"{field}: column {spec.name}", f"does not convert to {kind}: {e}") from None
+                    ids = raw[id_col] if id_col in raw.columns else None
+                    if ids is not None and (own := first_other_offset(values, ids)) is not None:  # a series that mixes offsets itself
+                        raise InputError(f"{field}: column {spec.name}", f"{values[own]!r} is in another UTC offset than this series' first time: "
+                                         "write every time in one offset, or all without one", _series_at(raw, id_col, own), own) from None
+                    # each series keeps to its own offset: the file's fault, not a series' (skipping must not leave one out for it)
                     raise InputError(f"{field}: column {spec.name}", f"{values[row]!r} is in another UTC offset than {values.iloc[0]!r}: "
-                                     "write every time in one offset, or all without one", _series_at(raw, id_col, row), row) from None
+                                     "write every time in one offset, or all without one", None, row) from None
                 bad = values.index[parsed.isna() & values.notna()]
                 row = bad[0] if len(bad) else None
                 what = f"{values[row]!r} is not a {kind}" if row is not None else f"does not convert to {kind}"
@@ -263,7 +268,10 @@ def predict_file(model:Any, # a loaded skewfree pyfunc model
     bar = tqdm(total=file_rows(source), unit="rows", unit_scale=True, file=sys.stderr, disable=not (progress and sys.stderr.isatty()),
                desc="forecasting")
     try:
-        try: _forecast_chunks(model, whole_series(read(), id_col), params, writer=writer, result=result, bar=bar, skipping=skipping)
+        try:
+            # skipping, a series whose rows lie in two places would be refused on its first part and left out after: so never streamed
+            if skipping is not None and id_col is not None and not _grouped(source, id_col, rows): raise NotGrouped()
+            _forecast_chunks(model, whole_series(read(), id_col), params, writer=writer, result=result, bar=bar, skipping=skipping)
         except (NotGrouped, InputError) as stopped:  # sorted by time, say: spread the rows by series first, then forecast each part whole
             # a series whose rows lie in two places is forecast from the first before the second shows: its refusal stands only in a grouped file
             if isinstance(stopped, InputError) and (id_col is None or stopped.field == "--skip-refused" or _grouped(source, id_col, rows)): raise
@@ -456,6 +464,7 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
                                                                          "skip_refused": skip_refused},
                                    batch_size=batch_size, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
         clock = time.perf_counter()
+        output.mkdir(exist_ok=True)  # ours, not the sink's: Ray deletes a folder it made when no row was written, and the notes in it
         try: forecasts.write_parquet(str(output))
         except Exception:  # bad rows in a block: the actor's refusal, named, not Ray's traceback around it; no half-written output left
             # the actors' refusals, the same whichever actor wrote first: by series, then row

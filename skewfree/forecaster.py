@@ -95,21 +95,26 @@ class ConformalIntervals:
             levels = dict(zip(levels, np.where(np.isnan(stacked).any(axis=0), stacked, np.sort(stacked, axis=0))))
         return ScaledForecast(forecast.times, point, levels, point_apart=True)
 
-    def units(self, at:np.ndarray, # (forecasts,) each forecast's series by its position in `fitted` (-1: a series new to the model)
+    def units(self, at:np.ndarray, # (forecasts,) each forecast's series by its position in `fitted` (-1: a series new to the preprocessor)
               serving:np.ndarray, # (forecasts,) each forecast's target scale as served
               fitted:np.ndarray, # the serving preprocessor's series ids, in its order (`series_`)
+              ids:np.ndarray|None=None, # (forecasts,) each forecast's series id: one new to the preprocessor may have been recalibrated on
              ) -> np.ndarray|None:
         "Each forecast's unit of the shifts: its series' error spread (a new series: the median one), times its calibration scale over its serving scale."
         if self.scales is None and self.spreads is None: return None  # one unit for every forecast
         if self._by_position is None or self._by_position[0] is not fitted:
-            ids = pd.Index(np.asarray(fitted, dtype=str))
+            known = pd.Index(np.asarray(fitted, dtype=str))
             def looked_up(table, new):  # each fitted series' entry in `table` (NaN: none), then `new`'s
-                return np.append(np.full(len(ids), new) if table is None else pd.Series(table, dtype=np.float64).reindex(ids).to_numpy(), new)
+                return np.append(np.full(len(known), new) if table is None else pd.Series(table, dtype=np.float64).reindex(known).to_numpy(), new)
             typical = 1.0 if self.spreads is None else float(np.median(list(self.spreads.values())))
             self._by_position = fitted, np.nan_to_num(looked_up(self.spreads, typical), nan=typical), looked_up(self.scales, np.nan)
         _, spread, scale = self._by_position  # position -1 takes the last entry: a new series' median spread, and no calibration scale
-        calibrated = scale[at]  # refitted on other rows: the shifts were measured in the old scaled units, converted per series
-        return spread[at] * np.where(np.isnan(calibrated), 1.0, calibrated / serving)
+        spread_at, calibrated = spread[at], scale[at]  # refitted on other rows: the shifts were measured in the old scaled units, converted per series
+        if ids is not None and (new := at < 0).any():  # new to the preprocessor, not always to the shifts (recalibrated on rows that held it)
+            names = pd.Index(np.asarray(ids, dtype=str)[new])
+            if self.spreads is not None: spread_at[new] = pd.Series(self.spreads, dtype=np.float64).reindex(names).fillna(spread[-1]).to_numpy()
+            if self.scales is not None: calibrated[new] = pd.Series(self.scales, dtype=np.float64).reindex(names).to_numpy()
+        return spread_at * np.where(np.isnan(calibrated), 1.0, calibrated / serving)
 
     def state(self) -> dict[str, Any]:
         "Plain data for the artifact."
@@ -330,7 +335,7 @@ class _Pair:
         of = np.arange(batch.n_series) if of is None else of
         fitted = self.preprocessor.series_
         at = self.preprocessor.positions_of(batch.ids) if batch.known is None else batch.known  # the preprocessor's own look-up, made once
-        return self.intervals.apply(forecast, self.intervals.units(at[of], batch.target_scale[of, 1], fitted))
+        return self.intervals.apply(forecast, self.intervals.units(at[of], batch.target_scale[of, 1], fitted, batch.ids[of]))
 
 # %% ../nbs/11_forecaster.ipynb #0016
 class _Fitting(_Pair):

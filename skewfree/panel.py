@@ -152,10 +152,11 @@ def written_offsets(values:pd.Series) -> pd.Series:
     "The UTC offset each text time is written with (`Z`, `+02:00`, `+0200`), '' where it shows none."
     return values.astype(str).str.extract(r"(Z|[+-]\d\d:?\d\d)$", expand=False).fillna("")
 
-def first_other_offset(values:pd.Series) -> Any:
-    "The label of the first row whose written UTC offset differs from the first row's; None where every row shows the same."
+def first_other_offset(values:pd.Series, series:pd.Series|None=None) -> Any:
+    "The label of the first row whose written UTC offset differs from the first row's (given `series`, from its series' first row's); None: none."
     offsets = written_offsets(values)
-    other = offsets.index[(offsets != offsets.iloc[0]).to_numpy()]
+    firsts = offsets.iloc[0] if series is None else offsets.groupby(series.astype(str).to_numpy(), sort=False).transform("first")
+    other = offsets.index[(offsets != firsts).to_numpy()]
     return other[0] if len(other) else None
 
 def _one_offset_per_series(values:pd.Series, name:str, rows:Rows, refused:Exception) -> pd.Series:

@@ -315,7 +315,8 @@ def drawn_keys(cfg:DictConfig) -> set[str]:
     "The config keys a study draws, and every key tied to one (`${…}`, at any remove): their values are known once it has drawn them."
     raw = _flat(OmegaConf.to_container(cfg, resolve=False))  # type: ignore[arg-type]
     drawn = {str(k) for k in (cfg.get("search") or {})}
-    while tied := {k for k, v in raw.items() if k not in drawn and isinstance(v, str) and any(f"${{{d}}}" in v for d in drawn)}: drawn |= tied
+    # a value tied by text or inside a list (XGBoost's lags: [12, "${…output_chunk_length}"])
+    while tied := {k for k, v in raw.items() if k not in drawn and any(f"${{{d}}}" in str(v) for d in drawn)}: drawn |= tied
     return drawn
 
 def _log_fitted_choices(forecaster:Forecaster) -> None:

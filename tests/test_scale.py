@@ -107,6 +107,9 @@ def test_skipping_forecasts_every_other_series_to_the_bit_and_lists_each_refused
     assert "'12,5' is not a double" in refused.reason["s007"] and refused.field["s007"] == "--input: column OT"
     assert refused.reason["s100"].startswith("needs at least 48 rows of history, got 10")
     assert "series was not seen at fit time" in refused.reason["stranger"]
+    everyone = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(history), "--horizon", "96", "--output", str(tmp_path / "e.csv"),
+                   "--skip-refused", "1000", store=store)
+    assert everyone.returncode == 2 and "--horizon" in everyone.stderr, everyone.stderr[-2000:]  # a refusal of no series stops the run
     over = run("over.parquet", "--skip-refused", "2")
     assert over.returncode == 2 and "--skip-refused: more than 2 series refused" in over.stderr, over.stderr[-2000:]
     assert not (tmp_path / "over.parquet").exists()
@@ -139,6 +142,11 @@ def test_ray_executor_equals_the_local_run_to_the_bit(panel_model, history, stor
     theirs = pd.read_parquet(tmp_path / "skipped").sort_values(["series_id", "date"], ignore_index=True)
     pd.testing.assert_frame_equal(theirs, ours[~ours.series_id.isin(["s007", "s100"])].reset_index(drop=True), check_exact=True)
     assert sorted(pd.read_csv(tmp_path / "skipped" / "_refused.csv").series) == ["s100", "stranger"]
+    # every series refused: said, where Ray's sink once deleted the folder it made, and the actors' notes with it
+    pd.read_parquet(history).assign(series_id=lambda f: "x" + f.series_id).to_parquet(tmp_path / "strangers.parquet", index=False)
+    nobody = cli("predict", "--model-uri", panel_model.model_uri, "--input", str(tmp_path / "strangers.parquet"), "--horizon", "24",
+                 "--output", str(tmp_path / "nobody"), "--executor", "ray", f"executor.address={ray_cluster}", "--skip-refused", "1000", store=store)
+    assert nobody.returncode == 2 and "--input: every series was refused" in nobody.stderr, nobody.stderr[-3000:]
     # a header that names a column twice (read as `OT` and `OT.1`) or a file that is no Parquet: refused before any actor starts
     pd.read_parquet(history).to_csv(tmp_path / "twice.csv", index=False, header=["series_id", "OT", "OT"])
     (tmp_path / "broken.parquet").write_bytes(b"not a parquet file")
