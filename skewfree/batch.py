@@ -192,8 +192,18 @@ class Skipping:
 
     def note(self, refusal:InputError) -> None:
         self.notes.append(refusal.to_dict()); self.refused.add(str(refusal.series))
+        self.within_most()
+
+    def within_most(self) -> None:
+        "Nothing while at most `most` series are refused; past it, the stop of the run."
         if len(self.notes) > self.most:
-            raise InputError("--skip-refused", f"more than {self.most:,} series refused (is this the model's data?); the last: {refusal}")
+            raise InputError("--skip-refused", f"more than {self.most:,} series refused (is this the model's data?); the last: {_said(self.notes[-1])}")
+
+    def finished(self, written:int) -> list[dict[str, Any]]|None:
+        "The run's refusals once its `written` forecast rows are in (None: none): more than `most`, or every series refused, stops it."
+        self.within_most()
+        if self.notes and not written: raise InputError("--input", f"every series was refused; the first: {_said(self.notes[0])}")
+        return self.notes or None
 
 def leaving_out(step:Callable[[pd.DataFrame], pd.DataFrame], # a check or forecast of whole series, all or nothing
                 raw:pd.DataFrame, id_col:str|None,
@@ -265,25 +275,24 @@ def predict_file(model:Any, # a loaded skewfree pyfunc model
     def begun() -> tuple[ForecastWriter, BatchResult, Skipping|None]:
         return ForecastWriter(output), BatchResult(policy=_policy(model)), None if skip_refused is None else Skipping(skip_refused)
     writer, result, skipping = begun()
+    # skipping, a series whose rows lie in two places would be refused on its first part and left out after: such a file is never streamed
+    grouped = None if skipping is None or id_col is None else _grouped(source, id_col, rows)
     bar = tqdm(total=file_rows(source), unit="rows", unit_scale=True, file=sys.stderr, disable=not (progress and sys.stderr.isatty()),
                desc="forecasting")
     try:
         try:
-            # skipping, a series whose rows lie in two places would be refused on its first part and left out after: so never streamed
-            if skipping is not None and id_col is not None and not _grouped(source, id_col, rows): raise NotGrouped()
+            if grouped is False: raise NotGrouped()
             _forecast_chunks(model, whole_series(read(), id_col), params, writer=writer, result=result, bar=bar, skipping=skipping)
         except (NotGrouped, InputError) as stopped:  # sorted by time, say: spread the rows by series first, then forecast each part whole
             # a series whose rows lie in two places is forecast from the first before the second shows: its refusal stands only in a grouped file
-            if isinstance(stopped, InputError) and (id_col is None or stopped.field == "--skip-refused" or _grouped(source, id_col, rows)): raise
+            if isinstance(stopped, InputError) and (id_col is None or (_grouped(source, id_col, rows) if grouped is None else grouped)): raise
             writer.discard(); writer, result, skipping = begun()
             bar.reset(); bar.set_description("forecasting (rows not grouped by series: partitioned first)")
             with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
                 parts = max(1, math.ceil((file_rows(source) or _count_rows(source)) / rows))
                 spread = partitioned(read(), id_col, Path(tmp), parts)  # type: ignore[arg-type]
                 _forecast_chunks(model, spread, params, writer=writer, result=result, bar=bar, skipping=skipping)
-        if skipping is not None and skipping.notes:
-            result.refused = skipping.notes
-            if not writer.rows: raise InputError("--input", f"every series was refused; the first: {_said(skipping.notes[0])}")
+        if skipping is not None: result.refused = skipping.finished(writer.rows)
         if not result.chunks: raise InputError("--input", f"no rows in {source}")
         writer.close()
     except BaseException:
@@ -474,15 +483,12 @@ def predict_with_ray(model_uri:str, # the artifact every actor hydrates
             raise
         seconds |= {"job": time.perf_counter() - clock, **_stage_seconds(forecasts)}
         def noted(kind:str) -> list[Any]: return [json.loads(f.read_text()) for f in sorted((output/kind).glob("*.json"))]
-        skipped = [n for block in noted("_skipped") for n in block] if skip_refused is not None else None
         import pyarrow.dataset as arrow_dataset
         written = arrow_dataset.dataset(str(output), format="parquet").count_rows() if any(output.glob("*.parquet")) else 0
         # each actor counts its own blocks' refusals: the run's are counted here, once every block is in
-        if skipped and (len(skipped) > (skip_refused or 0) or not written):
-            shutil.rmtree(output, ignore_errors=True)
-            if not written: raise InputError("--input", f"every series was refused; the first: {_said(skipped[0])}")
-            raise InputError("--skip-refused", f"more than {skip_refused:,} series refused (is this the model's data?); the first: {_said(skipped[0])}")
-        result = BatchResult(rows=written, chunks=blocks, policy=policy, seconds=seconds, refused=skipped or None)
+        try: skipped = None if skip_refused is None else Skipping(skip_refused, [n for block in noted("_skipped") for n in block]).finished(written)
+        except InputError: shutil.rmtree(output, ignore_errors=True); raise
+        result = BatchResult(rows=written, chunks=blocks, policy=policy, seconds=seconds, refused=skipped)
         for found in noted("_repairs"): result.repairs.update(found)
         result.series = result.rows // horizon
         return result

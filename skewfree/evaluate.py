@@ -274,7 +274,7 @@ def backtest(forecaster:Forecaster, # fitted
         if pre.repair_budget.at_end == "carry": edges |= batch.repaired[origins - 1].any(axis=1)
     # a series the model never saw (`unknown_series: own_history`) is scaled by its rows: by the span's, its future's too; so each
     # of its windows is made as serving makes it, scaled by its request's rows alone
-    new = pre.positions_of(batch.ids) < 0
+    new = pre.fitted_positions(batch) < 0
     if (again := np.flatnonzero((looks_ahead | edges | new[windows.series]) & ~over | looks_ahead & over)).size:
         raw = pre.panel(test)
         for i in again.tolist():
@@ -418,9 +418,9 @@ def refuse_too_few_windows(forecaster:Forecaster, # built; fitted or not
                            steps:int|None=None, # each window's steps; None: the model's longest forecast
                           ) -> None:
     "Before any fit, what `calibrate` would refuse after it: held-out rows whose windows, over every series, are too few for a level."
-    _, _, levels = _calibrated_levels(forecaster)
+    spec, _, levels = _calibrated_levels(forecaster)
     if not levels: return
-    spec, steps = IntervalSpec.from_config(forecaster.config), forecaster.max_horizon if steps is None else steps
+    steps = forecaster.max_horizon if steps is None else steps
     each = max(0, (held_out - steps) // spec.stride + 1)
     if series * each < (fewest := fewest_windows(worst := max(levels, key=fewest_windows))):
         raise InputError("intervals.quantiles", f"level {worst} needs {fewest} calibration windows, the held-out rows give {series * each} ({series} "

@@ -11,6 +11,7 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Self
 
@@ -102,19 +103,24 @@ class ConformalIntervals:
              ) -> np.ndarray|None:
         "Each forecast's unit of the shifts: its series' error spread (a new series: the median one), times its calibration scale over its serving scale."
         if self.scales is None and self.spreads is None: return None  # one unit for every forecast
+        spreads, scales, typical = self._tables
+        def looked_up(table, names, new):  # each of `names`' entry in `table`, else `new`
+            return np.full(len(names), new) if table is None else table.reindex(names).fillna(new).to_numpy()
         if self._by_position is None or self._by_position[0] is not fitted:
-            known = pd.Index(np.asarray(fitted, dtype=str))
-            def looked_up(table, new):  # each fitted series' entry in `table` (NaN: none), then `new`'s
-                return np.append(np.full(len(known), new) if table is None else pd.Series(table, dtype=np.float64).reindex(known).to_numpy(), new)
-            typical = 1.0 if self.spreads is None else float(np.median(list(self.spreads.values())))
-            self._by_position = fitted, np.nan_to_num(looked_up(self.spreads, typical), nan=typical), looked_up(self.scales, np.nan)
-        _, spread, scale = self._by_position  # position -1 takes the last entry: a new series' median spread, and no calibration scale
+            known = pd.Index(np.asarray(fitted, dtype=str))  # position -1 takes the last entry: a new series' median spread, no calibration scale
+            self._by_position = fitted, np.append(looked_up(spreads, known, typical), typical), np.append(looked_up(scales, known, np.nan), np.nan)
+        _, spread, scale = self._by_position
         spread_at, calibrated = spread[at], scale[at]  # refitted on other rows: the shifts were measured in the old scaled units, converted per series
         if ids is not None and (new := at < 0).any():  # new to the preprocessor, not always to the shifts (recalibrated on rows that held it)
             names = pd.Index(np.asarray(ids, dtype=str)[new])
-            if self.spreads is not None: spread_at[new] = pd.Series(self.spreads, dtype=np.float64).reindex(names).fillna(spread[-1]).to_numpy()
-            if self.scales is not None: calibrated[new] = pd.Series(self.scales, dtype=np.float64).reindex(names).to_numpy()
+            spread_at[new], calibrated[new] = looked_up(spreads, names, typical), looked_up(scales, names, np.nan)
         return spread_at * np.where(np.isnan(calibrated), 1.0, calibrated / serving)
+
+    @cached_property
+    def _tables(self) -> tuple[pd.Series|None, pd.Series|None, float]:
+        "`spreads` and `scales` indexed by series id (None: not measured), and the median spread, a new series' unit: made once."
+        spreads, scales = (None if t is None else pd.Series(t, dtype=np.float64) for t in (self.spreads, self.scales))
+        return spreads, scales, 1.0 if spreads is None else float(spreads.median())
 
     def state(self) -> dict[str, Any]:
         "Plain data for the artifact."
@@ -333,9 +339,8 @@ class _Pair:
         "`forecast` with the calibrated quantile levels added, when the forecaster has them."
         if self.intervals is None: return forecast
         of = np.arange(batch.n_series) if of is None else of
-        fitted = self.preprocessor.series_
-        at = self.preprocessor.positions_of(batch.ids) if batch.known is None else batch.known  # the preprocessor's own look-up, made once
-        return self.intervals.apply(forecast, self.intervals.units(at[of], batch.target_scale[of, 1], fitted, batch.ids[of]))
+        at = self.preprocessor.fitted_positions(batch)
+        return self.intervals.apply(forecast, self.intervals.units(at[of], batch.target_scale[of, 1], self.preprocessor.series_, batch.ids[of]))
 
 # %% ../nbs/11_forecaster.ipynb #0016
 class _Fitting(_Pair):

@@ -370,6 +370,10 @@ class _Series(_Settings):
         "Each id's position among the fitted series (-1: a series not seen at fit)."
         return self._known.get_indexer(pd.Index(ids))
 
+    def fitted_positions(self, batch:SeriesBatch) -> np.ndarray:
+        "Each series of `batch` by its position among the fitted series (-1: new): found when it was transformed, else looked up."
+        return self.positions_of(batch.ids) if batch.known is None else batch.known
+
     @cached_property
     def _known(self) -> pd.Index:
         return pd.Index(self.series_)

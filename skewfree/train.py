@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import logging
 import subprocess
@@ -210,11 +211,12 @@ def refuse_missing_steps(positions:Positions, used:int, max_share:float=TRAINING
                          f"({n / used:.0%}; data.training_repair_share allows {max_share:.0%}): the gap policy would make them "
                          "up; mend the data (a stray row far from the others?), or raise the share", sid)
 
-def checked_repairs(cfg:DictConfig, raw:pd.DataFrame, # the rows a run fits and scores
+def checked_repairs(unfitted:Preprocessor, # the run's preprocessor, before its fit: a copy of it is fitted to count with
+                    raw:pd.DataFrame, # the rows a run fits and scores
                     max_share:float=TRAINING_REPAIR_SHARE, # beyond it in any series and column, training is refused
                    ) -> dict[str, dict[str, int]]:
-    "What the config's repair policies make up in the raw rows, per series, before any fit: bounded, or refused naming the series and column."
-    pre = Forecaster.from_config(cfg).preprocessor.fit(raw)  # fitted to count with, then dropped: no model learns from this state
+    "What the run's repair policies make up in the raw rows, per series, before any fit: bounded, or refused naming the series and column."
+    pre = copy.deepcopy(unfitted).fit(raw)  # then dropped: no model learns from this state
     report = pre.transform(raw).report  # counts (values filled, gap rows inserted): the same whatever state the policy fills from
     lengths = raw.groupby(raw[pre.id_col].astype(str)).size().to_dict() if pre.id_col else {SINGLE_SERIES: len(raw)}
     for sid, counts in report.items():  # a model fitted on mostly made-up values learns the repair policy, not the series
@@ -359,7 +361,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
     refuse_missing_steps(positions, tr + va + te, _repair_share(cfg))
     refuse_too_few_windows(forecaster, len(positions.lengths), va)  # the bands, calibrated on the validation rows
     found = suspects(forecaster.preprocessor, positions.rows(0, tr + va + te))
-    repairs = checked_repairs(cfg, positions.rows(0, tr + va + te), _repair_share(cfg))
+    repairs = checked_repairs(forecaster.preprocessor, positions.rows(0, tr + va + te), _repair_share(cfg))
     train_rows, val_rows, test_rows = holdout_frames(positions, (tr, va, te), forecaster.history_length)
     # entered last, left last: a stop once registration begins waits for the run to end, so no version comes of a failed run
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
@@ -448,7 +450,7 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
     rows = rows.counted_from(cfg.cv.get("rows_from"), plan.rows)
     refuse_missing_steps(rows, plan.rows, _repair_share(cfg))
     found = suspects(forecaster.preprocessor, rows.rows(0, plan.rows))
-    repairs = checked_repairs(cfg, rows.rows(0, plan.rows), _repair_share(cfg))
+    repairs = checked_repairs(forecaster.preprocessor, rows.rows(0, plan.rows), _repair_share(cfg))
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-nested") as run:  # as in `_train_holdout`
         _log_run_header(cfg, raw, source, drawn := drawn_keys(cfg))
         started = time.perf_counter()
