@@ -399,7 +399,8 @@ class _ModelStage(_Fitting):
     "Stage 2, the model: one shared call per batch and horizon, the plan it reads, and its output over every window of a span."
     def check_horizon(self, horizon:Any) -> int:
         "`horizon` as an int in 1..max_horizon, or an `InputError` saying the limit."
-        if isinstance(horizon, bool) or not isinstance(horizon, int | float) or not np.isfinite(horizon) or int(horizon) != horizon:
+        # a float must be whole (inf and NaN are not); an int may be any size (numpy's isfinite refuses one past 64 bits)
+        if isinstance(horizon, bool) or not isinstance(horizon, int | float) or (isinstance(horizon, float) and not horizon.is_integer()):
             raise InputError("horizon", f"must be an integer, got {shown(horizon)}")
         if not 1 <= int(horizon) <= self.max_horizon:
             raise InputError("horizon", f"must be between 1 and {self.max_horizon} (the model's longest forecast), got {horizon}")

@@ -329,10 +329,19 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]], id_col:str|None=None)
     if not len(frame.columns): raise BadRequest("body", "not valid CSV: no column could be read from its header")
     try: comma_separated(frame, "the CSV body", "body")  # as a file is read: one column of 'store;day;units' is told as such
     except InputError as e: raise BadRequest(e.field, e.reason) from None
-    for name in frame.columns:  # JSON carries no infinity: written as null, it would be taken for a missing value and filled
+    def series_at(row:int) -> str|None: return str(frame[id_col].iloc[row]) if id_col in frame.columns else None
+    numbers = {c["name"] for c in columns if c.get("type") in ("double", "float", "long", "integer")}
+    for name in frame.columns:
+        # one cell that is no number makes pandas read its whole column as text: refused here, at that cell (as JSON would be,
+        # had it sent it); left as text, every cell would go on as a JSON string and the first row be blamed, number or not
+        if name in numbers and not pd.api.types.is_numeric_dtype(frame[name]):
+            parsed = pd.to_numeric(frame[name], errors="coerce")
+            if (rows := np.flatnonzero(parsed.isna().to_numpy() & frame[name].notna().to_numpy())).size:
+                raise BadRequest(str(name), f"{_shown(frame[name].iloc[rows[0]])} is not a number", series_at(rows[0]), int(rows[0]))
+            frame[name] = parsed
+        # JSON carries no infinity: written as null, it would be taken for a missing value and filled
         if frame[name].dtype.kind == "f" and (rows := np.flatnonzero(np.isinf(frame[name].to_numpy()))).size:
-            series = str(frame[id_col].iloc[rows[0]]) if id_col in frame.columns else None
-            raise InputError(str(name), "infinite value", series, int(rows[0]))
+            raise InputError(str(name), "infinite value", series_at(rows[0]), int(rows[0]))
     try: return orjson.dumps({DF_SPLIT: {"columns": list(frame.columns), "data": frame.astype(object).where(frame.notna(), None).to_numpy().tolist()}})
     except orjson.JSONEncodeError as e: raise BadRequest("body", f"a value the CSV holds is out of range: {e}") from None
 
