@@ -115,6 +115,9 @@ def series_codes(df:pd.DataFrame, id_col:str|None) -> tuple[np.ndarray, np.ndarr
     if (no_id := column.isna().to_numpy()).any():  # it would belong to no series: its rows would vanish
         raise InputError(id_col, "missing series id", None, df.index[int(np.argmax(no_id))])
     codes, ids = pd.factorize(column.astype(str), sort=True)
+    # nor does an empty id, or one of spaces only: MLflow's routes and a file hand it on as text, and it would become a series
+    if (blank := np.flatnonzero(ids.str.strip() == "")).size:
+        raise InputError(id_col, "missing series id: an empty id names no series", None, df.index[int(np.argmax(codes == blank[0]))])
     return codes.astype(np.int64, copy=False), np.asarray(ids, dtype=object)
 
 # %% ../nbs/03_panel.ipynb #0012

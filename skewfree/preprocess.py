@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Iterator, Mapping, Self, Sequence
@@ -26,7 +25,7 @@ from .scale import SCALERS, SUSPECT_ACTIONS, SUSPECT_RATIO, Extremes, Scaler, su
 
 # %% auto #0
 __all__ = ['UNKNOWN_POLICIES', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'repeated_text', 'repair_report',
-           'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'Preprocessor', 'upgraded_state']
+           'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'plain_ids', 'Preprocessor', 'upgraded_state']
 
 # %% ../nbs/09_preprocess.ipynb #0005
 @dataclass
@@ -364,6 +363,15 @@ class _Settings:
                            timezone=self.timezone)
 
 # %% ../nbs/09_preprocess.ipynb #0020
+def plain_ids(ids:pd.Index) -> pd.Index:
+    "Ids as a reader sees them: one Unicode form, no spaces around them, no trailing '.0' on a whole number (a float id column's)."
+    return ids.str.normalize("NFC").str.strip().str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+
+def _alike(pair:tuple[str, str]) -> str:
+    "What a refusal says of a new id that reads as a known one."
+    return (f" ({pair[0]!r} and the known {pair[1]!r} differ only in their Unicode form, the spaces around them or a trailing .0: "
+            "send the id as it was trained)")
+
 class _Series(_Settings):
     "Each series of a request among the fitted ones: found, refused by name, or learnt from its own rows; a long request cut into whole series."
     def positions_of(self, ids:np.ndarray) -> np.ndarray:
@@ -384,21 +392,34 @@ class _Series(_Settings):
         return None if at < 0 else str(self.spacing.freq_[at])
 
     def _refuse_unknown(self, ids:np.ndarray) -> np.ndarray:
-        "Each id's position among the fitted series (-1: new); under `unknown_series: error`, the refusal of any new one, naming the first few."
+        "Each id's position among the fitted series (-1: new); the refusal of a new one under `unknown_series: error`, or of one that reads as a known id."
         at = self.positions_of(ids)
-        if self.unknown_series == "error" and (new := at < 0).any():
-            unknown = np.sort(ids[new])
+        if not (new := at < 0).any(): return at
+        unknown = np.sort(ids[new])
+        if self.unknown_series == "error":
+            hint = _alike(pair) if (pair := self._lookalike(unknown[:1])) is not None else ""
             raise InputError(self.id_col or "series", f"series was not seen at fit time ({len(unknown)} of this request's series are not: "
-                             f"{_listed(list(unknown), 3)}){self._lookalike(str(unknown[0]))}; known: {_listed(list(self.series_))}. To forecast "
+                             f"{_listed(list(unknown), 3)}){hint}; known: {_listed(list(self.series_))}. To forecast "
                              f"new series from their own history, train with data.unknown_series=own_history", str(unknown[0]))
+        # forecast as new, a known series sent another way (a float id column's '1.0') would get an answer unlike its own, and no word of why
+        if (pair := self._lookalike(unknown)) is not None:
+            raise InputError(self.id_col or "series", f"series was not seen at fit time{_alike(pair)}; as a new series it would be forecast "
+                             "from its own history alone, not as the known one", pair[0])
         return at
 
-    def _lookalike(self, sid:str) -> str:
-        "Where a known id reads as `sid` (another Unicode form of the same letters, spaces around it): said, since the two look the same."
-        known = pd.Series(self.series_, dtype=str)
-        plain = known.str.normalize("NFC").str.strip()  # over every fitted id at once, on the refusal's path only
-        if not (same := known[plain == unicodedata.normalize("NFC", sid).strip()]).size: return ""
-        return f" ({sid!r} and the known {same.iloc[0]!r} differ only in their Unicode form or the spaces around them: send the id as it was trained)"
+    @cached_property
+    def _plain_known(self) -> pd.Series:
+        "Each fitted id, by its plain form (`plain_ids`): the first of two that read alike."
+        known = pd.Index(self.series_, dtype=str)
+        plain = plain_ids(known)
+        return pd.Series(known, index=plain)[~plain.duplicated()]
+
+    def _lookalike(self, ids:np.ndarray) -> tuple[str, str]|None:
+        "The first of `ids` (new ones) that reads as a known id, and that id; None where none does."
+        plain = plain_ids(pd.Index(ids, dtype=str))
+        if not (hits := np.flatnonzero(plain.isin(self._plain_known.index))).size: return None
+        return str(ids[hits[0]]), str(self._plain_known[plain[hits[0]]])
+
 
     def _refuse_empty_columns(self, panel:Panel) -> None:
         "Refuse a series with a numeric column whose every value is missing: nothing to learn its scale from."
@@ -546,7 +567,7 @@ class _Fit(_Transform):
         self._refuse_empty_columns(panel)
         self.scaling.fit(panel); self.extremes.fit(panel); self.repairs.fit(panel); self.statics.fit(panel)
         self.series_ = panel.ids
-        self.__dict__.pop("_known", None)  # a refit learns other series: their index is made again on first use
+        for learnt in ("_known", "_plain_known"): self.__dict__.pop(learnt, None)  # a refit learns other series: their index is made again on first use
         self.calendar_ = list(self.calendar)
         self.columns_ = {"target": [self.target], "past": list(self.past_covariates),
                          "future": calendar_columns(self.calendar) + list(self.future_covariates), "static": list(self.static_covariates)}
