@@ -17,15 +17,16 @@ import pandas as pd
 
 from .core import InputError, checked_number
 from .covariates import CALENDAR, Statics, calendar_columns, calendar_features, idle_calendar
-from .frequency import GAP_POLICIES, Frequency, refuse_beyond_time, steps_after
+from .frequency import GAP_POLICIES, Frequency, clock_of, refuse_beyond_time, steps_after
 from .panel import SINGLE_SERIES_COLUMN, Panel, lengths_to_indptr, parse_panel, segment_rows
 from .profile import Profile
 from .repair import MISSING_POLICIES, MissingValues, RepairBudget, segment_sums
 from .scale import SCALERS, SUSPECT_ACTIONS, SUSPECT_RATIO, Extremes, Scaler, suspect, suspect_refusal, suspect_rows, yardsticks
 
 # %% auto #0
-__all__ = ['UNKNOWN_POLICIES', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'repeated_text', 'repair_report',
-           'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'plain_ids', 'Preprocessor', 'upgraded_state']
+__all__ = ['UNKNOWN_POLICIES', 'DAY_NS', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'moves_clocks',
+           'repeated_text', 'repair_report', 'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'plain_ids',
+           'Preprocessor', 'upgraded_state']
 
 # %% ../nbs/09_preprocess.ipynb #0005
 @dataclass
@@ -183,6 +184,15 @@ def _choice(name:str, value:str, allowed:Sequence[str]) -> str:
     return value
 
 def _first(mask:np.ndarray) -> int: return int(np.argmax(mask))
+
+DAY_NS = 86_400 * 10**9
+
+def moves_clocks(zone:str, start:Any, end:Any) -> bool:
+    "Whether `zone`'s offset from UTC changes between `start` and `end` (sampled monthly: a season of daylight saving lasts months)."
+    import zoneinfo
+    clocks = zoneinfo.ZoneInfo(zone)
+    months = pd.date_range(pd.Timestamp(start).normalize(), pd.Timestamp(end), freq="MS").union([pd.Timestamp(start)])
+    return len({clocks.utcoffset(m.to_pydatetime()) for m in months}) > 1
 
 def _zone(name:str|None) -> str|None:
     "`data.timezone`, checked to name a zone (its daylight-saving hours repeat or vanish in naive local times: a fixed offset or UTC is safer)."
@@ -542,6 +552,19 @@ class _Transform(_Series):
 # %% ../nbs/09_preprocess.ipynb #0024
 class _Fit(_Transform):
     "Each step's state learnt from the training rows only, and the profile of those rows as the model reads them."
+    def _refuse_daylight_saving(self, panel:Panel) -> None:
+        "Refuse a zone that moves its clocks, for series stepped in hours or less: in its local times an hour vanishes each spring, one repeats each autumn."
+        if self.timezone is None: return
+        freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)  # each frequency once, at its first series
+        hourly = [(f, k) for f, k in zip(freqs.tolist(), firsts.tolist()) if (step := clock_of(f).step) is not None and step < DAY_NS]
+        # from the first training time to a year past the last: the forecasts' times come after them
+        if hourly and moves_clocks(self.timezone, panel.times.min(), panel.times.max() + np.timedelta64(366, "D")):
+            freq, k = hourly[0]
+            raise InputError("data.timezone", f"{self.timezone} moves its clocks for daylight saving: in its local times a series stepped "
+                             f"{freq!r} skips an hour each spring and names one twice each autumn, so a model could neither read those days "
+                             "nor place its forecasts after them; write the times in UTC, or in a fixed offset (e.g. Etc/GMT-1), and train "
+                             "with data.timezone set to it", str(panel.ids[k]))
+
     def _refuse_idle_calendar(self, panel:Panel) -> None:
         "Refuse a calendar feature that takes one value at every step of a series' learnt frequency (hour on daily rows)."
         freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)  # each frequency once, at its first series
@@ -563,6 +586,7 @@ class _Fit(_Transform):
             why = f" (the model reads {need} rows of history: its look-back, such as model.hyperparameters.input_chunk_length)" if need > 3 else ""
             raise InputError(self.time_col, f"needs at least {need} rows to fit, got {panel.lengths[k]}{why}", str(panel.ids[k]))
         self.spacing.fit(panel)
+        self._refuse_daylight_saving(panel)
         self._refuse_idle_calendar(panel)
         self._refuse_empty_columns(panel)
         self.scaling.fit(panel); self.extremes.fit(panel); self.repairs.fit(panel); self.statics.fit(panel)
