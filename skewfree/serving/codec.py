@@ -306,8 +306,25 @@ def _ragged_row(body:bytes, fields:int) -> tuple[int, int]|None:
         return next(((i, len(row)) for i, row in enumerate(r for r in reader if r) if len(row) != fields), None)
     except csv.Error: return None  # not CSV the reader takes: pandas says what is wrong
 
+def _as_json_numbers(frame:pd.DataFrame, numbers:set[str], id_col:str|None) -> None:
+    "The `numbers` columns of a CSV body read as numbers in place, or the first cell JSON could not carry refused by its column, series and row."
+    def series_at(row:int) -> str|None: return str(frame[id_col].iloc[row]) if id_col in frame.columns else None
+    for name in frame.columns:
+        # one cell that is no number makes pandas read its whole column as text: refused here, at that cell (as JSON would be,
+        # had it sent it); left as text, every cell would go on as a JSON string and the first row be blamed, number or not
+        if name in numbers and not pd.api.types.is_numeric_dtype(frame[name]):
+            parsed = pd.to_numeric(frame[name], errors="coerce")
+            if (rows := np.flatnonzero(parsed.isna().to_numpy() & frame[name].notna().to_numpy())).size:
+                raise BadRequest(str(name), f"{_shown(frame[name].iloc[rows[0]])} is not a number", series_at(rows[0]), int(rows[0]))
+            frame[name] = parsed
+        # JSON carries no infinity: written as null, it would be taken for a missing value and filled
+        if frame[name].dtype.kind == "f" and (rows := np.flatnonzero(np.isinf(frame[name].to_numpy()))).size:
+            raise InputError(str(name), "infinite value", series_at(rows[0]), int(rows[0]))
+
 def csv_as_split(body:bytes, columns:list[dict[str, Any]], id_col:str|None=None) -> bytes:
     "A `text/csv` body (a header, then rows; no params, as MLflow takes it) as the `dataframe_split` body the pipeline parses."
+    # UTF-16 text (Excel's "Unicode text") holds a NUL in every ASCII letter: read as UTF-8, its header names no column the model knows
+    if b"\x00" in body: raise BadRequest("body", "not UTF-8 text: it holds NUL bytes, as UTF-16 text does; send the CSV as UTF-8")
     # text and time columns are read as text, as the JSON formats carry them: an id like '001' stays '001', not the number 1
     as_text = {c["name"]: str for c in columns if c.get("type") in ("string", "datetime")}
     # pandas renames a column named twice (`y`, `y.1`): one of the two would be read, the other dropped unread
@@ -329,19 +346,7 @@ def csv_as_split(body:bytes, columns:list[dict[str, Any]], id_col:str|None=None)
     if not len(frame.columns): raise BadRequest("body", "not valid CSV: no column could be read from its header")
     try: comma_separated(frame, "the CSV body", "body")  # as a file is read: one column of 'store;day;units' is told as such
     except InputError as e: raise BadRequest(e.field, e.reason) from None
-    def series_at(row:int) -> str|None: return str(frame[id_col].iloc[row]) if id_col in frame.columns else None
-    numbers = {c["name"] for c in columns if c.get("type") in ("double", "float", "long", "integer")}
-    for name in frame.columns:
-        # one cell that is no number makes pandas read its whole column as text: refused here, at that cell (as JSON would be,
-        # had it sent it); left as text, every cell would go on as a JSON string and the first row be blamed, number or not
-        if name in numbers and not pd.api.types.is_numeric_dtype(frame[name]):
-            parsed = pd.to_numeric(frame[name], errors="coerce")
-            if (rows := np.flatnonzero(parsed.isna().to_numpy() & frame[name].notna().to_numpy())).size:
-                raise BadRequest(str(name), f"{_shown(frame[name].iloc[rows[0]])} is not a number", series_at(rows[0]), int(rows[0]))
-            frame[name] = parsed
-        # JSON carries no infinity: written as null, it would be taken for a missing value and filled
-        if frame[name].dtype.kind == "f" and (rows := np.flatnonzero(np.isinf(frame[name].to_numpy()))).size:
-            raise InputError(str(name), "infinite value", series_at(rows[0]), int(rows[0]))
+    _as_json_numbers(frame, {c["name"] for c in columns if c.get("type") in ("double", "float", "long", "integer")}, id_col)
     try: return orjson.dumps({DF_SPLIT: {"columns": list(frame.columns), "data": frame.astype(object).where(frame.notna(), None).to_numpy().tolist()}})
     except orjson.JSONEncodeError as e: raise BadRequest("body", f"a value the CSV holds is out of range: {e}") from None
 
