@@ -35,6 +35,7 @@ from .core import InputError, first_line, project_root, shown, stop_if_interrupt
 from .forecaster import Forecaster, Prepared
 from .models import ModelEntry
 from .panel import SINGLE_SERIES
+from .profile import Seen
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ class SkewfreeModel(PythonModel):
         "Stage 2 for many requests of one horizon in one model call; a request whose batch fails gets its exception in its place."
         return self.forecaster.calls.apart([p.batch for p in prepared], horizon)
 
-    def finish(self, scaled:Any, prepared:Prepared) -> tuple[pd.DataFrame, np.ndarray|None]:
+    def finish(self, scaled:Any, prepared:Prepared) -> tuple[pd.DataFrame, Seen|None]:
         "Stage 3, CPU: model output → the answer in original units, and the request's histograms for a live monitor (when `observing`)."
         return self.forecaster.finish(scaled, prepared.batch, prepared.levels)
 

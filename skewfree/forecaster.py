@@ -27,7 +27,7 @@ from .models import (LinearKernel, ModelEntry, Training, Windows, build_model, c
                              load_model, TRAINING_LOG, model_entry, predict_options, windows_from_darts)
 from .panel import Panel
 from .preprocess import Preprocessor, ScaledForecast, SeriesBatch, band_column
-from .profile import Feature
+from .profile import Feature, Seen
 from .repair import RepairBudget
 
 # %% auto #0
@@ -471,11 +471,11 @@ class _Stages(_ModelStage):
                                             history_end=history_end, budget=budget)
         return Prepared(batch, horizon, levels)
 
-    def forecast(self, prepared:Prepared) -> tuple[pd.DataFrame, np.ndarray|None]:
+    def forecast(self, prepared:Prepared) -> tuple[pd.DataFrame, Seen|None]:
         "Stages 2 and 3 in this process: the model (`model_output`), then `finish` — the one sequence after `prepare`."
         return self.finish(self.model_output(prepared.batch, prepared.horizon), prepared.batch, prepared.levels)
 
-    def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, np.ndarray|None]:
+    def finish(self, scaled:Any, batch:SeriesBatch, levels:list[float]) -> tuple[pd.DataFrame, Seen|None]:
         "Stage 3: model output → the answer (`original_units`) and, when `observing`, the request's histograms (`observe`): converted once."
         forecast = self.banded(self.preprocessor.scaled_forecast(scaled, batch, levels), batch)
         return self.original_units(forecast, batch, levels), self.observe(batch, forecast) if self.observing else None
@@ -493,16 +493,18 @@ class _Stages(_ModelStage):
         profile = self.preprocessor.profile_
         return [] if profile is None else [*profile.features, *([self.forecast_profile] if self.forecast_profile is not None else [])]
 
-    def observe(self, batch:SeriesBatch, forecast:ScaledForecast) -> np.ndarray|None:
-        "(features, bins) a request's histogram of every monitored feature: its inputs, then its point forecasts, standardised."
+    def observe(self, batch:SeriesBatch, forecast:ScaledForecast) -> Seen|None:
+        "A request's histogram of every monitored feature (its inputs, then its point forecasts, standardised), and its series beyond training."
         seen = self.preprocessor.observe(batch)
-        if seen is None or self.forecast_profile is None or not batch.n_series: return seen
+        if seen is None: return None
+        named = self.preprocessor.beyond_ids(batch, seen)
+        if self.forecast_profile is None or not batch.n_series: return Seen(seen, named)
         # from the model's arrays, not the answer's frame: a fresh frame's first column read costs more than all the rest
         f = self.forecast_profile
         counts = np.bincount(f.bin(self.preprocessor.standardised_point(forecast, batch).reshape(-1)), minlength=f.n_bins)[:f.n_bins]  # finite
         out = np.zeros((len(seen) + 1, max(seen.shape[1], len(counts))), np.int64)
         out[:-1, :seen.shape[1]], out[-1, :len(counts)] = seen, counts
-        return out
+        return Seen(out, named)
 
     def predict(self,
                 history:pd.DataFrame, # raw long rows: at least `history_length` recent rows per series (plus planned rows)
@@ -523,10 +525,10 @@ class _Stages(_ModelStage):
             answer, seen = self.forecast(prepared)
             parts.append(answer)
             repairs |= prepared.batch.report
-            observed = seen if observed is None or seen is None else observed + seen
+            observed = seen if observed is None or seen is None else observed.plus(seen)
         forecast = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if repairs: forecast.attrs["repairs"] = repairs  # what the policies repaired in the history, per series: told with the forecast
-        if observed is not None: forecast.attrs["observed"] = observed.tolist()  # the request's histograms, for a live monitor
+        if observed is not None: forecast.attrs["observed"] = Seen(observed.counts.tolist(), observed.beyond)  # for a live monitor
         return forecast
 
 # %% ../nbs/11_forecaster.ipynb #0022

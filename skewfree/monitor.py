@@ -19,7 +19,7 @@ from .evaluate import span_windows
 from .forecaster import Forecaster
 from .frequency import panel_frequency
 from .preprocess import Preprocessor
-from .profile import Feature
+from .profile import NAMED_MOST, Feature, Seen
 from .repair import summed_repairs
 
 # %% auto #0
@@ -60,15 +60,16 @@ class Monitor:
     "One server's sliding window of request histograms, each feature compared with its training reference."
     def __init__(self, features:Sequence[Feature], config:MonitorConfig|None=None, clock:Callable[[], float]=time.monotonic):
         self.features, self.config, self.clock = list(features), config or MonitorConfig(), clock
-        self._window: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self._window: collections.deque[tuple[float, np.ndarray, tuple[str, ...]]] = collections.deque()  # when, histograms, series beyond
         self._refused: collections.deque[float] = collections.deque()  # when each refused request came
         self._sum: np.ndarray|None = None
         self._lock = threading.Lock()
         self.requests_seen = 0
 
-    def add(self, counts:Any, at:float|None=None) -> None:
-        "One request's histograms, (features, bins) as `Forecaster.observe` made them."
-        if not self.features or counts is None: return
+    def add(self, seen:Any, at:float|None=None) -> None:
+        "One request as `Forecaster.observe` saw it (`Seen`), or its histograms alone, (features, bins)."
+        if not self.features or seen is None: return
+        counts, named = (seen.counts, tuple(seen.beyond)) if isinstance(seen, Seen) else (seen, ())
         counts = np.asarray(counts, np.int64)
         if counts.shape[0] != len(self.features): return  # made by another artifact (a reload under way): not this reference's
         at = self.clock() if at is None else at
@@ -79,7 +80,7 @@ class Monitor:
                 if self._sum is not None: grown[:, :self._sum.shape[1]] = self._sum
                 self._sum = grown
             self._sum[:, :counts.shape[1]] += counts
-            self._window.append((at, counts))
+            self._window.append((at, counts, named))
             self.requests_seen += 1
             self._evict(at)
 
@@ -93,7 +94,7 @@ class Monitor:
     def _evict(self, now:float) -> None:
         "Drop requests beyond the window's count or age."
         while self._window and (len(self._window) > self.config.window_requests or self._window[0][0] < now - self.config.window_seconds):
-            _, old = self._window.popleft()
+            _, old, _ = self._window.popleft()
             self._sum[:, :old.shape[1]] -= old  # type: ignore[index]
         while self._refused and (len(self._refused) > self.config.window_requests or self._refused[0] < now - self.config.window_seconds):
             self._refused.popleft()
@@ -105,6 +106,7 @@ class Monitor:
             self._evict(now)
             n, total, refused = len(self._window), (None if self._sum is None else self._sum.copy()), len(self._refused)
             oldest = self._window[0][0] if self._window else None
+            named = list(dict.fromkeys(sid for _, _, ids in reversed(self._window) for sid in ids))[:NAMED_MOST]  # the latest first, once each
         features = {}
         for j, f in enumerate(self.features):
             counts = np.zeros(f.n_bins, np.int64) if total is None else total[j, :f.n_bins]
@@ -112,7 +114,7 @@ class Monitor:
             threshold = self.config.threshold(f)
             state = "collecting" if n < self.config.min_requests or statistic is None else "drifting" if statistic > threshold else "ok"
             features[f.name] = {"comparator": f.comparator, "statistic": statistic, "threshold": threshold, "values": int(counts.sum()),
-                                "state": state}
+                                "state": state} | ({"series": named} if f.kind == "share" else {})  # which series: the window's latest
         # the requests the pipeline refused for their data, as a share of all: data that moved past what serving repairs never reaches a histogram
         share = refused / (n + refused) if n + refused else None
         features["refused_requests"] = {"comparator": "share_refused", "statistic": share, "threshold": self.config.refused_threshold, "values": refused,

@@ -19,7 +19,7 @@ from .core import InputError, checked_number
 from .covariates import CALENDAR, Statics, calendar_columns, calendar_features, idle_calendar
 from .frequency import GAP_POLICIES, Frequency, clock_of, refuse_beyond_time, steps_after
 from .panel import SINGLE_SERIES_COLUMN, Panel, lengths_to_indptr, parse_panel, segment_rows
-from .profile import Profile
+from .profile import NAMED_MOST, Profile
 from .repair import MISSING_POLICIES, MissingValues, RepairBudget, segment_sums
 from .scale import SCALERS, SUSPECT_ACTIONS, SUSPECT_RATIO, Extremes, Scaler, suspect, suspect_refusal, suspect_rows, yardsticks
 
@@ -548,6 +548,12 @@ class _Transform(_Series):
     def observe(self, batch:SeriesBatch) -> np.ndarray|None:
         "(features, bins) the histogram of each profiled feature in a transformed request (None: a state written without a profile)."
         return None if self.profile_ is None else self.profile_.observe(batch.values, batch.indptr, batch.statics)
+
+    def beyond_ids(self, batch:SeriesBatch, seen:np.ndarray) -> tuple[str, ...]:
+        "The ids of `batch`'s series far beyond training (the first `NAMED_MOST`): looked for only where its histograms `seen` count one."
+        profile = self.profile_
+        if profile is None or (row := profile.share_row) is None or not seen[row, 1]: return ()
+        return tuple(map(str, batch.ids[profile.beyond(batch.values, batch.indptr)][:NAMED_MOST]))
 
 # %% ../nbs/09_preprocess.ipynb #0024
 class _Fit(_Transform):

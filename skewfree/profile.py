@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['BINS', 'js_divergence', 'linf_distance', 'Feature', 'rolling_moments', 'Profile']
+__all__ = ['BINS', 'NAMED_MOST', 'js_divergence', 'linf_distance', 'Feature', 'rolling_moments', 'Profile', 'Seen']
 
 # %% ../nbs/08_profile.ipynb #0005
 BINS = 10 # bins between the training extremes, cut at the training quantiles
+NAMED_MOST = 20 # series beyond training a request (and a monitor's report) names at most
 
 def js_divergence(p:np.ndarray, q:np.ndarray) -> float:
     "Jensen–Shannon divergence, base 2, of two histograms (counts or shares): 0 when they agree, 1 when they share no bin."
@@ -161,12 +162,26 @@ class Profile:
     @cached_property
     def _beyond_limits(self) -> tuple[float, float, float, float]:
         "Far beyond: a level more than half the training levels' range past them, a spread under half the smallest or over twice the largest."
-        at = next(j for j, f in enumerate(self.features) if f.kind == "share")  # after the level's and the spread's
+        at = self.share_row  # after the level's and the spread's
+        assert at is not None
         levels, spreads = self.features[at - 2].edges, self.features[at - 1].edges
         # a season's wander past the training extremes is not this: it takes a level off the range by half its width
         low, high = (levels[0] - (levels[-1] - levels[0]) / 2, levels[-1] + (levels[-1] - levels[0]) / 2) if levels else (-np.inf, np.inf)
         calm, wild = (spreads[0] / 2, spreads[-1] * 2) if spreads else (-np.inf, np.inf)  # a stuck sensor; a wild one (no edges: none beyond)
         return float(low), float(high), float(calm), float(wild)
+
+    @cached_property
+    def share_row(self) -> int|None:
+        "The row of the share of series beyond training in a request's histograms (None: a profile made before it)."
+        return next((j for j, f in enumerate(self.features) if f.kind == "share"), None)
+
+    def beyond(self, values:np.ndarray, indptr:np.ndarray) -> np.ndarray:
+        "(series,) bool: which series of a request lie far beyond anything training showed (what `observe` counts in `share_row`)."
+        n = len(indptr) - 1
+        if self.share_row is None or n == 0: return np.zeros(n, bool)
+        seen, window = self._last_windows(values, indptr)
+        level, spread = _moments(seen[:, 0].reshape(n, window))
+        return self._per_series(seen.shape[1], level, spread)[-1].astype(bool)
 
     def _last_windows(self, values:np.ndarray, indptr:np.ndarray) -> tuple[np.ndarray, int]:
         "(series x window, columns) the rows of each series' last look-back window (all its rows where it has fewer), and the window."
@@ -208,3 +223,12 @@ class Profile:
     @classmethod
     def load(cls, state:dict[str, Any]) -> Profile:
         return cls([Feature.load(f) for f in state["features"]], int(state["window"]), dict(state["lengths"]))
+
+class Seen(NamedTuple):
+    "What a live monitor is told of one request: its histograms, and which of its series lie far beyond training (the first `NAMED_MOST`)."
+    counts: Any # (features, bins) int64: an array, or its nested list in a forecast's `attrs`
+    beyond: tuple[str, ...] = ()
+
+    def plus(self, other:Seen) -> Seen:
+        "Two pieces of one request as one."
+        return Seen(self.counts + other.counts, (self.beyond + other.beyond)[:NAMED_MOST])
