@@ -171,6 +171,8 @@ def test_the_monitor_is_the_servers_and_reads_the_same_on_both_backends(server, 
         assert report["window"]["requests"] == 5  # all five, though two worker processes (fastapi) or feature replicas (ray) answered them
         assert "level(OT)" in report["drifting"] and report["features"]["level(OT)"]["state"] == "drifting", report
         assert {"OT", "level(OT)", "spread(OT)", "forecast"} <= set(report["features"])
+        # which series lie beyond training: named by the requests that found them, through worker processes and feature replicas alike
+        assert sorted(report["features"]["beyond_training(OT)"]["series"]) == sorted(history.series_id.unique()), report
         metrics = httpx.get(f"{srv.url}/metrics", timeout=30).text
         assert 'skewfree_drifting{feature="level(OT)"} 1.0' in metrics
         # the refused share counts the whole session's refusals on each server (other tests send them): compared where it is measured, not here
