@@ -30,8 +30,8 @@ __all__ = ['CHAMPION', 'RAY_SECTIONS', 'TRAINED_WITH', 'INTERVAL_SCORES', 'COMMA
            'worker_count', 'check_ray_sections', 'settings_read', 'known_model', 'load_known_model',
            'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'output_path', 'quantile_levels', 'apart',
            'say_per_series', 'predict', 'list_refused', 'ray_output', 'windows', 'ParityFailure', 'verify',
-           'same_model', 'column_difference', 'drift', 'named_by_options', 'registration_source', 'recalibrate',
-           'promote_champion', 'registered_name', 'roll_back', 'compare', 'main']
+           'same_model', 'column_difference', 'drift', 'say_drift', 'named_by_options', 'registration_source',
+           'recalibrate', 'promote_champion', 'registered_name', 'roll_back', 'compare', 'main']
 
 # %% ../nbs/24_cli.ipynb #0005
 CHAMPION = "models:/skewfree-ett@champion"  # what `skewfree serve` serves by default (serve.model_uri)
@@ -475,22 +475,28 @@ def drift(args:argparse.Namespace) -> int:
                                    f"would refuse); a verdict needs serve.monitor.min_requests={config.min_requests}: give more rows, a smaller --stride, "
                                    "or a lower serve.monitor.min_requests")
     monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf")), clock=lambda: 0.0)
-    for c in counts: monitor.add(c)
+    for seen in replayed.seen(): monitor.add(seen)
     for _ in range(replayed.refused): monitor.refuse()  # as a server counts them: a share of refused requests drifts too
     # as GET /monitor answers: what was repaired beside the verdict, and the requests serving would have refused
     report = monitor.report() | {"repaired": replayed.repaired, "refused_requests": replayed.refused}
     if args.json: print(json.dumps(report, indent=1))
-    else:
-        print(f"{len(counts)} requests of {forecaster.history_length} rows, one every {stride} rows, against the profile of {args.model_uri}:")
-        for name, f in report["features"].items():
-            shown = "-" if f["statistic"] is None else f"{f['statistic']:.3f}"
-            print(f"  {name:<24} {f['comparator']:<15} {shown:>7} (threshold {f['threshold']:g})  {f['state']}")
-        if replayed.refused: print(f"left out: {replayed.refused} requests serving would refuse (more repaired values than data.repair_budget allows, "
-                                   f"a suspect value under data.suspect_values=error, or a plan short of a value)")
-        repaired, suspect = apart(replayed.repaired)
-        if repaired: print(f"repaired in the file's rows: {json.dumps(repaired)}")
-        if suspect: print(f"read as given, far beyond the series' training range (a typo?): {json.dumps(suspect)}")
+    else: say_drift(report, f"{len(counts)} requests of {forecaster.history_length} rows, one every {stride} rows, against the profile of {args.model_uri}")
     return 1 if report["drifting"] else 0
+
+def say_drift(report:dict[str, Any], heading:str) -> None:
+    "A drift report as text: each feature's verdict (and the series beyond training), what was left out, what was repaired."
+    import json
+    print(f"{heading}:")
+    for name, f in report["features"].items():
+        shown = "-" if f["statistic"] is None else f"{f['statistic']:.3f}"
+        print(f"  {name:<24} {f['comparator']:<15} {shown:>7} (threshold {f['threshold']:g})  {f['state']}")
+        if f.get("series"): print(f"  {'':<24} the latest series beyond: {', '.join(f['series'])}")
+    if refused := report["refused_requests"]:
+        print(f"left out: {refused} requests serving would refuse (more repaired values than data.repair_budget allows, "
+              f"a suspect value under data.suspect_values=error, or a plan short of a value)")
+    repaired, suspect = apart(report["repaired"])
+    if repaired: print(f"repaired in the file's rows: {json.dumps(repaired)}")
+    if suspect: print(f"read as given, far beyond the series' training range (a typo?): {json.dumps(suspect)}")
 
 # %% ../nbs/24_cli.ipynb #0026
 INTERVAL_SCORES = ("coverage_", "width_", "quantile_loss")  # scores of the bands: a recalibrated model's are not its source's

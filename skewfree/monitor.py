@@ -9,7 +9,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -133,6 +133,13 @@ class Replayed:
     ends: np.ndarray # (requests,) datetime64[ns] when each request's history ends
     refused: int # requests serving would refuse (`evaluate.refused_requests`): the monitor never sees them
     repaired: dict[str, int] # the file's repairs (filled_<column>, reindexed_rows) and suspect values (suspect_<column>), as a server counts them
+    series: np.ndarray # (requests,) each answered request's series
+    share_row: int|None # the histograms' row of the share beyond training (`Profile.share_row`)
+
+    def seen(self) -> Iterator[Seen]:
+        "Each answered request as a server's monitor is told of it: its histograms, and its series where it lay beyond training."
+        for counts, sid in zip(self.counts, self.series):
+            yield Seen(counts, (str(sid),) if self.share_row is not None and counts[self.share_row, 1] else ())
 
 def daily_stride(pre:Preprocessor) -> int:
     "Rows between replayed requests unless told: a day of the model's steps (24 of hours, 96 of quarter hours), one row of days or longer."
@@ -171,4 +178,4 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
                                             "value): there is nothing to compare")
     order = np.argsort(ends, kind="stable")  # requests in time order, series interleaved as clients would send them
     order = order[~over[order]]
-    return Replayed(out[order], ends[order], int(over.sum()), repaired)
+    return Replayed(out[order], ends[order], int(over.sum()), repaired, batch.ids[windows.series[order]], pre.profile_.share_row)
