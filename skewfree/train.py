@@ -127,7 +127,9 @@ def _run_source(source:str|None) -> dict[str, str]:
     name = source or ("notebook" if not script or script.startswith("ipykernel") else script)
     return {"mlflow.source.name": name, "mlflow.source.type": "NOTEBOOK" if name.endswith(".ipynb") or name == "notebook" else "LOCAL"}
 
-def _log_run_header(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None, drawn:Collection[str]=()) -> None:
+def _log_run_header(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None, drawn:Collection[str]=(),
+                    spans:dict[str, pd.DataFrame]|None=None, # the rows of each use (training, validation, testing); default: all of `raw`, training
+                   ) -> None:
     "Config, dataset digest, commit, versions and source: what makes the run reproducible (`drawn` keys: logged once the study has drawn them)."
     config = resolved(cfg)
     mlflow.log_params({k: v for k, v in _flat(config).items() if k not in drawn})
@@ -140,8 +142,9 @@ def _log_run_header(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None, draw
     source = str(cfg.data.get("path") or DATA_DIR)
     with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways" by MLflow's source registry: all of them local
         warnings.simplefilter("ignore", UserWarning)
-        dataset = from_pandas(raw, name=str(cfg.data.get("name") or "data"), targets=cfg.data.target, source=source)
-    mlflow.log_input(dataset, context="training")
+        datasets = {use: from_pandas(rows, name=str(cfg.data.get("name") or "data"), targets=cfg.data.target, source=source)
+                    for use, rows in (spans or {"training": raw}).items()}
+    for use, dataset in datasets.items(): mlflow.log_input(dataset, context=use)
 
 # %% ../nbs/15_train.ipynb #0010
 def study_storage(cfg:DictConfig, tracking:str) -> str:
@@ -365,7 +368,8 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
     train_rows, val_rows, test_rows = holdout_frames(positions, (tr, va, te), forecaster.history_length)
     # entered last, left last: a stop once registration begins waits for the run to end, so no version comes of a failed run
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
-        _log_run_header(cfg, raw, source)
+        _log_run_header(cfg, raw, source, spans={"training": positions.rows(0, tr), "validation": positions.rows(tr, tr + va),
+                                                 "testing": positions.rows(tr + va, tr + va + te)})
         mlflow.log_params({"split.train_rows": tr, "split.val_rows": va, "split.test_rows": te})
         started = time.perf_counter()
         calibrate(forecaster.fit(train_rows, val_rows), val_rows)  # the intervals, on the rows the model did not fit
