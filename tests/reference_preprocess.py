@@ -53,7 +53,10 @@ def _parse_times(values:pd.Series, col:str, sid:str) -> pd.Series:
     "Timestamps as naive UTC datetimes, or an `InputError` naming the first one that does not parse."
     if not pd.api.types.is_datetime64_any_dtype(values):
         try: parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
-        except (ValueError, TypeError) as e: raise InputError(col, f"timestamps mix time zones or formats ({e})", sid) from None
+        except (ValueError, TypeError):  # the first time written in another offset than the series' first
+            offsets = values.astype(str).str.extract(r"(Z|[+-]\d\d:?\d\d)$", expand=False).fillna("").str.replace("Z", "+00:00")
+            other = offsets != offsets.iloc[0]
+            raise InputError(col, "timestamps mix time zones or formats", sid, _first_bad(other) if other.any() else None) from None
         bad = parsed.isna() & values.notna()
         if bad.any(): raise InputError(col, f"timestamp {values[_first_bad(bad)]!r} does not parse", sid, _first_bad(bad))
         values = parsed
