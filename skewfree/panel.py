@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -108,7 +108,9 @@ class Rows:
         at = self.first(mask)
         return InputError(field, reason(at) if callable(reason) else reason, str(self.ids[self.codes[at]]), self.labels[at])
 
-def series_codes(df:pd.DataFrame, id_col:str|None) -> tuple[np.ndarray, np.ndarray]:
+def series_codes(df:pd.DataFrame, id_col:str|None,
+                 blank_ids:Collection[str]=(), # ids of spaces only read as ids: those a model was fitted on before such ids were refused
+                ) -> tuple[np.ndarray, np.ndarray]:
     "Each row's series as a code, and the ids (as text, ascending) the codes point into."
     if id_col is None: return np.zeros(len(df), np.int64), np.array([SINGLE_SERIES], dtype=object)
     column = df[id_col]
@@ -116,7 +118,7 @@ def series_codes(df:pd.DataFrame, id_col:str|None) -> tuple[np.ndarray, np.ndarr
         raise InputError(id_col, "missing series id", None, df.index[int(np.argmax(no_id))])
     codes, ids = pd.factorize(column.astype(str), sort=True)
     # nor does an empty id, or one of spaces only: MLflow's routes and a file hand it on as text, and it would become a series
-    if (blank := np.flatnonzero(ids.str.strip() == "")).size:
+    if (blank := [k for k in np.flatnonzero(ids.str.strip() == "").tolist() if ids[k] not in blank_ids]):
         raise InputError(id_col, "missing series id: an empty id names no series", None, df.index[int(np.argmax(codes == blank[0]))])
     return codes.astype(np.int64, copy=False), np.asarray(ids, dtype=object)
 
@@ -193,13 +195,14 @@ def parse_panel(df:pd.DataFrame, # raw long rows, one per (series, timestamp)
                 statics:Sequence[str]=(), # columns constant per series, kept as given
                 ordered:bool=False, # refuse rows whose timestamps do not increase within a series (typed requests promise order)
                 timezone:str|None=None, # the zone of naive timestamps: aware ones are converted to it (None: UTC)
+                blank_ids:Collection[str]=(), # ids of spaces only read as ids (see `series_codes`)
                ) -> Panel:
     "Raw long rows → a `Panel`: columns checked, ids, times and numbers parsed, each series' rows together in time order."
     if not isinstance(df, pd.DataFrame): raise InputError("input", f"expected a DataFrame of rows, got {type(df).__name__}")
     needed = [c for c in [id_col, time_col, *numeric, *statics] if c is not None]
     if missing := [c for c in needed if c not in df.columns]: raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
     if len(df) == 0: raise InputError("input", "no rows")
-    rows = Rows(*series_codes(df, id_col), df.index)
+    rows = Rows(*series_codes(df, id_col, blank_ids), df.index)
     times = parse_times(df[time_col], time_col, rows, timezone)
     values = np.column_stack([parse_numbers(df[c], c, rows) for c in numeric]) if numeric else np.empty((len(df), 0))
     if np.isinf(values).any():

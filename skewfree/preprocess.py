@@ -191,8 +191,9 @@ def moves_clocks(zone:str, start:Any, end:Any) -> bool:
     "Whether `zone`'s offset from UTC changes between `start` and `end` (sampled monthly: a season of daylight saving lasts months)."
     import zoneinfo
     clocks = zoneinfo.ZoneInfo(zone)
-    months = pd.date_range(pd.Timestamp(start).normalize(), pd.Timestamp(end), freq="MS").union([pd.Timestamp(start)])
-    return len({clocks.utcoffset(m.to_pydatetime()) for m in months}) > 1
+    # in seconds, as Python's datetimes: a year past the rows may lie beyond the nanosecond times pandas holds (2262)
+    first, months = np.datetime64(start, "s"), np.arange(np.datetime64(start, "M"), np.datetime64(end, "M") + 1)
+    return len({clocks.utcoffset(t.astype(object)) for t in [first, *months.astype("datetime64[s]")]}) > 1
 
 def _zone(name:str|None) -> str|None:
     "`data.timezone`, checked to name a zone (its daylight-saving hours repeat or vanish in naive local times: a fixed offset or UTC is safer)."
@@ -370,7 +371,13 @@ class _Settings:
     def panel(self, df:pd.DataFrame, ordered:bool=False) -> Panel:
         "Raw rows parsed and checked (see `parse_panel`): the one gate raw data passes through."
         return parse_panel(df, id_col=self.id_col, time_col=self.time_col, numeric=self.numeric, statics=self.static_covariates, ordered=ordered,
-                           timezone=self.timezone)
+                           timezone=self.timezone, blank_ids=self._blank_fitted)
+
+    @cached_property
+    def _blank_fitted(self) -> frozenset[str]:
+        "Fitted ids of spaces only (an artifact made before such ids were refused): still read as the series they name."
+        fitted = getattr(self, "series_", None)
+        return frozenset() if fitted is None else frozenset(str(s) for s in fitted if not str(s).strip())
 
 # %% ../nbs/09_preprocess.ipynb #0020
 def plain_ids(ids:pd.Index) -> pd.Index:
@@ -564,12 +571,12 @@ class _Fit(_Transform):
         freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)  # each frequency once, at its first series
         hourly = [(f, k) for f, k in zip(freqs.tolist(), firsts.tolist()) if (step := clock_of(f).step) is not None and step < DAY_NS]
         # from the first training time to a year past the last: the forecasts' times come after them
-        if hourly and moves_clocks(self.timezone, panel.times.min(), panel.times.max() + np.timedelta64(366, "D")):
+        if hourly and moves_clocks(self.timezone, panel.times.min(), np.datetime64(panel.times.max(), "s") + np.timedelta64(366, "D")):
             freq, k = hourly[0]
-            raise InputError("data.timezone", f"{self.timezone} moves its clocks for daylight saving: in its local times a series stepped "
-                             f"{freq!r} skips an hour each spring and names one twice each autumn, so a model could neither read those days "
-                             "nor place its forecasts after them; write the times in UTC, or in a fixed offset (e.g. Etc/GMT-1), and train "
-                             "with data.timezone set to it", str(panel.ids[k]))
+            raise InputError("data.timezone", f"{self.timezone} moves its clocks (for daylight saving, or to a new offset): in its local times "
+                             f"a series stepped {freq!r} skips an hour when they go forward and names one twice when they go back, so a "
+                             "model could neither read those days nor place its forecasts after them; write the times in UTC, or in a fixed "
+                             "offset (e.g. Etc/GMT-1), and train with data.timezone set to it", str(panel.ids[k]))
 
     def _refuse_idle_calendar(self, panel:Panel) -> None:
         "Refuse a calendar feature that takes one value at every step of a series' learnt frequency (hour on daily rows)."
@@ -597,7 +604,8 @@ class _Fit(_Transform):
         self._refuse_empty_columns(panel)
         self.scaling.fit(panel); self.extremes.fit(panel); self.repairs.fit(panel); self.statics.fit(panel)
         self.series_ = panel.ids
-        for learnt in ("_known", "_plain_known"): self.__dict__.pop(learnt, None)  # a refit learns other series: their index is made again on first use
+        # a refit learns other series: what is read of them is made again on first use
+        for learnt in ("_known", "_plain_known", "_blank_fitted"): self.__dict__.pop(learnt, None)
         self.calendar_ = list(self.calendar)
         self.columns_ = {"target": [self.target], "past": list(self.past_covariates),
                          "future": calendar_columns(self.calendar) + list(self.future_covariates), "static": list(self.static_covariates)}
