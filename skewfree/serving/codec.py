@@ -371,6 +371,8 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
     top = list(request)  # the keys of the request object, for the check of keys named twice
     params = request.pop("params", None) or {}
     if not isinstance(params, dict): raise BadRequest("params", "expected a JSON object")
+    # orjson reads an integer past 64 bits as a float: read again exactly, such a param is refused for its value, not as no integer
+    if any(isinstance(v, float) and abs(v) >= 2**63 and v.is_integer() for v in params.values()): params = json.loads(body).get("params") or params
     # a misspelt `horizion` (or `parameters`) would otherwise be dropped, and the default horizon answered as if asked for
     if param_names is not None and (unknown := sorted(set(params) - set(param_names))):
         raise BadRequest(f"params.{unknown[0]}", f"unknown parameter; this model takes {param_names}")
