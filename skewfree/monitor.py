@@ -60,14 +60,15 @@ class Monitor:
     "One server's sliding window of request histograms, each feature compared with its training reference."
     def __init__(self, features:Sequence[Feature], config:MonitorConfig|None=None, clock:Callable[[], float]=time.monotonic):
         self.features, self.config, self.clock = list(features), config or MonitorConfig(), clock
-        self._window: collections.deque[tuple[float, np.ndarray, tuple[str, ...]]] = collections.deque()  # when, histograms, series beyond
+        # when, histograms, the series beyond training, the values repaired (by kind: filled_OT, reindexed_rows)
+        self._window: collections.deque[tuple[float, np.ndarray, tuple[str, ...], dict[str, int]]] = collections.deque()
         self._refused: collections.deque[float] = collections.deque()  # when each refused request came
         self._sum: np.ndarray|None = None
         self._lock = threading.Lock()
         self.requests_seen = 0
 
-    def add(self, seen:Any, at:float|None=None) -> None:
-        "One request as `Forecaster.observe` saw it (`Seen`), or its histograms alone, (features, bins)."
+    def add(self, seen:Any, at:float|None=None, repaired:dict[str, int]|None=None) -> None:
+        "One request as `Forecaster.observe` saw it (`Seen`), or its histograms alone, (features, bins); and what serving repaired in it."
         if not self.features or seen is None: return
         counts, named = (seen.counts, tuple(seen.beyond)) if isinstance(seen, Seen) else (seen, ())
         counts = np.asarray(counts, np.int64)
@@ -80,7 +81,7 @@ class Monitor:
                 if self._sum is not None: grown[:, :self._sum.shape[1]] = self._sum
                 self._sum = grown
             self._sum[:, :counts.shape[1]] += counts
-            self._window.append((at, counts, named))
+            self._window.append((at, counts, named, dict(repaired or {})))
             self.requests_seen += 1
             self._evict(at)
 
@@ -94,7 +95,7 @@ class Monitor:
     def _evict(self, now:float) -> None:
         "Drop requests beyond the window's count or age."
         while self._window and (len(self._window) > self.config.window_requests or self._window[0][0] < now - self.config.window_seconds):
-            _, old, _ = self._window.popleft()
+            _, old, _, _ = self._window.popleft()
             self._sum[:, :old.shape[1]] -= old  # type: ignore[index]
         while self._refused and (len(self._refused) > self.config.window_requests or self._refused[0] < now - self.config.window_seconds):
             self._refused.popleft()
@@ -106,7 +107,9 @@ class Monitor:
             self._evict(now)
             n, total, refused = len(self._window), (None if self._sum is None else self._sum.copy()), len(self._refused)
             oldest = self._window[0][0] if self._window else None
-            named = list(dict.fromkeys(sid for _, _, ids in reversed(self._window) for sid in ids))[:NAMED_MOST]  # the latest first, once each
+            named = list(dict.fromkeys(sid for _, _, ids, _ in reversed(self._window) for sid in ids))[:NAMED_MOST]  # the latest first, once each
+            repaired = collections.Counter[str]()
+            for *_, kinds in self._window: repaired.update(kinds)
         features = {}
         for j, f in enumerate(self.features):
             counts = np.zeros(f.n_bins, np.int64) if total is None else total[j, :f.n_bins]
@@ -123,7 +126,8 @@ class Monitor:
         window = {"requests": n, "seconds": 0.0 if oldest is None else now - oldest, "max_requests": self.config.window_requests,
                   "max_seconds": self.config.window_seconds, "min_requests": self.config.min_requests}
         return {"window": window, "requests_seen": self.requests_seen, "features": features,
-                "drifting": [name for name, f in features.items() if f["state"] == "drifting"]}
+                "drifting": [name for name, f in features.items() if f["state"] == "drifting"],
+                "repaired_in_window": dict(sorted(repaired.items()))}  # what serving made up in the window's requests
 
 # %% ../nbs/16_monitor.ipynb #0010
 @dataclass

@@ -123,6 +123,10 @@ def test_a_repair_within_budget_is_answered_and_shown_on_every_route(srv, histor
     assert counted(after) - counted(before) == 2
     clean = post(srv, "/invocations", history)
     assert "repairs" not in clean.json() and "Skewfree-Repaired" not in clean.headers
+    if srv.backend == "ray": time.sleep(1)
+    # the monitor's window tells what was repaired in its requests (the two above), beside the total since the server started
+    report = httpx.get(f"{srv.url}/monitor", timeout=30).json()
+    assert report["repaired_in_window"].get("filled_OT", 0) >= 2 and report["repaired"]["filled_OT"] >= 2, report
 
 
 def test_a_value_keyed_in_x1000_is_answered_and_counted_as_suspect_on_every_route(srv, history):

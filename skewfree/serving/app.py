@@ -231,7 +231,7 @@ class Window:
         "One request: its histograms (None: binned by an artifact no longer served; `REFUSED`: refused for its data), what was repaired in it."
         for what, n in repaired.items(): self.repaired[what] = self.repaired.get(what, 0) + int(n)
         if isinstance(observed, str): self.of(info).refuse()  # REFUSED: sent as it is through Ray's window too
-        elif observed is not None: self.of(info).add(observed)
+        elif observed is not None: self.of(info).add(observed, repaired=repaired)
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "The monitor's report on its window, and the repairs tallied."
