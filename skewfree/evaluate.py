@@ -26,11 +26,11 @@ from .scale import Scaler
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'split_positions', 'seen_after_scored',
-           'temporal_split', 'holdout_frames', 'refit_rows', 'refused_requests', 'span_windows', 'UnservableWindow',
-           'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows', 'scored_backtest',
-           'forecast_profile', 'refuse_too_few_windows', 'calibrate', 'latest_windows', 'recalibration_windows',
-           'recalibrate', 'gap_before']
+__all__ = ['log', 'ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'horizon_setting', 'split_positions',
+           'seen_after_scored', 'temporal_split', 'holdout_frames', 'refit_rows', 'refused_requests', 'span_windows',
+           'UnservableWindow', 'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows',
+           'scored_backtest', 'forecast_profile', 'refuse_too_few_windows', 'calibrate', 'latest_windows',
+           'recalibration_windows', 'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 ROWS_FROM = ("start", "end")
@@ -131,6 +131,12 @@ def holdout_rows(split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows`:
     train, test = int(n * sizes[0]), int(n * sizes[2])
     return train, (n - train - test) if abs(sum(sizes) - 1) < 1e-9 else int(n * sizes[1]), test
 
+def horizon_setting(config:dict) -> str:
+    "The config key that sets a model's longest forecast (`output_chunk_length`, or a baseline's `max_horizon`), as an override names it."
+    hyperparameters = (config.get("model") or {}).get("hyperparameters") or {}
+    key = next((k for k in ("output_chunk_length", "max_horizon") if k in hyperparameters), "output_chunk_length")
+    return f"model.hyperparameters.{key}"
+
 def split_positions(df:pd.DataFrame, # raw long rows
                     split:DictConfig|dict, # `train_rows`, `val_rows`, `test_rows` per series; `rows_from`: start (default) | end
                     forecaster:Forecaster, # supplies the columns and the longest horizon
@@ -140,11 +146,16 @@ def split_positions(df:pd.DataFrame, # raw long rows
     tr, va, te = holdout_rows(split, rows.lengths)
     if va < forecaster.max_horizon or te < forecaster.max_horizon:
         shortest = min(rows.lengths, key=rows.lengths.__getitem__) if all(_sizes(split)[1]) else None  # shares of it: name it
-        why = f" (shares of {rows.lengths[shortest]} rows, as many as its shortest series has: leave it out, or give counts of rows)" if shortest else ""
-        raise InputError("cv", f"val_rows and test_rows must each be at least the horizon {forecaster.max_horizon}, got {va} and {te}{why}", shortest)
+        alone = shortest is not None and rows.lengths[shortest] < max(rows.lengths.values())  # longer series beside it: it may be left out
+        why = (f" (shares of {rows.lengths[shortest]} rows, as many as its shortest series has{': leave it out, or' if alone else ';'} give counts "
+               "of rows)") if shortest else ""
+        # the setting that fixes it, for this model: its horizon was sized for another frequency's data (96 hours)
+        raise InputError("cv", f"val_rows and test_rows must each be at least the horizon {forecaster.max_horizon}, got {va} and {te}{why}; "
+                               f"or forecast fewer steps: {horizon_setting(forecaster.config)}={min(va, te)} at most", shortest)
     for sid, length in rows.lengths.items():
         if length < tr + va + te:
-            raise InputError("cv", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {length}", sid)
+            raise InputError("cv", f"needs {tr + va + te} rows per series (train {tr} + val {va} + test {te}), has {length}: set smaller "
+                                   "cv.train_rows, cv.val_rows and cv.test_rows (counts, or shares of each series' rows such as 0.7, 0.1, 0.2)", sid)
     return rows.counted_from(split.get("rows_from"), tr + va + te), (tr, va, te)
 
 def seen_after_scored(rows:Positions, seen:int, scored:int) -> str|None:
