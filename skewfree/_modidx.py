@@ -1147,5 +1147,6 @@ d = { 'settings': { 'branch': 'main',
                                 'skewfree.train.study_storage': ('train.html#study_storage', 'skewfree/train.py'),
                                 'skewfree.train.suspects': ('train.html#suspects', 'skewfree/train.py'),
                                 'skewfree.train.the_rows': ('train.html#the_rows', 'skewfree/train.py'),
+                                'skewfree.train.thin_scoring': ('train.html#thin_scoring', 'skewfree/train.py'),
                                 'skewfree.train.train': ('train.html#train', 'skewfree/train.py'),
                                 'skewfree.train.unread_covariates': ('train.html#unread_covariates', 'skewfree/train.py')}}}

@@ -32,6 +32,7 @@ from .data import DATA_DIR, load_data
 from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_frames, mase_season, scored_backtest,
                                refuse_too_few_windows, seen_after_scored, split_positions)
 from .forecaster import Forecaster, data_decided
+from .models import model_entry
 from .panel import SINGLE_SERIES
 from .preprocess import Preprocessor
 from .scale import SUSPECT_COLUMNS, suspect_refusal, suspect_values
@@ -41,8 +42,8 @@ from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds
 __all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
            'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'unread_covariates',
            'the_rows', 'refuse_missing_steps', 'checked_repairs', 'log_repairs', 'suspects', 'log_suspects',
-           'log_unused_rows', 'log_overlap', 'scoring_record', 'drawn_keys', 'history_figure', 'importance_figure',
-           'fold_figure', 'log_study', 'log_fold']
+           'log_unused_rows', 'log_overlap', 'scoring_record', 'thin_scoring', 'drawn_keys', 'history_figure',
+           'importance_figure', 'fold_figure', 'log_study', 'log_fold']
 
 # %% ../nbs/15_train.ipynb #0005
 def _figure(width:float=7, height:float=3.5, ncols:int=1):
@@ -306,10 +307,19 @@ def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str)
                     "say, or hold no two values that far apart; %s is %s (metric %s)", unscaled, season, metric,
                     "NaN: no series has a scale" if np.isnan(mase) else "over the other series", counted)
 
-def _above_naive(scores:dict[str, float]) -> str:
+def thin_scoring(n_windows:float, series:int, horizon:int, test_rows:int, stride:int) -> str:
+    "Where the test windows, one every `cv.eval_stride` rows, score under half of each series' test rows: warned, with the stride that scores all."
+    scored = min(test_rows, round(n_windows / max(series, 1)) * horizon)
+    if stride <= horizon or scored >= test_rows / 2: return ""
+    said = (f"the test score comes from {scored} of each series' {test_rows} test rows: {round(n_windows / max(series, 1))} windows of {horizon} steps, "
+            f"one every cv.eval_stride={stride} rows (sized for 96-step horizons); set cv.eval_stride={horizon} to score every test row")
+    log.warning("skewfree: %s", said)
+    return said
+
+def _above_naive(scores:dict[str, float], baseline:bool=False) -> str:
     "Where the run's MASE is above 1 (its errors beyond a seasonal naive forecast's on the training rows): said in a warning and a tag, and returned."
     name, mase = next(((k, v) for k, v in scores.items() if k in ("test_mase", "cv_mase")), ("", np.nan))
-    if not mase > 1: return ""  # NaN too: no series had a scale, which `_say_unscaled` tells
+    if not mase > 1 or baseline: return ""  # NaN too: no series had a scale, which `_say_unscaled` tells; a baseline is what others are compared with
     said = (f"Its {name} is {mase:.3g}: its errors are {mase:.3g}× those of a seasonal naive forecast on the training rows. Compare it with "
             "`model=seasonal_naive` before serving it.")
     log.warning("skewfree: %s", said)
@@ -333,8 +343,9 @@ def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
     "The run's description (the MLflow page's first lines): what was trained, how it was measured, the score that ranks it, a MASE above 1."
     metric = str(cfg.registry.metric)
     ranked = f"{metric} = {scores[metric]:.4g}" if metric in scores else "no ranking score"
+    baseline = model_entry(cfg.model.name).family == "baseline"
     mlflow.set_tag("mlflow.note.content", f"**{cfg.model.name}** on `{cfg.data.get('name') or 'data'}` (profile {cfg.get('profile_name', 'full')}), "
-                                          f"{what}; ranked by {ranked}.{_above_naive(scores)} The artifact is the fitted preprocessor and the "
+                                          f"{what}; ranked by {ranked}.{_above_naive(scores, baseline)} The artifact is the fitted preprocessor and the "
                                           f"model together, registered as `{cfg.mlflow.registered_model}`.")
 
 def _log_rows_used(forecaster:Forecaster, positions:Positions, used:int, *, found:pd.DataFrame, overlaps:Sequence[tuple[int, int]],
@@ -388,6 +399,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         mlflow.log_metrics(scores)
         mlflow.log_params({"mase_season": season})
         _say_unscaled(int(metrics.get("mase_unscaled_series", 0)), season, "test_mase", metrics.get("mase", np.nan), "test_mase_unscaled_series")
+        thin_scoring(metrics.get("n_windows", 0.0), len(positions.lengths), forecaster.max_horizon, te, int(cfg.cv.eval_stride))
         log_forecasts(table, cfg, "test span")
         _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test", scores)
         scored_on = scoring_record(cfg, positions, tr + va, tr + va + te, {
