@@ -27,7 +27,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 from .artifact import Columns
 from .core import InputError
 from .data import column_names, comma_separated, csv_reading, file_kind, plain_frame
-from .panel import first_other_offset, numbers_not_times
+from .panel import first_other_offset, numbers_not_times, refuse_missing_columns
 from .serving.codec import naive_times
 
 # %% auto #0
@@ -320,8 +320,7 @@ def typed_chunks(model:Any, chunks:Iterator[pd.DataFrame], skipping:Skipping|Non
     "Each chunk in the columns the model reads, typed as a request is typed (so every chunk has the same types); a missing column named."
     names, needed = model.metadata.get_input_schema().input_names(), list(model.unwrap_python_model().columns.names)
     for chunk in chunks:
-        if missing := [c for c in needed if c not in chunk.columns]:
-            raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
+        refuse_missing_columns(needed, chunk.columns)
         if (typed := typed_block(model, chunk[[c for c in chunk.columns if c in names]], skipping)) is not None: yield typed
 
 def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], params:dict[str, Any], *, writer:ForecastWriter, result:BatchResult, bar:Any,
@@ -408,7 +407,7 @@ def _refuse_unread_columns(source:Path, kind:str, columns:Sequence[str]) -> None
     except InputError: raise
     except (ValueError, OSError) as e:  # pandas and pyarrow say ValueError or OSError
         raise InputError("--input", f"cannot read {source}: {type(e).__name__}: {e}") from None
-    if missing := [c for c in columns if c not in names]: raise InputError(missing[0], f"column is missing; the input needs columns {list(columns)}")
+    refuse_missing_columns(columns, names)
 
 def _stage_seconds(dataset:Any) -> dict[str, float]:
     "From Ray Data's own statistics: how long the actors' forecasting stage ran, first block to last (their start-up not included)."

@@ -17,7 +17,7 @@ from .core import InputError
 # %% auto #0
 __all__ = ['SINGLE_SERIES', 'SINGLE_SERIES_COLUMN', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes',
            'naive_in', 'numbers_not_times', 'parse_times', 'written_offsets', 'first_other_offset', 'parse_numbers',
-           'parse_panel']
+           'refuse_missing_columns', 'parse_panel']
 
 # %% ../nbs/03_panel.ipynb #0005
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
@@ -187,6 +187,13 @@ def parse_numbers(column:pd.Series, name:str, rows:Rows) -> np.ndarray:
     return parsed
 
 # %% ../nbs/03_panel.ipynb #0015
+def refuse_missing_columns(needed:Sequence[str], has:Any) -> None:
+    "Refuse input that lacks a column `needed`, naming it, every column needed, and (the first 20 of) those it has: a misnamed one shows."
+    names = set(has)
+    if missing := [c for c in needed if c not in names]:
+        given = [str(c) for c in list(has)[:20]] + (["…"] if len(has) > 20 else [])
+        raise InputError(missing[0], f"column is missing; the input needs columns {list(needed)}, and has {given}")
+
 def parse_panel(df:pd.DataFrame, # raw long rows, one per (series, timestamp)
                 *,
                 id_col:str|None, # the series id column; None for a single series
@@ -200,7 +207,7 @@ def parse_panel(df:pd.DataFrame, # raw long rows, one per (series, timestamp)
     "Raw long rows → a `Panel`: columns checked, ids, times and numbers parsed, each series' rows together in time order."
     if not isinstance(df, pd.DataFrame): raise InputError("input", f"expected a DataFrame of rows, got {type(df).__name__}")
     needed = [c for c in [id_col, time_col, *numeric, *statics] if c is not None]
-    if missing := [c for c in needed if c not in df.columns]: raise InputError(missing[0], f"column is missing; the input needs columns {needed}")
+    refuse_missing_columns(needed, df.columns)
     if len(df) == 0: raise InputError("input", "no rows")
     rows = Rows(*series_codes(df, id_col, blank_ids), df.index)
     times = parse_times(df[time_col], time_col, rows, timezone)
