@@ -191,7 +191,7 @@ def refuse_missing_columns(needed:Sequence[str], has:Any) -> None:
     "Refuse input that lacks a column `needed`, naming it, every column needed, and (the first 20 of) those it has: a misnamed one shows."
     names = set(has)
     if missing := [c for c in needed if c not in names]:
-        given = [str(c) for c in list(has)[:20]] + (["…"] if len(has) > 20 else [])
+        given = [str(c)[:60] for c in list(has)[:20]] + (["…"] if len(has) > 20 else [])  # bounded: a request's names are anyone's
         raise InputError(missing[0], f"column is missing; the input needs columns {list(needed)}, and has {given}")
 
 def parse_panel(df:pd.DataFrame, # raw long rows, one per (series, timestamp)
