@@ -269,7 +269,9 @@ def log_unused_rows(positions:Positions, used:int) -> dict[str, int]:
     if unused:
         mlflow.log_dict(unused, "unused_rows.json")
         shortest = min(positions.lengths, key=positions.lengths.__getitem__)  # shares of a split are shares of it: name it where it set the split
-        why = f", as many as its shortest series, {shortest!r}, has" if positions.lengths[shortest] == used else ""
+        # the way out, where one short series cut them all: train it apart (or leave it out), or give counts of rows
+        why = (f", as many as its shortest series, {shortest!r}, has (train it apart, or leave it out, to fit the others on all their rows)"
+               if positions.lengths[shortest] == used else "")
         which, left = ("newest", "before") if positions.rows_from == "end" else ("first", "after")
         log.warning("skewfree: the split takes each series' %s %d rows%s; the rows %s them are neither fitted nor scored "
                     "(cv.train_rows, cv.val_rows, cv.test_rows, data.rows_from): %s", which, used, why, left, dict(list(unused.items())[:20]))

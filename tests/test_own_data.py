@@ -310,7 +310,8 @@ def test_a_short_series_that_sets_the_share_split_is_named(store, tmp_path, capl
                                    "data.target=units", "data.id_col=store", "mlflow.registered_model=own-short"]))
     run = mlflow.get_run(result.run_id)
     assert (run.data.params["split.train_rows"], run.data.metrics["unused_rows"]) == ("1400", 200)
-    assert "newest 2000 rows, as many as its shortest series, 'south', has; the rows before them" in caplog.text
+    assert ("newest 2000 rows, as many as its shortest series, 'south', has (train it apart, or leave it out, to fit the others on all their "
+            "rows); the rows before them") in caplog.text
     # counted from each series' end, both stores are tested on the same days, the latest (counted from the start, north's were 200 days older)
     scored = json.loads(mlflow.MlflowClient().get_model_version("own-short", result.version).tags["scored_on"])["span"]
     assert scored[1] == frame.day.max()[:10] + " 00:00:00" and "skewfree.split_overlap" not in run.data.tags
