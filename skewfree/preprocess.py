@@ -17,16 +17,16 @@ import pandas as pd
 
 from .core import InputError, checked_number
 from .covariates import CALENDAR, Statics, calendar_columns, calendar_features, idle_calendar
-from .frequency import GAP_POLICIES, Frequency, clock_of, refuse_beyond_time, steps_after
+from .frequency import DAY, GAP_POLICIES, Frequency, clock_of, refuse_beyond_time, steps_after
 from .panel import SINGLE_SERIES_COLUMN, Panel, lengths_to_indptr, parse_panel, segment_rows
 from .profile import NAMED_MOST, Profile
 from .repair import MISSING_POLICIES, MissingValues, RepairBudget, segment_sums
 from .scale import SCALERS, SUSPECT_ACTIONS, SUSPECT_RATIO, Extremes, Scaler, suspect, suspect_refusal, suspect_rows, yardsticks
 
 # %% auto #0
-__all__ = ['UNKNOWN_POLICIES', 'DAY_NS', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'moves_clocks',
-           'repeated_text', 'repair_report', 'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'plain_ids',
-           'Preprocessor', 'upgraded_state']
+__all__ = ['UNKNOWN_POLICIES', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'moves_clocks', 'repeated_text',
+           'repair_report', 'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'plain_ids', 'Preprocessor',
+           'upgraded_state']
 
 # %% ../nbs/09_preprocess.ipynb #0005
 @dataclass
@@ -184,8 +184,6 @@ def _choice(name:str, value:str, allowed:Sequence[str]) -> str:
     return value
 
 def _first(mask:np.ndarray) -> int: return int(np.argmax(mask))
-
-DAY_NS = 86_400 * 10**9
 
 def moves_clocks(zone:str, start:Any, end:Any) -> bool:
     "Whether `zone`'s offset from UTC changes between `start` and `end` (sampled monthly: a season of daylight saving lasts months)."
@@ -569,7 +567,7 @@ class _Fit(_Transform):
         "Refuse a zone that moves its clocks, for series stepped in hours or less: in its local times an hour vanishes each spring, one repeats each autumn."
         if self.timezone is None: return
         freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)  # each frequency once, at its first series
-        hourly = [(f, k) for f, k in zip(freqs.tolist(), firsts.tolist()) if (step := clock_of(f).step) is not None and step < DAY_NS]
+        hourly = [(f, k) for f, k in zip(freqs.tolist(), firsts.tolist()) if (step := clock_of(f).step) is not None and step < DAY]
         # from the first training time to a year past the last: the forecasts' times come after them
         if hourly and moves_clocks(self.timezone, panel.times.min(), np.datetime64(panel.times.max(), "s") + np.timedelta64(366, "D")):
             freq, k = hourly[0]
