@@ -501,7 +501,7 @@ class _Stages(_ModelStage):
         if self.forecast_profile is None or not batch.n_series: return Seen(seen, named)
         # from the model's arrays, not the answer's frame: a fresh frame's first column read costs more than all the rest
         f = self.forecast_profile
-        counts = np.bincount(f.bin(self.preprocessor.standardised_point(forecast, batch).reshape(-1)), minlength=f.n_bins)[:f.n_bins]  # finite
+        counts = np.bincount(f.bin(forecast.served_point().reshape(-1)), minlength=f.n_bins)[:f.n_bins]  # finite, and standardised already
         out = np.zeros((len(seen) + 1, max(seen.shape[1], len(counts))), np.int64)
         out[:-1, :seen.shape[1]], out[-1, :len(counts)] = seen, counts
         return Seen(out, named)

@@ -170,7 +170,7 @@ def replay(forecaster:Forecaster, # a fitted (loaded) forecaster with a profile
     each = pre.profile_.observe_each(values, np.arange(len(origins) + 1) * window, statics)  # each window as a series of its own
     out[:, :each.shape[1], :each.shape[2]] = each
     if forecaster.forecast_profile is not None:
-        standard = pre.standardised_point(windows.forecast, batch, of=windows.series)
+        standard = windows.forecast.served_point()  # scaled units are the standardised scale
         f = forecaster.forecast_profile
         request = np.repeat(np.arange(len(origins)), standard.shape[1])
         out[:, -1, :f.n_bins] = np.bincount(request * f.n_bins + f.bin(standard.reshape(-1)), minlength=len(origins) * f.n_bins).reshape(-1, f.n_bins)

@@ -165,7 +165,7 @@ class ScaledForecast:
                    {q: np.concatenate([f.levels[q] for f in parts]) for q in first.levels}, first.point_apart)
 
     def served_point(self) -> np.ndarray:
-        "(forecasts, steps) the point forecast in scaled units: `point`, or a quantile model's median head (else the mean of its heads)."
+        "(forecasts, steps) the point forecast in scaled units (standardised): `point`, or a quantile model's median head (else the mean of its heads)."
         if self.point is not None and (self.point_apart or not self.levels): return self.point
         return self.levels[0.5] if 0.5 in self.levels else np.mean(list(self.levels.values()), axis=0)
 
@@ -639,13 +639,6 @@ class _Output(_Fit):
         if isinstance(forecasts, ScaledForecast): return forecasts
         if isinstance(forecasts, np.ndarray): return ScaledForecast(batch.forecast_times(forecasts.shape[1], of), forecasts)
         return ScaledForecast.from_darts(forecasts, quantiles)
-
-    def standardised_point(self, forecasts:ScaledForecast, batch:SeriesBatch, of:np.ndarray|None=None) -> np.ndarray:
-        "(forecasts, steps) the point forecast the answer holds (`inverse_transform`'s `forecast`), on the standardised scale."
-        of = np.arange(batch.n_series) if of is None else np.asarray(of)
-        center, scale = batch.target_scale[of, 0], batch.target_scale[of, 1]
-        point, _ = forecasts.original_units(center, scale)
-        return (point - center[:, None]) / scale[:, None]
 
     def standardise_target(self, values:np.ndarray, batch:SeriesBatch, position:int|np.ndarray) -> np.ndarray:
         "Original-unit target values of the series at `position` in `batch` (one, or one per value), on the standardised scale (float64)."

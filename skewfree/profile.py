@@ -153,11 +153,14 @@ class Profile:
     @cached_property
     def width(self) -> int: return max(f.n_bins for f in self.features)
 
+    def _far(self, level:np.ndarray, spread:np.ndarray) -> np.ndarray:
+        "(series,) bool: whether each series' level or spread lies far beyond training's (`_beyond_limits`)."
+        low, high, calm, wild = self._beyond_limits
+        return (level < low) | (level > high) | (spread < calm) | (spread > wild)
+
     def _per_series(self, at:int, level:np.ndarray, spread:np.ndarray) -> list[np.ndarray]:
         "The per-series columns after the `at` history columns: level, spread, and whether either lies far beyond training's (a profile made before: none)."
-        if len(self.features) <= at + 2 or self.features[at + 2].kind != "share": return [level, spread]
-        low, high, calm, wild = self._beyond_limits
-        return [level, spread, ((level < low) | (level > high) | (spread < calm) | (spread > wild)).astype(np.int64)]
+        return [level, spread] if self.share_row is None else [level, spread, self._far(level, spread).astype(np.int64)]
 
     @cached_property
     def _beyond_limits(self) -> tuple[float, float, float, float]:
@@ -192,13 +195,16 @@ class Profile:
 
     def observe(self, values:np.ndarray, indptr:np.ndarray, statics:np.ndarray|None=None) -> np.ndarray:
         "(features, bins) int64: the histogram of each feature on the last look-back window of each series of a request."
-        out, n = np.zeros((len(self.features), self.width), np.int64), len(indptr) - 1
-        if n == 0: return out
+        n, width, rows = len(indptr) - 1, self.width, len(self.features)
+        if n == 0: return np.zeros((rows, width), np.int64)
         seen, window = self._last_windows(values, indptr)
-        level, spread = _moments(seen[:, 0].reshape(n, window))
-        columns = [seen[:, j] for j in range(seen.shape[1])] + self._per_series(seen.shape[1], level, spread) + ([] if statics is None else list(statics.T))
-        for j, (f, x) in enumerate(zip(self.features, columns)): out[j, :f.n_bins] = np.bincount(f.bin(x), minlength=f.n_bins)[:f.n_bins]
-        return out
+        columns = [seen[:, j] for j in range(seen.shape[1])] + self._per_series(seen.shape[1], *_moments(seen[:, 0].reshape(n, window)))
+        columns += [] if statics is None else list(statics.T)
+        # every feature's bins in one flat histogram, a row of `width` bins each: one count, not one per feature (a code past
+        # a feature's categories falls in none of its bins, as before)
+        flat = [(bins[bins < f.n_bins] if f.kind == "categorical" else bins) + j * width for j, (f, x) in enumerate(zip(self.features, columns))
+                for bins in [f.bin(x)]]
+        return np.bincount(np.concatenate(flat), minlength=rows * width).reshape(rows, width)
 
     def observe_each(self, values:np.ndarray, indptr:np.ndarray, statics:np.ndarray|None=None) -> np.ndarray:
         "(series, features, bins) int64: each series' own histograms, on its last look-back window (all its rows where it has fewer)."
