@@ -24,9 +24,9 @@ from .repair import MISSING_POLICIES, MissingValues, RepairBudget, segment_sums
 from .scale import SCALERS, SUSPECT_ACTIONS, SUSPECT_RATIO, Extremes, Scaler, suspect, suspect_refusal, suspect_rows, yardsticks
 
 # %% auto #0
-__all__ = ['UNKNOWN_POLICIES', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'moves_clocks', 'repeated_text',
-           'repair_report', 'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'plain_ids', 'Preprocessor',
-           'upgraded_state']
+__all__ = ['UNKNOWN_POLICIES', 'INVISIBLE', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'moves_clocks',
+           'repeated_text', 'repair_report', 'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'plain_ids',
+           'Preprocessor', 'upgraded_state']
 
 # %% ../nbs/09_preprocess.ipynb #0005
 @dataclass
@@ -378,13 +378,17 @@ class _Settings:
         return frozenset() if fitted is None else frozenset(str(s) for s in fitted if not str(s).strip())
 
 # %% ../nbs/09_preprocess.ipynb #0020
+INVISIBLE = "[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]" # soft hyphen, zero widths, direction marks, a BOM
+
 def plain_ids(ids:pd.Index) -> pd.Index:
-    "Ids as a reader sees them: one Unicode form, no spaces around them, no trailing '.0' on a whole number (a float id column's)."
-    return ids.str.normalize("NFC").str.strip().str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+    "Ids as a reader sees them: one Unicode form (full-width digits as digits), nothing invisible, no spaces around, no trailing '.0' (a float column's)."
+    plain = ids.str.normalize("NFKC").str.replace(INVISIBLE, "", regex=True).str.strip()
+    return plain.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
 
 def _alike(pair:tuple[str, str]) -> str:
     "What a refusal says of a new id that reads as a known one."
-    return (f" ({pair[0]!r} and the known {pair[1]!r} differ only in their Unicode form, the spaces around them or a trailing .0: "
+    return (f" ({pair[0]!r} and the known {pair[1]!r} differ only in their Unicode form, invisible characters, the spaces "
+            "around them or a trailing .0: "
             "send the id as it was trained)")
 
 class _Series(_Settings):
@@ -563,11 +567,15 @@ class _Transform(_Series):
 # %% ../nbs/09_preprocess.ipynb #0024
 class _Fit(_Transform):
     "Each step's state learnt from the training rows only, and the profile of those rows as the model reads them."
+    def _frequencies(self) -> list[tuple[str, int]]:
+        "Each learnt frequency once, with the position of the first series stepped at it."
+        freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)
+        return list(zip(freqs.tolist(), firsts.tolist()))
+
     def _refuse_daylight_saving(self, panel:Panel) -> None:
         "Refuse a zone that moves its clocks, for series stepped in hours or less: in its local times an hour vanishes each spring, one repeats each autumn."
         if self.timezone is None: return
-        freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)  # each frequency once, at its first series
-        hourly = [(f, k) for f, k in zip(freqs.tolist(), firsts.tolist()) if (step := clock_of(f).step) is not None and step < DAY]
+        hourly = [(f, k) for f, k in self._frequencies() if (step := clock_of(f).step) is not None and step < DAY]
         # from the first training time to a year past the last: the forecasts' times come after them
         if hourly and moves_clocks(self.timezone, panel.times.min(), np.datetime64(panel.times.max(), "s") + np.timedelta64(366, "D")):
             freq, k = hourly[0]
@@ -578,8 +586,7 @@ class _Fit(_Transform):
 
     def _refuse_idle_calendar(self, panel:Panel) -> None:
         "Refuse a calendar feature that takes one value at every step of a series' learnt frequency (hour on daily rows)."
-        freqs, firsts = np.unique(self.spacing.freq_.astype(str), return_index=True)  # each frequency once, at its first series
-        for freq, k in zip(freqs.tolist(), firsts.tolist()):
+        for freq, k in self._frequencies():
             if idle := idle_calendar(self.calendar, freq, panel.times[panel.indptr[k]]):
                 raise InputError("data.calendar", f"calendar features {idle} take one value at every step of this data ({freq}): they tell a model nothing; "
                                  "remove them from data.calendar", str(panel.ids[k]))
