@@ -26,11 +26,11 @@ from .scale import Scaler
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ROWS_FROM', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'horizon_setting', 'split_positions',
-           'seen_after_scored', 'temporal_split', 'holdout_frames', 'refit_rows', 'refused_requests', 'span_windows',
-           'UnservableWindow', 'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate', 'forecast_rows',
-           'scored_backtest', 'forecast_profile', 'refuse_too_few_windows', 'calibrate', 'latest_windows',
-           'recalibration_windows', 'recalibrate', 'gap_before']
+__all__ = ['log', 'ROWS_FROM', 'NEW_SERIES_WINDOWS', 'RECALIBRATION_WINDOWS', 'Positions', 'holdout_rows', 'horizon_setting',
+           'split_positions', 'seen_after_scored', 'temporal_split', 'holdout_frames', 'refit_rows', 'refused_requests',
+           'span_windows', 'UnservableWindow', 'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate',
+           'forecast_rows', 'scored_backtest', 'forecast_profile', 'refuse_too_few_windows', 'new_series_shifts',
+           'calibrate', 'latest_windows', 'recalibration_windows', 'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 ROWS_FROM = ("start", "end")
@@ -218,11 +218,11 @@ def span_windows(forecaster:Forecaster, rows:pd.DataFrame, horizon:int, stride:i
     return batch, windows, origins, refused_requests(forecaster, batch, windows.series, origins, horizon)
 
 # %% ../nbs/12_evaluate.ipynb #0011
-def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray, *, smallest:bool=True,
-                   into:SeriesBatch|None=None, # the batch whose units the window is put back in, series `k` (None: the request's)
-                  ) -> ScaledForecast:
-    "A window's model output as serving makes it at origin `times[0]` from series `k`'s past: its look-back's steps (`smallest`), else every row before it."
-    pre, origin, horizon = forecaster.preprocessor, times[0], len(times)
+def _past_request(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, origin:np.datetime64, *, horizon:int, smallest:bool=True,
+                  sid:str|None=None, # the id it is sent under; None: the series' own
+                 ) -> tuple[pd.DataFrame, str, int, pd.Timestamp]:
+    "The request serving gets at `origin` from series `k`'s past (`_from_its_past`): its rows, its id, its history's rows and last step."
+    pre = forecaster.preprocessor
     start, given = int(raw.indptr[k]), raw.times[raw.indptr[k]:raw.indptr[k + 1]]
     at, before = int(np.searchsorted(grid, origin)), int(np.searchsorted(given, origin))
     if smallest:  # every step of the look-back, a missing value or a missing step sent as a null, as a client sends what it has
@@ -235,18 +235,26 @@ def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, tim
         steps, past = given[:before], raw.values[start:start + before]
     ahead = forecaster.future_steps(horizon) if pre.future_covariates else 0
     plan = start + np.arange(before, min(before + ahead, len(given)))
-    values, sid, n = np.vstack([past, raw.values[plan]]), str(raw.ids[k]), len(steps) + len(plan)
+    values, sid, n = np.vstack([past, raw.values[plan]]), str(raw.ids[k]) if sid is None else sid, len(steps) + len(plan)
     request = pd.DataFrame({pre.time_col: np.concatenate([steps, raw.times[plan]]), **{c: values[:, j] for j, c in enumerate(raw.columns)},
                             **{c: np.repeat(v[start:start + 1], n) for c, v in raw.statics.items()}})
     if pre.id_col: request.insert(0, pre.id_col, sid)
+    return request, sid, len(steps), pd.Timestamp(grid[at - 1])
+
+def _from_its_past(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, times:np.ndarray, *, smallest:bool=True,
+                   into:SeriesBatch|None=None, # the batch whose units the window is put back in, series `k` (None: the request's)
+                  ) -> ScaledForecast:
+    "A window's model output as serving makes it at origin `times[0]` from series `k`'s past: its look-back's steps (`smallest`), else every row before it."
+    pre, origin, horizon = forecaster.preprocessor, times[0], len(times)
+    request, sid, rows, end = _past_request(forecaster, raw, k, grid, origin, horizon=horizon, smallest=smallest)
     # the gap policy fills what is missing as it fills a request: looking back only, from nothing before the request's first row
-    batch, horizon, _ = forecaster.prepare(request, horizon, history_rows={sid: len(steps)}, history_end={sid: pd.Timestamp(grid[at - 1])},
-                                           backtest=True)
+    batch, horizon, _ = forecaster.prepare(request, horizon, history_rows={sid: rows}, history_end={sid: end}, backtest=True)
     answer = forecaster.model_output(batch, horizon)
     made = ScaledForecast(batch.forecast_times(horizon), answer) if isinstance(answer, np.ndarray) else ScaledForecast.from_darts(answer)
     if not np.array_equal(made.times[0], times):
         raise RuntimeError(f"{sid}: a window made again from its past starts at {pd.Timestamp(made.times[0, 0])}, not {pd.Timestamp(origin)}")
     if into is not None:  # a new series is scaled by its request's rows: back to original units, then into the span's, by the scaler's own calls
+        made = forecaster.banded(made, batch)  # its bands too, made as serving makes them: in its request's units
         center, scale = batch.target_scale[0]
         def span_units(scaled:np.ndarray) -> np.ndarray: return pre.standardise_target(Scaler.inverse(scaled, center, scale), into, k)
         made.point = None if made.point is None else span_units(made.point)
@@ -285,7 +293,7 @@ def backtest(forecaster:Forecaster, # fitted
         if pre.repair_budget.at_end == "carry": edges |= batch.repaired[origins - 1].any(axis=1)
     # a series the model never saw (`unknown_series: own_history`) is scaled by its rows: by the span's, its future's too; so each
     # of its windows is made as serving makes it, scaled by its request's rows alone
-    new = pre.fitted_positions(batch) < 0
+    new, banded_apart = pre.fitted_positions(batch) < 0, dict[int, ScaledForecast]()
     if (again := np.flatnonzero((looks_ahead | edges | new[windows.series]) & ~over | looks_ahead & over)).size:
         raw = pre.panel(test)
         for i in again.tolist():
@@ -298,8 +306,11 @@ def backtest(forecaster:Forecaster, # fitted
                 # serving answers this window's smallest request, and its past alone cannot make it: said so, with its origin
                 raise UnservableWindow(e.field, e.reason, e.series, pd.Timestamp(windows.forecast.times[i][0])) from None
             _put(windows.forecast, i, made)
+            if new[k]: banded_apart[i] = made
+    banded = forecaster.banded(windows.forecast, batch, windows.series)
+    for i, made in banded_apart.items(): _put(banded, i, made)  # a new series' window keeps the bands of its own request
     # every window back to original units in one call of the preprocessor's own inverse, as serving answers
-    out = pre.inverse_transform(forecaster.banded(windows.forecast, batch, windows.series), batch, quantiles=forecaster.quantiles, of=windows.series)
+    out = pre.inverse_transform(banded, batch, quantiles=forecaster.quantiles, of=windows.series)
     steps = windows.forecast.times.shape[1]
     # what happened, as given: a value the preprocessor repaired (filled, or a gap row it inserted) is missing here, never
     # the made-up value, so no forecast is scored against one (`score` leaves those points out and counts them)
@@ -438,13 +449,44 @@ def refuse_too_few_windows(forecaster:Forecaster, # built; fitted or not
                          f"series × {each} windows of {steps} steps every {spec.stride} of the {held_out} rows held out): give more held-out rows "
                          "(cv.val_rows), a smaller intervals.stride, or drop the level")
 
+NEW_SERIES_WINDOWS = 1_000 # calibration windows sent again as new series, at most: far more than a level's quantile needs, at a bounded cost
+
+def new_series_shifts(forecaster:Forecaster, # fitted, under `data.unknown_series=own_history`, its intervals not yet set
+                      held_out:pd.DataFrame, # the raw rows `table` was made from
+                      table:pd.DataFrame, # the calibration windows (`backtest`'s rows)
+                      levels:list[float], # the levels calibrated
+                      heads:list[float], # those based on the model's own quantile heads
+                     ) -> np.ndarray:
+    "(levels, steps) the shifts of a new series: calibration windows sent again as new series, each scaled by its own rows as serving scales one."
+    pre, steps = forecaster.preprocessor, forecaster.max_horizon
+    firsts = table.iloc[::steps]  # each window's first step
+    picks = np.unique(np.linspace(0, len(firsts) - 1, min(len(firsts), NEW_SERIES_WINDOWS)).round().astype(np.int64))  # spread over all
+    raw, span = pre.panel(held_out), pre.transform(held_out)
+    in_raw, in_span = pd.Index(raw.ids.astype(str)), pd.Index(span.ids.astype(str))
+    requests, rows, ends, names = [], {}, {}, []
+    for i in picks.tolist():
+        sid, j = str(firsts["_series"].iloc[i]), int(in_span.get_loc(str(firsts["_series"].iloc[i])))
+        grid = span.times[span.indptr[j]:span.indptr[j + 1]]
+        # an id no fitted series has, nor reads as (`plain_ids`): the window is a stranger to the model, as a new series is
+        request, name, rows_, end = _past_request(forecaster, raw, int(in_raw.get_loc(sid)), grid, np.datetime64(firsts[pre.time_col].iloc[i]),
+                                                  horizon=steps, sid=f"{sid} · calibration window {i}")
+        requests.append(request); rows[name], ends[name] = rows_, end; names.append(name)
+    batch = forecaster.prepare(pd.concat(requests, ignore_index=True), steps, history_rows=rows, history_end=ends, backtest=True).batch
+    made = pre.scaled_forecast(forecaster.model_output(batch, steps), batch, heads)
+    order = pd.Index(batch.ids.astype(str)).get_indexer(names)
+    center, scale = batch.target_scale[order, 0][:, None], batch.target_scale[order, 1][:, None]
+    actual = (table["actual"].to_numpy(np.float64).reshape(-1, steps)[picks] - center) / scale  # in each request's own units
+    point = made.served_point()[order]
+    base = {q: np.asarray(made.levels[q][order] if q in heads else point, np.float64) for q in levels}
+    return ConformalIntervals.calibrate(base, actual, heads).shifts
+
 def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
               held_out:pd.DataFrame, # raw rows it did not fit, with look-back context (the validation rows of `temporal_split`)
               latest:int|None=None, # only each series' latest that many windows (see `recalibrate`); None: every window
              ) -> Forecaster:
     "The forecaster with its quantile levels (the config's `intervals`) calibrated on every window of `held_out`: split conformal."
     spec, heads, levels = _calibrated_levels(forecaster)
-    previous, forecaster.intervals = forecaster.intervals, None  # the base forecasts are the model's own
+    pre, previous, forecaster.intervals = forecaster.preprocessor, forecaster.intervals, None  # the base forecasts are the model's own
     if not levels: return forecaster
     try:
         table, steps = backtest(forecaster, held_out, stride=spec.stride), forecaster.max_horizon
@@ -453,8 +495,11 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
             def by_window(column:str) -> np.ndarray: return rows[column].to_numpy(np.float64).reshape(-1, steps)
             base = {q: by_window(f"{band_column(q)}_std" if q in heads else "forecast_std") for q in levels}
             # each series' errors in units of their own size (one series: its own unit already)
-            return ConformalIntervals.calibrate(base, by_window("actual_std"), heads, series=rows["_series"].to_numpy()[::steps],
-                                                point=by_window("forecast_std"))
+            out = ConformalIntervals.calibrate(base, by_window("actual_std"), heads, series=rows["_series"].to_numpy()[::steps],
+                                               point=by_window("forecast_std"))
+            # a new series is scaled by its request's rows, not by a series' whole span: its errors in those units are its own
+            if pre.unknown_series == "own_history" and pre.id_col: out.new_shifts = new_series_shifts(forecaster, held_out, rows, levels, heads)
+            return out
         if not (over := table["_over_budget"].to_numpy()).any(): forecaster.intervals = measured(table)
         else:  # bands for the answers serving gives: from the windows it would answer, where they are enough to measure them
             budget = forecaster.preprocessor.repair_budget
@@ -473,7 +518,7 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
         raise
     return forecaster
 
-# %% ../nbs/12_evaluate.ipynb #0030
+# %% ../nbs/12_evaluate.ipynb #0032
 RECALIBRATION_WINDOWS = 1440  # bench/recalibration.py's choice on its selection slice: the latest 1440 windows (two months of hours), weekly
 
 def latest_windows(forecaster:Forecaster, table:pd.DataFrame, windows:int) -> pd.DataFrame:

@@ -57,6 +57,9 @@ class ConformalIntervals:
     scales: dict[str, float]|None = None
     # series id → the mean size of its errors on the calibration windows, the unit its shifts are counted in; None: one unit for all
     spreads: dict[str, float]|None = None
+    # (levels, steps) the shifts of a series new to the model (`unknown_series: own_history`), in its request's scaled units, where
+    # serving scales it by its own rows; None: measured before new series had their own (they take the median series' unit)
+    new_shifts: np.ndarray|None = None
     # (the fitted ids, their spreads, their calibration scales) by position: looked up once for the serving preprocessor, not per request
     _by_position: tuple[np.ndarray, np.ndarray, np.ndarray]|None = field(default=None, init=False, repr=False, compare=False)
 
@@ -85,10 +88,12 @@ class ConformalIntervals:
 
     def apply(self, forecast:ScaledForecast, # model output, one forecast per row
               ratio:np.ndarray|None=None, # (forecasts,) each forecast's unit of the shifts (`units`); None: 1
+              new:np.ndarray|None=None, # (forecasts,) bool: which take `new_shifts` (`as_new`); None: none
              ) -> ScaledForecast:
         "`forecast` with the calibrated levels (a model's uncalibrated heads kept as they are) beside its unchanged point forecast."
         steps, point = forecast.times.shape[1], forecast.served_point()
         shifts = self.shifts[:, None, :steps] * (1.0 if ratio is None else np.asarray(ratio, np.float64)[None, :, None])
+        if new is not None and self.new_shifts is not None: shifts = np.where(new[None, :, None], self.new_shifts[:, None, :steps], shifts)
         made = {q: (forecast.levels[q] if q in self.heads else point) + shifts[i] for i, q in enumerate(self.levels)}
         levels = dict(sorted(({q: v for q, v in forecast.levels.items() if q not in made} | made).items()))
         if len(levels) > 1:  # rearranged: levels of different bases (a head, the point) never cross; a step with a NaN level is left as it is
@@ -116,6 +121,14 @@ class ConformalIntervals:
             spread_at[new], calibrated[new] = looked_up(spreads, names, typical), looked_up(scales, names, np.nan)
         return spread_at * np.where(np.isnan(calibrated), 1.0, calibrated / serving)
 
+    def as_new(self, at:np.ndarray, # (forecasts,) each forecast's series by its position among the fitted ones (-1: new)
+               ids:np.ndarray, # (forecasts,) each forecast's series id
+              ) -> np.ndarray|None:
+        "(forecasts,) bool: which take `new_shifts`: series new to the preprocessor, and to the shifts' own series (None: none)."
+        if self.new_shifts is None or not (new := at < 0).any(): return None
+        if (spreads := self._tables[0]) is not None: new[new] = ~pd.Index(np.asarray(ids, dtype=str)[new]).isin(spreads.index)
+        return new
+
     @cached_property
     def _tables(self) -> tuple[pd.Series|None, pd.Series|None, float]:
         "`spreads` and `scales` indexed by series id (None: not measured), and the median spread, a new series' unit: made once."
@@ -125,7 +138,7 @@ class ConformalIntervals:
     def state(self) -> dict[str, Any]:
         "Plain data for the artifact."
         return {"levels": self.levels, "shifts": self.shifts.tolist(), "heads": self.heads, "windows": self.windows, "scales": self.scales,
-                "spreads": self.spreads}
+                "spreads": self.spreads, "new_shifts": None if self.new_shifts is None else self.new_shifts.tolist()}
 
     @classmethod
     def load(cls, state:Mapping[str, Any]) -> ConformalIntervals:
@@ -133,7 +146,8 @@ class ConformalIntervals:
         scales, spreads = state.get("scales"), state.get("spreads")  # absent before refits converted them, and before series had units
         return cls([float(q) for q in state["levels"]], np.array(state["shifts"], dtype=np.float64), [float(q) for q in state["heads"]],
                    int(state["windows"]), None if scales is None else {str(k): float(v) for k, v in scales.items()},
-                   None if spreads is None else {str(k): float(v) for k, v in spreads.items()})
+                   None if spreads is None else {str(k): float(v) for k, v in spreads.items()},
+                   None if (new := state.get("new_shifts")) is None else np.array(new, dtype=np.float64))
 
 
 def error_spreads(errors:np.ndarray, # (windows, steps) actual less point forecast, scaled units; NaN where not observed
@@ -340,7 +354,9 @@ class _Pair:
         if self.intervals is None: return forecast
         of = np.arange(batch.n_series) if of is None else of
         at = self.preprocessor.fitted_positions(batch)
-        return self.intervals.apply(forecast, self.intervals.units(at[of], batch.target_scale[of, 1], self.preprocessor.series_, batch.ids[of]))
+        at, ids = at[of], batch.ids[of]
+        return self.intervals.apply(forecast, self.intervals.units(at, batch.target_scale[of, 1], self.preprocessor.series_, ids),
+                                    self.intervals.as_new(at, ids))
 
 # %% ../nbs/11_forecaster.ipynb #0016
 class _Fitting(_Pair):
