@@ -182,8 +182,6 @@ class IntervalSpec(NamedTuple):
         levels = list(given)
         if any(isinstance(q, bool) or not isinstance(q, int | float) or not 0 < q < 1 for q in levels):
             raise InputError("intervals.quantiles", f"must be numbers between 0 and 1, got {levels}")
-        if len({band_column(q) for q in levels}) < len({float(q) for q in levels}):  # two levels, one column of the answer
-            raise InputError("intervals.quantiles", f"{levels} holds levels too close to be told apart in the answer's columns (q0.1, …)")
         heads, stride = spec.get("heads", "conformalise"), spec.get("stride", 1)
         if heads not in HEADS: raise InputError("intervals.heads", f"must be one of {', '.join(map(repr, HEADS))}, got {heads!r}")
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
@@ -473,8 +471,8 @@ class _Stages(_ModelStage):
         if not isinstance(quantiles, list | tuple) or not all(isinstance(q, int | float) and not isinstance(q, bool) for q in quantiles):
             raise InputError("quantiles", f"must be a list of numbers, got {shown(quantiles)}")
         unknown = [q for q in quantiles if float(q) not in self.quantiles]
-        if unknown: raise InputError("quantiles", f"{unknown} not forecast by model {self.model_name!r}; available: {self.quantiles}")
-        if len(set(map(float, quantiles))) < len(quantiles): raise InputError("quantiles", f"asked more than once: {quantiles}")  # one column each
+        if unknown: raise InputError("quantiles", f"{shown(unknown)} not forecast by model {self.model_name!r}; available: {self.quantiles}")
+        if len(set(map(float, quantiles))) < len(quantiles): raise InputError("quantiles", f"asked more than once: {shown(quantiles)}")  # one column each
         return [float(q) for q in quantiles]
 
     def prepare(self, history:pd.DataFrame|Panel, horizon:Any, quantiles:Any=None, ordered:bool=False, *, backtest:bool=False,

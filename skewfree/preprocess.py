@@ -127,8 +127,8 @@ class SeriesBatch:
 
 # %% ../nbs/09_preprocess.ipynb #0007
 def band_column(q:float) -> str:
-    "The answer's column of quantile `q`: q0.1, q0.5, ..."
-    return f"q{q:g}"
+    "The answer's column of quantile `q`: q0.1, q0.5, ... (the shortest text that reads back as `q`: a client maps a column to its level)."
+    return f"q{float(q)!r}"
 
 @dataclass
 class ScaledForecast:

@@ -44,7 +44,7 @@ __all__ = ['log', 'ECHO_CHARS', 'Family', 'REFUSED', 'ERROR_HANDLERS', 'status_r
            'RELOAD_BACKOFF', 'Guard', 'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'invalid',
            'http_error', 'bad_input', 'unavailable', 'too_slow', 'refused_by_schema', 'health', 'ready', 'metadata',
            'prometheus', 'drift', 'refuse_query', 'predict', 'invocations', 'reload', 'with_request_examples',
-           'lifespan', 'create_app', 'guarded_http']
+           'with_model_limits', 'lifespan', 'create_app', 'guarded_http']
 
 # %% ../../nbs/21_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -448,6 +448,19 @@ def with_request_examples(spec:dict[str, Any], examples:dict[str, dict[str, Any]
                 content[media_type]["examples"] = {"input_example": {"summary": "the model's input example, for its longest horizon", "value": body}}
     return spec
 
+def with_model_limits(spec:dict[str, Any], info:dict[str, Any]) -> dict[str, Any]:
+    "`spec` with the served model's own bounds on each forecast route's params: `horizon` up to its longest, `quantiles` of its levels, each once."
+    horizon = {"maximum": info["max_horizon"]} if "max_horizon" in info else {}
+    levels = info.get("quantiles")
+    quantiles = {} if levels is None else {"uniqueItems": True} | ({"items": {"type": "number", "enum": levels}} if levels else {"maxItems": 0})
+    typed = spec.get("components", {}).get("schemas", {}).get("PredictRequest", {}).get("properties", {})
+    body = spec["paths"].get("/invocations", {}).get("post", {}).get("requestBody", {}).get("content", {}).get("application/json", {})
+    params = [o["properties"]["params"]["properties"] for o in body.get("schema", {}).get("oneOf", []) if "params" in o.get("properties", {})]
+    for properties in [typed, *params]:
+        if "horizon" in properties: properties["horizon"] |= horizon
+        if "quantiles" in properties: properties["quantiles"] |= quantiles
+    return spec
+
 def _exemplified_openapi(app:FastAPI) -> None:
     "Serve the OpenAPI document with the artifact served now as each forecast route's example: Swagger UI's \"Try it out\" sends it."
     if (url := app.openapi_url) is None: return  # no document to add to
@@ -455,7 +468,8 @@ def _exemplified_openapi(app:FastAPI) -> None:
     plain = getattr(route, "endpoint")
     async def openapi(request:Request) -> Response:
         spec = json.loads((await plain(request)).body)  # FastAPI's own document, its server paths too; a copy to add to
-        return JSONResponse(with_request_examples(spec, (await request.app.state.backend.info()).get("example_requests", {})))
+        info = await request.app.state.backend.info()
+        return JSONResponse(with_model_limits(with_request_examples(spec, info.get("example_requests", {})), info))
     app.router.routes.remove(route)
     app.add_route(url, openapi, include_in_schema=False)
 
