@@ -41,11 +41,11 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'GOLDEN_SERIES', 'MODEL_CODE', 'DISTRIBUTIONS', 'SERVING_PACKAGES',
-           'MODEL_PACKAGES', 'FAMILY_PACKAGES', 'YARDSTICK', 'RECALIBRATED_FROM', 'REJECTED', 'tracking_uri',
-           'reachable', 'setup_tracking', 'ArtifactCheckError', 'code_digest', 'running_code', 'sample_series',
-           'golden_requests', 'request_window', 'write_artifact', 'check_parts', 'replay_golden', 'RefusedInput',
-           'Columns', 'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason', 'mlflow_field',
-           'distribution', 'register', 'promote', 'rollback', 'registered_version']
+           'MODEL_PACKAGES', 'FAMILY_PACKAGES', 'YARDSTICK', 'RECALIBRATED_FROM', 'REJECTED', 'RESTORED', 'RANKABLE',
+           'tracking_uri', 'reachable', 'setup_tracking', 'ArtifactCheckError', 'code_digest', 'running_code',
+           'sample_series', 'golden_requests', 'request_window', 'write_artifact', 'check_parts', 'replay_golden',
+           'RefusedInput', 'Columns', 'SkewfreeModel', 'input_example', 'log_forecaster', 'mlflow_reason',
+           'mlflow_field', 'distribution', 'register', 'promote', 'rollback', 'registered_version']
 
 # %% ../nbs/14_artifact.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -502,24 +502,49 @@ def _refuse_incomparable(challenger, champion, metric:str) -> None:
                                       f"different rows or settings ({what}), so their {metric} cannot be compared: train both the same way "
                                       "(same data, profile and cv settings), or move the alias yourself")
 
-def _recalibrated_from(client:Any, name:str, version:Any) -> list[str]:
+def _recalibrated_from(client:Any, name:str, version:Any) -> list[Any]:
     "The versions of `name` that `version` was recalibrated from, nearest first (a recalibration of a recalibration of …): their point forecast."
-    chain: list[str] = []
-    while (source := version.tags.get(RECALIBRATED_FROM, "")).startswith(f"{name}/") and (number := source.rsplit("/", 1)[1]) not in chain:
-        chain.append(number)
+    chain: list[Any] = []
+    while (source := version.tags.get(RECALIBRATED_FROM, "")).startswith(f"{name}/"):
+        number = source.rsplit("/", 1)[1]
+        if any(str(v.version) == number for v in chain): break  # tags set by hand into a loop
         try: version = client.get_model_version(name, number)
         except MlflowException: break  # deleted since: the chain ends there
+        chain.append(version)
     return chain
 
 REJECTED = "skewfree.rejected"  # a version's tag: rolled back from, when and to what; `promote` never crowns it again
+RESTORED = "skewfree.restored"  # a version's tag: once rejected, served again by a rollback to it by name; when, and what it had said
 
-def _crown(client:Any, name:str, challenger:Any, champion:Any) -> None:
-    "Move `champion` to the challenger once it loads as a server would load it (every part's hash, the golden replay), else refuse."
-    try: mlflow.pyfunc.load_model(f"models:/{name}/{challenger.version}")
+def _registered(client:Any, name:str) -> None:
+    "Nothing when `name` is a registered model; else an `InputError` on `name` listing the registered models, as `--model-uri` is answered."
+    try: client.get_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST": raise InputError("name", mlflow_reason(e)) from None
+        names = sorted(m.name for m in client.search_registered_models(max_results=20))
+        raise InputError("name", f"{name!r} is not a registered model in {tracking_uri()}; registered models there: "
+                                 f"{names or 'none (train one first)'}") from None
+
+def _champion(client:Any, name:str) -> Any:
+    "The version `champion` names now; None when there is none."
+    try: return client.get_model_version_by_alias(name, "champion")
+    except MlflowException: return None
+
+def _said(version:Any) -> str: return "no version" if version is None else f"version {version.version}"
+
+def _crown(client:Any, name:str, challenger:Any, champion:Any, load:Callable[[str], Any]) -> None:
+    "Move `champion` from `champion` to the challenger once it loads as a server would, and while `champion` is where it was read; else refuse."
+    try: load(f"models:/{name}/{challenger.version}")
     except Exception as e:  # a version whose files were changed since training, or that no longer reproduces its forecasts
         kept = f"champion stays version {champion.version}" if champion is not None else "no version is champion"
         raise InputError("challenger", f"version {challenger.version} does not load as a server would load it ({type(e).__name__}: {first_line(e)}); "
                                        f"{kept}") from None
+    # the load takes seconds, in which another promote or rollback may move the alias: acting on the champion read before it
+    # would undo their move (and a rollback would mark a version it never left rejected); the registry has no compare-and-set,
+    # so the window left is the few milliseconds between this read and the move
+    if str(getattr(now := _champion(client, name), "version", None)) != str(getattr(champion, "version", None)):
+        raise InputError("champion", f"moved from {_said(champion)} to {_said(now)} while version {challenger.version} was loaded "
+                                     "(another promote or rollback): nothing was changed; run again")
     client.set_registered_model_alias(name, "champion", challenger.version)
 
 def _challenger(client:Any, name:str) -> Any:
@@ -527,28 +552,50 @@ def _challenger(client:Any, name:str) -> Any:
     try: return client.get_model_version_by_alias(name, "challenger")
     except MlflowException: raise InputError("name", f"{name!r} has no challenger version: nothing to promote") from None
 
+# errors of the forecasts, where lower is better; coverages, widths and counts rank nothing by being low
+RANKABLE = re.compile(r"(test|cv)_(mse|mae|rmse|mase|smape|quantile_loss)(_std)?")
+
+def _rankable(metric:str, challenger:Any) -> None:
+    "Nothing when `metric` is one of the challenger's error scores, which rank by lower is better; else an `InputError` saying why not."
+    if f"score.{metric}" not in challenger.tags:  # a misspelt score is refused, also where no score will be compared
+        raise InputError("metric", f"challenger version {challenger.version} has no {metric!r} score (it has {_scores(challenger)})")
+    if not RANKABLE.fullmatch(metric):
+        accepted = [s for s in _scores(challenger) if RANKABLE.fullmatch(s)]
+        raise InputError("metric", f"{metric!r} is not a score where lower is better, so it ranks no model: name one of {accepted}")
+
+def _rejected(challenger:Any, sources:list[Any]) -> str|None:
+    "Why `challenger` is never crowned: rolled back from, or recalibrated from a version that was (`sources`); None when neither."
+    if REJECTED in challenger.tags:  # rolled back from: its score made it champion once, and it was taken back
+        return f"challenger version {challenger.version} was rolled back from ({challenger.tags[REJECTED]}): promote never crowns it again"
+    if rejected := next((v for v in sources if REJECTED in v.tags), None):  # its point forecast is the rejected one's
+        return (f"challenger version {challenger.version} is a recalibration of version {rejected.version}, which was rolled back from "
+                f"({rejected.tags[REJECTED]}): the same point forecast, so promote never crowns it either")
+    return None
+
 def promote(name:str, # registered model name
             metric:str|None=None, # the score compared (lower is better); None: the one the challenger was ranked by at training
             margin:float=0.0, # the challenger must beat the champion by this fraction, e.g. 0.01 = 1 %
+            *,
+            load:Callable[[str], Any]=mlflow.pyfunc.load_model, # how a version is loaded before it is crowned: as a server loads it
            ) -> tuple[bool, str]:
     "Move `champion` to `challenger` only when its score beats the champion's by `margin`; say why or why not."
     # what cannot be compared is refused (an `InputError`), never decided: a champion without the score is not a worse one
     if not (isinstance(margin, int | float) and math.isfinite(margin) and 0 <= margin < 1):  # a negative one would promote a worse model
         raise InputError("margin", f"must be a fraction in [0, 1), e.g. 0.01 for 1 %, got {margin!r}")
     client = mlflow.MlflowClient()
+    _registered(client, name)
     challenger = _challenger(client, name)
-    if REJECTED in challenger.tags:  # rolled back from: its score made it champion once, and it was taken back
-        return False, f"challenger version {challenger.version} was rolled back from ({challenger.tags[REJECTED]}): promote never crowns it again"
-    try: champion = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        _crown(client, name, challenger, None)
+    sources = _recalibrated_from(client, name, challenger)
+    if why := _rejected(challenger, sources): return False, why
+    made_from = [str(v.version) for v in sources]
+    if (champion := _champion(client, name)) is None:
+        _crown(client, name, challenger, None, load)
         return True, f"{name!r} had no champion: version {challenger.version} is champion now"
     if champion.version == challenger.version: return False, f"version {challenger.version} is already champion"
-    if metric and f"score.{metric}" not in challenger.tags:  # a misspelt score is refused, also where no score will be compared
-        raise InputError("metric", f"challenger version {challenger.version} has no {metric!r} score (it has {_scores(challenger)})")
+    if metric: _rankable(metric, challenger)
     # its scores are the champion's: no margin could decide (a version's number is a text or an integer, by store)
-    if str(champion.version) in (made_from := _recalibrated_from(client, name, challenger)):
-        _crown(client, name, challenger, champion)
+    if str(champion.version) in made_from:
+        _crown(client, name, challenger, champion, load)
         via = made_from[:made_from.index(str(champion.version))]
         through = f" (through version {', '.join(via)})" if via else ""
         return True, (f"promoted version {challenger.version}: champion version {champion.version} recalibrated{through} — the same point "
@@ -556,6 +603,7 @@ def promote(name:str, # registered model name
     metric = metric or challenger.tags.get("ranked_by")
     if not metric: raise InputError("metric", f"challenger version {challenger.version} does not say which score ranks it: "
                                               f"name one of its scores {_scores(challenger)}")
+    _rankable(metric, challenger)  # a version ranked by a coverage (registry.metric set so by hand) is not compared by it either
     key = f"score.{metric}"
     for role, version in (("challenger", challenger), ("champion", champion)):
         if key not in version.tags:
@@ -567,7 +615,7 @@ def promote(name:str, # registered model name
         if not math.isfinite(score): raise InputError("metric", f"{role} version {version.version}'s {metric} is {score}: it ranks nothing")
     needed = old * (1 - margin)
     if new < needed:
-        _crown(client, name, challenger, champion)
+        _crown(client, name, challenger, champion, load)
         return True, (f"promoted version {challenger.version}: {metric} {new:.6g} beats champion version {champion.version}'s "
                       f"{old:.6g} by more than {margin:.1%}")
     return False, (f"kept champion version {champion.version}: challenger version {challenger.version}'s {metric} {new:.6g} "
@@ -575,23 +623,30 @@ def promote(name:str, # registered model name
 
 def rollback(name:str, # registered model name
              to:str, # the version to serve again
+             *,
+             load:Callable[[str], Any]=mlflow.pyfunc.load_model, # how a version is loaded before it is crowned: as a server loads it
             ) -> str:
     "Move `champion` back to version `to` once it loads as a server would; the version it leaves is marked rejected and is no longer `challenger`."
     client = mlflow.MlflowClient()
+    _registered(client, name)
     try: target = client.get_model_version(name, str(to))
     except MlflowException: raise InputError("to", f"{name!r} has no version {to!r}") from None
-    try: left = client.get_model_version_by_alias(name, "champion")
-    except MlflowException: left = None
+    left = _champion(client, name)
     if left is not None and str(left.version) == str(target.version): return f"version {target.version} is already champion"
-    _crown(client, name, target, left)
-    if left is None: return f"{name!r} had no champion: version {target.version} is champion now"
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _crown(client, name, target, left, load)
+    when, restored = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), ""
+    if REJECTED in target.tags:  # served again by name, on purpose: a champion marked rejected would contradict itself
+        client.set_model_version_tag(name, target.version, RESTORED, f"served again by rollback at {when}; it had been {target.tags[REJECTED]}")
+        client.delete_model_version_tag(name, target.version, REJECTED)
+        restored = f" (restored: it had been rejected, {target.tags[REJECTED]}; {REJECTED} removed, {RESTORED} says when)"
+    if left is None: return f"{name!r} had no champion: version {target.version} is champion now{restored}"
     client.set_model_version_tag(name, left.version, REJECTED, f"rolled back to version {target.version} at {when}")
     try:  # the rolled-back version, still the challenger, would be promoted again by its score: it is nobody's challenger now
         if str(client.get_model_version_by_alias(name, "challenger").version) == str(left.version):
             client.delete_registered_model_alias(name, "challenger")
     except MlflowException: pass  # no challenger
-    return f"champion is version {target.version} again; version {left.version} is marked rejected ({REJECTED}): promote never crowns it again"
+    return (f"champion is version {target.version} again{restored}; version {left.version} is marked rejected ({REJECTED}): "
+            "promote never crowns it again")
 
 # %% ../nbs/14_artifact.ipynb #0021
 def registered_version(uri:str):

@@ -20,14 +20,14 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 import skewfree
-from .artifact import ArtifactCheckError, mlflow_reason, reachable, registered_version, tracking_uri
+from .artifact import REJECTED, ArtifactCheckError, mlflow_reason, reachable, registered_version, tracking_uri
 from .batch import BATCH_ROWS, typed_rows
 from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_interrupted
 from .evaluate import RECALIBRATION_WINDOWS, recalibration_windows
 
 # %% auto #0
 __all__ = ['CHAMPION', 'RAY_SECTIONS', 'TRAINED_WITH', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model',
-           'worker_count', 'check_ray_sections', 'settings_read', 'known_model', 'load_known_model',
+           'worker_count', 'check_ray_sections', 'settings_read', 'known_model', 'say_if_rejected', 'load_known_model',
            'check_serve_config', 'serve', 'admin_token', 'CommandFailed', 'output_path', 'quantile_levels', 'apart',
            'say_per_series', 'predict', 'list_refused', 'ray_output', 'windows', 'ParityFailure', 'verify',
            'same_model', 'column_difference', 'drift', 'say_drift', 'named_by_options', 'registration_source',
@@ -206,6 +206,15 @@ def known_model(uri:str) -> None:
     if not (info.metadata or {}).get("skewfree"):  # read from its MLmodel file, before any of its code is loaded
         raise InputError("--model-uri", f"{uri} is not a skewfree model (its MLmodel carries no skewfree metadata): these commands read the "
                                         "forecaster, preprocessor and golden examples a skewfree training logs")
+    say_if_rejected(uri)
+
+def say_if_rejected(uri:str) -> None:
+    "One line on stderr when `uri` names a registered version marked rejected (rolled back from): loaded as asked, but not unsaid."
+    try: version = registered_version(uri)
+    except MlflowException: return  # found a moment ago by `known_model`: deleted since, and its load will say so
+    if version is not None and REJECTED in version.tags:
+        print(f"skewfree: warning: {uri} is version {version.version} of {version.name!r}, marked rejected ({version.tags[REJECTED]}); "
+              f"loaded as asked (skewfree rollback --to {version.version} serves it again and lifts the rejection)", file=sys.stderr)
 
 def load_known_model(uri:str) -> Any:
     "The pyfunc model at `uri`, once `known_model` has found it: every command names a model it cannot find by its flag."
@@ -511,21 +520,30 @@ def named_by_options(*fields:str) -> Iterator[None]:
 
 def registration_source(uri:str, name:str):
     "The registered version `uri` names, whose record (what its scores were measured on) a recalibration registered as `name` carries."
-    try: mlflow.MlflowClient().get_registered_model(name)  # a name the registry refuses is refused before any work, by its option
-    except MlflowException as e:
-        if e.error_code != "RESOURCE_DOES_NOT_EXIST": raise InputError("--register", mlflow_reason(e)) from None
-    if (was := registered_version(uri)) is None:  # a logged model's URI: no record for `promote` to compare the new version by
+    try: was = registered_version(uri)
+    except MlflowException:
+        known_model(uri)  # not there: named as every command names a model it cannot find
+        raise
+    if was is None:  # a logged model's URI: no record for `promote` to compare the new version by
         raise InputError("--register", f"needs --model-uri as models:/NAME/VERSION or models:/NAME@ALIAS, got {uri}: the new version "
                                        "carries that version's record of what its scores were measured on, which promote compares")
+    # `register` crowns the first version of a name: a smoke model registered under the production name would be its champion
+    if name != was.name:
+        raise InputError("--register", f"must be {was.name!r}, the name {uri} is registered under, got {name!r}: a recalibration is a new "
+                                       "version of its source's model, never of another's")
+    if REJECTED in was.tags:  # its recalibration would serve the rejected point forecast again, as a fresh challenger
+        raise InputError("--model-uri", f"version {was.version} of {was.name!r} was rolled back from ({was.tags[REJECTED]}), so its recalibration "
+                                        f"is not registered: if it is warranted, serve it again first (skewfree rollback --name {was.name} "
+                                        f"--to {was.version}), which lifts the rejection")
     return was
 
 def recalibrate(args:argparse.Namespace) -> str:
     "`skewfree recalibrate`: the model's bands measured again on the latest windows of `--data`, logged (and registered) as a new model."
     from skewfree.data import read_table
+    was = None if args.register is None else registration_source(args.model_uri, args.register)  # checked before any work
     model = load_known_model(args.model_uri)
     forecaster = model.unwrap_python_model().forecaster
     if forecaster.intervals is None: raise InputError("--model-uri", f"{args.model_uri} serves no calibrated band: nothing to recalibrate")
-    was = None if args.register is None else registration_source(args.model_uri, args.register)  # checked before anything is measured
     if forecaster.fitted_through is None:
         print("skewfree recalibrate: this model does not record where its training rows end (logged before recalibration existed): "
               "--data must hold only rows after them", file=sys.stderr)

@@ -20,9 +20,9 @@ from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 from .core import InputError, checked_number, project_root
 
 # %% auto #0
-__all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SEED_MOST', 'SHARES', 'NUMBERS', 'CHOICES', 'NAMES', 'SECRETS', 'REDACTED',
-           'file_stem', 'params_dir', 'compose_config', 'group_choices', 'unknown_key', 'plainly', 'kind', 'leaves',
-           'check_kinds', 'check_config', 'check_names', 'resolved']
+__all__ = ['OPEN', 'REQUIRED', 'KINDS', 'COUNTS', 'SEED_MOST', 'SHARES', 'NUMBERS', 'CHOICES', 'NAMES', 'NOT_IN_NAMES', 'SECRETS',
+           'REDACTED', 'file_stem', 'params_dir', 'compose_config', 'group_choices', 'unknown_key', 'plainly', 'kind',
+           'leaves', 'check_kinds', 'check_config', 'check_names', 'check_registered_name', 'resolved']
 
 # %% ../nbs/02_config.ipynb #0005
 def file_stem(path:str|None, otherwise:str="file") -> str:
@@ -186,6 +186,7 @@ def _check_values(cfg:DictConfig, defaults:DictConfig|None) -> None:
         if (node := OmegaConf.select(cfg, key, default=None)) is not None and node not in allowed:
             raise InputError(key, f"unknown value {node!r}; allowed: {list(allowed)}")
     check_names(cfg)
+    check_registered_name(cfg)
     if defaults is not None: check_kinds(cfg, defaults)  # after the checks of known keys, whose words are more precise
 
 def check_names(cfg:DictConfig) -> None:
@@ -195,6 +196,21 @@ def check_names(cfg:DictConfig) -> None:
             seen = [str(n) for n in names]
             if twice := next((n for i, n in enumerate(seen) if n in seen[:i]), None): raise InputError(key, f"{twice!r} is listed twice")
     if OmegaConf.select(cfg, "data.names", default=None) == []: raise InputError("data.names", "expected at least one embedded series")
+
+# MLflow refuses a model name holding `/` or `:`, after the whole run; one holding `@` registers, but `models:/NAME@ALIAS` reads
+# what follows it as an alias, so no URI names its versions
+NOT_IN_NAMES = {"/": "MLflow refuses it in a model's name", ":": "MLflow refuses it in a model's name",
+                "@": "models:/NAME@ALIAS would read what follows it as an alias"}
+
+def check_registered_name(cfg:DictConfig) -> None:
+    "Refuse a registered model name MLflow cannot register or resolve, naming the key that gave it (`data.name` in `skewfree-${data.name}`)."
+    if not isinstance(name := OmegaConf.select(cfg, "mlflow.registered_model", default=None), str): return
+    if (bad := next((c for c in NOT_IN_NAMES if c in name), None)) is None: return
+    written = OmegaConf.to_container(cfg.mlflow, resolve=False).get("registered_model")  # type: ignore[union-attr]
+    parts = re.findall(r"\$\{([\w.]+)\}", written) if isinstance(written, str) else []
+    key = next((k for k in parts if bad in str(OmegaConf.select(cfg, k, default=""))), "mlflow.registered_model")
+    raise InputError(key, f"{OmegaConf.select(cfg, key)!r} would register the model as {name!r}, and {bad!r} cannot be in that name "
+                          f"({NOT_IN_NAMES[bad]}): use letters, digits, '-', '_' or '.'")
 
 SECRETS = ("serve.admin_token",)  # settings that hold a secret: a run's params, its config and its artifact say only that one is set
 REDACTED = "<redacted>"

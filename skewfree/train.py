@@ -25,8 +25,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import skewfree
-from .artifact import YARDSTICK, distribution, input_example, log_forecaster, register, setup_tracking
-from .config import resolved
+from .artifact import RANKABLE, YARDSTICK, distribution, input_example, log_forecaster, register, setup_tracking
+from .config import check_registered_name, resolved
 from .core import InputError, checked_number, deferred_stops, interruptible, project_root, stop_if_interrupted
 from .data import DATA_DIR, load_data
 from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, holdout_frames, mase_season, scored_backtest,
@@ -170,6 +170,9 @@ def train(cfg:DictConfig, # composed config, see `compose_config`
     scores = "cv_" if cfg.cv.strategy == "nested" else "test_"  # a holdout scores its test rows, nested CV its outer folds
     if not str(cfg.registry.metric).startswith(scores):  # said now, not as a version `promote` can never compare
         raise InputError("registry.metric", f"a {cfg.cv.strategy} run scores {scores}* (as cv.score: {cfg.cv.score}), got {cfg.registry.metric!r}")
+    if not RANKABLE.fullmatch(str(cfg.registry.metric)):  # a coverage or a count: `promote` would rank by it as if lower were better
+        raise InputError("registry.metric", f"must be an error score, where lower is better ({RANKABLE.pattern}), got {cfg.registry.metric!r}")
+    check_registered_name(cfg)  # a config not made by `compose_config`: a name MLflow refuses is said now, not after the run
     tracking = setup_tracking(cfg)
     raw = the_rows(cfg, load_data(cfg.data)) if data is None else data  # rows handed in are the caller's choice, as they are
     cfg = data_decided(cfg, raw)  # before any model is built: a season of the steps of the rows it learns from

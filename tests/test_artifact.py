@@ -165,10 +165,12 @@ def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_n
     raw = load_ett(max_rows=1400)
     recent = raw[pd.to_datetime(raw.date) > through - pd.Timedelta(hours=context)]  # after the training rows, with look-back context
     recent.to_csv(source := tmp_path / "recent.csv", index=False)
-    done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", "--register", "recalibrated-smoke", store=store)
+    done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", "--register", "skewfree-ett-smoke", store=store)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "registered recalibrated-smoke version 1 (challenger, champion)" in done.stdout, done.stdout
-    new, old = mlflow.pyfunc.load_model("models:/recalibrated-smoke/1"), mlflow.pyfunc.load_model(trained.model_uri)
+    # a new version of its source's own name, its challenger (the source's name has a champion)
+    number = done.stdout.split("registered skewfree-ett-smoke version ", 1)[1].split(" ", 1)[0]
+    assert f"registered skewfree-ett-smoke version {number} (challenger)" in done.stdout, done.stdout
+    new, old = mlflow.pyfunc.load_model(f"models:/skewfree-ett-smoke/{number}"), mlflow.pyfunc.load_model(trained.model_uri)
     # the library's recalibration of the same model on the same rows: the shifts the new artifact carries, bit for bit
     expected = recalibrate(fitted, recent, windows=100).intervals
     got = new.unwrap_python_model().forecaster.intervals
@@ -177,7 +179,7 @@ def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_n
     before, after = old.predict(history, params={"horizon": horizon}), new.predict(history, params={"horizon": horizon})
     assert np.array_equal(after.forecast.to_numpy(), before.forecast.to_numpy())  # same weights, same preprocessor
     assert not np.allclose(after["q0.9"].to_numpy(), before["q0.9"].to_numpy())  # new bands
-    version, was = mlflow.MlflowClient().get_model_version("recalibrated-smoke", "1"), mlflow.MlflowClient().get_model_version(
+    version, was = mlflow.MlflowClient().get_model_version("skewfree-ett-smoke", number), mlflow.MlflowClient().get_model_version(
         "skewfree-ett-smoke", trained.version)
     ranked_by = was.tags["ranked_by"]  # the source's point scores and what they were measured on; not the old bands' scores
     assert version.tags["ranked_by"] == ranked_by and version.tags[f"score.{ranked_by}"] == was.tags[f"score.{ranked_by}"]
@@ -220,8 +222,9 @@ def test_recalibrate_refuses_before_any_work_and_a_stopped_one_leaves_nothing(tr
     def names() -> set[str]: return {m.name for m in client.search_registered_models()}
     before, registered = runs(), names()
     run = ("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100")
-    # a name the registry refuses, an empty one, and a source with no registered record: refused by option before any work
-    for name, says in [("a/b", "Invalid model name 'a/b'"), ("", "Missing value for required parameter 'name'")]:
+    # a name that is not the source's (one the registry refuses, an empty one), and a source with no registered record: refused by
+    # option before any work
+    for name, says in [("a/b", "must be 'skewfree-ett-smoke', the name"), ("", "must be 'skewfree-ett-smoke', the name")]:
         done = cli(*run, "--register", name, store=store)
         last = done.stderr.strip().splitlines()[-1]
         assert done.returncode == 2 and last.startswith(f"skewfree recalibrate: --register: {says}"), done.stderr[-2000:]
@@ -237,7 +240,9 @@ def test_recalibrate_refuses_before_any_work_and_a_stopped_one_leaves_nothing(tr
         f"{fitted.history_length} rows of history and {fitted.max_horizon} steps: give more rows, series 'ETTh2'"), done.stderr[-2000:]
     assert runs() == before and names() == registered
     # stopped while it logs (a scheduler's SIGTERM): the run ends failed, nothing is registered, one line says so
-    job = subprocess.Popen([str(BIN / "skewfree"), *run, "--register", "stopped-recalibration"], env=dict(os.environ, MLFLOW_TRACKING_URI=store),
+    def versions() -> int: return len(client.search_model_versions("name='skewfree-ett-smoke'"))
+    versions_before = versions()
+    job = subprocess.Popen([str(BIN / "skewfree"), *run, "--register", "skewfree-ett-smoke"], env=dict(os.environ, MLFLOW_TRACKING_URI=store),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not (started := set(runs()) - set(before)) and job.poll() is None and time.monotonic() < deadline: time.sleep(0.05)
@@ -245,7 +250,7 @@ def test_recalibrate_refuses_before_any_work_and_a_stopped_one_leaves_nothing(tr
     job.send_signal(15)
     _, err = job.communicate(timeout=240)
     assert job.returncode == 143 and err.strip().splitlines()[-1] == "skewfree recalibrate: stopped (signal 15)", err[-2000:]
-    assert {runs()[r] for r in started} == {"FAILED"} and names() == registered
+    assert {runs()[r] for r in started} == {"FAILED"} and names() == registered and versions() == versions_before
     # missing values near the file's end (more than serving repairs in its last look-back): the new model keeps its source's
     # example, a request its own checks pass, so it loads, replays and serves it
     gappy = recent.copy()
@@ -373,7 +378,8 @@ def test_recalibrate_and_drift_name_their_own_options_and_promote_its_own(traine
         assert done.returncode == 2 and last.startswith(f"skewfree {command}: --data: {says}") and "'ETTh2'" in last, last
     ignored = cli("drift", "--model-uri", trained.model_uri, "--data", str(path), "data.suspect_values=error", store=store)
     assert ignored.returncode == 2 and "data.suspect_values: skewfree drift reads only serve.monitor.* settings" in ignored.stderr, ignored.stderr
-    for option, value, says in (("--margin", "2", "--margin: must be a fraction in [0, 1)"), ("--name", "no-such-model", "--name: 'no-such-model' has no")):
+    for option, value, says in (("--margin", "2", "--margin: must be a fraction in [0, 1)"),
+                                ("--name", "no-such-model", "--name: 'no-such-model' is not a registered model in ")):
         done = cli("promote", option, value, store=store)
         assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith(f"skewfree promote: {says}"), done.stderr[-2000:]
 
