@@ -23,7 +23,7 @@ import skewfree
 from .artifact import REJECTED, ArtifactCheckError, mlflow_reason, reachable, registered_version, tracking_uri
 from .batch import BATCH_ROWS, typed_rows
 from .core import InputError, deferred_stops, interruptible, need_ray, stop_if_interrupted
-from .evaluate import RECALIBRATION_WINDOWS, recalibration_windows
+from .evaluate import RECALIBRATION_WINDOWS, fitted_rows, recalibration_windows
 
 # %% auto #0
 __all__ = ['CHAMPION', 'RAY_SECTIONS', 'TRAINED_WITH', 'INTERVAL_SCORES', 'COMMANDS', 'Parser', 'parser', 'train_model',
@@ -558,6 +558,9 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
     from skewfree.evaluate import recalibrate as measure_again
     source, forecaster = model.unwrap_python_model(), model.unwrap_python_model().forecaster
     with named_by_options("windows", "data"):  # the count of windows to change, or the rows they are measured on
+        if stale := fitted_rows(forecaster, raw):  # the training file itself, say: its windows would be few, and from its last rows only
+            print(f"skewfree recalibrate: {stale} rows of --data lie inside the model's training rows (through {forecaster.fitted_through}) "
+                  "beyond the look-back a window needs: they measure nothing; the windows are the rows after them", file=sys.stderr)
         windows = args.windows
         if windows is None and (windows := recalibration_windows(forecaster, raw)) < RECALIBRATION_WINDOWS:
             print(f"skewfree recalibrate: --data holds {windows} windows in its shortest series, fewer than the default {RECALIBRATION_WINDOWS}: "

@@ -30,7 +30,7 @@ __all__ = ['log', 'ROWS_FROM', 'NEW_SERIES_WINDOWS', 'RECALIBRATION_WINDOWS', 'P
            'split_positions', 'seen_after_scored', 'temporal_split', 'holdout_frames', 'refit_rows', 'refused_requests',
            'span_windows', 'UnservableWindow', 'backtest', 'mase_season', 'mase_scales', 'score', 'evaluate',
            'forecast_rows', 'scored_backtest', 'forecast_profile', 'refuse_too_few_windows', 'new_series_shifts',
-           'calibrate', 'latest_windows', 'recalibration_windows', 'recalibrate', 'gap_before']
+           'calibrate', 'latest_windows', 'recalibration_windows', 'fitted_rows', 'recalibrate', 'gap_before']
 
 # %% ../nbs/12_evaluate.ipynb #0005
 ROWS_FROM = ("start", "end")
@@ -566,6 +566,14 @@ def recalibration_windows(forecaster:Forecaster, recent:pd.DataFrame) -> int:
                                  f"rows, where the bands need {fewest}: give more rows", sid)
     # the rule was chosen on hours (two months of them): a daily model's rows rarely hold 1440 windows, and all it has is the latest
     return int(min(RECALIBRATION_WINDOWS, held))
+
+def fitted_rows(forecaster:Forecaster, recent:pd.DataFrame) -> int:
+    "Rows of `recent` the model was fitted on, beyond the look-back its first window needs: rows that measure nothing (`recalibrate` skips them)."
+    if forecaster.fitted_through is None: return 0
+    positions = Positions(recent, forecaster.preprocessor, on_grid=False)
+    given = pd.Series(positions.rows_of)
+    inside = given - positions.after(forecaster.fitted_through).reindex(given.index, fill_value=0)
+    return int((inside - forecaster.history_length).clip(lower=0).sum())
 
 def recalibrate(forecaster:Forecaster, # fitted: its weights and preprocessor are kept as they are
                 recent:pd.DataFrame, # raw rows after those it was fitted on, with their actuals (and look-back context)
