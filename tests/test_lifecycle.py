@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -154,3 +155,11 @@ def test_a_registered_name_mlflow_cannot_take_or_resolve_is_refused_before_train
     assert done.returncode == 2 and last_line(done).startswith(
         f"skewfree train: data.name: {given!r} would register the model as 'skewfree-{given}-smoke', and {bad!r} cannot be in that name"), done.stderr[-2000:]
     assert mlflow.MlflowClient().get_experiment_by_name(f"skewfree-{given}-smoke") is None  # no run was started
+
+
+def test_a_model_without_weights_loads_without_lightnings_warning(naive):
+    "Seasonal naive saves no parameters: every load (serve, predict, rollback, verify) used to print Lightning's warning of it."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mlflow.pyfunc.load_model(naive.model_uri)
+    assert not [w for w in caught if "contains no parameters" in str(w.message)], [str(w.message) for w in caught]
