@@ -585,6 +585,7 @@ def promote(name:str, # registered model name
     client = mlflow.MlflowClient()
     _registered(client, name)
     challenger = _challenger(client, name)
+    if metric: _rankable(metric, challenger)  # a misspelt or unrankable score is refused, also where none will be compared
     sources = _recalibrated_from(client, name, challenger)
     if why := _rejected(challenger, sources): return False, why
     made_from = [str(v.version) for v in sources]
@@ -592,7 +593,6 @@ def promote(name:str, # registered model name
         _crown(client, name, challenger, None, load)
         return True, f"{name!r} had no champion: version {challenger.version} is champion now"
     if champion.version == challenger.version: return False, f"version {challenger.version} is already champion"
-    if metric: _rankable(metric, challenger)
     # its scores are the champion's: no margin could decide (a version's number is a text or an integer, by store)
     if str(champion.version) in made_from:
         _crown(client, name, challenger, champion, load)

@@ -464,12 +464,14 @@ def new_series_shifts(forecaster:Forecaster, # fitted, under `data.unknown_serie
     raw, span = pre.panel(held_out), pre.transform(held_out)
     in_raw, in_span = pd.Index(raw.ids.astype(str)), pd.Index(span.ids.astype(str))
     requests, rows, ends, names = [], {}, {}, []
+    mark = " · calibration window "  # made longer until no fitted id is, or reads as, one of the names it makes
+    while pre._lookalike(np.array([f"{sid}{mark}{i}" for sid, i in zip(firsts["_series"].iloc[picks], picks)])) is not None: mark = f" ·{mark}"
     for i in picks.tolist():
         sid, j = str(firsts["_series"].iloc[i]), int(in_span.get_loc(str(firsts["_series"].iloc[i])))
         grid = span.times[span.indptr[j]:span.indptr[j + 1]]
         # an id no fitted series has, nor reads as (`plain_ids`): the window is a stranger to the model, as a new series is
         request, name, rows_, end = _past_request(forecaster, raw, int(in_raw.get_loc(sid)), grid, np.datetime64(firsts[pre.time_col].iloc[i]),
-                                                  horizon=steps, sid=f"{sid} · calibration window {i}")
+                                                  horizon=steps, sid=f"{sid}{mark}{i}")
         requests.append(request); rows[name], ends[name] = rows_, end; names.append(name)
     batch = forecaster.prepare(pd.concat(requests, ignore_index=True), steps, history_rows=rows, history_end=ends, backtest=True).batch
     made = pre.scaled_forecast(forecaster.model_output(batch, steps), batch, heads)

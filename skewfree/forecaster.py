@@ -122,12 +122,10 @@ class ConformalIntervals:
         return spread_at * np.where(np.isnan(calibrated), 1.0, calibrated / serving)
 
     def as_new(self, at:np.ndarray, # (forecasts,) each forecast's series by its position among the fitted ones (-1: new)
-               ids:np.ndarray, # (forecasts,) each forecast's series id
               ) -> np.ndarray|None:
-        "(forecasts,) bool: which take `new_shifts`: series new to the preprocessor, and to the shifts' own series (None: none)."
-        if self.new_shifts is None or not (new := at < 0).any(): return None
-        if (spreads := self._tables[0]) is not None: new[new] = ~pd.Index(np.asarray(ids, dtype=str)[new]).isin(spreads.index)
-        return new
+        "(forecasts,) bool: which take `new_shifts`: series new to the preprocessor, scaled by their request's rows (None: none)."
+        # a recalibration's rows may have held one: its spread was measured in its span's units, not in a request's
+        return None if self.new_shifts is None or not (new := at < 0).any() else new
 
     @cached_property
     def _tables(self) -> tuple[pd.Series|None, pd.Series|None, float]:
@@ -354,7 +352,7 @@ class _Pair:
         at = self.preprocessor.fitted_positions(batch)
         at, ids = at[of], batch.ids[of]
         return self.intervals.apply(forecast, self.intervals.units(at, batch.target_scale[of, 1], self.preprocessor.series_, ids),
-                                    self.intervals.as_new(at, ids))
+                                    self.intervals.as_new(at))
 
 # %% ../nbs/11_forecaster.ipynb #0016
 class _Fitting(_Pair):

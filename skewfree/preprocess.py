@@ -24,9 +24,9 @@ from .repair import MISSING_POLICIES, MissingValues, RepairBudget, segment_sums
 from .scale import SCALERS, SUSPECT_ACTIONS, SUSPECT_RATIO, Extremes, Scaler, suspect, suspect_refusal, suspect_rows, yardsticks
 
 # %% auto #0
-__all__ = ['UNKNOWN_POLICIES', 'INVISIBLE', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'ScaledForecast', 'moves_clocks',
-           'repeated_text', 'repair_report', 'refuse_beyond_float32', 'future_rows', 'planned_horizon', 'plain_ids',
-           'Preprocessor', 'upgraded_state']
+__all__ = ['UNKNOWN_POLICIES', 'INVISIBLE', 'FULL_WIDTH', 'STATE_FORMAT', 'SeriesBatch', 'band_column', 'band_level',
+           'ScaledForecast', 'moves_clocks', 'repeated_text', 'repair_report', 'refuse_beyond_float32', 'future_rows',
+           'planned_horizon', 'plain_ids', 'Preprocessor', 'upgraded_state']
 
 # %% ../nbs/09_preprocess.ipynb #0005
 @dataclass
@@ -129,6 +129,12 @@ class SeriesBatch:
 def band_column(q:float) -> str:
     "The answer's column of quantile `q`: q0.1, q0.5, ... (the shortest text that reads back as `q`: a client maps a column to its level)."
     return f"q{float(q)!r}"
+
+def band_level(column:str) -> float|None:
+    "The quantile level an answer's column holds (`band_column`'s inverse); None for any other column."
+    try: q = float(column[1:]) if column.startswith("q") else None
+    except ValueError: return None
+    return q if q is not None and 0 < q < 1 and band_column(q) == column else None
 
 @dataclass
 class ScaledForecast:
@@ -378,11 +384,15 @@ class _Settings:
         return frozenset() if fitted is None else frozenset(str(s) for s in fitted if not str(s).strip())
 
 # %% ../nbs/09_preprocess.ipynb #0020
-INVISIBLE = "[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]" # soft hyphen, zero widths, direction marks, a BOM
+# soft hyphen, zero widths, direction marks, joiners, fillers, a BOM: characters that show nothing
+INVISIBLE = "[\u00ad\u034f\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\u2800\u3164\ufeff\uffa0]"
+# full-width letters, digits and signs (and the ideographic space) as the ASCII they show; not NFKC, which would also read
+# 'x²' as 'x2' and 'ﬁ' as 'fi': characters that look otherwise, and may name other series
+FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
 def plain_ids(ids:pd.Index) -> pd.Index:
-    "Ids as a reader sees them: one Unicode form (full-width digits as digits), nothing invisible, no spaces around, no trailing '.0' (a float column's)."
-    plain = ids.str.normalize("NFKC").str.replace(INVISIBLE, "", regex=True).str.strip()
+    "Ids as a reader sees them: one Unicode form, full-width as ASCII, nothing invisible, no spaces around, no trailing '.0' (a float column's)."
+    plain = ids.str.normalize("NFC").str.translate(FULL_WIDTH).str.replace(INVISIBLE, "", regex=True).str.strip()
     return plain.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
 
 def _alike(pair:tuple[str, str]) -> str:

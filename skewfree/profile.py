@@ -200,9 +200,9 @@ class Profile:
         seen, window = self._last_windows(values, indptr)
         columns = [seen[:, j] for j in range(seen.shape[1])] + self._per_series(seen.shape[1], *_moments(seen[:, 0].reshape(n, window)))
         columns += [] if statics is None else list(statics.T)
-        # every feature's bins in one flat histogram, a row of `width` bins each: one count, not one per feature (a code past
-        # a feature's categories falls in none of its bins, as before)
-        flat = [(bins[bins < f.n_bins] if f.kind == "categorical" else bins) + j * width for j, (f, x) in enumerate(zip(self.features, columns))
+        # every feature's bins in one flat histogram, a row of `width` bins each: one count, not one per feature (a code outside
+        # a feature's categories falls in none of its bins, never in its neighbour's)
+        flat = [(bins[(bins >= 0) & (bins < f.n_bins)] if f.kind == "categorical" else bins) + j * width for j, (f, x) in enumerate(zip(self.features, columns))
                 for bins in [f.bin(x)]]
         return np.bincount(np.concatenate(flat), minlength=rows * width).reshape(rows, width)
 

@@ -34,7 +34,7 @@ from .evaluate import (Positions, calibrate, forecast_profile, forecast_rows, ho
 from .forecaster import Forecaster, data_decided
 from .models import model_entry
 from .panel import SINGLE_SERIES
-from .preprocess import Preprocessor
+from .preprocess import Preprocessor, band_column, band_level
 from .scale import SUSPECT_COLUMNS, suspect_refusal, suspect_values
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
 
@@ -63,7 +63,7 @@ def forecast_figure(forecasts:pd.DataFrame, id_col:str|None, time_col:str, title
     for ax, (sid, rows) in zip(axes, groups):
         ax.plot(rows[time_col], rows.actual, label="actual", color="black")
         ax.plot(rows[time_col], rows.forecast, label="forecast", color="tab:blue")
-        bands = sorted(c for c in rows.columns if c.startswith("q") and c[1:].replace(".", "", 1).isdigit())
+        bands = [band_column(q) for q in sorted(q for q in map(band_level, rows.columns) if q is not None)]
         if len(bands) >= 2: ax.fill_between(rows[time_col], rows[bands[0]], rows[bands[-1]], alpha=0.2, color="tab:blue", label=f"{bands[0]}–{bands[-1]}")
         ax.set_title(f"{title}: {sid!s}"); ax.legend(); ax.tick_params(axis="x", labelrotation=30)
     fig.tight_layout()

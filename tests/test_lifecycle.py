@@ -124,6 +124,8 @@ def test_promote_ranks_only_by_scores_where_lower_is_better(naive, store):
     assert champion("lc-metric") == first
     kept = cli("promote", "--name", "lc-metric", "--metric", "test_mse_std", store=store)
     assert kept.returncode == 0 and f"kept champion version {first}" in kept.stdout, kept.stdout + kept.stderr[-2000:]
+    versions_of(naive, "lc-metric-one", 0.5)  # champion and challenger at once: nothing to compare, and still no such ranking
+    with pytest.raises(InputError, match="is not a score where lower is better"): promote("lc-metric-one", metric="test_coverage_90")
 
 
 def test_a_rejected_version_is_loaded_as_asked_with_a_warning(naive, store, tmp_path):
