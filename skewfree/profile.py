@@ -158,8 +158,8 @@ class Profile:
         low, high, calm, wild = self._beyond_limits
         return (level < low) | (level > high) | (spread < calm) | (spread > wild)
 
-    def _per_series(self, at:int, level:np.ndarray, spread:np.ndarray) -> list[np.ndarray]:
-        "The per-series columns after the `at` history columns: level, spread, and whether either lies far beyond training's (a profile made before: none)."
+    def _per_series(self, level:np.ndarray, spread:np.ndarray) -> list[np.ndarray]:
+        "The per-series columns after the history columns: level, spread, and whether either lies far beyond training's (a profile made before: none)."
         return [level, spread] if self.share_row is None else [level, spread, self._far(level, spread).astype(np.int64)]
 
     @cached_property
@@ -183,8 +183,7 @@ class Profile:
         n = len(indptr) - 1
         if self.share_row is None or n == 0: return np.zeros(n, bool)
         seen, window = self._last_windows(values, indptr)
-        level, spread = _moments(seen[:, 0].reshape(n, window))
-        return self._per_series(seen.shape[1], level, spread)[-1].astype(bool)
+        return self._far(*_moments(seen[:, 0].reshape(n, window)))
 
     def _last_windows(self, values:np.ndarray, indptr:np.ndarray) -> tuple[np.ndarray, int]:
         "(series x window, columns) the rows of each series' last look-back window (all its rows where it has fewer), and the window."
@@ -198,7 +197,7 @@ class Profile:
         n, width, rows = len(indptr) - 1, self.width, len(self.features)
         if n == 0: return np.zeros((rows, width), np.int64)
         seen, window = self._last_windows(values, indptr)
-        columns = [seen[:, j] for j in range(seen.shape[1])] + self._per_series(seen.shape[1], *_moments(seen[:, 0].reshape(n, window)))
+        columns = [seen[:, j] for j in range(seen.shape[1])] + self._per_series(*_moments(seen[:, 0].reshape(n, window)))
         columns += [] if statics is None else list(statics.T)
         # every feature's bins in one flat histogram, a row of `width` bins each: one count, not one per feature (a code outside
         # a feature's categories falls in none of its bins, never in its neighbour's)
@@ -214,7 +213,7 @@ class Profile:
         seen, window = self._last_windows(values, indptr)
         level, spread = _moments(seen[:, 0].reshape(n, window))
         rows, each = np.repeat(np.arange(n), window), np.arange(n)
-        columns = ([(seen[:, j], rows) for j in range(seen.shape[1])] + [(c, each) for c in self._per_series(seen.shape[1], level, spread)] +
+        columns = ([(seen[:, j], rows) for j in range(seen.shape[1])] + [(c, each) for c in self._per_series(level, spread)] +
                    [(column, each) for column in ([] if statics is None else statics.T)])
         for j, (f, (x, of)) in enumerate(zip(self.features, columns)):
             out[:, j, :f.n_bins] = np.bincount(of * f.n_bins + f.bin(x), minlength=n * f.n_bins).reshape(n, f.n_bins)
