@@ -476,8 +476,7 @@ def new_series_shifts(forecaster:Forecaster, # fitted, under `data.unknown_serie
     batch = forecaster.prepare(pd.concat(requests, ignore_index=True), steps, history_rows=rows, history_end=ends, backtest=True).batch
     made = pre.scaled_forecast(forecaster.model_output(batch, steps), batch, heads)
     order = pd.Index(batch.ids.astype(str)).get_indexer(names)
-    center, scale = batch.target_scale[order, 0][:, None], batch.target_scale[order, 1][:, None]
-    actual = (table["actual"].to_numpy(np.float64).reshape(-1, steps)[picks] - center) / scale  # in each request's own units
+    actual = pre.standardise_target(table["actual"].to_numpy(np.float64).reshape(-1, steps)[picks], batch, order[:, None])  # each request's units
     point = made.served_point()[order]
     base = {q: np.asarray(made.levels[q][order] if q in heads else point, np.float64) for q in levels}
     return ConformalIntervals.calibrate(base, actual, heads).shifts
