@@ -465,7 +465,7 @@ def test_mlflow_models_serve_answers_with_the_same_numbers(trained, server, stor
 
 
 def test_promote_cli_compares_by_the_ranked_score_with_the_configured_margin_and_refuses_what_it_cannot_compare(trained, store):
-    from skewfree.artifact import register
+    from skewfree.registry import register
     mlflow.set_tracking_uri(store)
     client = mlflow.MlflowClient()
     recorded = client.get_model_version("skewfree-ett-smoke", trained.version).tags
@@ -562,7 +562,7 @@ def test_serving_a_model_the_store_does_not_have_names_the_ones_it_has(trained, 
 
 def test_two_trainings_that_both_find_no_experiment_share_the_one_made_first(store, monkeypatch):
     # both looked before either made it: the second's create fails on the name, and it takes the first's experiment
-    from skewfree.artifact import setup_tracking
+    from skewfree.registry import setup_tracking
     cfg = compose_config(["profile=smoke", "mlflow.experiment=raced"])
     mlflow.set_tracking_uri(store)
     made = mlflow.create_experiment("raced")  # the other training, between our look and our create

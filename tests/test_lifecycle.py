@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from skewfree.artifact import RECALIBRATED_FROM, REJECTED, RESTORED, promote, register, rollback
+from skewfree.registry import RECALIBRATED_FROM, REJECTED, RESTORED, promote, register, rollback
 from skewfree.config import compose_config
 from skewfree.core import InputError
 from skewfree.data import load_ett
