@@ -32,7 +32,7 @@ import skewfree
 from .core import InputError, shown, stop_if_interrupted
 from .forecaster import Forecaster, Prepared
 from .models import ModelEntry
-from .panel import SINGLE_SERIES
+from .panel import SINGLE_SERIES, naive_in
 from .profile import Seen
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,10 @@ def input_example(forecaster:Forecaster,
     # grouped by series, each in the caller's time order: sorted as text, times written in two formats would interleave wrongly
     ordered = (raw.sort_values(pre.id_col, kind="stable") if pre.id_col else raw)[[c for c in raw.columns if c in pre.columns]]
     groups = [rows for _, rows in ordered.groupby(pre.id_col, sort=True)] if pre.id_col else [ordered]
-    return pd.concat([request_window(forecaster, rows, forecaster.history_length) for rows in groups], ignore_index=True)
+    example = pd.concat([request_window(forecaster, rows, forecaster.history_length) for rows in groups], ignore_index=True)
+    if isinstance(example[pre.time_col].dtype, pd.DatetimeTZDtype):  # a zone-aware file (Parquet's UTC times): naive in the model's zone,
+        example[pre.time_col] = naive_in(example[pre.time_col], pre.timezone)  # as MLflow's schema reads times and every route converts them
+    return example
 
 # what MLflow runs to make the pyfunc model at load: the class comes from the code inside the artifact, nothing is unpickled
 MODEL_CODE = """"skewfree's pyfunc model, logged as code (MLflow models from code): the class is in the artifact's own code."

@@ -347,18 +347,27 @@ def mase_season(season:int|None, pre:Preprocessor) -> int:
     "`season` when one is configured, else the one the fitted frequency implies (24 for hourly data, 7 for daily, 12 for monthly …)."
     return int(season) if season is not None else panel_season(pre.spacing.freq_)  # an unfitted preprocessor serves a configured season
 
+def _season_back(panel:Panel, pre:Preprocessor, season:int) -> np.ndarray:
+    "Per row, the row of its series `season` steps of its grid earlier (a time, not a count of rows: a missing step pairs nothing); -1 where none is."
+    try: steps, on = grid_steps(panel, pre.spacing.learn(panel))
+    except InputError: steps, on = panel.position_in_series, np.ones(len(panel.times), bool)  # no frequency: `fit` refuses the series, by name
+    # one sorted key per row (series, then step: the panel's order), so the row `season` steps back is one binary search
+    key = panel.series_of_rows.astype(np.int64) * (int(steps.max(initial=0)) + season + 1) + steps
+    at = np.searchsorted(key, key - season)
+    found = (at < len(key)) & (key[np.minimum(at, len(key) - 1)] == key - season) & on & on[np.minimum(at, len(key) - 1)]
+    return np.where(found, at, -1)
+
 def mase_scales(pre:Preprocessor, insample:pd.DataFrame,
                 season:int|None=None, # the seasonal naive's season; None: the data's own (`mase_season`)
                ) -> dict[str, float]:
     "The MASE denominator of every series: the in-sample MAE of the seasonal naive forecast `y[t - season]` on its raw training rows."
     season = mase_season(season, pre)
     panel = pre.panel(insample)
-    y, series = panel.values[:, 0], panel.series_of_rows
-    error = np.zeros(len(y))
-    if len(y) > season:
-        error[season:] = np.abs(y[season:] - y[:-season])
-        error[season:][series[season:] != series[:-season]] = np.nan  # a row `season` back lies in another series
-    error[panel.position_in_series < season] = np.nan
+    back = _season_back(panel, pre, season)
+    y = panel.values[:, 0]
+    error = np.full(len(y), np.nan)
+    paired = back >= 0
+    error[paired] = np.abs(y[paired] - y[back[paired]])
     given = ~np.isnan(error)
     with np.errstate(invalid="ignore"): scale = segment_sums(np.where(given, error, 0.0), panel.indptr) / segment_sums(given, panel.indptr)
     return {str(sid): float(v) for sid, v in zip(panel.ids, scale)}

@@ -32,8 +32,8 @@ from .profile import Feature, Seen
 from .repair import RepairBudget
 
 # %% auto #0
-__all__ = ['HEADS', 'PIECE_ROWS', 'SEASON_SEARCH', 'fewest_windows', 'ConformalIntervals', 'error_spreads', 'IntervalSpec',
-           'SharedCalls', 'Prepared', 'Forecaster', 'data_decided']
+__all__ = ['HEADS', 'PIECE_ROWS', 'SEASON_SEARCH', 'fewest_windows', 'ConformalIntervals', 'flat_errors', 'error_spreads',
+           'IntervalSpec', 'SharedCalls', 'Prepared', 'Forecaster', 'data_decided']
 
 # %% ../nbs/12_forecaster.ipynb #0005
 def _conformal_ranks(q:float, n:np.ndarray) -> np.ndarray:
@@ -73,7 +73,12 @@ class ConformalIntervals:
                  ) -> ConformalIntervals:
         "The shift of every level and step: split conformal's quantile of `actual - base` over the windows, in each series' own unit."
         spreads = None if series is None or point is None else error_spreads(actual - point, series)
-        unit = 1.0 if spreads is None else pd.Series(spreads).reindex(np.asarray(series, dtype=str)).to_numpy(np.float64)[:, None]
+        unit: float|np.ndarray = 1.0
+        if spreads is not None and series is not None and point is not None:
+            unit = pd.Series(spreads).reindex(np.asarray(series, dtype=str)).to_numpy(np.float64)[:, None]
+            if (flat := flat_errors(actual - point, series)).any() and not flat.all():
+                # a series that errs alike on every window (a constant one) would pile one score up many times: every band pulled to it
+                actual, unit, base = actual[~flat], unit[~flat], {q: b[~flat] for q, b in base.items()}
         levels, shifts = sorted(base), []
         for q in levels:
             scores = np.sort((actual - base[q]) / unit, axis=0)  # NaN (not observed) sorts last, and is not counted
@@ -148,6 +153,17 @@ class ConformalIntervals:
                    None if spreads is None else {str(k): float(v) for k, v in spreads.items()},
                    None if (new := state.get("new_shifts")) is None else np.array(new, dtype=np.float64))
 
+
+def flat_errors(errors:np.ndarray, # (windows, steps) actual less point forecast, scaled units; NaN where not observed
+                series:np.ndarray, # (windows,) each window's series id
+               ) -> np.ndarray:
+    "(windows,) True for every window of a series whose error at each step is the same on all its windows (two or more): a constant series, say."
+    ids = np.asarray(series, dtype=str)
+    grouped = pd.DataFrame(errors).groupby(ids)
+    spread = (grouped.max() - grouped.min()).max(axis=1)  # the widest range of one step's errors over the series' windows
+    size = pd.DataFrame(np.abs(errors)).groupby(ids).mean().mean(axis=1)  # its mean absolute error: the tolerance is relative to it
+    flat = (grouped.size() >= 2) & (spread <= 1e-9 * np.maximum(size, 1.0))
+    return flat.reindex(ids).to_numpy(bool)
 
 def error_spreads(errors:np.ndarray, # (windows, steps) actual less point forecast, scaled units; NaN where not observed
                   series:np.ndarray, # (windows,) each window's series id

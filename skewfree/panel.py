@@ -141,7 +141,7 @@ def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
         raise rows.error(given, name, lambda at: numbers_not_times(values.iloc[at]))
     if not pd.api.types.is_datetime64_any_dtype(values):
         try: parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
-        except (ValueError, TypeError): parsed = _one_offset_per_series(values, name, rows)
+        except (ValueError, TypeError): parsed = _one_offset_per_series(values, name, rows, zone)
         if (bad := parsed.isna().to_numpy() & values.notna().to_numpy()).any():
             raise rows.error(bad, name, lambda at: f"timestamp {values.iloc[at]!r} does not parse")
         values = parsed
@@ -164,16 +164,21 @@ def first_other_offset(values:pd.Series, series:pd.Series|None=None) -> Any:
     other = offsets.index[(offsets != firsts).to_numpy()]
     return other[0] if len(other) else None
 
-def _one_offset_per_series(values:pd.Series, name:str, rows:Rows) -> pd.Series:
-    "Text times whose UTC offsets differ across the column: each to UTC, as long as every series keeps to one offset."
+def _one_offset_per_series(values:pd.Series, name:str, rows:Rows,
+                           zone:str|None=None, # the data's zone: a series may then move between offsets (its daylight saving), all converted to it
+                          ) -> pd.Series:
+    "Text times whose UTC offsets differ across the column: each to UTC, as long as every series keeps to one offset, or to offsets where `zone` is set."
     # one zone spelt two ways is one zone: Z is +00:00, +0100 is +01:00
     written = written_offsets(values)
     kinds = pd.factorize(written.str.replace("Z", "+00:00").str.replace(r"^([+-]\d\d)(\d\d)$", r"\1:\2", regex=True).to_numpy())[0]
+    if zone is not None: kinds = (written == "").to_numpy().astype(int)  # any offsets, converted to the zone; never some times without one
     first = np.full(len(rows.ids), -1); first[rows.codes[::-1]] = kinds[::-1]  # the offset of each series' first row
     if (mixed := kinds != first[rows.codes]).any():  # the time, not pandas' words: they advise its callers (`utc=True`), not a client
+        said = ("; a series is read in one offset unless data.timezone names the zone of its times (a daylight-saving change makes two "
+                "offsets): set data.timezone (e.g. Europe/Berlin), whose local midnight starts a day, or write the times in UTC") if zone is None else \
+               ": a time without an offset beside times with one"
         raise rows.error(mixed, name, lambda at: f"timestamps mix time zones or formats: {values.iloc[at]!r} is not in the UTC offset of this "
-                                                 "series' first time; a series is read in one offset (a daylight-saving change makes two): "
-                                                 "write its times in UTC")
+                                                 f"series' first time{said}")
     return pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
 
 def parse_numbers(column:pd.Series, name:str, rows:Rows) -> np.ndarray:

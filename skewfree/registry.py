@@ -98,6 +98,15 @@ def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
 def _scores(version) -> list[str]:
     return sorted(k.removeprefix("score.") for k in version.tags if k.startswith("score."))
 
+def _differences(new:dict[str, Any], old:dict[str, Any], within:str="") -> list[tuple[str, Any, Any]]:
+    "(key, new value, old value) of every key whose values differ, a nested record's by its dotted key (`protocol.refit`), so each is named whole."
+    out: list[tuple[str, Any, Any]] = []
+    for k in sorted(new.keys() | old.keys()):
+        a, b = new.get(k), old.get(k)
+        if isinstance(a, dict) and isinstance(b, dict): out += _differences(a, b, f"{within}{k}.")
+        elif a != b: out.append((f"{within}{k}", a, b))
+    return out
+
 def _refuse_incomparable(challenger, champion, metric:str) -> None:
     "An `InputError` naming what differs when the two versions' scores were measured on different rows, settings or profiles."
     for role, version in (("challenger", challenger), ("champion", champion)):
@@ -113,8 +122,8 @@ def _refuse_incomparable(challenger, champion, metric:str) -> None:
                                    "on those scales, so it cannot compare them: name a score in the data's own units (e.g. test_mae, "
                                    "test_rmse), or move the alias yourself")
     # versions registered before the yardstick was recorded are compared as they were
-    if differ := sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k) and k != YARDSTICK):
-        what = "; ".join(f"{k}: {shown(new.get(k))} vs {shown(old.get(k))}" for k in differ)
+    if differ := _differences({k: v for k, v in new.items() if k != YARDSTICK}, {k: v for k, v in old.items() if k != YARDSTICK}):
+        what = "; ".join(f"{k}: {shown(a)} vs {shown(b)}" for k, a, b in differ)
         raise InputError("scored_on", f"challenger version {challenger.version} and champion version {champion.version} were scored on "
                                       f"different rows or settings ({what}), so their {metric} cannot be compared: train both the same way "
                                       "(same data, profile and cv settings), or move the alias yourself")

@@ -40,7 +40,7 @@ from .scale import SUSPECT_COLUMNS, suspect_refusal, suspect_values
 from .nested_cv import FoldResult, NestedResult, fit_span, nested_cv, plan_folds, with_params
 
 # %% auto #0
-__all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'forecast_figure', 'loss_figure', 'log_learning_curve',
+__all__ = ['FIGURE_SERIES', 'log', 'TRAINING_REPAIR_SHARE', 'REFITTED', 'forecast_figure', 'loss_figure', 'log_learning_curve',
            'log_forecasts', 'TrainResult', 'package_versions', 'study_storage', 'train', 'unread_covariates',
            'the_rows', 'refuse_missing_steps', 'checked_repairs', 'log_repairs', 'suspects', 'log_suspects',
            'log_unused_rows', 'log_overlap', 'scoring_record', 'thin_scoring', 'drawn_keys', 'history_figure',
@@ -345,6 +345,8 @@ def _log_fitted_choices(forecaster:Forecaster) -> None:
     try: mlflow.log_params({f"fitted.{k}": v for k, v in forecaster.refit_overrides().items()})
     except RuntimeError: pass  # fitted elsewhere: nothing chosen here to tell
 
+REFITTED = ", then refitted on the training + validation rows (the learning curve and the fitted choices are the first fit's)"
+
 def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
     "The run's description (the MLflow page's first lines): what was trained, how it was measured, the score that ranks it, a MASE above 1."
     metric = str(cfg.registry.metric)
@@ -385,15 +387,16 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
     train_rows, val_rows, test_rows = holdout_frames(positions, (tr, va, te), forecaster.history_length)
     # entered last, left last: a stop once registration begins waits for the run to end, so no version comes of a failed run
     with contextlib.ExitStack() as registering, mlflow.start_run(run_name=f"{cfg.model.name}-holdout") as run:
+        refit = bool(cfg.cv.get("refit"))  # the model that ships then learns from the validation rows too: a dataset of its own says so
         _log_run_header(cfg, raw, source, spans={"training": positions.rows(0, tr), "validation": positions.rows(tr, tr + va),
-                                                 "testing": positions.rows(tr + va, tr + va + te)})
+                                                 "testing": positions.rows(tr + va, tr + va + te)} | ({"refit": positions.rows(0, tr + va)} if refit else {}))
         mlflow.log_params({"split.train_rows": tr, "split.val_rows": va, "split.test_rows": te})
         started = time.perf_counter()
         calibrate(forecaster.fit(train_rows, val_rows), val_rows)  # the intervals, on the rows the model did not fit
         log_learning_curve(forecaster.learning_curve, cfg.model.name)
         _log_fitted_choices(forecaster)
         insample, insample_end = train_rows, tr  # the rows the scales of the scores are learnt from
-        if cfg.cv.get("refit"):  # the model that ships also learns from the validation rows, as long as early stopping chose on them
+        if refit:  # the model that ships also learns from the validation rows, as long as early stopping chose on them
             insample, insample_end = positions.rows(0, tr + va), tr + va
             forecaster = forecaster.refitted(insample)
         mlflow.log_metric("fit_seconds", time.perf_counter() - started)
@@ -407,7 +410,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         _say_unscaled(int(metrics.get("mase_unscaled_series", 0)), season, "test_mase", metrics.get("mase", np.nan), "test_mase_unscaled_series")
         thin_scoring(metrics.get("n_windows", 0.0), len(positions.lengths), forecaster.max_horizon, te, int(cfg.cv.eval_stride))
         log_forecasts(table, cfg, "test span")
-        _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test", scores)
+        _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test" + (REFITTED if refit else ""), scores)
         scored_on = scoring_record(cfg, positions, tr + va, tr + va + te, {
             "cv": "holdout", "train_rows": tr, "val_rows": va, "test_rows": te, "eval_stride": int(cfg.cv.eval_stride),
             "horizon": forecaster.max_horizon, "season": season}, learnt=(0, insample_end))
@@ -496,12 +499,15 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         _log_fitted_choices(forecaster)
         _log_rows_used(forecaster, rows, plan.rows, found=found, overlaps=[(fold.train_end, fold.origin) for fold in plan.outer],
                        repairs=repairs)
-        _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each", result.summary)
+        _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each"
+                       + (REFITTED if cfg.cv.get("refit") else ""), result.summary)
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
         _say_unscaled(max(int(f.scores.get("mase_unscaled_series", 0)) for f in result.folds), season, "cv_mase", result.summary.get("cv_mase", np.nan),
                       "fold_mase_unscaled_series")
         scored_on = scoring_record(cfg, rows, min(f.origin for f in plan.outer), plan.rows, {
-            "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season},
+            "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season,
+            # which of each fold's rows its scaler learnt from: all of them with a refit, else all but the early-stopping rows
+            "val_rows": int(cfg.cv.val_rows), "refit": bool(cfg.cv.get("refit"))},
             learnt=(min(f.train_start for f in plan.outer), max(f.train_end for f in plan.outer)))
         version, aliases = _ship(cfg, forecaster, registering, reference=rows.rows(plan.final.train_start, plan.final.train_end),
                                  example=rows.rows(0, plan.rows), scores=result.summary, scored_on=scored_on)

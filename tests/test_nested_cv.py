@@ -109,6 +109,18 @@ def test_a_cv_that_does_not_fit_the_data_fails_before_training_saying_rows_neede
     assert len(mlflow.search_runs(search_all_experiments=True)) == runs
 
 
+def test_nested_runs_whose_folds_learnt_their_scales_from_other_rows_are_refused_not_ranked(store):
+    "With and without a refit, each fold's scaler learns from other rows: `cv_mse_std` is on other scales, and promote names the setting."
+    from skewfree.core import InputError
+    from skewfree.registry import promote
+    from skewfree.train import train
+    data = load_ett(max_rows=400)
+    for refit in ("false", "true"):
+        train(compose_config([*SMOKE, "model=nlinear_ls", f"cv.refit={refit}", "mlflow.registered_model=nested-scales"]), data=data)
+    with pytest.raises(InputError, match=re.escape("(protocol.refit: true vs false)")):
+        promote("nested-scales", "cv_mse_std", 0.01)
+
+
 def running_runs(db: Path) -> int:
     "Runs marked RUNNING in a sqlite MLflow store that another process is writing; 0 until its tables exist."
     try:

@@ -26,10 +26,11 @@ def sales(n: int = 1100) -> pd.DataFrame:
                       for k, s in enumerate(["north", "south"])], ignore_index=True)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".utc.parquet"])
 def test_own_file_trains_through_config_alone(store, tmp_path, suffix):
     path = tmp_path / f"sales{suffix}"
     frame = sales()
+    if suffix == ".utc.parquet": frame["day"] = pd.to_datetime(frame.day).dt.tz_localize("UTC")  # zone-aware, as Spark and pandas write UTC
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
     cfg = compose_config(["profile=smoke", "data=file", f"data.path={path}", "data.time_col=day", "data.target=units",
                           "data.id_col=store", "data.covariates.past=[promo]", "model.covariates=[past]",
@@ -261,6 +262,21 @@ def test_series_written_in_their_own_utc_offsets_train_as_the_panel_reads_them(s
     result = train(compose_config(["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day",
                                    "data.target=units", "data.id_col=store", "mlflow.registered_model=own-data-offsets"]))
     assert list(result.forecaster.preprocessor.series_) == ["north", "south"] and np.isfinite(result.metrics["mse_std"])
+
+
+def test_daily_times_written_in_a_daylight_saving_zones_own_offsets_train_with_that_zone_named(store, tmp_path):
+    frame = sales()  # as pandas writes a Berlin column: +01:00 in winter, +02:00 in summer
+    frame["day"] = pd.to_datetime(frame.day).dt.tz_localize("Europe/Berlin").astype(str)
+    path = tmp_path / "berlin.csv"
+    frame.to_csv(path, index=False)
+    overrides = ["model=seasonal_naive", "profile=smoke", "data=file", f"data.path={path}", "data.time_col=day", "data.target=units",
+                 "data.id_col=store", "mlflow.registered_model=own-data-berlin"]
+    with pytest.raises(InputError, match=r"set data.timezone \(e.g. Europe/Berlin\)"):  # without the zone: read in one offset, and told how
+        train(compose_config(overrides))
+    result = train(compose_config([*overrides, "data.timezone=Europe/Berlin"]))
+    forecast = result.forecaster.predict(frame.groupby("store").tail(result.forecaster.history_length), 7)
+    assert (pd.to_datetime(forecast.day).dt.strftime("%H:%M") == "00:00").all()  # every day at its local midnight, summer and winter
+    assert pd.to_datetime(forecast.day).max() == pd.Timestamp("2023-01-01") + pd.Timedelta(days=1100 + 6)
 
 
 def test_business_days_with_holidays_train_on_business_days(store, tmp_path):
