@@ -21,8 +21,9 @@ from .artifact import mlflow_reason
 from .core import InputError, first_line, project_root, shown, stop_if_interrupted
 
 # %% auto #0
-__all__ = ['EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'YARDSTICK', 'RECALIBRATED_FROM', 'REJECTED', 'RESTORED', 'RANKABLE',
-           'tracking_uri', 'reachable', 'setup_tracking', 'register', 'promote', 'rollback', 'registered_version']
+__all__ = ['EXPERIMENT_KIND', 'EXPERIMENT_TAGS', 'YARDSTICK', 'NAME_DESCRIPTION', 'RECALIBRATED_FROM', 'REJECTED', 'RESTORED',
+           'RANKABLE', 'tracking_uri', 'reachable', 'setup_tracking', 'register', 'promote', 'rollback',
+           'registered_version']
 
 # %% ../nbs/16_registry.ipynb #0005
 def tracking_uri(configured:str|None=None) -> str:
@@ -67,6 +68,10 @@ def setup_tracking(cfg:DictConfig) -> str:
 
 # %% ../nbs/16_registry.ipynb #0007
 YARDSTICK = "yardstick"  # in `scored_on`: the digest of the rows the scales of its `*_std` and MASE scores were learnt from
+NAME_DESCRIPTION = ("skewfree forecasters: each version is one artifact (the fitted preprocessor and the model together), checked by its "
+                    "hashes and golden forecasts at every load. `champion` is the version served (`models:/NAME@champion`); `challenger` is "
+                    "the newest training run. `skewfree promote` moves champion when the challenger scores better, `skewfree rollback --to N` "
+                    "moves it back; each version's tags hold its scores (`score.*`) and what they were measured on (`scored_on`).")
 RECALIBRATED_FROM = "recalibrated_from"  # a version's tag: the NAME/VERSION whose model it recalibrated (`skewfree recalibrate`)
 
 def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
@@ -74,6 +79,7 @@ def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
              scored_on:dict[str, Any]|None=None, # what the scores were measured on (see `skewfree.train.scoring_record`)
              *,
              tags:dict[str, str]|None=None, # more version tags, e.g. `RECALIBRATED_FROM`
+             description:str|None=None, # the version's description in the registry (training gives its run's)
             ) -> tuple[str, list[str]]:
     "Register `model_uri` as a new version of `name` tagged with its scores; alias it `challenger`, and `champion` if there is none."
     stop_if_interrupted()  # registering is the step a stopped job must never reach
@@ -87,6 +93,9 @@ def register(model_uri:str, name:str, scores:dict[str, float]|None=None,
     if scored_on: written["scored_on"] = json.dumps(scored_on, sort_keys=True, separators=(",", ":"))
     # the version and everything `promote` reads are made by one request: a tracking server lost half-way leaves no untagged version
     version = mlflow.register_model(model_uri, name, tags=written).version
+    if description: client.update_model_version(name, version, description=description)
+    if not client.get_registered_model(name).description:  # said once, where the registry's reader looks first: a name's own page
+        client.update_registered_model(name, description=NAME_DESCRIPTION)
     client.set_registered_model_alias(name, "challenger", version)
     aliases = ["challenger"]
     try: client.get_model_version_by_alias(name, "champion")

@@ -347,14 +347,15 @@ def _log_fitted_choices(forecaster:Forecaster) -> None:
 
 REFITTED = ", then refitted on the training + validation rows (the learning curve and the fitted choices are the first fit's)"
 
-def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> None:
-    "The run's description (the MLflow page's first lines): what was trained, how it was measured, the score that ranks it, a MASE above 1."
+def _describe(cfg:DictConfig, what:str, scores:dict[str, float]) -> str:
+    "The run's description (the MLflow page's first lines), set and returned: what was trained, how it was measured, the score that ranks it, a MASE above 1."
     metric = str(cfg.registry.metric)
     ranked = f"{metric} = {scores[metric]:.4g}" if metric in scores else "no ranking score"
     baseline = model_entry(cfg.model.name).family == "baseline"
-    mlflow.set_tag("mlflow.note.content", f"**{cfg.model.name}** on `{cfg.data.get('name') or 'data'}` (profile {cfg.get('profile_name', 'full')}), "
-                                          f"{what}; ranked by {ranked}.{_above_naive(scores, baseline)} The artifact is the fitted preprocessor and the "
-                                          f"model together, registered as `{cfg.mlflow.registered_model}`.")
+    said = (f"**{cfg.model.name}** on `{cfg.data.get('name') or 'data'}` (profile {cfg.get('profile_name', 'full')}), {what}; ranked by {ranked}."
+            f"{_above_naive(scores, baseline)} The artifact is the fitted preprocessor and the model together, registered as `{cfg.mlflow.registered_model}`.")
+    mlflow.set_tag("mlflow.note.content", said)
+    return said
 
 def _log_rows_used(forecaster:Forecaster, positions:Positions, used:int, *, found:pd.DataFrame, overlaps:Sequence[tuple[int, int]],
                    repairs:dict[str, dict[str, int]]) -> None:
@@ -368,13 +369,13 @@ def _log_rows_used(forecaster:Forecaster, positions:Positions, used:int, *, foun
 def _ship(cfg:DictConfig, forecaster:Forecaster, registering:contextlib.ExitStack, *,
           reference:pd.DataFrame, # the rows the shipped model learnt from: the monitor's reference for its forecasts
           example:pd.DataFrame, # rows whose last look-back window is the artifact's input example
-          scores:dict[str, float], scored_on:dict[str, Any]) -> tuple[str, list[str]]:
+          scores:dict[str, float], scored_on:dict[str, Any], description:str) -> tuple[str, list[str]]:
     "A run's last steps, the same for every protocol: profile the forecasts, log the artifact, register it (a stop then waits for the run)."
     forecaster.forecast_profile = forecast_profile(forecaster, reference)
     info = log_forecaster(forecaster, input_example(forecaster, example), scores=scores, tolerance=float(cfg.mlflow.get("golden_tolerance", 0.0)),
                           golden_from=example)
     registering.enter_context(deferred_stops())
-    return register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on)
+    return register(info.model_uri, cfg.mlflow.registered_model, scores, ranked_by=cfg.registry.metric, scored_on=scored_on, description=description)
 
 def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> TrainResult:
     "Split, fit, evaluate on the test rows, log and register."
@@ -410,13 +411,13 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         _say_unscaled(int(metrics.get("mase_unscaled_series", 0)), season, "test_mase", metrics.get("mase", np.nan), "test_mase_unscaled_series")
         thin_scoring(metrics.get("n_windows", 0.0), len(positions.lengths), forecaster.max_horizon, te, int(cfg.cv.eval_stride))
         log_forecasts(table, cfg, "test span")
-        _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test" + (REFITTED if refit else ""), scores)
+        said = _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test" + (REFITTED if refit else ""), scores)
         scored_on = scoring_record(cfg, positions, tr + va, tr + va + te, {
             "cv": "holdout", "train_rows": tr, "val_rows": va, "test_rows": te, "eval_stride": int(cfg.cv.eval_stride),
             "horizon": forecaster.max_horizon, "season": season}, learnt=(0, insample_end))
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
         version, aliases = _ship(cfg, forecaster, registering, reference=positions.rows(0, tr + va), example=val_rows, scores=scores,
-                                 scored_on=scored_on)
+                                 scored_on=scored_on, description=said)
     return TrainResult(forecaster, metrics, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases)
 
 # %% ../nbs/17_train.ipynb #0026
@@ -499,8 +500,8 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         _log_fitted_choices(forecaster)
         _log_rows_used(forecaster, rows, plan.rows, found=found, overlaps=[(fold.train_end, fold.origin) for fold in plan.outer],
                        repairs=repairs)
-        _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each"
-                       + (REFITTED if cfg.cv.get("refit") else ""), result.summary)
+        said = _describe(cfg, f"nested CV: {len(result.folds)} outer folds of {plan.horizon} rows, an Optuna study inside each"
+                              + (REFITTED if cfg.cv.get("refit") else ""), result.summary)
         season = mase_season(cfg.cv.get("season"), forecaster.preprocessor)
         _say_unscaled(max(int(f.scores.get("mase_unscaled_series", 0)) for f in result.folds), season, "cv_mase", result.summary.get("cv_mase", np.nan),
                       "fold_mase_unscaled_series")
@@ -510,5 +511,5 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
             "val_rows": int(cfg.cv.val_rows), "refit": bool(cfg.cv.get("refit"))},
             learnt=(min(f.train_start for f in plan.outer), max(f.train_end for f in plan.outer)))
         version, aliases = _ship(cfg, forecaster, registering, reference=rows.rows(plan.final.train_start, plan.final.train_end),
-                                 example=rows.rows(0, plan.rows), scores=result.summary, scored_on=scored_on)
+                                 example=rows.rows(0, plan.rows), scores=result.summary, scored_on=scored_on, description=said)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)
