@@ -8,17 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from coreforecast.grouped_array import GroupedArray
 from coreforecast.scalers import LocalMinMaxScaler, LocalRobustScaler, LocalStandardScaler
 
 from .core import InputError
 from .panel import Panel
-from .repair import segment_sums
 
 # %% auto #0
-__all__ = ['SCALERS', 'SUSPECT_RATIO', 'SET_ASIDE', 'SUSPECT_COLUMNS', 'SUSPECT_ACTIONS', 'Scaler', 'yardsticks', 'suspect',
-           'suspect_rows', 'suspect_values', 'suspect_refusal', 'Extremes']
+__all__ = ['SCALERS', 'Scaler']
 
 # %% ../nbs/06_scale.ipynb #0005
 SCALERS = ("standard", "robust", "minmax")
@@ -71,90 +68,5 @@ class Scaler:
         return {"stats": self.stats_.tolist()}
 
     def load(self, state:dict[str, Any]) -> Scaler:
-        self.stats_ = np.array(state["stats"], dtype=np.float64)
-        return self
-
-# %% ../nbs/06_scale.ipynb #0009
-SUSPECT_RATIO = 10.0  # `data.suspect_ratio` unless the config says: on ETTh1/ETTh2 every value lies within 3 of its series' yardstick
-SET_ASIDE = 3  # at least this many of a series' farthest values are set aside from its yardstick (and 1 % of them)
-SUSPECT_COLUMNS = ["series", "column", "row", "time", "value", "median", "yardstick"]
-SUSPECT_ACTIONS = ("warn", "error")  # `data.suspect_values`: told (and counted in a served answer), or refused
-
-def _sorted_in_series(x:np.ndarray, panel:Panel) -> np.ndarray:
-    "`x` (one value a row of `panel`) sorted within each series, missing values last."
-    if panel.n_series * int(panel.lengths.max()) <= 2 * len(x) + 4096:  # series of like lengths: one row each of a padded table, sorted at once
-        table = np.full((panel.n_series, int(panel.lengths.max())), np.nan)
-        table[panel.series_of_rows, panel.position_in_series] = x
-        table.sort(axis=1)
-        return table[panel.series_of_rows, panel.position_in_series]
-    return x[np.lexsort((x, panel.series_of_rows))]
-
-def _nth(ordered:np.ndarray, start:np.ndarray, k:np.ndarray) -> np.ndarray:
-    "Each series' `k`-th value of `ordered` (a series with fewer values reads another's: its caller masks it)."
-    return ordered[np.minimum(start + k, len(ordered) - 1)]
-
-def yardsticks(panel:Panel) -> np.ndarray:
-    "(series, columns, 2): each series' median of each column, and its yardstick (0: too few values to judge: nothing is suspect)."
-    out, start, series = np.zeros((panel.n_series, len(panel.columns), 2)), panel.indptr[:-1], panel.series_of_rows
-    if not len(panel.times): return out
-    for c in range(len(panel.columns)):
-        x = panel.values[:, c]
-        n = segment_sums(~np.isnan(x), panel.indptr)  # observed values per series
-        ordered = _sorted_in_series(x, panel)
-        median = (_nth(ordered, start, np.maximum(n - 1, 0) // 2) + _nth(ordered, start, n // 2)) / 2
-        aside = np.maximum(SET_ASIDE, n // 100)
-        usual = _nth(_sorted_in_series(np.abs(x - median[series]), panel), start, np.maximum(n - 1 - aside, 0))
-        out[:, c, 0] = np.where(n > 0, median, 0.0)
-        out[:, c, 1] = np.where(n > 2 * aside, np.where(usual > 0, usual, np.abs(median)), 0.0)  # a constant series: its median's size
-    return out
-
-def suspect(values:np.ndarray, # (rows, columns), each series' rows together, in the order of `stats`
-            stats:np.ndarray, # (series, columns, 2): each series' (median, yardstick), as `yardsticks` learns them
-            lengths:np.ndarray, # (series,) rows of each series
-            ratio:float=SUSPECT_RATIO) -> np.ndarray:
-    "(rows, columns) whether each value lies more than `ratio` yardsticks from its series' median."
-    # bounds made per series, then repeated down its rows: a (rows, columns, 2) gather of the stats costs 6x the comparison
-    reach = np.where(stats[..., 1] > 0, ratio * stats[..., 1], np.inf)  # a yardstick of 0 or NaN: not judged
-    with np.errstate(invalid="ignore"):
-        return np.abs(values - np.repeat(stats[..., 0], lengths, axis=0)) > np.repeat(reach, lengths, axis=0)
-
-# %% ../nbs/06_scale.ipynb #0013
-def suspect_rows(panel:Panel, found:np.ndarray, stats:np.ndarray) -> pd.DataFrame:
-    "The values `found` marks (rows, columns) in `panel`, one a row: series, column, row, time, value, median, yardstick (`stats`: per series)."
-    r, c = np.nonzero(found)
-    k = panel.series_of_rows[r]
-    return pd.DataFrame(dict(zip(SUSPECT_COLUMNS, [panel.ids[k].astype(str), np.array(panel.columns, dtype=object)[c], panel.labels[r],
-                                                   panel.times[r], panel.values[r, c], stats[k, c, 0], stats[k, c, 1]])))
-
-def suspect_values(panel:Panel, ratio:float=SUSPECT_RATIO) -> pd.DataFrame:
-    "Each value more than `ratio` yardsticks from its series' median, by the panel's own yardsticks."
-    stats = yardsticks(panel)
-    return suspect_rows(panel, suspect(panel.values, stats, panel.lengths, ratio), stats)
-
-def suspect_refusal(found:pd.DataFrame, # `suspect_rows`, at least one
-                    ratio:float, whose:str, remedy:str) -> InputError:
-    "The refusal of the first of the `found` values, measured from `whose` median, saying the `remedy`."
-    first = found.iloc[0]
-    times = abs(first.value - first["median"]) / first.yardstick
-    return InputError(first.column, f"{first.value:.6g} at {first.time} lies {times:.0f} yardsticks ({first.yardstick:.4g} each) from {whose} median "
-                      f"({first['median']:.4g}): a typo? ({len(found)} such value{'s' * (len(found) != 1)}, beyond data.suspect_ratio = {ratio:g} "
-                      f"yardsticks). {remedy}", first.series, first.row)
-
-# %% ../nbs/06_scale.ipynb #0017
-class Extremes:
-    "The suspect-value step: each series' median and yardstick per column, learnt on training rows, to tell a served typo."
-    def fit(self, panel:Panel) -> Extremes:
-        "Learn each series' yardsticks from the training rows."
-        self.stats_ = yardsticks(panel)
-        return self
-
-    @property
-    def is_fitted(self) -> bool: return hasattr(self, "stats_")  # a state written before this step has none: nothing is checked
-
-    def state(self) -> dict[str, Any]:
-        "The fitted (median, yardstick) pairs: one list of columns per series of the preprocessor."
-        return {"stats": self.stats_.tolist()}
-
-    def load(self, state:dict[str, Any]) -> Extremes:
         self.stats_ = np.array(state["stats"], dtype=np.float64)
         return self
