@@ -484,7 +484,7 @@ def drift(args:argparse.Namespace) -> int:
         raise InputError("--data", f"{len(counts)} requests replayed, one every {stride} rows ({replayed.refused} more that serving "
                                    f"would refuse); a verdict needs serve.monitor.min_requests={config.min_requests}: give more rows, a smaller --stride, "
                                    "or a lower serve.monitor.min_requests")
-    monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts), window_seconds=float("inf")), clock=lambda: 0.0)
+    monitor = Monitor(forecaster.monitored, replace(config, window_requests=len(counts) + replayed.refused, window_seconds=None), clock=lambda: 0.0)
     for seen in replayed.seen(): monitor.add(seen)
     for _ in range(replayed.refused): monitor.refuse()  # as a server counts them: a share of refused requests drifts too
     # as GET /monitor answers: what was repaired beside the verdict, and the requests serving would have refused

@@ -28,7 +28,7 @@ from .models import (ModelEntry, Training, build_model, checked_kernel, drop_tra
                              predict_options, windows_from_darts)
 from .panel import Panel
 from .preprocess import Preprocessor, ScaledForecast, SeriesBatch, band_column
-from .profile import Feature, Seen
+from .profile import Feature, Seen, history_key
 from .repair import RepairBudget
 
 # %% auto #0
@@ -527,13 +527,14 @@ class _Stages(_ModelStage):
         seen = self.preprocessor.observe(batch)
         if seen is None: return None
         named = self.preprocessor.beyond_ids(batch, seen)
-        if self.forecast_profile is None or not batch.n_series: return Seen(seen, named)
+        key = history_key(batch.ids, batch.times[batch.indptr[1:] - 1], batch.values) if batch.n_series else None
+        if self.forecast_profile is None or not batch.n_series: return Seen(seen, named, key)
         # from the model's arrays, not the answer's frame: a fresh frame's first column read costs more than all the rest
         f = self.forecast_profile
         counts = np.bincount(f.bin(forecast.served_point().reshape(-1)), minlength=f.n_bins)[:f.n_bins]  # finite, and standardised already
         out = np.zeros((len(seen) + 1, max(seen.shape[1], len(counts))), np.int64)
         out[:-1, :seen.shape[1]], out[-1, :len(counts)] = seen, counts
-        return Seen(out, named)
+        return Seen(out, named, key)
 
     def predict(self,
                 history:pd.DataFrame, # raw long rows: at least `history_length` recent rows per series (plus planned rows)
@@ -557,7 +558,7 @@ class _Stages(_ModelStage):
             observed = seen if observed is None or seen is None else observed.plus(seen)
         forecast = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if repairs: forecast.attrs["repairs"] = repairs  # what the policies repaired in the history, per series: told with the forecast
-        if observed is not None: forecast.attrs["observed"] = Seen(observed.counts.tolist(), observed.beyond)  # for a live monitor
+        if observed is not None: forecast.attrs["observed"] = Seen(observed.counts.tolist(), observed.beyond, observed.key)  # for a live monitor
         return forecast
 
 # %% ../nbs/13_forecaster.ipynb #0022

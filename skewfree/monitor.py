@@ -29,8 +29,8 @@ __all__ = ['MonitorConfig', 'Monitor', 'Replayed', 'daily_stride', 'replay']
 @dataclass(frozen=True)
 class MonitorConfig:
     "The sliding window and the thresholds of the live monitor (`serve.monitor` in `params/serve/*.yaml`)."
-    window_requests: int = 200 # the window holds at most the last this many requests...
-    window_seconds: float = 86_400.0 # ... none of them older than this (a day)
+    window_requests: int = 200 # the window holds the last this many requests, answered or refused...
+    window_seconds: float|None = None # ... none of them older than this; None: however old (the thresholds assume a request a day)
     min_requests: int = 100 # fewer in the window: `collecting`, no verdict
     js_threshold: float = 0.5 # numeric features: drifting beyond this Jensen–Shannon divergence (base 2)
     linf_threshold: float = 0.2 # categorical features: drifting beyond this L-infinity distance
@@ -45,7 +45,8 @@ class MonitorConfig:
         if unknown := sorted(set(config) - set(known)): raise InputError(f"serve.monitor.{unknown[0]}", f"unknown setting; known: {known}")
         d = cls()
         def get(name, kind, low, high=float("inf")): return checked_number(f"serve.monitor.{name}", config.get(name, getattr(d, name)), kind, low, high)
-        made = cls(get("window_requests", int, 1), get("window_seconds", float, 1e-9), get("min_requests", int, 1),
+        made = cls(get("window_requests", int, 1), None if config.get("window_seconds") is None else get("window_seconds", float, 1e-9),
+                   get("min_requests", int, 1),
                    get("js_threshold", float, 0, 1), get("linf_threshold", float, 0, 1), get("beyond_threshold", float, 0, 1),
                    get("refused_threshold", float, 0, 1))
         if made.min_requests > made.window_requests:  # a verdict would never come
@@ -60,56 +61,69 @@ class Monitor:
     "One server's sliding window of request histograms, each feature compared with its training reference."
     def __init__(self, features:Sequence[Feature], config:MonitorConfig|None=None, clock:Callable[[], float]=time.monotonic):
         self.features, self.config, self.clock = list(features), config or MonitorConfig(), clock
-        # when, histograms, the series beyond training, the values repaired (by kind: filled_OT, reindexed_rows)
-        self._window: collections.deque[tuple[float, np.ndarray, tuple[str, ...], dict[str, int]]] = collections.deque()
-        self._refused: collections.deque[float] = collections.deque()  # when each refused request came
+        # one window of requests in the order they came, answered and refused alike: when, histograms (None: refused), the series
+        # beyond training, the values repaired (by kind: filled_OT, reindexed_rows), and the histories' key
+        self._window: collections.deque[tuple[float, np.ndarray|None, tuple[str, ...], dict[str, int], int|None]] = collections.deque()
+        self._answered = 0  # of the window's requests
+        self._keys = collections.Counter[int]()  # the window's histories, by `Seen.key`
         self._sum: np.ndarray|None = None
         self._lock = threading.Lock()
         self.requests_seen = 0
+        self.repeats = 0  # requests whose histories were in the window already: not binned again
 
     def add(self, seen:Any, at:float|None=None, repaired:dict[str, int]|None=None) -> None:
         "One request as `Forecaster.observe` saw it (`Seen`), or its histograms alone, (features, bins); and what serving repaired in it."
         if not self.features or seen is None: return
-        counts, named = (seen.counts, tuple(seen.beyond)) if isinstance(seen, Seen) else (seen, ())
+        counts, named, key = (seen.counts, tuple(seen.beyond), seen.key) if isinstance(seen, Seen) else (seen, (), None)
         counts = np.asarray(counts, np.int64)
         if counts.shape[0] != len(self.features): return  # made by another artifact (a reload under way): not this reference's
         at = self.clock() if at is None else at
         with self._lock:
+            self.requests_seen += 1
+            if key is not None and self._keys[key]:  # the same histories again (a refresh, a retry, two clients): no new data
+                self.repeats += 1
+                self._evict(at)
+                return
             width = max(counts.shape[1], 0 if self._sum is None else self._sum.shape[1])
             if self._sum is None or self._sum.shape[1] < width:
                 grown = np.zeros((len(self.features), width), np.int64)
                 if self._sum is not None: grown[:, :self._sum.shape[1]] = self._sum
                 self._sum = grown
             self._sum[:, :counts.shape[1]] += counts
-            self._window.append((at, counts, named, dict(repaired or {})))
-            self.requests_seen += 1
+            self._window.append((at, counts, named, dict(repaired or {}), key))
+            self._answered += 1
+            if key is not None: self._keys[key] += 1
             self._evict(at)
 
     def refuse(self, at:float|None=None) -> None:
         "One request refused for its data (a 422: unknown series, a history too short or too repaired, a suspect value): counted beside the answered."
         at = self.clock() if at is None else at
         with self._lock:
-            self._refused.append(at)
+            self._window.append((at, None, (), {}, None))
             self._evict(at)
 
     def _evict(self, now:float) -> None:
-        "Drop requests beyond the window's count or age."
-        while self._window and (len(self._window) > self.config.window_requests or self._window[0][0] < now - self.config.window_seconds):
-            _, old, _, _ = self._window.popleft()
+        "Drop the requests beyond the window's count or age: the answered and the refused are one window, so a share of them is a share of it."
+        limit = self.config.window_seconds
+        while self._window and (len(self._window) > self.config.window_requests or (limit is not None and self._window[0][0] < now - limit)):
+            _, old, _, _, key = self._window.popleft()
+            if old is None: continue  # a refused request
             self._sum[:, :old.shape[1]] -= old  # type: ignore[index]
-        while self._refused and (len(self._refused) > self.config.window_requests or self._refused[0] < now - self.config.window_seconds):
-            self._refused.popleft()
+            self._answered -= 1
+            if key is not None:
+                self._keys[key] -= 1
+                if not self._keys[key]: del self._keys[key]  # gone from the window: new data again if it is sent again
 
     def report(self, at:float|None=None) -> dict[str, Any]:
         "What `GET /monitor` answers: the window, then per feature its comparator, statistic, threshold, values seen and state."
         now = self.clock() if at is None else at
         with self._lock:
             self._evict(now)
-            n, total, refused = len(self._window), (None if self._sum is None else self._sum.copy()), len(self._refused)
+            n, total, refused = self._answered, (None if self._sum is None else self._sum.copy()), len(self._window) - self._answered
             oldest = self._window[0][0] if self._window else None
-            named = list(dict.fromkeys(sid for _, _, ids, _ in reversed(self._window) for sid in ids))[:NAMED_MOST]  # the latest first, once each
+            named = list(dict.fromkeys(sid for _, _, ids, _, _ in reversed(self._window) for sid in ids))[:NAMED_MOST]  # the latest first, once each
             repaired = collections.Counter[str]()
-            for *_, kinds in self._window: repaired.update(kinds)
+            for _, _, _, kinds, _ in self._window: repaired.update(kinds)
         features = {}
         for j, f in enumerate(self.features):
             counts = np.zeros(f.n_bins, np.int64) if total is None else total[j, :f.n_bins]
@@ -123,13 +137,14 @@ class Monitor:
         features["refused_requests"] = {"comparator": "share_refused", "statistic": share, "threshold": self.config.refused_threshold, "values": refused,
                                         "state": "collecting" if share is None or n + refused < self.config.min_requests else
                                                  "drifting" if share > self.config.refused_threshold else "ok"}
-        window = {"requests": n, "seconds": 0.0 if oldest is None else now - oldest, "max_requests": self.config.window_requests,
+        window = {"requests": n, "refused": refused, "seconds": 0.0 if oldest is None else now - oldest, "max_requests": self.config.window_requests,
                   "max_seconds": self.config.window_seconds, "min_requests": self.config.min_requests}
-        return {"window": window, "requests_seen": self.requests_seen, "features": features,
+        # `requests_seen`: answered since the window began (a reload begins another); `repeats`: those of them sent again while in it
+        return {"window": window, "requests_seen": self.requests_seen, "repeats": self.repeats, "features": features,
                 "drifting": [name for name, f in features.items() if f["state"] == "drifting"],
                 "repaired_in_window": dict(sorted(repaired.items()))}  # what serving made up in the window's requests
 
-# %% ../nbs/19_monitor.ipynb #0010
+# %% ../nbs/19_monitor.ipynb #0012
 @dataclass
 class Replayed:
     "A file as the requests a client would have sent: those serving answers, those it would refuse, what the file's repairs made."

@@ -5,6 +5,7 @@
 # %% ../nbs/09_profile.ipynb #0002
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple, Sequence
@@ -12,7 +13,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['BINS', 'NAMED_MOST', 'js_divergence', 'linf_distance', 'Feature', 'rolling_moments', 'Profile', 'Seen']
+__all__ = ['BINS', 'NAMED_MOST', 'js_divergence', 'linf_distance', 'Feature', 'rolling_moments', 'Profile', 'Seen', 'history_key']
 
 # %% ../nbs/09_profile.ipynb #0005
 BINS = 10 # bins between the training extremes, cut at the training quantiles
@@ -230,10 +231,19 @@ class Profile:
         return cls([Feature.load(f) for f in state["features"]], int(state["window"]), dict(state["lengths"]))
 
 class Seen(NamedTuple):
-    "What a live monitor is told of one request: its histograms, and which of its series lie far beyond training (the first `NAMED_MOST`)."
+    "What a live monitor is told of one request: its histograms, which of its series lie far beyond training (the first `NAMED_MOST`), its histories' key."
     counts: Any # (features, bins) int64: an array, or its nested list in a forecast's `attrs`
     beyond: tuple[str, ...] = ()
+    key: int|None = None # `history_key`: the same histories sent again (a dashboard's refresh, a retry) have the same key
 
     def plus(self, other:Seen) -> Seen:
         "Two pieces of one request as one."
-        return Seen(self.counts + other.counts, (self.beyond + other.beyond)[:NAMED_MOST])
+        key = None if self.key is None or other.key is None else _digest(self.key.to_bytes(8, "little") + other.key.to_bytes(8, "little"))
+        return Seen(self.counts + other.counts, (self.beyond + other.beyond)[:NAMED_MOST], key)
+
+def _digest(data:bytes) -> int: return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+def history_key(ids:Sequence[Any]|np.ndarray, ends:np.ndarray, values:np.ndarray|None=None) -> int:
+    "A request's histories, the same in every process (no salted `hash`): its series' ids, where each history ends, and its values."
+    named = "\x1f".join(map(str, ids)).encode("utf-8", "surrogatepass") + b"\x1e" + np.ascontiguousarray(ends, "datetime64[ns]").tobytes()
+    return _digest(named if values is None else named + np.ascontiguousarray(values).tobytes())  # a corrected history is new data
