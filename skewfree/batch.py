@@ -27,7 +27,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 from .artifact import Columns
 from .core import InputError
 from .data import column_names, comma_separated, csv_reading, file_kind, plain_frame
-from .panel import first_other_offset, numbers_not_times, refuse_missing_columns
+from .panel import first_other_offset, naive_in, numbers_not_times, refuse_missing_columns, written_offsets
 from .serving.codec import naive_times
 
 # %% auto #0
@@ -110,6 +110,18 @@ def _series_at(raw:pd.DataFrame, id_col:str|None, row:Any) -> str|None:
     "The series of row `row` (an index label), for an error; None without a row or an id column."
     return None if row is None or id_col not in raw.columns else str(raw.at[row, id_col])
 
+def _in_zone(raw:pd.DataFrame, schema:Schema, zone:str) -> pd.DataFrame:
+    "Text times that all show a UTC offset, several in a column (a zone's daylight saving), as naive times in `zone`, as training read them."
+    for spec in schema.inputs:
+        values = raw.get(spec.name)
+        if spec.type != DataType.datetime or values is None or pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            continue
+        written = written_offsets(values)
+        if (written == "").any() or written.nunique() < 2: continue  # one offset, or times without one: MLflow's cast reads them
+        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
+        if not parsed.isna().any(): raw = raw.assign(**{str(spec.name): naive_in(parsed, zone)})  # one that does not parse: the cast names it
+    return raw
+
 def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                *, timezone:str|None, # the model's zone (`Columns.timezone`): zone-aware times are read in it, as a served request's are
               ) -> pd.DataFrame:
@@ -119,6 +131,7 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
         if spec.type == DataType.datetime and given is not None and pd.api.types.is_numeric_dtype(given) and (first := given.first_valid_index()) is not None:
             raise InputError(f"{field}: column {spec.name}", numbers_not_times(given[first]),
                              _series_at(raw, id_col, first), first)
+    if timezone is not None: raw = _in_zone(raw, schema, timezone)
     try: return naive_times(cast_df_types_according_to_schema(raw, schema), schema, timezone)
     except MlflowException:
         for spec in schema.inputs:  # the cast's message names the column only in prose: find it, and its first bad row
@@ -145,7 +158,7 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                 raise InputError(f"{field}: column {spec.name}", what, _series_at(raw, id_col, row), row) from None
         raise
 
-# %% ../nbs/26_batch.ipynb #0012
+# %% ../nbs/26_batch.ipynb #0014
 class ForecastWriter:
     "Forecast chunks appended to one CSV or Parquet file, which appears under its name only once the last chunk is in."
     def __init__(self, path:Path):
@@ -182,7 +195,7 @@ class BatchResult:
     seconds: dict[str, float] = field(default_factory=dict)  # where the time went, where it is known (Ray: its start, the forecasting stage)
     refused: list[dict[str, Any]]|None = None  # skipping (`Skipping`): each series left out, with its refusal; None: a refusal stops the run
 
-# %% ../nbs/26_batch.ipynb #0014
+# %% ../nbs/26_batch.ipynb #0016
 @dataclass
 class Skipping:
     "Series refused by name, left out of a run wherever their rows are, and noted, up to `most` of them: one more stops the run."
@@ -240,7 +253,7 @@ def forecast_block(model:Any, typed:pd.DataFrame, params:dict[str, Any], skippin
     "Whole typed series forecast in one call of the pyfunc; skipping, without the series it refuses."
     return leaving_out(lambda r: model.predict(r, params=params), typed, model.unwrap_python_model().columns.id_col, skipping)
 
-# %% ../nbs/26_batch.ipynb #0016
+# %% ../nbs/26_batch.ipynb #0018
 def _policy(model:Any) -> str:
     policies = model.unwrap_python_model().describe()["policies"]
     return f"data.missing={policies['missing']}, data.gaps={policies['gaps']}"
@@ -334,7 +347,7 @@ def _forecast_chunks(model:Any, chunks:Iterator[pd.DataFrame], params:dict[str, 
         result.rows, result.series = result.rows + len(forecast), result.series + len(forecast) // params["horizon"]
         result.repairs.update(forecast.attrs.get("repairs", {}))
 
-# %% ../nbs/26_batch.ipynb #0018
+# %% ../nbs/26_batch.ipynb #0020
 def series_ranges(path:Path, id_col:str|None, rows:int) -> list[tuple[int, int]]|None:
     "Row ranges [start, stop) of a Parquet file, about `rows` rows each and cut where a series ends, if each series' rows lie together; else None."
     import pyarrow as pa
@@ -364,7 +377,7 @@ def read_rows(path:Path, start:int, stop:int) -> pd.DataFrame:
     frame.index = pd.RangeIndex(start, stop)
     return frame
 
-# %% ../nbs/26_batch.ipynb #0020
+# %% ../nbs/26_batch.ipynb #0022
 class RayForecasts:
     "A Ray Data actor: one hydrated artifact; each batch — whole series, given as rows or as a row range of `source` — forecast in one call."
     def __init__(self, model_uri:str, store:str, params:dict[str, Any], output:str, source:str|None=None, *,
@@ -394,7 +407,7 @@ class RayForecasts:
         (folder := self.output/kind).mkdir(parents=True, exist_ok=True)
         (folder/f"{uuid.uuid4().hex}.json").write_text(json.dumps(what))
 
-# %% ../nbs/26_batch.ipynb #0022
+# %% ../nbs/26_batch.ipynb #0024
 def _refuse_unread_columns(source:Path, kind:str, columns:Sequence[str]) -> None:
     "Name a column the model reads that the input lacks, or one its header names twice, or a file that cannot be read, before any actor starts."
     files = [source] if source.is_file() else sorted(source.rglob("*.parquet"))
