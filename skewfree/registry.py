@@ -66,7 +66,7 @@ def setup_tracking(cfg:DictConfig) -> str:
     mlflow.set_experiment(name)
     return uri
 
-# %% ../nbs/17_registry.ipynb #0007
+# %% ../nbs/17_registry.ipynb #0009
 YARDSTICK = "yardstick"  # in `scored_on`: the digest of the rows the scales of its `*_std` and MASE scores were learnt from
 NAME_DESCRIPTION = ("skewfree forecasters: each version is one artifact (the fitted preprocessor and the model together), checked by its "
                     "hashes and golden forecasts at every load. `champion` is the version served (`models:/NAME@champion`); `challenger` is "
@@ -283,7 +283,7 @@ def rollback(name:str, # registered model name
     return (f"champion is version {target.version} again{restored}; version {left.version} is marked rejected ({REJECTED}): "
             "promote never crowns it again")
 
-# %% ../nbs/17_registry.ipynb #0009
+# %% ../nbs/17_registry.ipynb #0011
 def registered_version(uri:str):
     "The model version a `models:/NAME/VERSION`, `models:/NAME/STAGE` or `models:/NAME@ALIAS` URI names; None for any other URI."
     if not uri.startswith("models:/"): return None
