@@ -69,6 +69,7 @@ class Monitor:
         self._sum: np.ndarray|None = None
         self._lock = threading.Lock()
         self.requests_seen = 0
+        self.began = clock()  # a server's window is its artifact's: a reload begins another, which `report` says
         self.repeats = 0  # requests whose histories were in the window already: not binned again
 
     def add(self, seen:Any, at:float|None=None, repaired:dict[str, int]|None=None) -> None:
@@ -138,7 +139,7 @@ class Monitor:
                                         "state": "collecting" if share is None or n + refused < self.config.min_requests else
                                                  "drifting" if share > self.config.refused_threshold else "ok"}
         window = {"requests": n, "refused": refused, "seconds": 0.0 if oldest is None else now - oldest, "max_requests": self.config.window_requests,
-                  "max_seconds": self.config.window_seconds, "min_requests": self.config.min_requests}
+                  "max_seconds": self.config.window_seconds, "min_requests": self.config.min_requests, "began_seconds_ago": now - self.began}
         # `requests_seen`: answered since the window began (a reload begins another); `repeats`: those of them sent again while in it
         return {"window": window, "requests_seen": self.requests_seen, "repeats": self.repeats, "features": features,
                 "drifting": [name for name, f in features.items() if f["state"] == "drifting"],
