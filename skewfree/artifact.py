@@ -32,7 +32,7 @@ import skewfree
 from .core import InputError, shown, stop_if_interrupted
 from .forecaster import Forecaster, Prepared
 from .models import ModelEntry
-from .panel import SINGLE_SERIES, Rows, parse_times, series_codes
+from .panel import SINGLE_SERIES, naive_in
 from .profile import Seen
 
 log = logging.getLogger(__name__)
@@ -308,10 +308,9 @@ def input_example(forecaster:Forecaster,
     ordered = (raw.sort_values(pre.id_col, kind="stable") if pre.id_col else raw)[[c for c in raw.columns if c in pre.columns]]
     groups = [rows for _, rows in ordered.groupby(pre.id_col, sort=True)] if pre.id_col else [ordered]
     example = pd.concat([request_window(forecaster, rows, forecaster.history_length) for rows in groups], ignore_index=True)
-    # its times as datetimes, naive in the model's zone, however the file wrote them (text in a CSV, UTC in a Parquet file): the
-    # signature then reads times as the servers read them, and the pyfunc's own callers pass datetimes, not text
-    codes, ids = series_codes(example, pre.id_col)
-    example[pre.time_col] = parse_times(example[pre.time_col], pre.time_col, Rows(codes, ids, example.index), pre.timezone)
+    # zone-aware times (a Parquet file's UTC column) naive in the model's zone, as MLflow's schema reads times and every route converts
+    # them; text times (a CSV's) stay text, so the model takes a CSV body on `mlflow models serve` and CSV rows through its pyfunc
+    if isinstance(example[pre.time_col].dtype, pd.DatetimeTZDtype): example[pre.time_col] = naive_in(example[pre.time_col], pre.timezone)
     return example
 
 # what MLflow runs to make the pyfunc model at load: the class comes from the code inside the artifact, nothing is unpickled

@@ -157,12 +157,13 @@ class ConformalIntervals:
 def flat_errors(errors:np.ndarray, # (windows, steps) actual less point forecast, scaled units; NaN where not observed
                 series:np.ndarray, # (windows,) each window's series id
                ) -> np.ndarray:
-    "(windows,) True for every window of a series whose error at each step is the same on all its windows (two or more): a constant series, say."
+    "(windows,) True for every window of a series whose error at each step is the same on all its windows that observed it: a constant series, say."
     ids = np.asarray(series, dtype=str)
     grouped = pd.DataFrame(errors).groupby(ids)
-    spread = (grouped.max() - grouped.min()).max(axis=1)  # the widest range of one step's errors over the series' windows
+    # the widest range of one step's errors over the series' windows, of the steps two or more of them observed (NaN: none did)
+    spread = (grouped.max() - grouped.min()).where(grouped.count() >= 2).max(axis=1)
     size = pd.DataFrame(np.abs(errors)).groupby(ids).mean().mean(axis=1)  # its mean absolute error: the tolerance is relative to it
-    flat = (grouped.size() >= 2) & (spread <= 1e-9 * np.maximum(size, 1.0))
+    flat = spread <= 1e-9 * np.maximum(size, 1.0)
     return flat.reindex(ids).to_numpy(bool)
 
 def error_spreads(errors:np.ndarray, # (windows, steps) actual less point forecast, scaled units; NaN where not observed

@@ -96,11 +96,16 @@ class Monitor:
             if key is not None: self._keys[key] += 1
             self._evict(at)
 
-    def refuse(self, at:float|None=None) -> None:
+    def refuse(self, at:float|None=None, key:int|None=None) -> None:
         "One request refused for its data (a 422: unknown series, a history too short or too repaired, a suspect value): counted beside the answered."
         at = self.clock() if at is None else at
         with self._lock:
-            self._window.append((at, None, (), {}, None))
+            if key is not None and self._keys[key]:  # the same refusal again (a retry): as an answered repeat, no new request in the window
+                self.repeats += 1
+                self._evict(at)
+                return
+            self._window.append((at, None, (), {}, key))
+            if key is not None: self._keys[key] += 1
             self._evict(at)
 
     def _evict(self, now:float) -> None:
@@ -108,9 +113,9 @@ class Monitor:
         limit = self.config.window_seconds
         while self._window and (len(self._window) > self.config.window_requests or (limit is not None and self._window[0][0] < now - limit)):
             _, old, _, _, key = self._window.popleft()
-            if old is None: continue  # a refused request
-            self._sum[:, :old.shape[1]] -= old  # type: ignore[index]
-            self._answered -= 1
+            if old is not None:  # an answered request; a refused one holds no histograms
+                self._sum[:, :old.shape[1]] -= old  # type: ignore[index]
+                self._answered -= 1
             if key is not None:
                 self._keys[key] -= 1
                 if not self._keys[key]: del self._keys[key]  # gone from the window: new data again if it is sent again

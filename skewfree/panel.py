@@ -175,7 +175,8 @@ def _one_offset_per_series(values:pd.Series, name:str, rows:Rows,
     first = np.full(len(rows.ids), -1); first[rows.codes[::-1]] = kinds[::-1]  # the offset of each series' first row
     if (mixed := kinds != first[rows.codes]).any():  # the time, not pandas' words: they advise its callers (`utc=True`), not a client
         said = ("; a series is read in one offset unless data.timezone names the zone of its times (a daylight-saving change makes two "
-                "offsets): set data.timezone (e.g. Europe/Berlin), whose local midnight starts a day, or write the times in UTC") if zone is None else \
+                "offsets): for steps of a day or longer set data.timezone (e.g. Europe/Berlin), whose local midnight starts a day; for "
+                "hourly steps, which skip and repeat an hour there, write the times in UTC") if zone is None else \
                ": a time without an offset beside times with one"
         raise rows.error(mixed, name, lambda at: f"timestamps mix time zones or formats: {values.iloc[at]!r} is not in the UTC offset of this "
                                                  f"series' first time{said}")

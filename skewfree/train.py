@@ -295,7 +295,7 @@ def _digest(rows:pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(rows[sorted(rows.columns)], index=False).to_numpy().tobytes()).hexdigest()[:16]
 
 def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, protocol:dict[str, Any], *,
-                   learnt:tuple[int, int], # the rows `[a, b)` each series' scale (of `*_std` scores, and MASE's) was learnt from, by `data.scaler`
+                   learnt:Sequence[tuple[int, int]], # the rows `[a, b)` each series' scales (of `*_std` scores, and MASE's) were learnt from
                   ) -> dict[str, Any]:
     "What a version's scores were measured on (rows `[start, end)` of each series): profile, data, span, digest, protocol, yardstick, for `promote`."
     scored, (first, last) = positions.rows(start, end), positions.span(start, end)
@@ -303,7 +303,11 @@ def scoring_record(cfg:DictConfig, positions:Positions, start:int, end:int, prot
     series = int(scored[cfg.data.id_col].nunique()) if cfg.data.get("id_col") else 1
     return {"profile": str(cfg.get("profile_name", "full")), "data": str(cfg.data.get("name") or "data"), "series": series,
             "span": [str(first), str(last)], "rows": int(len(scored)), "digest": digest, "protocol": protocol,
-            YARDSTICK: f"{cfg.data.get('scaler', 'standard')} {_digest(positions.rows(*learnt))}"}  # the scaler, and the rows it learnt from
+            YARDSTICK: f"{cfg.data.get('scaler', 'standard')} {_learnt_digest(positions, learnt)}"}  # the scaler, and the rows it learnt from
+
+def _learnt_digest(positions:Positions, learnt:Sequence[tuple[int, int]]) -> str:
+    "The digest of the rows of every range in `learnt`, one after another: one range's is the digest of its rows, as versions recorded it before."
+    return _digest(pd.concat([positions.rows(*span) for span in learnt]) if len(learnt) > 1 else positions.rows(*learnt[0]))
 
 # %% ../nbs/18_train.ipynb #0024
 def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str) -> None:
@@ -414,7 +418,7 @@ def _train_holdout(cfg:DictConfig, raw:pd.DataFrame, source:str|None=None) -> Tr
         said = _describe(cfg, f"holdout: {tr} / {va} / {te} rows per series to train / validate / test" + (REFITTED if refit else ""), scores)
         scored_on = scoring_record(cfg, positions, tr + va, tr + va + te, {
             "cv": "holdout", "train_rows": tr, "val_rows": va, "test_rows": te, "eval_stride": int(cfg.cv.eval_stride),
-            "horizon": forecaster.max_horizon, "season": season}, learnt=(0, insample_end))
+            "horizon": forecaster.max_horizon, "season": season}, learnt=[(0, insample_end)])
         # the request example is the look-back right before the test span: a real window, whose forecast lies in the unseen test rows
         version, aliases = _ship(cfg, forecaster, registering, reference=positions.rows(0, tr + va), example=val_rows, scores=scores,
                                  scored_on=scored_on, description=said)
@@ -506,10 +510,10 @@ def _train_nested(cfg:DictConfig, raw:pd.DataFrame, storage:str, source:str|None
         _say_unscaled(max(int(f.scores.get("mase_unscaled_series", 0)) for f in result.folds), season, "cv_mase", result.summary.get("cv_mase", np.nan),
                       "fold_mase_unscaled_series")
         scored_on = scoring_record(cfg, rows, min(f.origin for f in plan.outer), plan.rows, {
-            "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season,
-            # which of each fold's rows its scaler learnt from: all of them with a refit, else all but the early-stopping rows
-            "val_rows": int(cfg.cv.val_rows), "refit": bool(cfg.cv.get("refit"))},
-            learnt=(min(f.train_start for f in plan.outer), max(f.train_end for f in plan.outer)))
+            "cv": "nested", "folds": [[f.train_start, f.train_end, f.origin, f.horizon] for f in plan.outer], "season": season},
+            # each fold's scaler learns from its rows but the early-stopping ones (all of them with a refit), its MASE from all of them
+            learnt=[(f.train_start, f.train_end - (0 if cfg.cv.get("refit") else int(cfg.cv.val_rows))) for f in plan.outer]
+                   + [(f.train_start, f.train_end) for f in plan.outer])
         version, aliases = _ship(cfg, forecaster, registering, reference=rows.rows(plan.final.train_start, plan.final.train_end),
                                  example=rows.rows(0, plan.rows), scores=result.summary, scored_on=scored_on, description=said)
     return TrainResult(forecaster, result.summary, run.info.run_id, f"models:/{cfg.mlflow.registered_model}/{version}", version, aliases, result)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -230,14 +231,14 @@ class Window:
     def add(self, info:dict[str, Any], observed:Any, repaired:dict[str, int]) -> None:
         "One request: its histograms (None: binned by an artifact no longer served; `REFUSED`: refused for its data), what was repaired in it."
         for what, n in repaired.items(): self.repaired[what] = self.repaired.get(what, 0) + int(n)
-        if isinstance(observed, str): self.of(info).refuse()  # REFUSED: sent as it is through Ray's window too
+        if isinstance(observed, str): self.of(info).refuse(key=int(observed.partition(":")[2] or 0) or None)  # REFUSED:key, through Ray's window too
         elif observed is not None: self.of(info).add(observed, repaired=repaired)
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "The monitor's report on its window, and the repairs tallied."
         return self.of(info).report() | {"repaired": dict(self.repaired)} | ({"traffic": added_up(self.traffic.values())} if self.traffic else {})
 
-REFUSED = "refused"  # what a request refused for its data adds to the window in place of its histograms
+REFUSED = "refused"  # what a request refused for its data adds to the window in place of its histograms, as `refused:KEY`
 
 class Watch:
     "The server's live monitor — a `Window` here, or one shared by every replica of an application — and the metrics of what it is told."
@@ -252,9 +253,10 @@ class Watch:
         # binned against the artifact that answered: one a reload has just replaced is not this window's reference
         self.window.add(info, notes["observed"] if notes.get("key") in (None, info["key"]) else None, notes["repaired"])
 
-    def refused(self, info:dict[str, Any]) -> None:
-        "One request refused for its data (a series' rows): counted in the window beside the answered ones."
-        self.window.add(info, REFUSED, {})
+    def refused(self, info:dict[str, Any], said:str) -> None:
+        "One request refused for its data (a series' rows), by the refusal's words `said`: counted in the window beside the answered ones."
+        # keyed by its words, so a retry of the same request is a repeat, as an answered one is (`Monitor.refuse`)
+        self.window.add(info, f"{REFUSED}:{int.from_bytes(hashlib.blake2b(said.encode('utf-8', 'surrogatepass'), digest_size=8).digest(), 'little')}", {})
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "What `GET /monitor` answers; the gauges set to it."
@@ -294,7 +296,7 @@ async def bad_input(request:Request, exc:InputError) -> JSONResponse:
     _metrics(request).errors.labels("input").inc()
     status = 400 if isinstance(exc, BadRequest) else 413 if isinstance(exc, OverLimit) else 422
     if status == 422 and exc.series is not None and (watch := getattr(request.app.state, "watch", None)) is not None:
-        watch.refused(await request.app.state.backend.info())  # a series' data refused: the monitor counts it beside the answered
+        watch.refused(await request.app.state.backend.info(), str(exc))  # a series' data refused: the monitor counts it beside the answered
     return _error(status, exc.field, exc.reason, exc.series, None if exc.row is None else str(exc.row))
 
 async def unavailable(request:Request, exc:Unavailable) -> JSONResponse:
