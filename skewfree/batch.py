@@ -27,7 +27,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 from .artifact import Columns
 from .core import InputError
 from .data import column_names, comma_separated, csv_reading, file_kind, plain_frame
-from .panel import first_other_offset, naive_in, numbers_not_times, refuse_missing_columns, written_offsets
+from .panel import Rows, first_other_offset, numbers_not_times, parse_times, refuse_missing_columns, series_codes, written_offsets
 from .serving.codec import naive_times
 
 # %% auto #0
@@ -110,16 +110,16 @@ def _series_at(raw:pd.DataFrame, id_col:str|None, row:Any) -> str|None:
     "The series of row `row` (an index label), for an error; None without a row or an id column."
     return None if row is None or id_col not in raw.columns else str(raw.at[row, id_col])
 
-def _in_zone(raw:pd.DataFrame, schema:Schema, zone:str) -> pd.DataFrame:
-    "Text times that all show a UTC offset, several in a column (a zone's daylight saving), as naive times in `zone`, as training read them."
+def _in_zone(raw:pd.DataFrame, schema:Schema, id_col:str|None, zone:str) -> pd.DataFrame:
+    "Text times that all show a UTC offset, several in a column (a zone's daylight saving), read by the panel's parser in `zone`, as training read them."
     for spec in schema.inputs:
-        values = raw.get(spec.name)
+        values, name = raw.get(spec.name), str(spec.name)
         if spec.type != DataType.datetime or values is None or pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values):
             continue
         written = written_offsets(values)
         if (written == "").any() or written.nunique() < 2: continue  # one offset, or times without one: MLflow's cast reads them
-        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
-        if not parsed.isna().any(): raw = raw.assign(**{str(spec.name): naive_in(parsed, zone)})  # one that does not parse: the cast names it
+        try: raw = raw.assign(**{name: parse_times(values, name, Rows(*series_codes(raw, id_col), raw.index), zone)})
+        except InputError: pass  # a time that does not parse (or a missing id): the cast below names it
     return raw
 
 def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
@@ -131,7 +131,7 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
         if spec.type == DataType.datetime and given is not None and pd.api.types.is_numeric_dtype(given) and (first := given.first_valid_index()) is not None:
             raise InputError(f"{field}: column {spec.name}", numbers_not_times(given[first]),
                              _series_at(raw, id_col, first), first)
-    if timezone is not None: raw = _in_zone(raw, schema, timezone)
+    if timezone is not None: raw = _in_zone(raw, schema, id_col, timezone)
     try: return naive_times(cast_df_types_according_to_schema(raw, schema), schema, timezone)
     except MlflowException:
         for spec in schema.inputs:  # the cast's message names the column only in prose: find it, and its first bad row

@@ -72,11 +72,11 @@ class ConformalIntervals:
                   point:np.ndarray|None=None, # (windows, steps) the point forecast, whose errors size each series (with `series`)
                  ) -> ConformalIntervals:
         "The shift of every level and step: split conformal's quantile of `actual - base` over the windows, in each series' own unit."
-        spreads = None if series is None or point is None else error_spreads(actual - point, series)
+        spreads: dict[str, float]|None = None
         unit: float|np.ndarray = 1.0
-        if spreads is not None and series is not None and point is not None:
+        if series is not None and point is not None and (spreads := error_spreads(errors := actual - point, series)) is not None:
             unit = pd.Series(spreads).reindex(np.asarray(series, dtype=str)).to_numpy(np.float64)[:, None]
-            if (flat := flat_errors(actual - point, series)).any() and not flat.all():
+            if (flat := flat_errors(errors, series)).any() and not flat.all():
                 # a series that errs alike on every window (a constant one) would pile one score up many times: every band pulled to it
                 actual, unit, base = actual[~flat], unit[~flat], {q: b[~flat] for q, b in base.items()}
         levels, shifts = sorted(base), []

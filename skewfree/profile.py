@@ -13,7 +13,8 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['BINS', 'NAMED_MOST', 'js_divergence', 'linf_distance', 'Feature', 'rolling_moments', 'Profile', 'Seen', 'history_key']
+__all__ = ['BINS', 'NAMED_MOST', 'js_divergence', 'linf_distance', 'Feature', 'rolling_moments', 'Profile', 'Seen', 'history_key',
+           'Refused']
 
 # %% ../nbs/09_profile.ipynb #0005
 BINS = 10 # bins between the training extremes, cut at the training quantiles
@@ -247,3 +248,10 @@ def history_key(ids:Sequence[Any]|np.ndarray, ends:np.ndarray, values:np.ndarray
     "A request's histories, the same in every process (no salted `hash`): its series' ids, where each history ends, and its values."
     named = "\x1f".join(map(str, ids)).encode("utf-8", "surrogatepass") + b"\x1e" + np.ascontiguousarray(ends, "datetime64[ns]").tobytes()
     return _digest(named if values is None else named + np.ascontiguousarray(values).tobytes())  # a corrected history is new data
+
+class Refused(NamedTuple):
+    "What a live monitor is told of a request refused for its data: its key, the refusal's words digested (a retry is a repeat)."
+    key: int|None = None
+
+    @classmethod
+    def saying(cls, said:str) -> Refused: return cls(_digest(said.encode("utf-8", "surrogatepass")))

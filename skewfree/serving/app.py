@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
@@ -31,7 +30,7 @@ from starlette.requests import ClientDisconnect
 from ..artifact import mlflow_field, mlflow_reason
 from ..core import InputError, first_line
 from ..monitor import Monitor, MonitorConfig
-from ..profile import Feature
+from ..profile import Feature, Refused
 from .codec import INVOCATION_BODY, NOT_UNICODE, is_unicode, csv_as_split, lone_surrogate_at, may_repeat_a_key, refuse_duplicate_keys
 from .contract import (BadRequest, Deadline, DeadlineExceeded, Limits, OverLimit, PredictRequest, PredictResponse, Unavailable,
                                        error_answers, typed_keys)
@@ -41,11 +40,11 @@ from .workers import Backend, LocalBackend, ProcessBackend, writable
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'ECHO_CHARS', 'Family', 'REFUSED', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes',
-           'RELOAD_BACKOFF', 'Guard', 'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'invalid',
-           'http_error', 'bad_input', 'unavailable', 'too_slow', 'refused_by_schema', 'health', 'ready', 'metadata',
-           'prometheus', 'drift', 'refuse_query', 'predict', 'invocations', 'reload', 'with_request_examples',
-           'with_model_limits', 'lifespan', 'create_app', 'guarded_http']
+__all__ = ['log', 'ECHO_CHARS', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'RELOAD_BACKOFF',
+           'Guard', 'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error',
+           'bad_input', 'unavailable', 'too_slow', 'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus',
+           'drift', 'refuse_query', 'predict', 'invocations', 'reload', 'with_request_examples', 'with_model_limits',
+           'lifespan', 'create_app', 'guarded_http']
 
 # %% ../../nbs/24_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -229,16 +228,15 @@ class Window:
         return self.monitors[key]
 
     def add(self, info:dict[str, Any], observed:Any, repaired:dict[str, int]) -> None:
-        "One request: its histograms (None: binned by an artifact no longer served; `REFUSED`: refused for its data), what was repaired in it."
+        "One request: its histograms (None: binned by an artifact no longer served; `Refused`: refused for its data), what was repaired in it."
         for what, n in repaired.items(): self.repaired[what] = self.repaired.get(what, 0) + int(n)
-        if isinstance(observed, str): self.of(info).refuse(key=int(observed.partition(":")[2] or 0) or None)  # REFUSED:key, through Ray's window too
+        if isinstance(observed, Refused): self.of(info).refuse(key=observed.key)  # sent as it is through Ray's window too
         elif observed is not None: self.of(info).add(observed, repaired=repaired)
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "The monitor's report on its window, and the repairs tallied."
         return self.of(info).report() | {"repaired": dict(self.repaired)} | ({"traffic": added_up(self.traffic.values())} if self.traffic else {})
 
-REFUSED = "refused"  # what a request refused for its data adds to the window in place of its histograms, as `refused:KEY`
 
 class Watch:
     "The server's live monitor — a `Window` here, or one shared by every replica of an application — and the metrics of what it is told."
@@ -255,8 +253,7 @@ class Watch:
 
     def refused(self, info:dict[str, Any], said:str) -> None:
         "One request refused for its data (a series' rows), by the refusal's words `said`: counted in the window beside the answered ones."
-        # keyed by its words, so a retry of the same request is a repeat, as an answered one is (`Monitor.refuse`)
-        self.window.add(info, f"{REFUSED}:{int.from_bytes(hashlib.blake2b(said.encode('utf-8', 'surrogatepass'), digest_size=8).digest(), 'little')}", {})
+        self.window.add(info, Refused.saying(said), {})  # keyed by its words: a retry of the same request is a repeat (`Monitor.refuse`)
 
     async def report(self, info:dict[str, Any]) -> dict[str, Any]:
         "What `GET /monitor` answers; the gauges set to it."
