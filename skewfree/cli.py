@@ -560,6 +560,7 @@ def _recalibrated(args:argparse.Namespace, model:Any, raw:pd.DataFrame, was:Any)
     from skewfree.evaluate import recalibrate as measure_again
     source, forecaster = model.unwrap_python_model(), model.unwrap_python_model().forecaster
     with named_by_options("windows", "data"):  # the count of windows to change, or the rows they are measured on
+        forecaster.preprocessor.refuse_off_grid(raw)  # daily rows to an hourly model: refused, not counted as hours first
         if stale := fitted_rows(forecaster, raw):  # the training file itself, say: its windows would be few, and from its last rows only
             print(f"skewfree recalibrate: {stale} rows of --data lie inside the model's training rows (through {forecaster.fitted_through}) "
                   "beyond the look-back a window needs: they measure nothing; the windows are the rows after them", file=sys.stderr)

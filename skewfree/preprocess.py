@@ -473,6 +473,12 @@ class _Series(_Settings):
         self.spacing.refuse_other_phase(panel, freqs, at)  # daily rows at noon to a model of midnights: other data, not forecast at noon
         return at, freqs, stats, fallback, yards
 
+    def refuse_off_grid(self, df:pd.DataFrame) -> None:
+        "Refuse rows the fitted grid cannot take (another frequency, a time off its steps), as `transform` would: before anything counts them."
+        self._check_fitted()
+        panel = self.panel(df)
+        self.spacing.grid(panel, self._series_state(panel)[1])  # gaps repaired or refused by the model's policy, as in `transform`
+
     def pieces(self, df:pd.DataFrame, rows:int) -> Iterator[Panel]:
         "Panels of whole series, about `rows` rows each: the frame cut by rows where each series' rows lie together, else parsed whole, then cut."
         self._check_fitted()

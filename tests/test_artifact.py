@@ -202,6 +202,13 @@ def test_recalibrate_logs_a_new_model_whose_bands_moved_and_point_forecast_did_n
     left_out = int(done.stderr.split(" of 200 calibration windows hold more repaired values")[0].rsplit(" ", 1)[1])
     assert "they are left out of the intervals' calibration" in done.stderr, done.stderr[-2000:]
     assert 0 < left_out < 100 and f"bands from {200 - left_out} windows" in done.stdout, done.stdout + done.stderr[-2000:]
+    # daily means to an hourly model: refused for their frequency, before any count of windows or rows is said of them as hours
+    daily = recent.assign(date=pd.to_datetime(recent.date).dt.floor("D")).groupby(["series_id", "date"], as_index=False).mean()
+    daily.to_csv(source, index=False)
+    done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), store=store)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "skewfree recalibrate: date: rows are 24 steps of the fitted frequency 'h' apart (found '24h'): data of another frequency is "
+        "refused, not reindexed; send the series at 'h', series 'ETTh1'"], done.stderr[-2000:]
     # rows the model was fitted on are refused, naming the field; nothing is logged
     raw[pd.to_datetime(raw.date) <= through].to_csv(source, index=False)
     done = cli("recalibrate", "--model-uri", trained.model_uri, "--data", str(source), "--windows", "100", store=store)
