@@ -27,7 +27,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 from .artifact import Columns
 from .core import InputError
 from .data import column_names, comma_separated, csv_reading, file_kind, plain_frame
-from .panel import Rows, first_other_offset, numbers_not_times, parse_times, refuse_missing_columns, series_codes, written_offsets
+from .panel import first_other_offset, numbers_not_times, refuse_missing_columns, several_offsets, times_read
 from .serving.codec import naive_times
 
 # %% auto #0
@@ -110,17 +110,11 @@ def _series_at(raw:pd.DataFrame, id_col:str|None, row:Any) -> str|None:
     "The series of row `row` (an index label), for an error; None without a row or an id column."
     return None if row is None or id_col not in raw.columns else str(raw.at[row, id_col])
 
-def _in_zone(raw:pd.DataFrame, schema:Schema, id_col:str|None, zone:str) -> pd.DataFrame:
-    "Text times that all show a UTC offset, several in a column (a zone's daylight saving), read by the panel's parser in `zone`, as training read them."
-    for spec in schema.inputs:
-        values, name = raw.get(spec.name), str(spec.name)
-        if spec.type != DataType.datetime or values is None or pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values):
-            continue
-        written = written_offsets(values)
-        if (written == "").any() or written.nunique() < 2: continue  # one offset, or times without one: MLflow's cast reads them
-        try: raw = raw.assign(**{name: parse_times(values, name, Rows(*series_codes(raw, id_col), raw.index), zone)})
-        except InputError: pass  # a time that does not parse (or a missing id): the cast below names it
-    return raw
+def _offsets_read(raw:pd.DataFrame, schema:Schema, id_col:str|None, zone:str|None) -> pd.DataFrame|None:
+    "Text times that all show a UTC offset, several in a column (a zone's daylight saving), read by the panel's parser in `zone`; None: none such."
+    mixed = [str(spec.name) for spec in schema.inputs if spec.type == DataType.datetime and spec.name in raw.columns and several_offsets(raw[spec.name])]
+    try: return times_read(raw, mixed, id_col, zone) if mixed else None
+    except InputError: return None  # a series that mixes offsets itself (without the zone), a time that does not parse: named below
 
 def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                *, timezone:str|None, # the model's zone (`Columns.timezone`): zone-aware times are read in it, as a served request's are
@@ -131,9 +125,12 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
         if spec.type == DataType.datetime and given is not None and pd.api.types.is_numeric_dtype(given) and (first := given.first_valid_index()) is not None:
             raise InputError(f"{field}: column {spec.name}", numbers_not_times(given[first]),
                              _series_at(raw, id_col, first), first)
-    if timezone is not None: raw = _in_zone(raw, schema, id_col, timezone)
     try: return naive_times(cast_df_types_according_to_schema(raw, schema), schema, timezone)
     except MlflowException:
+        # pandas' cast takes one offset only: times in several (a zone's summer and winter) are read as a request's and training's are
+        if (read := _offsets_read(raw, schema, id_col, timezone)) is not None:
+            try: return cast_df_types_according_to_schema(read, schema)
+            except MlflowException: pass  # another column's value: found below
         for spec in schema.inputs:  # the cast's message names the column only in prose: find it, and its first bad row
             if spec.name not in raw.columns: continue
             try: cast_df_types_according_to_schema(raw[[spec.name]], Schema([spec]))
@@ -149,7 +146,7 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                     if ids is not None and (own := first_other_offset(values, ids)) is not None:  # a series that mixes offsets itself
                         raise InputError(f"{field}: column {spec.name}", f"{values[own]!r} is in another UTC offset than this series' first time: "
                                          "write every time in one offset, or all without one", _series_at(raw, id_col, own), own) from None
-                    # each series keeps to its own offset: the file's fault, not a series' (skipping must not leave one out for it)
+                    # series with an offset beside series without one: the file's fault, not a series' (skipping must not leave one out for it)
                     raise InputError(f"{field}: column {spec.name}", f"{values[row]!r} is in another UTC offset than {values.iloc[0]!r}: "
                                      "write every time in one offset, or all without one", None, row) from None
                 bad = values.index[parsed.isna() & values.notna()]

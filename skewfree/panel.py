@@ -16,8 +16,8 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['SINGLE_SERIES', 'SINGLE_SERIES_COLUMN', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes',
-           'naive_in', 'numbers_not_times', 'parse_times', 'written_offsets', 'first_other_offset', 'parse_numbers',
-           'refuse_missing_columns', 'parse_panel']
+           'naive_in', 'numbers_not_times', 'parse_times', 'written_offsets', 'first_other_offset', 'several_offsets',
+           'times_read', 'parse_numbers', 'refuse_missing_columns', 'parse_panel']
 
 # %% ../nbs/03_panel.ipynb #0005
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
@@ -181,6 +181,17 @@ def _one_offset_per_series(values:pd.Series, name:str, rows:Rows,
         raise rows.error(mixed, name, lambda at: f"timestamps mix time zones or formats: {values.iloc[at]!r} is not in the UTC offset of this "
                                                  f"series' first time{said}")
     return pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
+
+def several_offsets(values:pd.Series) -> bool:
+    "Whether text times each show a UTC offset, and not all the same one: a column pandas' cast refuses (MLflow's), and the panel reads."
+    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values): return False
+    written = written_offsets(values.dropna())
+    return bool(len(written)) and not (written == "").any() and written.nunique() > 1
+
+def times_read(frame:pd.DataFrame, names:Sequence[str], id_col:str|None, zone:str|None=None) -> pd.DataFrame:
+    "`frame` with its time columns `names` read by the panel's parser, as training read them: naive, in `zone`."
+    rows = Rows(*series_codes(frame, id_col), frame.index)
+    return frame.assign(**{str(n): parse_times(frame[n], str(n), rows, zone) for n in names})
 
 def parse_numbers(column:pd.Series, name:str, rows:Rows) -> np.ndarray:
     "Float64 values (NaN where missing), or an `InputError` naming the first value that is not a number."

@@ -16,17 +16,19 @@ import numpy as np
 import orjson
 import pandas as pd
 from mlflow.pyfunc.scoring_server import DF_SPLIT, INPUTS, INSTANCES, SUPPORTED_FORMATS, infer_and_parse_data
-from mlflow.types import DataType, Schema
+from mlflow.exceptions import MlflowException
+from mlflow.types import ColSpec, DataType, Schema
 
 from ..core import InputError, first_line, shown
 from ..data import comma_separated, csv_reading
-from ..panel import naive_in
+from ..panel import naive_in, several_offsets, times_read
 from .contract import BadRequest
 
 # %% auto #0
 __all__ = ['INVOCATION_BODY', 'NOT_UNICODE', 'predictions_json', 'request_body', 'split_by_columns', 'refuse_duplicate_keys',
            'may_repeat_a_key', 'lone_surrogate_at', 'is_unicode', 'refuse_loose_rows', 'refuse_missing_columns',
-           'signed_columns_only', 'csv_as_split', 'parse_invocation', 'as_frame', 'Parsed', 'naive_times']
+           'signed_columns_only', 'csv_as_split', 'parse_invocation', 'parsed_by_mlflow', 'as_frame', 'Parsed',
+           'naive_times']
 
 # %% ../../nbs/21_serving_codec.ipynb #0006
 _COLUMNS = {"type": "array", "items": {"type": "string"}}
@@ -204,7 +206,13 @@ def _place(request:dict[str, Any], path:tuple, id_col:str|None) -> tuple[str, st
 _NONE = type(None)
 
 def _number(value:Any) -> bool: return type(value) in (int, float)  # JSON numbers; true/false are not
-def _whole(value:Any) -> bool: return type(value) is int or (type(value) is float and (math.isnan(value) or value.is_integer()))
+def _whole_in(value:Any, bits:int) -> bool:
+    "A JSON whole number (or a bare NaN) that a signed integer of `bits` bits holds: beyond it, MLflow's cast would wrap it round to another id."
+    if type(value) is int: return -2**(bits - 1) <= value < 2**(bits - 1)
+    # a float is whole exactly up to 2**53 only; past 64 bits orjson reads an integer as a float, rounded (-2**63 - 1 to -2**63)
+    return type(value) is float and (math.isnan(value) or (value.is_integer() and abs(value) <= min(2**53, 2**(bits - 1) - 1)))
+def _long(value:Any) -> bool: return _whole_in(value, 64)
+def _int32(value:Any) -> bool: return _whole_in(value, 32)
 def _text(value:Any) -> bool: return type(value) is str or (type(value) is float and math.isnan(value))  # a bare NaN: missing text
 # a series numbered 1 is the series '1', as a CSV body, a file and `pyfunc.predict` read it: ids are labels, never arithmetic
 def _label(value:Any) -> bool: return _text(value) or type(value) is int
@@ -212,7 +220,8 @@ def _label(value:Any) -> bool: return _text(value) or type(value) is int
 # per schema type: the JSON values it takes (null always: a missing value, for the preprocessor's policy), and what to call them
 _STRICT: dict[Any, tuple[Callable[[Any], bool], str]] = {
     DataType.double: (_number, "a number"), DataType.float: (_number, "a number"),
-    DataType.long: (_whole, "a whole number"), DataType.integer: (_whole, "a whole number"), DataType.string: (_text, "text"),
+    DataType.long: (_long, "a whole number within 64 bits"), DataType.integer: (_int32, "a whole number within 32 bits"),
+    DataType.string: (_text, "text"),
     # a number is no time: MLflow would read it as nanoseconds after 1970 (pandas' `to_json` writes milliseconds unless told `date_format="iso"`)
     DataType.datetime: (_text, "a time written as text, e.g. 2016-07-01T00:00:00")}
 
@@ -256,8 +265,7 @@ def _columns_of(key:str, table:Any, required:list[str], signed:set[str]) -> dict
         if (twice := _first_repeated(names)) is not None:  # MLflow's frame would hold two columns of that name, and its check fail on them
             raise BadRequest(twice, f"named twice in {key}.columns: only one of the two columns would be read")
         return {n: [r[i] for r in rows] for i, n in enumerate(names) if n in signed}
-    if isinstance(table, dict) and key in (INSTANCES, INPUTS) and all(isinstance(v, list) for v in table.values()):
-        return {str(n): v for n, v in table.items() if str(n) in signed}  # columnar: one list per column
+    if isinstance(table, dict) and key in (INSTANCES, INPUTS) and any(isinstance(v, list) for v in table.values()): return _columnar(table, signed)
     if not (isinstance(table, list) and table): return None
     if bad := [i for i, r in enumerate(table) if not isinstance(r, dict)]:  # records (or `instances`/`inputs` as a list of them)
         raise BadRequest(f"{key}.{bad[0]}", f"a record is an object of column → value; got {_shown(table[bad[0]])}", None, bad[0])
@@ -267,6 +275,12 @@ def _columns_of(key:str, table:Any, required:list[str], signed:set[str]) -> dict
             raise BadRequest(name, "column is missing from this row (other rows have it)", None, lacking[0])
     # the signature's columns only: every record may bring a key of its own, and a column of each would grow with keys × records
     return {str(n): [r.get(n) for r in table] for n in present & signed}
+
+def _columnar(table:dict[str, Any], signed:set[str]) -> dict[str, list]:
+    "`instances` or `inputs` given as one list per column; a column of one value beside them refused, which MLflow would repeat down every row."
+    if (single := next((str(n) for n, v in table.items() if not isinstance(v, list) and str(n) in signed), None)) is not None:
+        raise BadRequest(single, "one value where the other columns hold a list of rows: send a list, one value per row")  # a history nobody sent
+    return {str(n): v for n, v in table.items() if str(n) in signed}
 
 def refuse_missing_columns(present:Sequence[str], schema:Schema) -> None:
     "Refuse a request lacking a column the signature requires, in MLflow's words, naming a few of the columns it sent instead (a misspelt one)."
@@ -386,7 +400,22 @@ def parse_invocation(body:bytes, schema:Schema, by_columns:bool=False, *,
     refuse_duplicate_keys(body)  # records and instances repeat their column names in every row: only a full read tells
     refuse_loose_rows(request, schema, id_col)
     request = signed_columns_only(request, schema)
-    return Parsed(naive_times(as_frame(infer_and_parse_data(request, schema), schema), schema, timezone), params, False)
+    return Parsed(naive_times(parsed_by_mlflow(request, schema, id_col, timezone), schema, timezone), params, False)
+
+def parsed_by_mlflow(request:dict[str, Any], schema:Schema, id_col:str|None=None, timezone:str|None=None) -> pd.DataFrame:
+    "The request's rows as MLflow's parser reads them; times it refuses for their several UTC offsets (a zone's daylight saving) read by the panel's parser."
+    try: return as_frame(infer_and_parse_data(request, schema), schema)
+    except MlflowException as refused:
+        # pandas reads a column of `+01:00` and `+02:00` times only all at once in UTC, which MLflow's cast does not ask for; the
+        # panel's parser reads them as training read its file (each series in one offset, or any where the model names its zone)
+        def read(text:list[Any]) -> pd.DataFrame:  # MLflow's parse, with the `text` columns left as text
+            with_text = Schema([ColSpec(DataType.string, c.name, c.required) if c.name in text else c for c in schema.inputs])
+            return as_frame(infer_and_parse_data(request, with_text), with_text)
+        times = [str(c.name) for c in schema.inputs if c.type == DataType.datetime]
+        try: text = read(times)
+        except MlflowException: raise refused from None  # not for its times: MLflow's reason stands
+        if not (mixed := [n for n in times if n in text.columns and several_offsets(text[n])]): raise refused from None
+        return times_read(text if mixed == times else read(mixed), mixed, id_col, timezone)  # any other time column as MLflow casts it
 
 def as_frame(parsed:Any, schema:Schema) -> pd.DataFrame:
     "MLflow's parse of a request as a DataFrame: `instances` and `inputs` parse to columns (or a record) that its schema check frames."
