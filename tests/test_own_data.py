@@ -277,6 +277,20 @@ def test_daily_times_written_in_a_daylight_saving_zones_own_offsets_train_with_t
     forecast = result.forecaster.predict(frame.groupby("store").tail(result.forecaster.history_length), 7)
     assert (pd.to_datetime(forecast.day).dt.strftime("%H:%M") == "00:00").all()  # every day at its local midnight, summer and winter
     assert pd.to_datetime(forecast.day).max() == pd.Timestamp("2023-01-01") + pd.Timedelta(days=1100 + 6)
+    # the same zone's times in a Parquet file (a datetime signature, which MLflow's cast reads in one offset only): a request in the
+    # zone's own offsets, across a clock change, is answered on /invocations as the naive local times are (attack review: it was a 400)
+    from skewfree.serving.codec import request_body
+    from skewfree.serving.pipeline import answer_invocation, hydrate
+    aware = frame.assign(day=pd.to_datetime(frame.day, utc=True).dt.tz_convert("Europe/Berlin"))
+    aware.to_parquet(parquet := tmp_path / "berlin.parquet", index=False)
+    typed = train(compose_config([*overrides, f"data.path={parquet}", "data.timezone=Europe/Berlin", "mlflow.registered_model=own-data-berlin-pq"]))
+    loaded = hydrate(typed.model_uri)
+    recent = aware[aware.day <= pd.Timestamp("2025-10-28", tz="Europe/Berlin")].groupby("store").tail(typed.forecaster.history_length)
+    offsets = recent.assign(day=recent.day.map(pd.Timestamp.isoformat))
+    assert offsets.day.str[-6:].nunique() == 2  # summer and winter
+    local = recent.assign(day=recent.day.dt.tz_localize(None).astype(str))
+    answers = [json.loads(answer_invocation(loaded, request_body(rows, {"horizon": 7}).encode())[0]) for rows in (offsets, local)]
+    assert answers[0] == answers[1] and len(answers[0]["predictions"]) == 14
 
 
 def test_business_days_with_holidays_train_on_business_days(store, tmp_path):
