@@ -225,7 +225,9 @@ def _past_request(forecaster:Forecaster, raw:Panel, k:int, grid:np.ndarray, orig
     pre = forecaster.preprocessor
     start, given = int(raw.indptr[k]), raw.times[raw.indptr[k]:raw.indptr[k + 1]]
     at, before = int(np.searchsorted(grid, origin)), int(np.searchsorted(given, origin))
-    if smallest:  # every step of the look-back, a missing value or a missing step sent as a null, as a client sends what it has
+    # every step of the look-back, a missing value or a missing step sent as a null, as a client sends what it has; so too where
+    # fewer rows than the look-back lie before it (holidays among business days, counted as steps where the span was cut)
+    if smallest or before < forecaster.history_length:
         steps = grid[at - forecaster.history_length:at]
         found = np.minimum(np.searchsorted(given, steps), len(given) - 1)
         has = given[found] == steps
@@ -513,6 +515,11 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
         if not (over := table["_over_budget"].to_numpy()).any(): forecaster.intervals = measured(table)
         else:  # bands for the answers serving gives: from the windows it would answer, where they are enough to measure them
             budget = forecaster.preprocessor.repair_budget
+            if over.all():  # a model that would refuse every request like its data's (a closing day each week): not one to ship
+                raise InputError("data.repair_budget", f"every one of the {len(over) // steps} calibration windows holds more repaired values "
+                                 f"in its look-back than serving allows (max_share {budget.max_share:g}, max_run {budget.max_run}, at_end "
+                                 f"{budget.at_end}), so serving would refuse every request like them: give a row for every step (a closed "
+                                 "day with its true value, 0 if nothing was sold), or raise data.repair_budget.max_share")
             said = (f"{over.sum() // steps} of {len(over) // steps} calibration windows hold more repaired values in their look-back than "
                     f"data.repair_budget allows (max_share {budget.max_share:g}, max_run {budget.max_run}, at_end {budget.at_end}): serving "
                     "would refuse them")

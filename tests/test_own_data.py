@@ -316,6 +316,30 @@ def test_business_days_with_holidays_train_on_business_days(store, tmp_path):
     assert (result.forecaster.predict(newcomer, 5).day.dt.day_of_week < 5).all()
 
 
+def test_holidays_at_a_splits_start_train_and_a_weekly_closing_day_is_refused_before_any_model_is_logged(store, tmp_path):
+    from pandas.tseries.holiday import USFederalHolidayCalendar
+    # US federal holidays among business days, the smoke's validation span starting the day after New Year: its first windows'
+    # pasts hold fewer rows than the look-back's steps. Training died in calibration ("needs at least 48 rows, got 44"; attack review)
+    days = pd.bdate_range("2019-01-01", "2026-12-31")
+    end = days[days.get_loc(pd.Timestamp("2023-01-03")) + 399]  # smoke: the newest 1000 steps, validation from step 600
+    days = days[days <= end][-1150:]
+    days = days[~days.isin(USFederalHolidayCalendar().holidays(days[0], days[-1]))]
+    frame = sales(len(days)).assign(day=np.tile(days.strftime("%Y-%m-%d"), 2))
+    frame.to_csv(path := tmp_path / "holidays.csv", index=False)
+    base = ["model=nlinear_ls", "profile=smoke", "data=file", "data.time_col=day", "data.target=units", "data.id_col=store"]
+    result = train(compose_config([*base, f"data.path={path}", "mlflow.registered_model=own-holidays"]))
+    assert list(result.forecaster.preprocessor.spacing.freq_) == ["B", "B"] and result.forecaster.intervals is not None
+    # a daily file closed every Sunday: 1 step in 7 made up, which training repairs (under 25 %) but serving never would (5 %).
+    # It registered a model that refused every request, its own example too; now refused before any model is logged
+    daily = sales(1200)
+    daily[pd.to_datetime(daily.day).dt.day_of_week != 6].to_csv(closed := tmp_path / "closed.csv", index=False)
+    client = mlflow.MlflowClient()
+    for missing in ("interpolate", "ffill"):
+        with pytest.raises(InputError, match="every one of the .* calibration windows holds more repaired values"):
+            train(compose_config([*base, f"data.path={closed}", f"data.missing={missing}", "mlflow.registered_model=own-closed"]))
+    assert not client.search_registered_models("name='own-closed'")
+
+
 def test_a_constant_series_is_left_out_of_mase_and_counted(store, tmp_path, caplog):
     # its seasonal naive never errs in-sample: a MASE scale of 0 made test_mase infinite, with no word of why
     frame = sales()
