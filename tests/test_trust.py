@@ -90,22 +90,23 @@ def test_one_old_row_does_not_make_a_request_a_million_rows_long(srv, history):
     assert answer.status_code == 422 and "its gaps would insert" in answer.json()["error"]["reason"], answer.text
 
 
-def test_training_data_with_holes_still_packages_its_example(store, tmp_path, caplog):
-    "The input example and golden requests are the project's, made from training rows: repaired as training repairs, not refused."
+def test_training_data_with_holes_beyond_the_serving_budget_is_refused_or_trained_with_a_budget_that_serves_it(store, tmp_path):
+    "A model that would refuse every request like its own data is refused before it is logged; with the budget raised, it serves them."
     from skewfree.config import compose_config
+    from skewfree.core import InputError
     from skewfree.train import train
     raw = load_ett(max_rows=1000)[["series_id", "date", "OT"]]
-    raw.loc[raw.groupby("series_id").cumcount() % 10 == 5, "OT"] = np.nan  # 10 % of every window: beyond a served request's budget
+    raw.loc[raw.groupby("series_id").cumcount() % 10 == 5, "OT"] = np.nan  # 10 % of every window: beyond a served request's budget (5 %)
     raw.to_csv(tmp_path / "holes.csv", index=False)
-    result = train(compose_config(["profile=smoke", "data=file", f"data.path={tmp_path / 'holes.csv'}", "data.id_col=series_id",
-                                   "data.target=OT", "mlflow.registered_model=holes"]))
+    base = ["profile=smoke", "data=file", f"data.path={tmp_path / 'holes.csv'}", "data.id_col=series_id", "data.target=OT", "mlflow.registered_model=holes"]
+    with pytest.raises(InputError, match="every one of the .* calibration windows holds more repaired values"):  # it registered a model that refused them all
+        train(compose_config(base))
+    result = train(compose_config([*base, "data.repair_budget.max_share=0.15"]))
     import mlflow
     model = mlflow.pyfunc.load_model(result.model_uri)  # golden replay at load included
     assert model.unwrap_python_model().golden_max_difference == 0.0
-    # no validation window is one serving would answer: the intervals are measured on them all, and the run says so
-    assert "calibration windows hold more repaired values" in caplog.text and "calibrated on every window" in caplog.text
-    with pytest.raises(Exception, match="would be repaired"):  # the same window sent by a client is held to the budget
-        model.predict(model.input_example, params={"horizon": 3})
+    answer = model.predict(model.input_example, params={"horizon": 3})  # the same window sent by a client: within its budget now
+    assert answer.forecast.notna().all() and len(answer) == 3 * model.input_example.series_id.nunique()
 
 
 def test_a_repair_within_budget_is_answered_and_shown_on_every_route(srv, history):
