@@ -189,3 +189,15 @@ def test_a_query_string_is_refused_by_name_never_answered_as_if_unsent(server, h
     answer = httpx.post(f"{server.url}{route}?horizon=7", content=exact_json_body(history, 3), headers={"Content-Type": "application/json"}, timeout=60)
     assert answer.status_code == 400 and answer.json()["error"]["field"] == "query.horizon", answer.text
     assert "reads no query parameters" in answer.json()["error"]["reason"]
+
+
+@pytest.mark.parametrize("route", ["/invocations", "/predict"])
+def test_a_compressed_body_is_refused_by_its_encoding_not_read_as_text_it_is_not(server, history, route):
+    import gzip
+    body = gzip.compress(exact_json_body(history, 3).encode())  # attack review: read as bytes, it was told it was "UTF-16 text"
+    answer = httpx.post(f"{server.url}{route}", content=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}, timeout=60)
+    assert answer.status_code == 415 and answer.json()["error"]["reason"] == "Content-Encoding 'gzip' is not taken: send the body uncompressed", answer.text
+    if route == "/invocations":  # told plainly that it is plain: answered
+        plain = httpx.post(f"{server.url}{route}", content=exact_json_body(history, 3), headers={"Content-Type": "application/json",
+                                                                                                "Content-Encoding": "identity"}, timeout=60)
+        assert plain.status_code == 200, plain.text

@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'ECHO_CHARS', 'Family', 'ERROR_HANDLERS', 'status_routes', 'forecast_routes', 'admin_routes', 'RELOAD_BACKOFF',
            'Guard', 'Metrics', 'Repairs', 'Traffic', 'added_up', 'Window', 'Watch', 'invalid', 'http_error',
            'bad_input', 'unavailable', 'too_slow', 'refused_by_schema', 'health', 'ready', 'metadata', 'prometheus',
-           'drift', 'refuse_query', 'predict', 'invocations', 'reload', 'with_request_examples', 'with_model_limits',
-           'lifespan', 'create_app', 'guarded_http']
+           'drift', 'refuse_query', 'compressed', 'refuse_encoded', 'predict', 'invocations', 'reload',
+           'with_request_examples', 'with_model_limits', 'lifespan', 'create_app', 'guarded_http']
 
 # %% ../../nbs/24_serving_app.ipynb #0006
 def _series_at(body:Any, loc:Sequence[Any]) -> str|None:
@@ -284,6 +284,8 @@ async def http_error(request:Request, exc:StarletteHTTPException) -> JSONRespons
     "Unknown route, wrong method, a body that is not text: the same error body as every other refusal."
     if isinstance(exc.__cause__, ClientDisconnect): raise exc.__cause__  # FastAPI's 400 for a body it never got: the guard counts it
     _metrics(request).errors.labels("http").inc()
+    # FastAPI reads a typed route's body before its dependencies run: a compressed one fails there, and is told by its encoding
+    if exc.status_code == 400 and (encoded := compressed(request)) is not None: exc = encoded
     response = _error(exc.status_code, "body" if exc.status_code == 400 else None, str(exc.detail))
     if exc.headers: response.headers.update(exc.headers)  # e.g. Allow on a 405
     return response
@@ -363,8 +365,18 @@ def refuse_query(request:Request) -> None:
         raise BadRequest(f"query.{next(iter(request.query_params))}", "a forecast reads no query parameters: send them in the JSON body "
                                                                       "(`params` of /invocations; a CSV body takes none and gets the model's defaults)")
 
-# checked before the body is read or validated: a dependency of each forecast route
-@forecast_routes.post("/predict", response_model=PredictResponse, responses=error_answers(400, 413, 422, 503, 504), dependencies=[Depends(refuse_query)])
+def compressed(request:Request) -> StarletteHTTPException|None:
+    "The refusal of a compressed body (`Content-Encoding: gzip`), which is not read as the text it is not (\"UTF-16 text\", say); None if plain."
+    if (encoding := request.headers.get("content-encoding", "identity").strip().lower()) == "identity": return None
+    return StarletteHTTPException(415, f"Content-Encoding {encoding!r} is not taken: send the body uncompressed")
+
+def refuse_encoded(request:Request) -> None:
+    "A compressed body refused before it is read."
+    if (refusal := compressed(request)) is not None: raise refusal
+
+# checked before the body is read or validated: dependencies of each forecast route
+@forecast_routes.post("/predict", response_model=PredictResponse, responses=error_answers(400, 413, 415, 422, 503, 504),
+                      dependencies=[Depends(refuse_query), Depends(refuse_encoded)])
 async def predict(request:PredictRequest, raw:Request) -> PredictResponse:
     "Typed forecast request; the answer says which model made it and where the time went."
     # JSON kept only the last; read again in a thread: a body of a million keys must not hold the event loop every request needs
@@ -381,7 +393,7 @@ async def predict(request:PredictRequest, raw:Request) -> PredictResponse:
     200: {"description": "`predictions`: one row per series and step, in original units; `repairs`: what was repaired",
           "content": {"application/json": {"schema": {"type": "object", "required": ["predictions"], "properties": {
               "predictions": {"type": "array", "items": {"type": "object"}}, "repairs": {"type": "object"}}}}}},
-    **error_answers(400, 413, 422, 503, 504)}, dependencies=[Depends(refuse_query)])
+    **error_answers(400, 413, 415, 422, 503, 504)}, dependencies=[Depends(refuse_query), Depends(refuse_encoded)])
 async def invocations(request:Request) -> Response:
     "MLflow scoring protocol: `dataframe_split` or `dataframe_records`, plus `params`; or `text/csv` rows, as `mlflow models serve` takes them."
     state, body = request.app.state, await request.body()

@@ -179,7 +179,8 @@ def error_answers(*statuses:int) -> dict[int|str, dict[str, Any]]:
     "The error answers a route can give, for the OpenAPI: each an `ErrorBody`, with what it means."
     meaning = {400: "not a request: the body is not JSON/CSV, or not of the scoring protocol's shape",
                401: "no valid admin token", 409: "the new version was refused (hydration or its self-check): the old one serves on",
-               413: "over a limit: the body's bytes, or the rows or series one request may hold", 422: "a request that cannot be answered "
+               413: "over a limit: the body's bytes, or the rows or series one request may hold",
+               415: "a compressed body (Content-Encoding): send it uncompressed", 422: "a request that cannot be answered "
                "as it is: a column, a series, a value or a parameter, named", 503: "no model worker can take it now: try again",
                504: "the forecast ran past the server's deadline (serve.request_timeout_s) and was stopped"}
     return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}
