@@ -180,6 +180,13 @@ def test_a_request_of_150000_unknown_series_is_refused_at_once(server, trained, 
     finally:
         wide.stop()
     assert time.perf_counter() - started < 120
+    # typed, within the body limit: counted before the request is sent to a worker (it was unpickled there first; attack review)
+    typed = json.dumps({"series": [{"id": f"u{i}", "timestamps": ["2017-01-01 00:00:00"], "target": [1.0]} for i in range(110_000)],
+                        "horizon": 1}).encode()
+    assert len(typed) < 10_000_000
+    answer = httpx.post(f"{server.url}/predict", content=typed, headers={"Content-Type": "application/json"}, timeout=120)
+    assert answer.status_code == 413 and answer.json()["error"]["field"] == "series", answer.text[:500]
+    assert answer.json()["error"]["reason"] == "the request holds 110000 series; this server takes at most 100000 (serve.max_series)"
 
 
 @pytest.fixture(scope="module")

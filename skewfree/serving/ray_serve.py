@@ -130,7 +130,8 @@ class RayBackend:
     "The pipeline's CPU stages in this (FeatureEngineering) replica, on its own hydrated artifact; the model stage on ModelInference."
     def __init__(self, app_name:str, uri:str, store:str, limits:Limits|None=None, threads:int=2):
         mlflow.set_tracking_uri(store)
-        self.loaded = hydrate(uri, limits)
+        self.limits = limits or Limits()
+        self.loaded = hydrate(uri, self.limits)
         self.mi = serve.get_deployment_handle("ModelInference", app_name=app_name)
         self.window = SharedWindow(serve.get_deployment_handle("MonitorWindow", app_name=app_name))  # the app's monitor, shared
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="features")  # CPU stages off the event loop

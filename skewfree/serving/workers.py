@@ -37,6 +37,7 @@ OVERDUE_GRACE_S = 1.0  # a worker past a request's deadline by this much is stop
 
 class Backend(Protocol):
     "Where the pipeline runs."
+    limits: Limits  # what one request may hold: a typed request's series are counted before it is sent anywhere
     async def info(self) -> dict[str, Any]: ...
     async def invocations(self, body:bytes, deadline:Deadline|None=None) -> tuple[bytes, dict[str, float], dict[str, Any]]: ...  # answer, ms by stage, notes
     async def predict(self, request:PredictRequest, deadline:Deadline|None=None) -> tuple[PredictResponse, dict[str, float]]: ...
