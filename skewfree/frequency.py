@@ -196,7 +196,14 @@ def infer_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing wit
             same = [k for k in members if np.array_equal(times[indptr[k]:indptr[k + 1]], rep)]
             out[same] = pandas_freq(rep)
             for k in set(members.tolist()) - set(same): out[k] = pandas_freq(times[indptr[k]:indptr[k + 1]])
-    if allow_gaps and uneven.size: out[uneven] = np.where(pd.isna(out[uneven]), grids, out[uneven])
+    if allow_gaps and uneven.size:
+        # no grid holds it: a few rows off its most common step are typos, refused by their time on that step's grid; many are no
+        # frequency (the 15th of each month, 28 to 31 days apart, once took a '336h' grid and a refusal of its rows as off it)
+        rows = np.isin(series, uneven)
+        within = np.repeat(np.arange(len(uneven)), lengths[uneven])
+        off = np.bincount(within, weights=(t[rows] - first[uneven][within]) % np.maximum(modes[uneven], 1)[within] != 0, minlength=len(uneven))
+        typos = off <= np.maximum(1, lengths[uneven] // 100)
+        out[uneven] = np.where(pd.isna(out[uneven]) & typos, grids, out[uneven])
     return out
 
 # %% ../nbs/04_frequency.ipynb #0018
@@ -333,7 +340,9 @@ class Frequency:
         if (none := pd.isna(freqs)).any():
             k = int(np.argmax(none))
             said = gaps_said(panel, k) if self.gaps == "error" else None
-            raise InputError(self.time_col, said or "timestamps are not regular: no frequency can be inferred", str(panel.ids[k]))
+            raise InputError(self.time_col, said or "timestamps are not regular: no frequency can be inferred (a calendar pandas cannot name, "
+                             "such as the 15th of each month, is not taken; a zone's local midnights written as UTC times need data.timezone)",
+                             str(panel.ids[k]))
         for freq in pd.unique(freqs): clock_of(str(freq))  # refused now, by name, if no grid can be built on it
         return freqs
 
