@@ -199,10 +199,17 @@ class Skipping:
     most: int
     notes: list[dict[str, Any]] = field(default_factory=list)
     refused: set[str] = field(default_factory=set)
+    _index: pd.Index|None = field(default=None, repr=False)  # `refused` as an index, made when first asked for after a refusal
 
     def note(self, refusal:InputError) -> None:
         self.notes.append(refusal.to_dict()); self.refused.add(str(refusal.series))
+        self._index = None
         self.within_most()
+
+    def refused_index(self) -> pd.Index:
+        "The refused ids as an index, made again only when one more is refused (each chunk looks its rows up in it)."
+        if self._index is None: self._index = pd.Index(list(self.refused))
+        return self._index
 
     def within_most(self) -> None:
         "Nothing while at most `most` series are refused; past it, the stop of the run."
@@ -221,7 +228,7 @@ def leaving_out(step:Callable[[pd.DataFrame], pd.DataFrame], # a check or foreca
                ) -> pd.DataFrame|None:
     "`step(raw)`; skipping, without the series it refuses by name (each noted, the rest taken in halves) or refused before; None: none left."
     ids = None if skipping is None or id_col is None else raw[id_col].astype(str).to_numpy()
-    if ids is not None and skipping is not None and skipping.refused and (before := _among(ids, list(skipping.refused))).any():
+    if ids is not None and skipping is not None and skipping.refused and (before := _among(ids, skipping.refused_index())).any():
         raw, ids = raw[~before], ids[~before]  # refused in another chunk: its rows here are left out too
         if not len(raw): return None
     try: return step(raw)
@@ -237,9 +244,9 @@ def leaving_out(step:Callable[[pd.DataFrame], pd.DataFrame], # a check or foreca
         if any(p.attrs for p in parts): joined.attrs = {"repairs": {k: v for p in parts for k, v in p.attrs.get("repairs", {}).items()}}
         return joined
 
-def _among(ids:np.ndarray, wanted:Sequence[str]|np.ndarray) -> np.ndarray:
+def _among(ids:np.ndarray, wanted:Sequence[str]|np.ndarray|pd.Index) -> np.ndarray:
     "(rows,) bool: whether each id is one of `wanted` (distinct), by hash: numpy's `isin` sorts text, 100 ms a call on 100,000 rows."
-    return pd.Index(wanted).get_indexer(pd.Index(ids)) >= 0
+    return (wanted if isinstance(wanted, pd.Index) else pd.Index(wanted)).get_indexer(pd.Index(ids)) >= 0
 
 def typed_block(model:Any, raw:pd.DataFrame, skipping:Skipping|None=None) -> pd.DataFrame|None:
     "`raw` typed as a request is typed (`typed_rows`); skipping, without the series whose values do not convert."
