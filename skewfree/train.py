@@ -313,8 +313,8 @@ def _learnt_digest(positions:Positions, learnt:Sequence[tuple[int, int]]) -> str
 def _say_unscaled(unscaled:int, season:int, metric:str, mase:float, counted:str) -> None:
     "Warn of series left out of MASE for want of a scale (`evaluate.score`), what `metric` is then over, and the metric that counts them."
     if unscaled:
-        log.warning("skewfree: %d series have no MASE scale: their training rows never change over one season (%d steps), a constant series "
-                    "say, or hold no two values that far apart; %s is %s (metric %s)", unscaled, season, metric,
+        log.warning("skewfree: %d series have no MASE scale: their training rows hold no two values one season (%d steps) apart (fewer rows "
+                    "than a season, a day of minutes say) or never change over one (a constant series); %s is %s (metric %s)", unscaled, season, metric,
                     "NaN: no series has a scale" if np.isnan(mase) else "over the other series", counted)
 
 def thin_scoring(n_windows:float, series:int, horizon:int, test_rows:int, stride:int) -> str:
