@@ -201,3 +201,11 @@ def test_a_compressed_body_is_refused_by_its_encoding_not_read_as_text_it_is_not
         plain = httpx.post(f"{server.url}{route}", content=exact_json_body(history, 3), headers={"Content-Type": "application/json",
                                                                                                 "Content-Encoding": "identity"}, timeout=60)
         assert plain.status_code == 200, plain.text
+
+
+@pytest.mark.parametrize("route", ["/invocations", "/predict"])
+def test_a_body_that_is_not_json_is_a_400_on_both_routes(server, route):
+    # /predict answered 422 "JSON decode error", where /invocations and the OpenAPI's 400 ("not JSON") say 400 (serving review)
+    answer = httpx.post(f"{server.url}{route}", content=b'{"series": [', headers={"Content-Type": "application/json"}, timeout=60)
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and error["field"] == "body" and error["reason"].startswith("not valid JSON"), answer.text

@@ -274,11 +274,12 @@ class Watch:
 def _metrics(request:Request) -> Metrics: return request.app.state.metrics
 
 async def invalid(request:Request, exc:RequestValidationError) -> JSONResponse:
-    "A body the typed request refuses: 422, the field as a dotted path, and the series where the body names it."
+    "A body the typed request refuses: 422, the field as a dotted path, and the series where the body names it; 400 if it is not JSON."
     first = exc.errors()[0]
     _metrics(request).errors.labels("input").inc()
-    where = "body" if first["type"] == "json_invalid" else ".".join(str(p) for p in first["loc"][1:]) or "body"  # not a character offset
-    return _error(422, where, first["msg"], _series_at(exc.body, first["loc"]))
+    if first["type"] == "json_invalid":  # not a request at all, as /invocations and the OpenAPI's 400 say; its offset is no field
+        return _error(400, "body", f"not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
+    return _error(422, ".".join(str(p) for p in first["loc"][1:]) or "body", first["msg"], _series_at(exc.body, first["loc"]))
 
 async def http_error(request:Request, exc:StarletteHTTPException) -> JSONResponse:
     "Unknown route, wrong method, a body that is not text: the same error body as every other refusal."
