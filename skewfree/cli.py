@@ -98,7 +98,8 @@ def parser() -> argparse.ArgumentParser:
                          help="forecast rows: a .csv or .parquet file whose folder exists (ray: a folder for Parquet files)")
     predict.add_argument("--executor", choices=["local", "ray"], default="local",
                          help="local: this process, chunk by chunk; ray: Ray Data actors (executor.address=HOST:PORT joins a cluster)")
-    predict.add_argument("--chunk-rows", type=int, default=BATCH_ROWS, help=f"rows read and forecast at a time, about (default {BATCH_ROWS:,})")
+    predict.add_argument("--chunk-rows", type=int, default=BATCH_ROWS, help=f"rows read and forecast at a time, about (default {BATCH_ROWS:,}); "
+                         "a file whose series are not grouped is spread over rows/chunk-rows parts first, at a cost growing with their square")
     predict.add_argument("--quantiles", help="the bands to write, as levels: 0.1,0.9 (none: the point forecast only; default: every level the model serves)")
     predict.add_argument("--skip-refused", type=int, metavar="N",
                          help="forecast the other series where one is refused, and list each refused series with its reason in OUTPUT.refused.csv "
