@@ -27,7 +27,7 @@ from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 from .artifact import Columns
 from .core import InputError
 from .data import column_names, comma_separated, csv_reading, file_kind, plain_frame
-from .panel import first_other_offset, numbers_not_times, refuse_missing_columns, several_offsets, times_read
+from .panel import first_other_offset, numbers_not_times, offset_columns, refuse_missing_columns, times_read
 from .serving.codec import naive_times
 
 # %% auto #0
@@ -110,11 +110,12 @@ def _series_at(raw:pd.DataFrame, id_col:str|None, row:Any) -> str|None:
     "The series of row `row` (an index label), for an error; None without a row or an id column."
     return None if row is None or id_col not in raw.columns else str(raw.at[row, id_col])
 
-def _offsets_read(raw:pd.DataFrame, schema:Schema, id_col:str|None, zone:str|None) -> pd.DataFrame|None:
+def _offsets_read(raw:pd.DataFrame, schema:Schema, id_col:str|None, zone:str|None, field:str) -> pd.DataFrame|None:
     "Text times that all show a UTC offset, several in a column (a zone's daylight saving), read by the panel's parser in `zone`; None: none such."
-    mixed = [str(spec.name) for spec in schema.inputs if spec.type == DataType.datetime and spec.name in raw.columns and several_offsets(raw[spec.name])]
-    try: return times_read(raw, mixed, id_col, zone) if mixed else None
-    except InputError: return None  # a series that mixes offsets itself (without the zone), a time that does not parse: named below
+    if not (mixed := offset_columns(raw, [str(spec.name) for spec in schema.inputs if spec.type == DataType.datetime])): return None
+    try: return times_read(raw, mixed, id_col, zone)
+    except InputError as e:  # its words, as a served request's: a series in two offsets without the zone, a time that does not parse
+        raise InputError(f"{field}: column {e.field}", e.reason, e.series, e.row) from None
 
 def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
                *, timezone:str|None, # the model's zone (`Columns.timezone`): zone-aware times are read in it, as a served request's are
@@ -128,7 +129,7 @@ def typed_rows(raw:pd.DataFrame, schema:Schema, id_col:str|None, field:str,
     try: return naive_times(cast_df_types_according_to_schema(raw, schema), schema, timezone)
     except MlflowException:
         # pandas' cast takes one offset only: times in several (a zone's summer and winter) are read as a request's and training's are
-        if (read := _offsets_read(raw, schema, id_col, timezone)) is not None:
+        if (read := _offsets_read(raw, schema, id_col, timezone, field)) is not None:
             try: return cast_df_types_according_to_schema(read, schema)
             except MlflowException: pass  # another column's value: found below
         for spec in schema.inputs:  # the cast's message names the column only in prose: find it, and its first bad row

@@ -515,7 +515,9 @@ def calibrate(forecaster:Forecaster, # fitted on rows before `held_out`
         if not (over := table["_over_budget"].to_numpy()).any(): forecaster.intervals = measured(table)
         else:  # bands for the answers serving gives: from the windows it would answer, where they are enough to measure them
             budget = forecaster.preprocessor.repair_budget
-            if over.all():  # a model that would refuse every request like its data's (a closing day each week): not one to ship
+            # training a model that would refuse every request like its data's (a closing day each week): not one to ship. A
+            # recalibration measures the model it has, on every window, and says so
+            if over.all() and latest is None:
                 raise InputError("data.repair_budget", f"every one of the {len(over) // steps} calibration windows holds more repaired values "
                                  f"in its look-back than serving allows (max_share {budget.max_share:g}, max_run {budget.max_run}, at_end "
                                  f"{budget.at_end}), so serving would refuse every request like them: give a row for every step (a closed "

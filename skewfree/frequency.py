@@ -198,11 +198,12 @@ def infer_frequencies(times:np.ndarray, # (rows,) datetime64[ns], increasing wit
             for k in set(members.tolist()) - set(same): out[k] = pandas_freq(times[indptr[k]:indptr[k + 1]])
     if allow_gaps and uneven.size:
         # no grid holds it: a few rows off its most common step are typos, refused by their time on that step's grid; many are no
-        # frequency (the 15th of each month, 28 to 31 days apart, once took a '336h' grid and a refusal of its rows as off it)
+        # frequency (the 15th of each month, 28 to 31 days apart, once took a '744h' grid and a refusal of its rows as off it;
+        # local midnights written in UTC are off by an hour half the year)
         rows = np.isin(series, uneven)
         within = np.repeat(np.arange(len(uneven)), lengths[uneven])
         off = np.bincount(within, weights=(t[rows] - first[uneven][within]) % np.maximum(modes[uneven], 1)[within] != 0, minlength=len(uneven))
-        typos = off <= np.maximum(1, lengths[uneven] // 100)
+        typos = off <= np.maximum(1, lengths[uneven] // 10)
         out[uneven] = np.where(pd.isna(out[uneven]) & typos, grids, out[uneven])
     return out
 

@@ -17,7 +17,7 @@ from .core import InputError
 # %% auto #0
 __all__ = ['SINGLE_SERIES', 'SINGLE_SERIES_COLUMN', 'Panel', 'lengths_to_indptr', 'segment_rows', 'Rows', 'series_codes',
            'naive_in', 'numbers_not_times', 'parse_times', 'written_offsets', 'first_other_offset', 'several_offsets',
-           'times_read', 'parse_numbers', 'refuse_missing_columns', 'parse_panel']
+           'offset_columns', 'times_read', 'parse_numbers', 'refuse_missing_columns', 'parse_panel']
 
 # %% ../nbs/03_panel.ipynb #0005
 SINGLE_SERIES = "series"  # the id given to the one series of a frame without an id column
@@ -141,7 +141,9 @@ def parse_times(column:pd.Series, # raw timestamps: datetimes, or ISO 8601 text
         raise rows.error(given, name, lambda at: numbers_not_times(values.iloc[at]))
     if not pd.api.types.is_datetime64_any_dtype(values):
         try: parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
-        except (ValueError, TypeError): parsed = _one_offset_per_series(values, name, rows, zone)
+        except (ValueError, TypeError):
+            if (missing := values.isna().to_numpy()).any(): raise rows.error(missing, name, "missing timestamp")  # no offset of its own
+            parsed = _one_offset_per_series(values, name, rows, zone)
         if (bad := parsed.isna().to_numpy() & values.notna().to_numpy()).any():
             raise rows.error(bad, name, lambda at: f"timestamp {values.iloc[at]!r} does not parse")
         values = parsed
@@ -187,6 +189,10 @@ def several_offsets(values:pd.Series) -> bool:
     if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values): return False
     written = written_offsets(values.dropna())
     return bool(len(written)) and not (written == "").any() and written.nunique() > 1
+
+def offset_columns(frame:pd.DataFrame, names:Sequence[str]) -> list[str]:
+    "Those of the time columns `names` in `frame` whose text times are written in several UTC offsets (`several_offsets`)."
+    return [str(n) for n in names if n in frame.columns and several_offsets(frame[n])]
 
 def times_read(frame:pd.DataFrame, names:Sequence[str], id_col:str|None, zone:str|None=None) -> pd.DataFrame:
     "`frame` with its time columns `names` read by the panel's parser, as training read them: naive, in `zone`."

@@ -278,7 +278,9 @@ async def invalid(request:Request, exc:RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
     _metrics(request).errors.labels("input").inc()
     if first["type"] == "json_invalid":  # not a request at all, as /invocations and the OpenAPI's 400 say; its offset is no field
-        return _error(400, "body", f"not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}")
+        if (encoded := compressed(request)) is not None: return _error(encoded.status_code, None, str(encoded.detail))
+        at = f" (char {first['loc'][1]})" if len(first["loc"]) > 1 else ""
+        return _error(400, "body", f"not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}{at}")
     return _error(422, ".".join(str(p) for p in first["loc"][1:]) or "body", first["msg"], _series_at(exc.body, first["loc"]))
 
 async def http_error(request:Request, exc:StarletteHTTPException) -> JSONResponse:
@@ -368,7 +370,7 @@ def refuse_query(request:Request) -> None:
 
 def compressed(request:Request) -> StarletteHTTPException|None:
     "The refusal of a compressed body (`Content-Encoding: gzip`), which is not read as the text it is not (\"UTF-16 text\", say); None if plain."
-    if (encoding := request.headers.get("content-encoding", "identity").strip().lower()) == "identity": return None
+    if (encoding := request.headers.get("content-encoding", "").strip().lower()) in ("", "identity"): return None
     return StarletteHTTPException(415, f"Content-Encoding {encoding!r} is not taken: send the body uncompressed")
 
 def refuse_encoded(request:Request) -> None:

@@ -21,7 +21,7 @@ from mlflow.types import ColSpec, DataType, Schema
 
 from ..core import InputError, first_line, shown
 from ..data import comma_separated, csv_reading
-from ..panel import naive_in, several_offsets, times_read
+from ..panel import naive_in, offset_columns, times_read
 from .contract import BadRequest
 
 # %% auto #0
@@ -209,8 +209,9 @@ def _number(value:Any) -> bool: return type(value) in (int, float)  # JSON numbe
 def _whole_in(value:Any, bits:int) -> bool:
     "A JSON whole number (or a bare NaN) that a signed integer of `bits` bits holds: beyond it, MLflow's cast would wrap it round to another id."
     if type(value) is int: return -2**(bits - 1) <= value < 2**(bits - 1)
-    # a float is whole exactly up to 2**53 only; past 64 bits orjson reads an integer as a float, rounded (-2**63 - 1 to -2**63)
-    return type(value) is float and (math.isnan(value) or (value.is_integer() and abs(value) <= min(2**53, 2**(bits - 1) - 1)))
+    # past 64 bits orjson reads an integer as a float, rounded: -2**63 - 1 lands on -2**63, a float no id is sent as
+    lowest = -2**(bits - 1) + (bits == 64)
+    return type(value) is float and (math.isnan(value) or (value.is_integer() and lowest <= value < 2**(bits - 1)))
 def _long(value:Any) -> bool: return _whole_in(value, 64)
 def _int32(value:Any) -> bool: return _whole_in(value, 32)
 def _text(value:Any) -> bool: return type(value) is str or (type(value) is float and math.isnan(value))  # a bare NaN: missing text
@@ -265,7 +266,8 @@ def _columns_of(key:str, table:Any, required:list[str], signed:set[str]) -> dict
         if (twice := _first_repeated(names)) is not None:  # MLflow's frame would hold two columns of that name, and its check fail on them
             raise BadRequest(twice, f"named twice in {key}.columns: only one of the two columns would be read")
         return {n: [r[i] for r in rows] for i, n in enumerate(names) if n in signed}
-    if isinstance(table, dict) and key in (INSTANCES, INPUTS) and any(isinstance(v, list) for v in table.values()): return _columnar(table, signed)
+    if isinstance(table, dict) and key in (INSTANCES, INPUTS) and any(isinstance(v, list) for n, v in table.items() if str(n) in signed):
+        return _columnar(table, signed)
     if not (isinstance(table, list) and table): return None
     if bad := [i for i, r in enumerate(table) if not isinstance(r, dict)]:  # records (or `instances`/`inputs` as a list of them)
         raise BadRequest(f"{key}.{bad[0]}", f"a record is an object of column → value; got {_shown(table[bad[0]])}", None, bad[0])
@@ -414,7 +416,7 @@ def parsed_by_mlflow(request:dict[str, Any], schema:Schema, id_col:str|None=None
         times = [str(c.name) for c in schema.inputs if c.type == DataType.datetime]
         try: text = read(times)
         except MlflowException: raise refused from None  # not for its times: MLflow's reason stands
-        if not (mixed := [n for n in times if n in text.columns and several_offsets(text[n])]): raise refused from None
+        if not (mixed := offset_columns(text, times)): raise refused from None
         return times_read(text if mixed == times else read(mixed), mixed, id_col, timezone)  # any other time column as MLflow casts it
 
 def as_frame(parsed:Any, schema:Schema) -> pd.DataFrame:
@@ -431,8 +433,8 @@ class Parsed(NamedTuple):
 
 def naive_times(frame:pd.DataFrame, schema:Schema, timezone:str|None=None) -> pd.DataFrame:
     "`frame` with zone-aware times (`…Z`, `…+02:00`, one offset throughout) in the model's zone, naive, as its signature reads times."
-    # MLflow's schema check refuses zone-aware times although their instants are well defined; times that mix offsets
-    # are refused by MLflow's parser already (naming the column), before this
+    # MLflow's schema check refuses zone-aware times although their instants are well defined; times in several offsets
+    # are read before this, by the panel's parser (`parsed_by_mlflow`)
     aware = [c.name for c in schema.inputs if c.type == DataType.datetime and c.name in frame.columns
              and isinstance(frame[c.name].dtype, pd.DatetimeTZDtype)]
     if not aware: return frame
