@@ -78,7 +78,9 @@ def test_what_the_fuzzer_found_is_refused_with_a_4xx(srv, body):
 
 class Refusing:
     "A backend that fails as a server's can, where no fuzzed request leads: its reload refused, and each forecast with `error`."
-    def __init__(self, error: Exception): self.error = error
+    def __init__(self, error: Exception):
+        from skewfree.serving.contract import Limits
+        self.error, self.limits = error, Limits()  # what one request may hold: the typed route counts its series first
     async def info(self): return {"key": "1:0123456789abcdef", "model_version": "1", "input_schema": []}
     async def reload(self): raise RuntimeError("the new version failed its self-check")
     async def invocations(self, body, deadline=None): raise self.error
