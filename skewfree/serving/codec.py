@@ -22,7 +22,7 @@ from mlflow.types import ColSpec, DataType, Schema
 from ..core import InputError, first_line, shown
 from ..data import comma_separated, csv_reading
 from ..panel import naive_in, offset_columns, times_read
-from .contract import BadRequest
+from .contract import BadRequest, iso_times
 
 # %% auto #0
 __all__ = ['INVOCATION_BODY', 'NOT_UNICODE', 'predictions_json', 'request_body', 'split_by_columns', 'refuse_duplicate_keys',
@@ -58,12 +58,8 @@ def predictions_json(forecast:pd.DataFrame, repairs:dict[str, dict[str, int]]|No
     return orjson.dumps(answer, default=_iso, option=orjson.OPT_SERIALIZE_NUMPY)
 
 def _json_values(column:pd.Series) -> list:
-    "A column's values for the answer: naive whole-second times as datetimes (orjson writes them as `Timestamp.isoformat` does)."
-    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "M":
-        times = column.to_numpy()
-        seconds = times.astype("datetime64[s]")
-        if (seconds == times).all(): return seconds.tolist()  # no Timestamps made; NaT fails the test
-    return column.tolist()
+    "A column's values for the answer: times as text, as the typed answer writes them (`iso_times`), the rest as they are."
+    return iso_times(column) if pd.api.types.is_datetime64_any_dtype(column) else column.tolist()
 
 # %% ../../nbs/21_serving_codec.ipynb #0011
 def request_body(frame:pd.DataFrame, params:dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from ..panel import SINGLE_SERIES_COLUMN
 # %% auto #0
 __all__ = ['BadRequest', 'OverLimit', 'Unavailable', 'DeadlineExceeded', 'Deadline', 'checkpoint', 'within', 'request_timeout',
            'Limits', 'SeriesIn', 'PredictRequest', 'SeriesOut', 'PredictResponse', 'ErrorDetail', 'ErrorBody',
-           'error_answers', 'to_frame', 'typed_keys', 'typed_error', 'from_frame', 'typed_request']
+           'error_answers', 'to_frame', 'typed_keys', 'typed_error', 'iso_times', 'from_frame', 'typed_request']
 
 # %% ../../nbs/20_serving_contract.ipynb #0006
 class BadRequest(InputError):
@@ -246,8 +246,8 @@ def typed_error(e:InputError, request:PredictRequest, columns:Columns) -> InputE
     row = int(e.row) - start if isinstance(e.row, int | np.integer) and not isinstance(e.row, bool) else e.row
     return InputError(f"series.{i}.{roles[e.field]}" if e.field in roles else e.field, e.reason, request.series[i].id, row)
 
-def _iso_times(times:pd.Series) -> list[str]:
-    "Each time as `Timestamp.isoformat` writes it; whole seconds (every grid but a sub-second one) written by numpy at once."
+def iso_times(times:pd.Series) -> list[str]:
+    "Each time as `Timestamp.isoformat` writes it, as every answer writes times; whole seconds (every grid but a sub-second one) by numpy at once."
     values = times.to_numpy()
     if values.dtype.kind == "M" and (values.astype("datetime64[s]") == values).all():
         return np.datetime_as_string(values, unit="s").tolist()
@@ -266,7 +266,7 @@ def from_frame(forecast:pd.DataFrame, id_col:str|None, time_col:str, ids:list[st
     # the quantile columns: all but the id (the preprocessor's `SINGLE_SERIES_COLUMN` for a model of one series), time, point
     bands = [c for c in forecast.columns if c not in (id_col or SINGLE_SERIES_COLUMN, time_col, "forecast")]
     ordered = forecast.iloc[order]
-    times, lists = _iso_times(ordered[time_col]), {c: ordered[c].tolist() for c in ["forecast", *bands]}
+    times, lists = iso_times(ordered[time_col]), {c: ordered[c].tolist() for c in ["forecast", *bands]}
     # built as validated: text and the floats of the artifact's own answer
     return [SeriesOut.model_construct(id=sid, timestamps=times[a:b], forecast=lists["forecast"][a:b], quantiles={c: lists[c][a:b] for c in bands})
             for sid in ids for a, b in [spans[sid]]]
